@@ -1,0 +1,57 @@
+//! The activity log: `logs/activity.jsonl`, one JSON line per tool call. Operators read it with
+//! `exai logs` and `exai stats`; it never holds arguments or secrets, only what happened.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::logging::{RotatingFile, SharedFile};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivityRecord {
+    /// RFC 3339 time the call finished.
+    pub time: String,
+    pub tool: String,
+    /// MCP session (HTTP) or `stdio`.
+    pub session: String,
+    pub request_id: String,
+    pub duration_ms: f64,
+    /// `ok`, `error`, `timeout` or `cancelled`.
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_in: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_out: Option<u64>,
+}
+
+/// Appends records; cheap to clone and share between sessions.
+#[derive(Debug, Clone)]
+pub struct ActivityLog {
+    file: SharedFile,
+}
+
+impl ActivityLog {
+    pub fn open(path: &Path, max_bytes: u64, keep: u32) -> std::io::Result<Self> {
+        Ok(Self {
+            file: SharedFile::new(RotatingFile::open(path, max_bytes, keep)?),
+        })
+    }
+
+    pub fn record(&self, record: &ActivityRecord) {
+        match serde_json::to_vec(record) {
+            Ok(mut line) => {
+                line.push(b'\n');
+                if let Err(e) = self.file.append(&line) {
+                    tracing::warn!("cannot write activity record: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("cannot encode activity record: {e}"),
+        }
+    }
+}

@@ -1,0 +1,879 @@
+//! Configuration, one source of truth: compiled defaults → `exai.toml` → `.env` in the working
+//! directory → process environment. Every value remembers where it came from, so an error can
+//! name the key, the source and what is allowed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Value;
+
+use crate::error::ConfigError;
+use crate::paths;
+use crate::settings::{self, NON_SETTING_ENV, SETTINGS, Setting};
+use crate::timeouts::TimeoutHierarchy;
+
+/// A secret string. Its `Debug` and `Display` never show the value.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The value, for the one place that sends it (an HTTP header, a comparison).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_set(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_set() {
+            "<redacted>"
+        } else {
+            "<unset>"
+        })
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub auth_token: Secret,
+    pub allowed_origins: Vec<String>,
+    pub allowed_hosts: Vec<String>,
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShimConfig {
+    pub url: String,
+    pub autostart: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutConfig {
+    pub workflow_tool_secs: f64,
+    pub simple_tool_secs: f64,
+    pub expert_analysis_secs: f64,
+    pub model_multipliers: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    pub level: String,
+    pub file_max_mb: u64,
+    pub file_count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolsConfig {
+    pub disabled: Vec<String>,
+    pub disabled_families: Vec<String>,
+    pub diagnostics: bool,
+    pub max_output_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersConfig {
+    pub default_model: String,
+    pub kimi_api_key: Secret,
+    pub kimi_api_url: String,
+    pub glm_api_key: Secret,
+    pub glm_api_url: String,
+    pub openai_api_key: Secret,
+}
+
+/// The whole configuration. Field names mirror the keys in [`SETTINGS`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub shim: ShimConfig,
+    pub timeouts: TimeoutConfig,
+    pub logging: LoggingConfig,
+    pub tools: ToolsConfig,
+    pub providers: ProvidersConfig,
+}
+
+/// The tool families that can be switched off as a whole.
+pub const FAMILIES: &[&str] = &["ai", "kb", "ops"];
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig {
+                listen: "127.0.0.1:8079".into(),
+                auth_token: Secret::default(),
+                allowed_origins: vec![],
+                allowed_hosts: vec![],
+                max_body_bytes: 4 * 1024 * 1024,
+            },
+            shim: ShimConfig {
+                url: "http://127.0.0.1:8079/mcp".into(),
+                autostart: true,
+            },
+            timeouts: TimeoutConfig {
+                workflow_tool_secs: 46.0,
+                simple_tool_secs: 30.0,
+                expert_analysis_secs: 40.0,
+                model_multipliers: BTreeMap::new(),
+            },
+            logging: LoggingConfig {
+                level: "info".into(),
+                file_max_mb: 20,
+                file_count: 5,
+            },
+            tools: ToolsConfig {
+                disabled: vec![],
+                disabled_families: vec![],
+                diagnostics: false,
+                max_output_tokens: 25_000,
+            },
+            providers: ProvidersConfig {
+                default_model: "auto".into(),
+                kimi_api_key: Secret::default(),
+                kimi_api_url: "https://api.moonshot.ai/v1".into(),
+                glm_api_key: Secret::default(),
+                glm_api_url: "https://api.z.ai/api/paas/v4".into(),
+                openai_api_key: Secret::default(),
+            },
+        }
+    }
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    DotEnv { path: PathBuf, var: String },
+    Env(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::DotEnv { path, var } => write!(f, "{var} in {}", path.display()),
+            Source::Env(var) => write!(f, "environment variable {var}"),
+        }
+    }
+}
+
+/// Where to look for configuration. Tests build one by hand; the binary uses [`Inputs::from_process`].
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// Explicit `--config` path; must exist when given.
+    pub config_file: Option<PathBuf>,
+    /// The `.env` file to read, if it exists.
+    pub dotenv: Option<PathBuf>,
+    /// Environment variables (name, value).
+    pub env: Vec<(String, String)>,
+}
+
+impl Inputs {
+    /// The process environment, `.env` in the working directory, and `--config` if given.
+    pub fn from_process(config_file: Option<PathBuf>) -> Self {
+        Self {
+            config_file,
+            dotenv: std::env::current_dir().ok().map(|d| d.join(".env")),
+            env: std::env::vars().collect(),
+        }
+    }
+
+    fn var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A validated configuration with the provenance of each key.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub sources: BTreeMap<&'static str, Source>,
+    pub data_dir: PathBuf,
+    /// The configuration file that was read, if any.
+    pub file: Option<PathBuf>,
+    pub timeouts: TimeoutHierarchy,
+}
+
+impl Loaded {
+    pub fn source(&self, key: &str) -> Source {
+        self.sources.get(key).cloned().unwrap_or(Source::Default)
+    }
+
+    /// Every key with its value as shown to people (secrets redacted) and its source.
+    pub fn rows(&self) -> Vec<(&'static str, String, Source)> {
+        let tree = to_tree(&self.config);
+        SETTINGS
+            .iter()
+            .map(|s| {
+                let shown = match lookup(&tree, s.key) {
+                    Some(Value::String(v)) if s.secret => if v.is_empty() {
+                        "<unset>"
+                    } else {
+                        "<redacted>"
+                    }
+                    .to_string(),
+                    Some(v) => render(v),
+                    None => String::new(),
+                };
+                (s.key, shown, self.source(s.key))
+            })
+            .collect()
+    }
+}
+
+/// Load and validate the configuration.
+pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
+    let data_dir = paths::data_dir(
+        inputs.var("EXAI_HOME"),
+        inputs.var("XDG_DATA_HOME"),
+        inputs.var("HOME"),
+    )
+    .ok_or_else(|| ConfigError::NoDataDir)?;
+
+    let mut tree = to_tree(&Config::default());
+    let mut sources: BTreeMap<&'static str, Source> = BTreeMap::new();
+
+    let file = match (&inputs.config_file, inputs.var("EXAI_CONFIG")) {
+        (Some(p), _) => Some((p.clone(), true)),
+        (None, Some(p)) => Some((PathBuf::from(p), true)),
+        (None, None) => Some((data_dir.join("exai.toml"), false)),
+    };
+    let mut file_read = None;
+    if let Some((path, required)) = file {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                apply_file(&mut tree, &mut sources, &path, &text)?;
+                file_read = Some(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {}
+            Err(e) => {
+                return Err(ConfigError::Read {
+                    path,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+
+    if let Some(path) = &inputs.dotenv {
+        if path.is_file() {
+            let iter = dotenvy::from_path_iter(path).map_err(|e| ConfigError::Read {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            for item in iter {
+                let (name, value) = item.map_err(|e| ConfigError::Read {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                let source = Source::DotEnv {
+                    path: path.clone(),
+                    var: name.clone(),
+                };
+                apply_env_var(&mut tree, &mut sources, &name, &value, source)?;
+            }
+        }
+    }
+
+    // Aliases are listed in priority order, so the canonical name is applied last and wins.
+    for setting in SETTINGS {
+        for name in setting.env_names().iter().rev() {
+            if let Some(value) = inputs.var(name) {
+                apply_setting(
+                    &mut tree,
+                    &mut sources,
+                    setting,
+                    value,
+                    Source::Env(name.clone()),
+                )?;
+            }
+        }
+    }
+    for (name, _) in &inputs.env {
+        if name.starts_with("EXAI_") && settings::by_env(name).is_none() {
+            check_known_env(name, &Source::Env(name.clone()))?;
+        }
+    }
+
+    let config: Config = tree
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Invalid {
+            key: "(configuration)".into(),
+            value: String::new(),
+            origin: Source::Default,
+            allowed: e.to_string(),
+        })?;
+    let loaded_sources = sources.clone();
+    validate(&config, &|key| {
+        loaded_sources.get(key).cloned().unwrap_or(Source::Default)
+    })?;
+    let timeouts = TimeoutHierarchy::derive(&config.timeouts).map_err(|e| {
+        e.into_config_error(&|key| sources.get(key).cloned().unwrap_or(Source::Default))
+    })?;
+
+    Ok(Loaded {
+        config,
+        sources,
+        data_dir,
+        file: file_read,
+        timeouts,
+    })
+}
+
+fn to_tree(config: &Config) -> Value {
+    // Serialising a plain struct of strings, numbers, lists and maps cannot fail.
+    Value::try_from(config).unwrap_or(Value::Table(Default::default()))
+}
+
+fn lookup<'a>(tree: &'a Value, key: &str) -> Option<&'a Value> {
+    key.split('.').try_fold(tree, |node, part| node.get(part))
+}
+
+fn lookup_mut<'a>(tree: &'a mut Value, key: &str) -> Option<&'a mut Value> {
+    key.split('.')
+        .try_fold(tree, |node, part| node.get_mut(part))
+}
+
+fn render(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(render).collect::<Vec<_>>().join(","),
+        Value::Table(t) => t
+            .iter()
+            .map(|(k, v)| format!("{k}={}", render(v)))
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    }
+}
+
+fn apply_file(
+    tree: &mut Value,
+    sources: &mut BTreeMap<&'static str, Source>,
+    path: &Path,
+    text: &str,
+) -> Result<(), ConfigError> {
+    let parsed: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let mut leaves = Vec::new();
+    flatten(&Value::Table(parsed), String::new(), &mut leaves);
+    for (key, value) in leaves {
+        let setting = settings::find(&key).ok_or_else(|| ConfigError::UnknownKey {
+            key: key.clone(),
+            origin: Source::File(path.to_path_buf()),
+            hint: settings::closest(&key, SETTINGS.iter().map(|s| s.key)).map(str::to_string),
+        })?;
+        let source = Source::File(path.to_path_buf());
+        let current = lookup(tree, setting.key)
+            .cloned()
+            .unwrap_or(Value::Boolean(false));
+        let text = render(&value);
+        let value = coerce(value, &current).map_err(|allowed| ConfigError::Invalid {
+            key: setting.key.into(),
+            value: shown(setting, &text),
+            origin: source.clone(),
+            allowed,
+        })?;
+        set(tree, setting.key, value);
+        sources.insert(setting.key, source);
+    }
+    Ok(())
+}
+
+/// Leaves of a parsed file: a table is a leaf when it is a map-valued setting.
+fn flatten(value: &Value, prefix: String, out: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Table(t) if settings::find(&prefix).is_none() => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(v, key, out);
+            }
+        }
+        other => out.push((prefix, other.clone())),
+    }
+}
+
+fn set(tree: &mut Value, key: &str, value: Value) {
+    if let Some(slot) = lookup_mut(tree, key) {
+        *slot = value;
+    }
+}
+
+/// A file value converted to the type of the default it replaces, or what is allowed.
+fn coerce(value: Value, like: &Value) -> Result<Value, String> {
+    match (like, value) {
+        (Value::Float(_), Value::Integer(i)) => Ok(Value::Float(i as f64)),
+        (Value::Float(_), v @ Value::Float(_)) => Ok(v),
+        (Value::Integer(_), v @ Value::Integer(_)) => Ok(v),
+        (Value::Boolean(_), v @ Value::Boolean(_)) => Ok(v),
+        (Value::String(_), v @ Value::String(_)) => Ok(v),
+        (Value::Array(_), Value::Array(items)) if items.iter().all(Value::is_str) => {
+            Ok(Value::Array(items))
+        }
+        (Value::Table(_), Value::Table(t))
+            if t.values().all(|v| v.is_float() || v.is_integer()) =>
+        {
+            Ok(Value::Table(
+                t.into_iter()
+                    .map(|(k, v)| {
+                        (
+                            k,
+                            Value::Float(
+                                v.as_float()
+                                    .or(v.as_integer().map(|i| i as f64))
+                                    .unwrap_or(0.0),
+                            ),
+                        )
+                    })
+                    .collect(),
+            ))
+        }
+        (like, _) => Err(type_name(like).to_string()),
+    }
+}
+
+fn type_name(like: &Value) -> &'static str {
+    match like {
+        Value::Float(_) => "a number",
+        Value::Integer(_) => "a whole number",
+        Value::Boolean(_) => "true or false",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list of strings",
+        Value::Table(_) => "a table of names to numbers",
+        Value::Datetime(_) => "a date",
+    }
+}
+
+/// Parse an environment string as the type of the default it replaces.
+fn parse_env(text: &str, like: &Value) -> Result<Value, String> {
+    let text_trim = text.trim();
+    match like {
+        Value::Float(_) => text_trim
+            .parse::<f64>()
+            .map(Value::Float)
+            .map_err(|_| "a number".into()),
+        Value::Integer(_) => text_trim
+            .parse::<i64>()
+            .map(Value::Integer)
+            .map_err(|_| "a whole number".into()),
+        Value::Boolean(_) => match text_trim.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(Value::Boolean(true)),
+            "0" | "false" | "no" | "off" => Ok(Value::Boolean(false)),
+            _ => Err("true/false, 1/0, yes/no or on/off".into()),
+        },
+        Value::String(_) => Ok(Value::String(text.to_string())),
+        Value::Array(_) => Ok(Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()))
+                .collect(),
+        )),
+        Value::Table(_) => {
+            let mut table = toml::Table::new();
+            for pair in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let (name, number) = pair
+                    .split_once('=')
+                    .ok_or_else(|| String::from("comma-separated name=number pairs"))?;
+                let number: f64 = number
+                    .trim()
+                    .parse()
+                    .map_err(|_| String::from("comma-separated name=number pairs"))?;
+                table.insert(name.trim().to_string(), Value::Float(number));
+            }
+            Ok(Value::Table(table))
+        }
+        Value::Datetime(_) => Err("a date".into()),
+    }
+}
+
+fn apply_env_var(
+    tree: &mut Value,
+    sources: &mut BTreeMap<&'static str, Source>,
+    name: &str,
+    value: &str,
+    source: Source,
+) -> Result<(), ConfigError> {
+    match settings::by_env(name) {
+        Some(setting) => apply_setting(tree, sources, setting, value, source),
+        // A shared `.env` may hold other programs' variables; only our prefix must be known.
+        None if name.starts_with("EXAI_") => check_known_env(name, &source),
+        None => Ok(()),
+    }
+}
+
+fn check_known_env(name: &str, source: &Source) -> Result<(), ConfigError> {
+    if NON_SETTING_ENV.iter().any(|(n, _)| *n == name) {
+        return Ok(());
+    }
+    let names: Vec<String> = SETTINGS
+        .iter()
+        .map(Setting::env_name)
+        .chain(NON_SETTING_ENV.iter().map(|(n, _)| n.to_string()))
+        .collect();
+    Err(ConfigError::UnknownKey {
+        key: name.to_string(),
+        origin: source.clone(),
+        hint: settings::closest(name, names.iter().map(String::as_str)).map(str::to_string),
+    })
+}
+
+fn apply_setting(
+    tree: &mut Value,
+    sources: &mut BTreeMap<&'static str, Source>,
+    setting: &'static Setting,
+    text: &str,
+    source: Source,
+) -> Result<(), ConfigError> {
+    let like = lookup(tree, setting.key)
+        .cloned()
+        .unwrap_or(Value::String(String::new()));
+    let mut value = parse_env(text, &like).map_err(|allowed| ConfigError::Invalid {
+        key: setting.key.into(),
+        value: shown(setting, text),
+        origin: source.clone(),
+        allowed,
+    })?;
+    if setting.key == "logging.level" {
+        if let Value::String(s) = &mut value {
+            *s = s.trim().to_string();
+        }
+    }
+    set(tree, setting.key, value);
+    sources.insert(setting.key, source);
+    Ok(())
+}
+
+fn shown(setting: &Setting, text: &str) -> String {
+    if setting.secret {
+        "<redacted>".into()
+    } else {
+        text.to_string()
+    }
+}
+
+/// Range and format checks that types alone cannot express.
+fn validate(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), ConfigError> {
+    let invalid = |key: &str, value: String, allowed: String| ConfigError::Invalid {
+        key: key.to_string(),
+        value,
+        origin: source(key),
+        allowed,
+    };
+    let listen = &config.server.listen;
+    if listen.parse::<std::net::SocketAddr>().is_err() {
+        return Err(invalid(
+            "server.listen",
+            listen.clone(),
+            "an IP address and port such as 127.0.0.1:8079 or [::1]:8079".into(),
+        ));
+    }
+    for origin in &config.server.allowed_origins {
+        if origin != "null" && !origin.contains("://") {
+            return Err(invalid(
+                "server.allowed_origins",
+                origin.clone(),
+                "origins with a scheme, e.g. https://app.example.com:443 or http://localhost:*"
+                    .into(),
+            ));
+        }
+    }
+    if !(1024..=1024 * 1024 * 1024).contains(&config.server.max_body_bytes) {
+        return Err(invalid(
+            "server.max_body_bytes",
+            config.server.max_body_bytes.to_string(),
+            "1024 to 1073741824 bytes".into(),
+        ));
+    }
+    let url = &config.shim.url;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(invalid(
+            "shim.url",
+            url.clone(),
+            "an http:// or https:// URL such as http://127.0.0.1:8079/mcp".into(),
+        ));
+    }
+    if tracing_subscriber::EnvFilter::try_new(&config.logging.level).is_err() {
+        return Err(invalid(
+            "logging.level",
+            config.logging.level.clone(),
+            "error, warn, info, debug, trace or a tracing directive like exai=debug".into(),
+        ));
+    }
+    if !(1..=10_240).contains(&config.logging.file_max_mb) {
+        return Err(invalid(
+            "logging.file_max_mb",
+            config.logging.file_max_mb.to_string(),
+            "1 to 10240".into(),
+        ));
+    }
+    if !(1..=100).contains(&config.logging.file_count) {
+        return Err(invalid(
+            "logging.file_count",
+            config.logging.file_count.to_string(),
+            "1 to 100".into(),
+        ));
+    }
+    for family in &config.tools.disabled_families {
+        if !FAMILIES.contains(&family.as_str()) {
+            return Err(invalid(
+                "tools.disabled_families",
+                family.clone(),
+                format!("any of {}", FAMILIES.join(", ")),
+            ));
+        }
+    }
+    if !(1_000..=1_000_000).contains(&config.tools.max_output_tokens) {
+        return Err(invalid(
+            "tools.max_output_tokens",
+            config.tools.max_output_tokens.to_string(),
+            "1000 to 1000000".into(),
+        ));
+    }
+    for key in ["providers.kimi_api_url", "providers.glm_api_url"] {
+        let url = if key == "providers.kimi_api_url" {
+            &config.providers.kimi_api_url
+        } else {
+            &config.providers.glm_api_url
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(
+                key,
+                url.clone(),
+                "an http:// or https:// URL".into(),
+            ));
+        }
+    }
+    let ip_is_loopback = listen
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or(false);
+    if !ip_is_loopback && !config.server.auth_token.is_set() {
+        return Err(invalid(
+            "server.listen",
+            listen.clone(),
+            "a loopback address (127.0.0.1, ::1) unless EXAI_AUTH_TOKEN is set: a non-loopback bind requires a bearer token".into(),
+        ));
+    }
+    if config.server.auth_token.is_set() && config.server.auth_token.expose().len() < 16 {
+        return Err(invalid(
+            "server.auth_token",
+            "<redacted>".into(),
+            "a token of at least 16 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(env: &[(&str, &str)]) -> (tempfile::TempDir, Inputs) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut vars = vec![("EXAI_HOME".to_string(), dir.path().display().to_string())];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        (
+            dir,
+            Inputs {
+                config_file: None,
+                dotenv: None,
+                env: vars,
+            },
+        )
+    }
+
+    #[test]
+    fn defaults_load_and_every_setting_exists_in_the_struct() {
+        let (_d, i) = inputs(&[]);
+        let loaded = load(&i).unwrap();
+        let tree = to_tree(&loaded.config);
+        for s in SETTINGS {
+            assert!(
+                lookup(&tree, s.key).is_some(),
+                "{} missing from Config",
+                s.key
+            );
+        }
+        let mut leaves = Vec::new();
+        flatten(&tree, String::new(), &mut leaves);
+        for (key, _) in leaves {
+            assert!(
+                settings::find(&key).is_some(),
+                "{key} missing from SETTINGS"
+            );
+        }
+    }
+
+    #[test]
+    fn precedence_default_file_dotenv_env() {
+        let (dir, mut i) = inputs(&[("WORKFLOW_TOOL_TIMEOUT_SECS", "50")]);
+        std::fs::write(
+            dir.path().join("exai.toml"),
+            "[timeouts]\nworkflow_tool_secs = 60\nsimple_tool_secs = 20\n[logging]\nlevel = \"debug\"\n",
+        )
+        .unwrap();
+        let dotenv = dir.path().join(".env");
+        std::fs::write(
+            &dotenv,
+            "SIMPLE_TOOL_TIMEOUT_SECS=25\nUNRELATED=1\nKIMI_API_KEY=sk-secret\n",
+        )
+        .unwrap();
+        i.dotenv = Some(dotenv.clone());
+        let loaded = load(&i).unwrap();
+        assert_eq!(loaded.config.timeouts.workflow_tool_secs, 50.0);
+        assert_eq!(loaded.config.timeouts.simple_tool_secs, 25.0);
+        assert_eq!(loaded.config.logging.level, "debug");
+        assert_eq!(loaded.config.providers.kimi_api_key.expose(), "sk-secret");
+        assert_eq!(
+            loaded.source("timeouts.workflow_tool_secs"),
+            Source::Env("WORKFLOW_TOOL_TIMEOUT_SECS".into())
+        );
+        assert_eq!(
+            loaded.source("timeouts.simple_tool_secs"),
+            Source::DotEnv {
+                path: dotenv,
+                var: "SIMPLE_TOOL_TIMEOUT_SECS".into()
+            }
+        );
+        assert_eq!(
+            loaded.source("logging.level"),
+            Source::File(dir.path().join("exai.toml"))
+        );
+        let rows = loaded.rows();
+        let key_row = rows
+            .iter()
+            .find(|r| r.0 == "providers.kimi_api_key")
+            .unwrap();
+        assert_eq!(key_row.1, "<redacted>");
+        assert!(!format!("{loaded:?}").contains("sk-secret"));
+    }
+
+    #[test]
+    fn canonical_env_name_beats_alias() {
+        let (_d, i) = inputs(&[
+            ("MOONSHOT_API_KEY", "b"),
+            ("KIMI_API_KEY", "a"),
+            ("EXAI_PROVIDERS_KIMI_API_KEY", "c"),
+        ]);
+        assert_eq!(
+            load(&i).unwrap().config.providers.kimi_api_key.expose(),
+            "c"
+        );
+        let (_d, i) = inputs(&[("MOONSHOT_API_KEY", "b"), ("KIMI_API_KEY", "a")]);
+        assert_eq!(
+            load(&i).unwrap().config.providers.kimi_api_key.expose(),
+            "a"
+        );
+    }
+
+    #[test]
+    fn unknown_file_key_is_named_with_source_and_hint() {
+        let (dir, i) = inputs(&[]);
+        std::fs::write(dir.path().join("exai.toml"), "[server]\nlisen = \"x\"\n").unwrap();
+        let err = load(&i).unwrap_err().to_string();
+        assert!(err.contains("server.lisen"), "{err}");
+        assert!(err.contains("exai.toml"), "{err}");
+        assert!(err.contains("server.listen"), "{err}");
+    }
+
+    #[test]
+    fn unknown_exai_env_is_refused_but_foreign_env_is_not() {
+        let (_d, i) = inputs(&[("EXAI_SERVER_LISTN", "x"), ("PATH", "/bin")]);
+        let err = load(&i).unwrap_err().to_string();
+        assert!(
+            err.contains("EXAI_SERVER_LISTN") && err.contains("EXAI_SERVER_LISTEN"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_key_source_and_allowed() {
+        let (_d, i) = inputs(&[("SIMPLE_TOOL_TIMEOUT_SECS", "soon")]);
+        let err = load(&i).unwrap_err().to_string();
+        assert!(
+            err.contains("timeouts.simple_tool_secs")
+                && err.contains("SIMPLE_TOOL_TIMEOUT_SECS")
+                && err.contains("a number"),
+            "{err}"
+        );
+        let (_d, i) = inputs(&[("EXAI_TOOLS_DISABLED_FAMILIES", "ai,nope")]);
+        let err = load(&i).unwrap_err().to_string();
+        assert!(err.contains("nope") && err.contains("kb"), "{err}");
+        let (_d, i) = inputs(&[("EXAI_SERVER_LISTEN", "0.0.0.0:9000")]);
+        let err = load(&i).unwrap_err().to_string();
+        assert!(err.contains("EXAI_AUTH_TOKEN"), "{err}");
+        let (_d, i) = inputs(&[
+            ("EXAI_SERVER_LISTEN", "0.0.0.0:9000"),
+            ("EXAI_AUTH_TOKEN", "0123456789abcdef0"),
+        ]);
+        assert!(load(&i).is_ok());
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors() {
+        let (_d, i) = inputs(&[("EXAI_AUTH_TOKEN", "short-secret")]);
+        let err = load(&i).unwrap_err().to_string();
+        assert!(!err.contains("short-secret"), "{err}");
+    }
+
+    #[test]
+    fn lists_and_maps_from_env() {
+        let (_d, i) = inputs(&[
+            ("DISABLED_TOOLS", "chat, consensus ,"),
+            (
+                "EXAI_TIMEOUTS_MODEL_MULTIPLIERS",
+                "kimi-thinking-preview=2, glm-4.6=1.5",
+            ),
+        ]);
+        let c = load(&i).unwrap().config;
+        assert_eq!(c.tools.disabled, vec!["chat", "consensus"]);
+        assert_eq!(
+            c.timeouts.model_multipliers.get("kimi-thinking-preview"),
+            Some(&2.0)
+        );
+        assert_eq!(c.timeouts.model_multipliers.get("glm-4.6"), Some(&1.5));
+    }
+
+    #[test]
+    fn explicit_missing_config_file_is_an_error() {
+        let (dir, mut i) = inputs(&[]);
+        i.config_file = Some(dir.path().join("nope.toml"));
+        assert!(load(&i).unwrap_err().to_string().contains("nope.toml"));
+    }
+}

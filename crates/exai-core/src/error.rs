@@ -1,0 +1,34 @@
+//! Configuration errors. Each names the key, where its value came from and what is allowed;
+//! the binary turns them into exit code 2.
+
+use std::path::PathBuf;
+
+use crate::config::Source;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown configuration key `{key}` ({origin}){}", hint.as_ref().map(|h| format!("; did you mean `{h}`?")).unwrap_or_default())]
+    UnknownKey {
+        key: String,
+        origin: Source,
+        hint: Option<String>,
+    },
+    #[error("invalid value {value:?} for `{key}` ({origin}): expected {allowed}")]
+    Invalid {
+        key: String,
+        value: String,
+        origin: Source,
+        allowed: String,
+    },
+    #[error("invalid timeout hierarchy: {reason} (set by {origin}); see `exai config check`")]
+    Hierarchy { reason: String, origin: Source },
+    #[error("cannot read {}: {reason}", path.display())]
+    Read { path: PathBuf, reason: String },
+    #[error("no data directory: set EXAI_HOME (or HOME / XDG_DATA_HOME)")]
+    NoDataDir,
+}
+
+impl ConfigError {
+    /// The process exit code for configuration errors.
+    pub const EXIT_CODE: i32 = 2;
+}

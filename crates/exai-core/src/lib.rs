@@ -1,0 +1,17 @@
+//! Shared ground for every exai crate: configuration with provenance, the timeout hierarchy,
+//! data paths, logging and the activity log.
+
+pub mod activity;
+pub mod config;
+pub mod error;
+pub mod logging;
+pub mod paths;
+pub mod settings;
+pub mod timeouts;
+
+pub use config::{Config, Loaded, Secret, Source};
+pub use error::ConfigError;
+pub use timeouts::TimeoutHierarchy;
+
+/// The exai version, from Cargo.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,136 @@
+//! The registry of every configuration key: its environment names, whether it is a secret, and
+//! what it does. Loading, `exai config show`, the README's configuration table and the tests that
+//! keep that table honest all read this one list.
+
+/// One configurable key.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// Dotted path in `exai.toml`, e.g. `timeouts.workflow_tool_secs`.
+    pub key: &'static str,
+    /// Environment names accepted besides the canonical `EXAI_*` one, in priority order. These
+    /// are the names users of the Python servers already have in their `.env` files.
+    pub aliases: &'static [&'static str],
+    /// Secrets are redacted in every output and never logged.
+    pub secret: bool,
+    /// One line for the configuration table.
+    pub doc: &'static str,
+}
+
+impl Setting {
+    /// `EXAI_` followed by the key in upper case with dots as underscores.
+    pub fn env_name(&self) -> String {
+        format!("EXAI_{}", self.key.replace('.', "_").to_ascii_uppercase())
+    }
+
+    /// Every environment name that sets this key, canonical first.
+    pub fn env_names(&self) -> Vec<String> {
+        let mut names = vec![self.env_name()];
+        names.extend(self.aliases.iter().map(|a| a.to_string()));
+        names
+    }
+}
+
+/// Environment variables with an `EXAI_` prefix that are not configuration keys.
+pub const NON_SETTING_ENV: &[(&str, &str)] = &[
+    (
+        "EXAI_HOME",
+        "data directory (database, logs, pid file); default `$XDG_DATA_HOME/exai`",
+    ),
+    (
+        "EXAI_CONFIG",
+        "path of the configuration file; default `exai.toml` in the data directory",
+    ),
+];
+
+macro_rules! settings {
+    ($( $key:literal [$($alias:literal),*] $secret:literal $doc:literal ;)*) => {
+        pub const SETTINGS: &[Setting] = &[
+            $( Setting { key: $key, aliases: &[$($alias),*], secret: $secret, doc: $doc }, )*
+        ];
+    };
+}
+
+settings! {
+    "server.listen" [] false "Address of the HTTP daemon (`exai daemon`). Any non-loopback address requires `server.auth_token`.";
+    "server.auth_token" ["EXAI_AUTH_TOKEN"] true "Bearer token every HTTP request must carry. Required for a non-loopback bind.";
+    "server.allowed_origins" [] false "Browser origins allowed besides loopback ones (`http://localhost:*` etc.). Entries need a scheme.";
+    "server.allowed_hosts" [] false "`Host` header values allowed besides loopback names (needed behind a proxy or on a LAN address).";
+    "server.max_body_bytes" [] false "Largest accepted HTTP request body in bytes; larger bodies get 413.";
+    "shim.url" [] false "Daemon endpoint the stdio shim forwards to.";
+    "shim.autostart" [] false "Start `exai daemon` when the shim finds none answering.";
+    "timeouts.workflow_tool_secs" ["WORKFLOW_TOOL_TIMEOUT_SECS"] false "Workflow tool timeout T. Daemon, shim and client timeouts derive from it (1.5·T, 2·T, 2.5·T).";
+    "timeouts.simple_tool_secs" ["SIMPLE_TOOL_TIMEOUT_SECS"] false "Timeout of simple (single request) tools; at most T.";
+    "timeouts.expert_analysis_secs" ["EXPERT_ANALYSIS_TIMEOUT_SECS"] false "Deadline of the expert-model call inside a workflow tool; below T.";
+    "timeouts.model_multipliers" [] false "Per-model timeout multipliers, e.g. `{ \"kimi-thinking-preview\" = 2.0 }` (env: `model=2.0,other=1.5`).";
+    "logging.level" ["RUST_LOG"] false "Log filter (`error`, `warn`, `info`, `debug`, `trace` or a tracing directive).";
+    "logging.file_max_mb" [] false "Size at which `logs/exai.log` rotates, in MB.";
+    "logging.file_count" [] false "Rotated log files kept besides the current one.";
+    "tools.disabled" ["DISABLED_TOOLS"] false "Tools to switch off (comma separated in env). `version` and `health` always stay on.";
+    "tools.disabled_families" [] false "Tool families to switch off: `ai`, `kb`, `ops`.";
+    "tools.diagnostics" [] false "Turn on the `diag` family (`ping`: a delay with progress notifications, for testing clients, shims and timeouts).";
+    "tools.max_output_tokens" ["MAX_MCP_OUTPUT_TOKENS"] false "Largest tool output, in tokens (about 4 characters each); longer output is truncated with a note.";
+    "providers.default_model" ["DEFAULT_MODEL"] false "Model used when a tool call names none; `auto` picks one per call.";
+    "providers.kimi_api_key" ["KIMI_API_KEY", "MOONSHOT_API_KEY"] true "Moonshot Kimi API key.";
+    "providers.kimi_api_url" ["KIMI_API_URL"] false "Moonshot Kimi API base URL.";
+    "providers.glm_api_key" ["GLM_API_KEY", "ZHIPUAI_API_KEY"] true "ZhipuAI GLM API key.";
+    "providers.glm_api_url" ["GLM_API_URL"] false "ZhipuAI GLM API base URL.";
+    "providers.openai_api_key" ["OPENAI_API_KEY"] true "OpenAI API key.";
+}
+
+/// The setting with this dotted key.
+pub fn find(key: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.key == key)
+}
+
+/// The setting an environment variable name sets, if any.
+pub fn by_env(name: &str) -> Option<&'static Setting> {
+    SETTINGS
+        .iter()
+        .find(|s| s.env_name() == name || s.aliases.contains(&name))
+}
+
+/// The closest known name to `wrong`, for "did you mean" hints.
+pub fn closest<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(wrong, c), c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for s in SETTINGS {
+            for name in s.env_names() {
+                assert!(seen.insert(name.clone()), "{name} maps to two settings");
+            }
+        }
+    }
+
+    #[test]
+    fn closest_finds_typos() {
+        let keys = SETTINGS.iter().map(|s| s.key);
+        assert_eq!(closest("server.lisen", keys), Some("server.listen"));
+        assert_eq!(closest("zzz", SETTINGS.iter().map(|s| s.key)), None);
+    }
+}
