@@ -165,8 +165,13 @@ impl Default for Config {
 pub enum Source {
     Default,
     File(PathBuf),
-    DotEnv { path: PathBuf, var: String },
+    DotEnv {
+        path: PathBuf,
+        var: String,
+    },
     Env(String),
+    /// A command-line flag such as `--listen`.
+    Flag(String),
 }
 
 impl fmt::Display for Source {
@@ -176,6 +181,7 @@ impl fmt::Display for Source {
             Source::File(p) => write!(f, "{}", p.display()),
             Source::DotEnv { path, var } => write!(f, "{var} in {}", path.display()),
             Source::Env(var) => write!(f, "environment variable {var}"),
+            Source::Flag(flag) => write!(f, "command-line flag {flag}"),
         }
     }
 }
@@ -189,6 +195,8 @@ pub struct Inputs {
     pub dotenv: Option<PathBuf>,
     /// Environment variables (name, value).
     pub env: Vec<(String, String)>,
+    /// Command-line overrides: (setting key, flag name, value). Applied last.
+    pub flags: Vec<(&'static str, &'static str, String)>,
 }
 
 impl Inputs {
@@ -198,7 +206,19 @@ impl Inputs {
             config_file,
             dotenv: std::env::current_dir().ok().map(|d| d.join(".env")),
             env: std::env::vars().collect(),
+            flags: Vec::new(),
         }
+    }
+
+    /// Override a setting from a command-line flag.
+    pub fn with_flag(
+        mut self,
+        key: &'static str,
+        flag: &'static str,
+        value: impl Into<String>,
+    ) -> Self {
+        self.flags.push((key, flag, value.into()));
+        self
     }
 
     fn var(&self, name: &str) -> Option<&str> {
@@ -315,6 +335,20 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
                 )?;
             }
         }
+    }
+    for (key, flag, value) in &inputs.flags {
+        let setting = settings::find(key).ok_or_else(|| ConfigError::UnknownKey {
+            key: key.to_string(),
+            origin: Source::Flag(flag.to_string()),
+            hint: None,
+        })?;
+        apply_setting(
+            &mut tree,
+            &mut sources,
+            setting,
+            value,
+            Source::Flag(flag.to_string()),
+        )?;
     }
     for (name, _) in &inputs.env {
         if name.starts_with("EXAI_") && settings::by_env(name).is_none() {
@@ -714,6 +748,7 @@ mod tests {
                 config_file: None,
                 dotenv: None,
                 env: vars,
+                flags: Vec::new(),
             },
         )
     }

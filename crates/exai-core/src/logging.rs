@@ -130,7 +130,13 @@ pub struct LogSettings<'a> {
 
 /// Install the global subscriber. Returns the log file's handle when one is written.
 pub fn init(settings: LogSettings<'_>) -> io::Result<Option<SharedFile>> {
-    let filter = EnvFilter::try_new(settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The SDK narrates every message at info; keep it to warnings unless asked for by name.
+    let directives = if settings.level.contains("rmcp") {
+        settings.level.to_string()
+    } else {
+        format!("{},rmcp=warn", settings.level)
+    };
+    let filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(io::stderr)
         .with_ansi(settings.ansi)

@@ -1,1 +1,14 @@
+//! exai's MCP server: the tool handler, stdio and Streamable HTTP transports, the stdio shim,
+//! daemon life (pid file, signals, graceful drain) and the HTTP guard (Host, Origin, bearer).
 
+pub mod daemon;
+pub mod handler;
+pub mod health;
+pub mod http;
+pub mod registry;
+pub mod shim;
+pub mod state;
+pub mod stdio;
+
+pub use handler::ExaiServer;
+pub use state::{AppState, Transport};

@@ -1,1 +1,419 @@
-fn main() {}
+//! The `exai` command: wiring only. Configuration errors exit with 2, other failures with 1.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use exai_core::activity::ActivityLog;
+use exai_core::config::{Inputs, Loaded};
+use exai_core::logging::{self, LogSettings};
+use exai_core::paths::DataPaths;
+use exai_core::settings::{NON_SETTING_ENV, SETTINGS};
+use exai_server::daemon;
+use exai_server::shim::{ShimOptions, ShimServer};
+use exai_server::state::{AppState, Transport};
+
+#[derive(Parser)]
+#[command(
+    name = "exai",
+    version,
+    about = "MCP server for coding agents: multi-model AI tools and a local documentation knowledge base"
+)]
+struct Cli {
+    /// Configuration file (default: exai.toml in the data directory; also EXAI_CONFIG).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve MCP over stdio (for `claude mcp add exai -- exai serve`).
+    Serve,
+    /// Run the shared HTTP daemon (Streamable HTTP at /mcp), or control a running one.
+    #[command(args_conflicts_with_subcommands = true)]
+    Daemon {
+        /// Address to listen on (default: server.listen, 127.0.0.1:8079).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        #[command(subcommand)]
+        action: Option<DaemonAction>,
+    },
+    /// Serve MCP over stdio, forwarding everything to a shared daemon.
+    Shim {
+        /// Daemon endpoint (default: shim.url, http://127.0.0.1:8079/mcp).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Do not start a daemon when none answers.
+        #[arg(long)]
+        no_autostart: bool,
+    },
+    /// Show or check the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DaemonAction {
+    /// Is a daemon running, and what does its /health say? Exit 0 running, 1 not running.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the daemon gracefully (SIGTERM), forcing it after the grace period.
+    Stop,
+    /// Stop the running daemon and start a new one in the background.
+    Restart {
+        /// Address for the new daemon (default: the old one's).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Start a daemon in the background and wait until it is ready.
+    Start {
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Every setting with its value (secrets redacted) and where it came from.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the configuration and print the timeout hierarchy. Exit 2 when invalid.
+    Check,
+    /// Print the configuration table in Markdown (the README's table is this output).
+    Docs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut inputs = Inputs::from_process(cli.config.clone());
+    match &cli.command {
+        Command::Daemon {
+            listen: Some(l), ..
+        }
+        | Command::Daemon {
+            action:
+                Some(
+                    DaemonAction::Restart { listen: Some(l) }
+                    | DaemonAction::Start { listen: Some(l) },
+                ),
+            ..
+        } => {
+            inputs = inputs.with_flag("server.listen", "--listen", l.clone());
+        }
+        Command::Shim { url: Some(u), .. } => {
+            inputs = inputs.with_flag("shim.url", "--url", u.clone())
+        }
+        _ => {}
+    }
+    if let Command::Config {
+        action: ConfigAction::Docs,
+    } = &cli.command
+    {
+        print!("{}", settings_table());
+        return ExitCode::SUCCESS;
+    }
+    let loaded = match exai_core::config::load(&inputs) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("exai: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("exai: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, loaded)) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("exai: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr and the rotating file; returns the activity log for servers.
+fn init_logs(loaded: &Loaded) -> Result<Option<ActivityLog>> {
+    let paths = DataPaths::new(loaded.data_dir.clone());
+    let log = &loaded.config.logging;
+    let max_bytes = log.file_max_mb * 1024 * 1024;
+    let keep = u32::try_from(log.file_count).unwrap_or(5);
+    let log_file = paths.log_file();
+    logging::init(LogSettings {
+        level: &log.level,
+        file: Some((&log_file, max_bytes, keep)),
+        ansi: std::io::stderr().is_terminal(),
+    })
+    .with_context(|| format!("cannot open the log file {}", log_file.display()))?;
+    let activity = ActivityLog::open(&paths.activity_file(), max_bytes, keep)
+        .with_context(|| format!("cannot open {}", paths.activity_file().display()))?;
+    Ok(Some(activity))
+}
+
+fn warn_unknown_disabled(loaded: &Loaded) {
+    for name in exai_server::registry::unknown_disabled(&loaded.config) {
+        tracing::warn!(tool = %name, "tools.disabled names a tool this version does not have; ignored");
+    }
+}
+
+async fn run(cli: Cli, loaded: Loaded) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve => {
+            let activity = init_logs(&loaded)?;
+            warn_unknown_disabled(&loaded);
+            let state = AppState::new(loaded, Transport::Stdio, activity);
+            let server = exai_server::ExaiServer::new(state.clone());
+            tracing::debug!("serving MCP on stdio");
+            exai_server::stdio::serve(
+                server,
+                state,
+                tokio::io::stdin(),
+                tokio::io::stdout(),
+                daemon::termination_signal(),
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Daemon { action: None, .. } => {
+            let activity = init_logs(&loaded)?;
+            warn_unknown_disabled(&loaded);
+            let listen = loaded
+                .config
+                .server
+                .listen
+                .parse()
+                .context("server.listen")?;
+            daemon::run(loaded, listen, activity).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Daemon {
+            action: Some(action),
+            ..
+        } => daemon_action(action, loaded).await,
+        Command::Shim { no_autostart, .. } => {
+            let activity = init_logs(&loaded)?;
+            let token = loaded
+                .config
+                .server
+                .auth_token
+                .is_set()
+                .then(|| loaded.config.server.auth_token.expose().to_string());
+            let options = ShimOptions {
+                url: loaded.config.shim.url.clone(),
+                token,
+                autostart: loaded.config.shim.autostart && !no_autostart,
+                timeout: loaded.timeouts.shim_timeout(),
+                exe: std::env::current_exe()
+                    .context("cannot find the exai executable to start a daemon")?,
+            };
+            let state = AppState::new(loaded, Transport::Stdio, activity);
+            let shim = ShimServer::new(state.clone(), options);
+            exai_server::stdio::serve(
+                shim,
+                state,
+                tokio::io::stdin(),
+                tokio::io::stdout(),
+                daemon::termination_signal(),
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config { action } => config_action(action, &loaded),
+    }
+}
+
+fn config_action(action: ConfigAction, loaded: &Loaded) -> Result<ExitCode> {
+    match action {
+        ConfigAction::Show { json } => {
+            let rows = loaded.rows();
+            if json {
+                let map: serde_json::Map<String, serde_json::Value> = rows
+                    .iter()
+                    .map(|(k, v, s)| {
+                        (
+                            k.to_string(),
+                            serde_json::json!({ "value": v, "source": s.to_string() }),
+                        )
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&map)?);
+            } else {
+                let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(10);
+                let vwidth = rows.iter().map(|r| r.1.len()).max().unwrap_or(10).min(40);
+                println!("data dir: {}", loaded.data_dir.display());
+                match &loaded.file {
+                    Some(f) => println!("config file: {}", f.display()),
+                    None => println!("config file: none (defaults)"),
+                }
+                println!();
+                for (key, value, source) in rows {
+                    println!("{key:width$}  {value:vwidth$}  {source}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigAction::Check => {
+            println!("configuration OK");
+            println!("data dir: {}", loaded.data_dir.display());
+            if let Some(f) = &loaded.file {
+                println!("config file: {}", f.display());
+            }
+            println!("timeout hierarchy (tool < daemon < shim < client):");
+            println!("{}", loaded.timeouts);
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigAction::Docs => {
+            print!("{}", settings_table());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The Markdown configuration table, generated from the settings registry and the defaults.
+fn settings_table() -> String {
+    let defaults = exai_core::config::load(&Inputs {
+        env: vec![("EXAI_HOME".into(), "/nonexistent-exai-home".into())],
+        ..Inputs::default()
+    });
+    let rows = defaults.map(|l| l.rows()).unwrap_or_default();
+    let mut out = String::from(
+        "| key (`exai.toml`) | environment | default | meaning |\n|---|---|---|---|\n",
+    );
+    for s in SETTINGS {
+        let default = rows
+            .iter()
+            .find(|r| r.0 == s.key)
+            .map(|r| r.1.clone())
+            .unwrap_or_default();
+        let default = if default.is_empty() || default == "<unset>" {
+            String::from("—")
+        } else {
+            format!("`{default}`")
+        };
+        let env = s
+            .env_names()
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push_str(&format!(
+            "| `{}` | {env} | {default} | {} |\n",
+            s.key, s.doc
+        ));
+    }
+    for (name, doc) in NON_SETTING_ENV {
+        out.push_str(&format!("| — | `{name}` | — | {doc} |\n"));
+    }
+    out
+}
+
+async fn daemon_action(action: DaemonAction, loaded: Loaded) -> Result<ExitCode> {
+    let paths = DataPaths::new(loaded.data_dir.clone());
+    let pid_path = paths.pid_file();
+    let token = loaded
+        .config
+        .server
+        .auth_token
+        .is_set()
+        .then(|| loaded.config.server.auth_token.expose().to_string());
+    let grace = loaded.timeouts.shutdown_grace() + Duration::from_secs(2);
+    match action {
+        DaemonAction::Status { json } => {
+            let Some(record) = daemon::running(&pid_path)? else {
+                if json {
+                    println!("{}", serde_json::json!({ "running": false }));
+                } else {
+                    println!(
+                        "not running (no live daemon for {})",
+                        loaded.data_dir.display()
+                    );
+                }
+                return Ok(ExitCode::FAILURE);
+            };
+            let health =
+                daemon::fetch_health(&daemon::base_url(&record.listen), token.as_deref()).await;
+            if json {
+                let health = health.unwrap_or_else(|e| serde_json::json!({ "error": e }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "running": true, "pid": record.pid, "listen": record.listen, "started_at": record.started_at, "health": health })
+                );
+            } else {
+                println!(
+                    "running: pid {} on {} since {}",
+                    record.pid, record.listen, record.started_at
+                );
+                match health {
+                    Ok(h) => println!(
+                        "health: {} (version {}, uptime {} s, {} call(s) in flight)",
+                        h["status"].as_str().unwrap_or("?"),
+                        h["version"].as_str().unwrap_or("?"),
+                        h["uptime_secs"],
+                        h["inflight_calls"]
+                    ),
+                    Err(e) => println!("health: not answering: {e}"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DaemonAction::Stop => {
+            let record = daemon::stop(&pid_path, grace).await?;
+            println!("stopped daemon pid {} ({})", record.pid, record.listen);
+            Ok(ExitCode::SUCCESS)
+        }
+        DaemonAction::Restart { listen } => {
+            let old = daemon::running(&pid_path)?;
+            let listen = listen
+                .or_else(|| old.as_ref().map(|r| r.listen.clone()))
+                .unwrap_or_else(|| loaded.config.server.listen.clone());
+            if old.is_some() {
+                let record = daemon::stop(&pid_path, grace).await?;
+                println!("stopped daemon pid {}", record.pid);
+            }
+            start_background(&listen, token.as_deref()).await
+        }
+        DaemonAction::Start { listen } => {
+            if let Some(r) = daemon::running(&pid_path)? {
+                bail!(
+                    "a daemon is already running (pid {}, listening on {})",
+                    r.pid,
+                    r.listen
+                );
+            }
+            let listen = listen.unwrap_or_else(|| loaded.config.server.listen.clone());
+            start_background(&listen, token.as_deref()).await
+        }
+    }
+}
+
+async fn start_background(listen: &str, token: Option<&str>) -> Result<ExitCode> {
+    let exe = std::env::current_exe().context("cannot find the exai executable")?;
+    let pid = daemon::spawn_detached(&exe, listen, &[])?;
+    let base = daemon::base_url(listen);
+    if daemon::wait_ready(&base, token, Duration::from_secs(15)).await {
+        println!("daemon started: pid {pid}, MCP at {base}/mcp");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        bail!(
+            "started the daemon (pid {pid}) but {base}/ready did not answer within 15 s; see `exai daemon status` and the log in the data directory"
+        )
+    }
+}

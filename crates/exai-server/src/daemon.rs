@@ -1,0 +1,293 @@
+//! Daemon life: the pid file, running until a signal, and `exai daemon status|stop|restart`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use exai_core::Loaded;
+use exai_core::activity::ActivityLog;
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::http::{self, ServeError};
+use crate::state::{AppState, Transport};
+
+/// What the pid file says about a running daemon.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PidRecord {
+    pub pid: u32,
+    pub listen: String,
+    pub started_at: String,
+    pub version: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(
+        "an exai daemon is already running (pid {pid}, listening on {listen}); stop it with `exai daemon stop` or use another EXAI_HOME"
+    )]
+    AlreadyRunning { pid: u32, listen: String },
+    #[error("no exai daemon is running (no live process in {})", path.display())]
+    NotRunning { path: PathBuf },
+    #[error("pid file {}: {reason}", path.display())]
+    PidFile { path: PathBuf, reason: String },
+    #[error("daemon (pid {pid}) did not stop within {secs} s even after SIGKILL")]
+    WouldNotStop { pid: u32, secs: u64 },
+    #[error("cannot start the daemon: {0}")]
+    Spawn(String),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// Read the pid file; `Ok(None)` when there is none.
+pub fn read_pid(path: &Path) -> Result<Option<PidRecord>, DaemonError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| DaemonError::PidFile {
+                path: path.to_path_buf(),
+                reason: format!("unreadable ({e}); remove it if no daemon runs"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(DaemonError::PidFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Whether a process with this pid exists (signal 0 probes without sending anything).
+pub fn alive(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    match signal::kill(Pid::from_raw(raw), None) {
+        Ok(()) => !is_zombie(pid),
+        Err(nix::errno::Errno::EPERM) => true,
+        Err(_) => false,
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// The live daemon's record, removing a stale pid file on the way.
+pub fn running(path: &Path) -> Result<Option<PidRecord>, DaemonError> {
+    match read_pid(path)? {
+        Some(record) if alive(record.pid) => Ok(Some(record)),
+        Some(record) => {
+            tracing::warn!(
+                pid = record.pid,
+                "removing stale pid file {}",
+                path.display()
+            );
+            let _ = std::fs::remove_file(path);
+            Ok(None)
+        }
+        None => Ok(None),
+    }
+}
+
+struct PidFileGuard(PathBuf);
+
+impl Drop for PidFileGuard {
+    fn drop(&mut self) {
+        // Only remove our own record: a restarted daemon may already have written its own.
+        if let Ok(Some(record)) = read_pid(&self.0) {
+            if record.pid == std::process::id() {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+}
+
+fn write_pid(path: &Path, record: &PidRecord) -> Result<(), DaemonError> {
+    let err = |e: std::io::Error| DaemonError::PidFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let tmp = path.with_extension("pid.tmp");
+    let text = serde_json::to_string(record).unwrap_or_default();
+    std::fs::write(&tmp, text).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Run the HTTP daemon in the foreground until SIGTERM/SIGINT.
+pub async fn run(
+    loaded: Loaded,
+    listen: SocketAddr,
+    activity: Option<ActivityLog>,
+) -> Result<(), DaemonError> {
+    let pid_path = exai_core::paths::DataPaths::new(loaded.data_dir.clone()).pid_file();
+    if let Some(record) = running(&pid_path)? {
+        if record.pid != std::process::id() {
+            return Err(DaemonError::AlreadyRunning {
+                pid: record.pid,
+                listen: record.listen,
+            });
+        }
+    }
+    let listener = http::bind(listen).await?;
+    let bound = listener.local_addr().map_err(ServeError::Io)?;
+    let state = AppState::new(loaded, Transport::Http, activity).with_listen(bound);
+    write_pid(
+        &pid_path,
+        &PidRecord {
+            pid: std::process::id(),
+            listen: bound.to_string(),
+            started_at: state
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            version: exai_core::VERSION.into(),
+        },
+    )?;
+    let _pid_guard = PidFileGuard(pid_path);
+    tracing::info!(
+        listen = %bound,
+        pid = std::process::id(),
+        data_dir = %state.paths.root().display(),
+        "exai daemon serving MCP at http://{bound}/mcp"
+    );
+    http::serve(state, listener, termination_signal()).await?;
+    tracing::info!("exai daemon stopped");
+    Ok(())
+}
+
+/// Send SIGTERM, wait for the grace period, then SIGKILL. Returns the stopped record.
+pub async fn stop(pid_path: &Path, grace: Duration) -> Result<PidRecord, DaemonError> {
+    let record = running(pid_path)?.ok_or_else(|| DaemonError::NotRunning {
+        path: pid_path.to_path_buf(),
+    })?;
+    let pid = Pid::from_raw(i32::try_from(record.pid).unwrap_or(i32::MAX));
+    let _ = signal::kill(pid, Signal::SIGTERM);
+    if wait_gone(record.pid, grace).await {
+        return Ok(record);
+    }
+    tracing::warn!(
+        pid = record.pid,
+        "daemon still running after {} s; sending SIGKILL",
+        grace.as_secs()
+    );
+    let _ = signal::kill(pid, Signal::SIGKILL);
+    if wait_gone(record.pid, Duration::from_secs(5)).await {
+        let _ = std::fs::remove_file(pid_path);
+        return Ok(record);
+    }
+    Err(DaemonError::WouldNotStop {
+        pid: record.pid,
+        secs: grace.as_secs() + 5,
+    })
+}
+
+async fn wait_gone(pid: u32, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if !alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    !alive(pid)
+}
+
+/// Start `exe daemon --listen ADDR` detached from this process, its output in the log file only.
+pub fn spawn_detached(
+    exe: &Path,
+    listen: &str,
+    extra_env: &[(String, String)],
+) -> Result<u32, DaemonError> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("daemon")
+        .arg("--listen")
+        .arg(listen)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .envs(extra_env.iter().map(|(k, v)| (k, v)));
+    // A new process group: the daemon outlives the shell or shim that started it.
+    cmd.process_group(0);
+    let child = cmd
+        .spawn()
+        .map_err(|e| DaemonError::Spawn(format!("{}: {e}", exe.display())))?;
+    Ok(child.id())
+}
+
+/// Poll `GET {base}/ready` until it answers 200 or `limit` passes.
+pub async fn wait_ready(base: &str, token: Option<&str>, limit: Duration) -> bool {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build();
+    let Ok(client) = client else { return false };
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        let mut req = client.get(format!("{base}/ready"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Ok(resp) = req.send().await {
+            if resp.status().is_success() {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// `GET {base}/health` as JSON, if the daemon answers.
+pub async fn fetch_health(base: &str, token: Option<&str>) -> Result<serde_json::Value, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut req = client.get(format!("{base}/health"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("{base}/health: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("{base}/health answered {status}"));
+    }
+    resp.json().await.map_err(|e| e.to_string())
+}
+
+/// `http://ADDR` for a listen address (IPv6 in brackets; an unspecified IP → loopback).
+pub fn base_url(listen: &str) -> String {
+    match listen.parse::<SocketAddr>() {
+        Ok(addr) if addr.ip().is_unspecified() => {
+            let ip = if addr.is_ipv6() { "[::1]" } else { "127.0.0.1" };
+            format!("http://{ip}:{}", addr.port())
+        }
+        Ok(addr) => format!("http://{addr}"),
+        Err(_) => format!("http://{listen}"),
+    }
+}

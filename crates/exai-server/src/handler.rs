@@ -1,0 +1,298 @@
+//! The MCP server handler: the tools, and the one wrapper every call goes through (deadline,
+//! cancellation, in-flight accounting, activity record).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
+    Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::health::HealthReport;
+use crate::registry::{self, TimeoutClass};
+use crate::state::AppState;
+
+/// One MCP session's handler. Cheap to create: all heavy state is shared in [`AppState`].
+#[derive(Clone)]
+pub struct ExaiServer {
+    state: Arc<AppState>,
+    tool_router: ToolRouter<Self>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PingArgs {
+    /// How long to wait before answering, in milliseconds (0–600000; the simple tool timeout
+    /// still applies).
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Progress notifications to send while waiting (0–1000), if the client asked for progress.
+    #[serde(default)]
+    pub progress_steps: u32,
+    /// Text to send back.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+#[tool_router]
+impl ExaiServer {
+    pub fn new(state: Arc<AppState>) -> Self {
+        let mut tool_router = Self::tool_router();
+        let names: Vec<String> = tool_router
+            .list_all()
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        for name in names {
+            let keep =
+                registry::spec(&name).is_some_and(|s| registry::enabled(s, &state.loaded.config));
+            if !keep {
+                tool_router.remove_route(&name);
+            }
+        }
+        Self { state, tool_router }
+    }
+
+    /// Names of the tools this server offers, sorted.
+    pub fn tool_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .tool_router
+            .list_all()
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tool(
+        description = "exai's version, build and MCP protocol details. Always available.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn version(
+        &self,
+        Parameters(_): Parameters<NoArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let info = serde_json::json!({
+            "name": "exai",
+            "version": exai_core::VERSION,
+            "transport": self.state.transport.as_str(),
+            "protocol_versions": rmcp::model::ProtocolVersion::KNOWN_VERSIONS.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+            "target": std::env::consts::ARCH.to_string() + "-" + std::env::consts::OS,
+            "debug_build": cfg!(debug_assertions),
+            "tools": self.tool_names(),
+        });
+        Ok(CallToolResult::structured(info))
+    }
+
+    #[tool(
+        description = "Health of this exai server: status, uptime, pid, data directory, timeout hierarchy, providers configured, tools on. Always available.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn health(&self, Parameters(_): Parameters<NoArgs>) -> Result<CallToolResult, ErrorData> {
+        let report = HealthReport::collect(&self.state, self.tool_names());
+        let value = serde_json::to_value(&report)
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        Ok(CallToolResult::structured(value))
+    }
+
+    #[tool(
+        description = "Diagnostics: wait delay_ms, sending progress_steps progress notifications, then answer. For testing clients, shims, progress and timeouts.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn ping(
+        &self,
+        Parameters(args): Parameters<PingArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        if args.delay_ms > 600_000 || args.progress_steps > 1000 {
+            return Err(ErrorData::invalid_params(
+                "delay_ms must be at most 600000 and progress_steps at most 1000",
+                None,
+            ));
+        }
+        let steps = args.progress_steps.max(1);
+        let slice = Duration::from_millis(args.delay_ms) / steps;
+        let token = context.meta.get_progress_token();
+        for step in 0..steps {
+            tokio::time::sleep(slice).await;
+            if let (Some(token), true) = (&token, args.progress_steps > 0) {
+                let _ = context
+                    .peer
+                    .notify_progress(
+                        ProgressNotificationParam::new(token.clone(), f64::from(step + 1))
+                            .with_total(f64::from(steps))
+                            .with_message(format!("step {} of {steps}", step + 1)),
+                    )
+                    .await;
+            }
+        }
+        Ok(CallToolResult::structured(serde_json::json!({
+            "pong": args.message.unwrap_or_else(|| "pong".into()),
+            "delay_ms": args.delay_ms,
+            "progress_steps": args.progress_steps,
+        })))
+    }
+}
+
+impl ExaiServer {
+    fn deadline(&self, tool: &str) -> Duration {
+        let t = &self.state.loaded.timeouts;
+        match registry::spec(tool).map(|s| s.timeout) {
+            Some(TimeoutClass::Workflow) => t.workflow_tool_for(None),
+            _ => t.simple_tool_for(None),
+        }
+    }
+
+    fn record(
+        &self,
+        tool: &str,
+        context: &RequestContext<RoleServer>,
+        started: Instant,
+        outcome: &str,
+        error_kind: Option<String>,
+    ) {
+        let Some(log) = &self.state.activity else {
+            return;
+        };
+        let session = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|p| p.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| self.state.transport.as_str().to_string(), str::to_string);
+        log.record(&exai_core::activity::ActivityRecord {
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            tool: tool.to_string(),
+            session,
+            request_id: context.id.to_string(),
+            duration_ms: (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            outcome: outcome.to_string(),
+            error_kind,
+            model: None,
+            provider: None,
+            tokens_in: None,
+            tokens_out: None,
+        });
+    }
+}
+
+fn error_kind(e: &ErrorData) -> String {
+    match e.code {
+        ErrorCode::INVALID_PARAMS if e.message.contains("not found") => "unknown_tool".into(),
+        ErrorCode::INVALID_PARAMS => "invalid_params".into(),
+        ErrorCode::METHOD_NOT_FOUND => "method_not_found".into(),
+        ErrorCode::INTERNAL_ERROR => "internal".into(),
+        other => format!("code_{}", other.0),
+    }
+}
+
+#[tool_handler]
+impl ServerHandler for ExaiServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(
+                Implementation::new("exai", exai_core::VERSION)
+                    .with_title("exai")
+                    .with_description("Multi-model AI tools and a local documentation knowledge base"),
+            )
+            .with_instructions(
+                "exai: consult other AI models and search indexed documentation. Call `health` to see what is configured.",
+            )
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let started = Instant::now();
+        let tool = request.name.to_string();
+        if self.state.is_draining() {
+            self.record(
+                &tool,
+                &context,
+                started,
+                "error",
+                Some("shutting_down".into()),
+            );
+            return Err(ErrorData::new(
+                ErrorCode::INTERNAL_ERROR,
+                "exai is shutting down and accepts no new calls; retry once it has restarted",
+                None,
+            ));
+        }
+        let _inflight = self.state.enter();
+        let deadline = self.deadline(&tool);
+        let ct = context.ct.clone();
+        let call_context = context.clone();
+        let call = self
+            .tool_router
+            .call(ToolCallContext::new(self, request, call_context));
+        let result = tokio::select! {
+            r = tokio::time::timeout(deadline, call) => r,
+            () = ct.cancelled() => {
+                self.record(&tool, &context, started, "cancelled", None);
+                return Err(ErrorData::new(ErrorCode::INTERNAL_ERROR, "cancelled by the client", None));
+            }
+        };
+        match result {
+            Ok(Ok(response)) => {
+                let is_error =
+                    matches!(&response, CallToolResponse::Complete(r) if r.is_error == Some(true));
+                let (outcome, kind) = if is_error {
+                    ("error", Some("tool_error".to_string()))
+                } else {
+                    ("ok", None)
+                };
+                self.record(&tool, &context, started, outcome, kind);
+                Ok(response)
+            }
+            Ok(Err(e)) => {
+                self.record(&tool, &context, started, "error", Some(error_kind(&e)));
+                Err(e)
+            }
+            Err(_) => {
+                self.record(&tool, &context, started, "timeout", Some("timeout".into()));
+                let key = match registry::spec(&tool).map(|s| s.timeout) {
+                    Some(TimeoutClass::Workflow) => "timeouts.workflow_tool_secs",
+                    _ => "timeouts.simple_tool_secs",
+                };
+                Ok(CallToolResponse::Complete(CallToolResult::error(vec![
+                    ContentBlock::text(format!(
+                        "`{tool}` did not finish within its {:.1} s timeout ({key}); the work was stopped",
+                        deadline.as_secs_f64()
+                    )),
+                ])))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tool_method_is_registered() {
+        for tool in ExaiServer::tool_router().list_all() {
+            assert!(
+                registry::spec(&tool.name).is_some(),
+                "{} is not in registry::TOOLS",
+                tool.name
+            );
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The health report served by the `health` tool and `GET /health`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Timeouts {
+    pub simple_tool_secs: f64,
+    pub workflow_tool_secs: f64,
+    pub expert_analysis_secs: f64,
+    pub daemon_secs: f64,
+    pub shim_secs: f64,
+    pub client_secs: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Providers {
+    pub kimi: bool,
+    pub glm: bool,
+    pub openai: bool,
+    pub default_model: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// `ok`, or `draining` while a stopping daemon finishes its calls.
+    pub status: String,
+    pub version: String,
+    pub transport: String,
+    pub pid: u32,
+    pub uptime_secs: f64,
+    pub started_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    pub data_dir: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<String>,
+    pub inflight_calls: usize,
+    pub tools: Vec<String>,
+    pub timeouts: Timeouts,
+    pub providers: Providers,
+}
+
+impl HealthReport {
+    pub fn collect(state: &AppState, tools: Vec<String>) -> Self {
+        let t = &state.loaded.timeouts;
+        let p = &state.loaded.config.providers;
+        Self {
+            status: if state.is_draining() {
+                "draining"
+            } else {
+                "ok"
+            }
+            .into(),
+            version: exai_core::VERSION.into(),
+            transport: state.transport.as_str().into(),
+            pid: std::process::id(),
+            uptime_secs: (state.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            started_at: state
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            listen: state.listen.map(|a| a.to_string()),
+            data_dir: state.paths.root().display().to_string(),
+            config_file: state.loaded.file.as_ref().map(|p| p.display().to_string()),
+            inflight_calls: state.inflight(),
+            tools,
+            timeouts: Timeouts {
+                simple_tool_secs: t.simple_tool,
+                workflow_tool_secs: t.workflow_tool,
+                expert_analysis_secs: t.expert_analysis,
+                daemon_secs: t.daemon,
+                shim_secs: t.shim,
+                client_secs: t.client,
+            },
+            providers: Providers {
+                kimi: p.kimi_api_key.is_set(),
+                glm: p.glm_api_key.is_set(),
+                openai: p.openai_api_key.is_set(),
+                default_model: p.default_model.clone(),
+            },
+        }
+    }
+}

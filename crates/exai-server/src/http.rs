@@ -1,0 +1,363 @@
+//! The HTTP daemon: Streamable HTTP MCP at `/mcp`, `GET /health`, `GET /ready`, behind one guard
+//! that checks `Host`, `Origin` and the bearer token on every request.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::handler::ExaiServer;
+use crate::health::HealthReport;
+use crate::state::AppState;
+
+const LOOPBACK_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
+
+/// What the guard lets through. Built once from the configuration.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    token: Option<String>,
+    /// `None` when Host is not checked (bearer-token deployments without an explicit list).
+    hosts: Option<Vec<String>>,
+    origins: Vec<String>,
+}
+
+impl Guard {
+    pub fn from_state(state: &AppState, bind: SocketAddr) -> Self {
+        let server = &state.loaded.config.server;
+        let token = server
+            .auth_token
+            .is_set()
+            .then(|| server.auth_token.expose().to_string());
+        // DNS rebinding only threatens unauthenticated servers: with a token and no explicit
+        // list, any Host is accepted so LAN and proxy names work.
+        let hosts =
+            if token.is_some() && server.allowed_hosts.is_empty() && !bind.ip().is_loopback() {
+                None
+            } else {
+                let mut hosts: Vec<String> = LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect();
+                hosts.extend(server.allowed_hosts.iter().cloned());
+                Some(hosts)
+            };
+        let mut origins: Vec<String> = [
+            "http://localhost:*",
+            "http://127.0.0.1:*",
+            "http://[::1]:*",
+            "https://localhost:*",
+            "https://127.0.0.1:*",
+            "https://[::1]:*",
+        ]
+        .iter()
+        .map(|o| o.to_string())
+        .collect();
+        origins.extend(server.allowed_origins.iter().cloned());
+        Self {
+            token,
+            hosts,
+            origins,
+        }
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        let Some(allowed) = &self.hosts else {
+            return true;
+        };
+        let host = host.trim().to_ascii_lowercase();
+        let name = strip_port(&host);
+        allowed.iter().any(|a| {
+            let a = a.to_ascii_lowercase();
+            a == host || a.trim_matches(['[', ']']) == name
+        })
+    }
+
+    fn origin_allowed(&self, origin: &str) -> bool {
+        let origin = origin.trim().to_ascii_lowercase();
+        self.origins.iter().any(|pattern| {
+            let pattern = pattern.to_ascii_lowercase();
+            match pattern.strip_suffix(":*") {
+                Some(prefix) => {
+                    origin == prefix
+                        || origin.strip_prefix(prefix).is_some_and(|rest| {
+                            rest.strip_prefix(':').is_some_and(|port| {
+                                !port.is_empty() && port.chars().all(|c| c.is_ascii_digit())
+                            })
+                        })
+                }
+                None => origin == pattern,
+            }
+        })
+    }
+
+    fn token_ok(&self, headers: &HeaderMap) -> bool {
+        let Some(expected) = &self.token else {
+            return true;
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .unwrap_or("");
+        // Compare in constant time; lengths differing is itself not secret.
+        given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+    }
+}
+
+/// `host:port`, `[v6]:port` or `host` → host without port or brackets.
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.contains(':') => {
+            name
+        }
+        _ => host,
+    }
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message, "status": status.as_u16() });
+    let mut response = (status, axum::Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"exai\""),
+        );
+    }
+    response
+}
+
+async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        if !guard.host_allowed(host) {
+            tracing::warn!(host, "refused request: Host not allowed");
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "Host header not allowed; add it to server.allowed_hosts (EXAI_SERVER_ALLOWED_HOSTS)",
+            );
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let allowed = origin
+            .to_str()
+            .map(|o| guard.origin_allowed(o))
+            .unwrap_or(false);
+        if !allowed {
+            tracing::warn!(origin = ?origin, "refused request: Origin not allowed");
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "Origin not allowed; add it to server.allowed_origins (EXAI_SERVER_ALLOWED_ORIGINS)",
+            );
+        }
+    }
+    if !guard.token_ok(headers) {
+        tracing::warn!("refused request: missing or wrong bearer token");
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer <EXAI_AUTH_TOKEN>)",
+        );
+    }
+    next.run(request).await
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let tools = ExaiServer::new(state.clone()).tool_names();
+    axum::Json(HealthReport::collect(&state, tools)).into_response()
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    if state.is_draining() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "ready": false, "reason": "draining" })),
+        )
+            .into_response()
+    } else {
+        axum::Json(serde_json::json!({ "ready": true })).into_response()
+    }
+}
+
+/// The full HTTP application. `sessions_ct` ends every MCP session when cancelled.
+pub fn router(state: Arc<AppState>, bind: SocketAddr, sessions_ct: CancellationToken) -> Router {
+    let guard_cfg = Arc::new(Guard::from_state(&state, bind));
+    let server = &state.loaded.config.server;
+    let mut mcp_config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(sessions_ct)
+        .with_max_request_body_bytes(usize::try_from(server.max_body_bytes).unwrap_or(usize::MAX));
+    mcp_config = match &guard_cfg.hosts {
+        Some(hosts) => mcp_config.with_allowed_hosts(hosts.clone()),
+        None => mcp_config.disable_allowed_hosts(),
+    };
+    mcp_config = mcp_config
+        .with_allowed_origins(guard_cfg.origins.clone())
+        .enforce_origin_validation();
+    let factory_state = state.clone();
+    let mcp = StreamableHttpService::new(
+        move || Ok(ExaiServer::new(factory_state.clone())),
+        Arc::new(LocalSessionManager::default()),
+        mcp_config,
+    );
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(state)
+        .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn_with_state(guard_cfg, guard))
+}
+
+/// Errors the daemon reports to the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "cannot listen on {addr}: the port is already in use (another exai daemon? see `exai daemon status`); choose another with --listen or server.listen"
+    )]
+    PortInUse { addr: SocketAddr },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr).await.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            ServeError::PortInUse { addr }
+        } else {
+            ServeError::Bind { addr, source }
+        }
+    })
+}
+
+/// Serve until `shutdown` resolves, then stop accepting, let calls in flight finish within the
+/// grace period, end the sessions and return.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let bind = listener.local_addr()?;
+    let sessions_ct = CancellationToken::new();
+    let app = router(state.clone(), bind, sessions_ct.clone());
+    let grace = state.loaded.timeouts.shutdown_grace();
+    let stopping = CancellationToken::new();
+    let graceful = {
+        let state = state.clone();
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            state.start_draining();
+            stopping.cancel();
+            let inflight = state.inflight();
+            tracing::info!(
+                inflight,
+                grace_secs = grace.as_secs_f64(),
+                "stopping: accepting no new connections, finishing calls in flight"
+            );
+            tokio::spawn(async move {
+                if tokio::time::timeout(grace, state.wait_idle())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        inflight = state.inflight(),
+                        "grace period over; ending the remaining calls"
+                    );
+                }
+                sessions_ct.cancel();
+            });
+        }
+    };
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful);
+    let hard_stop = async {
+        stopping.cancelled().await;
+        tokio::time::sleep(grace + Duration::from_secs(5)).await;
+    };
+    tokio::select! {
+        r = server => r?,
+        () = hard_stop => tracing::warn!("connections still open after the grace period; closing them"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(token: Option<&str>, hosts: Option<Vec<&str>>, origins: Vec<&str>) -> Guard {
+        Guard {
+            token: token.map(str::to_string),
+            hosts: hosts.map(|h| h.into_iter().map(str::to_string).collect()),
+            origins: origins.into_iter().map(str::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        let g = guard(
+            None,
+            Some(vec!["localhost", "127.0.0.1", "::1", "exai.lan:9000"]),
+            vec![],
+        );
+        assert!(g.host_allowed("127.0.0.1:8079"));
+        assert!(g.host_allowed("localhost"));
+        assert!(g.host_allowed("[::1]:8079"));
+        assert!(g.host_allowed("exai.lan:9000"));
+        assert!(!g.host_allowed("exai.lan:9001"));
+        assert!(!g.host_allowed("evil.example:8079"));
+        assert!(guard(None, None, vec![]).host_allowed("anything"));
+    }
+
+    #[test]
+    fn origins() {
+        let g = guard(
+            None,
+            None,
+            vec!["http://localhost:*", "https://app.example.com"],
+        );
+        assert!(g.origin_allowed("http://localhost:3000"));
+        assert!(g.origin_allowed("http://localhost"));
+        assert!(!g.origin_allowed("http://localhost.evil.com"));
+        assert!(!g.origin_allowed("http://localhost:3000.evil.com"));
+        assert!(g.origin_allowed("https://app.example.com"));
+        assert!(!g.origin_allowed("https://evil.example.com"));
+    }
+
+    #[test]
+    fn tokens() {
+        let g = guard(Some("0123456789abcdef"), None, vec![]);
+        let mut h = HeaderMap::new();
+        assert!(!g.token_ok(&h));
+        h.insert(
+            header::AUTHORIZATION,
+            "Bearer 0123456789abcdeX".parse().unwrap(),
+        );
+        assert!(!g.token_ok(&h));
+        h.insert(
+            header::AUTHORIZATION,
+            "Bearer 0123456789abcdef".parse().unwrap(),
+        );
+        assert!(g.token_ok(&h));
+    }
+}

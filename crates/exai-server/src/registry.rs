@@ -1,0 +1,89 @@
+//! The one tool registry: every tool's family and timeout class. The server builds its router
+//! from the `#[tool]` methods and keeps only the tools this table and the configuration allow.
+
+use exai_core::Config;
+
+/// A group of tools that can be switched off together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `version`, `health`: always on.
+    Core,
+    /// Diagnostics for clients, shims and timeouts; off unless `tools.diagnostics`.
+    Diag,
+    Ai,
+    Kb,
+    Ops,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Core => "core",
+            Family::Diag => "diag",
+            Family::Ai => "ai",
+            Family::Kb => "kb",
+            Family::Ops => "ops",
+        }
+    }
+}
+
+/// Which timeout bounds a tool call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutClass {
+    Simple,
+    Workflow,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ToolSpec {
+    pub name: &'static str,
+    pub family: Family,
+    pub timeout: TimeoutClass,
+}
+
+pub const TOOLS: &[ToolSpec] = &[
+    ToolSpec {
+        name: "version",
+        family: Family::Core,
+        timeout: TimeoutClass::Simple,
+    },
+    ToolSpec {
+        name: "health",
+        family: Family::Core,
+        timeout: TimeoutClass::Simple,
+    },
+    ToolSpec {
+        name: "ping",
+        family: Family::Diag,
+        timeout: TimeoutClass::Simple,
+    },
+];
+
+pub fn spec(name: &str) -> Option<&'static ToolSpec> {
+    TOOLS.iter().find(|t| t.name == name)
+}
+
+/// Whether the configuration keeps this tool on.
+pub fn enabled(spec: &ToolSpec, config: &Config) -> bool {
+    let tools = &config.tools;
+    match spec.family {
+        Family::Core => true,
+        Family::Diag => tools.diagnostics && !tools.disabled.iter().any(|d| d == spec.name),
+        family => {
+            !tools.disabled_families.iter().any(|f| f == family.as_str())
+                && !tools.disabled.iter().any(|d| d == spec.name)
+        }
+    }
+}
+
+/// Names in `tools.disabled` that are no tool of this build (kept as a warning, not an error:
+/// a `.env` carried over from the Python server may name tools that arrive later).
+pub fn unknown_disabled(config: &Config) -> Vec<String> {
+    config
+        .tools
+        .disabled
+        .iter()
+        .filter(|d| spec(d).is_none())
+        .cloned()
+        .collect()
+}

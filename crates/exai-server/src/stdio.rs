@@ -1,0 +1,216 @@
+//! MCP over stdio, with a line filter in front of the SDK: a line that is not JSON gets the
+//! JSON-RPC `-32700 Parse error` reply the specification asks for (the SDK drops such lines
+//! silently), an oversized line gets `-32600`, and the server keeps serving either way.
+//! stdout carries only protocol lines; logs go to stderr and the log file.
+
+use std::sync::Arc;
+
+use rmcp::{ServerHandler, ServiceExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use crate::state::AppState;
+
+const PIPE_CAPACITY: usize = 1 << 20;
+
+fn error_line(code: i64, message: &str) -> String {
+    let v = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": code, "message": message },
+    });
+    format!("{v}\n")
+}
+
+enum Line {
+    Data(Vec<u8>),
+    TooLong(usize),
+    Eof,
+}
+
+/// Read one `\n`-terminated line, never holding more than `cap` bytes of it.
+async fn read_capped<R: AsyncBufRead + Unpin>(reader: &mut R, cap: usize) -> std::io::Result<Line> {
+    let mut line = Vec::new();
+    let mut total = 0usize;
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(if total == 0 {
+                Line::Eof
+            } else if total > cap {
+                Line::TooLong(total)
+            } else {
+                Line::Data(line)
+            });
+        }
+        let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        total += chunk.len();
+        if total <= cap + 1 {
+            line.extend_from_slice(chunk);
+        } else {
+            line = Vec::new();
+        }
+        let n = chunk.len();
+        reader.consume(n);
+        if done {
+            return Ok(if total > cap + 1 {
+                Line::TooLong(total - 1)
+            } else {
+                Line::Data(line)
+            });
+        }
+    }
+}
+
+/// Copy client lines to the SDK, answering the ones it cannot take.
+async fn filter_input<R, W>(
+    input: R,
+    mut to_sdk: W,
+    replies: mpsc::Sender<String>,
+    cap: usize,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut reader = BufReader::with_capacity(64 * 1024, input);
+    loop {
+        match read_capped(&mut reader, cap).await? {
+            Line::Eof => return to_sdk.shutdown().await,
+            Line::TooLong(n) => {
+                tracing::warn!(bytes = n, cap, "discarded an oversized message");
+                let _ = replies
+                    .send(error_line(
+                        -32600,
+                        &format!("message of {n} bytes exceeds the {cap}-byte limit (server.max_body_bytes)"),
+                    ))
+                    .await;
+            }
+            Line::Data(line) => {
+                let trimmed = line.trim_ascii();
+                if trimmed.is_empty() {
+                    continue;
+                }
+                if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(trimmed) {
+                    tracing::warn!("malformed JSON from client: {e}");
+                    let _ = replies
+                        .send(error_line(-32700, &format!("Parse error: {e}")))
+                        .await;
+                    continue;
+                }
+                to_sdk.write_all(trimmed).await?;
+                to_sdk.write_all(b"\n").await?;
+            }
+        }
+    }
+}
+
+/// Write whole lines from the SDK and from the filter to the client, never interleaved.
+async fn merge_output<R, W>(
+    from_sdk: R,
+    mut replies: mpsc::Receiver<String>,
+    mut output: W,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut lines = BufReader::new(from_sdk).lines();
+    let mut replies_open = true;
+    loop {
+        tokio::select! {
+            line = lines.next_line() => match line? {
+                Some(line) => {
+                    output.write_all(line.as_bytes()).await?;
+                    output.write_all(b"\n").await?;
+                    output.flush().await?;
+                }
+                None => return output.flush().await,
+            },
+            reply = replies.recv(), if replies_open => match reply {
+                Some(reply) => {
+                    output.write_all(reply.as_bytes()).await?;
+                    output.flush().await?;
+                }
+                None => replies_open = false,
+            },
+        }
+    }
+}
+
+/// Serve one MCP session on the given byte streams until the client closes its side or
+/// `shutdown` resolves; then let calls in flight finish within the grace period.
+pub async fn serve<H, R, W>(
+    handler: H,
+    state: Arc<AppState>,
+    input: R,
+    output: W,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StdioError>
+where
+    H: ServerHandler,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let cap = usize::try_from(state.loaded.config.server.max_body_bytes).unwrap_or(usize::MAX);
+    let (sdk_in, filter_out) = tokio::io::duplex(PIPE_CAPACITY);
+    let (sdk_out, merge_in) = tokio::io::duplex(PIPE_CAPACITY);
+    let (tx, rx) = mpsc::channel(64);
+    let filter = tokio::spawn(filter_input(input, filter_out, tx, cap));
+    let merger = tokio::spawn(merge_output(merge_in, rx, output));
+
+    let (sdk_read, _unused_write) = tokio::io::split(sdk_in);
+    let (_unused_read, sdk_write) = tokio::io::split(sdk_out);
+    let running = handler
+        .serve((sdk_read, sdk_write))
+        .await
+        .map_err(|e| StdioError(e.to_string()))?;
+    let ct = running.cancellation_token();
+    tokio::select! {
+        r = running.waiting() => {
+            if let Err(e) = r {
+                tracing::warn!("MCP session ended with an error: {e}");
+            }
+        }
+        () = shutdown => {
+            state.start_draining();
+            let grace = state.loaded.timeouts.shutdown_grace();
+            tracing::info!(inflight = state.inflight(), "stopping: finishing calls in flight");
+            if tokio::time::timeout(grace, state.wait_idle()).await.is_err() {
+                tracing::warn!("grace period over; ending the remaining calls");
+            }
+            ct.cancel();
+        }
+    }
+    filter.abort();
+    // Let the last responses reach the client before returning.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), merger).await;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("MCP session failed to start: {0}")]
+pub struct StdioError(String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn capped_reader_splits_and_flags_long_lines() {
+        let data = b"short\nthis line is far too long\nok\nlast".to_vec();
+        let mut r = BufReader::with_capacity(4, &data[..]);
+        let mut out = Vec::new();
+        loop {
+            match read_capped(&mut r, 10).await.unwrap() {
+                Line::Eof => break,
+                Line::Data(l) => out.push(String::from_utf8(l).unwrap()),
+                Line::TooLong(n) => out.push(format!("<{n}>")),
+            }
+        }
+        assert_eq!(out, vec!["short\n", "<24>", "ok\n", "last"]);
+    }
+}
