@@ -199,7 +199,7 @@ fn error_kind(e: &ErrorData) -> String {
     }
 }
 
-#[tool_handler]
+#[tool_handler(router = self.tool_router)]
 impl ServerHandler for ExaiServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
@@ -233,6 +233,22 @@ impl ServerHandler for ExaiServer {
                 "exai is shutting down and accepts no new calls; retry once it has restarted",
                 None,
             ));
+        }
+        if let Some(spec) = self.tool_router.get(&tool) {
+            if let Err(message) =
+                crate::argcheck::check(&tool, &spec.input_schema, request.arguments.as_ref())
+            {
+                self.record(
+                    &tool,
+                    &context,
+                    started,
+                    "error",
+                    Some("invalid_arguments".into()),
+                );
+                return Ok(CallToolResponse::Complete(CallToolResult::error(vec![
+                    ContentBlock::text(message),
+                ])));
+            }
         }
         let _inflight = self.state.enter();
         let deadline = self.deadline(&tool);

@@ -175,6 +175,45 @@ async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next) ->
     next.run(request).await
 }
 
+/// Size cap and JSON check for `POST /mcp`, so a bad body gets the JSON-RPC answer (413, or
+/// 400 with `-32700 Parse error`) rather than the SDK's bare 415.
+async fn check_body(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        tracing::warn!(limit, "refused request: body too large");
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body exceeds {limit} bytes (server.max_body_bytes)"),
+        )
+    };
+    if declared.is_some_and(|n| n > limit) {
+        return too_large();
+    }
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => return too_large(),
+    };
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        tracing::warn!("malformed JSON from client: {e}");
+        let body = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": { "code": -32700, "message": format!("Parse error: {e}") },
+        });
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     let tools = ExaiServer::new(state.clone()).tool_names();
     axum::Json(HealthReport::collect(&state, tools)).into_response()
@@ -206,6 +245,7 @@ pub fn router(state: Arc<AppState>, bind: SocketAddr, sessions_ct: CancellationT
     mcp_config = mcp_config
         .with_allowed_origins(guard_cfg.origins.clone())
         .enforce_origin_validation();
+    let body_limit = usize::try_from(server.max_body_bytes).unwrap_or(usize::MAX);
     let factory_state = state.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(ExaiServer::new(factory_state.clone())),
@@ -216,7 +256,12 @@ pub fn router(state: Arc<AppState>, bind: SocketAddr, sessions_ct: CancellationT
         .route("/health", get(health))
         .route("/ready", get(ready))
         .with_state(state)
-        .nest_service("/mcp", mcp)
+        .nest_service(
+            "/mcp",
+            tower::ServiceBuilder::new()
+                .layer(middleware::from_fn_with_state(body_limit, check_body))
+                .service(mcp),
+        )
         .layer(middleware::from_fn_with_state(guard_cfg, guard))
 }
 

@@ -162,8 +162,8 @@ where
     let filter = tokio::spawn(filter_input(input, filter_out, tx, cap));
     let merger = tokio::spawn(merge_output(merge_in, rx, output));
 
-    let (sdk_read, _unused_write) = tokio::io::split(sdk_in);
-    let (_unused_read, sdk_write) = tokio::io::split(sdk_out);
+    let (sdk_read, _) = tokio::io::split(sdk_in);
+    let (_, sdk_write) = tokio::io::split(sdk_out);
     let running = handler
         .serve((sdk_read, sdk_write))
         .await
