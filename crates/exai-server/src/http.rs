@@ -177,10 +177,17 @@ async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next) ->
 
 /// Size cap and JSON check for `POST /mcp`, so a bad body gets the JSON-RPC answer (413, or
 /// 400 with `-32700 Parse error`) rather than the SDK's bare 415.
-async fn check_body(State(limit): State<usize>, request: Request, next: Next) -> Response {
+/// The response body is counted until it is fully written or dropped, so a stopping daemon
+/// does not end a session before its last answers have left.
+async fn check_body(
+    State((limit, state)): State<(usize, Arc<AppState>)>,
+    request: Request,
+    next: Next,
+) -> Response {
     if request.method() != axum::http::Method::POST {
         return next.run(request).await;
     }
+    let guard = state.enter_response();
     let (parts, body) = request.into_parts();
     let declared = parts
         .headers
@@ -210,8 +217,15 @@ async fn check_body(State(limit): State<usize>, request: Request, next: Next) ->
         });
         return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
     }
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await
+    let response = next
+        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await;
+    let (parts, body) = response.into_parts();
+    let stream = futures::StreamExt::map(body.into_data_stream(), move |chunk| {
+        let _counted = &guard;
+        chunk
+    });
+    Response::from_parts(parts, axum::body::Body::from_stream(stream))
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
@@ -255,11 +269,14 @@ pub fn router(state: Arc<AppState>, bind: SocketAddr, sessions_ct: CancellationT
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .with_state(state)
+        .with_state(state.clone())
         .nest_service(
             "/mcp",
             tower::ServiceBuilder::new()
-                .layer(middleware::from_fn_with_state(body_limit, check_body))
+                .layer(middleware::from_fn_with_state(
+                    (body_limit, state.clone()),
+                    check_body,
+                ))
                 .service(mcp),
         )
         .layer(middleware::from_fn_with_state(guard_cfg, guard))

@@ -35,9 +35,39 @@ pub struct AppState {
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub activity: Option<ActivityLog>,
     pub listen: Option<std::net::SocketAddr>,
-    inflight: AtomicUsize,
-    idle: Notify,
+    calls: Tracker,
+    /// HTTP responses still being written (a tool call's answer travels in one).
+    pub responses: Tracker,
     draining: AtomicBool,
+}
+
+/// Counts work in flight; `wait_idle` resolves when the count is zero.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl Tracker {
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn leave(&self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
 }
 
 impl AppState {
@@ -51,8 +81,8 @@ impl AppState {
             started_at: chrono::Utc::now(),
             activity,
             listen: None,
-            inflight: AtomicUsize::new(0),
-            idle: Notify::new(),
+            calls: Tracker::default(),
+            responses: Tracker::default(),
             draining: AtomicBool::new(false),
         })
     }
@@ -64,14 +94,26 @@ impl AppState {
         self
     }
 
-    /// Count a call in flight until the guard drops.
+    /// Count a tool call in flight until the guard drops.
     pub fn enter(self: &Arc<Self>) -> InflightGuard {
-        self.inflight.fetch_add(1, Ordering::SeqCst);
-        InflightGuard(self.clone())
+        self.calls.count.fetch_add(1, Ordering::SeqCst);
+        InflightGuard {
+            state: self.clone(),
+            response: false,
+        }
+    }
+
+    /// Count an HTTP response being written until the guard drops.
+    pub fn enter_response(self: &Arc<Self>) -> InflightGuard {
+        self.responses.count.fetch_add(1, Ordering::SeqCst);
+        InflightGuard {
+            state: self.clone(),
+            response: true,
+        }
     }
 
     pub fn inflight(&self) -> usize {
-        self.inflight.load(Ordering::SeqCst)
+        self.calls.count()
     }
 
     /// Refuse new calls from now on.
@@ -83,24 +125,24 @@ impl AppState {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// Resolves once no call is in flight.
+    /// Resolves once no tool call is running and no HTTP response is being written.
     pub async fn wait_idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            if self.inflight() == 0 {
-                return;
-            }
-            notified.await;
-        }
+        self.calls.wait_idle().await;
+        self.responses.wait_idle().await;
     }
 }
 
-pub struct InflightGuard(Arc<AppState>);
+pub struct InflightGuard {
+    state: Arc<AppState>,
+    response: bool,
+}
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        if self.0.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
+        if self.response {
+            self.state.responses.leave();
+        } else {
+            self.state.calls.leave();
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rmcp::{ServerHandler, ServiceExt};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
 
@@ -71,6 +72,7 @@ async fn filter_input<R, W>(
     mut to_sdk: W,
     replies: mpsc::Sender<String>,
     cap: usize,
+    stop: CancellationToken,
 ) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
@@ -78,7 +80,11 @@ where
 {
     let mut reader = BufReader::with_capacity(64 * 1024, input);
     loop {
-        match read_capped(&mut reader, cap).await? {
+        let line = tokio::select! {
+            line = read_capped(&mut reader, cap) => line?,
+            () = stop.cancelled() => Line::Eof,
+        };
+        match line {
             Line::Eof => return to_sdk.shutdown().await,
             Line::TooLong(n) => {
                 tracing::warn!(bytes = n, cap, "discarded an oversized message");
@@ -159,7 +165,8 @@ where
     let (sdk_in, filter_out) = tokio::io::duplex(PIPE_CAPACITY);
     let (sdk_out, merge_in) = tokio::io::duplex(PIPE_CAPACITY);
     let (tx, rx) = mpsc::channel(64);
-    let filter = tokio::spawn(filter_input(input, filter_out, tx, cap));
+    let stop_input = CancellationToken::new();
+    let filter = tokio::spawn(filter_input(input, filter_out, tx, cap, stop_input.clone()));
     let merger = tokio::spawn(merge_output(merge_in, rx, output));
 
     let (sdk_read, _) = tokio::io::split(sdk_in);
@@ -169,21 +176,35 @@ where
         .await
         .map_err(|e| StdioError(e.to_string()))?;
     let ct = running.cancellation_token();
-    tokio::select! {
-        r = running.waiting() => {
-            if let Err(e) = r {
-                tracing::warn!("MCP session ended with an error: {e}");
-            }
-        }
-        () = shutdown => {
+    let mut waiting = Box::pin(running.waiting());
+    let ended = tokio::select! {
+        r = &mut waiting => Some(r),
+        () = shutdown => None,
+    };
+    let ended = match ended {
+        Some(r) => r,
+        None => {
+            // Stop reading: the SDK then finishes the calls in flight, sends their answers
+            // and closes, as it does when a client closes stdin.
             state.start_draining();
+            stop_input.cancel();
             let grace = state.loaded.timeouts.shutdown_grace();
-            tracing::info!(inflight = state.inflight(), "stopping: finishing calls in flight");
-            if tokio::time::timeout(grace, state.wait_idle()).await.is_err() {
-                tracing::warn!("grace period over; ending the remaining calls");
+            tracing::info!(
+                inflight = state.inflight(),
+                "stopping: finishing calls in flight"
+            );
+            match tokio::time::timeout(grace, &mut waiting).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!("grace period over; ending the remaining calls");
+                    ct.cancel();
+                    waiting.await
+                }
             }
-            ct.cancel();
         }
+    };
+    if let Err(e) = ended {
+        tracing::warn!("MCP session ended with an error: {e}");
     }
     filter.abort();
     // Let the last responses reach the client before returning.

@@ -1,0 +1,230 @@
+"""exai daemon: Streamable HTTP at /mcp plus /health and /ready, with the official Python SDK."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import anyio
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+from conftest import (activity, base_env, exai_bin, free_port, http_get, http_post, start_daemon,
+                      structured)
+
+pytestmark = pytest.mark.anyio
+
+INIT = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}).encode()
+
+
+async def call_version(url: str, headers: dict[str, str] | None = None) -> dict:
+    async with create_mcp_http_client(headers=headers) as http:
+        async with streamable_http_client(url, http_client=http) as (r, w):
+            async with ClientSession(r, w) as session:
+                await session.initialize()
+                return structured(await session.call_tool("version", {}))
+
+
+async def test_initialize_list_call_and_health(daemon):
+    async with streamable_http_client(daemon.url) as (r, w):
+        async with ClientSession(r, w) as session:
+            init = await session.initialize()
+            assert init.server_info.name == "exai"
+            tools = {t.name for t in (await session.list_tools()).tools}
+            assert tools == {"version", "health", "ping"}
+            assert structured(await session.call_tool("version", {}))["transport"] == "http"
+            health = structured(await session.call_tool("health", {}))
+            assert health["status"] == "ok" and health["listen"] == f"127.0.0.1:{daemon.port}"
+    status, body = http_get(f"{daemon.base}/health")
+    assert status == 200
+    assert body["status"] == "ok" and body["pid"] == daemon.proc.pid and body["data_dir"] == str(daemon.home)
+    assert set(body["tools"]) == {"version", "health", "ping"} and body["uptime_secs"] >= 0
+    assert http_get(f"{daemon.base}/ready") == (200, {"ready": True})
+    sessions = {r["session"] for r in activity(daemon.home)}
+    assert len(sessions) == 1 and "http" not in sessions  # the MCP session id is recorded
+
+
+async def test_bad_calls_and_server_keeps_serving(daemon):
+    async with streamable_http_client(daemon.url) as (r, w):
+        async with ClientSession(r, w) as session:
+            await session.initialize()
+            with pytest.raises(MCPError):
+                await session.call_tool("no_such_tool", {})
+            wrong = await session.call_tool("ping", {"delay_ms": -1})
+            assert wrong.is_error and "`delay_ms`" in wrong.content[0].text
+    status, body = http_post(daemon.url, b'{"jsonrpc": "2.0", "id": 1, "method": ')
+    assert status == 400
+    err = json.loads(body)
+    assert err["error"]["code"] == -32700 and err["id"] is None
+    assert (await call_version(daemon.url))["name"] == "exai"
+
+
+async def test_many_sessions_at_once(daemon):
+    results = []
+
+    async def one(i):
+        async with streamable_http_client(daemon.url) as (r, w):
+            async with ClientSession(r, w) as session:
+                await session.initialize()
+                out = structured(await session.call_tool("ping", {"delay_ms": 200, "message": f"c{i}"}))
+                results.append(out["pong"])
+
+    t0 = time.monotonic()
+    async with anyio.create_task_group() as tg:
+        for i in range(12):
+            tg.start_soon(one, i)
+    assert sorted(results) == sorted(f"c{i}" for i in range(12))
+    # Twelve 200 ms calls ran concurrently, not one after another.
+    assert time.monotonic() - t0 < 12 * 0.2
+    assert len({r["session"] for r in activity(daemon.home)}) == 12
+
+
+async def test_progress_over_http(daemon):
+    seen = []
+
+    async def on_progress(progress, total, message):
+        seen.append(progress)
+
+    async with streamable_http_client(daemon.url) as (r, w):
+        async with ClientSession(r, w) as session:
+            await session.initialize()
+            await session.call_tool("ping", {"delay_ms": 100, "progress_steps": 4}, progress_callback=on_progress)
+    assert seen == [1, 2, 3, 4]
+
+
+def test_oversized_body_gets_413(home):
+    d = start_daemon(home, EXAI_SERVER_MAX_BODY_BYTES="4096")
+    try:
+        status, body = http_post(d.url, b'{"pad": "' + b"x" * 10000 + b'"}')
+        assert status == 413 and b"4096" in body
+        status, _ = http_post(d.url, INIT)
+        assert status == 200
+    finally:
+        assert d.stop() == 0
+
+
+def test_foreign_origin_and_host_are_refused(daemon):
+    status, body = http_post(daemon.url, INIT, {"Origin": "https://evil.example"})
+    assert status == 403 and "Origin" in body.decode()
+    assert http_get(f"{daemon.base}/health", {"Origin": "https://evil.example"})[0] == 403
+    assert http_post(daemon.url, INIT, {"Origin": f"http://localhost:{daemon.port}"})[0] == 200
+    status, body = http_post(daemon.url, INIT, {"Host": "evil.example"})
+    assert status == 403 and "Host" in body.decode()
+    assert http_get(f"{daemon.base}/ready")[0] == 200
+
+
+def test_configured_origin_is_allowed(home):
+    d = start_daemon(home, EXAI_SERVER_ALLOWED_ORIGINS="https://app.example.com")
+    try:
+        assert http_post(d.url, INIT, {"Origin": "https://app.example.com"})[0] == 200
+        assert http_post(d.url, INIT, {"Origin": "https://app.example.com.evil"})[0] == 403
+    finally:
+        d.stop()
+
+
+def test_non_loopback_bind_requires_a_token(home):
+    proc = subprocess.run([exai_bin(), "daemon", "--listen", f"0.0.0.0:{free_port()}"], env=base_env(home),
+                          capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2
+    err = proc.stderr.decode()
+    assert "EXAI_AUTH_TOKEN" in err and "--listen" in err
+
+
+async def test_bearer_token_on_non_loopback_bind(home):
+    token = "test-token-0123456789abcdef"
+    port = free_port()
+    d = start_daemon(home, port=port, listen=f"0.0.0.0:{port}", token=token)
+    try:
+        assert http_get(f"{d.base}/health")[0] == 401
+        assert http_get(f"{d.base}/health", {"Authorization": "Bearer wrong-token-0123456789abcd"})[0] == 401
+        status, _ = http_post(d.url, INIT)
+        assert status == 401
+        assert http_get(f"{d.base}/health", d.headers)[0] == 200
+        assert (await call_version(d.url, d.headers))["transport"] == "http"
+        log = (home / "logs" / "exai.log").read_text()
+        assert token not in log
+    finally:
+        assert d.stop() == 0
+
+
+async def test_sigterm_lets_the_slow_call_finish(home):
+    d = start_daemon(home, EXAI_TOOLS_DIAGNOSTICS="1")
+    pid_file = home / "exai.pid"
+    assert json.loads(pid_file.read_text())["pid"] == d.proc.pid
+    outcome = {}
+    try:
+        async with streamable_http_client(d.url, terminate_on_close=False) as (r, w):
+            async with ClientSession(r, w) as session:
+                await session.initialize()
+                # The SDK checks results against the tool's output schema; list the tools now, so
+                # it need not ask a daemon that has exited by the time the answer arrives.
+                await session.list_tools()
+
+                async def stop_soon():
+                    await anyio.sleep(0.5)
+                    d.proc.send_signal(signal.SIGTERM)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(stop_soon)
+                    outcome["result"] = await session.call_tool("ping", {"delay_ms": 2000, "message": "finished"})
+    except BaseException:  # noqa: BLE001
+        # Closing the client against a daemon that has exited may fail; the answer is what counts.
+        if "result" not in outcome:
+            raise
+    assert structured(outcome["result"])["pong"] == "finished"
+    assert d.proc.wait(20) == 0
+    assert not pid_file.exists()
+    assert "exai daemon stopped" in d.proc.stderr.read().decode()
+
+
+def test_port_in_use_and_already_running(home, tmp_path):
+    d = start_daemon(home)
+    try:
+        other = tmp_path / "other-home"
+        other.mkdir()
+        proc = subprocess.run([exai_bin(), "daemon", "--listen", f"127.0.0.1:{d.port}"], env=base_env(other),
+                              capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 1
+        assert "already in use" in proc.stderr.decode()
+        proc = subprocess.run([exai_bin(), "daemon", "--listen", f"127.0.0.1:{free_port()}"], env=base_env(home),
+                              capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 1
+        assert f"already running (pid {d.proc.pid}" in proc.stderr.decode()
+    finally:
+        d.stop()
+
+
+def test_daemon_status_stop_start_restart(home):
+    run = lambda *a: subprocess.run([exai_bin(), "daemon", *a], env=base_env(home), capture_output=True,
+                                    timeout=60, stdin=subprocess.DEVNULL, text=True)
+    assert run("status").returncode == 1
+    port = free_port()
+    started = run("start", "--listen", f"127.0.0.1:{port}")
+    assert started.returncode == 0, started.stderr
+    status = run("status", "--json")
+    info = json.loads(status.stdout)
+    assert status.returncode == 0 and info["running"] and info["health"]["status"] == "ok"
+    first_pid = info["pid"]
+    restarted = run("restart")
+    assert restarted.returncode == 0, restarted.stderr
+    info = json.loads(run("status", "--json").stdout)
+    assert info["pid"] != first_pid and info["listen"] == f"127.0.0.1:{port}"
+    stopped = run("stop")
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert run("status").returncode == 1
+    assert run("stop").returncode == 1
+
+
+def test_stale_pid_file_is_cleaned(home):
+    (home / "exai.pid").write_text(json.dumps({"pid": 999999, "listen": "127.0.0.1:1", "started_at": "x", "version": "0"}))
+    d = start_daemon(home)
+    try:
+        assert json.loads((home / "exai.pid").read_text())["pid"] == d.proc.pid
+    finally:
+        d.stop()
