@@ -225,7 +225,9 @@ impl ShimServer {
         params: CallToolRequestParams,
         context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, Option<ErrorData>> {
-        let options = PeerRequestOptions::with_timeout(self.options.timeout);
+        // The SDK's own request timeout waits to deliver its cancellation to a daemon that may
+        // be hung; the shim keeps its deadline itself and tells the daemon in the background.
+        let options = PeerRequestOptions::no_options();
         let handle = up
             .peer()
             .send_cancellable_request(
@@ -243,7 +245,9 @@ impl ShimServer {
             }
         }
         let outcome = tokio::select! {
-            r = handle.await_response() => Some(r),
+            r = tokio::time::timeout(self.options.timeout, handle.await_response()) => {
+                Some(r.unwrap_or(Err(ServiceError::Timeout { timeout: self.options.timeout })))
+            }
             () = context.ct.cancelled() => None,
         };
         if let Ok(mut m) = self.client.progress.lock() {
