@@ -275,7 +275,7 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
         inputs.var("XDG_DATA_HOME"),
         inputs.var("HOME"),
     )
-    .ok_or_else(|| ConfigError::NoDataDir)?;
+    .ok_or(ConfigError::NoDataDir)?;
 
     let mut tree = to_tree(&Config::default());
     let mut sources: BTreeMap<&'static str, Source> = BTreeMap::new();
@@ -302,8 +302,10 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
         }
     }
 
-    if let Some(path) = &inputs.dotenv {
-        if path.is_file() {
+    if let Some(path) = &inputs.dotenv
+        && path.is_file()
+    {
+        {
             let iter = dotenvy::from_path_iter(path).map_err(|e| ConfigError::Read {
                 path: path.clone(),
                 reason: e.to_string(),
@@ -603,10 +605,10 @@ fn apply_setting(
         origin: source.clone(),
         allowed,
     })?;
-    if setting.key == "logging.level" {
-        if let Value::String(s) = &mut value {
-            *s = s.trim().to_string();
-        }
+    if setting.key == "logging.level"
+        && let Value::String(s) = &mut value
+    {
+        *s = s.trim().to_string();
     }
     set(tree, setting.key, value);
     sources.insert(setting.key, source);

@@ -94,16 +94,14 @@ pub fn check(
             continue;
         }
         if let (Some(min), Some(n)) = (prop.get("minimum").and_then(Value::as_f64), value.as_f64())
+            && n < min
         {
-            if n < min {
-                problems.push(format!("`{name}` must be at least {min}, not {n}"));
-            }
+            problems.push(format!("`{name}` must be at least {min}, not {n}"));
         }
         if let (Some(max), Some(n)) = (prop.get("maximum").and_then(Value::as_f64), value.as_f64())
+            && n > max
         {
-            if n > max {
-                problems.push(format!("`{name}` must be at most {max}, not {n}"));
-            }
+            problems.push(format!("`{name}` must be at most {max}, not {n}"));
         }
     }
     if problems.is_empty() {

@@ -98,10 +98,10 @@ struct PidFileGuard(PathBuf);
 impl Drop for PidFileGuard {
     fn drop(&mut self) {
         // Only remove our own record: a restarted daemon may already have written its own.
-        if let Ok(Some(record)) = read_pid(&self.0) {
-            if record.pid == std::process::id() {
-                let _ = std::fs::remove_file(&self.0);
-            }
+        if let Ok(Some(record)) = read_pid(&self.0)
+            && record.pid == std::process::id()
+        {
+            let _ = std::fs::remove_file(&self.0);
         }
     }
 }
@@ -143,13 +143,13 @@ pub async fn run(
     activity: Option<ActivityLog>,
 ) -> Result<(), DaemonError> {
     let pid_path = exai_core::paths::DataPaths::new(loaded.data_dir.clone()).pid_file();
-    if let Some(record) = running(&pid_path)? {
-        if record.pid != std::process::id() {
-            return Err(DaemonError::AlreadyRunning {
-                pid: record.pid,
-                listen: record.listen,
-            });
-        }
+    if let Some(record) = running(&pid_path)?
+        && record.pid != std::process::id()
+    {
+        return Err(DaemonError::AlreadyRunning {
+            pid: record.pid,
+            listen: record.listen,
+        });
     }
     let listener = http::bind(listen).await?;
     let bound = listener.local_addr().map_err(ServeError::Io)?;
@@ -249,10 +249,10 @@ pub async fn wait_ready(base: &str, token: Option<&str>, limit: Duration) -> boo
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        if let Ok(resp) = req.send().await {
-            if resp.status().is_success() {
-                return true;
-            }
+        if let Ok(resp) = req.send().await
+            && resp.status().is_success()
+        {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -234,21 +234,20 @@ impl ServerHandler for ExaiServer {
                 None,
             ));
         }
-        if let Some(spec) = self.tool_router.get(&tool) {
-            if let Err(message) =
+        if let Some(spec) = self.tool_router.get(&tool)
+            && let Err(message) =
                 crate::argcheck::check(&tool, &spec.input_schema, request.arguments.as_ref())
-            {
-                self.record(
-                    &tool,
-                    &context,
-                    started,
-                    "error",
-                    Some("invalid_arguments".into()),
-                );
-                return Ok(CallToolResponse::Complete(CallToolResult::error(vec![
-                    ContentBlock::text(message),
-                ])));
-            }
+        {
+            self.record(
+                &tool,
+                &context,
+                started,
+                "error",
+                Some("invalid_arguments".into()),
+            );
+            return Ok(CallToolResponse::Complete(CallToolResult::error(vec![
+                ContentBlock::text(message),
+            ])));
         }
         let _inflight = self.state.enter();
         let deadline = self.deadline(&tool);

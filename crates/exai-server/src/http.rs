@@ -143,14 +143,14 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 
 async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
     let headers = request.headers();
-    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
-        if !guard.host_allowed(host) {
-            tracing::warn!(host, "refused request: Host not allowed");
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "Host header not allowed; add it to server.allowed_hosts (EXAI_SERVER_ALLOWED_HOSTS)",
-            );
-        }
+    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok())
+        && !guard.host_allowed(host)
+    {
+        tracing::warn!(host, "refused request: Host not allowed");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Host header not allowed; add it to server.allowed_hosts (EXAI_SERVER_ALLOWED_HOSTS)",
+        );
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let allowed = origin

@@ -25,11 +25,13 @@ use crate::state::AppState;
 
 type Upstream = RunningService<RoleClient, ShimClient>;
 
+/// Daemon-side progress token → the stdio client's token and peer.
+type ProgressRoutes = HashMap<ProgressToken, (ProgressToken, Peer<RoleServer>)>;
+
 /// Routes the daemon's notifications back to the stdio client.
 #[derive(Clone, Default)]
 pub struct ShimClient {
-    /// Daemon-side progress token → the stdio client's token and peer.
-    progress: Arc<Mutex<HashMap<ProgressToken, (ProgressToken, Peer<RoleServer>)>>>,
+    progress: Arc<Mutex<ProgressRoutes>>,
     downstream: Arc<Mutex<Option<Peer<RoleServer>>>>,
 }
 
@@ -185,10 +187,10 @@ impl ShimServer {
     /// The live connection, connecting on first use.
     async fn upstream(&self) -> Result<Arc<Upstream>, ErrorData> {
         let mut slot = self.upstream.lock().await;
-        if let Some(up) = slot.as_ref() {
-            if !up.is_transport_closed() {
-                return Ok(up.clone());
-            }
+        if let Some(up) = slot.as_ref()
+            && !up.is_transport_closed()
+        {
+            return Ok(up.clone());
         }
         let up = self.connect().await?;
         *slot = Some(up.clone());
@@ -203,10 +205,10 @@ impl ShimServer {
     }
 
     fn remember_peer(&self, peer: &Peer<RoleServer>) {
-        if let Ok(mut p) = self.client.downstream.lock() {
-            if p.is_none() {
-                *p = Some(peer.clone());
-            }
+        if let Ok(mut p) = self.client.downstream.lock()
+            && p.is_none()
+        {
+            *p = Some(peer.clone());
         }
     }
 
@@ -239,10 +241,10 @@ impl ShimServer {
         let daemon_token = handle.progress_token.clone();
         let request_id = handle.id.clone();
         let peer = handle.peer.clone();
-        if let Some(client_token) = context.meta.get_progress_token() {
-            if let Ok(mut m) = self.client.progress.lock() {
-                m.insert(daemon_token.clone(), (client_token, context.peer.clone()));
-            }
+        if let Some(client_token) = context.meta.get_progress_token()
+            && let Ok(mut m) = self.client.progress.lock()
+        {
+            m.insert(daemon_token.clone(), (client_token, context.peer.clone()));
         }
         let outcome = tokio::select! {
             r = tokio::time::timeout(self.options.timeout, handle.await_response()) => {
