@@ -180,3 +180,15 @@ def test_invalid_config_refuses_to_start(home):
     assert proc.returncode == 2
     err = proc.stderr.decode()
     assert "timeouts.expert_analysis_secs" in err and "EXPERT_ANALYSIS_TIMEOUT_SECS" in err
+
+
+async def test_long_output_is_truncated_with_a_note(home):
+    env = dict(EXAI_TOOLS_DIAGNOSTICS="1", MAX_MCP_OUTPUT_TOKENS="1000")
+    async with stdio_client(params(home, **env)) as (r, w):
+        async with ClientSession(r, w) as session:
+            await session.initialize()
+            res = await session.call_tool("ping", {"message": "z" * 6000})
+            assert not res.is_error
+            text = "".join(c.text for c in res.content)
+            assert "[output truncated: 4000 of" in text and "MAX_MCP_OUTPUT_TOKENS" in text
+            assert len(text) < 4300

@@ -189,6 +189,48 @@ impl ExaiServer {
     }
 }
 
+/// Characters per token used to turn `tools.max_output_tokens` into a size.
+const CHARS_PER_TOKEN: u64 = 4;
+
+/// Cut text content to `max_chars` in total, with a note saying so; drop structured content that
+/// alone exceeds the cap. Returns whether anything was cut. A long answer is never a protocol error.
+fn cap_output(result: &mut CallToolResult, max_chars: usize) -> bool {
+    let mut cut = false;
+    if result
+        .structured_content
+        .as_ref()
+        .is_some_and(|v| v.to_string().len() > max_chars)
+    {
+        result.structured_content = None;
+        cut = true;
+    }
+    let total: usize = result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text())
+        .map(|t| t.text.chars().count())
+        .sum();
+    if total <= max_chars {
+        return cut;
+    }
+    let mut budget = max_chars;
+    for block in &mut result.content {
+        if let Some(text) = block.as_text() {
+            let len = text.text.chars().count();
+            let keep = len.min(budget);
+            if keep < len {
+                let kept: String = text.text.chars().take(keep).collect();
+                *block = ContentBlock::text(kept);
+            }
+            budget -= keep;
+        }
+    }
+    result.content.push(ContentBlock::text(format!(
+        "\n[output truncated: {max_chars} of {total} characters shown; raise MAX_MCP_OUTPUT_TOKENS (tools.max_output_tokens) for more]"
+    )));
+    true
+}
+
 fn error_kind(e: &ErrorData) -> String {
     match e.code {
         ErrorCode::INVALID_PARAMS if e.message.contains("not found") => "unknown_tool".into(),
@@ -264,7 +306,14 @@ impl ServerHandler for ExaiServer {
             }
         };
         match result {
-            Ok(Ok(response)) => {
+            Ok(Ok(mut response)) => {
+                let tokens = self.state.loaded.config.tools.max_output_tokens;
+                let max_chars = usize::try_from(tokens * CHARS_PER_TOKEN).unwrap_or(usize::MAX);
+                if let CallToolResponse::Complete(result) = &mut response
+                    && cap_output(result, max_chars)
+                {
+                    tracing::info!(tool = %tool, max_chars, "tool output truncated");
+                }
                 let is_error =
                     matches!(&response, CallToolResponse::Complete(r) if r.is_error == Some(true));
                 let (outcome, kind) = if is_error {
@@ -299,6 +348,21 @@ impl ServerHandler for ExaiServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_is_capped_with_a_note() {
+        let mut r = CallToolResult::success(vec![ContentBlock::text("a".repeat(30)), ContentBlock::text("b".repeat(30))]);
+        r.structured_content = Some(serde_json::json!({ "x": "y".repeat(100) }));
+        assert!(cap_output(&mut r, 40));
+        assert!(r.structured_content.is_none());
+        let texts: Vec<String> = r.content.iter().filter_map(|c| c.as_text()).map(|t| t.text.clone()).collect();
+        assert_eq!(texts[0].len(), 30);
+        assert_eq!(texts[1], "b".repeat(10));
+        assert!(texts[2].contains("40 of 60 characters"));
+        let mut small = CallToolResult::success(vec![ContentBlock::text("ok")]);
+        assert!(!cap_output(&mut small, 40));
+        assert_eq!(small.content.len(), 1);
+    }
 
     #[test]
     fn every_tool_method_is_registered() {

@@ -232,6 +232,6 @@ mod tests {
                 Line::TooLong(n) => out.push(format!("<{n}>")),
             }
         }
-        assert_eq!(out, vec!["short\n", "<24>", "ok\n", "last"]);
+        assert_eq!(out, vec!["short\n", "<25>", "ok\n", "last"]);
     }
 }

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Every test: formatting, lints, Rust tests, and end-to-end tests that drive the real binary with
+# the official MCP Python SDK. Installs what it needs (a Python venv with the pinned SDK) into
+# $EXAI_CACHE_DIR (default ~/.cache/exai-ci), which also keeps the cargo target directory so
+# repeated runs from fresh clones stay fast.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cache="${EXAI_CACHE_DIR:-$HOME/.cache/exai-ci}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+venv="$cache/venv"
+mkdir -p "$cache"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "python venv with the official MCP SDK"
+if ! cmp -s tests/e2e/requirements.txt "$venv/requirements.txt" 2>/dev/null \
+   || ! "$venv/bin/python" -c 'import mcp, pytest' 2>/dev/null; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+  cp tests/e2e/requirements.txt "$venv/requirements.txt"
+fi
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "end-to-end tests (official MCP Python SDK)"
+cargo build --locked --bin exai
+EXAI_BIN="$CARGO_TARGET_DIR/debug/exai" "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider
