@@ -351,11 +351,19 @@ mod tests {
 
     #[test]
     fn output_is_capped_with_a_note() {
-        let mut r = CallToolResult::success(vec![ContentBlock::text("a".repeat(30)), ContentBlock::text("b".repeat(30))]);
+        let mut r = CallToolResult::success(vec![
+            ContentBlock::text("a".repeat(30)),
+            ContentBlock::text("b".repeat(30)),
+        ]);
         r.structured_content = Some(serde_json::json!({ "x": "y".repeat(100) }));
         assert!(cap_output(&mut r, 40));
         assert!(r.structured_content.is_none());
-        let texts: Vec<String> = r.content.iter().filter_map(|c| c.as_text()).map(|t| t.text.clone()).collect();
+        let texts: Vec<String> = r
+            .content
+            .iter()
+            .filter_map(|c| c.as_text())
+            .map(|t| t.text.clone())
+            .collect();
         assert_eq!(texts[0].len(), 30);
         assert_eq!(texts[1], "b".repeat(10));
         assert!(texts[2].contains("40 of 60 characters"));

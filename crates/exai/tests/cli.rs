@@ -6,7 +6,10 @@ use std::process::{Command, Output};
 
 fn exai(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_exai"));
-    cmd.args(args).env_clear().env("EXAI_HOME", home).current_dir(home);
+    cmd.args(args)
+        .env_clear()
+        .env("EXAI_HOME", home)
+        .current_dir(home);
     if let Some(path) = std::env::var_os("PATH") {
         cmd.env("PATH", path);
     }
@@ -26,9 +29,16 @@ fn readme_configuration_table_matches_the_code() {
     let out = exai(home.path(), &["config", "docs"], &[]);
     assert!(out.status.success());
     let generated = text(&out.stdout);
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
-    let start = readme.find("<!-- config-table:start -->\n").expect("start marker") + "<!-- config-table:start -->\n".len();
-    let end = readme.find("<!-- config-table:end -->").expect("end marker");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let start = readme
+        .find("<!-- config-table:start -->\n")
+        .expect("start marker")
+        + "<!-- config-table:start -->\n".len();
+    let end = readme
+        .find("<!-- config-table:end -->")
+        .expect("end marker");
     assert_eq!(
         &readme[start..end],
         generated,
@@ -39,10 +49,19 @@ fn readme_configuration_table_matches_the_code() {
 #[test]
 fn config_check_prints_the_hierarchy() {
     let home = tempfile::tempdir().unwrap();
-    let out = exai(home.path(), &["config", "check"], &[("WORKFLOW_TOOL_TIMEOUT_SECS", "60")]);
+    let out = exai(
+        home.path(),
+        &["config", "check"],
+        &[("WORKFLOW_TOOL_TIMEOUT_SECS", "60")],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    for line in ["workflow tool T      60.0 s", "daemon               90.0 s", "shim                120.0 s", "client              150.0 s"] {
+    for line in [
+        "workflow tool T      60.0 s",
+        "daemon               90.0 s",
+        "shim                120.0 s",
+        "client              150.0 s",
+    ] {
         assert!(stdout.contains(line), "{line:?} missing in:\n{stdout}");
     }
 }
@@ -50,12 +69,25 @@ fn config_check_prints_the_hierarchy() {
 #[test]
 fn invalid_hierarchy_exits_2_with_the_reason() {
     let home = tempfile::tempdir().unwrap();
-    let out = exai(home.path(), &["config", "check"], &[("WORKFLOW_TOOL_TIMEOUT_SECS", "2000")]);
+    let out = exai(
+        home.path(),
+        &["config", "check"],
+        &[("WORKFLOW_TOOL_TIMEOUT_SECS", "2000")],
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("exceeds 3600 s") && err.contains("WORKFLOW_TOOL_TIMEOUT_SECS") && err.contains("1440"), "{err}");
+    assert!(
+        err.contains("exceeds 3600 s")
+            && err.contains("WORKFLOW_TOOL_TIMEOUT_SECS")
+            && err.contains("1440"),
+        "{err}"
+    );
 
-    let out = exai(home.path(), &["config", "check"], &[("EXAI_TIMEOUTS_MODEL_MULTIPLIERS", "slow=40")]);
+    let out = exai(
+        home.path(),
+        &["config", "check"],
+        &[("EXAI_TIMEOUTS_MODEL_MULTIPLIERS", "slow=40")],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("timeouts.model_multipliers"));
 }
@@ -65,35 +97,71 @@ fn unknown_key_in_the_config_file_exits_2() {
     let home = tempfile::tempdir().unwrap();
     let file = home.path().join("custom.toml");
     std::fs::write(&file, "[timeouts]\nworkflow_tool_sec = 50\n").unwrap();
-    let out = exai(home.path(), &["--config", file.to_str().unwrap(), "config", "check"], &[]);
+    let out = exai(
+        home.path(),
+        &["--config", file.to_str().unwrap(), "config", "check"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("timeouts.workflow_tool_sec") && err.contains("custom.toml") && err.contains("did you mean `timeouts.workflow_tool_secs`"), "{err}");
+    assert!(
+        err.contains("timeouts.workflow_tool_sec")
+            && err.contains("custom.toml")
+            && err.contains("did you mean `timeouts.workflow_tool_secs`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn dotenv_in_the_working_directory_is_read_and_environment_wins() {
     let home = tempfile::tempdir().unwrap();
-    std::fs::write(home.path().join(".env"), "WORKFLOW_TOOL_TIMEOUT_SECS=50\nSIMPLE_TOOL_TIMEOUT_SECS=20\nOTHER_APP=1\n").unwrap();
-    let out = exai(home.path(), &["config", "show", "--json"], &[("SIMPLE_TOOL_TIMEOUT_SECS", "10")]);
+    std::fs::write(
+        home.path().join(".env"),
+        "WORKFLOW_TOOL_TIMEOUT_SECS=50\nSIMPLE_TOOL_TIMEOUT_SECS=20\nOTHER_APP=1\n",
+    )
+    .unwrap();
+    let out = exai(
+        home.path(),
+        &["config", "show", "--json"],
+        &[("SIMPLE_TOOL_TIMEOUT_SECS", "10")],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["timeouts.workflow_tool_secs"]["value"], "50.0");
-    assert!(v["timeouts.workflow_tool_secs"]["source"].as_str().unwrap().contains(".env"));
+    assert!(
+        v["timeouts.workflow_tool_secs"]["source"]
+            .as_str()
+            .unwrap()
+            .contains(".env")
+    );
     assert_eq!(v["timeouts.simple_tool_secs"]["value"], "10.0");
-    assert_eq!(v["timeouts.simple_tool_secs"]["source"], "environment variable SIMPLE_TOOL_TIMEOUT_SECS");
+    assert_eq!(
+        v["timeouts.simple_tool_secs"]["source"],
+        "environment variable SIMPLE_TOOL_TIMEOUT_SECS"
+    );
 }
 
 #[test]
 fn config_show_redacts_secrets() {
     let home = tempfile::tempdir().unwrap();
     let secret = "sk-very-secret-value-123";
-    let out = exai(home.path(), &["config", "show"], &[("KIMI_API_KEY", secret), ("EXAI_AUTH_TOKEN", "token-abcdefghijklmnop")]);
+    let out = exai(
+        home.path(),
+        &["config", "show"],
+        &[
+            ("KIMI_API_KEY", secret),
+            ("EXAI_AUTH_TOKEN", "token-abcdefghijklmnop"),
+        ],
+    );
     assert!(out.status.success());
     let stdout = text(&out.stdout);
     assert!(!stdout.contains(secret) && !stdout.contains("token-abcdefghijklmnop"));
     assert!(stdout.contains("<redacted>"));
-    let out = exai(home.path(), &["config", "check"], &[("GLM_API_KEY", secret), ("EXAI_SERVER_LISTEN", "nonsense")]);
+    let out = exai(
+        home.path(),
+        &["config", "check"],
+        &[("GLM_API_KEY", secret), ("EXAI_SERVER_LISTEN", "nonsense")],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(!text(&out.stderr).contains(secret));
 }
