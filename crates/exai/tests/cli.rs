@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 //! The `exai` command as a user runs it: configuration errors, redaction, and the README's
 //! configuration table against the code.
 
