@@ -31,6 +31,9 @@ cargo clippy --all-targets --locked -- -D warnings
 step "cargo test"
 cargo test --workspace --locked
 
-step "end-to-end tests (official MCP Python SDK)"
+step "end-to-end tests (official MCP TypeScript SDK)"
 cargo build --locked --bin exai
+(cd tests/ts && npm ci --no-audit --no-fund --silent && EXAI_BIN="$CARGO_TARGET_DIR/debug/exai" node --test)
+
+step "end-to-end tests (official MCP Python SDK)"
 EXAI_BIN="$CARGO_TARGET_DIR/debug/exai" "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider
