@@ -1,0 +1,346 @@
+//! The local back end: a sentence-transformers BERT-family model run with candle on the CPU.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use rayon::prelude::*;
+use serde::Deserialize;
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::pooling::{Pooling, l2_normalize, pool};
+use crate::{EmbedError, Embedder, ModelIdentity, batch, model_dir};
+
+/// How batches use the CPU cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threading {
+    /// One batch at a time; candle spreads each matrix multiplication and large element-wise
+    /// operation over its own thread pool.
+    Candle,
+    /// Several batches at once on rayon's pool (each still free to use candle's threading).
+    RayonBatches,
+}
+
+/// Knobs of the local back end. [`LocalOptions::new`] gives the measured best; the other values
+/// exist so the benchmark can show what each lever is worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalOptions {
+    /// Passages per forward pass.
+    pub batch_size: usize,
+    /// Group texts of similar length into a batch (input order is restored afterwards).
+    pub sort_by_length: bool,
+    /// Pad each batch to its longest text rather than to the model's maximum length.
+    pub pad_to_longest: bool,
+    pub threading: Threading,
+}
+
+impl LocalOptions {
+    pub fn new(batch_size: usize) -> LocalOptions {
+        LocalOptions {
+            batch_size: batch_size.max(1),
+            sort_by_length: true,
+            pad_to_longest: true,
+            threading: Threading::Candle,
+        }
+    }
+}
+
+/// `sentence_bert_config.json`.
+#[derive(Debug, Deserialize)]
+struct SentenceBertConfig {
+    max_seq_length: Option<usize>,
+}
+
+/// One entry of `modules.json`.
+#[derive(Debug, Deserialize)]
+struct Module {
+    #[serde(default)]
+    path: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// A loaded local model. Cheap to share (`Arc`) and safe to call from several threads at once.
+pub struct LocalEmbedder {
+    identity: ModelIdentity,
+    dir: PathBuf,
+    model: BertModel,
+    /// Truncates to `max_tokens`, as sentence-transformers does before the forward pass.
+    tokenizer: Tokenizer,
+    /// The same tokenizer without truncation, for [`Embedder::count_tokens`].
+    counter: Tokenizer,
+    pad_id: u32,
+    pooling: Pooling,
+    options: LocalOptions,
+    device: Device,
+}
+
+impl std::fmt::Debug for LocalEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalEmbedder")
+            .field("identity", &self.identity)
+            .field("dir", &self.dir)
+            .field("pooling", &self.pooling)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn invalid(path: &Path, reason: impl std::fmt::Display) -> EmbedError {
+    EmbedError::InvalidModel {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, EmbedError> {
+    std::fs::read_to_string(path).map_err(|source| EmbedError::Io {
+        context: "cannot read",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EmbedError> {
+    serde_json::from_str(&read_text(path)?).map_err(|e| invalid(path, e))
+}
+
+impl LocalEmbedder {
+    /// Loads the model directory with the default options and `batch_size` passages per pass.
+    pub fn load(dir: &Path, batch_size: usize) -> Result<LocalEmbedder, EmbedError> {
+        LocalEmbedder::load_with(dir, LocalOptions::new(batch_size))
+    }
+
+    pub fn load_with(dir: &Path, options: LocalOptions) -> Result<LocalEmbedder, EmbedError> {
+        for file in model_dir::REQUIRED_FILES {
+            if !dir.join(file).is_file() {
+                return Err(EmbedError::MissingModelFile {
+                    dir: dir.to_path_buf(),
+                    file: file.to_string(),
+                    origin: "the model directory".to_string(),
+                });
+            }
+        }
+        let config_path = dir.join("config.json");
+        let config: BertConfig = read_json(&config_path)?;
+        let (pooling, normalize) = read_modules(dir)?;
+        if !normalize {
+            // The trait promises unit vectors; cosine similarity is unchanged by normalising.
+            tracing::debug!(dir = %dir.display(), "model has no Normalize module; normalising anyway");
+        }
+
+        let sbert_path = dir.join("sentence_bert_config.json");
+        let max_seq_length = if sbert_path.is_file() {
+            read_json::<SentenceBertConfig>(&sbert_path)?.max_seq_length
+        } else {
+            None
+        };
+        let max_tokens = max_seq_length
+            .unwrap_or(config.max_position_embeddings)
+            .min(config.max_position_embeddings);
+
+        let tokenizer_path = dir.join("tokenizer.json");
+        let mut counter =
+            Tokenizer::from_file(&tokenizer_path).map_err(|e| invalid(&tokenizer_path, e))?;
+        let pad_id = counter
+            .get_padding()
+            .map(|p| p.pad_id)
+            .unwrap_or(config.pad_token_id as u32);
+        // Shipped tokenizer.json files often pad to a fixed length and truncate to another; exai
+        // pads per batch itself and truncates to the model's own limit.
+        counter.with_padding(None);
+        counter
+            .with_truncation(None)
+            .map_err(|e| invalid(&tokenizer_path, e))?;
+        let mut tokenizer = counter.clone();
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                direction: TruncationDirection::Right,
+                max_length: max_tokens,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+            }))
+            .map_err(|e| invalid(&tokenizer_path, e))?;
+
+        let weights_path = dir.join("model.safetensors");
+        let weights = std::fs::read(&weights_path).map_err(|source| EmbedError::Io {
+            context: "cannot read",
+            path: weights_path.clone(),
+            source,
+        })?;
+        let fingerprint = model_dir::fingerprint(&weights);
+        let device = Device::Cpu;
+        let tensors = candle_core::safetensors::load_buffer(&weights, &device)
+            .map_err(|e| invalid(&weights_path, e))?;
+        drop(weights);
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
+        let model = BertModel::load(vb, &config).map_err(|e| invalid(&weights_path, e))?;
+
+        let identity = ModelIdentity {
+            name: model_dir::model_name(dir, &fingerprint),
+            dim: config.hidden_size,
+            precision: "f32".to_string(),
+            max_tokens,
+        };
+        tracing::info!(model = %identity.key(), dir = %dir.display(), "loaded local embedding model");
+        Ok(LocalEmbedder {
+            identity,
+            dir: dir.to_path_buf(),
+            model,
+            tokenizer,
+            counter,
+            pad_id,
+            pooling,
+            options,
+            device,
+        })
+    }
+
+    /// The directory the model was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn options(&self) -> LocalOptions {
+        self.options
+    }
+
+    /// Word-piece ids per text, truncated to `max_tokens`, special tokens included.
+    fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, EmbedError> {
+        let encodings = self
+            .tokenizer
+            .encode_batch_fast(texts.to_vec(), true)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        Ok(encodings
+            .into_iter()
+            .map(|e| e.get_ids().to_vec())
+            .collect())
+    }
+
+    /// One forward pass over the given sequences; returns one pooled, normalised vector each.
+    fn embed_batch(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        let width = if self.options.pad_to_longest {
+            longest
+        } else {
+            self.identity.max_tokens.max(longest)
+        };
+        if width == 0 {
+            return Ok(vec![vec![0.0; self.identity.dim]; seqs.len()]);
+        }
+        let rows = seqs.len();
+        let mut ids = Vec::with_capacity(rows * width);
+        let mut mask = Vec::with_capacity(rows * width);
+        for seq in seqs {
+            ids.extend_from_slice(seq);
+            ids.extend(std::iter::repeat_n(self.pad_id, width - seq.len()));
+            mask.extend(std::iter::repeat_n(1u32, seq.len()));
+            mask.extend(std::iter::repeat_n(0u32, width - seq.len()));
+        }
+        let input_ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
+        let type_ids = input_ids.zeros_like()?;
+        let attention = Tensor::from_vec(mask.clone(), (rows, width), &self.device)?;
+        let hidden = self
+            .model
+            .forward(&input_ids, &type_ids, Some(&attention))?;
+        let (_, _, dim) = hidden.dims3()?;
+        let hidden: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
+        let vectors = hidden
+            .chunks_exact(width * dim)
+            .zip(mask.chunks_exact(width))
+            .map(|(h, m)| {
+                let mut v = pool(h, m, dim, self.pooling);
+                l2_normalize(&mut v);
+                v
+            })
+            .collect();
+        Ok(vectors)
+    }
+}
+
+/// Reads `modules.json`: the pooling mode and whether a Normalize module follows. Models
+/// without `modules.json` are plain BERT checkpoints: mean pooling.
+fn read_modules(dir: &Path) -> Result<(Pooling, bool), EmbedError> {
+    let modules_path = dir.join("modules.json");
+    if !modules_path.is_file() {
+        return Ok((read_pooling(&dir.join("1_Pooling/config.json"))?, false));
+    }
+    let modules: Vec<Module> = read_json(&modules_path)?;
+    let mut pooling = None;
+    let mut normalize = false;
+    for module in &modules {
+        let kind = module.kind.rsplit('.').next().unwrap_or(&module.kind);
+        match kind {
+            "Transformer" => {}
+            "Pooling" => pooling = Some(read_pooling(&dir.join(&module.path).join("config.json"))?),
+            "Normalize" => normalize = true,
+            other => {
+                return Err(invalid(
+                    &modules_path,
+                    format!(
+                        "module {other} is not supported (exai runs Transformer → Pooling → \
+                         Normalize models)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((pooling.unwrap_or(Pooling::Mean), normalize))
+}
+
+fn read_pooling(path: &Path) -> Result<Pooling, EmbedError> {
+    if !path.is_file() {
+        return Ok(Pooling::Mean);
+    }
+    Pooling::from_config_json(&read_text(path)?).map_err(|e| invalid(path, e))
+}
+
+impl Embedder for LocalEmbedder {
+    fn identity(&self) -> &ModelIdentity {
+        &self.identity
+    }
+
+    fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = self.tokenize(texts)?;
+        let batches = if self.options.sort_by_length {
+            let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+            batch::plan(&lengths, self.options.batch_size)
+        } else {
+            let order: Vec<usize> = (0..ids.len()).collect();
+            order
+                .chunks(self.options.batch_size.max(1))
+                .map(<[usize]>::to_vec)
+                .collect()
+        };
+        let run = |indices: &Vec<usize>| {
+            let seqs: Vec<&[u32]> = indices.iter().map(|&i| ids[i].as_slice()).collect();
+            self.embed_batch(&seqs)
+        };
+        let outputs: Vec<Vec<Vec<f32>>> = match self.options.threading {
+            Threading::RayonBatches if batches.len() > 1 => {
+                batches.par_iter().map(run).collect::<Result<_, _>>()?
+            }
+            _ => batches.iter().map(run).collect::<Result<_, _>>()?,
+        };
+        batch::restore(&batches, outputs, texts.len())
+            .ok_or_else(|| EmbedError::Inference("batch results did not cover every input".into()))
+    }
+
+    fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        self.embed_passages(&[text])?
+            .pop()
+            .ok_or_else(|| EmbedError::Inference("no vector for the query".into()))
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        match self.counter.encode_fast(text, true) {
+            Ok(encoding) => encoding.len(),
+            // Tokenizing plain text does not fail in practice; an estimate beats a panic.
+            Err(_) => crate::remote::estimate_tokens(text),
+        }
+    }
+}

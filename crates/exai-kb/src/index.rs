@@ -1,0 +1,382 @@
+//! Indexing: discover → hash (unchanged files cost one read) → parse and chunk in parallel →
+//! write in transactions (keyword search sees them at once) → embed the texts that have no
+//! vector yet, in batches, each committed (a killed run resumes where it stopped).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::Kb;
+use crate::chunk::{self, ChunkOptions};
+use crate::error::{KbError, Result};
+use crate::ingest::{self, Candidate, SkipReason, WalkOptions};
+use crate::model::{Format, NewChunk, ParsedDoc};
+use crate::store::{NewDocument, Store};
+
+/// What to index.
+#[derive(Debug, Clone, Default)]
+pub struct IndexRequest {
+    pub roots: Vec<PathBuf>,
+    pub source: String,
+    pub technology: Option<String>,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub dry_run: bool,
+    /// Remove documents whose files are gone.
+    pub prune: bool,
+    /// Drop every vector first and embed again (after changing the model).
+    pub reembed: bool,
+    /// Skip the embedding phase (keyword-only now; `exai index` again later embeds).
+    pub skip_embedding: bool,
+}
+
+/// Progress events, for bars and MCP progress notifications.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    Discovered {
+        files: usize,
+        skipped: usize,
+    },
+    Files {
+        done: usize,
+        total: usize,
+        chunks: usize,
+    },
+    Embedding {
+        done: usize,
+        total: usize,
+    },
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IndexReport {
+    pub source: String,
+    pub dry_run: bool,
+    pub files_seen: usize,
+    pub unchanged: usize,
+    pub added: usize,
+    pub updated: usize,
+    pub removed: usize,
+    pub skipped: BTreeMap<String, usize>,
+    /// Files read per format.
+    pub by_format: BTreeMap<String, usize>,
+    pub chunks_written: usize,
+    /// Chunks past `kb.max_chunks_per_file` that were left out.
+    pub chunks_dropped: usize,
+    pub texts_embedded: usize,
+    pub texts_without_vectors: u64,
+    pub embedding_model: Option<String>,
+    pub seconds: f64,
+    pub chunks_per_second: f64,
+}
+
+const WRITE_BATCH: usize = 64;
+const EMBED_BATCH: usize = 64;
+
+struct Prepared {
+    rel: String,
+    uri: String,
+    format: Format,
+    hash: String,
+    bytes: u64,
+    doc: ParsedDoc,
+    chunks: Vec<NewChunk>,
+    dropped: usize,
+}
+
+fn prepare(c: &Candidate, opts: &ChunkOptions) -> std::result::Result<Prepared, SkipReason> {
+    let bytes = std::fs::read(&c.path).map_err(|_| SkipReason::Unreadable)?;
+    if let Some(reason) = ingest::content_skip(c.format, &bytes) {
+        return Err(reason);
+    }
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    let text = String::from_utf8_lossy(&bytes);
+    let doc = ingest::parse(c.format, &text, &c.rel)?;
+    let (chunks, dropped) = chunk::chunk(&doc, opts);
+    if chunks.is_empty() {
+        return Err(SkipReason::Empty);
+    }
+    Ok(Prepared {
+        rel: c.rel.clone(),
+        uri: c.path.display().to_string(),
+        format: c.format,
+        hash,
+        bytes: c.bytes,
+        doc,
+        chunks,
+        dropped,
+    })
+}
+
+fn file_hash(c: &Candidate) -> Option<String> {
+    std::fs::read(&c.path)
+        .ok()
+        .map(|b| blake3::hash(&b).to_hex().to_string())
+}
+
+/// The text an embedder sees for a chunk: title and section give it context.
+pub fn embedding_text(title: &str, section: &str, text: &str) -> String {
+    match (title.is_empty(), section.is_empty()) {
+        (false, false) => format!("{title} — {section}\n{text}"),
+        (false, true) => format!("{title}\n{text}"),
+        _ => text.to_string(),
+    }
+}
+
+impl Kb {
+    /// Run one indexing request. `progress` is called from the indexing thread.
+    pub fn index(
+        &self,
+        req: &IndexRequest,
+        progress: &(dyn Fn(&Progress) + Sync),
+        cancel: &AtomicBool,
+    ) -> Result<IndexReport> {
+        let started = Instant::now();
+        if req.source.trim().is_empty() || req.source.contains(['/', '\\']) {
+            return Err(KbError::Invalid(format!(
+                "invalid source name `{}`: use a short name like `react` or `rust-book`",
+                req.source
+            )));
+        }
+        if req.roots.is_empty() {
+            return Err(KbError::Invalid("give at least one path to index".into()));
+        }
+        let mut roots = Vec::new();
+        for r in &req.roots {
+            roots.push(std::fs::canonicalize(r).map_err(|source| KbError::Io {
+                path: r.clone(),
+                source,
+            })?);
+        }
+        let walk = WalkOptions {
+            include: req.include.clone(),
+            exclude: req.exclude.clone(),
+            max_file_bytes: self.options.max_file_bytes,
+        };
+        let discovery = ingest::discover(&roots, &walk)?;
+        let mut report = IndexReport {
+            source: req.source.clone(),
+            dry_run: req.dry_run,
+            ..Default::default()
+        };
+        for (reason, files) in &discovery.skipped {
+            *report
+                .skipped
+                .entry(reason.as_str().to_string())
+                .or_default() += files.len();
+        }
+        report.files_seen = discovery.candidates.len();
+        progress(&Progress::Discovered {
+            files: discovery.candidates.len(),
+            skipped: discovery.skipped.values().map(Vec::len).sum(),
+        });
+
+        let mut store = self.writer()?;
+        let known = store.document_hashes(&req.source)?;
+        let technology = req.technology.clone().unwrap_or_else(|| req.source.clone());
+        if !req.dry_run {
+            let root_names: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+            store.upsert_source(&req.source, &root_names, &technology)?;
+        }
+
+        let total = discovery.candidates.len();
+        let mut done = 0usize;
+        let mut chunks_total = 0usize;
+        let seen: std::collections::HashSet<&str> = discovery
+            .candidates
+            .iter()
+            .map(|c| c.rel.as_str())
+            .collect();
+        for batch in discovery.candidates.chunks(WRITE_BATCH) {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(KbError::Cancelled);
+            }
+            // Unchanged files (same content hash) cost one read and nothing else.
+            let todo: Vec<&Candidate> = batch
+                .iter()
+                .filter(|c| match known.get(&c.rel) {
+                    Some(old) => file_hash(c).as_deref() != Some(old.as_str()),
+                    None => true,
+                })
+                .collect();
+            report.unchanged += batch.len() - todo.len();
+            let prepared: Vec<(String, std::result::Result<Prepared, SkipReason>)> = todo
+                .par_iter()
+                .map(|c| (c.rel.clone(), prepare(c, &self.options.chunk)))
+                .collect();
+            let mut writes = Vec::new();
+            for (rel, p) in prepared {
+                match p {
+                    Ok(p) => writes.push(p),
+                    Err(reason) => {
+                        *report
+                            .skipped
+                            .entry(reason.as_str().to_string())
+                            .or_default() += 1;
+                        if known.contains_key(&rel) && !req.dry_run {
+                            // The file no longer yields content: drop the stale copy.
+                            report.removed += store.delete_documents(&req.source, &[rel])? as usize;
+                        }
+                    }
+                }
+            }
+            for p in &writes {
+                *report
+                    .by_format
+                    .entry(p.format.as_str().to_string())
+                    .or_default() += 1;
+                if known.contains_key(&p.rel) {
+                    report.updated += 1;
+                } else {
+                    report.added += 1;
+                }
+                report.chunks_written += p.chunks.len();
+                report.chunks_dropped += p.dropped;
+                if p.dropped > 0 {
+                    tracing::warn!(file = %p.rel, dropped = p.dropped, "file exceeds kb.max_chunks_per_file; the rest of it is not indexed");
+                }
+            }
+            chunks_total += writes.iter().map(|p| p.chunks.len()).sum::<usize>();
+            if !req.dry_run && !writes.is_empty() {
+                let categories: Vec<String> = writes
+                    .iter()
+                    .map(|p| {
+                        let explicit = p.doc.metadata.get("category").and_then(|v| v.as_str());
+                        self.categories.infer(&p.rel, &p.doc.title, explicit)
+                    })
+                    .collect();
+                let techs: Vec<String> = writes
+                    .iter()
+                    .map(|p| {
+                        req.technology
+                            .clone()
+                            .or_else(|| {
+                                p.doc
+                                    .metadata
+                                    .get("technology")
+                                    .and_then(|v| v.as_str())
+                                    .map(str::to_string)
+                            })
+                            .unwrap_or_else(|| technology.clone())
+                    })
+                    .collect();
+                let docs: Vec<(NewDocument<'_>, Vec<NewChunk>)> = writes
+                    .iter()
+                    .zip(categories.iter().zip(&techs))
+                    .map(|(p, (category, tech))| {
+                        (
+                            NewDocument {
+                                source: &req.source,
+                                path: &p.rel,
+                                uri: Some(&p.uri),
+                                title: &p.doc.title,
+                                format: p.format.as_str(),
+                                technology: tech,
+                                category,
+                                hash: &p.hash,
+                                bytes: p.bytes,
+                                metadata: &p.doc.metadata,
+                            },
+                            p.chunks.clone(),
+                        )
+                    })
+                    .collect();
+                store.replace_documents(&docs)?;
+            }
+            done += batch.len();
+            progress(&Progress::Files {
+                done,
+                total,
+                chunks: chunks_total,
+            });
+        }
+        if req.prune && !req.dry_run {
+            let gone: Vec<String> = known
+                .keys()
+                .filter(|k| !seen.contains(k.as_str()))
+                .cloned()
+                .collect();
+            report.removed += store.delete_documents(&req.source, &gone)? as usize;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        report.chunks_per_second = if elapsed > 0.0 {
+            report.chunks_written as f64 / elapsed
+        } else {
+            0.0
+        };
+        if !req.dry_run && !req.skip_embedding {
+            if req.reembed {
+                let dropped = store.drop_vectors()?;
+                tracing::info!(dropped, "dropped all vectors for re-embedding");
+            }
+            let (embedded, _) = self.embed_pending_with(&mut store, progress, cancel)?;
+            report.texts_embedded = embedded;
+        }
+        report.texts_without_vectors = store.count_texts_without_vectors()?;
+        report.embedding_model = self.embedder.as_ref().map(|e| e.identity().key());
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    /// Embed every chunk text that has no vector, in committed batches. Returns (embedded, left).
+    pub fn embed_pending(
+        &self,
+        progress: &(dyn Fn(&Progress) + Sync),
+        cancel: &AtomicBool,
+    ) -> Result<(usize, u64)> {
+        let mut store = self.writer()?;
+        self.embed_pending_with(&mut store, progress, cancel)
+    }
+
+    fn embed_pending_with(
+        &self,
+        store: &mut Store,
+        progress: &(dyn Fn(&Progress) + Sync),
+        cancel: &AtomicBool,
+    ) -> Result<(usize, u64)> {
+        let Some(embedder) = &self.embedder else {
+            return Ok((0, store.count_texts_without_vectors()?));
+        };
+        store.claim_embed_model(&embedder.identity().key())?;
+        let total = store.count_texts_without_vectors()? as usize;
+        let mut done = 0;
+        progress(&Progress::Embedding { done, total });
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(KbError::Cancelled);
+            }
+            let pending = store.texts_without_vectors(EMBED_BATCH)?;
+            if pending.is_empty() {
+                break;
+            }
+            let texts: Vec<String> = pending
+                .iter()
+                .map(|(_, title, section, text)| embedding_text(title, section, text))
+                .collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let vectors = embedder
+                .embed_passages(&refs)
+                .map_err(|e| KbError::Embed(e.to_string()))?;
+            if vectors.len() != pending.len() {
+                return Err(KbError::Embed(format!(
+                    "embedder returned {} vectors for {} texts",
+                    vectors.len(),
+                    pending.len()
+                )));
+            }
+            let rows: Vec<(String, Vec<f32>)> =
+                pending.into_iter().map(|(h, ..)| h).zip(vectors).collect();
+            store.put_vectors(&rows)?;
+            done += rows.len();
+            progress(&Progress::Embedding {
+                done,
+                total: total.max(done),
+            });
+        }
+        Ok((done, store.count_texts_without_vectors()?))
+    }
+}

@@ -1,0 +1,358 @@
+//! HTML: the main content only. Navigation, sidebars, headers, footers, scripts and styles are
+//! dropped; headings split sections; `<pre>` blocks stay whole as fenced code. Written for
+//! rustdoc and mdBook pages first, and generic enough for most documentation sites.
+
+use ego_tree::NodeRef;
+use scraper::{Html, Node, Selector};
+
+use super::walk::SkipReason;
+use crate::model::{DocType, ParsedDoc, Section};
+
+const ROOTS: &[&str] = &[
+    "main",
+    "#main-content",
+    "[role=main]",
+    "article",
+    "#content",
+    ".content",
+    "body",
+];
+const SKIP_TAGS: &[&str] = &[
+    "script",
+    "style",
+    "nav",
+    "noscript",
+    "svg",
+    "button",
+    "form",
+    "template",
+    "iframe",
+    "footer",
+    "header",
+    "aside",
+    "select",
+    "input",
+    "textarea",
+    "canvas",
+    "rustdoc-toolbar",
+    "rustdoc-search",
+    "head",
+];
+const SKIP_CLASSES: &[&str] = &[
+    "sidebar",
+    "nav-chapters",
+    "mobile-nav-chapters",
+    "nav-wrapper",
+    "nav-wide-wrapper",
+    "menu-bar",
+    "src",
+    "since",
+    "rightside",
+    "out-of-band",
+    "anchor",
+    "search-form",
+    "sidebar-elems",
+    "toc",
+    "breadcrumbs",
+    "rustdoc-breadcrumbs",
+    "hideme",
+    "skip-link",
+    "edit-link",
+    "footer",
+    "navbar",
+    "sr-only",
+    "visually-hidden",
+];
+const SKIP_IDS: &[&str] = &[
+    "sidebar",
+    "menu-bar",
+    "searchbar",
+    "search-wrapper",
+    "toc",
+    "copy-path",
+    "theme-list",
+];
+const BLOCK_TAGS: &[&str] = &[
+    "p",
+    "div",
+    "section",
+    "li",
+    "ul",
+    "ol",
+    "dl",
+    "dt",
+    "dd",
+    "tr",
+    "table",
+    "blockquote",
+    "br",
+    "hr",
+    "details",
+    "summary",
+    "figure",
+    "figcaption",
+    "tbody",
+    "thead",
+];
+
+struct Walker {
+    stack: Vec<(usize, String)>,
+    current: String,
+    sections: Vec<Section>,
+    first_h1: Option<String>,
+}
+
+fn collapse(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn element_text(node: NodeRef<'_, Node>) -> String {
+    let mut out = String::new();
+    for d in node.descendants() {
+        if let Node::Text(t) = d.value() {
+            let skipped =
+                d.ancestors()
+                    .take_while(|a| a.id() != node.id())
+                    .any(|a| match a.value() {
+                        Node::Element(e) => skip_element(e),
+                        _ => false,
+                    });
+            if !skipped {
+                out.push_str(t);
+            }
+        }
+    }
+    collapse(&out).trim_matches('§').trim().to_string()
+}
+
+fn skip_element(e: &scraper::node::Element) -> bool {
+    let name = e.name();
+    if SKIP_TAGS.contains(&name) {
+        return true;
+    }
+    if e.attr("hidden").is_some() || e.attr("aria-hidden") == Some("true") {
+        return true;
+    }
+    if e.id().is_some_and(|id| SKIP_IDS.contains(&id)) {
+        return true;
+    }
+    e.classes().any(|c| SKIP_CLASSES.contains(&c))
+}
+
+impl Walker {
+    fn flush(&mut self) {
+        let text = self.current.trim();
+        if !text.is_empty() {
+            let cleaned: Vec<&str> = text.lines().map(str::trim_end).collect();
+            let mut joined = String::with_capacity(text.len());
+            let mut blank = false;
+            for line in cleaned {
+                let is_blank = line.trim().is_empty();
+                if is_blank && blank {
+                    continue;
+                }
+                blank = is_blank;
+                joined.push_str(line);
+                joined.push('\n');
+            }
+            self.sections.push(Section {
+                headings: self.stack.iter().map(|(_, h)| h.clone()).collect(),
+                text: joined.trim().to_string(),
+                doc_type: DocType::Text,
+            });
+        }
+        self.current.clear();
+    }
+
+    fn newline(&mut self) {
+        if !self.current.is_empty() && !self.current.ends_with('\n') {
+            self.current.push('\n');
+        }
+    }
+
+    fn walk(&mut self, node: NodeRef<'_, Node>) {
+        match node.value() {
+            Node::Text(t) => {
+                let text = collapse(t);
+                if !text.is_empty() {
+                    let needs_space = !self.current.is_empty()
+                        && !self.current.ends_with([' ', '\n'])
+                        && (t.starts_with(char::is_whitespace)
+                            || self.current.ends_with(char::is_alphanumeric)
+                                && text.starts_with(char::is_alphanumeric));
+                    if needs_space {
+                        self.current.push(' ');
+                    }
+                    self.current.push_str(&text);
+                    if t.ends_with(char::is_whitespace) {
+                        self.current.push(' ');
+                    }
+                }
+            }
+            Node::Element(e) => {
+                if skip_element(e) {
+                    return;
+                }
+                let name = e.name();
+                if let Some(level) = name
+                    .strip_prefix('h')
+                    .and_then(|l| l.parse::<usize>().ok())
+                    .filter(|l| (1..=6).contains(l))
+                {
+                    let title = element_text(node);
+                    if title.is_empty() {
+                        return;
+                    }
+                    self.flush();
+                    while self.stack.last().is_some_and(|(l, _)| *l >= level) {
+                        self.stack.pop();
+                    }
+                    if level == 1 && self.first_h1.is_none() {
+                        self.first_h1 = Some(title.clone());
+                    }
+                    self.stack.push((level, title));
+                    return;
+                }
+                if name == "pre" {
+                    let code: String = node
+                        .descendants()
+                        .filter_map(|d| match d.value() {
+                            Node::Text(t) => Some(t.to_string()),
+                            _ => None,
+                        })
+                        .collect();
+                    self.newline();
+                    self.current.push_str("```\n");
+                    self.current.push_str(code.trim_end());
+                    self.current.push_str("\n```\n");
+                    return;
+                }
+                let block = BLOCK_TAGS.contains(&name);
+                if block {
+                    self.newline();
+                }
+                if name == "li" {
+                    self.current.push_str("- ");
+                }
+                if name == "td" || name == "th" {
+                    self.current.push_str(" | ");
+                }
+                for child in node.children() {
+                    self.walk(child);
+                }
+                if block {
+                    self.newline();
+                }
+            }
+            _ => {
+                for child in node.children() {
+                    self.walk(child);
+                }
+            }
+        }
+    }
+}
+
+fn select_first<'a>(doc: &'a Html, selector: &str) -> Option<scraper::ElementRef<'a>> {
+    Selector::parse(selector)
+        .ok()
+        .and_then(|s| doc.select(&s).next())
+}
+
+pub fn parse(html: &str, fallback_title: &str) -> Result<ParsedDoc, SkipReason> {
+    let doc = Html::parse_document(html);
+    if let Ok(refresh) = Selector::parse("meta[http-equiv]") {
+        let redirect = doc.select(&refresh).any(|m| {
+            m.value()
+                .attr("http-equiv")
+                .is_some_and(|v| v.eq_ignore_ascii_case("refresh"))
+        });
+        if redirect {
+            return Err(SkipReason::Redirect);
+        }
+    }
+    let page_title = select_first(&doc, "title").map(|t| collapse(&t.text().collect::<String>()));
+    let Some(root) = ROOTS.iter().find_map(|s| select_first(&doc, s)) else {
+        return Err(SkipReason::Empty);
+    };
+    let mut w = Walker {
+        stack: Vec::new(),
+        current: String::new(),
+        sections: Vec::new(),
+        first_h1: None,
+    };
+    for child in root.children() {
+        w.walk(child);
+    }
+    w.flush();
+    if w.sections.is_empty() {
+        return Err(SkipReason::Empty);
+    }
+    let title = w
+        .first_h1
+        .clone()
+        .or(page_title.filter(|t| !t.is_empty()))
+        .unwrap_or_else(|| fallback_title.to_string());
+    let mut metadata = serde_json::Map::new();
+    if let Some(desc) = Selector::parse("meta[name=description]")
+        .ok()
+        .and_then(|s| doc.select(&s).next())
+        .and_then(|m| m.value().attr("content"))
+    {
+        metadata.insert(
+            "description".into(),
+            serde_json::Value::String(desc.to_string()),
+        );
+    }
+    Ok(ParsedDoc {
+        title,
+        sections: w.sections,
+        metadata,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn main_content_only() {
+        let html = r##"<html><head><title>Ownership - Book</title><script>var x = 1;</script></head><body>
+            <nav id="sidebar"><a>Chapter 1</a><a>Chapter 2</a></nav>
+            <div id="content"><main>
+              <h1 id="what"><a class="header" href="#what">What Is Ownership?</a></h1>
+              <p>Ownership is a set of <em>rules</em>.</p>
+              <h2>The Stack</h2><p>LIFO.</p><pre><code>let s = String::from("hi");
+let t = s;</code></pre>
+              <ul><li>one</li><li>two</li></ul>
+            </main><nav class="nav-wrapper"><a>Next</a></nav></div>
+            <footer>copyright</footer></body></html>"##;
+        let doc = parse(html, "f").unwrap();
+        assert_eq!(doc.title, "What Is Ownership?");
+        assert_eq!(doc.sections.len(), 2);
+        assert_eq!(doc.sections[0].text, "Ownership is a set of rules.");
+        assert_eq!(
+            doc.sections[1].headings,
+            vec!["What Is Ownership?", "The Stack"]
+        );
+        let body = &doc.sections[1].text;
+        assert!(
+            body.contains("```\nlet s = String::from(\"hi\");\nlet t = s;\n```"),
+            "{body}"
+        );
+        assert!(body.contains("- one\n- two"), "{body}");
+        let all: String = doc.sections.iter().map(|s| s.text.clone()).collect();
+        assert!(
+            !all.contains("Chapter 1")
+                && !all.contains("Next")
+                && !all.contains("copyright")
+                && !all.contains("var x")
+        );
+    }
+
+    #[test]
+    fn redirects_are_skipped() {
+        let html = r#"<html><head><meta http-equiv="refresh" content="0; url=ch01.html"></head><body>Redirecting</body></html>"#;
+        assert_eq!(parse(html, "f").err(), Some(SkipReason::Redirect));
+    }
+}

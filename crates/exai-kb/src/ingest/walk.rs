@@ -1,0 +1,352 @@
+//! Finding files to index: .gitignore/.ignore rules, include/exclude globs, and the reasons a
+//! file is skipped (binary, oversized, minified, generated, unsupported).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Serialize;
+
+use crate::error::{KbError, Result};
+use crate::model::Format;
+
+#[derive(Debug, Clone)]
+pub struct WalkOptions {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub max_file_bytes: u64,
+}
+
+/// A file that will be read.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub path: PathBuf,
+    /// Path relative to its root, with `/` separators: the document's identity in its source.
+    pub rel: String,
+    pub format: Format,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    Unsupported,
+    Excluded,
+    TooLarge,
+    Binary,
+    Minified,
+    Generated,
+    Redirect,
+    Empty,
+    Unreadable,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Unsupported => "unsupported type",
+            SkipReason::Excluded => "excluded by --include/--exclude",
+            SkipReason::TooLarge => "larger than kb.max_file_bytes",
+            SkipReason::Binary => "binary",
+            SkipReason::Minified => "minified",
+            SkipReason::Generated => "generated",
+            SkipReason::Redirect => "redirect page",
+            SkipReason::Empty => "no text",
+            SkipReason::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// Files found and files skipped, by reason.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    pub candidates: Vec<Candidate>,
+    pub skipped: BTreeMap<SkipReason, Vec<PathBuf>>,
+}
+
+const CODE_EXTENSIONS: &[&str] = &[
+    "rs",
+    "py",
+    "js",
+    "mjs",
+    "cjs",
+    "ts",
+    "tsx",
+    "jsx",
+    "go",
+    "java",
+    "kt",
+    "kts",
+    "scala",
+    "c",
+    "h",
+    "cc",
+    "cpp",
+    "cxx",
+    "hpp",
+    "hh",
+    "cs",
+    "rb",
+    "php",
+    "swift",
+    "m",
+    "mm",
+    "sh",
+    "bash",
+    "zsh",
+    "fish",
+    "ps1",
+    "toml",
+    "yaml",
+    "yml",
+    "json",
+    "sql",
+    "css",
+    "scss",
+    "sass",
+    "less",
+    "vue",
+    "svelte",
+    "lua",
+    "zig",
+    "ex",
+    "exs",
+    "erl",
+    "hs",
+    "ml",
+    "mli",
+    "fs",
+    "r",
+    "jl",
+    "dart",
+    "proto",
+    "graphql",
+    "gql",
+    "tf",
+    "nix",
+    "cmake",
+    "gradle",
+    "dockerfile",
+    "mk",
+];
+
+/// The format a path is read as, from its extension.
+pub fn format_of(path: &Path) -> Option<Format> {
+    let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+    if name == "dockerfile" || name == "makefile" {
+        return Some(Format::Code);
+    }
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    match ext.as_str() {
+        "md" | "mdx" | "markdown" => Some(Format::Markdown),
+        "html" | "htm" | "xhtml" => Some(Format::Html),
+        "txt" | "rst" | "adoc" | "asciidoc" | "org" | "text" => Some(Format::Text),
+        e if CODE_EXTENSIONS.contains(&e) => Some(Format::Code),
+        _ => None,
+    }
+}
+
+fn globs(patterns: &[String]) -> Result<Option<GlobSet>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        // A bare pattern like `*.md` matches at any depth.
+        let pattern = if p.contains('/') {
+            p.clone()
+        } else {
+            format!("**/{p}")
+        };
+        b.add(Glob::new(&pattern).map_err(|e| KbError::Invalid(format!("bad glob `{p}`: {e}")))?);
+    }
+    b.build()
+        .map(Some)
+        .map_err(|e| KbError::Invalid(format!("bad globs: {e}")))
+}
+
+/// Names that mark a file as machine-written.
+fn generated_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".lock")
+        || lower == "package-lock.json"
+        || lower == "pnpm-lock.yaml"
+        || lower == "yarn.lock"
+        || lower.contains(".min.")
+        || lower.ends_with(".pb.go")
+        || lower.contains("_generated.")
+        || lower.ends_with(".map")
+}
+
+/// Walk `roots`, honouring .gitignore/.ignore files, and sort what is found.
+pub fn discover(roots: &[PathBuf], opts: &WalkOptions) -> Result<Discovery> {
+    let include = globs(&opts.include)?;
+    let exclude = globs(&opts.exclude)?;
+    let mut out = Discovery::default();
+    for root in roots {
+        let meta = std::fs::metadata(root).map_err(|source| KbError::Io {
+            path: root.clone(),
+            source,
+        })?;
+        let single_file = meta.is_file();
+        let walker = ignore::WalkBuilder::new(root)
+            .hidden(true)
+            .git_ignore(true)
+            .git_global(false)
+            .git_exclude(true)
+            .ignore(true)
+            .require_git(false)
+            .follow_links(false)
+            .sort_by_file_path(|a, b| a.cmp(b))
+            .build();
+        for entry in walker {
+            let Ok(entry) = entry else { continue };
+            if !entry.file_type().is_some_and(|t| t.is_file()) {
+                continue;
+            }
+            let path = entry.path().to_path_buf();
+            let rel = if single_file {
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            } else {
+                path.strip_prefix(root)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .replace('\\', "/")
+            };
+            let skip = |reason: SkipReason, out: &mut Discovery| {
+                out.skipped.entry(reason).or_default().push(path.clone())
+            };
+            if include.as_ref().is_some_and(|g| !g.is_match(&rel))
+                || exclude.as_ref().is_some_and(|g| g.is_match(&rel))
+            {
+                skip(SkipReason::Excluded, &mut out);
+                continue;
+            }
+            let Some(format) = format_of(&path) else {
+                skip(SkipReason::Unsupported, &mut out);
+                continue;
+            };
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if generated_name(&name) {
+                skip(SkipReason::Generated, &mut out);
+                continue;
+            }
+            let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            if bytes > opts.max_file_bytes {
+                skip(SkipReason::TooLarge, &mut out);
+                continue;
+            }
+            if bytes == 0 {
+                skip(SkipReason::Empty, &mut out);
+                continue;
+            }
+            out.candidates.push(Candidate {
+                path,
+                rel,
+                format,
+                bytes,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Content checks that need the bytes: binary, minified, generated markers.
+pub fn content_skip(format: Format, bytes: &[u8]) -> Option<SkipReason> {
+    let head = &bytes[..bytes.len().min(8192)];
+    if head.contains(&0) {
+        return Some(SkipReason::Binary);
+    }
+    if format == Format::Code {
+        let text = String::from_utf8_lossy(head);
+        let first_lines: String = text
+            .lines()
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+            .to_ascii_lowercase();
+        if first_lines.contains("@generated")
+            || first_lines.contains("do not edit")
+            || first_lines.contains("auto-generated")
+        {
+            return Some(SkipReason::Generated);
+        }
+        let lines = bytes.iter().filter(|b| **b == b'\n').count().max(1);
+        if bytes.len() / lines > 400 {
+            return Some(SkipReason::Minified);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_with_ignore_rules_and_reasons() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("docs/sub")).unwrap();
+        std::fs::create_dir_all(root.join("node_modules/x")).unwrap();
+        std::fs::write(root.join(".gitignore"), "node_modules/\n").unwrap();
+        std::fs::write(root.join("docs/a.md"), "# A\ntext").unwrap();
+        std::fs::write(root.join("docs/sub/b.html"), "<p>b</p>").unwrap();
+        std::fs::write(root.join("docs/c.png"), [0u8, 1, 2]).unwrap();
+        std::fs::write(root.join("docs/app.min.js"), "x").unwrap();
+        std::fs::write(root.join("docs/big.txt"), "x".repeat(5000)).unwrap();
+        std::fs::write(root.join("node_modules/x/y.md"), "# no").unwrap();
+        let opts = WalkOptions {
+            include: vec![],
+            exclude: vec![],
+            max_file_bytes: 1000,
+        };
+        let d = discover(&[root.to_path_buf()], &opts).unwrap();
+        let rels: Vec<&str> = d.candidates.iter().map(|c| c.rel.as_str()).collect();
+        assert_eq!(rels, vec!["docs/a.md", "docs/sub/b.html"]);
+        assert_eq!(d.skipped[&SkipReason::Unsupported].len(), 1);
+        assert_eq!(d.skipped[&SkipReason::Generated].len(), 1);
+        assert_eq!(d.skipped[&SkipReason::TooLarge].len(), 1);
+        let opts = WalkOptions {
+            include: vec!["*.html".into()],
+            exclude: vec![],
+            max_file_bytes: 1000,
+        };
+        let d = discover(&[root.to_path_buf()], &opts).unwrap();
+        assert_eq!(d.candidates.len(), 1);
+        let opts = WalkOptions {
+            include: vec![],
+            exclude: vec!["docs/sub/**".into()],
+            max_file_bytes: 1000,
+        };
+        assert_eq!(
+            discover(&[root.to_path_buf()], &opts)
+                .unwrap()
+                .candidates
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn content_checks() {
+        assert_eq!(
+            content_skip(Format::Text, b"ab\0cd"),
+            Some(SkipReason::Binary)
+        );
+        assert_eq!(
+            content_skip(Format::Code, b"// @generated by x\nfn a() {}\n"),
+            Some(SkipReason::Generated)
+        );
+        assert_eq!(
+            content_skip(Format::Code, "x".repeat(2000).as_bytes()),
+            Some(SkipReason::Minified)
+        );
+        assert_eq!(content_skip(Format::Code, b"fn main() {}\n"), None);
+    }
+}

@@ -1,0 +1,424 @@
+//! exai's documentation knowledge base: ingest files, chunk them by headings, store them in
+//! SQLite with an FTS5 index and vectors, and search them by keyword (BM25), meaning (vectors)
+//! or both (reciprocal-rank fusion), with filters, snippets and neighbouring context.
+
+pub mod category;
+pub mod chunk;
+pub mod error;
+pub mod index;
+pub mod ingest;
+pub mod model;
+pub mod search;
+pub mod store;
+pub mod vectors;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use exai_embed::Embedder;
+use serde::Serialize;
+
+pub use category::CategoryMap;
+pub use chunk::ChunkOptions;
+pub use error::{KbError, Result};
+pub use index::{IndexReport, IndexRequest, Progress};
+pub use model::{ContextChunk, DocType, Filters, Mode, SearchHit, SearchRequest, SearchResponse};
+pub use store::{ChunkRecord, Count, DocRecord, SourceInfo, Store};
+use vectors::VectorIndex;
+
+/// Knobs of the knowledge base (from configuration).
+#[derive(Debug, Clone)]
+pub struct KbOptions {
+    pub chunk: ChunkOptions,
+    pub max_file_bytes: u64,
+    /// How long a search may serve vectors older than the newest committed ones while an
+    /// indexing run keeps adding them (reloading the matrix on every batch would be wasteful).
+    pub vector_refresh: Duration,
+}
+
+impl Default for KbOptions {
+    fn default() -> Self {
+        Self {
+            chunk: ChunkOptions::default(),
+            max_file_bytes: 4 * 1024 * 1024,
+            vector_refresh: Duration::from_secs(5),
+        }
+    }
+}
+
+struct LoadedVectors {
+    index: Arc<VectorIndex>,
+    missing: u64,
+    loaded_at: Instant,
+}
+
+/// The knowledge base: one database file, an optional embedder, and the derived vector index.
+pub struct Kb {
+    path: PathBuf,
+    embedder: Option<Arc<dyn Embedder>>,
+    options: KbOptions,
+    categories: CategoryMap,
+    readers: Mutex<Vec<Store>>,
+    vectors: RwLock<Option<LoadedVectors>>,
+    reload: Mutex<()>,
+}
+
+/// A chunk with optional neighbours, for `get_chunk`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChunkWithContext {
+    pub chunk: ChunkRecord,
+    pub before: Vec<ChunkRecord>,
+    pub after: Vec<ChunkRecord>,
+}
+
+/// A document with its chunks, for `get_document`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentWithChunks {
+    pub document: DocRecord,
+    pub chunks: Vec<ChunkRecord>,
+}
+
+/// What `exai health` and `list_sources` say about the knowledge base as a whole.
+#[derive(Debug, Clone, Serialize)]
+pub struct KbStatus {
+    pub database: String,
+    pub documents: u64,
+    pub chunks: u64,
+    pub chunks_without_vectors: u64,
+    pub embedding_model: Option<String>,
+    pub index_model: Option<String>,
+    pub search_modes: Vec<&'static str>,
+}
+
+fn closest(value: &str, valid: &[String]) -> Option<String> {
+    let lower = value.to_lowercase();
+    valid
+        .iter()
+        .find(|v| v.to_lowercase() == lower)
+        .or_else(|| {
+            valid.iter().find(|v| {
+                v.to_lowercase().starts_with(&lower) || lower.starts_with(&v.to_lowercase())
+            })
+        })
+        .or_else(|| valid.iter().find(|v| v.to_lowercase().contains(&lower)))
+        .cloned()
+}
+
+impl Kb {
+    /// Open (creating and migrating if needed) the database at `path`.
+    pub fn open(
+        path: &Path,
+        embedder: Option<Arc<dyn Embedder>>,
+        options: KbOptions,
+        categories: CategoryMap,
+    ) -> Result<Self> {
+        let store = Store::open(path)?;
+        if let (Some(stored), Some(e)) = (store.embed_model()?, &embedder) {
+            let key = e.identity().key();
+            if stored != key {
+                tracing::warn!(stored = %stored, configured = %key, "the index's vectors come from another model; semantic search is off until `exai index --reembed`");
+            }
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            embedder,
+            options,
+            categories,
+            readers: Mutex::new(vec![store]),
+            vectors: RwLock::new(None),
+            reload: Mutex::new(()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
+        self.embedder.as_ref()
+    }
+
+    pub fn categories_map(&self) -> &CategoryMap {
+        &self.categories
+    }
+
+    /// A fresh connection for writing (one per indexing run).
+    pub fn writer(&self) -> Result<Store> {
+        Store::open(&self.path)
+    }
+
+    /// Run `f` with a pooled read connection.
+    pub fn with_reader<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().ok().and_then(|mut p| p.pop());
+        let store = match pooled {
+            Some(s) => s,
+            None => Store::open(&self.path)?,
+        };
+        let out = f(&store);
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < 8 {
+                pool.push(store);
+            }
+        }
+        out
+    }
+
+    /// Whether the index's vectors come from the configured embedder.
+    fn vectors_usable(&self, store: &Store) -> Result<bool> {
+        let Some(e) = &self.embedder else {
+            return Ok(false);
+        };
+        Ok(store.embed_model()?.is_none_or(|m| m == e.identity().key()))
+    }
+
+    /// The vector index, rebuilt when the store has moved on (at most every `vector_refresh`
+    /// while it keeps moving).
+    fn current_vectors(&self, store: &Store) -> Result<(Arc<VectorIndex>, u64)> {
+        let generation = store.generation()?;
+        if let Ok(guard) = self.vectors.read() {
+            if let Some(v) = guard.as_ref() {
+                if v.index.generation == generation
+                    || v.loaded_at.elapsed() < self.options.vector_refresh
+                {
+                    return Ok((v.index.clone(), v.missing));
+                }
+            }
+        }
+        let _one_loader = self.reload.lock();
+        if let Ok(guard) = self.vectors.read() {
+            if let Some(v) = guard.as_ref() {
+                if v.index.generation == generation {
+                    return Ok((v.index.clone(), v.missing));
+                }
+            }
+        }
+        let started = Instant::now();
+        let index = Arc::new(VectorIndex::build(store.vectors()?, generation));
+        let missing = store.count_chunks_without_vectors()?;
+        tracing::debug!(
+            vectors = index.len(),
+            missing,
+            ms = started.elapsed().as_millis() as u64,
+            "vector index loaded"
+        );
+        if let Ok(mut guard) = self.vectors.write() {
+            *guard = Some(LoadedVectors {
+                index: index.clone(),
+                missing,
+                loaded_at: Instant::now(),
+            });
+        }
+        Ok((index, missing))
+    }
+
+    /// Reject unknown sources, technologies and categories with the valid ones listed.
+    pub fn validate_filters(&self, store: &Store, filters: &Filters) -> Result<()> {
+        let checks: [(&'static str, &Vec<String>, &str); 3] = [
+            ("source", &filters.sources, "source"),
+            ("technology", &filters.technologies, "technology"),
+            ("category", &filters.categories, "category"),
+        ];
+        for (kind, values, column) in checks {
+            if values.is_empty() {
+                continue;
+            }
+            let valid: Vec<String> = store.counts(column)?.into_iter().map(|c| c.name).collect();
+            for v in values {
+                if !valid.contains(v) {
+                    return Err(KbError::UnknownValue {
+                        kind,
+                        value: v.clone(),
+                        hint: closest(v, &valid),
+                        valid,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One search.
+    pub fn search(&self, req: &SearchRequest) -> Result<SearchResponse> {
+        let started = Instant::now();
+        if req.query.trim().is_empty() {
+            return Err(KbError::Invalid("the query is empty".into()));
+        }
+        if !(1..=100).contains(&req.limit) {
+            return Err(KbError::Invalid(format!(
+                "limit must be 1–100, not {}",
+                req.limit
+            )));
+        }
+        if req.context > 3 {
+            return Err(KbError::Invalid(format!(
+                "context must be 0–3 chunks, not {}",
+                req.context
+            )));
+        }
+        self.with_reader(|store| {
+            self.validate_filters(store, &req.filters)?;
+            let mut notes = Vec::new();
+            let mut mode = req.mode;
+            let semantic_ok = self.vectors_usable(store)?;
+            if mode != Mode::Keyword && !semantic_ok {
+                notes.push(match &self.embedder {
+                    None => "no embedding model is configured: keyword (BM25) results only; see `exai health`".to_string(),
+                    Some(_) => "the index's vectors come from another model: keyword results only until `exai index --reembed`".to_string(),
+                });
+                mode = Mode::Keyword;
+            }
+            let pool = (req.limit * if req.group_by_document { 10 } else { 4 }).max(50);
+            let keyword = if mode != Mode::Semantic { store.keyword_search(&req.query, &req.filters, pool)? } else { Vec::new() };
+            let (semantic, missing) = if mode != Mode::Keyword {
+                let (index, missing) = self.current_vectors(store)?;
+                let embedder = self.embedder.as_ref().ok_or_else(|| KbError::Embed("no embedder".into()))?;
+                let q = embedder.embed_query(&req.query).map_err(|e| KbError::Embed(e.to_string()))?;
+                if missing > 0 {
+                    notes.push(format!("{missing} chunks have no vector yet (embedding in progress or pending): semantic search does not see them, keyword search does"));
+                }
+                (index.search(&q, &req.filters, pool), missing)
+            } else {
+                (Vec::new(), store.count_chunks_without_vectors().unwrap_or(0))
+            };
+            let cosine: std::collections::HashMap<i64, f32> = semantic.iter().copied().collect();
+            let ranked: Vec<(i64, f32, Option<usize>, Option<usize>)> = match mode {
+                Mode::Hybrid => search::rrf(&keyword, &semantic),
+                Mode::Keyword => keyword.iter().enumerate().map(|(i, (id, s))| (*id, *s, Some(i + 1), None)).collect(),
+                Mode::Semantic => semantic.iter().enumerate().map(|(i, (id, s))| (*id, *s, None, Some(i + 1))).collect(),
+            };
+            let ranked: Vec<_> = ranked.into_iter().filter(|r| req.min_score.is_none_or(|m| r.1 >= m)).collect();
+            let records = store.chunks(&ranked.iter().map(|r| r.0).collect::<Vec<_>>())?;
+            let by_id: std::collections::HashMap<i64, &ChunkRecord> = records.iter().map(|c| (c.id, c)).collect();
+            let terms = search::terms(&req.query);
+            let mut hits: Vec<SearchHit> = Vec::new();
+            let mut per_doc: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+            for (id, score, krank, vrank) in &ranked {
+                let Some(c) = by_id.get(id) else { continue };
+                if req.group_by_document {
+                    let seen = per_doc.entry(c.doc_id).or_insert(0);
+                    *seen += 1;
+                    if *seen > 1 {
+                        continue;
+                    }
+                }
+                if hits.len() >= req.limit {
+                    if req.group_by_document {
+                        continue;
+                    }
+                    break;
+                }
+                hits.push(SearchHit {
+                    chunk_id: c.id,
+                    doc_id: c.doc_id,
+                    score: (*score * 10_000.0).round() / 10_000.0,
+                    keyword_rank: *krank,
+                    semantic_rank: *vrank,
+                    cosine: cosine.get(id).map(|c| (c * 10_000.0).round() / 10_000.0),
+                    title: c.title.clone(),
+                    section: c.section.clone(),
+                    source: c.source.clone(),
+                    path: c.path.clone(),
+                    uri: c.uri.clone(),
+                    technology: c.technology.clone(),
+                    category: c.category.clone(),
+                    doc_type: c.doc_type,
+                    position: c.position,
+                    snippet: search::snippet(&c.text, &terms, 320),
+                    before: Vec::new(),
+                    after: Vec::new(),
+                    more_in_document: None,
+                });
+            }
+            if req.group_by_document {
+                for h in &mut hits {
+                    h.more_in_document = per_doc.get(&h.doc_id).map(|n| n - 1);
+                }
+            }
+            if req.context > 0 {
+                for h in &mut hits {
+                    let (before, after) = store.neighbours(h.doc_id, h.position, &h.section, req.context)?;
+                    let conv = |c: ChunkRecord| ContextChunk { chunk_id: c.id, position: c.position, text: c.text };
+                    h.before = before.into_iter().map(conv).collect();
+                    h.after = after.into_iter().map(conv).collect();
+                }
+            }
+            Ok(SearchResponse {
+                query: req.query.clone(),
+                mode,
+                hits,
+                notes,
+                chunks_without_vectors: missing,
+                took_ms: (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+            })
+        })
+    }
+
+    pub fn get_chunk(&self, id: i64, context: usize) -> Result<ChunkWithContext> {
+        self.with_reader(|store| {
+            let chunk = store.chunk(id)?;
+            let (before, after) =
+                store.neighbours(chunk.doc_id, chunk.position, &chunk.section, context.min(5))?;
+            Ok(ChunkWithContext {
+                chunk,
+                before,
+                after,
+            })
+        })
+    }
+
+    pub fn get_document(
+        &self,
+        doc_id: Option<i64>,
+        source: Option<&str>,
+        path: Option<&str>,
+    ) -> Result<DocumentWithChunks> {
+        self.with_reader(|store| {
+            let document = store.document(doc_id, path.map(|p| (source.unwrap_or(""), p)))?;
+            let chunks = store.document_chunks(document.id)?;
+            Ok(DocumentWithChunks { document, chunks })
+        })
+    }
+
+    pub fn sources(&self) -> Result<Vec<SourceInfo>> {
+        self.with_reader(|s| s.sources())
+    }
+
+    pub fn counts(&self, column: &str) -> Result<Vec<Count>> {
+        self.with_reader(|s| s.counts(column))
+    }
+
+    pub fn remove_source(&self, source: &str) -> Result<u64> {
+        let mut store = self.writer()?;
+        let valid: Vec<String> = store.sources()?.into_iter().map(|s| s.name).collect();
+        if !valid.iter().any(|v| v == source) {
+            return Err(KbError::UnknownValue {
+                kind: "source",
+                value: source.into(),
+                hint: closest(source, &valid),
+                valid,
+            });
+        }
+        store.remove_source(source)
+    }
+
+    pub fn status(&self) -> Result<KbStatus> {
+        self.with_reader(|store| {
+            let (documents, chunks) = store.totals()?;
+            let semantic = self.vectors_usable(store)?;
+            Ok(KbStatus {
+                database: self.path.display().to_string(),
+                documents,
+                chunks,
+                chunks_without_vectors: store.count_chunks_without_vectors()?,
+                embedding_model: self.embedder.as_ref().map(|e| e.identity().key()),
+                index_model: store.embed_model()?,
+                search_modes: if semantic {
+                    vec!["hybrid", "keyword", "semantic"]
+                } else {
+                    vec!["keyword"]
+                },
+            })
+        })
+    }
+}

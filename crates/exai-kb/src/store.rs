@@ -1,0 +1,1002 @@
+//! SQLite, the single source of truth: documents, chunks, an FTS5 index for BM25, embeddings
+//! keyed by chunk-text hash (identical texts share one vector; a re-indexed document keeps the
+//! vectors of its unchanged chunks), and a schema version with migrations. WAL mode: readers
+//! never block the writer, and a writer killed mid-run leaves the last committed state.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
+use serde::Serialize;
+
+use crate::error::{KbError, Result};
+use crate::model::{DocType, Filters, NewChunk};
+
+/// The schema this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sources (
+    name TEXT PRIMARY KEY,
+    roots TEXT NOT NULL DEFAULT '[]',
+    technology TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL REFERENCES sources(name) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    uri TEXT,
+    title TEXT NOT NULL,
+    format TEXT NOT NULL,
+    technology TEXT NOT NULL,
+    category TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    indexed_at TEXT NOT NULL,
+    UNIQUE (source, path)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    section TEXT NOT NULL,
+    text TEXT NOT NULL,
+    tokens INTEGER NOT NULL,
+    doc_type TEXT NOT NULL,
+    text_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_id, position);
+CREATE INDEX IF NOT EXISTS chunks_by_hash ON chunks(text_hash);
+CREATE INDEX IF NOT EXISTS documents_by_filter ON documents(source, technology, category);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    title, section, text,
+    content = '', contentless_delete = 1,
+    tokenize = "porter unicode61 remove_diacritics 2"
+);
+CREATE TABLE IF NOT EXISTS embeddings (
+    text_hash TEXT PRIMARY KEY,
+    vector BLOB NOT NULL
+);
+"#;
+
+/// A document as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DocRecord {
+    pub id: i64,
+    pub source: String,
+    pub path: String,
+    pub uri: Option<String>,
+    pub title: String,
+    pub format: String,
+    pub technology: String,
+    pub category: String,
+    pub hash: String,
+    pub bytes: i64,
+    pub metadata: serde_json::Value,
+    pub indexed_at: String,
+    pub chunks: i64,
+}
+
+/// A document to store.
+#[derive(Debug, Clone)]
+pub struct NewDocument<'a> {
+    pub source: &'a str,
+    pub path: &'a str,
+    pub uri: Option<&'a str>,
+    pub title: &'a str,
+    pub format: &'a str,
+    pub technology: &'a str,
+    pub category: &'a str,
+    pub hash: &'a str,
+    pub bytes: u64,
+    pub metadata: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+/// A chunk with its document's fields, as search results need them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChunkRecord {
+    pub id: i64,
+    pub doc_id: i64,
+    pub position: i64,
+    pub section: String,
+    pub text: String,
+    pub tokens: i64,
+    pub doc_type: DocType,
+    pub title: String,
+    pub source: String,
+    pub path: String,
+    pub uri: Option<String>,
+    pub technology: String,
+    pub category: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceInfo {
+    pub name: String,
+    pub roots: Vec<String>,
+    pub technology: String,
+    pub documents: i64,
+    pub chunks: i64,
+    pub chunks_without_vectors: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Count {
+    pub name: String,
+    pub documents: i64,
+    pub chunks: i64,
+}
+
+/// One connection to the knowledge base database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+pub fn hash_text(text: &str) -> String {
+    blake3::hash(text.as_bytes()).to_hex()[..32].to_string()
+}
+
+fn map_open_error(path: &Path, e: rusqlite::Error) -> KbError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, msg) => match f.code {
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                KbError::Locked {
+                    path: path.to_path_buf(),
+                }
+            }
+            rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt => {
+                KbError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: msg.clone().unwrap_or_else(|| f.to_string()),
+                }
+            }
+            _ => KbError::Open {
+                path: path.to_path_buf(),
+                source: e,
+            },
+        },
+        _ => KbError::Open {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    }
+}
+
+/// Vectors are stored as little-endian f32.
+pub fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn decode_vector(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// `WHERE`-clause fragments and parameters for filters over `documents d` and `chunks c`.
+pub(crate) fn filter_sql(filters: &Filters) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut sql = String::new();
+    let mut args = Vec::new();
+    let list = |column: &str, values: &[String], sql: &mut String, args: &mut Vec<Value>| {
+        if values.is_empty() {
+            return;
+        }
+        sql.push_str(&format!(
+            " AND {column} IN ({})",
+            vec!["?"; values.len()].join(",")
+        ));
+        args.extend(values.iter().map(|v| Value::Text(v.clone())));
+    };
+    list("d.source", &filters.sources, &mut sql, &mut args);
+    list("d.technology", &filters.technologies, &mut sql, &mut args);
+    list("d.category", &filters.categories, &mut sql, &mut args);
+    if let Some(prefix) = &filters.path_prefix {
+        sql.push_str(" AND substr(d.path, 1, ?) = ?");
+        args.push(Value::Integer(prefix.len() as i64));
+        args.push(Value::Text(prefix.clone()));
+    }
+    if let Some(t) = filters.doc_type {
+        sql.push_str(" AND c.doc_type = ?");
+        args.push(Value::Text(t.as_str().into()));
+    }
+    (sql, args)
+}
+
+/// Turn free text into an FTS5 query: every word quoted (so no user input is read as FTS
+/// syntax), OR-ed, BM25 ranks documents matching more and rarer words first.
+pub fn fts_query(text: &str) -> Option<String> {
+    let mut terms: Vec<String> = Vec::new();
+    for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+        if word.is_empty() {
+            continue;
+        }
+        let lower = word.to_lowercase();
+        if !terms.contains(&lower) {
+            terms.push(lower);
+        }
+    }
+    if terms.is_empty() {
+        return None;
+    }
+    Some(
+        terms
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(" OR "),
+    )
+}
+
+const CHUNK_COLUMNS: &str = "c.id, c.doc_id, c.position, c.section, c.text, c.tokens, c.doc_type, d.title, d.source, d.path, d.uri, d.technology, d.category";
+
+fn chunk_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkRecord> {
+    let doc_type: String = row.get(6)?;
+    Ok(ChunkRecord {
+        id: row.get(0)?,
+        doc_id: row.get(1)?,
+        position: row.get(2)?,
+        section: row.get(3)?,
+        text: row.get(4)?,
+        tokens: row.get(5)?,
+        doc_type: DocType::parse(&doc_type).unwrap_or(DocType::Text),
+        title: row.get(7)?,
+        source: row.get(8)?,
+        path: row.get(9)?,
+        uri: row.get(10)?,
+        technology: row.get(11)?,
+        category: row.get(12)?,
+    })
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| KbError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|e| map_open_error(path, e))?;
+        let store = Self {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.configure().map_err(|e| map_open_error(path, e))?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Open an existing database for reading only; never creates or migrates it.
+    pub fn open_readonly(path: &Path) -> Result<Self> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| map_open_error(path, e))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| map_open_error(path, e))?;
+        let store = Self {
+            conn,
+            path: path.to_path_buf(),
+        };
+        let version = store.schema_version()?;
+        if version > SCHEMA_VERSION {
+            return Err(KbError::SchemaTooNew {
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn configure(&self) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(Duration::from_secs(5))?;
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        self.conn.pragma_update(None, "temp_store", "MEMORY")?;
+        Ok(())
+    }
+
+    fn schema_version(&self) -> Result<i64> {
+        let exists: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name='meta'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.corrupt_or(e))?;
+        if exists.is_none() {
+            return Ok(0);
+        }
+        let v: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key='schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.and_then(|s| s.parse().ok()).unwrap_or(0))
+    }
+
+    fn corrupt_or(&self, e: rusqlite::Error) -> KbError {
+        map_open_error(&self.path, e)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let version = self.schema_version()?;
+        if version > SCHEMA_VERSION {
+            return Err(KbError::SchemaTooNew {
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if version < 1 {
+            self.conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA_V1} INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', '1'); INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', '0'); COMMIT;"
+            )).map_err(|e| self.corrupt_or(e))?;
+        }
+        Ok(())
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Bumped by every committed change; derived in-memory indexes compare it to know they are stale.
+    pub fn generation(&self) -> Result<u64> {
+        Ok(self
+            .meta("generation")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    fn bump_generation(&self) -> Result<()> {
+        self.conn.execute(
+            "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'",
+            [],
+        )?;
+        Ok(())
+    }
+
+    /// The identity of the model whose vectors the index holds, if any.
+    pub fn embed_model(&self) -> Result<Option<String>> {
+        self.meta("embed_model")
+    }
+
+    /// Record the model the index's vectors come from; refuses a different one unless the
+    /// vectors are dropped first ([`Store::drop_vectors`]).
+    pub fn claim_embed_model(&self, key: &str) -> Result<()> {
+        match self.embed_model()? {
+            Some(stored) if stored != key => {
+                let has_vectors: i64 =
+                    self.conn
+                        .query_row("SELECT count(*) FROM embeddings", [], |r| r.get(0))?;
+                if has_vectors > 0 {
+                    return Err(KbError::ModelMismatch {
+                        stored,
+                        configured: key.to_string(),
+                    });
+                }
+                self.set_meta("embed_model", key)
+            }
+            Some(_) => Ok(()),
+            None => self.set_meta("embed_model", key),
+        }
+    }
+
+    /// Remove every vector (for `--reembed` with another model).
+    pub fn drop_vectors(&self) -> Result<u64> {
+        let n = self.conn.execute("DELETE FROM embeddings", [])?;
+        self.conn
+            .execute("DELETE FROM meta WHERE key = 'embed_model'", [])?;
+        self.bump_generation()?;
+        Ok(n as u64)
+    }
+
+    pub fn upsert_source(&self, name: &str, roots: &[String], technology: &str) -> Result<()> {
+        let roots = serde_json::to_string(roots).unwrap_or_else(|_| "[]".into());
+        let t = now();
+        self.conn.execute(
+            "INSERT INTO sources(name, roots, technology, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT(name) DO UPDATE SET roots = ?2, technology = ?3, updated_at = ?4",
+            params![name, roots, technology, t],
+        )?;
+        Ok(())
+    }
+
+    /// Content hashes of a source's documents, by path.
+    pub fn document_hashes(
+        &self,
+        source: &str,
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT path, hash FROM documents WHERE source = ?")?;
+        let rows = stmt.query_map([source], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Replace documents and their chunks in one transaction each batch: all or nothing, so a
+    /// killed run never leaves half a document.
+    pub fn replace_documents(&mut self, docs: &[(NewDocument<'_>, Vec<NewChunk>)]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut find =
+                tx.prepare_cached("SELECT id FROM documents WHERE source = ? AND path = ?")?;
+            let mut old_chunks = tx.prepare_cached("SELECT id FROM chunks WHERE doc_id = ?")?;
+            let mut del_fts = tx.prepare_cached("DELETE FROM chunks_fts WHERE rowid = ?")?;
+            let mut del_doc = tx.prepare_cached("DELETE FROM documents WHERE id = ?")?;
+            let mut ins_doc = tx.prepare_cached(
+                "INSERT INTO documents(source, path, uri, title, format, technology, category, hash, bytes, metadata, indexed_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )?;
+            let mut ins_chunk = tx.prepare_cached(
+                "INSERT INTO chunks(doc_id, position, section, text, tokens, doc_type, text_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )?;
+            let mut ins_fts = tx.prepare_cached(
+                "INSERT INTO chunks_fts(rowid, title, section, text) VALUES (?, ?, ?, ?)",
+            )?;
+            let indexed_at = now();
+            for (doc, chunks) in docs {
+                if let Some(old) = find
+                    .query_row(params![doc.source, doc.path], |r| r.get::<_, i64>(0))
+                    .optional()?
+                {
+                    let ids: Vec<i64> = old_chunks
+                        .query_map([old], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    for id in ids {
+                        del_fts.execute([id])?;
+                    }
+                    del_doc.execute([old])?;
+                }
+                let metadata = serde_json::Value::Object(doc.metadata.clone()).to_string();
+                ins_doc.execute(params![
+                    doc.source,
+                    doc.path,
+                    doc.uri,
+                    doc.title,
+                    doc.format,
+                    doc.technology,
+                    doc.category,
+                    doc.hash,
+                    doc.bytes as i64,
+                    metadata,
+                    indexed_at
+                ])?;
+                let doc_id = tx.last_insert_rowid();
+                for chunk in chunks {
+                    ins_chunk.execute(params![
+                        doc_id,
+                        chunk.position as i64,
+                        chunk.section,
+                        chunk.text,
+                        chunk.tokens as i64,
+                        chunk.doc_type.as_str(),
+                        hash_text(&chunk.text)
+                    ])?;
+                    let chunk_id = tx.last_insert_rowid();
+                    ins_fts.execute(params![chunk_id, doc.title, chunk.section, chunk.text])?;
+                }
+            }
+        }
+        tx.execute(
+            "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Delete documents (and their chunks) by path.
+    pub fn delete_documents(&mut self, source: &str, paths: &[String]) -> Result<u64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut removed = 0;
+        {
+            let mut find =
+                tx.prepare_cached("SELECT id FROM documents WHERE source = ? AND path = ?")?;
+            let mut chunk_ids = tx.prepare_cached("SELECT id FROM chunks WHERE doc_id = ?")?;
+            let mut del_fts = tx.prepare_cached("DELETE FROM chunks_fts WHERE rowid = ?")?;
+            let mut del_doc = tx.prepare_cached("DELETE FROM documents WHERE id = ?")?;
+            for path in paths {
+                if let Some(id) = find
+                    .query_row(params![source, path], |r| r.get::<_, i64>(0))
+                    .optional()?
+                {
+                    let ids: Vec<i64> = chunk_ids
+                        .query_map([id], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    for cid in ids {
+                        del_fts.execute([cid])?;
+                    }
+                    del_doc.execute([id])?;
+                    removed += 1;
+                }
+            }
+        }
+        tx.execute(
+            "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Remove a whole source. Returns the number of documents removed.
+    pub fn remove_source(&mut self, source: &str) -> Result<u64> {
+        let paths: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT path FROM documents WHERE source = ?")?;
+            stmt.query_map([source], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let n = self.delete_documents(source, &paths)?;
+        self.conn
+            .execute("DELETE FROM sources WHERE name = ?", [source])?;
+        Ok(n)
+    }
+
+    /// Distinct chunk texts that have no vector yet: (text hash, title, section, text).
+    pub fn texts_without_vectors(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.text_hash, d.title, c.section, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id
+             WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.text_hash = c.text_hash)
+             GROUP BY c.text_hash LIMIT ?",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn count_texts_without_vectors(&self) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(DISTINCT text_hash) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.text_hash = c.text_hash)",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    pub fn count_chunks_without_vectors(&self) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.text_hash = c.text_hash)",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    pub fn put_vectors(&mut self, vectors: &[(String, Vec<f32>)]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT OR REPLACE INTO embeddings(text_hash, vector) VALUES (?, ?)",
+            )?;
+            for (hash, v) in vectors {
+                ins.execute(params![hash, encode_vector(v)])?;
+            }
+        }
+        tx.execute(
+            "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every (chunk id, vector, filter fields) for the in-memory vector index.
+    pub fn vectors(&self) -> Result<Vec<(i64, Vec<f32>, VectorMeta)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT c.id, e.vector, d.source, d.technology, d.category, d.path, c.doc_type
+             FROM chunks c JOIN embeddings e ON e.text_hash = c.text_hash JOIN documents d ON d.id = c.doc_id
+             ORDER BY c.id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let blob: Vec<u8> = r.get(1)?;
+            let doc_type: String = r.get(6)?;
+            Ok((
+                r.get::<_, i64>(0)?,
+                decode_vector(&blob),
+                VectorMeta {
+                    source: r.get(2)?,
+                    technology: r.get(3)?,
+                    category: r.get(4)?,
+                    path: r.get(5)?,
+                    doc_type: DocType::parse(&doc_type).unwrap_or(DocType::Text),
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// BM25 over title, section and text (title weighs most), best first, with filters.
+    /// Scores are returned positive: higher is better.
+    pub fn keyword_search(
+        &self,
+        query: &str,
+        filters: &Filters,
+        k: usize,
+    ) -> Result<Vec<(i64, f32)>> {
+        let Some(fts) = fts_query(query) else {
+            return Ok(Vec::new());
+        };
+        let (filter, mut args) = filter_sql(filters);
+        let sql = format!(
+            "SELECT c.id, -bm25(chunks_fts, 4.0, 2.0, 1.0) AS score
+             FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id
+             WHERE chunks_fts MATCH ?{filter}
+             ORDER BY bm25(chunks_fts, 4.0, 2.0, 1.0) LIMIT ?"
+        );
+        args.insert(0, rusqlite::types::Value::Text(fts));
+        args.push(rusqlite::types::Value::Integer(k as i64));
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)? as f32))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({})",
+            vec!["?"; ids.len()].join(",")
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(ids.iter()), chunk_from_row)?;
+        let mut found: Vec<ChunkRecord> = rows.collect::<rusqlite::Result<_>>()?;
+        found.sort_by_key(|c| ids.iter().position(|id| *id == c.id).unwrap_or(usize::MAX));
+        Ok(found)
+    }
+
+    pub fn chunk(&self, id: i64) -> Result<ChunkRecord> {
+        self.chunks(&[id])?
+            .into_iter()
+            .next()
+            .ok_or_else(|| KbError::NotFound(format!("chunk {id}; search again for current ids")))
+    }
+
+    /// Chunks of the same document and section around `position`.
+    pub fn neighbours(
+        &self,
+        doc_id: i64,
+        position: i64,
+        section: &str,
+        n: usize,
+    ) -> Result<(Vec<ChunkRecord>, Vec<ChunkRecord>)> {
+        if n == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let sql = format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.doc_id
+             WHERE c.doc_id = ? AND c.section = ? AND c.position BETWEEN ? AND ? AND c.position != ? ORDER BY c.position"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![
+                doc_id,
+                section,
+                position - n as i64,
+                position + n as i64,
+                position
+            ],
+            chunk_from_row,
+        )?;
+        let all: Vec<ChunkRecord> = rows.collect::<rusqlite::Result<_>>()?;
+        let (before, after) = all.into_iter().partition(|c| c.position < position);
+        Ok((before, after))
+    }
+
+    pub fn document_chunks(&self, doc_id: i64) -> Result<Vec<ChunkRecord>> {
+        let sql = format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.doc_id = ? ORDER BY c.position"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([doc_id], chunk_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn document(
+        &self,
+        doc_id: Option<i64>,
+        source_path: Option<(&str, &str)>,
+    ) -> Result<DocRecord> {
+        let base = "SELECT d.id, d.source, d.path, d.uri, d.title, d.format, d.technology, d.category, d.hash, d.bytes, d.metadata, d.indexed_at,
+                    (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id) FROM documents d";
+        let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<DocRecord> {
+            let metadata: String = r.get(10)?;
+            Ok(DocRecord {
+                id: r.get(0)?,
+                source: r.get(1)?,
+                path: r.get(2)?,
+                uri: r.get(3)?,
+                title: r.get(4)?,
+                format: r.get(5)?,
+                technology: r.get(6)?,
+                category: r.get(7)?,
+                hash: r.get(8)?,
+                bytes: r.get(9)?,
+                metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
+                indexed_at: r.get(11)?,
+                chunks: r.get(12)?,
+            })
+        };
+        let found = match (doc_id, source_path) {
+            (Some(id), _) => self.conn.query_row(&format!("{base} WHERE d.id = ?"), [id], map).optional()?,
+            (None, Some((source, path))) => self
+                .conn
+                .query_row(&format!("{base} WHERE d.path = ?2 AND (?1 = '' OR d.source = ?1) ORDER BY d.id LIMIT 1"), params![source, path], map)
+                .optional()?,
+            (None, None) => return Err(KbError::Invalid("give a document id or a path".into())),
+        };
+        found.ok_or_else(|| {
+            KbError::NotFound(match (doc_id, source_path) {
+                (Some(id), _) => format!("document {id}"),
+                (_, Some((s, p))) => format!("document `{p}` in source `{s}`"),
+                _ => "document".into(),
+            })
+        })
+    }
+
+    pub fn sources(&self) -> Result<Vec<SourceInfo>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT s.name, s.roots, s.technology, s.created_at, s.updated_at,
+                    (SELECT count(*) FROM documents d WHERE d.source = s.name),
+                    (SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.source = s.name),
+                    (SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.source = s.name
+                        AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.text_hash = c.text_hash))
+             FROM sources s ORDER BY s.name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let roots: String = r.get(1)?;
+            Ok(SourceInfo {
+                name: r.get(0)?,
+                roots: serde_json::from_str(&roots).unwrap_or_default(),
+                technology: r.get(2)?,
+                created_at: r.get(3)?,
+                updated_at: r.get(4)?,
+                documents: r.get(5)?,
+                chunks: r.get(6)?,
+                chunks_without_vectors: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Distinct values of `technology` or `category` with counts.
+    pub fn counts(&self, column: &str) -> Result<Vec<Count>> {
+        let column = match column {
+            "technology" => "technology",
+            "category" => "category",
+            "source" => "source",
+            other => return Err(KbError::Invalid(format!("cannot count by {other}"))),
+        };
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT d.{column}, count(DISTINCT d.id), count(c.id) FROM documents d LEFT JOIN chunks c ON c.doc_id = d.id
+             GROUP BY d.{column} ORDER BY d.{column}"
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Count {
+                name: r.get(0)?,
+                documents: r.get(1)?,
+                chunks: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn totals(&self) -> Result<(u64, u64)> {
+        let docs: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM documents", [], |r| r.get(0))?;
+        let chunks: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))?;
+        Ok((docs as u64, chunks as u64))
+    }
+
+    /// SQLite's own quick check plus FTS row count against chunks.
+    pub fn quick_check(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let ok: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| self.corrupt_or(e))?;
+        if ok != "ok" {
+            problems.push(format!("quick_check: {ok}"));
+        }
+        Ok(problems)
+    }
+}
+
+/// Fields the vector index filters on without touching SQLite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorMeta {
+    pub source: String,
+    pub technology: String,
+    pub category: String,
+    pub path: String,
+    pub doc_type: DocType,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc<'a>(
+        path: &'a str,
+        hash: &'a str,
+        meta: &'a serde_json::Map<String, serde_json::Value>,
+    ) -> NewDocument<'a> {
+        NewDocument {
+            source: "s",
+            path,
+            uri: None,
+            title: "Title",
+            format: "markdown",
+            technology: "rust",
+            category: "guides",
+            hash,
+            bytes: 10,
+            metadata: meta,
+        }
+    }
+
+    fn chunk(position: usize, text: &str) -> NewChunk {
+        NewChunk {
+            position,
+            section: "Intro".into(),
+            text: text.into(),
+            tokens: 3,
+            doc_type: DocType::Text,
+        }
+    }
+
+    #[test]
+    fn replace_search_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("kb.sqlite")).unwrap();
+        store.upsert_source("s", &["/x".into()], "rust").unwrap();
+        let meta = serde_json::Map::new();
+        store
+            .replace_documents(&[(
+                doc("a.md", "h1", &meta),
+                vec![
+                    chunk(0, "ownership moves values"),
+                    chunk(1, "borrowing rules"),
+                ],
+            )])
+            .unwrap();
+        let g1 = store.generation().unwrap();
+        let hits = store
+            .keyword_search("ownership", &Filters::default(), 10)
+            .unwrap();
+        assert_eq!(hits.len(), 1);
+        // Replacing keeps one copy and drops the old FTS rows.
+        store
+            .replace_documents(&[(
+                doc("a.md", "h2", &meta),
+                vec![chunk(0, "lifetimes annotate references")],
+            )])
+            .unwrap();
+        assert!(store.generation().unwrap() > g1);
+        assert!(
+            store
+                .keyword_search("ownership", &Filters::default(), 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .keyword_search("lifetimes", &Filters::default(), 10)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(store.totals().unwrap(), (1, 1));
+        // Filters.
+        let f = Filters {
+            sources: vec!["other".into()],
+            ..Default::default()
+        };
+        assert!(
+            store
+                .keyword_search("lifetimes", &f, 10)
+                .unwrap()
+                .is_empty()
+        );
+        let f = Filters {
+            path_prefix: Some("a.".into()),
+            ..Default::default()
+        };
+        assert_eq!(store.keyword_search("lifetimes", &f, 10).unwrap().len(), 1);
+        // Vectors keyed by text hash; model identity guarded.
+        let missing = store.texts_without_vectors(10).unwrap();
+        assert_eq!(missing.len(), 1);
+        store.claim_embed_model("m:3:f32").unwrap();
+        store
+            .put_vectors(&[(missing[0].0.clone(), vec![1.0, 0.0, 0.0])])
+            .unwrap();
+        assert_eq!(store.count_chunks_without_vectors().unwrap(), 0);
+        assert!(matches!(
+            store.claim_embed_model("other:3:f32"),
+            Err(KbError::ModelMismatch { .. })
+        ));
+        assert_eq!(store.vectors().unwrap()[0].1, vec![1.0, 0.0, 0.0]);
+        assert_eq!(store.remove_source("s").unwrap(), 1);
+        assert_eq!(store.totals().unwrap(), (0, 0));
+        assert!(
+            store
+                .keyword_search("lifetimes", &Filters::default(), 10)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn fts_query_quotes_everything() {
+        assert_eq!(
+            fts_query("Box<dyn Trait> AND \"x\"").as_deref(),
+            Some("\"box\" OR \"dyn\" OR \"trait\" OR \"and\" OR \"x\"")
+        );
+        assert_eq!(fts_query("  ?!  "), None);
+        assert_eq!(fts_query("read_line").as_deref(), Some("\"read_line\""));
+    }
+
+    #[test]
+    fn not_a_database_is_reported_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kb.sqlite");
+        std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+        let err = Store::open(&path).err().unwrap();
+        assert!(matches!(err, KbError::Corrupt { .. }), "{err}");
+    }
+}
