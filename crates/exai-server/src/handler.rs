@@ -23,7 +23,7 @@ use crate::state::AppState;
 /// One MCP session's handler. Cheap to create: all heavy state is shared in [`AppState`].
 #[derive(Clone)]
 pub struct ExaiServer {
-    state: Arc<AppState>,
+    pub(crate) state: Arc<AppState>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -49,7 +49,7 @@ pub struct NoArgs {}
 #[tool_router]
 impl ExaiServer {
     pub fn new(state: Arc<AppState>) -> Self {
-        let mut tool_router = Self::tool_router();
+        let mut tool_router = Self::tool_router() + Self::kb_router();
         let names: Vec<String> = tool_router
             .list_all()
             .iter()
@@ -374,7 +374,7 @@ mod tests {
 
     #[test]
     fn every_tool_method_is_registered() {
-        for tool in ExaiServer::tool_router().list_all() {
+        for tool in (ExaiServer::tool_router() + ExaiServer::kb_router()).list_all() {
             assert!(
                 registry::spec(&tool.name).is_some(),
                 "{} is not in registry::TOOLS",

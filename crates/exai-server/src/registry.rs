@@ -41,22 +41,31 @@ pub struct ToolSpec {
     pub timeout: TimeoutClass,
 }
 
+const fn t(name: &'static str, family: Family, timeout: TimeoutClass) -> ToolSpec {
+    ToolSpec {
+        name,
+        family,
+        timeout,
+    }
+}
+
+use Family::{Core, Diag, Kb};
+use TimeoutClass::{Simple, Workflow};
+
 pub const TOOLS: &[ToolSpec] = &[
-    ToolSpec {
-        name: "version",
-        family: Family::Core,
-        timeout: TimeoutClass::Simple,
-    },
-    ToolSpec {
-        name: "health",
-        family: Family::Core,
-        timeout: TimeoutClass::Simple,
-    },
-    ToolSpec {
-        name: "ping",
-        family: Family::Diag,
-        timeout: TimeoutClass::Simple,
-    },
+    t("version", Core, Simple),
+    t("health", Core, Simple),
+    t("ping", Diag, Simple),
+    t("search_docs", Kb, Simple),
+    t("get_chunk", Kb, Simple),
+    t("get_document", Kb, Simple),
+    t("list_sources", Kb, Simple),
+    t("get_technologies", Kb, Simple),
+    t("get_categories", Kb, Simple),
+    t("index_path", Kb, Workflow),
+    t("job_status", Kb, Simple),
+    t("cancel_job", Kb, Simple),
+    t("remove_source", Kb, Simple),
 ];
 
 pub fn spec(name: &str) -> Option<&'static ToolSpec> {

@@ -35,6 +35,7 @@ pub struct AppState {
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub activity: Option<ActivityLog>,
     pub listen: Option<std::net::SocketAddr>,
+    pub knowledge: crate::knowledge::Knowledge,
     calls: Tracker,
     /// HTTP responses still being written (a tool call's answer travels in one).
     pub responses: Tracker,
@@ -73,7 +74,9 @@ impl Tracker {
 impl AppState {
     pub fn new(loaded: Loaded, transport: Transport, activity: Option<ActivityLog>) -> Arc<Self> {
         let paths = DataPaths::new(loaded.data_dir.clone());
+        let knowledge = crate::knowledge::Knowledge::new(loaded.clone());
         Arc::new(Self {
+            knowledge,
             loaded,
             paths,
             transport,

@@ -1,0 +1,455 @@
+//! The knowledge-base tools (family `kb`): search, exact retrieval, listings, and indexing as a
+//! background job with progress notifications.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use exai_kb::{DocType, Filters, KbError, Mode, SearchRequest};
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ProgressNotificationParam};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, tool, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::handler::ExaiServer;
+use crate::jobs::JobState;
+use crate::knowledge;
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeArg {
+    /// Keyword (BM25) and semantic results fused by reciprocal rank (default).
+    Hybrid,
+    /// BM25 keyword search only: exact identifiers, error messages.
+    Keyword,
+    /// Vector search only: meaning rather than wording.
+    Semantic,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DocTypeArg {
+    Text,
+    Code,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchDocsArgs {
+    /// What to look for: a question, keywords, an identifier or an error message.
+    pub query: String,
+    /// Results to return, 1–100 (default 10).
+    #[schemars(range(min = 1, max = 100))]
+    pub limit: Option<u32>,
+    /// hybrid (default), keyword or semantic.
+    pub mode: Option<ModeArg>,
+    /// Only this source (see list_sources).
+    pub source: Option<String>,
+    /// Only this technology (see get_technologies).
+    pub technology: Option<String>,
+    /// Only this category (see get_categories).
+    pub category: Option<String>,
+    /// Only documents whose path starts with this.
+    pub path_prefix: Option<String>,
+    /// Only prose (text) or source code (code).
+    pub doc_type: Option<DocTypeArg>,
+    /// Drop results scoring below this (hybrid 0–1, semantic cosine, keyword BM25).
+    pub min_score: Option<f32>,
+    /// Neighbouring chunks of the same section to include on each side, 0–3.
+    #[schemars(range(min = 0, max = 3))]
+    pub context: Option<u32>,
+    /// Return only the best chunk of each document.
+    pub group_by_document: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetChunkArgs {
+    /// A chunk_id from search_docs.
+    pub chunk_id: i64,
+    /// Neighbouring chunks of the same section to include on each side, 0–5.
+    #[schemars(range(min = 0, max = 5))]
+    pub context: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetDocumentArgs {
+    /// A doc_id from search_docs.
+    pub doc_id: Option<i64>,
+    /// Or the document's path within its source.
+    pub path: Option<String>,
+    /// The source, when looking up by path.
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IndexPathArgs {
+    /// File or directory to index; must lie under the allowed roots (tools.allowed_roots).
+    pub path: String,
+    /// Source name to file the documents under, e.g. `react` or `rust-book`.
+    pub source: String,
+    /// Technology label for filtering (default: the source name).
+    pub technology: Option<String>,
+    /// Only files matching these globs, e.g. ["*.md", "docs/**"].
+    pub include: Option<Vec<String>>,
+    /// Skip files matching these globs.
+    pub exclude: Option<Vec<String>>,
+    /// Remove documents of this source whose files are gone.
+    pub prune: Option<bool>,
+    /// Seconds to wait for the job, sending progress notifications (default 20, at most the
+    /// workflow tool timeout minus a margin). The job keeps running after; poll job_status.
+    pub wait_secs: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobArgs {
+    /// The job_id index_path returned.
+    pub job_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveSourceArgs {
+    /// The source to remove with all its documents.
+    pub source: String,
+}
+
+/// Errors the caller can act on become tool errors (the model sees them); the rest are internal.
+fn kb_error(e: KbError) -> ErrorData {
+    match e {
+        KbError::UnknownValue { .. }
+        | KbError::Invalid(_)
+        | KbError::NotFound(_)
+        | KbError::ModelMismatch { .. } => ErrorData::invalid_params(e.to_string(), None),
+        other => ErrorData::internal_error(other.to_string(), None),
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<CallToolResult, ErrorData> {
+    serde_json::to_value(value)
+        .map(CallToolResult::structured)
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, KbError> + Send + 'static,
+) -> Result<T, ErrorData> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ErrorData::internal_error(format!("task failed: {e}"), None))?
+        .map_err(kb_error)
+}
+
+impl ExaiServer {
+    async fn kb(&self) -> Result<Arc<exai_kb::Kb>, ErrorData> {
+        self.state.knowledge.get().await.map_err(|e| {
+            ErrorData::internal_error(format!("knowledge base unavailable: {e}"), None)
+        })
+    }
+}
+
+#[tool_router(router = kb_router, vis = "pub(crate)")]
+impl ExaiServer {
+    #[tool(
+        description = "Search the indexed documentation. Hybrid (keyword + semantic) by default; filters by source, technology, category, path prefix, doc type. Returns chunk ids, scores, titles, sections, paths and snippets; use get_chunk for full text.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn search_docs(
+        &self,
+        Parameters(args): Parameters<SearchDocsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let kb = self.kb().await?;
+        let mut req = SearchRequest::new(args.query);
+        req.limit = args.limit.unwrap_or(10) as usize;
+        req.mode = match args.mode {
+            Some(ModeArg::Keyword) => Mode::Keyword,
+            Some(ModeArg::Semantic) => Mode::Semantic,
+            _ => Mode::Hybrid,
+        };
+        req.filters = Filters {
+            sources: args.source.into_iter().collect(),
+            technologies: args.technology.into_iter().collect(),
+            categories: args.category.into_iter().collect(),
+            path_prefix: args.path_prefix,
+            doc_type: args.doc_type.map(|d| match d {
+                DocTypeArg::Text => DocType::Text,
+                DocTypeArg::Code => DocType::Code,
+            }),
+        };
+        req.min_score = args.min_score;
+        req.context = args.context.unwrap_or(0) as usize;
+        req.group_by_document = args.group_by_document.unwrap_or(false);
+        let mut response = blocking(move || kb.search(&req)).await?;
+        if let Some(problem) = self.state.knowledge.embed_problem() {
+            response
+                .notes
+                .push(format!("semantic search is off: {problem}"));
+        }
+        json(&response)
+    }
+
+    #[tool(
+        description = "The full text of one chunk by chunk_id, optionally with neighbouring chunks of the same section.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_chunk(
+        &self,
+        Parameters(args): Parameters<GetChunkArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let kb = self.kb().await?;
+        let context = args.context.unwrap_or(0) as usize;
+        json(&blocking(move || kb.get_chunk(args.chunk_id, context)).await?)
+    }
+
+    #[tool(
+        description = "A whole document (metadata and all its chunks in order) by doc_id, or by path (and source).",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_document(
+        &self,
+        Parameters(args): Parameters<GetDocumentArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        if args.doc_id.is_none() && args.path.is_none() {
+            return Err(ErrorData::invalid_params(
+                "give doc_id, or path (and source)",
+                None,
+            ));
+        }
+        let kb = self.kb().await?;
+        json(
+            &blocking(move || {
+                kb.get_document(args.doc_id, args.source.as_deref(), args.path.as_deref())
+            })
+            .await?,
+        )
+    }
+
+    #[tool(
+        description = "Indexed sources with document and chunk counts, chunks still waiting for vectors, and the knowledge base's status (model, search modes).",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_sources(
+        &self,
+        Parameters(_): Parameters<NoArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let kb = self.kb().await?;
+        let problem = self.state.knowledge.embed_problem();
+        let (sources, status) = blocking(move || Ok((kb.sources()?, kb.status()?))).await?;
+        json(
+            &serde_json::json!({ "sources": sources, "status": status, "semantic_search_problem": problem }),
+        )
+    }
+
+    #[tool(
+        description = "Technologies in the knowledge base with document and chunk counts (values for search_docs' technology filter).",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_technologies(
+        &self,
+        Parameters(_): Parameters<NoArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let kb = self.kb().await?;
+        let counts = blocking(move || kb.counts("technology")).await?;
+        json(&serde_json::json!({ "technologies": counts }))
+    }
+
+    #[tool(
+        description = "Categories in the knowledge base with counts (values for search_docs' category filter), and every category the classifier knows.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_categories(
+        &self,
+        Parameters(_): Parameters<NoArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let kb = self.kb().await?;
+        let known = kb.categories_map().names();
+        let counts = blocking(move || kb.counts("category")).await?;
+        json(&serde_json::json!({ "categories": counts, "known": known }))
+    }
+
+    #[tool(
+        description = "Index a file or directory (Markdown, MDX, HTML, text, source code) into a source, as a background job: waits up to wait_secs sending progress, then returns the job's status; poll job_status for the rest. Unchanged files are skipped; keyword search sees new documents before their embeddings finish.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn index_path(
+        &self,
+        Parameters(args): Parameters<IndexPathArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let root =
+            knowledge::allowed_path(&args.path, &self.state.loaded.config.tools.allowed_roots)
+                .map_err(|e| ErrorData::invalid_params(e, None))?;
+        if let Some(running) = self.state.knowledge.jobs.running_for(&args.source) {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "source `{}` is already being indexed by {}; poll job_status or cancel_job",
+                    args.source,
+                    running.status().job_id
+                ),
+                None,
+            ));
+        }
+        let kb = self.kb().await?;
+        let job = self.state.knowledge.jobs.start(
+            "index",
+            &args.source,
+            vec![root.display().to_string()],
+        );
+        let request = exai_kb::IndexRequest {
+            roots: vec![root],
+            source: args.source.clone(),
+            technology: args.technology,
+            include: args.include.unwrap_or_default(),
+            exclude: args.exclude.unwrap_or_default(),
+            prune: args.prune.unwrap_or(false),
+            ..Default::default()
+        };
+        let worker = job.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = kb.index(&request, &|p| worker.progress(p), &worker.cancel);
+            worker.finish(result);
+        });
+        // Wait for the job within the tool's own deadline, telling the client how it goes.
+        let ceiling = self
+            .state
+            .loaded
+            .timeouts
+            .workflow_tool_for(None)
+            .saturating_sub(Duration::from_secs(3));
+        let wait = Duration::from_secs(u64::from(args.wait_secs.unwrap_or(20))).min(ceiling);
+        let token = context.meta.get_progress_token();
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut last = (usize::MAX, usize::MAX);
+        loop {
+            let finished = job
+                .wait(
+                    Duration::from_millis(500)
+                        .min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+                )
+                .await;
+            let s = job.status();
+            if let Some(token) = &token {
+                let (done, total, what) = if s.phase == "embedding" {
+                    (s.embedded, s.embed_total, "texts embedded")
+                } else {
+                    (s.files_done, s.files_total, "files read")
+                };
+                if (done, total) != last {
+                    last = (done, total);
+                    let _ = context
+                        .peer
+                        .notify_progress(
+                            ProgressNotificationParam::new(token.clone(), done as f64)
+                                .with_total(total.max(1) as f64)
+                                .with_message(format!("{}: {done}/{total} {what}", s.phase)),
+                        )
+                        .await;
+                }
+            }
+            if finished || tokio::time::Instant::now() >= deadline || context.ct.is_cancelled() {
+                break;
+            }
+        }
+        let status = job.status();
+        if status.state == JobState::Failed {
+            return Ok(CallToolResult::error(vec![
+                rmcp::model::ContentBlock::text(format!(
+                    "indexing failed: {}",
+                    status.error.clone().unwrap_or_default()
+                )),
+            ]));
+        }
+        json(&status)
+    }
+
+    #[tool(
+        description = "Status of a background job started by index_path: state, phase, files and embeddings done, and the report when finished.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn job_status(
+        &self,
+        Parameters(args): Parameters<JobArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let jobs = &self.state.knowledge.jobs;
+        match jobs.get(&args.job_id) {
+            Some(job) => json(&job.status()),
+            None => Err(ErrorData::invalid_params(
+                format!(
+                    "unknown job `{}`; known jobs: {}",
+                    args.job_id,
+                    jobs.ids().join(", ")
+                ),
+                None,
+            )),
+        }
+    }
+
+    #[tool(
+        description = "Cancel a running index job. What it committed stays; indexing the same path again resumes.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn cancel_job(
+        &self,
+        Parameters(args): Parameters<JobArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let jobs = &self.state.knowledge.jobs;
+        let Some(job) = jobs.cancel(&args.job_id) else {
+            return Err(ErrorData::invalid_params(
+                format!("unknown job `{}`", args.job_id),
+                None,
+            ));
+        };
+        job.wait(Duration::from_secs(10)).await;
+        json(&job.status())
+    }
+
+    #[tool(
+        description = "Remove a source and all its documents from the knowledge base.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn remove_source(
+        &self,
+        Parameters(args): Parameters<RemoveSourceArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        if self
+            .state
+            .knowledge
+            .jobs
+            .running_for(&args.source)
+            .is_some()
+        {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "source `{}` is being indexed; cancel that job first",
+                    args.source
+                ),
+                None,
+            ));
+        }
+        let kb = self.kb().await?;
+        let source = args.source.clone();
+        let removed = blocking(move || kb.remove_source(&source)).await?;
+        json(&serde_json::json!({ "source": args.source, "documents_removed": removed }))
+    }
+}
