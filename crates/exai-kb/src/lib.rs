@@ -157,10 +157,10 @@ impl Kb {
             None => Store::open(&self.path)?,
         };
         let out = f(&store);
-        if let Ok(mut pool) = self.readers.lock() {
-            if pool.len() < 8 {
-                pool.push(store);
-            }
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < 8
+        {
+            pool.push(store);
         }
         out
     }
@@ -177,22 +177,19 @@ impl Kb {
     /// while it keeps moving).
     fn current_vectors(&self, store: &Store) -> Result<(Arc<VectorIndex>, u64)> {
         let generation = store.generation()?;
-        if let Ok(guard) = self.vectors.read() {
-            if let Some(v) = guard.as_ref() {
-                if v.index.generation == generation
-                    || v.loaded_at.elapsed() < self.options.vector_refresh
-                {
-                    return Ok((v.index.clone(), v.missing));
-                }
-            }
+        if let Ok(guard) = self.vectors.read()
+            && let Some(v) = guard.as_ref()
+            && (v.index.generation == generation
+                || v.loaded_at.elapsed() < self.options.vector_refresh)
+        {
+            return Ok((v.index.clone(), v.missing));
         }
         let _one_loader = self.reload.lock();
-        if let Ok(guard) = self.vectors.read() {
-            if let Some(v) = guard.as_ref() {
-                if v.index.generation == generation {
-                    return Ok((v.index.clone(), v.missing));
-                }
-            }
+        if let Ok(guard) = self.vectors.read()
+            && let Some(v) = guard.as_ref()
+            && v.index.generation == generation
+        {
+            return Ok((v.index.clone(), v.missing));
         }
         let started = Instant::now();
         let index = Arc::new(VectorIndex::build(store.vectors()?, generation));

@@ -150,7 +150,14 @@ mod tests {
         let rows = vec![
             (1, vec![1.0, 0.0], meta("a")),
             (2, vec![0.0, 1.0], meta("b")),
-            (3, vec![0.7071, 0.7071], meta("a")),
+            (
+                3,
+                vec![
+                    std::f32::consts::FRAC_1_SQRT_2,
+                    std::f32::consts::FRAC_1_SQRT_2,
+                ],
+                meta("a"),
+            ),
         ];
         let idx = VectorIndex::build(rows, 7);
         let hits = idx.search(&[1.0, 0.0], &Filters::default(), 2);

@@ -172,6 +172,7 @@ pub async fn run(
         data_dir = %state.paths.root().display(),
         "exai daemon serving MCP at http://{bound}/mcp"
     );
+    tokio::spawn(crate::knowledge::embed_in_background(state.clone()));
     http::serve(state, listener, termination_signal()).await?;
     tracing::info!("exai daemon stopped");
     Ok(())

@@ -140,6 +140,64 @@ impl Knowledge {
     }
 }
 
+/// Open the knowledge base and embed any chunk texts still without vectors, as a job that
+/// `job_status` shows; stops when the server starts draining. Keyword search serves meanwhile.
+pub async fn embed_in_background(state: std::sync::Arc<crate::state::AppState>) {
+    let kb = match state.knowledge.get().await {
+        Ok(kb) => kb,
+        Err(_) => return,
+    };
+    if kb.embedder().is_none() {
+        return;
+    }
+    let probe = kb.clone();
+    let pending =
+        tokio::task::spawn_blocking(move || probe.with_reader(|s| s.count_texts_without_vectors()))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(0);
+    if pending == 0 {
+        return;
+    }
+    tracing::info!(
+        pending,
+        "embedding chunk texts in the background; keyword search serves meanwhile"
+    );
+    let job = state.knowledge.jobs.start("embed", "*", Vec::new());
+    let worker = job.clone();
+    let watcher = state.clone();
+    let watch_job = job.clone();
+    let watch = tokio::spawn(async move {
+        while !watch_job.is_finished() {
+            if watcher.is_draining() {
+                watch_job
+                    .cancel
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    let result = tokio::task::spawn_blocking(move || {
+        let outcome = kb.embed_pending(&|p| worker.progress(p), &worker.cancel);
+        let report = outcome.map(|(embedded, left)| exai_kb::IndexReport {
+            source: "*".into(),
+            texts_embedded: embedded,
+            texts_without_vectors: left,
+            embedding_model: kb.embedder().map(|e| e.identity().key()),
+            ..Default::default()
+        });
+        worker.finish(report);
+    })
+    .await;
+    watch.abort();
+    if let Err(e) = result {
+        tracing::warn!("background embedding stopped: {e}");
+    }
+    let status = job.status();
+    tracing::info!(state = ?status.state, embedded = status.embedded, "background embedding finished");
+}
+
 /// Resolve `path` for a tool that reads files: it must exist and lie, after following
 /// symlinks, under one of `roots` (default: the working directory).
 pub fn allowed_path(path: &str, roots: &[String]) -> Result<PathBuf, String> {

@@ -105,6 +105,8 @@ enum ConfigAction {
     Check,
     /// Print the configuration table in Markdown (the README's table is this output).
     Docs,
+    /// Where exai keeps its files (data dir, database, model, logs) as JSON.
+    Paths,
 }
 
 fn main() -> ExitCode {
@@ -325,6 +327,31 @@ fn config_action(action: ConfigAction, loaded: &Loaded) -> Result<ExitCode> {
         }
         ConfigAction::Docs => {
             print!("{}", settings_table());
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigAction::Paths => {
+            let paths = DataPaths::new(loaded.data_dir.clone());
+            let settings = exai_server::knowledge::embed_settings(loaded)?;
+            let model = exai_embed::locate_local_model(&settings)
+                .ok()
+                .map(|p| p.display().to_string());
+            let default_model = loaded
+                .data_dir
+                .join("models")
+                .join(exai_embed::DEFAULT_MODEL_DIR_NAME);
+            println!(
+                "{}",
+                serde_json::json!({
+                    "data_dir": loaded.data_dir,
+                    "config_file": loaded.file,
+                    "database": exai_server::knowledge::kb_path(loaded),
+                    "model_dir": model,
+                    "default_model_dir": default_model,
+                    "log_file": paths.log_file(),
+                    "activity_file": paths.activity_file(),
+                    "pid_file": paths.pid_file(),
+                })
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

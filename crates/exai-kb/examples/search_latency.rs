@@ -1,0 +1,141 @@
+//! Search latency on an existing knowledge base: every query of a question file, in each mode,
+//! several rounds; prints p50/p99 per mode (query embedding included for semantic and hybrid).
+//! Also times the exact vector scan alone over `--scan-rows` synthetic unit vectors, to show
+//! what the in-memory matrix costs at a size the local embedder cannot fill in one session.
+//!
+//! cargo run --release -p exai-kb --example search_latency -- --db PATH --questions FILE [--model DIR] [--rounds N] [--scan-rows N]
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use exai_kb::{CategoryMap, Filters, Kb, KbOptions, Mode, SearchRequest};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((p / 100.0) * (v.len() - 1) as f64).round() as usize]
+}
+
+fn main() {
+    let db = PathBuf::from(arg("--db").expect("--db PATH"));
+    let questions = exai_kb::eval::QuestionSet::load(&PathBuf::from(
+        arg("--questions").expect("--questions FILE"),
+    ))
+    .unwrap();
+    let rounds: usize = arg("--rounds").map_or(3, |r| r.parse().unwrap());
+    let embedder = arg("--model").map(|dir| {
+        let settings = exai_embed::EmbedSettings {
+            backend: exai_embed::Backend::Local,
+            model: Some(PathBuf::from(dir)),
+            data_dir: std::env::temp_dir(),
+            remote_url: String::new(),
+            remote_model: String::new(),
+            remote_api_key: None,
+            remote_dim: None,
+            batch_size: 32,
+        };
+        exai_embed::build(&settings).unwrap().unwrap()
+    });
+    let kb = Kb::open(
+        &db,
+        embedder.clone(),
+        KbOptions::default(),
+        CategoryMap::default(),
+    )
+    .unwrap();
+    let status = kb.status().unwrap();
+    println!(
+        "database: {} ({} documents, {} chunks, {} without vectors)",
+        status.database, status.documents, status.chunks, status.chunks_without_vectors
+    );
+    let modes: Vec<Mode> = if status.search_modes.contains(&"semantic") {
+        vec![Mode::Keyword, Mode::Semantic, Mode::Hybrid]
+    } else {
+        vec![Mode::Keyword]
+    };
+    // Warm up: load the vector index and the caches once.
+    for q in questions.questions.iter().take(3) {
+        let mut r = SearchRequest::new(q.query.clone());
+        r.mode = *modes.last().unwrap();
+        kb.search(&r).unwrap();
+    }
+    for mode in modes {
+        let mut times = Vec::new();
+        for _ in 0..rounds {
+            for q in &questions.questions {
+                let mut r = SearchRequest::new(q.query.clone());
+                r.mode = mode;
+                let t = Instant::now();
+                let resp = kb.search(&r).unwrap();
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+                assert_eq!(resp.mode, mode);
+            }
+        }
+        let n = times.len();
+        println!(
+            "{:<8} n={n:<5} p50 {:>7.2} ms  p99 {:>7.2} ms",
+            mode.as_str(),
+            pct(&mut times, 50.0),
+            pct(&mut times, 99.0)
+        );
+    }
+    if let (Some(rows), Some(e)) = (
+        arg("--scan-rows").map(|r| r.parse::<usize>().unwrap()),
+        embedder,
+    ) {
+        let dim = e.identity().dim;
+        let mut seed = 0x9E3779B97F4A7C15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+        };
+        let data: Vec<(i64, Vec<f32>, exai_kb::store::VectorMeta)> = (0..rows)
+            .map(|i| {
+                let mut v: Vec<f32> = (0..dim).map(|_| next()).collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.iter_mut().for_each(|x| *x /= norm);
+                let meta = exai_kb::store::VectorMeta {
+                    source: "s".into(),
+                    technology: "t".into(),
+                    category: "c".into(),
+                    path: "p".into(),
+                    doc_type: exai_kb::DocType::Text,
+                };
+                (i as i64, v, meta)
+            })
+            .collect();
+        let index = exai_kb::vectors::VectorIndex::build(data, 0);
+        let mut scan = Vec::new();
+        let mut embed = Vec::new();
+        for q in &questions.questions {
+            let t = Instant::now();
+            let qv = e.embed_query(&q.query).unwrap();
+            embed.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            let hits = index.search(&qv, &Filters::default(), 200);
+            scan.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(hits.len(), 200.min(rows));
+        }
+        println!(
+            "query embedding      p50 {:>7.2} ms  p99 {:>7.2} ms",
+            pct(&mut embed, 50.0),
+            pct(&mut embed, 99.0)
+        );
+        println!(
+            "exact scan {rows} x {dim}  p50 {:>7.2} ms  p99 {:>7.2} ms ({:.0} MB matrix)",
+            pct(&mut scan, 50.0),
+            pct(&mut scan, 99.0),
+            index.bytes() as f64 / 1e6
+        );
+    }
+}
