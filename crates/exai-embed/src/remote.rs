@@ -590,6 +590,21 @@ mod tests {
     }
 
     #[test]
+    fn can_be_dropped_inside_an_async_context() {
+        // The knowledge base holds the embedder in async state; dropping it there must not panic
+        // (reqwest's blocking client owns a runtime of its own).
+        let embedder = RemoteEmbedder::with_retry(
+            &settings("http://127.0.0.1:1/v1", Some(3), None),
+            fast_retry(),
+        )
+        .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async move { drop(embedder) });
+    }
+
+    #[test]
     fn token_estimates_and_truncation() {
         assert_eq!(estimate_tokens(""), 2);
         assert_eq!(estimate_tokens("the cat sat."), 2 + 1 + 1 + 2);

@@ -100,6 +100,7 @@ struct Walker {
     current: String,
     sections: Vec<Section>,
     first_h1: Option<String>,
+    first_heading: Option<String>,
 }
 
 fn collapse(text: &str) -> String {
@@ -210,6 +211,9 @@ impl Walker {
                     if level == 1 && self.first_h1.is_none() {
                         self.first_h1 = Some(title.clone());
                     }
+                    if self.first_heading.is_none() {
+                        self.first_heading = Some(title.clone());
+                    }
                     self.stack.push((level, title));
                     return;
                 }
@@ -280,6 +284,7 @@ pub fn parse(html: &str, fallback_title: &str) -> Result<ParsedDoc, SkipReason> 
         current: String::new(),
         sections: Vec::new(),
         first_h1: None,
+        first_heading: None,
     };
     for child in root.children() {
         w.walk(child);
@@ -288,10 +293,16 @@ pub fn parse(html: &str, fallback_title: &str) -> Result<ParsedDoc, SkipReason> 
     if w.sections.is_empty() {
         return Err(SkipReason::Empty);
     }
+    // The page's own top heading names it best; `<title>` usually appends the site's name.
+    let site_stripped = page_title.filter(|t| !t.is_empty()).map(|t| {
+        t.rsplit_once(" - ")
+            .map_or(t.clone(), |(page, _site)| page.to_string())
+    });
     let title = w
         .first_h1
         .clone()
-        .or(page_title.filter(|t| !t.is_empty()))
+        .or(w.first_heading.clone())
+        .or(site_stripped)
         .unwrap_or_else(|| fallback_title.to_string());
     let mut metadata = serde_json::Map::new();
     if let Some(desc) = Selector::parse("meta[name=description]")
@@ -348,6 +359,14 @@ let t = s;</code></pre>
                 && !all.contains("copyright")
                 && !all.contains("var x")
         );
+    }
+
+    #[test]
+    fn title_from_top_heading_or_page_title() {
+        let sub = "<html><head><title>Running Tests - The Book</title></head><body><main><h2>Running Tests</h2><p>x</p></main></body></html>";
+        assert_eq!(parse(sub, "f").unwrap().title, "Running Tests");
+        let none = "<html><head><title>Vec in std::vec - Rust</title></head><body><main><p>x</p></main></body></html>";
+        assert_eq!(parse(none, "f").unwrap().title, "Vec in std::vec");
     }
 
     #[test]

