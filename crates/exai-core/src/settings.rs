@@ -40,6 +40,10 @@ pub const NON_SETTING_ENV: &[(&str, &str)] = &[
         "EXAI_CONFIG",
         "path of the configuration file; default `exai.toml` in the data directory",
     ),
+    (
+        "EXAI_TEST_MODEL_DIR",
+        "embedding model directory used by exai's own test suite and benchmarks (set by `scripts/test.sh`)",
+    ),
 ];
 
 macro_rules! settings {

@@ -28,9 +28,10 @@ pub enum EmbedError {
     },
 
     #[error(
-        "the embedding model directory {} (from {origin}) lacks {file}; a sentence-transformers \
-         model directory needs config.json, tokenizer.json and model.safetensors",
-        .dir.display()
+        "the embedding model directory {} ({origin}) lacks {file}; a sentence-transformers \
+         model directory needs config.json, tokenizer.json and model.safetensors; {}",
+        .dir.display(),
+        PROVIDE_MODEL_HINT
     )]
     MissingModelFile {
         dir: PathBuf,

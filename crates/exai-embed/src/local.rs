@@ -119,7 +119,7 @@ impl LocalEmbedder {
                 return Err(EmbedError::MissingModelFile {
                     dir: dir.to_path_buf(),
                     file: file.to_string(),
-                    origin: "the model directory".to_string(),
+                    origin: "given to the loader".to_string(),
                 });
             }
         }

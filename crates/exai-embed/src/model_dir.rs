@@ -69,12 +69,12 @@ pub(crate) fn locate(explicit: Option<&Path>, data_dir: &Path) -> Result<PathBuf
                 ),
             });
         }
-        check_complete(dir, "EXAI_EMBED_MODEL / embed.model")?;
+        check_complete(dir, "set by EXAI_EMBED_MODEL / config `embed.model`")?;
         return Ok(dir.to_path_buf());
     }
     let dir = default_dir(data_dir);
     if dir.is_dir() {
-        check_complete(&dir, "the data directory")?;
+        check_complete(&dir, "the default location in the data directory")?;
         return Ok(dir);
     }
     Err(EmbedError::ModelNotFound {

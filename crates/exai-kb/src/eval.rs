@@ -46,23 +46,23 @@ pub struct ModeScores {
 
 pub const K: usize = 10;
 
-/// Does a hit's path name this relevant page? (Relevant paths may be relative to a parent.)
-fn matches(hit_path: &str, relevant: &str) -> bool {
-    hit_path == relevant || hit_path.ends_with(&format!("/{relevant}"))
-}
-
-/// Binary-relevance metrics of one ranked list of document paths.
+/// Binary-relevance metrics of one ranked list of document paths (paths relative to the
+/// indexed root, exactly as the labels give them). Each relevant page counts once.
 pub fn score(ranked: &[String], relevant: &[String]) -> (f64, f64, f64) {
     let mut dcg = 0.0;
     let mut rr = 0.0;
-    let mut found = 0usize;
+    let mut credited: Vec<&String> = Vec::new();
     for (i, path) in ranked.iter().take(K).enumerate() {
-        if relevant.iter().any(|r| matches(path, r)) {
-            dcg += 1.0 / ((i + 2) as f64).log2();
-            found += 1;
-            if rr == 0.0 {
-                rr = 1.0 / (i + 1) as f64;
-            }
+        let Some(r) = relevant
+            .iter()
+            .find(|r| *r == path && !credited.contains(r))
+        else {
+            continue;
+        };
+        credited.push(r);
+        dcg += 1.0 / ((i + 2) as f64).log2();
+        if rr == 0.0 {
+            rr = 1.0 / (i + 1) as f64;
         }
     }
     let ideal: f64 = (0..relevant.len().min(K))
@@ -72,7 +72,7 @@ pub fn score(ranked: &[String], relevant: &[String]) -> (f64, f64, f64) {
     let recall = if relevant.is_empty() {
         0.0
     } else {
-        found as f64 / relevant.len() as f64
+        credited.len() as f64 / relevant.len() as f64
     };
     (ndcg, rr, recall)
 }
@@ -130,7 +130,15 @@ mod tests {
     #[test]
     fn metrics() {
         let rel = vec!["a.html".to_string(), "b.html".to_string()];
-        let (ndcg, rr, recall) = score(&["book/a.html".into(), "x".into(), "b.html".into()], &rel);
+        let (ndcg, rr, recall) = score(
+            &[
+                "a.html".into(),
+                "x".into(),
+                "b.html".into(),
+                "a.html".into(),
+            ],
+            &rel,
+        );
         assert!((rr - 1.0).abs() < 1e-9);
         assert!((recall - 1.0).abs() < 1e-9);
         let ideal = 1.0 + 1.0 / 3f64.log2();
@@ -139,5 +147,8 @@ mod tests {
         assert_eq!((ndcg, rr, recall), (0.0, 0.0, 0.0));
         let (_, rr, _) = score(&["x".into(), "b.html".into()], &rel);
         assert!((rr - 0.5).abs() < 1e-9);
+        // A page under another directory with the same name is not the labeled page.
+        let (_, _, recall) = score(&["old/a.html".into()], &rel);
+        assert_eq!(recall, 0.0);
     }
 }

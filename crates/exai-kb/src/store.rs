@@ -215,6 +215,15 @@ pub(crate) fn filter_sql(filters: &Filters) -> (String, Vec<rusqlite::types::Val
     (sql, args)
 }
 
+/// English function words that match nearly every chunk: they cost the most to rank and
+/// change the order least, so questions drop them (a query of only such words keeps them).
+const STOPWORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "could", "do", "does", "for", "from",
+    "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "should",
+    "so", "that", "the", "their", "them", "then", "there", "these", "this", "to", "was", "we",
+    "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your",
+];
+
 /// Turn free text into an FTS5 query: every word quoted (so no user input is read as FTS
 /// syntax), OR-ed, BM25 ranks documents matching more and rarer words first.
 pub fn fts_query(text: &str) -> Option<String> {
@@ -227,6 +236,14 @@ pub fn fts_query(text: &str) -> Option<String> {
         if !terms.contains(&lower) {
             terms.push(lower);
         }
+    }
+    let content: Vec<String> = terms
+        .iter()
+        .filter(|t| !STOPWORDS.contains(&t.as_str()))
+        .cloned()
+        .collect();
+    if !content.is_empty() {
+        terms = content;
     }
     if terms.is_empty() {
         return None;
@@ -354,7 +371,7 @@ impl Store {
         }
         if version < 1 {
             self.conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA_V1} INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', '1'); INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', '0'); COMMIT;"
+                "BEGIN IMMEDIATE; {SCHEMA_V1} INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('rank', 'bm25(4.0, 2.0, 1.0)'); INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', '1'); INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', '0'); COMMIT;"
             )).map_err(|e| self.corrupt_or(e))?;
         }
         Ok(())
@@ -666,6 +683,16 @@ impl Store {
         let Some(fts) = fts_query(query) else {
             return Ok(Vec::new());
         };
+        if filters == &Filters::default() {
+            // No filters: let FTS5 rank and cut on its own, without joining every match.
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT rowid, -rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
+            )?;
+            let rows = stmt.query_map(params![fts, k as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)? as f32))
+            })?;
+            return Ok(rows.collect::<rusqlite::Result<_>>()?);
+        }
         let (filter, mut args) = filter_sql(filters);
         let sql = format!(
             "SELECT c.id, -bm25(chunks_fts, 4.0, 2.0, 1.0) AS score
@@ -985,7 +1012,15 @@ mod tests {
     fn fts_query_quotes_everything() {
         assert_eq!(
             fts_query("Box<dyn Trait> AND \"x\"").as_deref(),
-            Some("\"box\" OR \"dyn\" OR \"trait\" OR \"and\" OR \"x\"")
+            Some("\"box\" OR \"dyn\" OR \"trait\" OR \"x\"")
+        );
+        assert_eq!(
+            fts_query("how do I read a line").as_deref(),
+            Some("\"read\" OR \"line\"")
+        );
+        assert_eq!(
+            fts_query("what is it").as_deref(),
+            Some("\"what\" OR \"is\" OR \"it\"")
         );
         assert_eq!(fts_query("  ?!  "), None);
         assert_eq!(fts_query("read_line").as_deref(), Some("\"read_line\""));

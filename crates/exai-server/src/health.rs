@@ -23,6 +23,17 @@ pub struct Providers {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Knowledge {
+    pub database: String,
+    /// `local`, `remote` or `none` (keyword search only).
+    pub embed_backend: String,
+    /// The local model's directory when found, or why semantic search is off.
+    pub embed_model: String,
+    /// Whether this process has opened the knowledge base yet (it opens on first use).
+    pub opened: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HealthReport {
     /// `ok`, or `draining` while a stopping daemon finishes its calls.
     pub status: String,
@@ -40,6 +51,7 @@ pub struct HealthReport {
     pub tools: Vec<String>,
     pub timeouts: Timeouts,
     pub providers: Providers,
+    pub knowledge: Knowledge,
 }
 
 impl HealthReport {
@@ -78,6 +90,25 @@ impl HealthReport {
                 glm: p.glm_api_key.is_set(),
                 openai: p.openai_api_key.is_set(),
                 default_model: p.default_model.clone(),
+            },
+            knowledge: Knowledge {
+                database: state.knowledge.path().display().to_string(),
+                embed_backend: state.loaded.config.embed.backend.clone(),
+                embed_model: match state.knowledge.embed_problem() {
+                    Some(problem) => format!("unavailable: {problem}"),
+                    None => match state.loaded.config.embed.backend.as_str() {
+                        "none" => "none: keyword search only".into(),
+                        "remote" => format!("{} at {}", state.loaded.config.embed.remote_model, state.loaded.config.embed.remote_url),
+                        _ => crate::knowledge::embed_settings(&state.loaded)
+                            .ok()
+                            .and_then(|s| exai_embed::locate_local_model(&s).ok())
+                            .map_or_else(
+                                || "not installed yet (downloaded on first use where the hub is reachable; see scripts/install-model.sh)".into(),
+                                |p| p.display().to_string(),
+                            ),
+                    },
+                },
+                opened: state.knowledge.is_open(),
             },
         }
     }

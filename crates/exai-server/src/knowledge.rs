@@ -135,6 +135,10 @@ impl Knowledge {
             .clone()
     }
 
+    pub fn is_open(&self) -> bool {
+        self.kb.initialized()
+    }
+
     pub fn embed_problem(&self) -> Option<String> {
         self.embed_problem.lock().ok().and_then(|p| p.clone())
     }
