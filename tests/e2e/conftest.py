@@ -143,6 +143,11 @@ def anyio_backend():
     return "asyncio"
 
 
+KB_TOOLS = {"search_docs", "get_chunk", "get_document", "list_sources", "get_technologies", "get_categories",
+            "index_path", "job_status", "cancel_job", "remove_source"}
+CORE_TOOLS = {"version", "health"}
+
+
 def structured(result) -> dict:
     """The structured JSON of a successful tool result."""
     assert not result.is_error, result

@@ -15,6 +15,10 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
+const CORE_TOOLS = ['version', 'health'];
+const KB_TOOLS = ['search_docs', 'get_chunk', 'get_document', 'list_sources', 'get_technologies',
+  'get_categories', 'index_path', 'job_status', 'cancel_job', 'remove_source'];
+
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const EXAI_BIN = process.env.EXAI_BIN || resolve(HERE, '../../target/debug/exai');
 
@@ -128,7 +132,7 @@ describe('stdio: exai serve', () => {
       await client.connect(transport);
       assert.equal(client.getServerVersion()?.name, 'exai');
       const { tools } = await client.listTools();
-      assert.deepEqual(tools.map((x) => x.name).sort(), ['health', 'version']);
+      assert.deepEqual(tools.map((x) => x.name).sort(), [...CORE_TOOLS, ...KB_TOOLS].sort());
       const version = structured(await client.callTool({ name: 'version', arguments: {} }));
       assert.equal(version.name, 'exai');
       assert.equal(version.transport, 'stdio');
@@ -187,7 +191,7 @@ describe('Streamable HTTP: exai daemon', () => {
       await client.connect(new StreamableHTTPClientTransport(new URL(daemon.url)));
       assert.equal(client.getServerVersion()?.name, 'exai');
       const { tools } = await client.listTools();
-      assert.deepEqual(tools.map((x) => x.name).sort(), ['health', 'ping', 'version']);
+      assert.deepEqual(tools.map((x) => x.name).sort(), [...CORE_TOOLS, ...KB_TOOLS, 'ping'].sort());
       const version = structured(await client.callTool({ name: 'version', arguments: {} }));
       assert.equal(version.name, 'exai');
       assert.equal(version.transport, 'http');
