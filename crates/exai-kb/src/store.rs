@@ -12,6 +12,26 @@ use serde::Serialize;
 use crate::error::{KbError, Result};
 use crate::model::{DocType, Filters, NewChunk};
 
+/// Every committed change bumps this counter; derived indexes compare it to know they are stale.
+const BUMP_GENERATION: &str =
+    "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'";
+
+/// Delete one document inside a transaction: its FTS rows (a contentless table cannot cascade)
+/// and then the document, whose chunks cascade.
+fn delete_document_tx(tx: &rusqlite::Transaction<'_>, doc_id: i64) -> rusqlite::Result<()> {
+    let mut chunk_ids = tx.prepare_cached("SELECT id FROM chunks WHERE doc_id = ?")?;
+    let mut del_fts = tx.prepare_cached("DELETE FROM chunks_fts WHERE rowid = ?")?;
+    let ids: Vec<i64> = chunk_ids
+        .query_map([doc_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for id in ids {
+        del_fts.execute([id])?;
+    }
+    tx.prepare_cached("DELETE FROM documents WHERE id = ?")?
+        .execute([doc_id])?;
+    Ok(())
+}
+
 /// The schema this build writes.
 pub const SCHEMA_VERSION: i64 = 1;
 
@@ -401,10 +421,7 @@ impl Store {
     }
 
     fn bump_generation(&self) -> Result<()> {
-        self.conn.execute(
-            "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'",
-            [],
-        )?;
+        self.conn.execute(BUMP_GENERATION, [])?;
         Ok(())
     }
 
@@ -477,9 +494,6 @@ impl Store {
         {
             let mut find =
                 tx.prepare_cached("SELECT id FROM documents WHERE source = ? AND path = ?")?;
-            let mut old_chunks = tx.prepare_cached("SELECT id FROM chunks WHERE doc_id = ?")?;
-            let mut del_fts = tx.prepare_cached("DELETE FROM chunks_fts WHERE rowid = ?")?;
-            let mut del_doc = tx.prepare_cached("DELETE FROM documents WHERE id = ?")?;
             let mut ins_doc = tx.prepare_cached(
                 "INSERT INTO documents(source, path, uri, title, format, technology, category, hash, bytes, metadata, indexed_at)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -496,13 +510,7 @@ impl Store {
                     .query_row(params![doc.source, doc.path], |r| r.get::<_, i64>(0))
                     .optional()?
                 {
-                    let ids: Vec<i64> = old_chunks
-                        .query_map([old], |r| r.get(0))?
-                        .collect::<rusqlite::Result<_>>()?;
-                    for id in ids {
-                        del_fts.execute([id])?;
-                    }
-                    del_doc.execute([old])?;
+                    delete_document_tx(&tx, old)?;
                 }
                 let metadata = serde_json::Value::Object(doc.metadata.clone()).to_string();
                 ins_doc.execute(params![
@@ -534,10 +542,7 @@ impl Store {
                 }
             }
         }
-        tx.execute(
-            "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'",
-            [],
-        )?;
+        tx.execute(BUMP_GENERATION, [])?;
         tx.commit()?;
         Ok(())
     }
@@ -551,29 +556,17 @@ impl Store {
         {
             let mut find =
                 tx.prepare_cached("SELECT id FROM documents WHERE source = ? AND path = ?")?;
-            let mut chunk_ids = tx.prepare_cached("SELECT id FROM chunks WHERE doc_id = ?")?;
-            let mut del_fts = tx.prepare_cached("DELETE FROM chunks_fts WHERE rowid = ?")?;
-            let mut del_doc = tx.prepare_cached("DELETE FROM documents WHERE id = ?")?;
             for path in paths {
                 if let Some(id) = find
                     .query_row(params![source, path], |r| r.get::<_, i64>(0))
                     .optional()?
                 {
-                    let ids: Vec<i64> = chunk_ids
-                        .query_map([id], |r| r.get(0))?
-                        .collect::<rusqlite::Result<_>>()?;
-                    for cid in ids {
-                        del_fts.execute([cid])?;
-                    }
-                    del_doc.execute([id])?;
+                    delete_document_tx(&tx, id)?;
                     removed += 1;
                 }
             }
         }
-        tx.execute(
-            "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'",
-            [],
-        )?;
+        tx.execute(BUMP_GENERATION, [])?;
         tx.commit()?;
         Ok(removed)
     }
@@ -639,10 +632,7 @@ impl Store {
                 ins.execute(params![hash, encode_vector(v)])?;
             }
         }
-        tx.execute(
-            "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'",
-            [],
-        )?;
+        tx.execute(BUMP_GENERATION, [])?;
         tx.commit()?;
         Ok(())
     }
