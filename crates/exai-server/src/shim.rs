@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CancelledNotificationParam, ClientRequest, ErrorCode,
-    Implementation, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
-    ProgressToken, Request, ServerCapabilities, ServerConfig, ServerResult,
+    Implementation, JsonRpcMessage, JsonRpcNotification, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ProgressToken, Request, ServerCapabilities, ServerConfig,
+    ServerNotification, ServerResult,
 };
 use rmcp::service::{
-    NotificationContext, PeerRequestOptions, RequestContext, RunningService, ServiceError,
+    NotificationContext, PeerRequestOptions, RequestContext, RunningService, RxJsonRpcMessage,
+    ServiceError, TxJsonRpcMessage,
 };
-use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, Transport};
 use rmcp::{ClientHandler, ErrorData, Peer, RoleClient, RoleServer, ServerHandler, ServiceExt};
 use tokio::sync::Mutex as AsyncMutex;
 
@@ -35,24 +37,67 @@ pub struct ShimClient {
     downstream: Arc<Mutex<Option<Peer<RoleServer>>>>,
 }
 
-impl ClientHandler for ShimClient {
-    async fn on_progress(
-        &self,
-        params: ProgressNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
+impl ShimClient {
+    /// Forwards a progress notification to the stdio client that asked for it; false when no
+    /// call of the client's is waiting on that token.
+    async fn forward_progress(&self, params: &ProgressNotificationParam) -> bool {
         let target = self
             .progress
             .lock()
             .ok()
             .and_then(|m| m.get(&params.progress_token).cloned());
-        if let Some((token, peer)) = target {
-            let mut forwarded = params;
-            forwarded.progress_token = token;
-            let _ = peer.notify_progress(forwarded).await;
+        let Some((token, peer)) = target else {
+            return false;
+        };
+        let mut forwarded = params.clone();
+        forwarded.progress_token = token;
+        let _ = peer.notify_progress(forwarded).await;
+        true
+    }
+}
+
+/// The daemon connection's transport, with progress notifications forwarded as they arrive.
+///
+/// The SDK hands each notification to the handler on a task of its own but completes a request
+/// straight from its receive loop, so a handler-side forward can lose the race against the
+/// answer: the client then sees the result before the last progress (and drops that progress).
+/// Forwarding here, in the receive loop itself, keeps the daemon's order.
+struct ProgressTap<T> {
+    inner: T,
+    client: ShimClient,
+}
+
+impl<T: Transport<RoleClient>> Transport<RoleClient> for ProgressTap<T> {
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
+        loop {
+            let message = self.inner.receive().await?;
+            if let JsonRpcMessage::Notification(JsonRpcNotification {
+                notification: ServerNotification::ProgressNotification(n),
+                ..
+            }) = &message
+                && self.client.forward_progress(&n.params).await
+            {
+                continue;
+            }
+            return Some(message);
         }
     }
 
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
+    }
+}
+
+impl ClientHandler for ShimClient {
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         let peer = self.downstream.lock().ok().and_then(|p| p.clone());
         if let Some(peer) = peer {
@@ -165,7 +210,10 @@ impl ShimServer {
         if let Some(t) = &self.options.token {
             config = config.auth_header(t.clone());
         }
-        let transport = StreamableHttpClientTransport::from_config(config);
+        let transport = ProgressTap {
+            inner: StreamableHttpClientTransport::from_config(config),
+            client: self.client.clone(),
+        };
         let running =
             tokio::time::timeout(self.options.timeout, self.client.clone().serve(transport))
                 .await
