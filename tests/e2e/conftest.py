@@ -145,7 +145,9 @@ def anyio_backend():
 
 KB_TOOLS = {"search_docs", "get_chunk", "get_document", "list_sources", "get_technologies", "get_categories",
             "index_path", "job_status", "cancel_job", "remove_source"}
-CORE_TOOLS = {"version", "health"}
+CORE_TOOLS = {"version", "health", "listmodels"}
+AI_TOOLS = {"chat", "thinkdeep", "consensus", "challenge", "planner", "analyze", "codereview", "debug", "precommit",
+            "refactor", "secaudit", "testgen", "tracer", "docgen", "list_threads", "glm_web_search"}
 
 
 def structured(result) -> dict:

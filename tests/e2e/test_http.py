@@ -14,7 +14,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import (CORE_TOOLS, KB_TOOLS, activity, base_env, exai_bin, free_port, http_get, http_post, start_daemon,
+from conftest import (AI_TOOLS, CORE_TOOLS, KB_TOOLS, activity, base_env, exai_bin, free_port, http_get, http_post, start_daemon,
                       structured)
 
 pytestmark = pytest.mark.anyio
@@ -37,14 +37,14 @@ async def test_initialize_list_call_and_health(daemon):
             init = await session.initialize()
             assert init.server_info.name == "exai"
             tools = {t.name for t in (await session.list_tools()).tools}
-            assert tools == CORE_TOOLS | KB_TOOLS | {"ping"}
+            assert tools == CORE_TOOLS | KB_TOOLS | AI_TOOLS | {"ping"}
             assert structured(await session.call_tool("version", {}))["transport"] == "http"
             health = structured(await session.call_tool("health", {}))
             assert health["status"] == "ok" and health["listen"] == f"127.0.0.1:{daemon.port}"
     status, body = http_get(f"{daemon.base}/health")
     assert status == 200
     assert body["status"] == "ok" and body["pid"] == daemon.proc.pid and body["data_dir"] == str(daemon.home)
-    assert set(body["tools"]) == CORE_TOOLS | KB_TOOLS | {"ping"} and body["uptime_secs"] >= 0
+    assert set(body["tools"]) == CORE_TOOLS | KB_TOOLS | AI_TOOLS | {"ping"} and body["uptime_secs"] >= 0
     assert body["knowledge"]["database"] == str(daemon.home / "kb.sqlite")
     assert http_get(f"{daemon.base}/ready") == (200, {"ready": True})
     sessions = {r["session"] for r in activity(daemon.home)}

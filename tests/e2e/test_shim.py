@@ -11,7 +11,7 @@ import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from conftest import CORE_TOOLS, KB_TOOLS, base_env, exai_bin, free_port, start_daemon, structured, wait_ready
+from conftest import AI_TOOLS, CORE_TOOLS, KB_TOOLS, base_env, exai_bin, free_port, start_daemon, structured, wait_ready
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +33,7 @@ async def test_forwards_tools_and_progress(daemon, tmp_path):
             init = await session.initialize()
             assert init.server_info.name == "exai"
             tools = {t.name for t in (await session.list_tools()).tools}
-            assert tools == CORE_TOOLS | KB_TOOLS | {"ping"}  # the daemon's list, diagnostics included
+            assert tools == CORE_TOOLS | KB_TOOLS | AI_TOOLS | {"ping"}  # the daemon's list, diagnostics included
             assert structured(await session.call_tool("version", {}))["transport"] == "http"
             health = structured(await session.call_tool("health", {}))
             assert health["pid"] == daemon.proc.pid

@@ -11,7 +11,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import CORE_TOOLS, KB_TOOLS, activity, base_env, exai_bin, structured
+from conftest import AI_TOOLS, CORE_TOOLS, KB_TOOLS, activity, base_env, exai_bin, structured
 
 pytestmark = pytest.mark.anyio
 
@@ -26,7 +26,7 @@ async def test_initialize_list_and_call(home):
             init = await session.initialize()
             assert init.server_info.name == "exai"
             tools = {t.name for t in (await session.list_tools()).tools}
-            assert tools == CORE_TOOLS | KB_TOOLS
+            assert tools == CORE_TOOLS | KB_TOOLS | AI_TOOLS
             version = structured(await session.call_tool("version", {}))
             assert version["name"] == "exai" and version["transport"] == "stdio"
             health = structured(await session.call_tool("health", {}))
@@ -95,8 +95,8 @@ async def test_disabled_tools_and_always_on(home):
         async with ClientSession(r, w) as session:
             await session.initialize()
             tools = {t.name for t in (await session.list_tools()).tools}
-            assert tools == CORE_TOOLS | KB_TOOLS - {"search_docs"}
-    async with stdio_client(params(home, EXAI_TOOLS_DISABLED_FAMILIES="kb")) as (r, w):
+            assert tools == CORE_TOOLS | (KB_TOOLS - {"search_docs"}) | (AI_TOOLS - {"chat"})
+    async with stdio_client(params(home, EXAI_TOOLS_DISABLED_FAMILIES="kb,ai")) as (r, w):
         async with ClientSession(r, w) as session:
             await session.initialize()
             tools = {t.name for t in (await session.list_tools()).tools}

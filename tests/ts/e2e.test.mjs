@@ -15,7 +15,9 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
-const CORE_TOOLS = ['version', 'health'];
+const CORE_TOOLS = ['version', 'health', 'listmodels'];
+const AI_TOOLS = ['chat', 'thinkdeep', 'consensus', 'challenge', 'planner', 'analyze', 'codereview', 'debug',
+  'precommit', 'refactor', 'secaudit', 'testgen', 'tracer', 'docgen', 'list_threads', 'glm_web_search'];
 const KB_TOOLS = ['search_docs', 'get_chunk', 'get_document', 'list_sources', 'get_technologies',
   'get_categories', 'index_path', 'job_status', 'cancel_job', 'remove_source'];
 
@@ -132,7 +134,7 @@ describe('stdio: exai serve', () => {
       await client.connect(transport);
       assert.equal(client.getServerVersion()?.name, 'exai');
       const { tools } = await client.listTools();
-      assert.deepEqual(tools.map((x) => x.name).sort(), [...CORE_TOOLS, ...KB_TOOLS].sort());
+      assert.deepEqual(tools.map((x) => x.name).sort(), [...CORE_TOOLS, ...KB_TOOLS, ...AI_TOOLS].sort());
       const version = structured(await client.callTool({ name: 'version', arguments: {} }));
       assert.equal(version.name, 'exai');
       assert.equal(version.transport, 'stdio');
@@ -191,7 +193,7 @@ describe('Streamable HTTP: exai daemon', () => {
       await client.connect(new StreamableHTTPClientTransport(new URL(daemon.url)));
       assert.equal(client.getServerVersion()?.name, 'exai');
       const { tools } = await client.listTools();
-      assert.deepEqual(tools.map((x) => x.name).sort(), [...CORE_TOOLS, ...KB_TOOLS, 'ping'].sort());
+      assert.deepEqual(tools.map((x) => x.name).sort(), [...CORE_TOOLS, ...KB_TOOLS, ...AI_TOOLS, 'ping'].sort());
       const version = structured(await client.callTool({ name: 'version', arguments: {} }));
       assert.equal(version.name, 'exai');
       assert.equal(version.transport, 'http');

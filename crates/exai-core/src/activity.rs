@@ -28,6 +28,12 @@ pub struct ActivityRecord {
     pub tokens_in: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_out: Option<u64>,
+    /// USD, from the model registry's prices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// Why this model was chosen (`auto` routing), when a model was called.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
 }
 
 /// Appends records; cheap to clone and share between sessions.

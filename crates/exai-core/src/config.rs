@@ -101,12 +101,64 @@ pub struct ProvidersConfig {
     pub glm_api_key: Secret,
     pub glm_api_url: String,
     pub openai_api_key: Secret,
+    pub openai_api_url: String,
+    pub openrouter_api_key: Secret,
+    pub openrouter_api_url: String,
+    pub custom: BTreeMap<String, CustomProvider>,
+    pub models: BTreeMap<String, ModelOverride>,
+    pub max_concurrent: u64,
+    pub max_concurrent_per_provider: u64,
+    pub max_concurrent_per_session: u64,
+    pub max_retries: u64,
+    pub max_file_bytes: u64,
+}
+
+/// An OpenAI-compatible server of the user's (`providers.custom.<name>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomProvider {
+    /// Base URL, e.g. `http://127.0.0.1:11434/v1`.
+    pub url: String,
+    /// Models it serves.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Environment variable holding its API key; empty: no key.
+    #[serde(default)]
+    pub api_key_env: String,
+    /// Context window assumed for its models when `providers.models` says nothing.
+    #[serde(default)]
+    pub context_window: Option<u64>,
+}
+
+/// Fields of a model registry entry to add or override (`providers.models.<name>`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelOverride {
+    pub provider: Option<String>,
+    pub context_window: Option<u64>,
+    pub max_output: Option<u64>,
+    pub thinking: Option<bool>,
+    pub vision: Option<bool>,
+    pub web_search: Option<bool>,
+    pub files: Option<bool>,
+    pub price_in: Option<f64>,
+    pub price_out: Option<f64>,
+    pub aliases: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThreadsConfig {
+    pub ttl_hours: f64,
+    pub max_turns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbedConfig {
     pub backend: String,
+    pub precision: String,
+    pub onnx_runtime: String,
     pub model: String,
     pub remote_url: String,
     pub remote_model: String,
@@ -135,6 +187,7 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub tools: ToolsConfig,
     pub providers: ProvidersConfig,
+    pub threads: ThreadsConfig,
     pub embed: EmbedConfig,
     pub kb: KbConfig,
 }
@@ -181,9 +234,25 @@ impl Default for Config {
                 glm_api_key: Secret::default(),
                 glm_api_url: "https://api.z.ai/api/paas/v4".into(),
                 openai_api_key: Secret::default(),
+                openai_api_url: "https://api.openai.com/v1".into(),
+                openrouter_api_key: Secret::default(),
+                openrouter_api_url: "https://openrouter.ai/api/v1".into(),
+                custom: BTreeMap::new(),
+                models: BTreeMap::new(),
+                max_concurrent: 32,
+                max_concurrent_per_provider: 8,
+                max_concurrent_per_session: 4,
+                max_retries: 3,
+                max_file_bytes: 1024 * 1024,
+            },
+            threads: ThreadsConfig {
+                ttl_hours: 3.0,
+                max_turns: 20,
             },
             embed: EmbedConfig {
-                backend: "local".into(),
+                backend: "auto".into(),
+                precision: "fp32".into(),
+                onnx_runtime: String::new(),
                 model: String::new(),
                 remote_url: "http://127.0.0.1:11434/v1".into(),
                 remote_model: "nomic-embed-text".into(),
@@ -477,14 +546,18 @@ fn apply_file(
             .cloned()
             .unwrap_or(Value::Boolean(false));
         let text = render(&value);
-        let value = coerce(value, &current)
-            .and_then(|v| check_table_kind(setting.key, &v).map(|()| v))
-            .map_err(|allowed| ConfigError::Invalid {
-                key: setting.key.into(),
-                value: shown(setting, &text),
-                origin: source.clone(),
-                allowed,
-            })?;
+        let value = if STRUCTURED.contains(&setting.key) {
+            check_structured(setting.key, value)
+        } else {
+            coerce(value, &current)
+        }
+        .and_then(|v| check_table_kind(setting.key, &v).map(|()| v))
+        .map_err(|allowed| ConfigError::Invalid {
+            key: setting.key.into(),
+            value: shown(setting, &text),
+            origin: source.clone(),
+            allowed,
+        })?;
         set(tree, setting.key, value);
         sources.insert(setting.key, source);
     }
@@ -545,6 +618,29 @@ fn coerce(value: Value, like: &Value) -> Result<Value, String> {
         }
         (like, _) => Err(type_name(like).to_string()),
     }
+}
+
+/// Settings whose value is a table of tables: any shape in the file (JSON in the environment),
+/// checked against its type here so an error names the key.
+const STRUCTURED: &[&str] = &["providers.custom", "providers.models"];
+
+fn check_structured(key: &str, value: Value) -> Result<Value, String> {
+    let checked = match key {
+        "providers.custom" => value
+            .clone()
+            .try_into::<BTreeMap<String, CustomProvider>>()
+            .map(|_| ())
+            .map_err(|e| {
+                format!("a table of names to {{ url, models, api_key_env, context_window }} ({e})")
+            }),
+        "providers.models" => value
+            .clone()
+            .try_into::<BTreeMap<String, ModelOverride>>()
+            .map(|_| ())
+            .map_err(|e| format!("a table of model names to registry fields ({e})")),
+        _ => Ok(()),
+    };
+    checked.map(|()| value)
 }
 
 /// Map-valued settings hold one kind of value each; say which when the kind is wrong.
@@ -666,7 +762,15 @@ fn apply_setting(
     let like = lookup(tree, setting.key)
         .cloned()
         .unwrap_or(Value::String(String::new()));
-    let mut value = parse_env(text, &like)
+    let parsed = if STRUCTURED.contains(&setting.key) {
+        serde_json::from_str::<serde_json::Value>(text)
+            .map_err(|e| format!("a JSON object ({e})"))
+            .and_then(|json| Value::try_from(json).map_err(|e| format!("a JSON object ({e})")))
+            .and_then(|v| check_structured(setting.key, v))
+    } else {
+        parse_env(text, &like)
+    };
+    let mut value = parsed
         .and_then(|v| check_table_kind(setting.key, &v).map(|()| v))
         .map_err(|allowed| ConfigError::Invalid {
             key: setting.key.into(),
@@ -763,11 +867,20 @@ fn validate(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), Conf
             ));
         }
     }
-    if !["local", "remote", "none"].contains(&config.embed.backend.as_str()) {
+    if !["auto", "local", "onnx", "candle", "remote", "none"]
+        .contains(&config.embed.backend.as_str())
+    {
         return Err(invalid(
             "embed.backend",
             config.embed.backend.clone(),
-            "local, remote or none".into(),
+            "auto, onnx, candle, remote or none".into(),
+        ));
+    }
+    if !["fp32", "int8"].contains(&config.embed.precision.as_str()) {
+        return Err(invalid(
+            "embed.precision",
+            config.embed.precision.clone(),
+            "fp32 or int8".into(),
         ));
     }
     if !(1..=1024).contains(&config.embed.batch_size) {
@@ -825,12 +938,50 @@ fn validate(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), Conf
             "1000 to 1000000".into(),
         ));
     }
-    for key in ["providers.kimi_api_url", "providers.glm_api_url"] {
-        let url = if key == "providers.kimi_api_url" {
-            &config.providers.kimi_api_url
-        } else {
-            &config.providers.glm_api_url
-        };
+    let p = &config.providers;
+    let ranges = [
+        ("providers.max_concurrent", p.max_concurrent, 1, 10_000),
+        (
+            "providers.max_concurrent_per_provider",
+            p.max_concurrent_per_provider,
+            1,
+            10_000,
+        ),
+        (
+            "providers.max_concurrent_per_session",
+            p.max_concurrent_per_session,
+            1,
+            10_000,
+        ),
+        ("providers.max_retries", p.max_retries, 0, 10),
+        (
+            "providers.max_file_bytes",
+            p.max_file_bytes,
+            1024,
+            100 * 1024 * 1024,
+        ),
+        ("threads.max_turns", config.threads.max_turns, 2, 1000),
+    ];
+    for (key, value, low, high) in ranges {
+        if !(low..=high).contains(&value) {
+            return Err(invalid(key, value.to_string(), format!("{low} to {high}")));
+        }
+    }
+    if !(config.threads.ttl_hours > 0.0 && config.threads.ttl_hours <= 24.0 * 365.0) {
+        return Err(invalid(
+            "threads.ttl_hours",
+            config.threads.ttl_hours.to_string(),
+            "more than 0 and at most 8760 (a year)".into(),
+        ));
+    }
+    let urls = [
+        ("providers.kimi_api_url", &p.kimi_api_url),
+        ("providers.glm_api_url", &p.glm_api_url),
+        ("providers.openai_api_url", &p.openai_api_url),
+        ("providers.openrouter_api_url", &p.openrouter_api_url),
+    ];
+    let custom_urls = p.custom.values().map(|c| ("providers.custom", &c.url));
+    for (key, url) in urls.into_iter().chain(custom_urls) {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid(
                 key,

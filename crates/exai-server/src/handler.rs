@@ -49,7 +49,7 @@ pub struct NoArgs {}
 #[tool_router]
 impl ExaiServer {
     pub fn new(state: Arc<AppState>) -> Self {
-        let mut tool_router = Self::tool_router() + Self::kb_router();
+        let mut tool_router = Self::tool_router() + Self::kb_router() + Self::ai_router();
         let names: Vec<String> = tool_router
             .list_all()
             .iter()
@@ -148,11 +148,12 @@ impl ExaiServer {
 }
 
 impl ExaiServer {
-    fn deadline(&self, tool: &str) -> Duration {
+    /// The tool's deadline; a call naming a model with a timeout multiplier gets its share.
+    fn deadline(&self, tool: &str, model: Option<&str>) -> Duration {
         let t = &self.state.loaded.timeouts;
         match registry::spec(tool).map(|s| s.timeout) {
-            Some(TimeoutClass::Workflow) => t.workflow_tool_for(None),
-            _ => t.simple_tool_for(None),
+            Some(TimeoutClass::Workflow) => t.workflow_tool_for(model),
+            _ => t.simple_tool_for(model),
         }
     }
 
@@ -163,6 +164,19 @@ impl ExaiServer {
         started: Instant,
         outcome: &str,
         error_kind: Option<String>,
+    ) {
+        self.record_with(tool, context, started, outcome, error_kind, None);
+    }
+
+    /// Record a call; an AI tool's structured result gives the model, provider, tokens and cost.
+    fn record_with(
+        &self,
+        tool: &str,
+        context: &RequestContext<RoleServer>,
+        started: Instant,
+        outcome: &str,
+        error_kind: Option<String>,
+        result: Option<&serde_json::Value>,
     ) {
         let Some(log) = &self.state.activity else {
             return;
@@ -181,10 +195,14 @@ impl ExaiServer {
             duration_ms: (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
             outcome: outcome.to_string(),
             error_kind,
-            model: None,
-            provider: None,
-            tokens_in: None,
-            tokens_out: None,
+            model: result.and_then(|v| v["model"].as_str()).map(str::to_string),
+            provider: result
+                .and_then(|v| v["provider"].as_str())
+                .map(str::to_string),
+            tokens_in: result.and_then(|v| v["usage"]["prompt_tokens"].as_u64()),
+            tokens_out: result.and_then(|v| v["usage"]["completion_tokens"].as_u64()),
+            cost_usd: result.and_then(|v| v["cost_usd"].as_f64()),
+            route: result.and_then(|v| v["route"].as_str()).map(str::to_string),
         });
     }
 }
@@ -292,7 +310,13 @@ impl ServerHandler for ExaiServer {
             ])));
         }
         let _inflight = self.state.enter();
-        let deadline = self.deadline(&tool);
+        let model = request
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("model"))
+            .and_then(|m| m.as_str())
+            .map(str::to_string);
+        let deadline = self.deadline(&tool, model.as_deref());
         let ct = context.ct.clone();
         let call_context = context.clone();
         let call = self
@@ -316,12 +340,19 @@ impl ServerHandler for ExaiServer {
                 }
                 let is_error =
                     matches!(&response, CallToolResponse::Complete(r) if r.is_error == Some(true));
+                let structured = match &response {
+                    CallToolResponse::Complete(r) => r.structured_content.as_ref(),
+                    _ => None,
+                };
                 let (outcome, kind) = if is_error {
-                    ("error", Some("tool_error".to_string()))
+                    let kind = structured
+                        .and_then(|v| v["error"].as_str())
+                        .unwrap_or("tool_error");
+                    ("error", Some(kind.to_string()))
                 } else {
                     ("ok", None)
                 };
-                self.record(&tool, &context, started, outcome, kind);
+                self.record_with(&tool, &context, started, outcome, kind, structured);
                 Ok(response)
             }
             Ok(Err(e)) => {
@@ -374,7 +405,9 @@ mod tests {
 
     #[test]
     fn every_tool_method_is_registered() {
-        for tool in (ExaiServer::tool_router() + ExaiServer::kb_router()).list_all() {
+        for tool in (ExaiServer::tool_router() + ExaiServer::kb_router() + ExaiServer::ai_router())
+            .list_all()
+        {
             assert!(
                 registry::spec(&tool.name).is_some(),
                 "{} is not in registry::TOOLS",

@@ -1,6 +1,7 @@
 //! exai's MCP server: the tool handler, stdio and Streamable HTTP transports, the stdio shim,
 //! daemon life (pid file, signals, graceful drain) and the HTTP guard (Host, Origin, bearer).
 
+mod ai_tools;
 mod argcheck;
 pub mod daemon;
 pub mod handler;

@@ -6,7 +6,7 @@ use exai_core::Config;
 /// A group of tools that can be switched off together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
-    /// `version`, `health`: always on.
+    /// `version`, `health`, `listmodels`: always on.
     Core,
     /// Diagnostics for clients, shims and timeouts; off unless `tools.diagnostics`.
     Diag,
@@ -49,7 +49,7 @@ const fn t(name: &'static str, family: Family, timeout: TimeoutClass) -> ToolSpe
     }
 }
 
-use Family::{Core, Diag, Kb};
+use Family::{Ai, Core, Diag, Kb};
 use TimeoutClass::{Simple, Workflow};
 
 pub const TOOLS: &[ToolSpec] = &[
@@ -66,6 +66,23 @@ pub const TOOLS: &[ToolSpec] = &[
     t("job_status", Kb, Simple),
     t("cancel_job", Kb, Simple),
     t("remove_source", Kb, Simple),
+    t("chat", Ai, Workflow),
+    t("thinkdeep", Ai, Workflow),
+    t("consensus", Ai, Workflow),
+    t("challenge", Ai, Simple),
+    t("planner", Ai, Simple),
+    t("analyze", Ai, Workflow),
+    t("codereview", Ai, Workflow),
+    t("debug", Ai, Workflow),
+    t("precommit", Ai, Workflow),
+    t("refactor", Ai, Workflow),
+    t("secaudit", Ai, Workflow),
+    t("testgen", Ai, Workflow),
+    t("tracer", Ai, Workflow),
+    t("docgen", Ai, Workflow),
+    t("listmodels", Core, Simple),
+    t("list_threads", Ai, Simple),
+    t("glm_web_search", Ai, Simple),
 ];
 
 pub fn spec(name: &str) -> Option<&'static ToolSpec> {

@@ -8,7 +8,23 @@ use std::time::Instant;
 use exai_core::Loaded;
 use exai_core::activity::ActivityLog;
 use exai_core::paths::DataPaths;
+use exai_llm::Gateway;
+use exai_tools::AiService;
 use tokio::sync::Notify;
+
+/// The lazily built AI service.
+#[derive(Default)]
+struct Ai(std::sync::OnceLock<Arc<AiService>>);
+
+impl std::fmt::Debug for Ai {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Ai(ready)"
+        } else {
+            "Ai(lazy)"
+        })
+    }
+}
 
 /// Which transport this process serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +52,7 @@ pub struct AppState {
     pub activity: Option<ActivityLog>,
     pub listen: Option<std::net::SocketAddr>,
     pub knowledge: crate::knowledge::Knowledge,
+    ai: Ai,
     calls: Tracker,
     /// HTTP responses still being written (a tool call's answer travels in one).
     pub responses: Tracker,
@@ -84,6 +101,7 @@ impl AppState {
             started_at: chrono::Utc::now(),
             activity,
             listen: None,
+            ai: Ai::default(),
             calls: Tracker::default(),
             responses: Tracker::default(),
             draining: AtomicBool::new(false),
@@ -95,6 +113,24 @@ impl AppState {
             state.listen = Some(addr);
         }
         self
+    }
+
+    /// The AI tools' service: providers and conversation threads, set up on first use so that
+    /// starting the server stays fast.
+    pub fn ai(&self) -> Arc<AiService> {
+        self.ai
+            .0
+            .get_or_init(|| {
+                let env = |name: &str| std::env::var(name).ok();
+                let gateway = Arc::new(Gateway::from_config(&self.loaded.config, &env));
+                Arc::new(AiService::new(
+                    gateway,
+                    self.paths.root.join("state.sqlite"),
+                    &self.loaded.config,
+                    self.loaded.timeouts.clone(),
+                ))
+            })
+            .clone()
     }
 
     /// Count a tool call in flight until the guard drops.

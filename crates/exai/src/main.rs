@@ -65,6 +65,16 @@ enum Command {
     },
     /// Retrieval quality on a labeled question set (nDCG@10, MRR@10, recall@10 per mode).
     Eval(kb_cli::EvalArgs),
+    /// Run the built-in mock LLM provider: an OpenAI-compatible server on loopback for tests,
+    /// demos and benchmarks (prints its base URL as JSON, serves until stopped).
+    MockLlm {
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        listen: String,
+        /// Require this bearer token, as a real provider would.
+        #[arg(long, value_name = "KEY")]
+        api_key: Option<String>,
+    },
     /// Show or check the configuration.
     Config {
         #[command(subcommand)]
@@ -138,6 +148,9 @@ fn main() -> ExitCode {
         print!("{}", settings_table());
         return ExitCode::SUCCESS;
     }
+    if let Command::MockLlm { listen, api_key } = &cli.command {
+        return mock_llm(listen, api_key.clone());
+    }
     let loaded = match exai_core::config::load(&inputs) {
         Ok(l) => l,
         Err(e) => {
@@ -163,6 +176,42 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn mock_llm(listen: &str, api_key: Option<String>) -> ExitCode {
+    let addr: std::net::SocketAddr = match listen.parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("exai: --listen {listen}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("exai: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match exai_llm::mock::MockServer::bind(addr, api_key).await {
+            Ok(server) => {
+                println!("{}", serde_json::json!({ "url": server.url }));
+                tokio::select! {
+                    () = server.wait() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("exai: cannot listen on {addr}: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 /// Logs to stderr and the rotating file; returns the activity log for servers.
@@ -265,6 +314,7 @@ async fn run(cli: Cli, loaded: Loaded) -> Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::MockLlm { .. } => Ok(ExitCode::SUCCESS),
         Command::Config { action } => config_action(action, &loaded),
         Command::Index(args) => {
             init_cli_logs(&loaded);

@@ -1,0 +1,421 @@
+//! One attempt at a chat completion against an OpenAI-compatible API: the real endpoints and
+//! headers, JSON or SSE answers, and every HTTP failure mapped to an [`LlmError`]. Retries,
+//! limits and routing live in the gateway.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+use crate::error::LlmError;
+use crate::providers::{Endpoint, Flavor};
+use crate::wire::{self, Answer, ChatRequest, StreamAssembler};
+
+/// Streaming progress: characters of answer received so far.
+pub type ProgressFn = Arc<dyn Fn(usize) + Send + Sync>;
+
+/// What one attempt needs besides the request.
+#[derive(Clone)]
+pub struct Attempt {
+    /// Sent as `Idempotency-Key`; the same for every retry of one logical call.
+    pub idempotency_key: String,
+    pub deadline: Instant,
+    pub progress: Option<ProgressFn>,
+    /// Key of the Kimi context-cache token for this conversation prefix, if any.
+    pub cache_key: Option<String>,
+}
+
+/// A chat-completions provider.
+pub trait Provider: Send + Sync {
+    fn endpoint(&self) -> &Endpoint;
+    /// One HTTP attempt, bounded by `attempt.deadline`.
+    fn chat_once<'a>(
+        &'a self,
+        req: &'a ChatRequest,
+        attempt: &'a Attempt,
+    ) -> BoxFuture<'a, Result<Answer, LlmError>>;
+}
+
+/// Kimi context-cache tokens by conversation prefix, bounded, oldest out first.
+#[derive(Debug, Default)]
+pub struct CacheTokens {
+    inner: Mutex<(HashMap<String, String>, VecDeque<String>)>,
+}
+
+const CACHE_TOKENS_MAX: usize = 512;
+
+impl CacheTokens {
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.inner.lock().ok()?.0.get(key).cloned()
+    }
+
+    pub fn put(&self, key: String, token: String) {
+        let Ok(mut guard) = self.inner.lock() else {
+            return;
+        };
+        let (map, order) = &mut *guard;
+        if map.insert(key.clone(), token).is_none() {
+            order.push_back(key);
+        }
+        while order.len() > CACHE_TOKENS_MAX {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|g| g.0.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The header Kimi reads a context-cache token from, and the one it returns a new token in.
+pub const KIMI_CACHE_HEADER: &str = "Msh-Context-Cache-Token";
+pub const KIMI_CACHE_SAVED_HEADER: &str = "Msh-Context-Cache-Token-Saved";
+
+/// The one implementation: any OpenAI-compatible chat-completions API.
+pub struct OpenAiCompatible {
+    endpoint: Endpoint,
+    http: reqwest::Client,
+    pub cache_tokens: CacheTokens,
+}
+
+impl OpenAiCompatible {
+    pub fn new(endpoint: Endpoint, http: reqwest::Client) -> Self {
+        Self {
+            endpoint,
+            http,
+            cache_tokens: CacheTokens::default(),
+        }
+    }
+
+    fn request(&self, path: &str, attempt: &Attempt) -> Result<reqwest::RequestBuilder, LlmError> {
+        let remaining = remaining(&self.endpoint, attempt.deadline)?;
+        let mut builder = self
+            .http
+            .post(self.endpoint.url(path))
+            .timeout(remaining)
+            .header("Idempotency-Key", &attempt.idempotency_key);
+        if self.endpoint.api_key.is_set() {
+            builder = builder.bearer_auth(self.endpoint.api_key.expose());
+        }
+        if self.endpoint.flavor == Flavor::OpenRouter {
+            builder = builder
+                .header("HTTP-Referer", "https://github.com/exai/exai")
+                .header("X-Title", "exai");
+        }
+        Ok(builder)
+    }
+
+    async fn run(&self, req: &ChatRequest, attempt: &Attempt) -> Result<Answer, LlmError> {
+        let mut builder = self
+            .request("chat/completions", attempt)?
+            .json(&wire::body(self.endpoint.flavor, req));
+        let cache_key = attempt
+            .cache_key
+            .as_ref()
+            .filter(|_| self.endpoint.flavor == Flavor::Kimi);
+        if let Some(token) = cache_key.and_then(|k| self.cache_tokens.get(k)) {
+            builder = builder.header(KIMI_CACHE_HEADER, token);
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e, attempt))?;
+        let status = response.status();
+        if let Some(key) = cache_key
+            && let Some(saved) = response
+                .headers()
+                .get(KIMI_CACHE_SAVED_HEADER)
+                .and_then(|v| v.to_str().ok())
+        {
+            self.cache_tokens.put(key.clone(), saved.to_string());
+        }
+        if !status.is_success() {
+            let headers = response.headers().clone();
+            let body = response.text().await.unwrap_or_default();
+            return Err(self.status_error(status.as_u16(), &headers, &body));
+        }
+        if !req.stream {
+            let text = response
+                .text()
+                .await
+                .map_err(|e| self.transport_error(&e, attempt))?;
+            return wire::parse_answer(&text).map_err(|message| LlmError::Malformed {
+                provider: self.endpoint.id.clone(),
+                message,
+            });
+        }
+        let mut assembler = StreamAssembler::default();
+        let mut stream = response.bytes_stream();
+        loop {
+            let next = tokio::time::timeout_at(attempt.deadline.into(), stream.next())
+                .await
+                .map_err(|_| self.timeout(attempt))?;
+            let Some(chunk) = next else { break };
+            let bytes = chunk.map_err(|e| self.transport_error(&e, attempt))?;
+            let delta = assembler
+                .feed(&bytes)
+                .map_err(|message| LlmError::Malformed {
+                    provider: self.endpoint.id.clone(),
+                    message,
+                })?;
+            if let Some(progress) = &attempt.progress
+                && (delta.content > 0 || delta.reasoning > 0)
+            {
+                progress(assembler.chars());
+            }
+        }
+        assembler.finish().ok_or_else(|| LlmError::TruncatedStream {
+            provider: self.endpoint.id.clone(),
+        })
+    }
+
+    fn timeout(&self, attempt: &Attempt) -> LlmError {
+        LlmError::Timeout {
+            provider: self.endpoint.id.clone(),
+            limit: attempt
+                .deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        }
+    }
+
+    fn transport_error(&self, e: &reqwest::Error, attempt: &Attempt) -> LlmError {
+        if e.is_timeout() || Instant::now() >= attempt.deadline {
+            return self.timeout(attempt);
+        }
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            message = format!("{message}: {s}");
+            source = s.source();
+        }
+        LlmError::Network {
+            provider: self.endpoint.id.clone(),
+            message,
+        }
+    }
+
+    fn status_error(&self, status: u16, headers: &HeaderMap, body: &str) -> LlmError {
+        let provider = self.endpoint.id.clone();
+        let message = wire::error_message(body);
+        match status {
+            401 | 403 => LlmError::Auth {
+                provider,
+                status,
+                variables: self.endpoint.key_variables.clone(),
+            },
+            429 => LlmError::RateLimited {
+                provider,
+                retry_after: retry_after(headers),
+                message,
+            },
+            400 | 413 if wire::is_context_length(body) => {
+                LlmError::ContextLength { provider, message }
+            }
+            500..=599 => LlmError::Server {
+                provider,
+                status,
+                message,
+            },
+            _ => LlmError::BadRequest {
+                provider,
+                status,
+                message,
+            },
+        }
+    }
+
+    /// Kimi: upload a file for server-side text extraction (`purpose=file-extract`) and return
+    /// the extracted text. The uploaded file is deleted afterwards.
+    pub async fn kimi_extract(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        attempt: &Attempt,
+    ) -> Result<String, LlmError> {
+        if self.endpoint.flavor != Flavor::Kimi {
+            return Err(LlmError::Unsupported {
+                model: self.endpoint.id.clone(),
+                capability: "file upload".into(),
+                hint: "; only Kimi extracts uploaded files".into(),
+            });
+        }
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_string());
+        let form = reqwest::multipart::Form::new()
+            .text("purpose", "file-extract")
+            .part("file", part);
+        let response = self
+            .request("files", attempt)?
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e, attempt))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(self.status_error(status.as_u16(), &headers, &body));
+        }
+        let id = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string))
+            .ok_or_else(|| LlmError::Malformed {
+                provider: self.endpoint.id.clone(),
+                message: "file upload answer without an `id`".into(),
+            })?;
+        let remaining = remaining(&self.endpoint, attempt.deadline)?;
+        let mut get = self
+            .http
+            .get(self.endpoint.url(&format!("files/{id}/content")))
+            .timeout(remaining);
+        if self.endpoint.api_key.is_set() {
+            get = get.bearer_auth(self.endpoint.api_key.expose());
+        }
+        let response = get
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e, attempt))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        // The file has served its purpose; a failed delete only leaves it in the user's storage.
+        let mut delete = self.http.delete(self.endpoint.url(&format!("files/{id}")));
+        if self.endpoint.api_key.is_set() {
+            delete = delete.bearer_auth(self.endpoint.api_key.expose());
+        }
+        let _ = delete.timeout(Duration::from_secs(5)).send().await;
+        if !status.is_success() {
+            return Err(self.status_error(status.as_u16(), &headers, &text));
+        }
+        // The content endpoint answers `{"content": "...", ...}`; keep the text only.
+        Ok(serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| {
+                v.get("content")
+                    .and_then(|c| c.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or(text))
+    }
+
+    /// GLM: the standalone web search API (`POST /web_search`).
+    pub async fn glm_web_search(
+        &self,
+        query: &str,
+        count: u32,
+        attempt: &Attempt,
+    ) -> Result<Vec<serde_json::Value>, LlmError> {
+        if self.endpoint.flavor != Flavor::Glm {
+            return Err(LlmError::Unsupported {
+                model: self.endpoint.id.clone(),
+                capability: "web search".into(),
+                hint: "; GLM offers it".into(),
+            });
+        }
+        let response = self
+            .request("web_search", attempt)?
+            .json(&serde_json::json!({
+                "search_engine": "search_std",
+                "search_query": query,
+                "count": count,
+            }))
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e, attempt))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(self.status_error(status.as_u16(), &headers, &body));
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| LlmError::Malformed {
+                provider: self.endpoint.id.clone(),
+                message: format!("invalid JSON: {e}"),
+            })?;
+        Ok(v.get("search_result")
+            .and_then(|r| r.as_array())
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+impl Provider for OpenAiCompatible {
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    fn chat_once<'a>(
+        &'a self,
+        req: &'a ChatRequest,
+        attempt: &'a Attempt,
+    ) -> BoxFuture<'a, Result<Answer, LlmError>> {
+        Box::pin(async move {
+            match tokio::time::timeout_at(attempt.deadline.into(), self.run(req, attempt)).await {
+                Ok(r) => r,
+                Err(_) => Err(self.timeout(attempt)),
+            }
+        })
+    }
+}
+
+fn remaining(endpoint: &Endpoint, deadline: Instant) -> Result<Duration, LlmError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(LlmError::Timeout {
+            provider: endpoint.id.clone(),
+            limit: Duration::ZERO,
+        });
+    }
+    Ok(left)
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from APIs and treated as absent).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(3600.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_tokens_are_bounded() {
+        let c = CacheTokens::default();
+        for i in 0..(CACHE_TOKENS_MAX + 10) {
+            c.put(format!("k{i}"), format!("t{i}"));
+        }
+        assert_eq!(c.len(), CACHE_TOKENS_MAX);
+        assert!(c.get("k0").is_none());
+        assert_eq!(
+            c.get(&format!("k{}", CACHE_TOKENS_MAX + 9)).as_deref(),
+            Some(&*format!("t{}", CACHE_TOKENS_MAX + 9))
+        );
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+}

@@ -1,0 +1,539 @@
+//! The AI tools' logic, transport-free: a conversation turn (chat, thinkdeep), consensus across
+//! models, and the workflow-step protocol of analyze, codereview, debug and the rest. The MCP layer
+//! parses arguments, passes progress and cancellation in, and renders what comes back.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use exai_core::TimeoutHierarchy;
+use exai_llm::{Call, Category, Completion, Gateway, LlmError, Message, ProgressFn};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::files::{self, FileContext, FileError};
+use crate::prompts;
+use crate::threads::{ThreadError, ThreadStore};
+
+/// Time kept back from the tool's deadline so the provider call fails first, with its own error.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(750);
+
+/// Window assumed for `auto` before a model is chosen: the smallest of the default chains'.
+const AUTO_WINDOW: u64 = 128_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    #[error(transparent)]
+    Thread(#[from] ThreadError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ToolError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ToolError::Llm(e) => e.kind(),
+            ToolError::Thread(_) => "thread",
+            ToolError::File(_) => "file",
+            ToolError::Invalid(_) => "invalid_arguments",
+        }
+    }
+}
+
+/// How hard the model should think.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThinkingMode {
+    Minimal,
+    Low,
+    Medium,
+    High,
+    Max,
+}
+
+/// Per-call context from the transport.
+#[derive(Clone)]
+pub struct CallCtx {
+    pub session: String,
+    pub cancel: CancellationToken,
+    pub progress: Option<ProgressFn>,
+    pub started: Instant,
+}
+
+/// A knowledge-base chunk used to ground an answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Grounding {
+    pub chunk_id: i64,
+    pub title: String,
+    pub section: String,
+    pub path: String,
+    pub score: f32,
+    #[serde(skip)]
+    pub text: String,
+}
+
+/// One conversational turn with a model.
+#[derive(Debug, Clone, Default)]
+pub struct TurnInput {
+    pub tool: String,
+    pub prompt: String,
+    pub files: Vec<String>,
+    pub model: Option<String>,
+    pub temperature: Option<f64>,
+    pub thinking: Option<ThinkingMode>,
+    pub web_search: bool,
+    pub continuation_id: Option<String>,
+    pub grounding: Vec<Grounding>,
+    pub deep: bool,
+    /// Extra context placed before the prompt (a git diff, consolidated findings).
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TurnOutput {
+    #[serde(flatten)]
+    pub completion: Completion,
+    pub continuation_id: String,
+    pub remaining_turns: u64,
+    pub files: FileContext,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub docs_used: Vec<Grounding>,
+    pub history_turns: usize,
+}
+
+pub struct AiService {
+    pub gateway: Arc<Gateway>,
+    threads: Result<ThreadStore, String>,
+    roots: Vec<String>,
+    max_file_bytes: u64,
+    timeouts: TimeoutHierarchy,
+}
+
+impl AiService {
+    pub fn new(
+        gateway: Arc<Gateway>,
+        threads_path: PathBuf,
+        config: &exai_core::Config,
+        timeouts: TimeoutHierarchy,
+    ) -> AiService {
+        let ttl = Duration::from_secs_f64(config.threads.ttl_hours * 3600.0);
+        let threads = ThreadStore::open(&threads_path, ttl, config.threads.max_turns)
+            .map_err(|e| format!("{} ({})", e, threads_path.display()));
+        if let Err(e) = &threads {
+            tracing::error!("conversation threads are unavailable: {e}");
+        }
+        AiService {
+            gateway,
+            threads,
+            roots: config.tools.allowed_roots.clone(),
+            max_file_bytes: config.providers.max_file_bytes,
+            timeouts,
+        }
+    }
+
+    pub fn threads(&self) -> Result<&ThreadStore, ToolError> {
+        self.threads
+            .as_ref()
+            .map_err(|e| ToolError::Invalid(format!("conversation threads are unavailable: {e}")))
+    }
+
+    fn window(&self, model: Option<&str>) -> (u64, u64) {
+        match model
+            .filter(|m| !m.eq_ignore_ascii_case("auto"))
+            .and_then(|m| self.gateway.registry().get(m))
+        {
+            Some(info) => (
+                info.context_window,
+                info.max_output.min(info.context_window / 4),
+            ),
+            None => (AUTO_WINDOW, 16_384),
+        }
+    }
+
+    /// The provider deadline of a call started at `ctx.started`, for a workflow-class tool.
+    pub fn deadline(&self, ctx: &CallCtx, model: Option<&str>, expert: bool) -> Instant {
+        let budget = if expert {
+            self.timeouts.expert_for(model)
+        } else {
+            self.timeouts.workflow_tool_for(model)
+        };
+        let tool_end = ctx.started + self.timeouts.workflow_tool_for(model);
+        (ctx.started + budget).min(tool_end) - DEADLINE_MARGIN
+    }
+
+    /// A model turn inside a conversation thread: history, files, grounding, then the prompt.
+    pub async fn turn(
+        &self,
+        input: TurnInput,
+        ctx: &CallCtx,
+        expert: bool,
+    ) -> Result<TurnOutput, ToolError> {
+        if input.prompt.trim().is_empty() {
+            return Err(ToolError::Invalid("`prompt` must not be empty".into()));
+        }
+        let threads = self.threads()?;
+        let model_name = input
+            .model
+            .clone()
+            .unwrap_or_else(|| self.gateway.default_model().to_string());
+        let (window, output_reserve) = self.window(Some(&model_name));
+        let (thread_id, history) = match &input.continuation_id {
+            Some(id) => {
+                let history = threads.history(id)?;
+                if threads.remaining_turns(id)? < 2 {
+                    return Err(ThreadError::Full {
+                        id: id.clone(),
+                        max: history.len() as u64,
+                    }
+                    .into());
+                }
+                (id.clone(), history)
+            }
+            None => {
+                let title: String = input.prompt.chars().take(80).collect();
+                (threads.create(&input.tool, &title, None)?, Vec::new())
+            }
+        };
+        let usable = window.saturating_sub(output_reserve);
+        let prompt_tokens = (input.prompt.len() as u64
+            + input.context.as_ref().map_or(0, String::len) as u64)
+            .div_ceil(files::CHARS_PER_TOKEN);
+        // Files: this turn's first, then those earlier turns referred to, newest first, once each.
+        let mut file_list = input.files.clone();
+        for turn in history.iter().rev() {
+            for f in &turn.files {
+                if !file_list.contains(f) {
+                    file_list.push(f.clone());
+                }
+            }
+        }
+        let file_budget = (usable.saturating_sub(prompt_tokens)) * 2 / 5;
+        let file_ctx = files::gather(&file_list, &self.roots, self.max_file_bytes, file_budget)?;
+        // History: newest turns first within what is left, then restored to order.
+        let mut history_budget = usable
+            .saturating_sub(prompt_tokens)
+            .saturating_sub(file_ctx.tokens)
+            .saturating_mul(3)
+            / 4;
+        let mut kept = Vec::new();
+        for turn in history.iter().rev() {
+            let t = (turn.content.len() as u64).div_ceil(files::CHARS_PER_TOKEN) + 4;
+            if t > history_budget {
+                break;
+            }
+            history_budget -= t;
+            kept.push(turn);
+        }
+        kept.reverse();
+        let mut system = prompts::system(&input.tool);
+        if !input.grounding.is_empty() {
+            system.push_str(
+                "\n\nDocumentation excerpts from the user's knowledge base follow the files. Prefer them \
+                 over memory when they answer the question, and cite them as [doc N].",
+            );
+        }
+        let mut messages = vec![Message::system(system)];
+        for turn in &kept {
+            messages.push(if turn.role == "assistant" {
+                Message::assistant(turn.content.clone())
+            } else {
+                Message::user(turn.content.clone())
+            });
+        }
+        let mut user = String::new();
+        if !file_ctx.text.is_empty() {
+            user.push_str("Files:\n\n");
+            user.push_str(&file_ctx.text);
+        }
+        for (i, g) in input.grounding.iter().enumerate() {
+            user.push_str(&format!(
+                "[doc {}] {} — {} ({})\n{}\n\n",
+                i + 1,
+                g.title,
+                g.section,
+                g.path,
+                g.text
+            ));
+        }
+        if let Some(c) = &input.context {
+            user.push_str(c);
+            user.push_str("\n\n");
+        }
+        user.push_str(&input.prompt);
+        messages.push(Message::user(user));
+        let thinking = input.thinking.unwrap_or(if input.deep {
+            ThinkingMode::High
+        } else {
+            ThinkingMode::Low
+        }) >= ThinkingMode::Medium;
+        let call = Call {
+            model: model_name.clone(),
+            category: if input.deep {
+                Category::Deep
+            } else {
+                Category::Fast
+            },
+            messages,
+            temperature: input.temperature,
+            max_tokens: None,
+            thinking,
+            web_search: input.web_search,
+            session: ctx.session.clone(),
+            deadline: self.deadline(ctx, Some(&model_name), expert),
+            progress: ctx.progress.clone(),
+            cancel: ctx.cancel.clone(),
+            cache_key: Some(format!("{thread_id}:{}", input.tool)),
+        };
+        let completion = self.gateway.complete(call).await?;
+        let used_files: Vec<String> = input.files.clone();
+        threads.add_turn(
+            &thread_id,
+            "user",
+            &input.prompt,
+            &used_files,
+            &input.tool,
+            None,
+        )?;
+        threads.add_turn(
+            &thread_id,
+            "assistant",
+            &completion.content,
+            &[],
+            &input.tool,
+            Some(&completion.model),
+        )?;
+        Ok(TurnOutput {
+            remaining_turns: threads.remaining_turns(&thread_id)?,
+            continuation_id: thread_id,
+            completion,
+            files: file_ctx,
+            docs_used: input.grounding,
+            history_turns: kept.len(),
+        })
+    }
+
+    /// Several models assess one proposal, each from its stance, concurrently; one failing does
+    /// not fail the rest. A synthesis follows when at least one answered.
+    pub async fn consensus(
+        &self,
+        input: ConsensusInput,
+        ctx: &CallCtx,
+    ) -> Result<ConsensusOutput, ToolError> {
+        if input.models.is_empty() {
+            return Err(ToolError::Invalid(
+                "`models` needs at least one entry, e.g. [{\"model\": \"kimi-k2-0905-preview\", \"stance\": \"for\"}, {\"model\": \"glm-4.6\", \"stance\": \"against\"}]".into(),
+            ));
+        }
+        if input.models.len() > 8 {
+            return Err(ToolError::Invalid(
+                "`models` takes at most 8 entries".into(),
+            ));
+        }
+        let (window, reserve) = self.window(None);
+        let file_ctx = files::gather(
+            &input.files,
+            &self.roots,
+            self.max_file_bytes,
+            window.saturating_sub(reserve) / 3,
+        )?;
+        let mut tasks = Vec::new();
+        for entry in &input.models {
+            let stance = entry.stance.unwrap_or(Stance::Neutral);
+            let stance_text = entry
+                .stance_prompt
+                .clone()
+                .unwrap_or_else(|| stance.instruction().to_string());
+            let mut user = String::new();
+            if !file_ctx.text.is_empty() {
+                user.push_str("Files:\n\n");
+                user.push_str(&file_ctx.text);
+            }
+            user.push_str(&format!(
+                "Your stance: {stance_text}\n\nProposal:\n{}",
+                input.prompt
+            ));
+            let call = Call {
+                model: entry.model.clone(),
+                category: Category::Deep,
+                messages: vec![
+                    Message::system(prompts::system("consensus")),
+                    Message::user(user),
+                ],
+                temperature: Some(0.2),
+                max_tokens: None,
+                thinking: true,
+                web_search: false,
+                session: ctx.session.clone(),
+                deadline: self.deadline(ctx, Some(&entry.model), true),
+                progress: None,
+                cancel: ctx.cancel.clone(),
+                cache_key: None,
+            };
+            let gateway = self.gateway.clone();
+            tasks.push(async move { (gateway.complete(call).await, stance) });
+        }
+        let results = futures::future::join_all(tasks).await;
+        let mut opinions = Vec::new();
+        for (entry, (result, stance)) in input.models.iter().zip(results) {
+            opinions.push(match result {
+                Ok(c) => Opinion {
+                    model: c.model.clone(),
+                    stance,
+                    status: "ok".into(),
+                    error: None,
+                    completion: Some(c),
+                },
+                Err(LlmError::Cancelled) => return Err(LlmError::Cancelled.into()),
+                Err(e) => Opinion {
+                    model: entry.model.clone(),
+                    stance,
+                    status: e.kind().into(),
+                    error: Some(e.to_string()),
+                    completion: None,
+                },
+            });
+        }
+        let answered: Vec<&Opinion> = opinions.iter().filter(|o| o.completion.is_some()).collect();
+        let synthesis = if answered.is_empty() || !input.synthesize {
+            None
+        } else {
+            let mut text = format!("Proposal:\n{}\n\n", input.prompt);
+            for o in &answered {
+                if let Some(c) = &o.completion {
+                    text.push_str(&format!(
+                        "--- {} (stance: {:?}) ---\n{}\n\n",
+                        o.model, o.stance, c.content
+                    ));
+                }
+            }
+            let model = input
+                .synthesis_model
+                .clone()
+                .or_else(|| {
+                    answered
+                        .first()
+                        .and_then(|o| o.completion.as_ref())
+                        .map(|c| c.model.clone())
+                })
+                .unwrap_or_else(|| "auto".into());
+            let call = Call {
+                model: model.clone(),
+                category: Category::Deep,
+                messages: vec![
+                    Message::system(prompts::system("consensus_synthesis")),
+                    Message::user(text),
+                ],
+                temperature: Some(0.2),
+                max_tokens: None,
+                thinking: false,
+                web_search: false,
+                session: ctx.session.clone(),
+                deadline: self.deadline(ctx, Some(&model), false),
+                progress: ctx.progress.clone(),
+                cancel: ctx.cancel.clone(),
+                cache_key: None,
+            };
+            match self.gateway.complete(call).await {
+                Ok(c) => Some(Ok(c)),
+                Err(LlmError::Cancelled) => return Err(LlmError::Cancelled.into()),
+                Err(e) => Some(Err(e.to_string())),
+            }
+        };
+        let threads = self.threads()?;
+        let id = match &input.continuation_id {
+            Some(id) => {
+                threads.check_live(id)?;
+                id.clone()
+            }
+            None => threads.create("consensus", &input.prompt, None)?,
+        };
+        threads.add_turn(&id, "user", &input.prompt, &input.files, "consensus", None)?;
+        let summary = match &synthesis {
+            Some(Ok(c)) => c.content.clone(),
+            _ => opinions
+                .iter()
+                .filter_map(|o| {
+                    o.completion
+                        .as_ref()
+                        .map(|c| format!("{}: {}", o.model, c.content))
+                })
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+        };
+        if !summary.is_empty() {
+            threads.add_turn(&id, "assistant", &summary, &[], "consensus", None)?;
+        }
+        Ok(ConsensusOutput {
+            continuation_id: id,
+            opinions,
+            synthesis: synthesis.as_ref().and_then(|s| s.as_ref().ok().cloned()),
+            synthesis_error: synthesis.and_then(|s| s.err()),
+            files: file_ctx,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stance {
+    For,
+    Against,
+    Neutral,
+}
+
+impl Stance {
+    fn instruction(self) -> &'static str {
+        match self {
+            Stance::For => {
+                "argue for the proposal: make the strongest honest case, but say so when it is truly a bad idea"
+            }
+            Stance::Against => {
+                "argue against the proposal: find its real weaknesses and risks, but acknowledge what is truly good"
+            }
+            Stance::Neutral => "be neutral: weigh benefits and drawbacks evenly",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsensusModel {
+    pub model: String,
+    pub stance: Option<Stance>,
+    pub stance_prompt: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsensusInput {
+    pub prompt: String,
+    pub models: Vec<ConsensusModel>,
+    pub files: Vec<String>,
+    pub synthesize: bool,
+    pub synthesis_model: Option<String>,
+    pub continuation_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Opinion {
+    pub model: String,
+    pub stance: Stance,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion: Option<Completion>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsensusOutput {
+    pub continuation_id: String,
+    pub opinions: Vec<Opinion>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synthesis: Option<Completion>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synthesis_error: Option<String>,
+    pub files: FileContext,
+}
