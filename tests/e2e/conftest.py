@@ -147,7 +147,8 @@ KB_TOOLS = {"search_docs", "get_chunk", "get_document", "list_sources", "get_tec
             "index_path", "job_status", "cancel_job", "remove_source"}
 CORE_TOOLS = {"version", "health", "listmodels"}
 AI_TOOLS = {"chat", "thinkdeep", "consensus", "challenge", "planner", "analyze", "codereview", "debug", "precommit",
-            "refactor", "secaudit", "testgen", "tracer", "docgen", "list_threads", "glm_web_search"}
+            "refactor", "secaudit", "testgen", "tracer", "docgen", "list_threads", "glm_web_search",
+            "kimi_chat_with_files"}
 
 
 def structured(result) -> dict:

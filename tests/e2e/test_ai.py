@@ -239,3 +239,38 @@ async def test_long_answers_are_truncated_not_failed(home, mock_llm, tmp_path):
         assert "output truncated" in out.content[-1].text
     finally:
         d.stop()
+
+
+@pytest.mark.parametrize("tool", ["analyze", "refactor", "secaudit", "testgen", "tracer", "docgen", "debug"])
+async def test_every_workflow_tool_consults_its_expert(ai_daemon, mock_llm, tool):
+    out = structured(await session_call(ai_daemon.url, tool, {
+        "step": f"{tool} the module", "step_number": 1, "total_steps": 1, "next_step_required": False,
+        "findings": "looked at it", "confidence": "medium", "model": "kimi-k2-0905-preview"}))
+    assert out["status"] == "complete" and out["tool"] == tool
+    assert out["expert_analysis"]["content"].startswith("mock answer from kimi-k2-0905-preview")
+    system = [r for r in mock_requests(mock_llm) if r["path"] == "/v1/chat/completions"][-1]["body"]["messages"][0]
+    assert system["role"] == "system" and "senior engineer" in system["content"]
+
+
+async def test_thinkdeep_asks_for_thinking(ai_daemon, mock_llm):
+    out = structured(await session_call(ai_daemon.url, "thinkdeep", {
+        "prompt": "Is a lock-free queue worth it here?", "focus_areas": ["performance"], "model": "glm-4.6"}))
+    assert out["reasoning"].startswith("mock reasoning")
+    body = [r for r in mock_requests(mock_llm) if r["path"] == "/v1/chat/completions"][-1]["body"]
+    assert body["thinking"] == {"type": "enabled"}
+    assert "Focus on: performance" in body["messages"][-1]["content"]
+
+
+async def test_kimi_extracts_uploaded_files(ai_daemon, mock_llm, tmp_path):
+    doc = tmp_path / "spec.txt"
+    doc.write_text("The retry budget is three attempts.")
+    out = structured(await session_call(ai_daemon.url, "kimi_chat_with_files", {
+        "prompt": "What is the retry budget?", "files": [str(doc)]}))
+    assert out["model"] == "kimi-k2-0905-preview"
+    paths = [r["path"] for r in mock_requests(mock_llm)]
+    assert "/v1/files" in paths
+    body = [r for r in mock_requests(mock_llm) if r["path"] == "/v1/chat/completions"][-1]["body"]
+    assert "The retry budget is three attempts." in body["messages"][-1]["content"]
+    wrong = await session_call(ai_daemon.url, "kimi_chat_with_files", {"prompt": "x", "files": [str(doc)],
+                                                                        "model": "glm-4.6"})
+    assert wrong.is_error and "file extraction" in wrong.content[0].text

@@ -17,7 +17,8 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 
 const CORE_TOOLS = ['version', 'health', 'listmodels'];
 const AI_TOOLS = ['chat', 'thinkdeep', 'consensus', 'challenge', 'planner', 'analyze', 'codereview', 'debug',
-  'precommit', 'refactor', 'secaudit', 'testgen', 'tracer', 'docgen', 'list_threads', 'glm_web_search'];
+  'precommit', 'refactor', 'secaudit', 'testgen', 'tracer', 'docgen', 'list_threads', 'glm_web_search',
+  'kimi_chat_with_files'];
 const KB_TOOLS = ['search_docs', 'get_chunk', 'get_document', 'list_sources', 'get_technologies',
   'get_categories', 'index_path', 'job_status', 'cancel_job', 'remove_source'];
 

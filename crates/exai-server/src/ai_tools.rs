@@ -254,6 +254,19 @@ pub struct WebSearchArgs {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct KimiFilesArgs {
+    /// The question about the files.
+    pub prompt: String,
+    /// Files for Kimi to extract text from on its side (PDF, Word, slides, text…), under the
+    /// allowed roots, each at most providers.max_file_bytes.
+    pub files: Vec<String>,
+    /// A Kimi model (default kimi-k2-0905-preview).
+    pub model: Option<String>,
+    pub continuation_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NoAiArgs {}
 
 fn tool_error(e: &ToolError) -> CallToolResult {
@@ -1010,6 +1023,96 @@ impl ExaiServer {
             }
             Err(e) => tool_error(&e),
         })
+    }
+
+    #[tool(
+        description = "Chat with Kimi about documents: each file is uploaded for Kimi's own text extraction (purpose file-extract; PDF, Word and other formats work) and the extracted text goes with the prompt. Needs KIMI_API_KEY.",
+        annotations(read_only_hint = true, open_world_hint = true)
+    )]
+    async fn kimi_chat_with_files(
+        &self,
+        Parameters(args): Parameters<KimiFilesArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        if args.files.is_empty() || args.files.len() > 20 {
+            return Err(ErrorData::invalid_params(
+                "`files` takes 1 to 20 files",
+                None,
+            ));
+        }
+        let ai = self.ai();
+        let model = args.model.unwrap_or_else(|| "kimi-k2-0905-preview".into());
+        let info = ai.gateway.registry().get(&model).cloned();
+        let Some(info) = info.filter(|m| m.capabilities.files) else {
+            return Ok(tool_error(&ToolError::Llm(
+                exai_llm::LlmError::Unsupported {
+                    model,
+                    capability: "file extraction".into(),
+                    hint: "; use a Kimi model such as kimi-k2-0905-preview".into(),
+                },
+            )));
+        };
+        let Some(kimi) = ai.gateway.provider(&info.provider) else {
+            return Ok(tool_error(&ToolError::Llm(
+                exai_llm::LlmError::ProviderNotConfigured {
+                    model: info.name.clone(),
+                    provider: info.provider.clone(),
+                    variables: "KIMI_API_KEY (or MOONSHOT_API_KEY)".into(),
+                },
+            )));
+        };
+        let config = &self.state.loaded.config;
+        let ctx = self.call_ctx(&context, None);
+        let attempt = exai_llm::Attempt {
+            idempotency_key: uuid::Uuid::new_v4().to_string(),
+            deadline: ai.deadline(&ctx, Some(&info.name), false),
+            progress: None,
+            cache_key: None,
+        };
+        let mut extracted = String::new();
+        for given in &args.files {
+            let path = exai_core::paths::allowed_path(given, &config.tools.allowed_roots)
+                .map_err(|e| ErrorData::invalid_params(e, None))?;
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if !path.is_file() || size > config.providers.max_file_bytes {
+                return Err(ErrorData::invalid_params(
+                    format!(
+                        "`{given}` must be a file of at most {} bytes (providers.max_file_bytes)",
+                        config.providers.max_file_bytes
+                    ),
+                    None,
+                ));
+            }
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(|e| ErrorData::invalid_params(format!("`{given}`: {e}"), None))?;
+            let name = path
+                .file_name()
+                .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+            let text = tokio::select! {
+                r = kimi.kimi_extract(&name, bytes, &attempt) => r,
+                () = ctx.cancel.cancelled() => Err(exai_llm::LlmError::Cancelled),
+            };
+            match text {
+                Ok(t) => extracted.push_str(&format!("Extracted from {given}:\n{t}\n\n")),
+                Err(e) => return Ok(tool_error(&ToolError::Llm(e))),
+            }
+        }
+        drop(ctx);
+        let input = TurnInput {
+            tool: "kimi_chat_with_files".into(),
+            prompt: args.prompt,
+            files: Vec::new(),
+            model: Some(info.name),
+            temperature: None,
+            thinking: None,
+            web_search: false,
+            continuation_id: args.continuation_id,
+            grounding: Vec::new(),
+            deep: false,
+            context: Some(extracted),
+        };
+        self.run_turn(input, &context).await
     }
 
     #[tool(

@@ -83,6 +83,7 @@ pub const TOOLS: &[ToolSpec] = &[
     t("listmodels", Core, Simple),
     t("list_threads", Ai, Simple),
     t("glm_web_search", Ai, Simple),
+    t("kimi_chat_with_files", Ai, Workflow),
 ];
 
 pub fn spec(name: &str) -> Option<&'static ToolSpec> {
