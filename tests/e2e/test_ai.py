@@ -274,3 +274,19 @@ async def test_kimi_extracts_uploaded_files(ai_daemon, mock_llm, tmp_path):
     wrong = await session_call(ai_daemon.url, "kimi_chat_with_files", {"prompt": "x", "files": [str(doc)],
                                                                         "model": "glm-4.6"})
     assert wrong.is_error and "file extraction" in wrong.content[0].text
+
+
+async def test_a_full_thread_continues_in_a_child(home, mock_llm, tmp_path):
+    d = start_daemon(home, EXAI_THREADS_MAX_TURNS="4", **provider_env(mock_llm, tmp_path))
+    try:
+        first = structured(await session_call(d.url, "chat", {"prompt": "one", "model": "glm-4.6"}))
+        cid = first["continuation_id"]
+        second = structured(await session_call(d.url, "chat", {"prompt": "two", "model": "glm-4.6",
+                                                               "continuation_id": cid}))
+        assert second["remaining_turns"] == 0
+        third = structured(await session_call(d.url, "chat", {"prompt": "three", "model": "glm-4.6",
+                                                              "continuation_id": cid}))
+        assert third["continued_from"] == cid and third["continuation_id"] != cid
+        assert "(6 messages)" in third["content"], "the child carries the parent's history"
+    finally:
+        d.stop()

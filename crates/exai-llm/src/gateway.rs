@@ -369,7 +369,12 @@ impl Gateway {
             finish_reason: answer.finish_reason,
             web_results: answer.web_results,
             attempts,
-            route: route.reason.clone(),
+            route: if fallbacks.is_empty() {
+                route.reason.clone()
+            } else {
+                let failed: Vec<&str> = fallbacks.iter().map(|f| f.model.as_str()).collect();
+                format!("{}; fell back from {}", route.reason, failed.join(", "))
+            },
             fallbacks,
             coalesced,
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,

@@ -204,6 +204,11 @@ async fn auto_falls_back_to_another_provider() {
     assert_eq!(done.fallbacks.len(), 1);
     assert!(done.fallbacks[0].error.contains("KIMI_API_KEY"));
     assert!(done.route.contains("deep-reasoning"), "{}", done.route);
+    assert!(
+        done.route.contains("fell back from kimi-k2-0905-preview"),
+        "{}",
+        done.route
+    );
 }
 
 #[tokio::test]

@@ -103,6 +103,9 @@ pub struct TurnOutput {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub docs_used: Vec<Grounding>,
     pub history_turns: usize,
+    /// Set when the given thread was full and the conversation went on in a new child thread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continued_from: Option<String>,
 }
 
 pub struct AiService {
@@ -185,13 +188,13 @@ impl AiService {
             Some(id) => {
                 let history = threads.history(id)?;
                 if threads.remaining_turns(id)? < 2 {
-                    return Err(ThreadError::Full {
-                        id: id.clone(),
-                        max: history.len() as u64,
-                    }
-                    .into());
+                    // A full thread continues in a child that inherits its history, rather than
+                    // failing the call: the agent gets the new id with the answer.
+                    let title: String = input.prompt.chars().take(80).collect();
+                    (threads.create(&input.tool, &title, Some(id))?, history)
+                } else {
+                    (id.clone(), history)
                 }
-                (id.clone(), history)
             }
             None => {
                 let title: String = input.prompt.chars().take(80).collect();
@@ -306,7 +309,12 @@ impl AiService {
             &input.tool,
             Some(&completion.model),
         )?;
+        let continued_from = input
+            .continuation_id
+            .clone()
+            .filter(|given| *given != thread_id);
         Ok(TurnOutput {
+            continued_from,
             remaining_turns: threads.remaining_turns(&thread_id)?,
             continuation_id: thread_id,
             completion,

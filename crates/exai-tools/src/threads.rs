@@ -27,7 +27,7 @@ pub enum ThreadError {
         ttl_hours: f64,
     },
     #[error(
-        "conversation `{id}` has reached its {max} turns; start a new one (pass this id as parent to keep its history) or raise threads.max_turns"
+        "conversation `{id}` has reached its {max} turns; start a new one or raise threads.max_turns"
     )]
     Full { id: String, max: u64 },
     #[error("conversation store: {0}")]
