@@ -118,6 +118,8 @@ async fn main() {
         let sessions = Arc::new(sessions);
         let prompt = |i: usize| format!("question number {i} about ownership and borrowing");
 
+        // The MCP client asks for progress (rmcp sends a progress token with every request), so
+        // exai streams from the provider: the direct request streams too.
         let direct = {
             let http = http.clone();
             let url = direct_url.clone();
@@ -129,7 +131,7 @@ async fn main() {
                         "model": "glm-4.6",
                         "messages": [{"role": "system", "content": exai_tools::prompts::system("chat")},
                                      {"role": "user", "content": prompt(i)}],
-                        "stream": false,
+                        "stream": true,
                     });
                     let r = http
                         .post(&url)

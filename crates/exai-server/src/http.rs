@@ -347,6 +347,11 @@ pub async fn serve(
             });
         }
     };
+    // Streamed answers (progress, then the result) are several small writes; with Nagle's
+    // algorithm each waits for the client's delayed ACK, about 40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
