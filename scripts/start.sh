@@ -13,6 +13,10 @@ field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]
 if [ -z "$(field model_dir)" ]; then
   scripts/install-model.sh "$(field default_model_dir)"
 fi
+# ONNX Runtime makes local embedding 2-3x faster than candle (BENCHMARKS.md); `embed.backend =
+# auto` picks it up from the data directory. Without it exai still works, on candle.
+scripts/install-onnxruntime.sh "$(field data_dir)/onnxruntime" >/dev/null || echo "ONNX Runtime not installed; embedding with candle" >&2
+scripts/install-model.sh --onnx "$(field data_dir)/models/all-MiniLM-L6-v2-onnx" || true
 
 documents="$("$exe" sources --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"]["documents"])')"
 if [ "$documents" = "0" ]; then

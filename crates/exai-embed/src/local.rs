@@ -1,5 +1,6 @@
 //! The local back end: a sentence-transformers BERT-family model run with candle on the CPU.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -16,24 +17,45 @@ use crate::{EmbedError, Embedder, ModelIdentity, batch, model_dir};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Threading {
     /// One batch at a time; candle spreads each matrix multiplication and large element-wise
-    /// operation over its own thread pool.
+    /// operation over its own threads.
     Candle,
-    /// Several batches at once, one per core on a dedicated rayon pool (each still free to use
-    /// candle's threading).
+    /// One batch per core at once on a dedicated rayon pool, each batch's multiplications on a
+    /// single thread (gemm's threading threshold is raised, which is process-wide). The
+    /// `batch_size` texts in flight are split over the cores: each forward pass takes
+    /// `batch_size / cores` texts, or fewer so that every core gets a batch.
     RayonBatches,
+}
+
+impl Threading {
+    /// Tells gemm whether to split multiplications over threads. The setting is global to the
+    /// process; the last embedder loaded decides.
+    fn configure_gemm(self) {
+        let threshold = match self {
+            Threading::Candle => gemm_common::gemm::DEFAULT_THREADING_THRESHOLD,
+            Threading::RayonBatches => usize::MAX,
+        };
+        gemm_common::gemm::set_threading_threshold(threshold);
+    }
 }
 
 /// Knobs of the local back end. [`LocalOptions::new`] gives the measured best; the other values
 /// exist so the benchmark can show what each lever is worth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalOptions {
-    /// Passages per forward pass.
+    /// Texts in flight at once: one forward pass of that many ([`Threading::Candle`]), or one
+    /// pass per core sharing them ([`Threading::RayonBatches`]). Bounds the memory of activations.
     pub batch_size: usize,
     /// Group texts of similar length into a batch (input order is restored afterwards).
     pub sort_by_length: bool,
     /// Pad each batch to its longest text rather than to the model's maximum length.
     pub pad_to_longest: bool,
     pub threading: Threading,
+    /// Store each linear layer's weight matrix transposed in memory (same values, same shape).
+    /// candle multiplies by `weight.t()`; for the row-major weights of a checkpoint that makes
+    /// gemm repack the whole matrix, element by element, on every call, which dominates small
+    /// batches such as a single query. Stored transposed, `weight.t()` is already the layout
+    /// gemm reads directly.
+    pub transposed_weights: bool,
 }
 
 impl LocalOptions {
@@ -42,7 +64,8 @@ impl LocalOptions {
             batch_size: batch_size.max(1),
             sort_by_length: true,
             pad_to_longest: true,
-            threading: Threading::Candle,
+            threading: Threading::RayonBatches,
+            transposed_weights: true,
         }
     }
 }
@@ -88,7 +111,7 @@ impl std::fmt::Debug for LocalEmbedder {
     }
 }
 
-fn invalid(path: &Path, reason: impl std::fmt::Display) -> EmbedError {
+pub(crate) fn invalid(path: &Path, reason: impl std::fmt::Display) -> EmbedError {
     EmbedError::InvalidModel {
         path: path.to_path_buf(),
         reason: reason.to_string(),
@@ -103,7 +126,7 @@ fn read_text(path: &Path) -> Result<String, EmbedError> {
     })
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EmbedError> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EmbedError> {
     serde_json::from_str(&read_text(path)?).map_err(|e| invalid(path, e))
 }
 
@@ -113,6 +136,7 @@ impl LocalEmbedder {
         LocalEmbedder::load_with(dir, LocalOptions::new(batch_size))
     }
 
+    /// Loads with explicit options. Note [`Threading`]'s process-wide gemm setting.
     pub fn load_with(dir: &Path, options: LocalOptions) -> Result<LocalEmbedder, EmbedError> {
         for file in model_dir::REQUIRED_FILES {
             if !dir.join(file).is_file() {
@@ -131,38 +155,9 @@ impl LocalEmbedder {
             tracing::debug!(dir = %dir.display(), "model has no Normalize module; normalising anyway");
         }
 
-        let sbert_path = dir.join("sentence_bert_config.json");
-        let max_seq_length = if sbert_path.is_file() {
-            read_json::<SentenceBertConfig>(&sbert_path)?.max_seq_length
-        } else {
-            None
-        };
-        let max_tokens = max_seq_length
-            .unwrap_or(config.max_position_embeddings)
-            .min(config.max_position_embeddings);
-
-        let tokenizer_path = dir.join("tokenizer.json");
-        let mut counter =
-            Tokenizer::from_file(&tokenizer_path).map_err(|e| invalid(&tokenizer_path, e))?;
-        let pad_id = counter
-            .get_padding()
-            .map(|p| p.pad_id)
-            .unwrap_or(config.pad_token_id as u32);
-        // Shipped tokenizer.json files often pad to a fixed length and truncate to another; exai
-        // pads per batch itself and truncates to the model's own limit.
-        counter.with_padding(None);
-        counter
-            .with_truncation(None)
-            .map_err(|e| invalid(&tokenizer_path, e))?;
-        let mut tokenizer = counter.clone();
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                direction: TruncationDirection::Right,
-                max_length: max_tokens,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-            }))
-            .map_err(|e| invalid(&tokenizer_path, e))?;
+        let max_tokens = max_tokens(dir, config.max_position_embeddings)?;
+        let (tokenizer, counter, pad_id) =
+            load_tokenizers(dir, max_tokens, config.pad_token_id as u32)?;
 
         let weights_path = dir.join("model.safetensors");
         let weights = std::fs::read(&weights_path).map_err(|source| EmbedError::Io {
@@ -173,15 +168,17 @@ impl LocalEmbedder {
         let fingerprint = model_dir::fingerprint(&weights);
         let device = Device::Cpu;
         let tensors = candle_core::safetensors::load_buffer(&weights, &device)
+            .and_then(|tensors| prepare_weights(tensors, options.transposed_weights))
             .map_err(|e| invalid(&weights_path, e))?;
         drop(weights);
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
         let model = BertModel::load(vb, &config).map_err(|e| invalid(&weights_path, e))?;
+        options.threading.configure_gemm();
 
         let identity = ModelIdentity {
             name: model_dir::model_name(dir, &fingerprint),
             dim: config.hidden_size,
-            precision: "f32".to_string(),
+            precision: crate::Precision::Fp32.as_str().to_string(),
             max_tokens,
         };
         tracing::info!(model = %identity.key(), dir = %dir.display(), "loaded local embedding model");
@@ -209,14 +206,7 @@ impl LocalEmbedder {
 
     /// Word-piece ids per text, truncated to `max_tokens`, special tokens included.
     fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, EmbedError> {
-        let encodings = self
-            .tokenizer
-            .encode_batch_fast(texts.to_vec(), true)
-            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
-        Ok(encodings
-            .into_iter()
-            .map(|e| e.get_ids().to_vec())
-            .collect())
+        tokenize(&self.tokenizer, texts)
     }
 
     /// One forward pass over the given sequences; returns one pooled, normalised vector each.
@@ -260,6 +250,95 @@ impl LocalEmbedder {
     }
 }
 
+/// The most word pieces the model reads: `max_seq_length` of `sentence_bert_config.json` when
+/// present (sentence-transformers truncates to it), capped by the position embeddings.
+pub(crate) fn max_tokens(dir: &Path, max_position_embeddings: usize) -> Result<usize, EmbedError> {
+    let sbert_path = dir.join("sentence_bert_config.json");
+    let max_seq_length = if sbert_path.is_file() {
+        read_json::<SentenceBertConfig>(&sbert_path)?.max_seq_length
+    } else {
+        None
+    };
+    Ok(max_seq_length
+        .unwrap_or(max_position_embeddings)
+        .min(max_position_embeddings))
+}
+
+/// The model's `tokenizer.json` twice: truncating to `max_tokens` (for embedding) and not (for
+/// counting), both without padding, and the padding id (`default_pad` if the file sets none).
+pub(crate) fn load_tokenizers(
+    dir: &Path,
+    max_tokens: usize,
+    default_pad: u32,
+) -> Result<(Tokenizer, Tokenizer, u32), EmbedError> {
+    let tokenizer_path = dir.join("tokenizer.json");
+    let mut counter =
+        Tokenizer::from_file(&tokenizer_path).map_err(|e| invalid(&tokenizer_path, e))?;
+    let pad_id = counter.get_padding().map_or(default_pad, |p| p.pad_id);
+    // Shipped tokenizer.json files often pad to a fixed length and truncate to another; exai
+    // pads per batch itself and truncates to the model's own limit.
+    counter.with_padding(None);
+    counter
+        .with_truncation(None)
+        .map_err(|e| invalid(&tokenizer_path, e))?;
+    let mut tokenizer = counter.clone();
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            direction: TruncationDirection::Right,
+            max_length: max_tokens,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+        }))
+        .map_err(|e| invalid(&tokenizer_path, e))?;
+    Ok((tokenizer, counter, pad_id))
+}
+
+/// Word-piece ids per text, truncated as `tokenizer` is configured, special tokens included.
+pub(crate) fn tokenize(tokenizer: &Tokenizer, texts: &[&str]) -> Result<Vec<Vec<u32>>, EmbedError> {
+    let encodings = match texts {
+        // A single text (a query) gains nothing from the tokenizer's thread pool.
+        [text] => tokenizer.encode_fast(*text, true).map(|e| vec![e]),
+        _ => tokenizer.encode_batch_fast(texts.to_vec(), true),
+    }
+    .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+    Ok(encodings
+        .into_iter()
+        .map(|e| e.get_ids().to_vec())
+        .collect())
+}
+
+/// Word pieces of `text` with special tokens, uncapped (an estimate if tokenizing fails).
+pub(crate) fn count_tokens(counter: &Tokenizer, text: &str) -> usize {
+    match counter.encode_fast(text, true) {
+        Ok(encoding) => encoding.len(),
+        // Tokenizing plain text does not fail in practice; an estimate beats a panic.
+        Err(_) => crate::remote::estimate_tokens(text),
+    }
+}
+
+/// Converts every tensor to f32 and, if asked, lays out the linear layers' weight matrices
+/// transposed (see [`LocalOptions::transposed_weights`]). Embedding tables stay row-major: they
+/// are read by row.
+fn prepare_weights(
+    tensors: HashMap<String, Tensor>,
+    transposed: bool,
+) -> candle_core::Result<HashMap<String, Tensor>> {
+    tensors
+        .into_iter()
+        .map(|(name, tensor)| {
+            let tensor = tensor.to_dtype(DType::F32)?;
+            let linear =
+                tensor.rank() == 2 && name.ends_with(".weight") && !name.contains("embeddings");
+            let tensor = if transposed && linear {
+                tensor.t()?.contiguous()?.t()?
+            } else {
+                tensor
+            };
+            Ok((name, tensor))
+        })
+        .collect()
+}
+
 /// One thread per core, independent of `RAYON_NUM_THREADS` (which candle reads for its own
 /// threading), so the two can be set apart.
 fn batch_pool() -> Option<&'static rayon::ThreadPool> {
@@ -277,7 +356,7 @@ fn batch_pool() -> Option<&'static rayon::ThreadPool> {
 
 /// Reads `modules.json`: the pooling mode and whether a Normalize module follows. Models
 /// without `modules.json` are plain BERT checkpoints: mean pooling.
-fn read_modules(dir: &Path) -> Result<(Pooling, bool), EmbedError> {
+pub(crate) fn read_modules(dir: &Path) -> Result<(Pooling, bool), EmbedError> {
     let modules_path = dir.join("modules.json");
     if !modules_path.is_file() {
         return Ok((read_pooling(&dir.join("1_Pooling/config.json"))?, false));
@@ -317,20 +396,38 @@ impl Embedder for LocalEmbedder {
         &self.identity
     }
 
+    fn backend(&self) -> &'static str {
+        "candle"
+    }
+
     fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
         let ids = self.tokenize(texts)?;
+        let pool = match self.options.threading {
+            Threading::RayonBatches => batch_pool(),
+            Threading::Candle => None,
+        };
+        let batch_size = match pool {
+            // batch_size texts in flight at once, split over the cores (so memory is that of
+            // one batch of batch_size), and at least one batch per core when there are enough.
+            Some(pool) => {
+                let cores = pool.current_num_threads().max(1);
+                texts
+                    .len()
+                    .div_ceil(cores)
+                    .min(self.options.batch_size.div_ceil(cores))
+            }
+            None => self.options.batch_size,
+        }
+        .max(1);
         let batches = if self.options.sort_by_length {
             let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
-            batch::plan(&lengths, self.options.batch_size)
+            batch::plan(&lengths, batch_size)
         } else {
             let order: Vec<usize> = (0..ids.len()).collect();
-            order
-                .chunks(self.options.batch_size.max(1))
-                .map(<[usize]>::to_vec)
-                .collect()
+            order.chunks(batch_size).map(<[usize]>::to_vec).collect()
         };
         let run = |indices: &Vec<usize>| {
             let seqs: Vec<&[u32]> = indices.iter().map(|&i| ids[i].as_slice()).collect();
@@ -356,10 +453,6 @@ impl Embedder for LocalEmbedder {
     }
 
     fn count_tokens(&self, text: &str) -> usize {
-        match self.counter.encode_fast(text, true) {
-            Ok(encoding) => encoding.len(),
-            // Tokenizing plain text does not fail in practice; an estimate beats a panic.
-            Err(_) => crate::remote::estimate_tokens(text),
-        }
+        count_tokens(&self.counter, text)
     }
 }

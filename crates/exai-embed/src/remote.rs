@@ -142,7 +142,7 @@ impl RemoteEmbedder {
             identity: ModelIdentity {
                 name: model.to_string(),
                 dim: settings.remote_dim.unwrap_or(0),
-                precision: "f32".into(),
+                precision: crate::Precision::Fp32.as_str().into(),
                 max_tokens: REMOTE_MAX_TOKENS,
             },
             batch_size: settings.batch_size.clamp(1, MAX_REMOTE_BATCH),
@@ -349,6 +349,10 @@ impl Embedder for RemoteEmbedder {
         &self.identity
     }
 
+    fn backend(&self) -> &'static str {
+        "remote"
+    }
+
     fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let texts: Vec<&str> = texts
             .iter()
@@ -413,6 +417,8 @@ mod tests {
     fn settings(url: &str, dim: Option<usize>, key: Option<&str>) -> EmbedSettings {
         EmbedSettings {
             backend: crate::Backend::Remote,
+            precision: crate::Precision::Fp32,
+            onnx_runtime: None,
             model: None,
             data_dir: std::env::temp_dir(),
             remote_url: url.to_string(),
@@ -441,7 +447,7 @@ mod tests {
         .unwrap();
         // The probe learned the dimension.
         assert_eq!(embedder.identity().dim, 3);
-        assert_eq!(embedder.identity().key(), "test-embed:3:f32");
+        assert_eq!(embedder.identity().key(), "test-embed:3:fp32");
         let texts: Vec<String> = (0..150).map(|i| format!("text number {i}")).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let vectors = embedder.embed_passages(&refs).unwrap();

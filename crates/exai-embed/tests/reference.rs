@@ -72,7 +72,7 @@ fn identity_is_the_default_model() {
     assert_eq!(id.name, DEFAULT_MODEL_NAME);
     assert_eq!(id.dim, fixture.dim);
     assert_eq!(id.max_tokens, fixture.max_seq_length);
-    assert_eq!(id.key(), "sentence-transformers/all-MiniLM-L6-v2:384:f32");
+    assert_eq!(id.key(), "sentence-transformers/all-MiniLM-L6-v2:384:fp32");
 }
 
 #[test]
@@ -152,12 +152,14 @@ fn every_batching_option_gives_the_same_vectors() {
             sort_by_length: true,
             pad_to_longest: true,
             threading: Threading::RayonBatches,
+            transposed_weights: true,
         },
         LocalOptions {
             batch_size: 4,
             sort_by_length: false,
             pad_to_longest: false,
             threading: Threading::Candle,
+            transposed_weights: false,
         },
     ];
     for options in variants {
@@ -173,7 +175,9 @@ fn every_batching_option_gives_the_same_vectors() {
 #[test]
 fn build_loads_an_explicit_model_directory() {
     let settings = EmbedSettings {
-        backend: Backend::Local,
+        backend: Backend::Candle,
+        precision: exai_embed::Precision::Fp32,
+        onnx_runtime: None,
         model: Some(model_dir()),
         data_dir: std::env::temp_dir().join("exai-embed-test-unused"),
         remote_url: String::new(),

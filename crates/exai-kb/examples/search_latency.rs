@@ -3,7 +3,7 @@
 //! Also times the exact vector scan alone over `--scan-rows` synthetic unit vectors, to show
 //! what the in-memory matrix costs at a size the local embedder cannot fill in one session.
 //!
-//! cargo run --release -p exai-kb --example search_latency -- --db PATH --questions FILE [--model DIR] [--rounds N] [--scan-rows N]
+//! cargo run --release -p exai-kb --example search_latency -- --db PATH --questions FILE [--model DIR] [--precision fp32|int8] [--rounds N] [--scan-rows N]
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -33,7 +33,11 @@ fn main() {
     let rounds: usize = arg("--rounds").map_or(3, |r| r.parse().unwrap());
     let embedder = arg("--model").map(|dir| {
         let settings = exai_embed::EmbedSettings {
-            backend: exai_embed::Backend::Local,
+            // ONNX Runtime when DIR holds an ONNX graph and the runtime is found, else candle.
+            backend: exai_embed::Backend::Auto,
+            precision: arg("--precision")
+                .map_or(exai_embed::Precision::Fp32, |p| p.parse().unwrap()),
+            onnx_runtime: None,
             model: Some(PathBuf::from(dir)),
             data_dir: std::env::temp_dir(),
             remote_url: String::new(),

@@ -1,6 +1,7 @@
 //! Indexing: discover → hash (unchanged files cost one read) → parse and chunk in parallel →
 //! write in transactions (keyword search sees them at once) → embed the texts that have no
-//! vector yet, in batches, each committed (a killed run resumes where it stopped).
+//! vector yet (each distinct chunk text once: vectors are keyed by the text's hash), longest
+//! first in batches, each committed (a killed run resumes where it stopped).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -75,7 +76,14 @@ pub struct IndexReport {
 }
 
 const WRITE_BATCH: usize = 64;
+/// Texts per embedder call, each call's vectors committed at once (a killed run loses at most
+/// one batch).
 const EMBED_BATCH: usize = 64;
+/// Texts without vectors read from the store at a time. Finding them scans every chunk, so
+/// reading many per query keeps that scan off the embedding's critical path on large corpora;
+/// and sorting a large window by length before cutting it into batches leaves less padding in
+/// each batch than sorting only within one.
+const EMBED_FETCH: usize = 16 * EMBED_BATCH;
 
 struct Prepared {
     rel: String,
@@ -341,7 +349,13 @@ impl Kb {
         let Some(embedder) = &self.embedder else {
             return Ok((0, store.count_texts_without_vectors()?));
         };
-        store.claim_embed_model(&embedder.identity().key())?;
+        // An index written under an older spelling of the same identity (`…:f32` for fp32)
+        // keeps its key: its vectors are the ones this embedder computes.
+        let key = match store.embed_model()? {
+            Some(stored) if embedder.identity().matches_key(&stored) => stored,
+            _ => embedder.identity().key(),
+        };
+        store.claim_embed_model(&key)?;
         let total = store.count_texts_without_vectors()? as usize;
         let mut done = 0;
         progress(&Progress::Embedding { done, total });
@@ -349,33 +363,42 @@ impl Kb {
             if cancel.load(Ordering::Relaxed) {
                 return Err(KbError::Cancelled);
             }
-            let pending = store.texts_without_vectors(EMBED_BATCH)?;
+            let mut pending = store.texts_without_vectors(EMBED_FETCH)?;
             if pending.is_empty() {
                 break;
             }
-            let texts: Vec<String> = pending
-                .iter()
-                .map(|(_, title, section, text)| embedding_text(title, section, text))
-                .collect();
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let vectors = embedder
-                .embed_passages(&refs)
-                .map_err(|e| KbError::Embed(e.to_string()))?;
-            if vectors.len() != pending.len() {
-                return Err(KbError::Embed(format!(
-                    "embedder returned {} vectors for {} texts",
-                    vectors.len(),
-                    pending.len()
-                )));
-            }
-            let rows: Vec<(String, Vec<f32>)> =
-                pending.into_iter().map(|(h, ..)| h).zip(vectors).collect();
-            store.put_vectors(&rows)?;
-            done += rows.len();
-            progress(&Progress::Embedding {
-                done,
-                total: total.max(done),
+            // Longest first; byte length is a close enough proxy for word pieces here.
+            pending.sort_by_key(|(_, title, section, text)| {
+                std::cmp::Reverse(title.len() + section.len() + text.len())
             });
+            for group in pending.chunks(EMBED_BATCH) {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(KbError::Cancelled);
+                }
+                let texts: Vec<String> = group
+                    .iter()
+                    .map(|(_, title, section, text)| embedding_text(title, section, text))
+                    .collect();
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let vectors = embedder
+                    .embed_passages(&refs)
+                    .map_err(|e| KbError::Embed(e.to_string()))?;
+                if vectors.len() != group.len() {
+                    return Err(KbError::Embed(format!(
+                        "embedder returned {} vectors for {} texts",
+                        vectors.len(),
+                        group.len()
+                    )));
+                }
+                let rows: Vec<(String, Vec<f32>)> =
+                    group.iter().map(|(h, ..)| h.clone()).zip(vectors).collect();
+                store.put_vectors(&rows)?;
+                done += rows.len();
+                progress(&Progress::Embedding {
+                    done,
+                    total: total.max(done),
+                });
+            }
         }
         Ok((done, store.count_texts_without_vectors()?))
     }

@@ -117,7 +117,7 @@ impl Kb {
         let store = Store::open(path)?;
         if let (Some(stored), Some(e)) = (store.embed_model()?, &embedder) {
             let key = e.identity().key();
-            if stored != key {
+            if !e.identity().matches_key(&stored) {
                 tracing::warn!(stored = %stored, configured = %key, "the index's vectors come from another model; semantic search is off until `exai index --reembed`");
             }
         }
@@ -170,7 +170,9 @@ impl Kb {
         let Some(e) = &self.embedder else {
             return Ok(false);
         };
-        Ok(store.embed_model()?.is_none_or(|m| m == e.identity().key()))
+        Ok(store
+            .embed_model()?
+            .is_none_or(|m| e.identity().matches_key(&m)))
     }
 
     /// The vector index, rebuilt when the store has moved on (at most every `vector_refresh`

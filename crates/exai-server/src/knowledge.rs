@@ -1,11 +1,11 @@
 //! The knowledge base as the server and the CLI see it: built from configuration, opened once
 //! and lazily (the embedding model loads off the startup path), shared by every session.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use exai_core::Loaded;
-use exai_embed::{Backend, EmbedSettings, Embedder};
+use exai_embed::{Backend, EmbedSettings, Embedder, Precision};
 use exai_kb::{CategoryMap, ChunkOptions, Kb, KbError, KbOptions};
 use tokio::sync::OnceCell;
 
@@ -24,8 +24,12 @@ pub fn kb_path(loaded: &Loaded) -> PathBuf {
 pub fn embed_settings(loaded: &Loaded) -> Result<EmbedSettings, exai_embed::EmbedError> {
     let e = &loaded.config.embed;
     let backend: Backend = e.backend.parse()?;
+    let precision: Precision = e.precision.parse()?;
+    let onnx_runtime = e.onnx_runtime.trim();
     Ok(EmbedSettings {
         backend,
+        precision,
+        onnx_runtime: (!onnx_runtime.is_empty()).then(|| PathBuf::from(onnx_runtime)),
         model: (!e.model.trim().is_empty()).then(|| PathBuf::from(e.model.trim())),
         data_dir: loaded.data_dir.clone(),
         remote_url: e.remote_url.clone(),
@@ -202,41 +206,7 @@ pub async fn embed_in_background(state: std::sync::Arc<crate::state::AppState>) 
     tracing::info!(state = ?status.state, embedded = status.embedded, "background embedding finished");
 }
 
-/// Resolve `path` for a tool that reads files: it must exist and lie, after following
-/// symlinks, under one of `roots` (default: the working directory).
-pub fn allowed_path(path: &str, roots: &[String]) -> Result<PathBuf, String> {
-    let cwd = std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?;
-    let roots: Vec<PathBuf> = if roots.is_empty() {
-        vec![cwd.clone()]
-    } else {
-        roots.iter().map(PathBuf::from).collect()
-    };
-    let candidate = if Path::new(path).is_absolute() {
-        PathBuf::from(path)
-    } else {
-        cwd.join(path)
-    };
-    let real = std::fs::canonicalize(&candidate).map_err(|e| format!("`{path}`: {e}"))?;
-    let meta = std::fs::metadata(&real).map_err(|e| format!("`{path}`: {e}"))?;
-    if !(meta.is_dir() || meta.is_file()) {
-        return Err(format!("`{path}` is not a regular file or directory"));
-    }
-    let allowed = roots
-        .iter()
-        .filter_map(|r| std::fs::canonicalize(r).ok())
-        .any(|root| real.starts_with(&root));
-    if !allowed {
-        return Err(format!(
-            "`{path}` is outside the allowed roots ({}); add its directory to tools.allowed_roots (EXAI_TOOLS_ALLOWED_ROOTS)",
-            roots
-                .iter()
-                .map(|r| r.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    Ok(real)
-}
+pub use exai_core::paths::allowed_path;
 
 #[cfg(test)]
 mod tests {
