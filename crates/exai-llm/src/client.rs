@@ -204,6 +204,18 @@ impl OpenAiCompatible {
         }
     }
 
+    /// The body of a successful answer, or the status mapped to an error.
+    async fn success_body(&self, response: reqwest::Response) -> Result<String, LlmError> {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(self.status_error(status.as_u16(), &headers, &body))
+        }
+    }
+
     fn status_error(&self, status: u16, headers: &HeaderMap, body: &str) -> LlmError {
         let provider = self.endpoint.id.clone();
         let message = wire::error_message(body);
@@ -259,12 +271,7 @@ impl OpenAiCompatible {
             .send()
             .await
             .map_err(|e| self.transport_error(&e, attempt))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.text().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(self.status_error(status.as_u16(), &headers, &body));
-        }
+        let body = self.success_body(response).await?;
         let id = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string))
@@ -331,12 +338,7 @@ impl OpenAiCompatible {
             .send()
             .await
             .map_err(|e| self.transport_error(&e, attempt))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.text().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(self.status_error(status.as_u16(), &headers, &body));
-        }
+        let body = self.success_body(response).await?;
         let v: serde_json::Value =
             serde_json::from_str(&body).map_err(|e| LlmError::Malformed {
                 provider: self.endpoint.id.clone(),
