@@ -251,7 +251,7 @@ impl Default for Config {
             },
             embed: EmbedConfig {
                 backend: "auto".into(),
-                precision: "fp32".into(),
+                precision: "int8".into(),
                 onnx_runtime: String::new(),
                 model: String::new(),
                 remote_url: "http://127.0.0.1:11434/v1".into(),

@@ -109,7 +109,7 @@ settings! {
     "threads.ttl_hours" [] false "A conversation thread expires this long after its last turn.";
     "threads.max_turns" [] false "Most turns in one conversation thread.";
     "embed.backend" [] false "Embeddings for semantic search: `auto` (ONNX Runtime when its library and the ONNX model are present, else candle), `onnx`, `candle` (pure Rust), `remote` (an OpenAI-compatible /v1/embeddings) or `none` (keyword search only). `local` means `auto`.";
-    "embed.precision" [] false "Local model precision: `fp32` (exact) or `int8` (quantized ONNX graph, faster). Vectors of different precisions never share an index.";
+    "embed.precision" [] false "Local model precision: `int8` (quantized ONNX graph, about 1.6x faster, Rust Book hybrid nDCG@10 0.9185 vs 0.9131) or `fp32` (exact). Without ONNX Runtime or an int8 graph exai uses fp32. Vectors of different precisions never share an index.";
     "embed.onnx_runtime" ["ORT_DYLIB_PATH"] false "Path of the ONNX Runtime library (`libonnxruntime.so`); empty: a pip-installed `onnxruntime` package or the usual system locations.";
     "embed.model" [] false "Directory of the local model (Hugging Face layout); empty: `models/all-MiniLM-L6-v2` in the data directory, downloaded from the hub where reachable.";
     "embed.remote_url" [] false "Base URL of the OpenAI-compatible embeddings API (`embed.backend = remote`).";

@@ -24,7 +24,13 @@ pub fn kb_path(loaded: &Loaded) -> PathBuf {
 pub fn embed_settings(loaded: &Loaded) -> Result<EmbedSettings, exai_embed::EmbedError> {
     let e = &loaded.config.embed;
     let backend: Backend = e.backend.parse()?;
-    let precision: Precision = e.precision.parse()?;
+    let mut precision: Precision = e.precision.parse()?;
+    // int8 is the default for ONNX Runtime; candle runs fp32 only, so an explicit
+    // `backend = candle` with the default precision means fp32 rather than an error.
+    if backend == Backend::Candle && loaded.source("embed.precision") == exai_core::Source::Default
+    {
+        precision = Precision::Fp32;
+    }
     let onnx_runtime = e.onnx_runtime.trim();
     Ok(EmbedSettings {
         backend,
