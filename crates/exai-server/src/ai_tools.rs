@@ -20,28 +20,6 @@ use serde_json::{Value, json};
 
 use crate::handler::ExaiServer;
 
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ThinkingArg {
-    Minimal,
-    Low,
-    Medium,
-    High,
-    Max,
-}
-
-impl From<ThinkingArg> for ThinkingMode {
-    fn from(t: ThinkingArg) -> Self {
-        match t {
-            ThinkingArg::Minimal => ThinkingMode::Minimal,
-            ThinkingArg::Low => ThinkingMode::Low,
-            ThinkingArg::Medium => ThinkingMode::Medium,
-            ThinkingArg::High => ThinkingMode::High,
-            ThinkingArg::Max => ThinkingMode::Max,
-        }
-    }
-}
-
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatArgs {
@@ -56,7 +34,7 @@ pub struct ChatArgs {
     #[schemars(range(min = 0.0, max = 2.0))]
     pub temperature: Option<f64>,
     /// How hard the model should think (medium and above turn on a reasoning mode where the model has one).
-    pub thinking_mode: Option<ThinkingArg>,
+    pub thinking_mode: Option<ThinkingMode>,
     /// Let the model search the web (GLM models).
     pub use_websearch: Option<bool>,
     /// Continue an earlier conversation (from a previous answer or list_threads).
@@ -81,17 +59,9 @@ pub struct ThinkDeepArgs {
     #[schemars(range(min = 0.0, max = 2.0))]
     pub temperature: Option<f64>,
     /// Default high.
-    pub thinking_mode: Option<ThinkingArg>,
+    pub thinking_mode: Option<ThinkingMode>,
     pub use_websearch: Option<bool>,
     pub continuation_id: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum StanceArg {
-    For,
-    Against,
-    Neutral,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -100,7 +70,7 @@ pub struct ConsensusModelArg {
     /// A model name from listmodels (or "auto").
     pub model: String,
     /// for, against or neutral (default neutral).
-    pub stance: Option<StanceArg>,
+    pub stance: Option<Stance>,
     /// Replace the stance's standard instruction.
     pub stance_prompt: Option<String>,
 }
@@ -149,32 +119,6 @@ pub struct PlannerArgs {
     pub continuation_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ConfidenceArg {
-    Exploring,
-    Low,
-    Medium,
-    High,
-    VeryHigh,
-    AlmostCertain,
-    Certain,
-}
-
-impl From<ConfidenceArg> for Confidence {
-    fn from(c: ConfidenceArg) -> Self {
-        match c {
-            ConfidenceArg::Exploring => Confidence::Exploring,
-            ConfidenceArg::Low => Confidence::Low,
-            ConfidenceArg::Medium => Confidence::Medium,
-            ConfidenceArg::High => Confidence::High,
-            ConfidenceArg::VeryHigh => Confidence::VeryHigh,
-            ConfidenceArg::AlmostCertain => Confidence::AlmostCertain,
-            ConfidenceArg::Certain => Confidence::Certain,
-        }
-    }
-}
-
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueArg {
@@ -204,7 +148,7 @@ pub struct WorkflowArgs {
     pub relevant_files: Option<Vec<String>>,
     pub issues_found: Option<Vec<IssueArg>>,
     pub hypothesis: Option<String>,
-    pub confidence: Option<ConfidenceArg>,
+    pub confidence: Option<Confidence>,
     /// Discard the steps from this number on and continue from here.
     pub backtrack_from_step: Option<u32>,
     /// Consult the expert model on the final step (default true).
@@ -213,7 +157,7 @@ pub struct WorkflowArgs {
     pub model: Option<String>,
     #[schemars(range(min = 0.0, max = 2.0))]
     pub temperature: Option<f64>,
-    pub thinking_mode: Option<ThinkingArg>,
+    pub thinking_mode: Option<ThinkingMode>,
 }
 
 /// precommit: the step protocol plus the git changes to validate.
@@ -489,13 +433,13 @@ impl ExaiServer {
                 })
                 .collect(),
             hypothesis: args.hypothesis,
-            confidence: args.confidence.map(Confidence::from),
+            confidence: args.confidence,
             backtrack_from_step: args.backtrack_from_step,
         };
         let options = StepOptions {
             continuation_id: args.continuation_id,
             model: args.model,
-            thinking: args.thinking_mode.map(ThinkingMode::from),
+            thinking: args.thinking_mode,
             use_assistant_model: args.use_assistant_model.unwrap_or(true),
             temperature: args.temperature,
             context: extra,
@@ -615,7 +559,7 @@ impl ExaiServer {
             files: args.files.unwrap_or_default(),
             model: args.model,
             temperature: args.temperature,
-            thinking: args.thinking_mode.map(ThinkingMode::from),
+            thinking: args.thinking_mode,
             web_search: args.use_websearch.unwrap_or(false),
             continuation_id: args.continuation_id,
             grounding,
@@ -644,10 +588,7 @@ impl ExaiServer {
             files: args.files.unwrap_or_default(),
             model: args.model,
             temperature: args.temperature,
-            thinking: Some(
-                args.thinking_mode
-                    .map_or(ThinkingMode::High, ThinkingMode::from),
-            ),
+            thinking: Some(args.thinking_mode.unwrap_or(ThinkingMode::High)),
             web_search: args.use_websearch.unwrap_or(false),
             continuation_id: args.continuation_id,
             grounding: Vec::new(),
@@ -673,11 +614,7 @@ impl ExaiServer {
                 .into_iter()
                 .map(|m| ConsensusModel {
                     model: m.model,
-                    stance: m.stance.map(|s| match s {
-                        StanceArg::For => Stance::For,
-                        StanceArg::Against => Stance::Against,
-                        StanceArg::Neutral => Stance::Neutral,
-                    }),
+                    stance: m.stance,
                     stance_prompt: m.stance_prompt,
                 })
                 .collect(),
@@ -947,8 +884,9 @@ impl ExaiServer {
             .all()
             .map(|m| {
                 let mut v = serde_json::to_value(m).unwrap_or(Value::Null);
-                v["available"] = json!(gw.unavailable_reason(m).is_none());
-                if let Some(reason) = gw.unavailable_reason(m) {
+                let reason = gw.unavailable_reason(m);
+                v["available"] = json!(reason.is_none());
+                if let Some(reason) = reason {
                     v["unavailable_reason"] = json!(reason);
                 }
                 v

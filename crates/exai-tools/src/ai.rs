@@ -45,7 +45,9 @@ impl ToolError {
 }
 
 /// How hard the model should think.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ThinkingMode {
     Minimal,
@@ -126,6 +128,14 @@ impl AiService {
         let ttl = Duration::from_secs_f64(config.threads.ttl_hours * 3600.0);
         let threads = ThreadStore::open(&threads_path, ttl, config.threads.max_turns)
             .map_err(|e| format!("{} ({})", e, threads_path.display()));
+        // Expired threads are never read again; drop them once per process.
+        if let Ok(store) = &threads {
+            match store.purge_expired() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "removed expired conversation threads"),
+                Err(e) => tracing::warn!("cannot remove expired conversation threads: {e}"),
+            }
+        }
         if let Err(e) = &threads {
             tracing::error!("conversation threads are unavailable: {e}");
         }
@@ -485,7 +495,7 @@ impl AiService {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Stance {
     For,
