@@ -720,9 +720,7 @@ impl ExaiServer {
         };
         let ai = self.ai();
         let continuation = args.continuation_id;
-        let result = tokio::task::spawn_blocking(move || ai.plan_step(step, continuation))
-            .await
-            .map_err(|e| ErrorData::internal_error(format!("task failed: {e}"), None))?;
+        let result = ai.plan_step(step, continuation).await;
         Ok(match result {
             Ok(plan) => {
                 let mut text = format!(

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::files::{self, FileContext, FileError};
 use crate::prompts;
-use crate::threads::{ThreadError, ThreadStore};
+use crate::threads::{NewThread, NewTurn, ThreadError, ThreadStore};
 
 /// Time kept back from the tool's deadline so the provider call fails first, with its own error.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(750);
@@ -112,7 +112,7 @@ pub struct TurnOutput {
 
 pub struct AiService {
     pub gateway: Arc<Gateway>,
-    threads: Result<ThreadStore, String>,
+    threads: Result<Arc<ThreadStore>, String>,
     roots: Vec<String>,
     max_file_bytes: u64,
     timeouts: TimeoutHierarchy,
@@ -127,6 +127,7 @@ impl AiService {
     ) -> AiService {
         let ttl = Duration::from_secs_f64(config.threads.ttl_hours * 3600.0);
         let threads = ThreadStore::open(&threads_path, ttl, config.threads.max_turns)
+            .map(Arc::new)
             .map_err(|e| format!("{} ({})", e, threads_path.display()));
         // Expired threads are never read again; drop them once per process.
         if let Ok(store) = &threads {
@@ -148,10 +149,22 @@ impl AiService {
         }
     }
 
-    pub fn threads(&self) -> Result<&ThreadStore, ToolError> {
+    pub fn threads(&self) -> Result<&Arc<ThreadStore>, ToolError> {
         self.threads
             .as_ref()
             .map_err(|e| ToolError::Invalid(format!("conversation threads are unavailable: {e}")))
+    }
+
+    /// Thread-store work on the blocking pool, so SQLite never stalls the async workers.
+    pub async fn in_threads<T, F>(&self, f: F) -> Result<T, ToolError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ThreadStore) -> Result<T, ToolError> + Send + 'static,
+    {
+        let store = Arc::clone(self.threads()?);
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| ToolError::Invalid(format!("conversation store task failed: {e}")))?
     }
 
     fn window(&self, model: Option<&str>) -> (u64, u64) {
@@ -188,27 +201,38 @@ impl AiService {
         if input.prompt.trim().is_empty() {
             return Err(ToolError::Invalid("`prompt` must not be empty".into()));
         }
-        let threads = self.threads()?;
         let model_name = input
             .model
             .clone()
             .unwrap_or_else(|| self.gateway.default_model().to_string());
         let (window, output_reserve) = self.window(Some(&model_name));
-        let (thread_id, history) = match &input.continuation_id {
+        let title: String = input.prompt.chars().take(80).collect();
+        // Nothing is written before the model answers: a new thread and both turns go to the store
+        // in one transaction afterwards, so a failed call leaves no empty thread behind.
+        let (thread_id, new_thread, history) = match &input.continuation_id {
             Some(id) => {
-                let history = threads.history(id)?;
-                if threads.remaining_turns(id)? < 2 {
+                let given = id.clone();
+                let (history, remaining) = self.in_threads(move |t| Ok(t.resume(&given)?)).await?;
+                if remaining < 2 {
                     // A full thread continues in a child that inherits its history, rather than
                     // failing the call: the agent gets the new id with the answer.
-                    let title: String = input.prompt.chars().take(80).collect();
-                    (threads.create(&input.tool, &title, Some(id))?, history)
+                    let child = NewThread {
+                        parent: Some(id.clone()),
+                        tool: input.tool.clone(),
+                        title,
+                    };
+                    (ThreadStore::new_id(), Some(child), history)
                 } else {
-                    (id.clone(), history)
+                    (id.clone(), None, history)
                 }
             }
             None => {
-                let title: String = input.prompt.chars().take(80).collect();
-                (threads.create(&input.tool, &title, None)?, Vec::new())
+                let new = NewThread {
+                    parent: None,
+                    tool: input.tool.clone(),
+                    title,
+                };
+                (ThreadStore::new_id(), Some(new), Vec::new())
             }
         };
         let usable = window.saturating_sub(output_reserve);
@@ -302,30 +326,42 @@ impl AiService {
             cache_key: Some(format!("{thread_id}:{}", input.tool)),
         };
         let completion = self.gateway.complete(call).await?;
-        let used_files: Vec<String> = input.files.clone();
-        threads.add_turn(
-            &thread_id,
-            "user",
-            &input.prompt,
-            &used_files,
-            &input.tool,
-            None,
-        )?;
-        threads.add_turn(
-            &thread_id,
-            "assistant",
-            &completion.content,
-            &[],
-            &input.tool,
-            Some(&completion.model),
-        )?;
+        let remaining_turns = {
+            let (id, prompt, files, tool) = (
+                thread_id.clone(),
+                input.prompt.clone(),
+                input.files.clone(),
+                input.tool.clone(),
+            );
+            let (answer, model) = (completion.content.clone(), completion.model.clone());
+            self.in_threads(move |t| {
+                let turns = [
+                    NewTurn {
+                        role: "user",
+                        content: &prompt,
+                        files: &files,
+                        tool: &tool,
+                        model: None,
+                    },
+                    NewTurn {
+                        role: "assistant",
+                        content: &answer,
+                        files: &[],
+                        tool: &tool,
+                        model: Some(&model),
+                    },
+                ];
+                Ok(t.record(&id, new_thread.as_ref(), &turns)?)
+            })
+            .await?
+        };
         let continued_from = input
             .continuation_id
             .clone()
             .filter(|given| *given != thread_id);
         Ok(TurnOutput {
             continued_from,
-            remaining_turns: threads.remaining_turns(&thread_id)?,
+            remaining_turns,
             continuation_id: thread_id,
             completion,
             files: file_ctx,
@@ -461,15 +497,6 @@ impl AiService {
                 Err(e) => Some(Err(e.to_string())),
             }
         };
-        let threads = self.threads()?;
-        let id = match &input.continuation_id {
-            Some(id) => {
-                threads.check_live(id)?;
-                id.clone()
-            }
-            None => threads.create("consensus", &input.prompt, None)?,
-        };
-        threads.add_turn(&id, "user", &input.prompt, &input.files, "consensus", None)?;
         let summary = match &synthesis {
             Some(Ok(c)) => c.content.clone(),
             _ => opinions
@@ -482,9 +509,45 @@ impl AiService {
                 .collect::<Vec<_>>()
                 .join("\n\n"),
         };
-        if !summary.is_empty() {
-            threads.add_turn(&id, "assistant", &summary, &[], "consensus", None)?;
-        }
+        let id = {
+            let (given, prompt, files) = (
+                input.continuation_id.clone(),
+                input.prompt.clone(),
+                input.files.clone(),
+            );
+            self.in_threads(move |t| {
+                let (id, new) = match given {
+                    Some(id) => (id, None),
+                    None => {
+                        let new = NewThread {
+                            parent: None,
+                            tool: "consensus".into(),
+                            title: prompt.chars().take(80).collect(),
+                        };
+                        (ThreadStore::new_id(), Some(new))
+                    }
+                };
+                let mut turns = vec![NewTurn {
+                    role: "user",
+                    content: &prompt,
+                    files: &files,
+                    tool: "consensus",
+                    model: None,
+                }];
+                if !summary.is_empty() {
+                    turns.push(NewTurn {
+                        role: "assistant",
+                        content: &summary,
+                        files: &[],
+                        tool: "consensus",
+                        model: None,
+                    });
+                }
+                t.record(&id, new.as_ref(), &turns)?;
+                Ok(id)
+            })
+            .await?
+        };
         Ok(ConsensusOutput {
             continuation_id: id,
             opinions,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ai::{AiService, ToolError};
+use crate::threads::{NewThread, NewTurn, ThreadStore};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlanStep {
@@ -68,7 +69,7 @@ pub fn assemble(steps: &[PlanStep]) -> (Vec<String>, Branches) {
 }
 
 impl AiService {
-    pub fn plan_step(
+    pub async fn plan_step(
         &self,
         step: PlanStep,
         continuation_id: Option<String>,
@@ -86,22 +87,38 @@ impl AiService {
         if step.branch_id.is_some() && step.branch_from_step.is_none() {
             return Err(ToolError::Invalid("a branch needs branch_from_step".into()));
         }
-        let threads = self.threads()?;
-        let id = match continuation_id {
-            Some(id) => {
-                threads.check_live(&id)?;
-                id
-            }
-            None => threads.create("planner", &step.step, None)?,
-        };
         let json = serde_json::to_string(&step).map_err(|e| ToolError::Invalid(e.to_string()))?;
-        threads.add_turn(&id, "user", &json, &[], "planner", None)?;
-        let steps: Vec<PlanStep> = threads
-            .history(&id)?
-            .into_iter()
-            .filter(|t| t.tool == "planner")
-            .filter_map(|t| serde_json::from_str(&t.content).ok())
-            .collect();
+        let title = step.step.clone();
+        let (id, steps) = self
+            .in_threads(move |t| {
+                let (id, new) = match continuation_id {
+                    Some(id) => (id, None),
+                    None => {
+                        let new = NewThread {
+                            parent: None,
+                            tool: "planner".into(),
+                            title,
+                        };
+                        (ThreadStore::new_id(), Some(new))
+                    }
+                };
+                let turn = NewTurn {
+                    role: "user",
+                    content: &json,
+                    files: &[],
+                    tool: "planner",
+                    model: None,
+                };
+                t.record(&id, new.as_ref(), &[turn])?;
+                let steps: Vec<PlanStep> = t
+                    .history(&id)?
+                    .into_iter()
+                    .filter(|turn| turn.tool == "planner")
+                    .filter_map(|turn| serde_json::from_str(&turn.content).ok())
+                    .collect();
+                Ok((id, steps))
+            })
+            .await?;
         let (main, branches) = assemble(&steps);
         let done = !step.next_step_required;
         Ok(Plan {

@@ -62,6 +62,24 @@ pub struct ThreadSummary {
     pub expires_at: String,
 }
 
+/// A thread that [`ThreadStore::record`] creates.
+#[derive(Debug, Clone)]
+pub struct NewThread {
+    pub parent: Option<String>,
+    pub tool: String,
+    pub title: String,
+}
+
+/// A turn to write.
+#[derive(Debug, Clone, Copy)]
+pub struct NewTurn<'a> {
+    pub role: &'a str,
+    pub content: &'a str,
+    pub files: &'a [String],
+    pub tool: &'a str,
+    pub model: Option<&'a str>,
+}
+
 pub struct ThreadStore {
     db: Mutex<Connection>,
     ttl: Duration,
@@ -131,39 +149,39 @@ impl ThreadStore {
         i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// A new thread; `parent` (if any) must exist and be live.
+    /// A fresh thread id; the thread exists once [`ThreadStore::record`] writes its first turns.
+    pub fn new_id() -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+
+    /// A new, empty thread; `parent` (if any) must exist and be live.
     pub fn create(
         &self,
         tool: &str,
         title: &str,
         parent: Option<&str>,
     ) -> Result<String, ThreadError> {
-        if let Some(p) = parent {
-            self.check_live(p)?;
-        }
-        let id = uuid::Uuid::new_v4().to_string();
-        let t = now();
-        let title: String = title.chars().take(120).collect();
-        self.with(|db| {
-            db.execute(
-                "INSERT INTO threads (id, parent_id, tool, title, turns, created_at, updated_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5, ?6)",
-                params![id, parent, tool, title, t, t + self.ttl_ms()],
-            )?;
-            Ok(())
-        })?;
+        let id = Self::new_id();
+        let new = NewThread {
+            parent: parent.map(str::to_string),
+            tool: tool.to_string(),
+            title: title.to_string(),
+        };
+        self.record(&id, Some(&new), &[])?;
         Ok(id)
     }
 
     /// Fails unless the thread exists and has not expired.
     pub fn check_live(&self, id: &str) -> Result<(), ThreadError> {
-        let row: Option<i64> = self.with(|db| {
-            Ok(db
-                .query_row("SELECT expires_at FROM threads WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })
-                .optional()?)
-        })?;
+        self.with(|db| self.live(db, id))
+    }
+
+    fn live(&self, db: &Connection, id: &str) -> Result<(), ThreadError> {
+        let row: Option<i64> = db
+            .query_row("SELECT expires_at FROM threads WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
         match row {
             None => Err(ThreadError::NotFound(id.to_string())),
             Some(expires) if expires < now() => Err(ThreadError::Expired {
@@ -175,7 +193,7 @@ impl ThreadStore {
         }
     }
 
-    /// Append a turn and refresh the thread's expiry.
+    /// Append one turn and refresh the thread's expiry.
     pub fn add_turn(
         &self,
         id: &str,
@@ -185,50 +203,103 @@ impl ThreadStore {
         tool: &str,
         model: Option<&str>,
     ) -> Result<(), ThreadError> {
-        self.check_live(id)?;
-        let files_json = serde_json::to_string(files).unwrap_or_else(|_| "[]".into());
+        let turn = NewTurn {
+            role,
+            content,
+            files,
+            tool,
+            model,
+        };
+        self.record(id, None, &[turn]).map(|_| ())
+    }
+
+    /// Write turns in one transaction: create the thread first when `new` is given (its parent
+    /// must be live), else the thread must be live; all turns fit or none is written. Refreshes
+    /// the expiry and returns the turns left.
+    pub fn record(
+        &self,
+        id: &str,
+        new: Option<&NewThread>,
+        turns: &[NewTurn<'_>],
+    ) -> Result<u64, ThreadError> {
         let max = self.max_turns;
         let ttl = self.ttl_ms();
         self.with(|db| {
             let tx = db.transaction()?;
-            let turns: u64 = tx.query_row("SELECT turns FROM threads WHERE id = ?1", [id], |r| r.get(0))?;
-            if turns >= max {
+            let t = now();
+            if let Some(new) = new {
+                if let Some(p) = &new.parent {
+                    self.live(&tx, p)?;
+                }
+                let title: String = new.title.chars().take(120).collect();
+                tx.execute(
+                    "INSERT INTO threads (id, parent_id, tool, title, turns, created_at, updated_at, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5, ?6)",
+                    params![id, new.parent, new.tool, title, t, t + ttl],
+                )?;
+            } else {
+                self.live(&tx, id)?;
+            }
+            let used: u64 =
+                tx.query_row("SELECT turns FROM threads WHERE id = ?1", [id], |r| r.get(0))?;
+            let adding = turns.len() as u64;
+            if used + adding > max {
                 return Err(ThreadError::Full {
                     id: id.to_string(),
                     max,
                 });
             }
-            let t = now();
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO thread_turns (thread_id, idx, role, content, files, tool, model, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for (i, turn) in turns.iter().enumerate() {
+                    let files = serde_json::to_string(turn.files).unwrap_or_else(|_| "[]".into());
+                    insert.execute(params![
+                        id,
+                        used + i as u64,
+                        turn.role,
+                        turn.content,
+                        files,
+                        turn.tool,
+                        turn.model,
+                        t
+                    ])?;
+                }
+            }
             tx.execute(
-                "INSERT INTO thread_turns (thread_id, idx, role, content, files, tool, model, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![id, turns, role, content, files_json, tool, model, t],
-            )?;
-            tx.execute(
-                "UPDATE threads SET turns = turns + 1, updated_at = ?2, expires_at = ?3 WHERE id = ?1",
-                params![id, t, t + ttl],
+                "UPDATE threads SET turns = turns + ?2, updated_at = ?3, expires_at = ?4 WHERE id = ?1",
+                params![id, adding, t, t + ttl],
             )?;
             tx.commit()?;
-            Ok(())
+            Ok(max.saturating_sub(used + adding))
         })
     }
 
     /// Turns left before the thread is full.
     pub fn remaining_turns(&self, id: &str) -> Result<u64, ThreadError> {
-        let turns: u64 = self.with(|db| {
-            Ok(
-                db.query_row("SELECT turns FROM threads WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })?,
-            )
+        self.with(|db| self.remaining(db, id))
+    }
+
+    fn remaining(&self, db: &Connection, id: &str) -> Result<u64, ThreadError> {
+        let turns: u64 = db.query_row("SELECT turns FROM threads WHERE id = ?1", [id], |r| {
+            r.get(0)
         })?;
         Ok(self.max_turns.saturating_sub(turns))
     }
 
     /// Every turn of the thread and its ancestors, oldest first.
     pub fn history(&self, id: &str) -> Result<Vec<Turn>, ThreadError> {
-        self.check_live(id)?;
+        self.resume(id).map(|(turns, _)| turns)
+    }
+
+    /// What a continuing turn starts from, read under one lock: the thread must be live; its
+    /// history (ancestors included, oldest first) and the turns it has left.
+    pub fn resume(&self, id: &str) -> Result<(Vec<Turn>, u64), ThreadError> {
         self.with(|db| {
+            self.live(db, id)?;
+            let remaining = self.remaining(db, id)?;
             let mut chain = vec![id.to_string()];
             let mut current = id.to_string();
             while chain.len() < MAX_CHAIN {
@@ -249,7 +320,7 @@ impl ThreadStore {
                 }
             }
             let mut turns = Vec::new();
-            let mut stmt = db.prepare(
+            let mut stmt = db.prepare_cached(
                 "SELECT role, content, files, tool, model, created_at FROM thread_turns
                  WHERE thread_id = ?1 ORDER BY idx",
             )?;
@@ -269,7 +340,7 @@ impl ThreadStore {
                     turns.push(row?);
                 }
             }
-            Ok(turns)
+            Ok((turns, remaining))
         })
     }
 
@@ -350,6 +421,56 @@ mod tests {
         assert_eq!(listed[0].continuation_id, child);
         assert_eq!(s.list(10, Some("codereview")).unwrap().len(), 0);
         assert!(matches!(s.history("nope"), Err(ThreadError::NotFound(_))));
+    }
+
+    #[test]
+    fn record_writes_all_turns_or_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), Duration::from_secs(3600), 3);
+        let turn = |role, content| NewTurn {
+            role,
+            content,
+            files: &[],
+            tool: "chat",
+            model: None,
+        };
+        let new = NewThread {
+            parent: None,
+            tool: "chat".into(),
+            title: "t".into(),
+        };
+        let id = ThreadStore::new_id();
+        // Nothing exists until the first record.
+        assert!(matches!(s.check_live(&id), Err(ThreadError::NotFound(_))));
+        let left = s
+            .record(
+                &id,
+                Some(&new),
+                &[turn("user", "q1"), turn("assistant", "a1")],
+            )
+            .unwrap();
+        assert_eq!(left, 1);
+        // Two turns do not fit in the one left: neither is written.
+        let full = s
+            .record(&id, None, &[turn("user", "q2"), turn("assistant", "a2")])
+            .unwrap_err();
+        assert!(matches!(full, ThreadError::Full { .. }), "{full}");
+        assert_eq!(s.resume(&id).unwrap(), (s.history(&id).unwrap(), 1));
+        assert_eq!(s.history(&id).unwrap().len(), 2);
+        // A child of a missing parent is not created at all.
+        let orphan = ThreadStore::new_id();
+        let child = NewThread {
+            parent: Some("gone".into()),
+            ..new
+        };
+        assert!(matches!(
+            s.record(&orphan, Some(&child), &[turn("user", "q")]),
+            Err(ThreadError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.check_live(&orphan),
+            Err(ThreadError::NotFound(_))
+        ));
     }
 
     #[test]

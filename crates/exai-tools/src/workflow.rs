@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ai::{AiService, CallCtx, ThinkingMode, ToolError, TurnInput, TurnOutput};
 use crate::prompts;
+use crate::threads::{NewThread, NewTurn, ThreadStore};
 
 pub const WORKFLOW_TOOLS: &[&str] = &[
     "analyze",
@@ -166,23 +167,45 @@ impl AiService {
                 "`step` must describe what this step does".into(),
             ));
         }
-        let threads = self.threads()?;
-        let id = match &options.continuation_id {
-            Some(id) => {
-                threads.check_live(id)?;
-                id.clone()
-            }
-            None => threads.create(tool, &step.step, None)?,
-        };
         let recorded =
             serde_json::to_string(&step).map_err(|e| ToolError::Invalid(e.to_string()))?;
-        threads.add_turn(&id, "user", &recorded, &step.relevant_files, tool, None)?;
-        let steps: Vec<Step> = threads
-            .history(&id)?
-            .into_iter()
-            .filter(|t| t.role == "user" && t.tool == tool)
-            .filter_map(|t| serde_json::from_str(&t.content).ok())
-            .collect();
+        let (id, steps) = {
+            let (given, tool, title, files) = (
+                options.continuation_id.clone(),
+                tool.to_string(),
+                step.step.clone(),
+                step.relevant_files.clone(),
+            );
+            self.in_threads(move |t| {
+                let (id, new) = match given {
+                    Some(id) => (id, None),
+                    None => {
+                        let new = NewThread {
+                            parent: None,
+                            tool: tool.clone(),
+                            title,
+                        };
+                        (ThreadStore::new_id(), Some(new))
+                    }
+                };
+                let turn = NewTurn {
+                    role: "user",
+                    content: &recorded,
+                    files: &files,
+                    tool: &tool,
+                    model: None,
+                };
+                t.record(&id, new.as_ref(), &[turn])?;
+                let steps: Vec<Step> = t
+                    .history(&id)?
+                    .into_iter()
+                    .filter(|turn| turn.role == "user" && turn.tool == tool)
+                    .filter_map(|turn| serde_json::from_str(&turn.content).ok())
+                    .collect();
+                Ok((id, steps))
+            })
+            .await?
+        };
         let consolidated = consolidate(&steps);
         let total = step.total_steps.max(step.step_number);
         if step.next_step_required {
@@ -269,14 +292,17 @@ impl AiService {
                 true,
             )
             .await?;
-        threads.add_turn(
-            &id,
-            "assistant",
-            &expert.completion.content,
-            &[],
-            tool,
-            Some(&expert.completion.model),
-        )?;
+        {
+            let (id, tool) = (id.clone(), tool.to_string());
+            let (answer, model) = (
+                expert.completion.content.clone(),
+                expert.completion.model.clone(),
+            );
+            self.in_threads(move |t| {
+                Ok(t.add_turn(&id, "assistant", &answer, &[], &tool, Some(&model))?)
+            })
+            .await?;
+        }
         Ok(StepOutput {
             status: "complete".into(),
             tool: tool.into(),
