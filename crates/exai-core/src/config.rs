@@ -190,6 +190,14 @@ pub struct Config {
     pub threads: ThreadsConfig,
     pub embed: EmbedConfig,
     pub kb: KbConfig,
+    pub ops: OpsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsConfig {
+    pub backup_dir: String,
+    pub backup_keep: u64,
 }
 
 /// The tool families that can be switched off as a whole.
@@ -248,6 +256,10 @@ impl Default for Config {
             threads: ThreadsConfig {
                 ttl_hours: 3.0,
                 max_turns: 20,
+            },
+            ops: OpsConfig {
+                backup_dir: String::new(),
+                backup_keep: 7,
             },
             embed: EmbedConfig {
                 backend: "auto".into(),
@@ -961,6 +973,7 @@ fn validate(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), Conf
             100 * 1024 * 1024,
         ),
         ("threads.max_turns", config.threads.max_turns, 2, 1000),
+        ("ops.backup_keep", config.ops.backup_keep, 1, 10_000),
     ];
     for (key, value, low, high) in ranges {
         if !(low..=high).contains(&value) {

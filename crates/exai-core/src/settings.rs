@@ -122,6 +122,8 @@ settings! {
     "kb.chunk_tokens" [] false "Most word pieces per chunk (the embedding model reads 256).";
     "kb.chunk_overlap" [] false "Word pieces repeated between consecutive chunks of a long section.";
     "kb.categories" [] false "Category keywords, replacing or adding to the built-in map, e.g. `{ recipes = [\"recipe\", \"cookbook\"] }` (env: `recipes=recipe|cookbook,setup=install`).";
+    "ops.backup_dir" [] false "Where `exai db backup` writes backups; empty: `backups/` in the data directory.";
+    "ops.backup_keep" [] false "Backups `exai db backup` keeps in its directory (the newest); older ones are removed.";
 }
 
 /// The setting with this dotted key.

@@ -8,6 +8,7 @@ pub mod error;
 pub mod eval;
 pub mod index;
 pub mod ingest;
+pub mod maintenance;
 pub mod model;
 pub mod search;
 pub mod store;
@@ -87,9 +88,61 @@ pub struct KbStatus {
     pub documents: u64,
     pub chunks: u64,
     pub chunks_without_vectors: u64,
+    /// The configured embedder: identity key, back end (`onnx`, `candle`, `remote`) and
+    /// precision (`fp32`, `int8`).
     pub embedding_model: Option<String>,
+    pub embedding_backend: Option<&'static str>,
+    pub embedding_precision: Option<String>,
+    /// The identity key the index's vectors carry.
     pub index_model: Option<String>,
+    /// How the index's vectors were computed; `None` before the first embedding pass.
+    pub index_embedding: Option<IndexEmbedding>,
     pub search_modes: Vec<&'static str>,
+}
+
+/// How the vectors of an index were computed, from what the index recorded when they were
+/// written: `exai sources` shows it as e.g. "onnx int8".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IndexEmbedding {
+    /// The model identity key (`name:dim:precision`).
+    pub model: String,
+    /// `fp32` or `int8` (the older spelling `f32` reads as `fp32`).
+    pub precision: String,
+    /// The back ends that computed the vectors (`onnx`, `candle`, `remote`), in order of first
+    /// use; empty for an index written before exai recorded them.
+    pub backends: Vec<String>,
+}
+
+impl IndexEmbedding {
+    fn new(model: String, backends: Vec<String>) -> IndexEmbedding {
+        let precision = match model.rsplit(':').next() {
+            Some("f32") | None => "fp32",
+            Some(p) => p,
+        }
+        .to_string();
+        IndexEmbedding {
+            model,
+            precision,
+            backends,
+        }
+    }
+
+    /// Back end and precision, e.g. `onnx int8`, `candle+onnx fp32`, or `fp32 (back end not
+    /// recorded)`.
+    pub fn describe(&self) -> String {
+        if self.backends.is_empty() {
+            format!("{} (back end not recorded)", self.precision)
+        } else {
+            format!("{} {}", self.backends.join("+"), self.precision)
+        }
+    }
+}
+
+fn index_embedding(store: &Store) -> Result<Option<IndexEmbedding>> {
+    let Some(model) = store.embed_model()? else {
+        return Ok(None);
+    };
+    Ok(Some(IndexEmbedding::new(model, store.embed_backends()?)))
 }
 
 fn closest(value: &str, valid: &[String]) -> Option<String> {
@@ -402,6 +455,12 @@ impl Kb {
         store.remove_source(source)
     }
 
+    /// How the index's vectors were computed (model, precision, back ends); `None` before the
+    /// first embedding pass.
+    pub fn index_embedding(&self) -> Result<Option<IndexEmbedding>> {
+        self.with_reader(index_embedding)
+    }
+
     pub fn status(&self) -> Result<KbStatus> {
         self.with_reader(|store| {
             let (documents, chunks) = store.totals()?;
@@ -412,7 +471,13 @@ impl Kb {
                 chunks,
                 chunks_without_vectors: store.count_chunks_without_vectors()?,
                 embedding_model: self.embedder.as_ref().map(|e| e.identity().key()),
+                embedding_backend: self.embedder.as_ref().map(|e| e.backend()),
+                embedding_precision: self
+                    .embedder
+                    .as_ref()
+                    .map(|e| e.identity().precision.clone()),
                 index_model: store.embed_model()?,
+                index_embedding: index_embedding(store)?,
                 search_modes: if semantic {
                     vec!["hybrid", "keyword", "semantic"]
                 } else {

@@ -13,7 +13,7 @@ use crate::error::{KbError, Result};
 use crate::model::{DocType, Filters, NewChunk};
 
 /// Every committed change bumps this counter; derived indexes compare it to know they are stale.
-const BUMP_GENERATION: &str =
+pub(crate) const BUMP_GENERATION: &str =
     "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'";
 
 /// Delete one document inside a transaction: its FTS rows (a contentless table cannot cascade)
@@ -155,7 +155,7 @@ pub struct Count {
 
 /// One connection to the knowledge base database.
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: PathBuf,
 }
 
@@ -353,7 +353,8 @@ impl Store {
         Ok(())
     }
 
-    fn schema_version(&self) -> Result<i64> {
+    /// The schema version the file holds (0: empty or not an exai database).
+    pub fn schema_version(&self) -> Result<i64> {
         let exists: Option<String> = self
             .conn
             .query_row(
@@ -377,7 +378,7 @@ impl Store {
         Ok(v.and_then(|s| s.parse().ok()).unwrap_or(0))
     }
 
-    fn corrupt_or(&self, e: rusqlite::Error) -> KbError {
+    pub(crate) fn corrupt_or(&self, e: rusqlite::Error) -> KbError {
         map_open_error(&self.path, e)
     }
 
@@ -420,7 +421,7 @@ impl Store {
             .unwrap_or(0))
     }
 
-    fn bump_generation(&self) -> Result<()> {
+    pub(crate) fn bump_generation(&self) -> Result<()> {
         self.conn.execute(BUMP_GENERATION, [])?;
         Ok(())
     }
@@ -444,6 +445,8 @@ impl Store {
                         configured: key.to_string(),
                     });
                 }
+                self.conn
+                    .execute("DELETE FROM meta WHERE key = 'embed_backends'", [])?;
                 self.set_meta("embed_model", key)
             }
             Some(_) => Ok(()),
@@ -451,11 +454,38 @@ impl Store {
         }
     }
 
+    /// The back ends (`onnx`, `candle`, `remote`) that computed the index's vectors, in order of
+    /// first use; empty for an index written before exai recorded them. Not part of the model
+    /// identity: candle and ONNX Runtime fp32 vectors are the same and may share an index.
+    pub fn embed_backends(&self) -> Result<Vec<String>> {
+        Ok(self
+            .meta("embed_backends")?
+            .map(|v| {
+                v.split(',')
+                    .filter(|b| !b.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Note that `backend` computes vectors for this index (after [`Store::claim_embed_model`]).
+    pub fn record_embed_backend(&self, backend: &str) -> Result<()> {
+        let mut backends = self.embed_backends()?;
+        if backends.iter().any(|b| b == backend) {
+            return Ok(());
+        }
+        backends.push(backend.to_string());
+        self.set_meta("embed_backends", &backends.join(","))
+    }
+
     /// Remove every vector (for `--reembed` with another model).
     pub fn drop_vectors(&self) -> Result<u64> {
         let n = self.conn.execute("DELETE FROM embeddings", [])?;
-        self.conn
-            .execute("DELETE FROM meta WHERE key = 'embed_model'", [])?;
+        self.conn.execute(
+            "DELETE FROM meta WHERE key IN ('embed_model', 'embed_backends')",
+            [],
+        )?;
         self.bump_generation()?;
         Ok(n as u64)
     }
@@ -987,6 +1017,11 @@ mod tests {
             store.claim_embed_model("other:3:f32"),
             Err(KbError::ModelMismatch { .. })
         ));
+        assert!(store.embed_backends().unwrap().is_empty());
+        for backend in ["onnx", "candle", "onnx"] {
+            store.record_embed_backend(backend).unwrap();
+        }
+        assert_eq!(store.embed_backends().unwrap(), ["onnx", "candle"]);
         assert_eq!(store.vectors().unwrap()[0].1, vec![1.0, 0.0, 0.0]);
         assert_eq!(store.remove_source("s").unwrap(), 1);
         assert_eq!(store.totals().unwrap(), (0, 0));

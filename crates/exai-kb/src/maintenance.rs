@@ -1,0 +1,431 @@
+//! Maintenance of the knowledge-base database: verify (SQLite integrity, FTS consistency,
+//! vectors), compact, rebuild derived indexes and statistics. The operations toolkit
+//! (`exai db …`) drives these; each works while a daemon serves (WAL: readers never block).
+
+use rusqlite::OptionalExtension;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::store::{SCHEMA_VERSION, Store};
+
+/// What `exai db verify` found. `problems` fail the check; `warnings` do not.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub schema_version: i64,
+    /// `integrity_check` (full) or `quick_check`.
+    pub integrity: String,
+    pub documents: u64,
+    pub chunks: u64,
+    /// Chunks with a row in the keyword index.
+    pub fts_rows: u64,
+    /// Vectors stored (one per distinct chunk text).
+    pub vectors: u64,
+    /// The dimension every vector should have (from the stored model identity).
+    pub expected_dim: Option<usize>,
+    /// Distinct vector dimensions found, with their counts.
+    pub dims: Vec<(usize, u64)>,
+    pub chunks_without_vectors: u64,
+    /// Vectors no chunk refers to any more (`exai db compact` removes them).
+    pub orphan_vectors: u64,
+    pub embed_model: Option<String>,
+    /// Every committed change bumps it; the in-memory vector index is rebuilt when it moves.
+    pub generation: u64,
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// What `exai db compact` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompactReport {
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub orphan_vectors_removed: u64,
+}
+
+/// Sizes and counts for `exai db stats`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DbStats {
+    pub schema_version: i64,
+    pub page_size: u64,
+    pub pages: u64,
+    pub free_pages: u64,
+    pub sources: u64,
+    pub documents: u64,
+    pub chunks: u64,
+    pub vectors: u64,
+    pub distinct_chunk_texts: u64,
+    pub text_bytes: u64,
+    pub embed_model: Option<String>,
+    pub generation: u64,
+}
+
+/// The dimension in a model identity `name:dim:precision` (older files: `name:dim`).
+pub fn identity_dim(identity: &str) -> Option<usize> {
+    let mut parts = identity.rsplit(':');
+    let last = parts.next()?;
+    match last.parse() {
+        Ok(dim) => Some(dim),
+        Err(_) => parts.next()?.parse().ok(),
+    }
+}
+
+impl Store {
+    fn count(&self, sql: &str) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row(sql, [], |r| r.get(0))
+            .map_err(|e| self.corrupt_or(e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Check the database: SQLite's own integrity check (`full`) or quick check, foreign keys,
+    /// the keyword index against the chunks, and the vectors' count and dimension.
+    pub fn verify(&self, full: bool) -> Result<VerifyReport> {
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        let pragma = if full {
+            "integrity_check"
+        } else {
+            "quick_check"
+        };
+        let mut stmt = self
+            .conn
+            .prepare(&format!("PRAGMA {pragma}"))
+            .map_err(|e| self.corrupt_or(e))?;
+        let lines: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.corrupt_or(e))?;
+        drop(stmt);
+        if lines.len() != 1 || lines[0] != "ok" {
+            let shown: Vec<&str> = lines.iter().take(5).map(String::as_str).collect();
+            problems.push(format!(
+                "{pragma} found {} problem(s): {}",
+                lines.len(),
+                shown.join("; ")
+            ));
+        }
+        let fk: Vec<String> = {
+            let mut stmt = self.conn.prepare("PRAGMA foreign_key_check")?;
+            stmt.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        if !fk.is_empty() {
+            problems.push(format!(
+                "{} row(s) violate foreign keys (tables: {})",
+                fk.len(),
+                fk.join(", ")
+            ));
+        }
+        let schema_version = self.schema_version()?;
+        if schema_version != SCHEMA_VERSION {
+            problems.push(format!(
+                "schema version {schema_version}, this build writes {SCHEMA_VERSION}; run `exai db migrate`"
+            ));
+        }
+        let documents = self.count("SELECT count(*) FROM documents")?;
+        let chunks = self.count("SELECT count(*) FROM chunks")?;
+        // A contentless FTS5 table keeps one size row per indexed chunk.
+        let fts_rows = self.count("SELECT count(*) FROM chunks_fts_docsize")?;
+        let missing = self.count(
+            "SELECT count(*) FROM chunks WHERE id NOT IN (SELECT id FROM chunks_fts_docsize)",
+        )?;
+        let stray = self.count(
+            "SELECT count(*) FROM chunks_fts_docsize WHERE id NOT IN (SELECT id FROM chunks)",
+        )?;
+        if missing > 0 {
+            problems.push(format!(
+                "{missing} chunk(s) missing from the keyword index; run `exai db reindex`"
+            ));
+        }
+        if stray > 0 {
+            problems.push(format!(
+                "{stray} keyword-index row(s) without a chunk; run `exai db reindex`"
+            ));
+        }
+        if let Err(e) = self.conn.execute(
+            "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 0)",
+            [],
+        ) {
+            problems.push(format!(
+                "keyword index integrity check failed ({e}); run `exai db reindex`"
+            ));
+        }
+        let vectors = self.count("SELECT count(*) FROM embeddings")?;
+        let embed_model = self.embed_model()?;
+        let expected_dim = embed_model.as_deref().and_then(identity_dim);
+        let dims: Vec<(usize, u64)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT length(vector) / 4, count(*) FROM embeddings GROUP BY 1 ORDER BY 2 DESC",
+            )?;
+            stmt.query_map([], |r| {
+                let d: i64 = r.get(0)?;
+                let n: i64 = r.get(1)?;
+                Ok((
+                    usize::try_from(d).unwrap_or(0),
+                    u64::try_from(n).unwrap_or(0),
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?
+        };
+        match (expected_dim, dims.as_slice()) {
+            (_, []) => {}
+            (Some(want), found) => {
+                let wrong: u64 = found.iter().filter(|(d, _)| *d != want).map(|p| p.1).sum();
+                if wrong > 0 {
+                    problems.push(format!(
+                        "{wrong} vector(s) do not have the model's dimension {want}; run `exai index --reembed`"
+                    ));
+                }
+            }
+            (None, _) => problems.push(
+                "vectors are stored but no embedding model is recorded; run `exai index --reembed`"
+                    .into(),
+            ),
+        }
+        if dims.len() > 1 && expected_dim.is_none() {
+            problems.push(format!("vectors of {} different dimensions", dims.len()));
+        }
+        let chunks_without_vectors = self.count_chunks_without_vectors()?;
+        if chunks_without_vectors > 0 && embed_model.is_some() {
+            warnings.push(format!(
+                "{chunks_without_vectors} chunk(s) have no vector yet (semantic search skips them); `exai index` embeds them"
+            ));
+        }
+        let orphan_vectors = self.count(
+            "SELECT count(*) FROM embeddings WHERE text_hash NOT IN (SELECT text_hash FROM chunks)",
+        )?;
+        if orphan_vectors > 0 {
+            warnings.push(format!(
+                "{orphan_vectors} vector(s) belong to no chunk; `exai db compact` removes them"
+            ));
+        }
+        Ok(VerifyReport {
+            schema_version,
+            integrity: pragma.into(),
+            documents,
+            chunks,
+            fts_rows,
+            vectors,
+            expected_dim,
+            dims,
+            chunks_without_vectors,
+            orphan_vectors,
+            embed_model,
+            generation: self.generation()?,
+            problems,
+            warnings,
+        })
+    }
+
+    fn file_bytes(&self) -> u64 {
+        ["", "-wal"]
+            .iter()
+            .map(|suffix| {
+                let mut name = self.path().as_os_str().to_owned();
+                name.push(suffix);
+                std::fs::metadata(name).map_or(0, |m| m.len())
+            })
+            .sum()
+    }
+
+    /// Remove vectors no chunk uses, merge the keyword index's segments, let SQLite refresh its
+    /// statistics, rewrite the file without free pages and truncate the WAL.
+    pub fn compact(&mut self) -> Result<CompactReport> {
+        let bytes_before = self.file_bytes();
+        let removed = self.conn.execute(
+            "DELETE FROM embeddings WHERE text_hash NOT IN (SELECT text_hash FROM chunks)",
+            [],
+        )?;
+        if removed > 0 {
+            self.bump_generation()?;
+        }
+        self.conn.execute(
+            "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('optimize', 0)",
+            [],
+        )?;
+        self.conn.execute_batch("PRAGMA optimize; VACUUM;")?;
+        self.checkpoint()?;
+        Ok(CompactReport {
+            bytes_before,
+            bytes_after: self.file_bytes(),
+            orphan_vectors_removed: removed as u64,
+        })
+    }
+
+    /// Fold the WAL into the main file and truncate it.
+    pub fn checkpoint(&self) -> Result<()> {
+        // The pragma returns a row; a busy reader only means a partial checkpoint.
+        let _busy: Option<i64> = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .optional()?;
+        Ok(())
+    }
+
+    /// Rebuild what is derived from the chunks: the keyword index (from the stored texts),
+    /// SQLite's own indexes and statistics; bumps the generation so every process rebuilds its
+    /// in-memory vector index. Returns the chunks indexed.
+    pub fn reindex(&mut self) -> Result<u64> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('delete-all', 0)",
+            [],
+        )?;
+        let n = tx.execute(
+            "INSERT INTO chunks_fts(rowid, title, section, text)
+             SELECT c.id, d.title, c.section, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id",
+            [],
+        )?;
+        tx.execute_batch("REINDEX; ANALYZE;")?;
+        tx.execute(crate::store::BUMP_GENERATION, [])?;
+        tx.commit()?;
+        self.conn.execute(
+            "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('optimize', 0)",
+            [],
+        )?;
+        Ok(n as u64)
+    }
+
+    /// Sizes and counts.
+    pub fn stats(&self) -> Result<DbStats> {
+        let pragma = |name: &str| -> Result<u64> {
+            let v: i64 = self
+                .conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?;
+            Ok(u64::try_from(v).unwrap_or(0))
+        };
+        Ok(DbStats {
+            schema_version: self.schema_version()?,
+            page_size: pragma("page_size")?,
+            pages: pragma("page_count")?,
+            free_pages: pragma("freelist_count")?,
+            sources: self.count("SELECT count(*) FROM sources")?,
+            documents: self.count("SELECT count(*) FROM documents")?,
+            chunks: self.count("SELECT count(*) FROM chunks")?,
+            vectors: self.count("SELECT count(*) FROM embeddings")?,
+            distinct_chunk_texts: self.count("SELECT count(DISTINCT text_hash) FROM chunks")?,
+            text_bytes: self.count("SELECT coalesce(sum(length(text)), 0) FROM chunks")?,
+            embed_model: self.embed_model()?,
+            generation: self.generation()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NewChunk;
+    use crate::store::NewDocument;
+
+    fn filled(dir: &std::path::Path) -> Store {
+        let mut store = Store::open(&dir.join("kb.sqlite")).unwrap();
+        store.upsert_source("s", &[], "rust").unwrap();
+        let meta = serde_json::Map::new();
+        let doc = NewDocument {
+            source: "s",
+            path: "a.md",
+            uri: None,
+            title: "Ownership",
+            format: "markdown",
+            technology: "rust",
+            category: "concepts",
+            hash: "h",
+            bytes: 10,
+            metadata: &meta,
+        };
+        let chunk = |position, section: &str, text: &str| NewChunk {
+            position,
+            section: section.into(),
+            text: text.into(),
+            tokens: 6,
+            doc_type: crate::model::DocType::Text,
+        };
+        let chunks = vec![
+            chunk(0, "Moves", "ownership moves values between bindings"),
+            chunk(1, "Borrows", "references borrow without taking ownership"),
+        ];
+        store.replace_documents(&[(doc, chunks)]).unwrap();
+        store
+    }
+
+    #[test]
+    fn identity_dims() {
+        assert_eq!(identity_dim("all-MiniLM-L6-v2:384:int8"), Some(384));
+        assert_eq!(identity_dim("all-MiniLM-L6-v2:384"), Some(384));
+        assert_eq!(identity_dim("x"), None);
+    }
+
+    #[test]
+    fn verify_finds_a_broken_keyword_index_and_reindex_mends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = filled(dir.path());
+        let report = store.verify(true).unwrap();
+        assert!(report.ok(), "{:?}", report.problems);
+        assert_eq!(
+            (report.documents, report.chunks, report.fts_rows),
+            (1, 2, 2)
+        );
+        // Drop one chunk's keyword row behind the store's back.
+        let id: i64 = store
+            .conn
+            .query_row("SELECT min(id) FROM chunks", [], |r| r.get(0))
+            .unwrap();
+        store
+            .conn
+            .execute("DELETE FROM chunks_fts WHERE rowid = ?", [id])
+            .unwrap();
+        let report = store.verify(false).unwrap();
+        assert!(!report.ok());
+        assert!(
+            report.problems[0].contains("missing from the keyword index"),
+            "{:?}",
+            report.problems
+        );
+        assert_eq!(store.reindex().unwrap(), 2);
+        assert!(store.verify(true).unwrap().ok());
+        assert_eq!(
+            store
+                .keyword_search("borrow", &Default::default(), 5)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn verify_checks_vector_dimensions_and_compact_drops_orphans() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = filled(dir.path());
+        store.claim_embed_model("m:3:fp32").unwrap();
+        let hash: String = store
+            .conn
+            .query_row("SELECT text_hash FROM chunks LIMIT 1", [], |r| r.get(0))
+            .unwrap();
+        store
+            .put_vectors(&[(hash, vec![1.0, 0.0, 0.0]), ("gone".into(), vec![0.0; 4])])
+            .unwrap();
+        let report = store.verify(false).unwrap();
+        assert_eq!(report.vectors, 2);
+        assert_eq!(report.orphan_vectors, 1);
+        assert_eq!(report.chunks_without_vectors, 1);
+        assert!(
+            report.problems.iter().any(|p| p.contains("dimension 3")),
+            "{:?}",
+            report.problems
+        );
+        let compacted = store.compact().unwrap();
+        assert_eq!(compacted.orphan_vectors_removed, 1);
+        let report = store.verify(false).unwrap();
+        assert!(report.ok(), "{:?}", report.problems);
+        assert_eq!(report.dims, [(3, 1)]);
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.documents, stats.chunks, stats.vectors), (1, 2, 1));
+    }
+}

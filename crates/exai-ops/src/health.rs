@@ -1,0 +1,526 @@
+//! `exai health`: the daily check in one command. Each check is ok, warn or fail; the exit code
+//! is 0 when all are ok, 1 with warnings, 2 with a failure (cron-friendly).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use exai_core::Loaded;
+use exai_core::paths::DataPaths;
+use serde::Serialize;
+
+use crate::db;
+use crate::logs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Warn => 1,
+            Status::Fail => 2,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+    /// Numbers behind the detail, for scripts.
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
+}
+
+fn check(name: &str, status: Status, detail: impl Into<String>) -> Check {
+    Check {
+        name: name.into(),
+        status,
+        detail: detail.into(),
+        data: serde_json::Value::Null,
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub status: Status,
+    pub time: String,
+    pub data_dir: String,
+    pub version: String,
+    pub checks: Vec<Check>,
+}
+
+/// Thresholds.
+const DISK_WARN_BYTES: u64 = 1 << 30;
+const DISK_FAIL_BYTES: u64 = 100 << 20;
+const MEMORY_WARN_BYTES: u64 = 2 << 30;
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// Total bytes of the files under `dir`.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Resident memory of a process, from /proc.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+async fn daemon_checks(loaded: &Loaded, out: &mut Vec<Check>) {
+    let pid_file = DataPaths::new(loaded.data_dir.clone()).pid_file();
+    let stale = exai_server::daemon::read_pid(&pid_file).ok().flatten();
+    let record = match exai_server::daemon::running(&pid_file) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            let note = match stale {
+                Some(old) => format!(" (removed a stale pid file of pid {})", old.pid),
+                None => String::new(),
+            };
+            out.push(check(
+                "daemon",
+                Status::Warn,
+                format!(
+                    "not running{note}; `exai daemon start` starts the shared daemon (stdio clients run their own server)"
+                ),
+            ));
+            return;
+        }
+        Err(e) => {
+            out.push(check("daemon", Status::Fail, e.to_string()));
+            return;
+        }
+    };
+    let auth = &loaded.config.server.auth_token;
+    let token = auth.is_set().then(|| auth.expose().to_string());
+    let base = exai_server::daemon::base_url(&record.listen);
+    match exai_server::daemon::fetch_health(&base, token.as_deref()).await {
+        Ok(h) => {
+            let status = h["status"].as_str().unwrap_or("?").to_string();
+            let mut c = check(
+                "daemon",
+                if status == "ok" {
+                    Status::Ok
+                } else {
+                    Status::Warn
+                },
+                format!(
+                    "pid {} on {}, /health {status}, version {}, up {:.0} s, {} call(s) in flight",
+                    record.pid,
+                    record.listen,
+                    h["version"].as_str().unwrap_or("?"),
+                    h["uptime_secs"].as_f64().unwrap_or(0.0),
+                    h["inflight_calls"]
+                ),
+            );
+            c.data = serde_json::json!({ "pid": record.pid, "listen": record.listen, "health": h });
+            out.push(c);
+        }
+        Err(e) => out.push(check(
+            "daemon",
+            Status::Fail,
+            format!(
+                "pid {} is alive but {base}/health does not answer: {e}; `exai daemon restart`",
+                record.pid
+            ),
+        )),
+    }
+    if let Some(rss) = rss_bytes(record.pid) {
+        let mut c = check(
+            "daemon_memory",
+            if rss > MEMORY_WARN_BYTES {
+                Status::Warn
+            } else {
+                Status::Ok
+            },
+            format!("{} resident", human_bytes(rss)),
+        );
+        c.data = serde_json::json!({ "rss_bytes": rss });
+        out.push(c);
+    }
+}
+
+fn config_check(loaded: &Loaded) -> Check {
+    // A configuration or timeout hierarchy that does not validate never loads: the command
+    // exits 2 naming the key before any check runs.
+    let t = &loaded.timeouts;
+    check(
+        "config",
+        Status::Ok,
+        format!(
+            "{}; timeouts valid: tool {} s < daemon {} s < shim {} s < client {} s",
+            loaded.file.as_ref().map_or_else(
+                || "no config file (defaults)".into(),
+                |p| p.display().to_string()
+            ),
+            t.workflow_tool,
+            t.daemon,
+            t.shim,
+            t.client,
+        ),
+    )
+}
+
+async fn provider_checks(loaded: &Loaded, live: bool, out: &mut Vec<Check>) {
+    let env = |name: &str| std::env::var(name).ok();
+    let gateway = exai_llm::Gateway::from_config(&loaded.config, &env);
+    let mut configured: Vec<String> = gateway.configured().into_iter().collect();
+    configured.sort();
+    if configured.is_empty() {
+        out.push(check(
+            "providers",
+            Status::Warn,
+            "none configured: the AI tools answer with an error; set KIMI_API_KEY, GLM_API_KEY, OPENAI_API_KEY or OPENROUTER_API_KEY, or add providers.custom",
+        ));
+        return;
+    }
+    let mut c = check(
+        "providers",
+        Status::Ok,
+        format!(
+            "{} (default model {})",
+            configured.join(", "),
+            loaded.config.providers.default_model
+        ),
+    );
+    c.data = serde_json::json!({ "configured": configured });
+    out.push(c);
+    if !live {
+        return;
+    }
+    for id in configured {
+        // The cheapest model of the provider answers a one-word prompt.
+        let model = gateway
+            .registry()
+            .all()
+            .filter(|m| m.provider == id)
+            .min_by(|a, b| (a.price_in + a.price_out).total_cmp(&(b.price_in + b.price_out)))
+            .map(|m| m.name.clone());
+        let Some(model) = model else {
+            out.push(check(
+                &format!("provider_{id}"),
+                Status::Warn,
+                "configured, but no model of this provider is in the registry (providers.models)",
+            ));
+            continue;
+        };
+        let started = Instant::now();
+        let call = exai_llm::Call {
+            model: model.clone(),
+            category: exai_llm::Category::Fast,
+            messages: vec![exai_llm::Message::user("Reply with the single word: ok")],
+            temperature: Some(0.0),
+            max_tokens: Some(5),
+            thinking: false,
+            web_search: false,
+            session: "health".into(),
+            deadline: Instant::now() + Duration::from_secs(30),
+            progress: None,
+            cancel: Default::default(),
+            cache_key: None,
+        };
+        let result = gateway.complete(call).await;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        out.push(match result {
+            // Another provider answering means this one failed: the gateway fell back.
+            Ok(done) if done.provider != id => check(
+                &format!("provider_{id}"),
+                Status::Fail,
+                format!(
+                    "{model}: {}",
+                    done.fallbacks
+                        .first()
+                        .map_or("did not answer".to_string(), |f| f.error.clone())
+                ),
+            ),
+            Ok(done) => {
+                let mut c = check(
+                    &format!("provider_{id}"),
+                    Status::Ok,
+                    format!("{model} answered in {ms:.0} ms"),
+                );
+                c.data = serde_json::json!({ "model": model, "ms": ms, "tokens_in": done.usage.prompt_tokens, "tokens_out": done.usage.completion_tokens });
+                c
+            }
+            Err(e) => check(
+                &format!("provider_{id}"),
+                Status::Fail,
+                format!("{model}: {e}"),
+            ),
+        });
+    }
+}
+
+fn database_checks(loaded: &Loaded, out: &mut Vec<Check>) {
+    let dbs = db::databases(loaded);
+    if dbs.is_empty() {
+        out.push(check(
+            "databases",
+            Status::Ok,
+            "none yet (created on first use)",
+        ));
+    }
+    for file in dbs {
+        let v = db::verify_file(&file, false);
+        let status = if !v.problems.is_empty() {
+            Status::Fail
+        } else if !v.warnings.is_empty() {
+            Status::Warn
+        } else {
+            Status::Ok
+        };
+        let mut detail = format!("{} ({})", v.path, human_bytes(v.bytes));
+        if let Some(kb) = &v.kb {
+            detail.push_str(&format!(
+                ", {} documents, {} chunks, {} vectors",
+                kb.documents, kb.chunks, kb.vectors
+            ));
+            if let Some(m) = &kb.embed_model {
+                detail.push_str(&format!(", index model {m}"));
+            }
+        }
+        for p in v.problems.iter().chain(&v.warnings) {
+            detail.push_str("; ");
+            detail.push_str(p);
+        }
+        if status == Status::Fail {
+            detail.push_str(
+                "; `exai db verify` for details, `exai db restore` to go back to a backup",
+            );
+        }
+        let mut c = check(&format!("db_{}", v.name), status, detail);
+        c.data = serde_json::to_value(&v).unwrap_or_default();
+        out.push(c);
+    }
+}
+
+fn embedding_check(loaded: &Loaded) -> Check {
+    use exai_embed::Backend;
+    let settings = match exai_server::knowledge::embed_settings(loaded) {
+        Ok(s) => s,
+        Err(e) => return check("embedding", Status::Fail, e.to_string()),
+    };
+    let e = &loaded.config.embed;
+    match settings.backend {
+        Backend::None => check(
+            "embedding",
+            Status::Ok,
+            "off (embed.backend = none): keyword search only",
+        ),
+        Backend::Remote => check(
+            "embedding",
+            Status::Ok,
+            format!("remote: {} at {}", e.remote_model, e.remote_url),
+        ),
+        backend => {
+            let onnx = (backend != Backend::Candle).then(|| exai_embed::plan_onnx(&settings));
+            match onnx {
+                Some(Ok((runtime, model))) => check(
+                    "embedding",
+                    Status::Ok,
+                    format!(
+                        "onnx {} ({}; runtime {})",
+                        settings.precision,
+                        model.graph.display(),
+                        runtime.display()
+                    ),
+                ),
+                Some(Err(why)) if backend == Backend::Onnx => check(
+                    "embedding",
+                    Status::Fail,
+                    format!("embed.backend = onnx but {why}"),
+                ),
+                other => {
+                    let why = match other {
+                        Some(Err(why)) => format!(" (ONNX Runtime not used: {why})"),
+                        _ => String::new(),
+                    };
+                    match exai_embed::locate_local_model(&settings) {
+                        Ok(dir) => check(
+                            "embedding",
+                            Status::Ok,
+                            format!("candle fp32 ({}){why}", dir.display()),
+                        ),
+                        Err(err) => check(
+                            "embedding",
+                            Status::Warn,
+                            format!(
+                                "no local model: semantic search is off until one is installed (scripts/install-model.sh, or downloaded from the hub on first use): {err}"
+                            ),
+                        ),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn disk_checks(loaded: &Loaded, out: &mut Vec<Check>) {
+    let paths = DataPaths::new(loaded.data_dir.clone());
+    let total = dir_bytes(&loaded.data_dir);
+    let logs = dir_bytes(&paths.logs());
+    let dbs: u64 = db::databases(loaded)
+        .iter()
+        .map(|d| db::file_bytes(&d.path))
+        .sum();
+    let backups = dir_bytes(&db::backup_root(loaded, None));
+    let mut c = check(
+        "sizes",
+        Status::Ok,
+        format!(
+            "data dir {}: databases {}, logs {}, backups {}",
+            human_bytes(total),
+            human_bytes(dbs),
+            human_bytes(logs),
+            human_bytes(backups)
+        ),
+    );
+    c.data = serde_json::json!({ "data_dir_bytes": total, "database_bytes": dbs, "log_bytes": logs, "backup_bytes": backups });
+    out.push(c);
+    let probe = if loaded.data_dir.exists() {
+        loaded.data_dir.clone()
+    } else {
+        std::path::PathBuf::from("/")
+    };
+    match nix::sys::statvfs::statvfs(&probe) {
+        Ok(s) => {
+            let free = s.blocks_available() as u64 * s.fragment_size() as u64;
+            let size = s.blocks() as u64 * s.fragment_size() as u64;
+            let pct = if size == 0 {
+                0.0
+            } else {
+                free as f64 * 100.0 / size as f64
+            };
+            let status = if free < DISK_FAIL_BYTES {
+                Status::Fail
+            } else if free < DISK_WARN_BYTES || pct < 5.0 {
+                Status::Warn
+            } else {
+                Status::Ok
+            };
+            let mut c = check(
+                "disk",
+                status,
+                format!(
+                    "{} free of {} ({pct:.0} %)",
+                    human_bytes(free),
+                    human_bytes(size)
+                ),
+            );
+            c.data = serde_json::json!({ "free_bytes": free, "size_bytes": size });
+            out.push(c);
+        }
+        Err(e) => out.push(check(
+            "disk",
+            Status::Warn,
+            format!("cannot stat the file system: {e}"),
+        )),
+    }
+}
+
+fn log_check(loaded: &Loaded) -> Check {
+    let paths = DataPaths::new(loaded.data_dir.clone());
+    let since = chrono::Utc::now() - chrono::Duration::hours(24);
+    let c = logs::counts_since(&paths, since);
+    let status = if c.errors > 0 || c.failed_calls > 0 || c.rate_limited > 0 {
+        Status::Warn
+    } else {
+        Status::Ok
+    };
+    let mut out = check(
+        "logs_24h",
+        status,
+        format!(
+            "{} error(s), {} warning(s), {} rate limit(s) (429); {} tool call(s), {} failed{}",
+            c.errors,
+            c.warnings,
+            c.rate_limited,
+            c.calls,
+            c.failed_calls,
+            if status == Status::Warn {
+                "; `exai logs --errors --since 24h`"
+            } else {
+                ""
+            }
+        ),
+    );
+    out.data = serde_json::to_value(&c).unwrap_or_default();
+    out
+}
+
+/// Run every check. `live` also sends one tiny request to each configured provider.
+pub async fn run(loaded: &Loaded, live: bool) -> Report {
+    let mut checks = Vec::new();
+    daemon_checks(loaded, &mut checks).await;
+    checks.push(config_check(loaded));
+    provider_checks(loaded, live, &mut checks).await;
+    database_checks(loaded, &mut checks);
+    checks.push(embedding_check(loaded));
+    disk_checks(loaded, &mut checks);
+    checks.push(log_check(loaded));
+    Report {
+        status: checks.iter().map(|c| c.status).max().unwrap_or(Status::Ok),
+        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        data_dir: loaded.data_dir.display().to_string(),
+        version: exai_core::VERSION.into(),
+        checks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_read_well() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn worst_status_wins() {
+        assert!(Status::Fail > Status::Warn && Status::Warn > Status::Ok);
+        assert_eq!(Status::Warn.exit_code(), 1);
+    }
+}
