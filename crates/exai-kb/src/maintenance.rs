@@ -149,13 +149,18 @@ impl Store {
                 "{stray} keyword-index row(s) without a chunk; run `exai db reindex`"
             ));
         }
-        if let Err(e) = self.conn.execute(
+        // FTS5's own check runs as a write; a read-only connection skips it (the row
+        // comparison above still ran).
+        match self.conn.execute(
             "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 0)",
             [],
         ) {
-            problems.push(format!(
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::ReadOnly => {}
+            Err(e) => problems.push(format!(
                 "keyword index integrity check failed ({e}); run `exai db reindex`"
-            ));
+            )),
         }
         let vectors = self.count("SELECT count(*) FROM embeddings")?;
         let embed_model = self.embed_model()?;

@@ -319,11 +319,18 @@ impl Store {
 
     /// Open an existing database for reading only; never creates or migrates it.
     pub fn open_readonly(path: &Path) -> Result<Self> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| map_open_error(path, e))?;
+        Self::open_existing(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+    }
+
+    /// Open an existing database for checks that need a write transaction (the keyword index's
+    /// own integrity check); never creates or migrates it.
+    pub fn open_for_check(path: &Path) -> Result<Self> {
+        Self::open_existing(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+    }
+
+    fn open_existing(path: &Path, mode: OpenFlags) -> Result<Self> {
+        let conn = Connection::open_with_flags(path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| map_open_error(path, e))?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| map_open_error(path, e))?;
         let store = Self {

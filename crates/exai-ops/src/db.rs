@@ -259,7 +259,8 @@ pub fn verify_file(db: &DbFile, full: bool) -> FileCheck {
         warnings: Vec::new(),
     };
     if db.is_kb() {
-        match Store::open_readonly(&db.path).and_then(|s| s.verify(full)) {
+        let store = Store::open_for_check(&db.path).or_else(|_| Store::open_readonly(&db.path));
+        match store.and_then(|s| s.verify(full)) {
             Ok(report) => {
                 check.problems.extend(report.problems.iter().cloned());
                 check.warnings.extend(report.warnings.iter().cloned());

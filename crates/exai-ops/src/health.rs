@@ -424,8 +424,8 @@ fn disk_checks(loaded: &Loaded, out: &mut Vec<Check>) {
     };
     match nix::sys::statvfs::statvfs(&probe) {
         Ok(s) => {
-            let free = s.blocks_available() as u64 * s.fragment_size() as u64;
-            let size = s.blocks() as u64 * s.fragment_size() as u64;
+            let free = s.blocks_available().saturating_mul(s.fragment_size());
+            let size = s.blocks().saturating_mul(s.fragment_size());
             let pct = if size == 0 {
                 0.0
             } else {

@@ -1,0 +1,558 @@
+//! `exai health`, `exai logs`, `exai stats` and `exai db …`: argument parsing and printing over
+//! exai-ops.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use exai_core::config::Loaded;
+use exai_core::paths::DataPaths;
+use exai_ops::health::{Status, human_bytes};
+use exai_ops::{db, logs, stats};
+
+#[derive(Args)]
+pub struct HealthArgs {
+    #[arg(long)]
+    json: bool,
+    /// Also send one tiny request to each configured provider.
+    #[arg(long)]
+    live: bool,
+}
+
+pub async fn health(args: HealthArgs, loaded: &Loaded) -> Result<ExitCode> {
+    let report = exai_ops::health::run(loaded, args.live).await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "exai {} health — {} — {}",
+            report.version, report.data_dir, report.time
+        );
+        let width = report
+            .checks
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(0);
+        for c in &report.checks {
+            println!("{:<4}  {:<width$}  {}", c.status.label(), c.name, c.detail);
+        }
+        println!(
+            "overall: {}",
+            match report.status {
+                Status::Ok => "ok",
+                Status::Warn => "warnings (exit 1)",
+                Status::Fail => "FAILED (exit 2)",
+            }
+        );
+    }
+    Ok(ExitCode::from(report.status.exit_code()))
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct LogsArgs {
+    /// Errors only (log lines at ERROR, failed tool calls).
+    #[arg(long, conflicts_with = "warnings")]
+    errors: bool,
+    /// Warnings and errors.
+    #[arg(long)]
+    warnings: bool,
+    /// Only entries matching this regular expression.
+    #[arg(long, value_name = "RE")]
+    grep: Option<String>,
+    /// Only entries from this long ago on: 30m, 1h, 7d…
+    #[arg(long, value_name = "DURATION")]
+    since: Option<String>,
+    /// Only this tool's calls and log lines.
+    #[arg(long, value_name = "NAME")]
+    tool: Option<String>,
+    /// Only the activity log (one record per tool call).
+    #[arg(long, conflicts_with = "log_only")]
+    activity: bool,
+    /// Only the text log.
+    #[arg(long = "log")]
+    log_only: bool,
+    /// Keep printing new entries as they are written (Ctrl-C stops).
+    #[arg(long, short)]
+    follow: bool,
+    /// At most this many entries (the newest).
+    #[arg(long, short = 'n', value_name = "N")]
+    lines: Option<usize>,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    action: Option<LogsAction>,
+}
+
+#[derive(Subcommand)]
+enum LogsAction {
+    /// Delete rotated log and activity files older than a duration.
+    Prune {
+        #[arg(long, value_name = "DURATION")]
+        older_than: String,
+    },
+}
+
+fn print_entry(e: &logs::Entry, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(e)?);
+    } else if e.origin == logs::Origin::Activity {
+        let time = e
+            .time
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default();
+        println!("{time} CALL  {}", e.text);
+    } else {
+        println!("{}", e.text);
+    }
+    Ok(())
+}
+
+pub async fn logs(args: LogsArgs, loaded: &Loaded) -> Result<ExitCode> {
+    let paths = DataPaths::new(loaded.data_dir.clone());
+    if let Some(LogsAction::Prune { older_than }) = args.action {
+        let age = logs::parse_duration(&older_than).map_err(anyhow::Error::msg)?;
+        let removed = logs::prune(&paths, age).context("pruning logs")?;
+        let bytes: u64 = removed.iter().map(|r| r.1).sum();
+        for (p, n) in &removed {
+            println!("removed {} ({})", p.display(), human_bytes(*n));
+        }
+        println!(
+            "{} file(s), {} freed; live files rotate by size (logging.max_bytes)",
+            removed.len(),
+            human_bytes(bytes)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let filter = logs::Filter {
+        max_level: if args.errors {
+            Some(logs::Level::Error)
+        } else if args.warnings {
+            Some(logs::Level::Warn)
+        } else {
+            None
+        },
+        grep: args
+            .grep
+            .as_deref()
+            .map(regex::Regex::new)
+            .transpose()
+            .context("--grep is not a valid regular expression")?,
+        since: match &args.since {
+            Some(s) => {
+                let d = logs::parse_duration(s).map_err(anyhow::Error::msg)?;
+                Some(chrono::Utc::now() - chrono::Duration::from_std(d)?)
+            }
+            None => None,
+        },
+        tool: args.tool.clone(),
+        origin: if args.activity {
+            Some(logs::Origin::Activity)
+        } else if args.log_only {
+            Some(logs::Origin::Log)
+        } else {
+            None
+        },
+    };
+    let entries = logs::collect(&paths, &filter);
+    let skip = args.lines.map_or(0, |n| entries.len().saturating_sub(n));
+    for e in &entries[skip..] {
+        print_entry(e, args.json)?;
+    }
+    if !args.follow {
+        if entries.is_empty() && !args.json {
+            eprintln!("no matching entries in {}", paths.logs().display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut follower = logs::Follower::new(&paths);
+    let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(ExitCode::SUCCESS),
+            () = tokio::time::sleep(Duration::from_millis(500)) => {
+                for e in follower.poll().iter().filter(|e| filter.matches(e)) {
+                    print_entry(e, args.json)?;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct StatsArgs {
+    /// Only calls from this long ago on: 1h, 24h, 7d… (default: everything kept).
+    #[arg(long, value_name = "DURATION")]
+    since: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn print_rows(title: &str, rows: &[stats::Row]) {
+    if rows.is_empty() {
+        return;
+    }
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    println!(
+        "\n{title:<width$}  {:>7} {:>7} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}",
+        "calls", "errors", "p50 ms", "p95 ms", "p99 ms", "tokens in", "tokens out", "cost USD"
+    );
+    for r in rows {
+        println!(
+            "{:<width$}  {:>7} {:>6.1}% {:>9.1} {:>9.1} {:>9.1} {:>10} {:>10} {:>10.4}",
+            r.name,
+            r.calls,
+            r.error_rate * 100.0,
+            r.p50_ms,
+            r.p95_ms,
+            r.p99_ms,
+            r.tokens_in,
+            r.tokens_out,
+            r.cost_usd
+        );
+    }
+}
+
+pub fn stats(args: StatsArgs, loaded: &Loaded) -> Result<ExitCode> {
+    let paths = DataPaths::new(loaded.data_dir.clone());
+    let since = match &args.since {
+        Some(s) => {
+            let d = logs::parse_duration(s).map_err(anyhow::Error::msg)?;
+            Some(chrono::Utc::now() - chrono::Duration::from_std(d)?)
+        }
+        None => None,
+    };
+    let records = logs::activity_records(&paths);
+    let s = stats::compute(&records, since);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if s.total.calls == 0 {
+        println!(
+            "no tool calls recorded{} in {}",
+            args.since
+                .as_ref()
+                .map(|d| format!(" in the last {d}"))
+                .unwrap_or_default(),
+            paths.activity_file().display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} call(s) from {} to {}: {:.1}% errors, p50 {:.1} ms, p99 {:.1} ms, {} + {} tokens, ${:.4}",
+        s.total.calls,
+        s.first.as_deref().unwrap_or("?"),
+        s.last.as_deref().unwrap_or("?"),
+        s.total.error_rate * 100.0,
+        s.total.p50_ms,
+        s.total.p99_ms,
+        s.total.tokens_in,
+        s.total.tokens_out,
+        s.total.cost_usd
+    );
+    print_rows("tool", &s.by_tool);
+    print_rows("provider", &s.by_provider);
+    print_rows("model", &s.by_model);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
+pub enum DbAction {
+    /// Check every database: integrity, keyword index against chunks, vectors. Exit 0 ok,
+    /// 1 warnings, 2 problems.
+    Verify {
+        /// SQLite's quick check instead of the full integrity check.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove orphans, merge the keyword index, VACUUM; prints the bytes reclaimed.
+    Compact {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Consistent online copy of every database with a manifest; keeps the newest
+    /// `ops.backup_keep` in the backups directory.
+    Backup {
+        /// Backups directory (default: ops.backup_dir, else backups/ in the data directory).
+        path: Option<PathBuf>,
+        /// Keep this many backups (default: ops.backup_keep).
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the backups in the backups directory.
+    Backups { path: Option<PathBuf> },
+    /// Verify a backup, then swap it in atomically, keeping the replaced files.
+    Restore {
+        /// The backup directory (or its manifest.json).
+        path: PathBuf,
+        /// Only verify the backup; change nothing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Bring the knowledge base's schema up to this version (`--check`: report only; exit 1
+    /// when a migration is pending).
+    Migrate {
+        #[arg(long)]
+        check: bool,
+    },
+    /// Sizes, row counts and schema versions.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild derived indexes: the keyword index from the stored chunks, SQLite indexes and
+    /// statistics; running daemons rebuild their vector index.
+    Reindex,
+}
+
+pub fn db(action: DbAction, loaded: &Loaded) -> Result<ExitCode> {
+    match action {
+        DbAction::Verify { quick, json } => {
+            let checks = db::verify(loaded, !quick);
+            let status = checks
+                .iter()
+                .map(|c| {
+                    if !c.problems.is_empty() {
+                        2
+                    } else if !c.warnings.is_empty() {
+                        1
+                    } else {
+                        0
+                    }
+                })
+                .max()
+                .unwrap_or(0);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "ok": status < 2, "databases": checks })
+                    )?
+                );
+            } else if checks.is_empty() {
+                println!("no database in {} yet", loaded.data_dir.display());
+            } else {
+                for c in &checks {
+                    let label = if !c.problems.is_empty() {
+                        "FAIL"
+                    } else if !c.warnings.is_empty() {
+                        "WARN"
+                    } else {
+                        "ok"
+                    };
+                    println!(
+                        "{label:<4}  {} ({}, {})",
+                        c.name,
+                        c.path,
+                        human_bytes(c.bytes)
+                    );
+                    if let Some(kb) = &c.kb {
+                        println!(
+                            "      schema {}, {} check; {} documents, {} chunks, {} keyword rows, {} vectors{}, {} chunks without vectors",
+                            kb.schema_version,
+                            kb.integrity,
+                            kb.documents,
+                            kb.chunks,
+                            kb.fts_rows,
+                            kb.vectors,
+                            kb.expected_dim
+                                .map(|d| format!(" of dimension {d}"))
+                                .unwrap_or_default(),
+                            kb.chunks_without_vectors
+                        );
+                    }
+                    for p in &c.problems {
+                        println!("      problem: {p}");
+                    }
+                    for w in &c.warnings {
+                        println!("      warning: {w}");
+                    }
+                }
+            }
+            Ok(ExitCode::from(status))
+        }
+        DbAction::Compact { json } => {
+            let done = db::compact(loaded)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&done)?);
+            } else {
+                for c in &done {
+                    println!(
+                        "{}: {} -> {} ({} reclaimed){}",
+                        c.name,
+                        human_bytes(c.bytes_before),
+                        human_bytes(c.bytes_after),
+                        human_bytes(c.bytes_before.saturating_sub(c.bytes_after)),
+                        c.kb.as_ref()
+                            .map(|k| format!(
+                                ", {} orphan vector(s) removed",
+                                k.orphan_vectors_removed
+                            ))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DbAction::Backup { path, keep, json } => {
+            let root = db::backup_root(loaded, path.as_deref());
+            let keep = keep.unwrap_or(usize::try_from(loaded.config.ops.backup_keep)?);
+            let report = db::backup(loaded, &root, keep)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("backup: {} ({:.2} s)", report.path, report.seconds);
+                for f in &report.manifest.files {
+                    let rows: Vec<String> = f
+                        .tables
+                        .iter()
+                        .filter(|(_, n)| **n > 0)
+                        .map(|(t, n)| format!("{t} {n}"))
+                        .collect();
+                    println!(
+                        "  {}: {} schema {}, blake3 {}…; {}",
+                        f.name,
+                        human_bytes(f.bytes),
+                        f.schema_version,
+                        &f.blake3[..16],
+                        rows.join(", ")
+                    );
+                }
+                for p in &report.pruned {
+                    println!("  removed old backup {p}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DbAction::Backups { path } => {
+            let root = db::backup_root(loaded, path.as_deref());
+            let all = db::list_backups(&root);
+            if all.is_empty() {
+                println!("no backups in {}", root.display());
+            }
+            for dir in all {
+                let m = db::read_manifest(&dir)?;
+                let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
+                println!(
+                    "{}  {}  {}  {}",
+                    m.created_at,
+                    human_bytes(bytes),
+                    m.files
+                        .iter()
+                        .map(|f| f.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join("+"),
+                    dir.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DbAction::Restore { path, check } => {
+            if check {
+                let m = db::verify_backup(&path)?;
+                println!(
+                    "backup of {} verified: {} file(s), checksums and integrity ok",
+                    m.created_at,
+                    m.files.len()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let restored = db::restore(loaded, &path)?;
+            for r in &restored {
+                match &r.kept {
+                    Some(k) => println!(
+                        "restored {} -> {} (replaced file kept as {k})",
+                        r.name, r.path
+                    ),
+                    None => println!("restored {} -> {}", r.name, r.path),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DbAction::Migrate { check } => {
+            let done = db::migrate(loaded, check)?;
+            if done.is_empty() {
+                println!("no knowledge base yet; it is created at the current schema");
+            }
+            let mut pending = false;
+            for m in &done {
+                if m.applied {
+                    println!("{}: migrated schema {} -> {}", m.name, m.from, m.to);
+                } else if m.from < m.to {
+                    pending = true;
+                    println!(
+                        "{}: schema {}, migration to {} pending (`exai db migrate`)",
+                        m.name, m.from, m.to
+                    );
+                } else if m.from > m.to {
+                    bail!(
+                        "{}: schema {} is newer than this exai knows ({}); upgrade exai",
+                        m.name,
+                        m.from,
+                        m.to
+                    );
+                } else {
+                    println!("{}: schema {} (current)", m.name, m.from);
+                }
+            }
+            Ok(if pending && check {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        DbAction::Stats { json } => {
+            let all = db::stats(loaded)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if all.is_empty() {
+                println!("no database in {} yet", loaded.data_dir.display());
+            }
+            for s in &all {
+                println!(
+                    "{} ({}): {} + {} WAL, schema {}",
+                    s.name,
+                    s.path,
+                    human_bytes(s.bytes),
+                    human_bytes(s.wal_bytes),
+                    s.schema_version
+                );
+                if let Some(kb) = &s.kb {
+                    println!(
+                        "  {} sources, {} documents, {} chunks ({} distinct texts, {}), {} vectors; {} of {} pages free; model {}",
+                        kb.sources,
+                        kb.documents,
+                        kb.chunks,
+                        kb.distinct_chunk_texts,
+                        human_bytes(kb.text_bytes),
+                        kb.vectors,
+                        kb.free_pages,
+                        kb.pages,
+                        kb.embed_model.as_deref().unwrap_or("none yet")
+                    );
+                } else {
+                    let rows: Vec<String> =
+                        s.tables.iter().map(|(t, n)| format!("{t} {n}")).collect();
+                    println!("  {}", rows.join(", "));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DbAction::Reindex => {
+            let n = db::reindex(loaded)?;
+            println!("keyword index rebuilt from {n} chunks; indexes and statistics refreshed");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
