@@ -1,10 +1,11 @@
 //! Shared ground for every exai crate: configuration with provenance, the timeout hierarchy,
-//! data paths, logging and the activity log.
+//! data paths, logging, the activity log and lock-free metrics.
 
 pub mod activity;
 pub mod config;
 pub mod error;
 pub mod logging;
+pub mod metrics;
 pub mod paths;
 pub mod settings;
 pub mod timeouts;

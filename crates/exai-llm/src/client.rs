@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use crate::error::LlmError;
+use crate::metrics::{Operation, ProviderMetrics};
 use crate::providers::{Endpoint, Flavor};
 use crate::wire::{self, Answer, ChatRequest, StreamAssembler};
 
@@ -31,6 +32,7 @@ pub struct Attempt {
 /// A chat-completions provider.
 pub trait Provider: Send + Sync {
     fn endpoint(&self) -> &Endpoint;
+    fn metrics(&self) -> &ProviderMetrics;
     /// One HTTP attempt, bounded by `attempt.deadline`.
     fn chat_once<'a>(
         &'a self,
@@ -85,6 +87,7 @@ pub struct OpenAiCompatible {
     endpoint: Endpoint,
     http: reqwest::Client,
     pub cache_tokens: CacheTokens,
+    pub metrics: ProviderMetrics,
 }
 
 impl OpenAiCompatible {
@@ -93,6 +96,7 @@ impl OpenAiCompatible {
             endpoint,
             http,
             cache_tokens: CacheTokens::default(),
+            metrics: ProviderMetrics::default(),
         }
     }
 
@@ -122,8 +126,14 @@ impl OpenAiCompatible {
             .cache_key
             .as_ref()
             .filter(|_| self.endpoint.flavor == Flavor::Kimi);
-        if let Some(token) = cache_key.and_then(|k| self.cache_tokens.get(k)) {
-            builder = builder.header(KIMI_CACHE_HEADER, token);
+        if let Some(key) = cache_key {
+            match self.cache_tokens.get(key) {
+                Some(token) => {
+                    self.metrics.context_cache_hits.inc();
+                    builder = builder.header(KIMI_CACHE_HEADER, token);
+                }
+                None => self.metrics.context_cache_misses.inc(),
+            }
         }
         let response = builder
             .send()
@@ -261,6 +271,19 @@ impl OpenAiCompatible {
                 hint: "; only Kimi extracts uploaded files".into(),
             });
         }
+        let timer = self.metrics.start(Operation::FileExtract);
+        let result = self.extract(name, bytes, attempt).await;
+        timer.finish(&result);
+        result
+    }
+
+    /// Upload, read back the text, delete: the requests behind [`Self::kimi_extract`].
+    async fn extract(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        attempt: &Attempt,
+    ) -> Result<String, LlmError> {
         let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_string());
         let form = reqwest::multipart::Form::new()
             .text("purpose", "file-extract")
@@ -328,6 +351,18 @@ impl OpenAiCompatible {
                 hint: "; GLM offers it".into(),
             });
         }
+        let timer = self.metrics.start(Operation::WebSearch);
+        let result = self.web_search(query, count, attempt).await;
+        timer.finish(&result);
+        result
+    }
+
+    async fn web_search(
+        &self,
+        query: &str,
+        count: u32,
+        attempt: &Attempt,
+    ) -> Result<Vec<serde_json::Value>, LlmError> {
         let response = self
             .request("web_search", attempt)?
             .json(&serde_json::json!({
@@ -356,16 +391,28 @@ impl Provider for OpenAiCompatible {
         &self.endpoint
     }
 
+    fn metrics(&self) -> &ProviderMetrics {
+        &self.metrics
+    }
+
     fn chat_once<'a>(
         &'a self,
         req: &'a ChatRequest,
         attempt: &'a Attempt,
     ) -> BoxFuture<'a, Result<Answer, LlmError>> {
         Box::pin(async move {
-            match tokio::time::timeout_at(attempt.deadline.into(), self.run(req, attempt)).await {
+            let timer = self.metrics.start(Operation::Chat);
+            let result = match tokio::time::timeout_at(
+                attempt.deadline.into(),
+                self.run(req, attempt),
+            )
+            .await
+            {
                 Ok(r) => r,
                 Err(_) => Err(self.timeout(attempt)),
-            }
+            };
+            timer.finish(&result);
+            result
         })
     }
 }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{Attempt, OpenAiCompatible, ProgressFn, Provider};
 use crate::error::LlmError;
 use crate::limits::Limits;
+use crate::metrics::ProviderMetrics;
 use crate::models::{ModelInfo, Registry};
 use crate::providers::{self, Endpoint};
 use crate::retry;
@@ -147,6 +148,17 @@ impl Gateway {
 
     pub fn in_flight(&self) -> usize {
         self.limits.in_flight()
+    }
+
+    /// Write the configured providers' metrics in the Prometheus text format.
+    pub fn encode_metrics(&self, enc: &mut exai_core::metrics::Encoder) {
+        let mut providers: Vec<(&str, &ProviderMetrics)> = self
+            .providers
+            .iter()
+            .map(|(id, p)| (id.as_str(), &p.metrics))
+            .collect();
+        providers.sort_unstable_by_key(|(id, _)| *id);
+        crate::metrics::encode(enc, &providers, self.in_flight());
     }
 
     /// Why a model can or cannot be called: `None` when it can.
@@ -303,9 +315,15 @@ impl Gateway {
             .ok()
             .and_then(|m| m.get(&key).cloned());
         let (flight, coalesced) = match existing {
-            Some(f) => (f, true),
+            Some(f) => {
+                provider.metrics.coalesced.inc();
+                (f, true)
+            }
             None => {
-                let permit = self.limits.acquire(&model.provider, &call.session)?;
+                let permit = self
+                    .limits
+                    .acquire(&model.provider, &call.session)
+                    .inspect_err(|_| provider.metrics.over_capacity.inc())?;
                 let attempt = Attempt {
                     idempotency_key: uuid::Uuid::new_v4().to_string(),
                     deadline: call.deadline,
@@ -358,8 +376,16 @@ impl Gateway {
                 true,
             ),
         };
+        let cost_usd = model.cost(usage.prompt_tokens, usage.completion_tokens);
+        // A coalesced call shared another's request: the provider billed it once.
+        if !coalesced && let Some(provider) = self.providers.get(&model.provider) {
+            let m = &provider.metrics;
+            m.tokens_in.add(usage.prompt_tokens);
+            m.tokens_out.add(usage.completion_tokens);
+            m.cost_usd.add(cost_usd);
+        }
         Completion {
-            cost_usd: model.cost(usage.prompt_tokens, usage.completion_tokens),
+            cost_usd,
             content: answer.content,
             reasoning: answer.reasoning,
             model: model.name.clone(),

@@ -1,12 +1,13 @@
 //! LLM providers for exai. One OpenAI-compatible client with presets (Kimi, GLM, OpenAI,
 //! OpenRouter, custom servers), a model registry, `auto` routing, one retry loop, concurrency
-//! limits, streaming with progress, usage and cost, and a mock provider that speaks the same wire
-//! format for tests, validation and benchmarks.
+//! limits, streaming with progress, usage and cost, per-provider metrics, and a mock provider
+//! that speaks the same wire format for tests, validation and benchmarks.
 
 pub mod client;
 pub mod error;
 pub mod gateway;
 pub mod limits;
+pub mod metrics;
 pub mod mock;
 pub mod models;
 pub mod providers;

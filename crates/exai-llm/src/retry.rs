@@ -46,6 +46,7 @@ pub async fn with_retries(
                     error = %e,
                     "retrying provider request"
                 );
+                provider.metrics().retries.inc();
                 tokio::time::sleep(wait).await;
                 n += 1;
             }

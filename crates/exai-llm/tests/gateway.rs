@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use exai_core::{Config, Secret};
+use exai_llm::metrics::Operation;
 use exai_llm::mock::MockServer;
 use exai_llm::{Attempt, Call, Category, Gateway, LlmError, Message};
 use tokio_util::sync::CancellationToken;
@@ -120,6 +121,12 @@ async fn retries_429_with_retry_after_and_5xx_with_one_idempotency_key() {
         .await
         .unwrap();
     assert_eq!(done.attempts, 3);
+    let m = &gw.provider("kimi").unwrap().metrics;
+    assert_eq!(m.requests(Operation::Chat, "rate_limited"), 1);
+    assert_eq!(m.requests(Operation::Chat, "server_error"), 2);
+    assert_eq!(m.requests(Operation::Chat, "ok"), 2);
+    assert_eq!(m.retries.get(), 3);
+    assert!(m.tokens_in.get() > 0 && m.tokens_out.get() > 0 && m.cost_usd.get() > 0.0);
     let reqs = mock.requests();
     let keys: std::collections::HashSet<_> = reqs[2..]
         .iter()
@@ -190,6 +197,13 @@ async fn deadline_and_cancellation_stop_the_request() {
     let e = gw.complete(c).await.unwrap_err();
     assert_eq!(e.kind(), "cancelled");
     assert!(started.elapsed() < Duration::from_secs(2));
+    let m = &gw.provider("glm").unwrap().metrics;
+    assert_eq!(m.requests(Operation::Chat, "timeout"), 1);
+    assert_eq!(
+        m.requests(Operation::Chat, "cancelled"),
+        1,
+        "a dropped request is counted"
+    );
 }
 
 #[tokio::test]
@@ -228,6 +242,14 @@ async fn identical_calls_in_flight_are_coalesced() {
     assert_eq!(a.content, b.content);
     assert!(b.coalesced && !a.coalesced);
     assert_eq!(mock.requests().len(), 1);
+    let m = &gw.provider("glm").unwrap().metrics;
+    assert_eq!(m.coalesced.get(), 1);
+    assert_eq!(m.requests(Operation::Chat, "ok"), 1);
+    assert_eq!(
+        m.tokens_in.get(),
+        a.usage.prompt_tokens,
+        "a shared answer is billed once"
+    );
 }
 
 #[tokio::test]
@@ -247,6 +269,7 @@ async fn a_full_session_gets_over_capacity() {
     let e = gw.complete(call("glm-4.6", "second")).await.unwrap_err();
     assert_eq!(e.kind(), "OVER_CAPACITY");
     assert!(e.retry_after().is_some());
+    assert_eq!(gw.provider("glm").unwrap().metrics.over_capacity.get(), 1);
     slow.await.unwrap().unwrap();
     let mut other = call("glm-4.6", "other session");
     other.session = "another".into();
@@ -285,6 +308,15 @@ async fn kimi_cache_token_files_and_glm_search() {
     let results = glm.glm_web_search("rust async", 2, &attempt).await.unwrap();
     assert_eq!(results.len(), 2);
     assert!(glm.kimi_extract("x", vec![], &attempt).await.is_err());
+    assert_eq!(kimi.metrics.context_cache_misses.get(), 1);
+    assert_eq!(kimi.metrics.context_cache_hits.get(), 1);
+    assert_eq!(kimi.metrics.requests(Operation::FileExtract, "ok"), 1);
+    assert_eq!(glm.metrics.requests(Operation::WebSearch, "ok"), 1);
+    assert_eq!(
+        glm.metrics.requests(Operation::FileExtract, "other"),
+        0,
+        "refused before any request"
+    );
 }
 
 #[tokio::test]
