@@ -1,5 +1,5 @@
 //! The MCP server handler: the tools, and the one wrapper every call goes through (deadline,
-//! cancellation, in-flight accounting, activity record).
+//! cancellation, in-flight accounting, metrics, activity record).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::health::HealthReport;
+use crate::metrics::Outcome;
 use crate::registry::{self, TimeoutClass};
 use crate::state::AppState;
 
@@ -162,22 +163,25 @@ impl ExaiServer {
         tool: &str,
         context: &RequestContext<RoleServer>,
         started: Instant,
-        outcome: &str,
+        outcome: Outcome,
         error_kind: Option<String>,
     ) {
         self.record_with(tool, context, started, outcome, error_kind, None);
     }
 
-    /// Record a call; an AI tool's structured result gives the model, provider, tokens and cost.
+    /// Record a call in the metrics and the activity log; an AI tool's structured result gives
+    /// the model, provider, tokens and cost.
     fn record_with(
         &self,
         tool: &str,
         context: &RequestContext<RoleServer>,
         started: Instant,
-        outcome: &str,
+        outcome: Outcome,
         error_kind: Option<String>,
         result: Option<&serde_json::Value>,
     ) {
+        let elapsed = started.elapsed();
+        self.state.metrics.record_call(tool, outcome, elapsed);
         let Some(log) = &self.state.activity else {
             return;
         };
@@ -192,8 +196,8 @@ impl ExaiServer {
             tool: tool.to_string(),
             session,
             request_id: context.id.to_string(),
-            duration_ms: (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
-            outcome: outcome.to_string(),
+            duration_ms: (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            outcome: outcome.as_str().to_string(),
             error_kind,
             model: result.and_then(|v| v["model"].as_str()).map(str::to_string),
             provider: result
@@ -285,7 +289,7 @@ impl ServerHandler for ExaiServer {
                 &tool,
                 &context,
                 started,
-                "error",
+                Outcome::Error,
                 Some("shutting_down".into()),
             );
             return Err(ErrorData::new(
@@ -302,7 +306,7 @@ impl ServerHandler for ExaiServer {
                 &tool,
                 &context,
                 started,
-                "error",
+                Outcome::Error,
                 Some("invalid_arguments".into()),
             );
             return Ok(CallToolResponse::Complete(CallToolResult::error(vec![
@@ -325,7 +329,7 @@ impl ServerHandler for ExaiServer {
         let result = tokio::select! {
             r = tokio::time::timeout(deadline, call) => r,
             () = ct.cancelled() => {
-                self.record(&tool, &context, started, "cancelled", None);
+                self.record(&tool, &context, started, Outcome::Cancelled, None);
                 return Err(ErrorData::new(ErrorCode::INTERNAL_ERROR, "cancelled by the client", None));
             }
         };
@@ -348,19 +352,31 @@ impl ServerHandler for ExaiServer {
                     let kind = structured
                         .and_then(|v| v["error"].as_str())
                         .unwrap_or("tool_error");
-                    ("error", Some(kind.to_string()))
+                    (Outcome::Error, Some(kind.to_string()))
                 } else {
-                    ("ok", None)
+                    (Outcome::Ok, None)
                 };
                 self.record_with(&tool, &context, started, outcome, kind, structured);
                 Ok(response)
             }
             Ok(Err(e)) => {
-                self.record(&tool, &context, started, "error", Some(error_kind(&e)));
+                self.record(
+                    &tool,
+                    &context,
+                    started,
+                    Outcome::Error,
+                    Some(error_kind(&e)),
+                );
                 Err(e)
             }
             Err(_) => {
-                self.record(&tool, &context, started, "timeout", Some("timeout".into()));
+                self.record(
+                    &tool,
+                    &context,
+                    started,
+                    Outcome::Timeout,
+                    Some("timeout".into()),
+                );
                 let key = match registry::spec(&tool).map(|s| s.timeout) {
                     Some(TimeoutClass::Workflow) => "timeouts.workflow_tool_secs",
                     _ => "timeouts.simple_tool_secs",

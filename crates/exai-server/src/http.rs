@@ -1,5 +1,5 @@
-//! The HTTP daemon: Streamable HTTP MCP at `/mcp`, `GET /health`, `GET /ready`, behind one guard
-//! that checks `Host`, `Origin` and the bearer token on every request.
+//! The HTTP daemon: Streamable HTTP MCP at `/mcp`, `GET /health`, `GET /ready`, `GET /metrics`,
+//! behind one guard that checks `Host`, `Origin` and the bearer token on every request.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -245,6 +245,16 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// Prometheus text exposition; behind the same guard (and bearer token) as everything else.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let body = crate::metrics::render(&state).await;
+    (
+        [(header::CONTENT_TYPE, exai_core::metrics::CONTENT_TYPE)],
+        body,
+    )
+        .into_response()
+}
+
 /// The full HTTP application. `sessions_ct` ends every MCP session when cancelled.
 pub fn router(state: Arc<AppState>, bind: SocketAddr, sessions_ct: CancellationToken) -> Router {
     let guard_cfg = Arc::new(Guard::from_state(&state, bind));
@@ -269,6 +279,7 @@ pub fn router(state: Arc<AppState>, bind: SocketAddr, sessions_ct: CancellationT
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .with_state(state.clone())
         .nest_service(
             "/mcp",

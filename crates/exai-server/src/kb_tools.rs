@@ -2,7 +2,7 @@
 //! background job with progress notifications.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use exai_kb::{DocType, Filters, KbError, Mode, SearchRequest};
 use rmcp::handler::server::wrapper::Parameters;
@@ -187,7 +187,12 @@ impl ExaiServer {
         req.min_score = args.min_score;
         req.context = args.context.unwrap_or(0) as usize;
         req.group_by_document = args.group_by_document.unwrap_or(false);
+        let started = Instant::now();
         let mut response = blocking(move || kb.search(&req)).await?;
+        // By the mode that ran: hybrid without an embedder runs as keyword.
+        self.state
+            .metrics
+            .record_search(response.mode, started.elapsed());
         if let Some(problem) = self.state.knowledge.embed_problem() {
             response
                 .notes

@@ -10,6 +10,7 @@ pub mod http;
 pub mod jobs;
 mod kb_tools;
 pub mod knowledge;
+pub mod metrics;
 pub mod registry;
 pub mod shim;
 pub mod state;

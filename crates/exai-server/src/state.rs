@@ -1,5 +1,5 @@
-//! What every session of one process shares: configuration, the activity log, start time and
-//! the count of calls in flight (graceful shutdown waits for it to reach zero).
+//! What every session of one process shares: configuration, the activity log, metrics, start
+//! time and the count of calls in flight (graceful shutdown waits for it to reach zero).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -52,6 +52,7 @@ pub struct AppState {
     pub activity: Option<ActivityLog>,
     pub listen: Option<std::net::SocketAddr>,
     pub knowledge: crate::knowledge::Knowledge,
+    pub metrics: crate::metrics::ServerMetrics,
     ai: Ai,
     calls: Tracker,
     /// HTTP responses still being written (a tool call's answer travels in one).
@@ -101,6 +102,7 @@ impl AppState {
             started_at: chrono::Utc::now(),
             activity,
             listen: None,
+            metrics: crate::metrics::ServerMetrics::default(),
             ai: Ai::default(),
             calls: Tracker::default(),
             responses: Tracker::default(),
@@ -131,6 +133,11 @@ impl AppState {
                 ))
             })
             .clone()
+    }
+
+    /// The AI service if a call has set it up; never sets it up.
+    pub fn ai_started(&self) -> Option<&Arc<AiService>> {
+        self.ai.0.get()
     }
 
     /// Count a tool call in flight until the guard drops.
