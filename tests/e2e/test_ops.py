@@ -229,3 +229,24 @@ def test_migrate_stats_compact_reindex(home, tmp_path):
     assert re.returncode == 0 and "rebuilt from" in re.stdout, re.stderr
     assert search_paths(home, "deltaterm5") == before and before
     assert ops(home, "db", "verify").returncode == 0
+
+
+def test_health_live_asks_each_provider(home, tmp_path):
+    key = "sk-ops-test"
+    mock = subprocess.Popen([exai_bin(), "mock-llm", "--api-key", key], env=base_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = json.loads(mock.stdout.readline())["url"]
+        good = run_exai(home, "health", "--live", "--json", GLM_API_KEY=key, GLM_API_URL=url,
+                        KIMI_API_KEY="sk-wrong", KIMI_API_URL=url)
+        report = json.loads(good.stdout)
+        checks = {c["name"]: c for c in report["checks"]}
+        assert checks["providers"]["data"]["configured"] == ["glm", "kimi"]
+        assert checks["provider_glm"]["status"] == "ok", checks["provider_glm"]
+        assert checks["provider_glm"]["data"]["tokens_out"] > 0
+        assert checks["provider_kimi"]["status"] == "fail", checks["provider_kimi"]
+        assert "sk-wrong" not in good.stdout + good.stderr
+        assert good.returncode == 2
+    finally:
+        mock.terminate()
+        mock.wait(10)
