@@ -506,6 +506,16 @@ async fn git_changes(
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         }
     };
+    // Outside a repository `git diff` falls back to comparing two paths (--no-index) and
+    // answers with its usage text, so ask first.
+    run(vec!["rev-parse".into(), "--git-dir".into()])
+        .await
+        .map_err(|_| {
+            format!(
+                "`{}` is not inside a git repository; give precommit a `path` inside one",
+                dir.display()
+            )
+        })?;
     let mut text = String::new();
     if let Some(reference) = compare_to {
         if reference.starts_with('-') {
