@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -157,6 +158,19 @@ def structured(result) -> dict:
     if result.structured_content is not None:
         return result.structured_content
     return json.loads(result.content[0].text)
+
+
+def run_exai(home: Path, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    """Run one exai command on the data directory `home`."""
+    return subprocess.run([exai_bin(), *args], env=base_env(home, **env), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def state_rows(home: Path, sql: str, *params) -> list[sqlite3.Row]:
+    """Rows of a query on the data directory's state database (threads, validation runs)."""
+    with contextlib.closing(sqlite3.connect(home / "state.sqlite")) as db:
+        db.row_factory = sqlite3.Row
+        return db.execute(sql, params).fetchall()
 
 
 def activity(home: Path) -> list[dict]:
