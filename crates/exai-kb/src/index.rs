@@ -357,6 +357,9 @@ impl Kb {
         };
         store.claim_embed_model(&key)?;
         let total = store.count_texts_without_vectors()? as usize;
+        if total > 0 {
+            store.record_embed_backend(embedder.backend())?;
+        }
         let mut done = 0;
         progress(&Progress::Embedding { done, total });
         loop {

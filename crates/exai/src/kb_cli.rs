@@ -344,14 +344,20 @@ pub fn sources(json: bool, loaded: &Loaded) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("database: {}", status.database);
-    println!(
-        "embedding: {} (index vectors: {})",
-        status
-            .embedding_model
-            .as_deref()
-            .unwrap_or("none — keyword search only"),
-        status.index_model.as_deref().unwrap_or("none yet")
-    );
+    match (
+        &status.embedding_model,
+        status.embedding_backend,
+        &status.embedding_precision,
+    ) {
+        (Some(model), Some(backend), Some(precision)) => {
+            println!("embedding: {backend} {precision} ({model})")
+        }
+        _ => println!("embedding: none — keyword search only"),
+    }
+    match &status.index_embedding {
+        Some(index) => println!("index vectors: {} ({})", index.describe(), index.model),
+        None => println!("index vectors: none yet"),
+    }
     println!("search modes: {}", status.search_modes.join(", "));
     if sources.is_empty() {
         println!("no sources indexed yet: `exai index PATH --source NAME`");
