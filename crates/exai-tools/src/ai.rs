@@ -516,17 +516,7 @@ impl AiService {
                 input.files.clone(),
             );
             self.in_threads(move |t| {
-                let (id, new) = match given {
-                    Some(id) => (id, None),
-                    None => {
-                        let new = NewThread {
-                            parent: None,
-                            tool: "consensus".into(),
-                            title: prompt.chars().take(80).collect(),
-                        };
-                        (ThreadStore::new_id(), Some(new))
-                    }
-                };
+                let (id, new) = NewThread::or_continue(given, "consensus", &prompt);
                 let mut turns = vec![NewTurn {
                     role: "user",
                     content: &prompt,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ai::{AiService, ToolError};
-use crate::threads::{NewThread, NewTurn, ThreadStore};
+use crate::threads::{NewThread, NewTurn};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlanStep {
@@ -91,17 +91,7 @@ impl AiService {
         let title = step.step.clone();
         let (id, steps) = self
             .in_threads(move |t| {
-                let (id, new) = match continuation_id {
-                    Some(id) => (id, None),
-                    None => {
-                        let new = NewThread {
-                            parent: None,
-                            tool: "planner".into(),
-                            title,
-                        };
-                        (ThreadStore::new_id(), Some(new))
-                    }
-                };
+                let (id, new) = NewThread::or_continue(continuation_id, "planner", &title);
                 let turn = NewTurn {
                     role: "user",
                     content: &json,

@@ -70,6 +70,28 @@ pub struct NewThread {
     pub title: String,
 }
 
+impl NewThread {
+    /// The thread a call writes to: the given continuation, or a new thread (with a fresh id)
+    /// titled after the call.
+    pub fn or_continue(
+        given: Option<String>,
+        tool: &str,
+        title: &str,
+    ) -> (String, Option<NewThread>) {
+        match given {
+            Some(id) => (id, None),
+            None => {
+                let new = NewThread {
+                    parent: None,
+                    tool: tool.to_string(),
+                    title: title.chars().take(80).collect(),
+                };
+                (ThreadStore::new_id(), Some(new))
+            }
+        }
+    }
+}
+
 /// A turn to write.
 #[derive(Debug, Clone, Copy)]
 pub struct NewTurn<'a> {

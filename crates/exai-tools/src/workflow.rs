@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ai::{AiService, CallCtx, ThinkingMode, ToolError, TurnInput, TurnOutput};
 use crate::prompts;
-use crate::threads::{NewThread, NewTurn, ThreadStore};
+use crate::threads::{NewThread, NewTurn};
 
 pub const WORKFLOW_TOOLS: &[&str] = &[
     "analyze",
@@ -177,17 +177,7 @@ impl AiService {
                 step.relevant_files.clone(),
             );
             self.in_threads(move |t| {
-                let (id, new) = match given {
-                    Some(id) => (id, None),
-                    None => {
-                        let new = NewThread {
-                            parent: None,
-                            tool: tool.clone(),
-                            title,
-                        };
-                        (ThreadStore::new_id(), Some(new))
-                    }
-                };
+                let (id, new) = NewThread::or_continue(given, &tool, &title);
                 let turn = NewTurn {
                     role: "user",
                     content: &recorded,

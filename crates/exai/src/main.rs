@@ -1,6 +1,8 @@
 //! The `exai` command: wiring only. Configuration errors exit with 2, other failures with 1.
 
 mod kb_cli;
+mod ops_cli;
+mod validate_cli;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -74,6 +76,20 @@ enum Command {
         /// Require this bearer token, as a real provider would.
         #[arg(long, value_name = "KEY")]
         api_key: Option<String>,
+    },
+    /// Run every tool and variation end to end (results recorded), or show the history.
+    Validate(validate_cli::ValidateArgs),
+    /// The daily check: daemon, config, providers, databases, embedding model, disk, logs.
+    /// Exit 0 ok, 1 warnings, 2 failures.
+    Health(ops_cli::HealthArgs),
+    /// Read the log and the activity log (filter, follow), or prune old files.
+    Logs(ops_cli::LogsArgs),
+    /// Calls, error rate, latency percentiles, tokens and cost per tool, provider and model.
+    Stats(ops_cli::StatsArgs),
+    /// Database maintenance: verify, compact, backup, restore, migrate, stats, reindex.
+    Db {
+        #[command(subcommand)]
+        action: ops_cli::DbAction,
     },
     /// Show or check the configuration.
     Config {
@@ -329,6 +345,17 @@ async fn run(cli: Cli, loaded: Loaded) -> Result<ExitCode> {
         Command::Eval(args) => {
             init_cli_logs(&loaded);
             tokio::task::block_in_place(|| kb_cli::eval(args, &loaded))
+        }
+        Command::Validate(args) => validate_cli::run(args, &loaded).await,
+        Command::Health(args) => {
+            init_cli_logs(&loaded);
+            ops_cli::health(args, &loaded).await
+        }
+        Command::Logs(args) => ops_cli::logs(args, &loaded).await,
+        Command::Stats(args) => ops_cli::stats(args, &loaded),
+        Command::Db { action } => {
+            init_cli_logs(&loaded);
+            tokio::task::block_in_place(|| ops_cli::db(action, &loaded))
         }
     }
 }
