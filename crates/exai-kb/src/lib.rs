@@ -138,7 +138,8 @@ impl IndexEmbedding {
     }
 }
 
-fn index_embedding(store: &Store) -> Result<Option<IndexEmbedding>> {
+/// How the vectors in `store` were computed; `None` before the first embedding pass.
+pub fn index_embedding(store: &Store) -> Result<Option<IndexEmbedding>> {
     let Some(model) = store.embed_model()? else {
         return Ok(None);
     };

@@ -316,7 +316,13 @@ fn database_checks(loaded: &Loaded, out: &mut Vec<Check>) {
                 kb.documents, kb.chunks, kb.vectors
             ));
             if let Some(m) = &kb.embed_model {
-                detail.push_str(&format!(", index model {m}"));
+                let how = exai_kb::Store::open_readonly(&file.path)
+                    .and_then(|s| exai_kb::index_embedding(&s))
+                    .ok()
+                    .flatten()
+                    .map(|e| e.describe())
+                    .unwrap_or_default();
+                detail.push_str(&format!(", vectors {how} ({m})"));
             }
         }
         for p in v.problems.iter().chain(&v.warnings) {
