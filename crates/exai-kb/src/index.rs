@@ -325,6 +325,11 @@ impl Kb {
             report.texts_embedded = embedded;
         }
         report.texts_without_vectors = store.count_texts_without_vectors()?;
+        if !req.dry_run {
+            // The ANN index is derived from the vectors: bring it up to date here rather than
+            // leave the first search to scan exactly while it builds.
+            self.refresh_ann()?;
+        }
         report.embedding_model = self.embedder.as_ref().map(|e| e.identity().key());
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)

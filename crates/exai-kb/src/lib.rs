@@ -2,6 +2,7 @@
 //! SQLite with an FTS5 index and vectors, and search them by keyword (BM25), meaning (vectors)
 //! or both (reciprocal-rank fusion), with filters, snippets and neighbouring context.
 
+pub mod ann;
 pub mod category;
 pub mod chunk;
 pub mod error;
@@ -37,7 +38,13 @@ pub struct KbOptions {
     /// How long a search may serve vectors older than the newest committed ones while an
     /// indexing run keeps adding them (reloading the matrix on every batch would be wasteful).
     pub vector_refresh: Duration,
+    /// Semantic search goes through an HNSW index from this many vectors on (0: never).
+    pub ann_min_vectors: usize,
 }
+
+/// Default of `kb.ann_min_vectors`: where the exact scan's p50 passes about 5 ms on a 2-core
+/// machine (BENCHMARKS.md).
+pub const DEFAULT_ANN_MIN_VECTORS: usize = 20_000;
 
 impl Default for KbOptions {
     fn default() -> Self {
@@ -45,6 +52,7 @@ impl Default for KbOptions {
             chunk: ChunkOptions::default(),
             max_file_bytes: 4 * 1024 * 1024,
             vector_refresh: Duration::from_secs(5),
+            ann_min_vectors: DEFAULT_ANN_MIN_VECTORS,
         }
     }
 }
@@ -64,6 +72,8 @@ pub struct Kb {
     readers: Mutex<Vec<Store>>,
     vectors: RwLock<Option<LoadedVectors>>,
     reload: Mutex<()>,
+    /// Set while a background thread builds the ANN index.
+    ann_building: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A chunk with optional neighbours, for `get_chunk`.
@@ -183,6 +193,7 @@ impl Kb {
             readers: Mutex::new(vec![store]),
             vectors: RwLock::new(None),
             reload: Mutex::new(()),
+            ann_building: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }
 
@@ -240,6 +251,15 @@ impl Kb {
         {
             return Ok((v.index.clone(), v.missing));
         }
+        self.load_vectors(store, generation, true)
+    }
+
+    fn load_vectors(
+        &self,
+        store: &Store,
+        generation: u64,
+        ann_in_background: bool,
+    ) -> Result<(Arc<VectorIndex>, u64)> {
         let _one_loader = self.reload.lock();
         if let Ok(guard) = self.vectors.read()
             && let Some(v) = guard.as_ref()
@@ -256,6 +276,7 @@ impl Kb {
             ms = started.elapsed().as_millis() as u64,
             "vector index loaded"
         );
+        self.attach_ann(store, &index, ann_in_background)?;
         if let Ok(mut guard) = self.vectors.write() {
             *guard = Some(LoadedVectors {
                 index: index.clone(),
@@ -264,6 +285,67 @@ impl Kb {
             });
         }
         Ok((index, missing))
+    }
+
+    /// Give `index` its ANN index when it is big enough: load the file when it matches, else
+    /// build it, in a background thread (`background`; search scans exactly meanwhile) or here.
+    fn attach_ann(&self, store: &Store, index: &Arc<VectorIndex>, background: bool) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if !ann::wanted(index.len(), self.options.ann_min_vectors) || index.ann().is_some() {
+            return Ok(());
+        }
+        let Some(model) = store.embed_model()? else {
+            return Ok(());
+        };
+        if ann::try_load(index, &self.path, &model) {
+            return Ok(());
+        }
+        if !background {
+            ann::build_and_save(index, &self.path, &model)?;
+            return Ok(());
+        }
+        if self.ann_building.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let (index, path, building) = (index.clone(), self.path.clone(), self.ann_building.clone());
+        let spawned = std::thread::Builder::new()
+            .name("exai-ann-build".into())
+            .spawn(move || {
+                if let Err(e) = ann::build_and_save(&index, &path, &model) {
+                    tracing::warn!(
+                        "building the ANN index failed ({e}); semantic search stays exact"
+                    );
+                }
+                building.store(false, Ordering::Release);
+            });
+        if let Err(e) = spawned {
+            self.ann_building.store(false, Ordering::Release);
+            tracing::warn!("cannot start the ANN build ({e}); semantic search stays exact");
+        }
+        Ok(())
+    }
+
+    /// Make the ANN index match the store now (load or build it, here), e.g. at the end of an
+    /// indexing run. `None` when the store has too few vectors for one.
+    pub fn refresh_ann(&self) -> Result<Option<ann::AnnHeader>> {
+        self.with_reader(|store| {
+            if !self.vectors_usable(store)? {
+                return ann::refresh(store, self.options.ann_min_vectors);
+            }
+            let (index, _) = self.load_vectors(store, store.generation()?, false)?;
+            self.attach_ann(store, &index, false)?;
+            Ok(index.ann().map(|a| a.header.clone()))
+        })
+    }
+
+    /// Whether the loaded vector index currently searches through an ANN index (for tests and
+    /// benchmarks).
+    pub fn ann_in_use(&self) -> bool {
+        self.vectors
+            .read()
+            .ok()
+            .and_then(|g| g.as_ref().map(|v| v.index.ann().is_some()))
+            .unwrap_or(false)
     }
 
     /// Reject unknown sources, technologies and categories with the valid ones listed.

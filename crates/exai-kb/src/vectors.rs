@@ -1,7 +1,13 @@
 //! Exact vector search over a contiguous in-memory matrix of L2-normalised vectors (cosine =
 //! dot product), with the filter fields beside it so filtered searches never touch SQLite.
-//! A derived artifact: built from the store, rebuilt when the store's generation moves.
+//! A derived artifact: built from the store, rebuilt when the store's generation moves. Above
+//! `kb.ann_min_vectors` rows an HNSW graph over the same rows ([`crate::ann`]) is attached
+//! once it is loaded or built; until then, and whenever it finds too few rows passing the
+//! filters, the exact scan answers.
 
+use std::sync::OnceLock;
+
+use crate::ann::{AnnIndex, AnnSource};
 use crate::model::Filters;
 use crate::store::VectorMeta;
 
@@ -14,6 +20,8 @@ pub struct VectorIndex {
     meta: Vec<VectorMeta>,
     /// The store generation this was built from.
     pub generation: u64,
+    /// The approximate index over exactly these rows, once loaded or built.
+    ann: OnceLock<AnnIndex>,
 }
 
 impl VectorIndex {
@@ -41,7 +49,36 @@ impl VectorIndex {
             ids,
             meta,
             generation,
+            ann: OnceLock::new(),
         }
+    }
+
+    /// The identity an ANN index over these rows must carry (`model`: the vectors' model key).
+    pub fn ann_source(&self, model: &str) -> AnnSource {
+        AnnSource {
+            generation: self.generation,
+            model: model.to_string(),
+            vectors: self.ids.len() as u64,
+            dim: self.dim,
+            ids_hash: crate::ann::ids_hash(&self.ids),
+        }
+    }
+
+    /// Build an ANN index over these rows (not attached; see [`Self::attach_ann`]).
+    pub fn build_ann(&self, model: &str) -> crate::Result<AnnIndex> {
+        AnnIndex::build(&self.matrix, self.dim, &self.ann_source(model))
+    }
+
+    /// Attach an ANN index built over exactly these rows; refused (false) otherwise.
+    pub fn attach_ann(&self, ann: AnnIndex, model: &str) -> bool {
+        if !ann.header.matches(&self.ann_source(model)) {
+            return false;
+        }
+        self.ann.set(ann).is_ok()
+    }
+
+    pub fn ann(&self) -> Option<&AnnIndex> {
+        self.ann.get()
     }
 
     pub fn len(&self) -> usize {
@@ -67,8 +104,57 @@ impl VectorIndex {
             && f.doc_type.is_none_or(|t| m.doc_type == t)
     }
 
-    /// The `k` most similar chunks passing `filters`: (chunk id, cosine), best first.
+    /// The `k` most similar chunks passing `filters`: (chunk id, cosine), best first. Through
+    /// the ANN index when one is attached, else (or when it finds fewer than `k` rows passing
+    /// the filters) by the exact scan. Scores are always exact cosines.
     pub fn search(&self, query: &[f32], filters: &Filters, k: usize) -> Vec<(i64, f32)> {
+        if self.dim == 0 || query.len() != self.dim || k == 0 {
+            return Vec::new();
+        }
+        if let Some(ann) = self.ann.get() {
+            let hits = self.search_ann(ann, query, filters, k);
+            if hits.len() >= k.min(self.len()) {
+                return hits;
+            }
+        }
+        self.search_exact(query, filters, k)
+    }
+
+    /// Through the ANN index only: the rows it finds, filtered exactly and re-scored from the
+    /// matrix; may hold fewer than `k` when the filters are selective.
+    pub fn search_ann(
+        &self,
+        ann: &AnnIndex,
+        query: &[f32],
+        filters: &Filters,
+        k: usize,
+    ) -> Vec<(i64, f32)> {
+        let unfiltered = filters == &Filters::default();
+        let allowed = |row: usize| {
+            self.meta
+                .get(row)
+                .is_some_and(|m| Self::allowed(m, filters))
+        };
+        let rows = if unfiltered {
+            ann.search(query, k, None)
+        } else {
+            ann.search(query, k, Some(&allowed))
+        };
+        let mut out: Vec<(i64, f32)> = rows
+            .into_iter()
+            .filter(|row| *row < self.ids.len() && (unfiltered || allowed(*row)))
+            .map(|row| {
+                let v = &self.matrix[row * self.dim..(row + 1) * self.dim];
+                (self.ids[row], dot(v, query))
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.dedup_by_key(|h| h.0);
+        out
+    }
+
+    /// The exact scan.
+    pub fn search_exact(&self, query: &[f32], filters: &Filters, k: usize) -> Vec<(i64, f32)> {
         if self.dim == 0 || query.len() != self.dim || k == 0 {
             return Vec::new();
         }
