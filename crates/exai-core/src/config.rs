@@ -174,6 +174,7 @@ pub struct KbConfig {
     pub max_chunks_per_file: u64,
     pub chunk_tokens: u64,
     pub chunk_overlap: u64,
+    pub ann_min_vectors: u64,
     pub categories: BTreeMap<String, Vec<String>>,
 }
 
@@ -277,6 +278,7 @@ impl Default for Config {
                 max_chunks_per_file: 2000,
                 chunk_tokens: 200,
                 chunk_overlap: 32,
+                ann_min_vectors: 20_000,
                 categories: BTreeMap::new(),
             },
         }
@@ -936,6 +938,13 @@ fn validate(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), Conf
             "1 to 1000000".into(),
         ));
     }
+    if config.kb.ann_min_vectors > 1_000_000_000 {
+        return Err(invalid(
+            "kb.ann_min_vectors",
+            config.kb.ann_min_vectors.to_string(),
+            "0 (always exact) to 1000000000".into(),
+        ));
+    }
     if config.kb.max_file_bytes < 1024 {
         return Err(invalid(
             "kb.max_file_bytes",
@@ -1217,6 +1226,17 @@ mod tests {
         .unwrap();
         let err = load(&i).unwrap_err().to_string();
         assert!(err.contains("kb.categories"), "{err}");
+    }
+
+    #[test]
+    fn ann_min_vectors_is_range_checked() {
+        let (_d, i) = inputs(&[("EXAI_KB_ANN_MIN_VECTORS", "0")]);
+        assert_eq!(load(&i).unwrap().config.kb.ann_min_vectors, 0);
+        let (_d, i) = inputs(&[]);
+        assert_eq!(load(&i).unwrap().config.kb.ann_min_vectors, 20_000);
+        let (_d, i) = inputs(&[("EXAI_KB_ANN_MIN_VECTORS", "5000000000")]);
+        let err = load(&i).unwrap_err().to_string();
+        assert!(err.contains("kb.ann_min_vectors"), "{err}");
     }
 
     #[test]

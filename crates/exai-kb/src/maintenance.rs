@@ -30,8 +30,47 @@ pub struct VerifyReport {
     pub embed_model: Option<String>,
     /// Every committed change bumps it; the in-memory vector index is rebuilt when it moves.
     pub generation: u64,
+    /// The HNSW index file next to the database (`kb.sqlite.ann`).
+    pub ann: AnnStatus,
     pub problems: Vec<String>,
     pub warnings: Vec<String>,
+}
+
+/// The ANN index file: whether it is there and what it was built from. It is derived, so a
+/// stale or corrupt one is a warning (search scans exactly and rebuilds it), not a problem.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnnStatus {
+    pub present: bool,
+    /// The store generation it was built from.
+    pub generation: Option<u64>,
+    pub vectors: Option<u64>,
+    pub model: Option<String>,
+    /// Built from the store as it is now.
+    pub fresh: bool,
+    /// Why it cannot be used, when it is corrupt.
+    pub corrupt: Option<String>,
+}
+
+impl AnnStatus {
+    /// One line for `exai db verify`.
+    pub fn describe(&self, current_generation: u64) -> String {
+        match (&self.corrupt, self.generation) {
+            (Some(why), _) => format!("corrupt ({why}); rebuilt on next use"),
+            (None, Some(g)) => format!(
+                "{} vectors, built from generation {g} (store: {current_generation}), {}",
+                self.vectors.unwrap_or(0),
+                if self.fresh {
+                    "fresh"
+                } else {
+                    "stale; rebuilt on next use"
+                }
+            ),
+            (None, None) => {
+                "absent (semantic search scans exactly, or builds it above kb.ann_min_vectors)"
+                    .into()
+            }
+        }
+    }
 }
 
 impl VerifyReport {
@@ -211,6 +250,36 @@ impl Store {
                 "{orphan_vectors} vector(s) belong to no chunk; `exai db compact` removes them"
             ));
         }
+        let generation = self.generation()?;
+        let ann = match crate::ann::inspect(&crate::ann::ann_path(self.path())) {
+            Ok(None) => AnnStatus {
+                present: false,
+                generation: None,
+                vectors: None,
+                model: None,
+                fresh: false,
+                corrupt: None,
+            },
+            Ok(Some(h)) => AnnStatus {
+                present: true,
+                fresh: h.generation == generation && Some(&h.model) == embed_model.as_ref(),
+                generation: Some(h.generation),
+                vectors: Some(h.vectors),
+                model: Some(h.model),
+                corrupt: None,
+            },
+            Err(why) => AnnStatus {
+                present: true,
+                generation: None,
+                vectors: None,
+                model: None,
+                fresh: false,
+                corrupt: Some(why),
+            },
+        };
+        if ann.present && !ann.fresh {
+            warnings.push(format!("ANN index {}", ann.describe(generation)));
+        }
         Ok(VerifyReport {
             schema_version,
             integrity: pragma.into(),
@@ -223,7 +292,8 @@ impl Store {
             chunks_without_vectors,
             orphan_vectors,
             embed_model,
-            generation: self.generation()?,
+            generation,
+            ann,
             problems,
             warnings,
         })
@@ -432,5 +502,50 @@ mod tests {
         assert_eq!(report.dims, [(3, 1)]);
         let stats = store.stats().unwrap();
         assert_eq!((stats.documents, stats.chunks, stats.vectors), (1, 2, 1));
+    }
+
+    #[test]
+    fn verify_reports_the_ann_index_freshness() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = filled(dir.path());
+        store.claim_embed_model("m:3:fp32").unwrap();
+        let hashes: Vec<String> = {
+            let mut stmt = store.conn.prepare("SELECT text_hash FROM chunks").unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        store
+            .put_vectors(&[
+                (hashes[0].clone(), vec![1.0, 0.0, 0.0]),
+                (hashes[1].clone(), vec![0.0, 1.0, 0.0]),
+            ])
+            .unwrap();
+        let absent = store.verify(false).unwrap().ann;
+        assert!(!absent.present);
+        assert!(crate::ann::refresh(&store, 3).unwrap().is_none());
+        let built = crate::ann::refresh(&store, 1).unwrap().unwrap();
+        let report = store.verify(false).unwrap();
+        assert!(report.ann.present && report.ann.fresh, "{:?}", report.ann);
+        assert_eq!(report.ann.generation, Some(built.generation));
+        assert_eq!(report.ann.vectors, Some(2));
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        // Any committed change makes it stale: a warning, not a problem.
+        store.reindex().unwrap();
+        let report = store.verify(false).unwrap();
+        assert!(report.ok());
+        assert!(!report.ann.fresh);
+        assert!(
+            report.warnings.iter().any(|w| w.contains("stale")),
+            "{:?}",
+            report.warnings
+        );
+        assert!(crate::ann::refresh(&store, 1).unwrap().is_some());
+        assert!(store.verify(false).unwrap().ann.fresh);
+        std::fs::write(crate::ann::ann_path(store.path()), b"junk").unwrap();
+        let report = store.verify(false).unwrap();
+        assert!(report.ok() && report.ann.corrupt.is_some());
+        assert!(report.ann.describe(report.generation).contains("corrupt"));
     }
 }

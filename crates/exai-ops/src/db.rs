@@ -340,7 +340,13 @@ pub fn reindex(loaded: &Loaded) -> Result<u64> {
             path.display()
         )));
     }
-    Ok(Store::open(&path)?.reindex()?)
+    let mut store = Store::open(&path)?;
+    let rows = store.reindex()?;
+    // The ANN index is derived too: drop it and build it again from the vectors.
+    exai_kb::ann::remove(&path)?;
+    let (options, _) = exai_server::knowledge::kb_options(loaded);
+    exai_kb::ann::refresh(&store, options.ann_min_vectors)?;
+    Ok(rows)
 }
 
 #[derive(Debug, Clone, Serialize)]

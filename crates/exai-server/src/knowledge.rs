@@ -58,6 +58,7 @@ pub fn kb_options(loaded: &Loaded) -> (KbOptions, CategoryMap) {
             max_chunks_per_file: usize::try_from(k.max_chunks_per_file).unwrap_or(2000),
         },
         max_file_bytes: k.max_file_bytes,
+        ann_min_vectors: usize::try_from(k.ann_min_vectors).unwrap_or(usize::MAX),
         ..KbOptions::default()
     };
     (options, CategoryMap::with_overrides(&k.categories))

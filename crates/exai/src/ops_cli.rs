@@ -369,6 +369,7 @@ pub fn db(action: DbAction, loaded: &Loaded) -> Result<ExitCode> {
                                 .unwrap_or_default(),
                             kb.chunks_without_vectors
                         );
+                        println!("      ANN index: {}", kb.ann.describe(kb.generation));
                     }
                     for p in &c.problems {
                         println!("      problem: {p}");
