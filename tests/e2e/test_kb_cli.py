@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sqlite3
 import time
 from pathlib import Path
+
+import pytest
 
 from conftest import base_env, exai_bin
 
@@ -99,3 +102,45 @@ def test_kill_9_mid_indexing_leaves_a_valid_store_and_rerun_resumes(home, tmp_pa
     assert rerun["unchanged"] == docs_n and rerun["added"] == 3000 - docs_n
     found = json.loads(run(home, "search", "word2999_1", "--json").stdout)["hits"]
     assert found[0]["path"] == "part9/page2999.md"
+
+
+@pytest.mark.skipif(not os.environ.get("EXAI_TEST_MODEL_DIR") and not os.environ.get("CI"), reason="set EXAI_TEST_MODEL_DIR (scripts/test.sh does)")
+def test_ann_index_is_built_verified_and_rebuilt_when_corrupt(home, tmp_path):
+    docs = corpus(tmp_path, 30)
+    local = dict(EXAI_EMBED_BACKEND="local", EXAI_EMBED_MODEL=os.environ["EXAI_TEST_MODEL_DIR"])
+    ann = dict(local, EXAI_KB_ANN_MIN_VECTORS="10")
+    done = run(home, "index", str(docs), "--source", "many", "--json", **ann)
+    assert done.returncode == 0, done.stderr
+    path = home / "kb.sqlite.ann"
+    assert path.exists()
+
+    def verify():
+        out = run(home, "db", "verify", "--json")
+        kb = next(d for d in json.loads(out.stdout)["databases"] if d["name"] == "kb")
+        return out, kb["kb"]
+
+    out, report = verify()
+    assert out.returncode == 0, out.stdout
+    assert report["ann"]["fresh"] and report["ann"]["generation"] == report["generation"]
+    assert report["ann"]["vectors"] >= 30
+    assert "ANN index:" in run(home, "db", "verify").stdout
+
+    def semantic(**env):
+        out = run(home, "search", "topic 3", "--mode", "semantic", "--json", "--limit", "10", **env)
+        assert out.returncode == 0, out.stderr
+        return [(h["chunk_id"], h["cosine"]) for h in json.loads(out.stdout)["hits"]]
+
+    exact = semantic(**local, EXAI_KB_ANN_MIN_VECTORS="0")
+    assert len(exact) == 10
+    assert semantic(**ann) == exact
+    # A corrupt file: a warning in verify, exact answers meanwhile, and reindex rebuilds it.
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    path.write_bytes(bytes(data))
+    out, report = verify()
+    assert out.returncode == 1 and report["ann"]["corrupt"], out.stdout
+    assert semantic(**ann) == exact
+    rebuilt = run(home, "db", "reindex", **ann)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    out, report = verify()
+    assert out.returncode == 0 and report["ann"]["fresh"], out.stdout

@@ -145,6 +145,31 @@ pub fn remove(db: &Path) -> Result<bool> {
     }
 }
 
+/// Temporary files left by a process killed while saving (a one-shot `exai search` that
+/// exits during a background build): those whose process is gone (Linux's /proc tells).
+fn remove_orphan_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}.tmp", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn options(dim: usize) -> IndexOptions {
     IndexOptions {
         dimensions: dim,
@@ -250,6 +275,7 @@ impl AnnIndex {
 
     /// Write atomically (temporary file, then rename) next to the database.
     pub fn save(&mut self, path: &Path) -> Result<()> {
+        remove_orphan_temporaries(path);
         let mut payload = vec![0u8; self.index.serialized_length()];
         self.index
             .save_to_buffer(&mut payload)
