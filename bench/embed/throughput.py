@@ -87,8 +87,8 @@ def book_text():
     return texts
 
 
-def make_texts(tokenizer):
-    pages = book_text()
+def short_sentences(pages):
+    """The book's distinct sentences of 8-17 words, in book order (the queries are the first ones)."""
     short, seen = [], set()
     for page in pages:
         for sentence in re.split(r"(?<=[.!?])\s+", page):
@@ -96,6 +96,12 @@ def make_texts(tokenizer):
             if 8 <= len(words) <= 17 and sentence not in seen:
                 seen.add(sentence)
                 short.append(sentence)
+    return short
+
+
+def make_texts(tokenizer):
+    pages = book_text()
+    short = short_sentences(pages)
     if len(short) < N_SHORT:
         sys.exit(f"only {len(short)} short sentences in the book")
     short = short[:N_SHORT]

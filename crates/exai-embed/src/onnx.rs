@@ -27,8 +27,17 @@ pub struct OnnxOptions {
     /// Texts per forward pass. ONNX Runtime spreads each pass over all intra-op threads, so
     /// batches run one after another.
     pub batch_size: usize,
-    /// Threads inside one pass; 0 means one per core.
+    /// Threads inside one pass over a batch of passages; 0 means one per core.
     pub intra_threads: usize,
+    /// Threads inside one pass over a single query; 0 means one per core. When this differs
+    /// from `intra_threads`, queries run on a session of their own (opened on the first query).
+    /// On an idle machine every core is fastest (`bench/embed/query_latency.py`: one thread
+    /// takes ~1.5× as long); with the other core busy, one thread is.
+    pub query_threads: usize,
+    /// Whether ONNX Runtime's idle intra-op threads spin (busy-wait) for the next operator's
+    /// work instead of sleeping: faster on an idle machine (int8 query −15 %), slower when other
+    /// processes want the cores.
+    pub spinning: bool,
     /// Group texts of similar length into a batch (input order is restored afterwards); each
     /// batch is padded to its longest text only.
     pub sort_by_length: bool,
@@ -39,6 +48,8 @@ impl OnnxOptions {
         OnnxOptions {
             batch_size: batch_size.max(1),
             intra_threads: 0,
+            query_threads: 0,
+            spinning: true,
             sort_by_length: true,
         }
     }
@@ -56,15 +67,16 @@ struct OnnxConfig {
 /// A loaded ONNX model. Safe to call from several threads at once.
 ///
 /// `ort` runs a session through `&mut`, so each session sits behind a lock. Passages (indexing)
-/// use the main session; a query that finds it busy gets a second session, created on first
-/// need, rather than waiting behind a batch of 32 passages (~0.4–0.7 s). Both use all cores.
+/// use the main session. Queries use it too when it is free and runs them with the query thread
+/// count; otherwise they get a second session, opened on first need, rather than waiting behind
+/// a batch of 32 passages (~0.4–0.7 s).
 pub struct OnnxEmbedder {
     identity: ModelIdentity,
     model: OnnxModel,
     runtime: PathBuf,
     environment: ort::environment::Environment,
     session: Mutex<Session>,
-    spare: OnceLock<Result<Mutex<Session>, String>>,
+    query_session: OnceLock<Result<Mutex<Session>, String>>,
     /// Whether the graph takes `token_type_ids` (BERT exports do; some others do not).
     takes_type_ids: bool,
     output: String,
@@ -73,7 +85,9 @@ pub struct OnnxEmbedder {
     pad_id: u32,
     pooling: Pooling,
     options: OnnxOptions,
+    /// Intra-op threads of the main session and of the query session.
     threads: usize,
+    query_threads: usize,
 }
 
 impl std::fmt::Debug for OnnxEmbedder {
@@ -91,6 +105,7 @@ fn open_session(
     environment: &ort::environment::Environment,
     graph: &Path,
     threads: usize,
+    spinning: bool,
 ) -> Result<Session, EmbedError> {
     let failed = |e: &dyn std::fmt::Display| invalid(graph, format!("ONNX Runtime: {e}"));
     Session::builder(environment)
@@ -100,6 +115,8 @@ fn open_session(
         .with_intra_threads(threads)
         .map_err(|e| failed(&e))?
         .with_inter_threads(1)
+        .map_err(|e| failed(&e))?
+        .with_intra_op_spinning(spinning)
         .map_err(|e| failed(&e))?
         .commit_from_file(graph)
         .map_err(|e| failed(&e))
@@ -130,11 +147,16 @@ impl OnnxEmbedder {
         let max_tokens = max_tokens(dir, config.max_position_embeddings)?;
         let (tokenizer, counter, pad_id) = load_tokenizers(dir, max_tokens, config.pad_token_id)?;
 
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let threads = match options.intra_threads {
-            0 => std::thread::available_parallelism().map_or(2, usize::from),
+            0 => cores,
             n => n,
         };
-        let session = open_session(&environment, &model.graph, threads)?;
+        let query_threads = match options.query_threads {
+            0 => cores,
+            n => n,
+        };
+        let session = open_session(&environment, &model.graph, threads, options.spinning)?;
         let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         for needed in ["input_ids", "attention_mask"] {
             if !inputs.contains(&needed) {
@@ -181,7 +203,7 @@ impl OnnxEmbedder {
             runtime: runtime.to_path_buf(),
             environment,
             session: Mutex::new(session),
-            spare: OnceLock::new(),
+            query_session: OnceLock::new(),
             takes_type_ids,
             output,
             tokenizer,
@@ -190,6 +212,7 @@ impl OnnxEmbedder {
             pooling,
             options,
             threads,
+            query_threads,
         })
     }
 
@@ -267,13 +290,19 @@ impl OnnxEmbedder {
             .collect())
     }
 
-    /// The second session for queries that arrive while the main one is busy.
-    fn spare_session(&self) -> Result<&Mutex<Session>, EmbedError> {
-        self.spare
+    /// The second session: for every query when queries use another thread count than
+    /// passages, else for queries that arrive while the main session is busy.
+    fn query_session(&self) -> Result<&Mutex<Session>, EmbedError> {
+        self.query_session
             .get_or_init(|| {
-                open_session(&self.environment, &self.model.graph, self.threads)
-                    .map(Mutex::new)
-                    .map_err(|e| e.to_string())
+                open_session(
+                    &self.environment,
+                    &self.model.graph,
+                    self.query_threads,
+                    self.options.spinning,
+                )
+                .map(Mutex::new)
+                .map_err(|e| e.to_string())
             })
             .as_ref()
             .map_err(|e| EmbedError::Inference(e.clone()))
@@ -320,14 +349,20 @@ impl Embedder for OnnxEmbedder {
     fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
         let ids = tokenize(&self.tokenizer, &[text])?;
         let seqs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-        let vectors = match self.session.try_lock() {
-            Ok(mut session) => self.embed_batch(&mut session, &seqs)?,
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
-                self.embed_batch(&mut poisoned.into_inner(), &seqs)?
+        let main = if self.query_threads == self.threads {
+            match self.session.try_lock() {
+                Ok(session) => Some(session),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
             }
-            Err(std::sync::TryLockError::WouldBlock) => {
+        } else {
+            None
+        };
+        let vectors = match main {
+            Some(mut session) => self.embed_batch(&mut session, &seqs)?,
+            None => {
                 let mut session = self
-                    .spare_session()?
+                    .query_session()?
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
                 self.embed_batch(&mut session, &seqs)?

@@ -220,9 +220,9 @@ fn token_counts_and_batching_match_one_by_one() {
     // Batches of 2 and input order (no length sorting) give the same vectors.
     let (dir, lib) = setup().unwrap();
     let options = OnnxOptions {
-        batch_size: 2,
         intra_threads: 1,
         sort_by_length: false,
+        ..OnnxOptions::new(2)
     };
     let other = OnnxEmbedder::load(
         &lib,
@@ -233,6 +233,33 @@ fn token_counts_and_batching_match_one_by_one() {
     .unwrap();
     for (a, b) in other.embed_passages(&texts).unwrap().iter().zip(&batched) {
         assert!(cosine(a, b) > 0.99999);
+    }
+}
+
+#[test]
+fn queries_on_a_session_of_their_own_match_the_main_session() {
+    let Some(embedder) = embedder(Precision::Fp32) else {
+        return;
+    };
+    let (dir, lib) = setup().unwrap();
+    let options = OnnxOptions {
+        intra_threads: 2,
+        query_threads: 1,
+        spinning: false,
+        ..OnnxOptions::new(32)
+    };
+    let own = OnnxEmbedder::load(
+        &lib,
+        &graph(&dir, Precision::Fp32),
+        Precision::Fp32,
+        options,
+    )
+    .unwrap();
+    for item in &fixture().items {
+        let v = own.embed_query(&item.text).unwrap();
+        assert!(cosine(&v, &item.vector) >= 0.999, "{:?}", item.text);
+        let main = embedder.embed_query(&item.text).unwrap();
+        assert!(cosine(&v, &main) > 0.99999, "{:?}", item.text);
     }
 }
 
