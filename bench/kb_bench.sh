@@ -3,8 +3,8 @@
 #  1. keyword-only indexing of std + core + alloc + reference (chunks/s),
 #  2. re-indexing the unchanged corpus (seconds),
 #  3. search latency p50/p99 per mode over the labeled questions, on that corpus (keyword) and
-#     on the Rust Book with real vectors (keyword, semantic, hybrid), plus the exact vector scan
-#     alone at 50k rows.
+#     on the Rust Book with real vectors (keyword, semantic, hybrid), plus semantic search alone
+#     at 50k rows: exact scan vs HNSW, p50/p99 and recall@10, side by side.
 # Usage: bench/kb_bench.sh [MODEL_DIR]   (results are printed; BENCHMARKS.md records them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +35,7 @@ echo "unchanged re-index: $(python3 -c "import time,sys; print(f'{time.time()-fl
 echo "== 3a. keyword search latency on the big corpus"
 "$bench_bin" --db "$work/big/kb.sqlite" --questions bench/eval/rust_book_questions.json --rounds 3
 
-echo "== 3b. all modes on the Rust Book with real vectors, and the exact scan at 50k rows"
+echo "== 3b. all modes on the Rust Book with real vectors, and exact scan vs HNSW at 50k rows"
 export EXAI_HOME="$work/book" EXAI_EMBED_BACKEND=local EXAI_EMBED_MODEL="$model"
 "$exe" index "$docs/book" --source rust-book --technology rust --include '*.html' --exclude print.html --exclude toc.html --exclude 404.html --json > "$work/book.json"
 python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"rust book: {r['chunks_written']} chunks, {r['texts_embedded']} texts embedded, {r['seconds']:.0f} s\")" "$work/book.json"
