@@ -121,17 +121,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(n.saturating_mul(secs)))
 }
 
-/// `path`, then its rotated files, oldest first.
+/// `path`, then its rotated files, oldest first. Rotation numbers are contiguous (`.1` newest),
+/// so the first gap ends the set.
 fn rotated_set(path: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for n in (1..=1000).rev() {
-        let mut name = path.as_os_str().to_owned();
-        name.push(format!(".{n}"));
-        let p = PathBuf::from(name);
-        if p.exists() {
-            out.push(p);
-        }
-    }
+    let mut out: Vec<PathBuf> = (1..)
+        .map(|n| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(format!(".{n}"));
+            PathBuf::from(name)
+        })
+        .take_while(|p| p.exists())
+        .collect();
+    out.reverse();
     if path.exists() {
         out.push(path.to_path_buf());
     }
