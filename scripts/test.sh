@@ -30,6 +30,13 @@ ORT_DYLIB_PATH="$(scripts/install-onnxruntime.sh "$cache/onnxruntime")"; export 
 scripts/install-model.sh --onnx "$cache/models/all-MiniLM-L6-v2-onnx"
 if [ -f "$cache/models/all-MiniLM-L6-v2-onnx/tokenizer.json" ]; then export EXAI_TEST_ONNX_MODEL_DIR="$cache/models/all-MiniLM-L6-v2-onnx"; fi
 
+step "PostgreSQL with pgvector (PyPI: pgserver)"
+# One throwaway server for the whole run; tests make their own databases on it (tests/e2e/pg.py).
+pgdir="$(mktemp -d)"
+trap 'EXAI_VENV="$venv" scripts/postgres.sh stop "$pgdir" || true; rm -rf "$pgdir"' EXIT
+EXAI_TEST_DATABASE_URL="$(EXAI_VENV="$venv" scripts/postgres.sh start "$pgdir")"
+export EXAI_TEST_DATABASE_URL EXAI_REQUIRE_POSTGRES=1
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
