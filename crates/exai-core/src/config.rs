@@ -192,6 +192,26 @@ pub struct Config {
     pub embed: EmbedConfig,
     pub kb: KbConfig,
     pub ops: OpsConfig,
+    pub database: DatabaseConfig,
+}
+
+/// The shared database for scale-out (PostgreSQL + pgvector); empty `url`: SQLite files in the
+/// data directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: Secret,
+    pub pool_size: u64,
+    pub statement_timeout_secs: f64,
+    pub connect_retry_secs: f64,
+}
+
+impl DatabaseConfig {
+    /// The PostgreSQL URL when one is configured.
+    pub fn postgres_url(&self) -> Option<&str> {
+        let url = self.url.expose().trim();
+        (!url.is_empty()).then_some(url)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -261,6 +281,12 @@ impl Default for Config {
             ops: OpsConfig {
                 backup_dir: String::new(),
                 backup_keep: 7,
+            },
+            database: DatabaseConfig {
+                url: Secret::default(),
+                pool_size: 8,
+                statement_timeout_secs: 30.0,
+                connect_retry_secs: 30.0,
             },
             embed: EmbedConfig {
                 backend: "auto".into(),
@@ -983,11 +1009,30 @@ fn validate(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), Conf
         ),
         ("threads.max_turns", config.threads.max_turns, 2, 1000),
         ("ops.backup_keep", config.ops.backup_keep, 1, 10_000),
+        ("database.pool_size", config.database.pool_size, 1, 1_000),
     ];
     for (key, value, low, high) in ranges {
         if !(low..=high).contains(&value) {
             return Err(invalid(key, value.to_string(), format!("{low} to {high}")));
         }
+    }
+    let db = &config.database;
+    for (key, value) in [
+        ("database.statement_timeout_secs", db.statement_timeout_secs),
+        ("database.connect_retry_secs", db.connect_retry_secs),
+    ] {
+        if !(0.0..=3600.0).contains(&value) {
+            return Err(invalid(key, value.to_string(), "0 to 3600 (0: none)".into()));
+        }
+    }
+    if let Some(url) = db.postgres_url()
+        && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
+        return Err(invalid(
+            "database.url",
+            "<redacted>".into(),
+            "a postgres:// or postgresql:// URL (empty: SQLite files in the data directory)".into(),
+        ));
     }
     if !(config.threads.ttl_hours > 0.0 && config.threads.ttl_hours <= 24.0 * 365.0) {
         return Err(invalid(

@@ -125,6 +125,10 @@ settings! {
     "kb.categories" [] false "Category keywords, replacing or adding to the built-in map, e.g. `{ recipes = [\"recipe\", \"cookbook\"] }` (env: `recipes=recipe|cookbook,setup=install`).";
     "ops.backup_dir" [] false "Where `exai db backup` writes backups; empty: `backups/` in the data directory.";
     "ops.backup_keep" [] false "Backups `exai db backup` keeps in its directory (the newest); older ones are removed.";
+    "database.url" [] true "PostgreSQL (with pgvector) shared by several daemons, e.g. `postgres://user:password@host:5432/exai?sslmode=verify-full` (a Supabase connection string works unchanged; sslmode takes libpq's values, sslrootcert a CA file). Holds the knowledge base, conversation threads, validation runs and index jobs. Empty: SQLite files in the data directory.";
+    "database.pool_size" [] false "PostgreSQL connections one exai process opens at most.";
+    "database.statement_timeout_secs" [] false "PostgreSQL `statement_timeout` of every connection, in seconds (0: none).";
+    "database.connect_retry_secs" [] false "How long exai keeps retrying, with backoff, when PostgreSQL does not answer at start (0: fail at once).";
 }
 
 /// The setting with this dotted key.
