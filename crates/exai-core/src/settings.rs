@@ -57,6 +57,14 @@ pub const NON_SETTING_ENV: &[(&str, &str)] = &[
         "ONNX Runtime version `scripts/install-onnxruntime.sh` installs",
     ),
     (
+        "EXAI_TEST_DATABASE_URL",
+        "PostgreSQL server exai's own tests create throwaway databases on (set by `scripts/test.sh`, which starts one from the PyPI package pgserver)",
+    ),
+    (
+        "EXAI_REQUIRE_POSTGRES",
+        "`1`: exai's own PostgreSQL tests fail instead of skipping when `EXAI_TEST_DATABASE_URL` is unset (set by `scripts/test.sh`)",
+    ),
+    (
         "EXAI_CACHE_DIR",
         "where `scripts/test.sh` keeps its build, venv and models (default `~/.cache/exai-ci`)",
     ),
