@@ -126,15 +126,33 @@ impl AiService {
         timeouts: TimeoutHierarchy,
     ) -> AiService {
         let ttl = Duration::from_secs_f64(config.threads.ttl_hours * 3600.0);
-        let threads = ThreadStore::open(&threads_path, ttl, config.threads.max_turns)
-            .map(Arc::new)
-            .map_err(|e| format!("{} ({})", e, threads_path.display()));
-        // Expired threads are never read again; drop them once per process.
+        // With `database.url`, threads live in PostgreSQL, shared by every daemon on it. That
+        // store connects on first use (on the blocking pool, like every thread call): this may
+        // run on an async worker, and a database that is down now is tried again later.
+        let threads = match config.database.postgres_url() {
+            Some(_) => Ok(Arc::new(ThreadStore::postgres_from_config(
+                config.database.clone(),
+                ttl,
+                config.threads.max_turns,
+            ))),
+            None => ThreadStore::open(&threads_path, ttl, config.threads.max_turns)
+                .map(Arc::new)
+                .map_err(|e| format!("{} ({})", e, threads_path.display())),
+        };
+        // Expired threads are never read again; drop them once per process, off the caller.
         if let Ok(store) = &threads {
-            match store.purge_expired() {
+            let store = Arc::clone(store);
+            let purge = move || match store.purge_expired() {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(purged = n, "removed expired conversation threads"),
-                Err(e) => tracing::warn!("cannot remove expired conversation threads: {e}"),
+                Err(e) => tracing::warn!(
+                    "cannot remove expired conversation threads ({}): {e}",
+                    store.backend_name()
+                ),
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(purge)),
+                Err(_) => purge(),
             }
         }
         if let Err(e) = &threads {

@@ -1,11 +1,19 @@
-//! Conversation threads in SQLite, so a `continuation_id` survives restarts and is shared by every
-//! session of a daemon. A thread expires `ttl` after its last turn (each write refreshes it), holds
-//! at most `max_turns` turns, and may continue a parent thread (chains up to 20 deep).
+//! Conversation threads, so a `continuation_id` survives restarts and is shared by every session
+//! of a daemon — or, with PostgreSQL (`database.url`), by every daemon on that database. A thread
+//! expires `ttl` after its last turn (each write refreshes it), holds at most `max_turns` turns,
+//! and may continue a parent thread (chains up to 20 deep).
+//!
+//! Two backends with one behaviour: SQLite (`state.sqlite` in the data directory; a mutex and an
+//! immediate transaction serialise writers) and PostgreSQL (a writer locks the thread's row with
+//! `SELECT … FOR UPDATE`, so two daemons writing to one thread at once cannot exceed its turns;
+//! a reader sees one snapshot). Both are blocking: call them off the async workers.
 
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use exai_pg::postgres::{self, IsolationLevel};
+use exai_pg::{PgError, Pool};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
@@ -32,8 +40,19 @@ pub enum ThreadError {
     Full { id: String, max: u64 },
     #[error("conversation store: {0}")]
     Store(#[from] rusqlite::Error),
+    #[error("conversation store: {0}")]
+    Postgres(#[from] PgError),
     #[error("conversation store is unavailable (a previous error poisoned it)")]
     Poisoned,
+    /// Opening the database failed a moment ago; the next attempt comes after a pause.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<postgres::Error> for ThreadError {
+    fn from(e: postgres::Error) -> Self {
+        ThreadError::Postgres(PgError::from(e))
+    }
 }
 
 /// One turn of a conversation.
@@ -103,10 +122,59 @@ pub struct NewTurn<'a> {
 }
 
 pub struct ThreadStore {
-    db: Mutex<Connection>,
+    backend: Backend,
     ttl: Duration,
     max_turns: u64,
 }
+
+enum Backend {
+    Sqlite(Mutex<Connection>),
+    Postgres(PgSource),
+}
+
+/// The PostgreSQL pool, given or opened (and migrated) on first use.
+enum PgSource {
+    Ready(Arc<Pool>),
+    Lazy {
+        config: exai_core::config::DatabaseConfig,
+        state: Mutex<LazyPool>,
+    },
+}
+
+#[derive(Default)]
+struct LazyPool {
+    pool: Option<Arc<Pool>>,
+    /// The last failure to open, repeated to callers for a moment instead of waiting again.
+    failed: Option<(Instant, String)>,
+}
+
+/// How long a failure to open the database is reported as is before the next attempt.
+const REOPEN_AFTER: Duration = Duration::from_secs(5);
+
+/// The `threads` component's schema steps (see [`exai_pg::migrate`]).
+const PG_MIGRATIONS: &[&str] = &["CREATE TABLE threads (
+        id TEXT PRIMARY KEY,
+        parent_id TEXT,
+        tool TEXT NOT NULL,
+        title TEXT NOT NULL,
+        turns BIGINT NOT NULL DEFAULT 0,
+        created_at TIMESTAMPTZ NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX threads_updated ON threads (updated_at DESC);
+    CREATE INDEX threads_expires ON threads (expires_at);
+    CREATE TABLE thread_turns (
+        thread_id TEXT NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+        idx BIGINT NOT NULL,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        files JSONB NOT NULL,
+        tool TEXT NOT NULL,
+        model TEXT,
+        created_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (thread_id, idx)
+    );"];
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -118,7 +186,22 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+type Time = chrono::DateTime<chrono::Utc>;
+
+fn time_text(t: Time) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
 impl ThreadStore {
+    /// The SQLite store in the file at `path` (created when missing).
     pub fn open(path: &Path, ttl: Duration, max_turns: u64) -> Result<ThreadStore, ThreadError> {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
@@ -153,22 +236,64 @@ impl ThreadStore {
             );",
         )?;
         Ok(ThreadStore {
-            db: Mutex::new(db),
+            backend: Backend::Sqlite(Mutex::new(db)),
             ttl,
             max_turns,
         })
     }
 
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, ThreadError>,
-    ) -> Result<T, ThreadError> {
-        let mut guard = self.db.lock().map_err(|_| ThreadError::Poisoned)?;
-        f(&mut guard)
+    /// The PostgreSQL store on `pool`, its tables created or migrated now (blocking).
+    pub fn open_postgres(
+        pool: Arc<Pool>,
+        ttl: Duration,
+        max_turns: u64,
+    ) -> Result<ThreadStore, ThreadError> {
+        let mut conn = pool.get()?;
+        exai_pg::migrate(&mut conn, "threads", PG_MIGRATIONS)?;
+        drop(conn);
+        Ok(ThreadStore {
+            backend: Backend::Postgres(PgSource::Ready(pool)),
+            ttl,
+            max_turns,
+        })
+    }
+
+    /// The PostgreSQL store of `database.*`, connected and migrated on first use rather than
+    /// now: constructing it does no I/O (so it may happen on an async worker), and a database
+    /// that is down at start is tried again by later calls, which fail with the reason meanwhile.
+    pub fn postgres_from_config(
+        config: exai_core::config::DatabaseConfig,
+        ttl: Duration,
+        max_turns: u64,
+    ) -> ThreadStore {
+        ThreadStore {
+            backend: Backend::Postgres(PgSource::Lazy {
+                config,
+                state: Mutex::new(LazyPool::default()),
+            }),
+            ttl,
+            max_turns,
+        }
+    }
+
+    /// Which database holds the threads, for logs and errors.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "SQLite",
+            Backend::Postgres(_) => "PostgreSQL",
+        }
     }
 
     fn ttl_ms(&self) -> i64 {
         i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn expired(&self, id: &str, overdue_ms: i64) -> ThreadError {
+        ThreadError::Expired {
+            id: id.to_string(),
+            minutes: overdue_ms / 60_000,
+            ttl_hours: self.ttl.as_secs_f64() / 3600.0,
+        }
     }
 
     /// A fresh thread id; the thread exists once [`ThreadStore::record`] writes its first turns.
@@ -195,23 +320,12 @@ impl ThreadStore {
 
     /// Fails unless the thread exists and has not expired.
     pub fn check_live(&self, id: &str) -> Result<(), ThreadError> {
-        self.with(|db| self.live(db, id))
-    }
-
-    fn live(&self, db: &Connection, id: &str) -> Result<(), ThreadError> {
-        let row: Option<i64> = db
-            .query_row("SELECT expires_at FROM threads WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        match row {
-            None => Err(ThreadError::NotFound(id.to_string())),
-            Some(expires) if expires < now() => Err(ThreadError::Expired {
-                id: id.to_string(),
-                minutes: (now() - expires) / 60_000,
-                ttl_hours: self.ttl.as_secs_f64() / 3600.0,
-            }),
-            Some(_) => Ok(()),
+        match &self.backend {
+            Backend::Sqlite(db) => sqlite(db, |db| self.live(db, id)),
+            Backend::Postgres(pg) => {
+                let mut conn = pg.conn()?;
+                self.pg_live(&mut *conn, id, false).map(|_| ())
+            }
         }
     }
 
@@ -244,71 +358,28 @@ impl ThreadStore {
         new: Option<&NewThread>,
         turns: &[NewTurn<'_>],
     ) -> Result<u64, ThreadError> {
-        let max = self.max_turns;
-        let ttl = self.ttl_ms();
-        self.with(|db| {
-            let tx = db.transaction()?;
-            let t = now();
-            if let Some(new) = new {
-                if let Some(p) = &new.parent {
-                    self.live(&tx, p)?;
-                }
-                let title: String = new.title.chars().take(120).collect();
-                tx.execute(
-                    "INSERT INTO threads (id, parent_id, tool, title, turns, created_at, updated_at, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5, ?6)",
-                    params![id, new.parent, new.tool, title, t, t + ttl],
-                )?;
-            } else {
-                self.live(&tx, id)?;
+        match &self.backend {
+            Backend::Sqlite(db) => sqlite(db, |db| self.sqlite_record(db, id, new, turns)),
+            Backend::Postgres(pg) => {
+                let mut conn = pg.conn()?;
+                self.pg_record(&mut conn, id, new, turns)
             }
-            let used: u64 =
-                tx.query_row("SELECT turns FROM threads WHERE id = ?1", [id], |r| r.get(0))?;
-            let adding = turns.len() as u64;
-            if used + adding > max {
-                return Err(ThreadError::Full {
-                    id: id.to_string(),
-                    max,
-                });
-            }
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO thread_turns (thread_id, idx, role, content, files, tool, model, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?;
-                for (i, turn) in turns.iter().enumerate() {
-                    let files = serde_json::to_string(turn.files).unwrap_or_else(|_| "[]".into());
-                    insert.execute(params![
-                        id,
-                        used + i as u64,
-                        turn.role,
-                        turn.content,
-                        files,
-                        turn.tool,
-                        turn.model,
-                        t
-                    ])?;
-                }
-            }
-            tx.execute(
-                "UPDATE threads SET turns = turns + ?2, updated_at = ?3, expires_at = ?4 WHERE id = ?1",
-                params![id, adding, t, t + ttl],
-            )?;
-            tx.commit()?;
-            Ok(max.saturating_sub(used + adding))
-        })
+        }
     }
 
     /// Turns left before the thread is full.
     pub fn remaining_turns(&self, id: &str) -> Result<u64, ThreadError> {
-        self.with(|db| self.remaining(db, id))
-    }
-
-    fn remaining(&self, db: &Connection, id: &str) -> Result<u64, ThreadError> {
-        let turns: u64 = db.query_row("SELECT turns FROM threads WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })?;
-        Ok(self.max_turns.saturating_sub(turns))
+        match &self.backend {
+            Backend::Sqlite(db) => sqlite(db, |db| self.remaining(db, id)),
+            Backend::Postgres(pg) => {
+                let mut conn = pg.conn()?;
+                let turns: i64 = conn
+                    .query_opt("SELECT turns FROM threads WHERE id = $1", &[&id])?
+                    .ok_or_else(|| ThreadError::NotFound(id.to_string()))?
+                    .get(0);
+                Ok(self.max_turns.saturating_sub(to_u64(turns)))
+            }
+        }
     }
 
     /// Every turn of the thread and its ancestors, oldest first.
@@ -316,54 +387,17 @@ impl ThreadStore {
         self.resume(id).map(|(turns, _)| turns)
     }
 
-    /// What a continuing turn starts from, read under one lock: the thread must be live; its
-    /// history (ancestors included, oldest first) and the turns it has left.
+    /// What a continuing turn starts from, read consistently (under one lock, or in one
+    /// snapshot): the thread must be live; its history (ancestors included, oldest first) and
+    /// the turns it has left.
     pub fn resume(&self, id: &str) -> Result<(Vec<Turn>, u64), ThreadError> {
-        self.with(|db| {
-            self.live(db, id)?;
-            let remaining = self.remaining(db, id)?;
-            let mut chain = vec![id.to_string()];
-            let mut current = id.to_string();
-            while chain.len() < MAX_CHAIN {
-                let parent: Option<String> = db
-                    .query_row(
-                        "SELECT parent_id FROM threads WHERE id = ?1",
-                        [&current],
-                        |r| r.get(0),
-                    )
-                    .optional()?
-                    .flatten();
-                match parent {
-                    Some(p) if !chain.contains(&p) => {
-                        chain.push(p.clone());
-                        current = p;
-                    }
-                    _ => break,
-                }
+        match &self.backend {
+            Backend::Sqlite(db) => sqlite(db, |db| self.sqlite_resume(db, id)),
+            Backend::Postgres(pg) => {
+                let mut conn = pg.conn()?;
+                self.pg_resume(&mut conn, id)
             }
-            let mut turns = Vec::new();
-            let mut stmt = db.prepare_cached(
-                "SELECT role, content, files, tool, model, created_at FROM thread_turns
-                 WHERE thread_id = ?1 ORDER BY idx",
-            )?;
-            for thread in chain.iter().rev() {
-                let rows = stmt.query_map([thread], |r| {
-                    let files: String = r.get(2)?;
-                    Ok(Turn {
-                        role: r.get(0)?,
-                        content: r.get(1)?,
-                        files: serde_json::from_str(&files).unwrap_or_default(),
-                        tool: r.get(3)?,
-                        model: r.get(4)?,
-                        time: r.get(5)?,
-                    })
-                })?;
-                for row in rows {
-                    turns.push(row?);
-                }
-            }
-            Ok((turns, remaining))
-        })
+        }
     }
 
     /// Live threads, most recently used first.
@@ -373,48 +407,468 @@ impl ThreadStore {
         tool: Option<&str>,
     ) -> Result<Vec<ThreadSummary>, ThreadError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.with(|db| {
-            let mut stmt = db.prepare(
-                "SELECT id, parent_id, tool, title, turns, created_at, updated_at, expires_at FROM threads
-                 WHERE expires_at >= ?1 AND (?2 IS NULL OR tool = ?2)
-                 ORDER BY updated_at DESC LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(params![now(), tool, limit], |r| {
-                Ok(ThreadSummary {
-                    continuation_id: r.get(0)?,
-                    parent_id: r.get(1)?,
-                    tool: r.get(2)?,
-                    title: r.get(3)?,
-                    turns: r.get(4)?,
-                    created_at: rfc3339(r.get(5)?),
-                    updated_at: rfc3339(r.get(6)?),
-                    expires_at: rfc3339(r.get(7)?),
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
+        match &self.backend {
+            Backend::Sqlite(db) => sqlite(db, |db| sqlite_list(db, limit, tool)),
+            Backend::Postgres(pg) => {
+                let mut conn = pg.conn()?;
+                let rows = conn.query(
+                    "SELECT id, parent_id, tool, title, turns, created_at, updated_at, expires_at
+                     FROM threads
+                     WHERE expires_at >= now() AND ($1::text IS NULL OR tool = $1)
+                     ORDER BY updated_at DESC LIMIT $2",
+                    &[&tool, &limit],
+                )?;
+                Ok(rows
+                    .iter()
+                    .map(|r| ThreadSummary {
+                        continuation_id: r.get(0),
+                        parent_id: r.get(1),
+                        tool: r.get(2),
+                        title: r.get(3),
+                        turns: to_u64(r.get(4)),
+                        created_at: time_text(r.get(5)),
+                        updated_at: time_text(r.get(6)),
+                        expires_at: time_text(r.get(7)),
+                    })
+                    .collect())
+            }
+        }
     }
 
-    /// Delete expired threads; returns how many.
+    /// Delete expired threads (their turns go with them); returns how many.
     pub fn purge_expired(&self) -> Result<usize, ThreadError> {
-        self.with(|db| Ok(db.execute("DELETE FROM threads WHERE expires_at < ?1", [now()])?))
+        match &self.backend {
+            Backend::Sqlite(db) => sqlite(db, |db| {
+                Ok(db.execute("DELETE FROM threads WHERE expires_at < ?1", [now()])?)
+            }),
+            Backend::Postgres(pg) => {
+                let mut conn = pg.conn()?;
+                let n = conn.execute("DELETE FROM threads WHERE expires_at < now()", &[])?;
+                Ok(usize::try_from(n).unwrap_or(usize::MAX))
+            }
+        }
     }
 }
 
+fn sqlite<T>(
+    db: &Mutex<Connection>,
+    f: impl FnOnce(&mut Connection) -> Result<T, ThreadError>,
+) -> Result<T, ThreadError> {
+    let mut guard = db.lock().map_err(|_| ThreadError::Poisoned)?;
+    f(&mut guard)
+}
+
+/// SQLite: the mutex serialises this process's callers; an immediate transaction serialises
+/// writers of other processes on the same file.
+impl ThreadStore {
+    fn live(&self, db: &Connection, id: &str) -> Result<(), ThreadError> {
+        let row: Option<i64> = db
+            .query_row("SELECT expires_at FROM threads WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match row {
+            None => Err(ThreadError::NotFound(id.to_string())),
+            Some(expires) if expires < now() => Err(self.expired(id, now() - expires)),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn remaining(&self, db: &Connection, id: &str) -> Result<u64, ThreadError> {
+        let turns: Option<u64> = db
+            .query_row("SELECT turns FROM threads WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let turns = turns.ok_or_else(|| ThreadError::NotFound(id.to_string()))?;
+        Ok(self.max_turns.saturating_sub(turns))
+    }
+
+    fn sqlite_record(
+        &self,
+        db: &mut Connection,
+        id: &str,
+        new: Option<&NewThread>,
+        turns: &[NewTurn<'_>],
+    ) -> Result<u64, ThreadError> {
+        let max = self.max_turns;
+        let ttl = self.ttl_ms();
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let t = now();
+        if let Some(new) = new {
+            if let Some(p) = &new.parent {
+                self.live(&tx, p)?;
+            }
+            let title: String = new.title.chars().take(120).collect();
+            tx.execute(
+                "INSERT INTO threads (id, parent_id, tool, title, turns, created_at, updated_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5, ?6)",
+                params![id, new.parent, new.tool, title, t, t.saturating_add(ttl)],
+            )?;
+        } else {
+            self.live(&tx, id)?;
+        }
+        let used: u64 = tx.query_row("SELECT turns FROM threads WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })?;
+        let adding = turns.len() as u64;
+        if used + adding > max {
+            return Err(ThreadError::Full {
+                id: id.to_string(),
+                max,
+            });
+        }
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO thread_turns (thread_id, idx, role, content, files, tool, model, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for (i, turn) in turns.iter().enumerate() {
+                let files = serde_json::to_string(turn.files).unwrap_or_else(|_| "[]".into());
+                insert.execute(params![
+                    id,
+                    used + i as u64,
+                    turn.role,
+                    turn.content,
+                    files,
+                    turn.tool,
+                    turn.model,
+                    t
+                ])?;
+            }
+        }
+        tx.execute(
+            "UPDATE threads SET turns = turns + ?2, updated_at = ?3, expires_at = ?4 WHERE id = ?1",
+            params![id, adding, t, t.saturating_add(ttl)],
+        )?;
+        tx.commit()?;
+        Ok(max.saturating_sub(used + adding))
+    }
+
+    fn sqlite_resume(&self, db: &Connection, id: &str) -> Result<(Vec<Turn>, u64), ThreadError> {
+        self.live(db, id)?;
+        let remaining = self.remaining(db, id)?;
+        let mut chain = vec![id.to_string()];
+        let mut current = id.to_string();
+        while chain.len() < MAX_CHAIN {
+            let parent: Option<String> = db
+                .query_row(
+                    "SELECT parent_id FROM threads WHERE id = ?1",
+                    [&current],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .flatten();
+            match parent {
+                Some(p) if !chain.contains(&p) => {
+                    chain.push(p.clone());
+                    current = p;
+                }
+                _ => break,
+            }
+        }
+        let mut turns = Vec::new();
+        let mut stmt = db.prepare_cached(
+            "SELECT role, content, files, tool, model, created_at FROM thread_turns
+             WHERE thread_id = ?1 ORDER BY idx",
+        )?;
+        for thread in chain.iter().rev() {
+            let rows = stmt.query_map([thread], |r| {
+                let files: String = r.get(2)?;
+                Ok(Turn {
+                    role: r.get(0)?,
+                    content: r.get(1)?,
+                    files: serde_json::from_str(&files).unwrap_or_default(),
+                    tool: r.get(3)?,
+                    model: r.get(4)?,
+                    time: r.get(5)?,
+                })
+            })?;
+            for row in rows {
+                turns.push(row?);
+            }
+        }
+        Ok((turns, remaining))
+    }
+}
+
+fn sqlite_list(
+    db: &Connection,
+    limit: i64,
+    tool: Option<&str>,
+) -> Result<Vec<ThreadSummary>, ThreadError> {
+    let mut stmt = db.prepare(
+        "SELECT id, parent_id, tool, title, turns, created_at, updated_at, expires_at FROM threads
+         WHERE expires_at >= ?1 AND (?2 IS NULL OR tool = ?2)
+         ORDER BY updated_at DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![now(), tool, limit], |r| {
+        Ok(ThreadSummary {
+            continuation_id: r.get(0)?,
+            parent_id: r.get(1)?,
+            tool: r.get(2)?,
+            title: r.get(3)?,
+            turns: r.get(4)?,
+            created_at: rfc3339(r.get(5)?),
+            updated_at: rfc3339(r.get(6)?),
+            expires_at: rfc3339(r.get(7)?),
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+impl PgSource {
+    fn conn(&self) -> Result<exai_pg::Conn, ThreadError> {
+        let pool = match self {
+            PgSource::Ready(pool) => pool.clone(),
+            PgSource::Lazy { config, state } => {
+                // Held while opening, so concurrent first calls open the pool once.
+                let mut state = state.lock().map_err(|_| ThreadError::Poisoned)?;
+                match (&state.pool, &state.failed) {
+                    (Some(pool), _) => pool.clone(),
+                    (None, Some((at, reason))) if at.elapsed() < REOPEN_AFTER => {
+                        return Err(ThreadError::Unavailable(reason.clone()));
+                    }
+                    (None, _) => match open_lazy(config) {
+                        Ok(pool) => {
+                            state.failed = None;
+                            state.pool = Some(pool.clone());
+                            pool
+                        }
+                        Err(e) => {
+                            tracing::warn!(
+                                "conversation threads in PostgreSQL are unavailable: {e}"
+                            );
+                            state.failed = Some((Instant::now(), e.to_string()));
+                            return Err(e);
+                        }
+                    },
+                }
+            }
+        };
+        Ok(pool.get()?)
+    }
+}
+
+fn open_lazy(config: &exai_core::config::DatabaseConfig) -> Result<Arc<Pool>, ThreadError> {
+    let pool = exai_pg::from_config(config)?.ok_or_else(|| {
+        ThreadError::Postgres(PgError::Url {
+            url: String::new(),
+            reason: "database.url is empty".into(),
+        })
+    })?;
+    let mut conn = pool.get()?;
+    exai_pg::migrate(&mut conn, "threads", PG_MIGRATIONS)?;
+    Ok(pool)
+}
+
+/// PostgreSQL: times are the server's (`now()`, the transaction's start), so daemons with
+/// skewed clocks agree on expiry.
+impl ThreadStore {
+    /// The thread's turns, if it is live; `lock` takes its row for the rest of the transaction.
+    fn pg_live(
+        &self,
+        db: &mut impl postgres::GenericClient,
+        id: &str,
+        lock: bool,
+    ) -> Result<u64, ThreadError> {
+        let sql = if lock {
+            "SELECT turns, expires_at, now() FROM threads WHERE id = $1 FOR UPDATE"
+        } else {
+            "SELECT turns, expires_at, now() FROM threads WHERE id = $1"
+        };
+        let row = db
+            .query_opt(sql, &[&id])?
+            .ok_or_else(|| ThreadError::NotFound(id.to_string()))?;
+        let (turns, expires, at): (i64, Time, Time) = (row.get(0), row.get(1), row.get(2));
+        if expires < at {
+            return Err(self.expired(id, (at - expires).num_milliseconds()));
+        }
+        Ok(to_u64(turns))
+    }
+
+    fn pg_record(
+        &self,
+        db: &mut postgres::Client,
+        id: &str,
+        new: Option<&NewThread>,
+        turns: &[NewTurn<'_>],
+    ) -> Result<u64, ThreadError> {
+        let max = self.max_turns;
+        let ttl = self.ttl.as_secs_f64();
+        let mut tx = db.transaction()?;
+        let used = match new {
+            Some(new) => {
+                if let Some(p) = &new.parent {
+                    self.pg_live(&mut tx, p, false)?;
+                }
+                let title: String = new.title.chars().take(120).collect();
+                tx.execute(
+                    "INSERT INTO threads (id, parent_id, tool, title, turns, created_at, updated_at, expires_at)
+                     VALUES ($1, $2, $3, $4, 0, now(), now(), now() + make_interval(secs => $5))",
+                    &[&id, &new.parent, &new.tool, &title, &ttl],
+                )?;
+                0
+            }
+            // The row lock makes a second writer (any daemon) wait here, then count our turns.
+            None => self.pg_live(&mut tx, id, true)?,
+        };
+        let adding = turns.len() as u64;
+        if used + adding > max {
+            return Err(ThreadError::Full {
+                id: id.to_string(),
+                max,
+            });
+        }
+        if !turns.is_empty() {
+            let insert = tx.prepare(
+                "INSERT INTO thread_turns (thread_id, idx, role, content, files, tool, model, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, now())",
+            )?;
+            for (i, turn) in turns.iter().enumerate() {
+                let idx = to_i64(used + i as u64);
+                let files = postgres::types::Json(turn.files);
+                tx.execute(
+                    &insert,
+                    &[
+                        &id,
+                        &idx,
+                        &turn.role,
+                        &turn.content,
+                        &files,
+                        &turn.tool,
+                        &turn.model,
+                    ],
+                )?;
+            }
+        }
+        tx.execute(
+            "UPDATE threads SET turns = turns + $2, updated_at = now(),
+                 expires_at = now() + make_interval(secs => $3)
+             WHERE id = $1",
+            &[&id, &to_i64(adding), &ttl],
+        )?;
+        tx.commit()?;
+        Ok(max.saturating_sub(used + adding))
+    }
+
+    fn pg_resume(
+        &self,
+        db: &mut postgres::Client,
+        id: &str,
+    ) -> Result<(Vec<Turn>, u64), ThreadError> {
+        // One snapshot for the check, the count and the turns of the whole chain.
+        let mut tx = db
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let used = self.pg_live(&mut tx, id, false)?;
+        let rows = tx.query(
+            &format!(
+                "WITH RECURSIVE chain (id, parent_id, depth, seen) AS (
+                     SELECT id, parent_id, 0, ARRAY[id] FROM threads WHERE id = $1
+                     UNION ALL
+                     SELECT t.id, t.parent_id, c.depth + 1, c.seen || t.id
+                     FROM chain c JOIN threads t ON t.id = c.parent_id
+                     WHERE c.depth + 1 < {MAX_CHAIN} AND NOT t.id = ANY (c.seen)
+                 )
+                 SELECT tt.role, tt.content, tt.files, tt.tool, tt.model, tt.created_at
+                 FROM chain c JOIN thread_turns tt ON tt.thread_id = c.id
+                 ORDER BY c.depth DESC, tt.idx"
+            ),
+            &[&id],
+        )?;
+        tx.commit()?;
+        let turns = rows
+            .iter()
+            .map(|r| {
+                let files = r
+                    .try_get::<_, postgres::types::Json<Vec<String>>>(2)
+                    .map(|f| f.0)
+                    .unwrap_or_default();
+                let at: Time = r.get(5);
+                Turn {
+                    role: r.get(0),
+                    content: r.get(1),
+                    files,
+                    tool: r.get(3),
+                    model: r.get(4),
+                    time: at.timestamp_millis(),
+                }
+            })
+            .collect();
+        Ok((turns, self.max_turns.saturating_sub(used)))
+    }
+}
+
+/// One suite, two backends: every behaviour test runs against SQLite and against PostgreSQL
+/// (a fresh database on `EXAI_TEST_DATABASE_URL`; skipped when that is unset).
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use exai_pg::PoolOptions;
+    use exai_pg::testing::TestDatabase;
 
-    fn store(dir: &Path, ttl: Duration, max: u64) -> ThreadStore {
-        ThreadStore::open(&dir.join("state.sqlite"), ttl, max).unwrap()
+    /// Where a test's stores live; `open` is a (re)start of a daemon on it.
+    trait Place {
+        fn open(&self, ttl: Duration, max: u64) -> ThreadStore;
     }
 
-    #[test]
-    fn threads_persist_chain_and_fill_up() {
-        let dir = tempfile::tempdir().unwrap();
+    struct SqliteFile(tempfile::TempDir);
+
+    impl Place for SqliteFile {
+        fn open(&self, ttl: Duration, max: u64) -> ThreadStore {
+            ThreadStore::open(&self.0.path().join("state.sqlite"), ttl, max).unwrap()
+        }
+    }
+
+    struct PgDatabase(TestDatabase);
+
+    impl Place for PgDatabase {
+        /// A new pool each time: another daemon, or this one restarted.
+        fn open(&self, ttl: Duration, max: u64) -> ThreadStore {
+            let pool = Pool::open(&self.0.url, PoolOptions::default()).unwrap();
+            ThreadStore::open_postgres(pool, ttl, max).unwrap()
+        }
+    }
+
+    macro_rules! both_backends {
+        ($($name:ident),* $(,)?) => {
+            mod sqlite {
+                $(
+                    #[test]
+                    fn $name() {
+                        super::$name(&super::SqliteFile(tempfile::tempdir().unwrap()));
+                    }
+                )*
+            }
+            mod postgres {
+                $(
+                    #[test]
+                    fn $name() {
+                        if let Some(db) = super::TestDatabase::create(stringify!($name)) {
+                            super::$name(&super::PgDatabase(db));
+                        }
+                    }
+                )*
+            }
+        };
+    }
+
+    both_backends!(
+        threads_persist_chain_and_fill_up,
+        record_writes_all_turns_or_none,
+        parent_chains_stop_at_max_chain,
+        threads_expire,
+        concurrent_writers_never_exceed_max_turns,
+        a_thread_continues_on_another_store,
+    );
+
+    fn threads_persist_chain_and_fill_up(place: &dyn Place) {
         let id = {
-            let s = store(dir.path(), Duration::from_secs(3600), 3);
+            let s = place.open(Duration::from_secs(3600), 3);
             let id = s.create("chat", "first question", None).unwrap();
             s.add_turn(&id, "user", "q1", &["a.rs".into()], "chat", None)
                 .unwrap();
@@ -422,8 +876,8 @@ mod tests {
                 .unwrap();
             id
         };
-        // A new store on the same file: a restart.
-        let s = store(dir.path(), Duration::from_secs(3600), 3);
+        // A new store on the same database: a restart.
+        let s = place.open(Duration::from_secs(3600), 3);
         assert_eq!(s.history(&id).unwrap().len(), 2);
         assert_eq!(s.remaining_turns(&id).unwrap(), 1);
         s.add_turn(&id, "user", "q2", &[], "chat", None).unwrap();
@@ -439,16 +893,41 @@ mod tests {
             ["q1", "a1", "q2", "q3"]
         );
         assert_eq!(h[0].files, ["a.rs"]);
+        assert_eq!(h[1].model.as_deref(), Some("glm-4.6"));
+        assert!(h[0].time > 0 && h[0].time <= h[3].time);
         let listed = s.list(10, None).unwrap();
+        assert_eq!(listed.len(), 2);
         assert_eq!(listed[0].continuation_id, child);
+        assert_eq!(listed[0].parent_id.as_deref(), Some(id.as_str()));
+        assert_eq!(listed[1].turns, 3);
+        assert!(listed[0].expires_at > listed[0].updated_at);
         assert_eq!(s.list(10, Some("codereview")).unwrap().len(), 0);
+        assert_eq!(s.list(1, Some("chat")).unwrap().len(), 1);
         assert!(matches!(s.history("nope"), Err(ThreadError::NotFound(_))));
+        assert!(matches!(
+            s.remaining_turns("nope"),
+            Err(ThreadError::NotFound(_))
+        ));
     }
 
-    #[test]
-    fn record_writes_all_turns_or_none() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path(), Duration::from_secs(3600), 3);
+    /// Parent chains stop at MAX_CHAIN threads.
+    fn parent_chains_stop_at_max_chain(place: &dyn Place) {
+        let s = place.open(Duration::from_secs(3600), 100);
+        let mut parent: Option<String> = None;
+        for i in 0..MAX_CHAIN + 5 {
+            let id = s.create("chat", "link", parent.as_deref()).unwrap();
+            s.add_turn(&id, "user", &format!("t{i}"), &[], "chat", None)
+                .unwrap();
+            parent = Some(id);
+        }
+        let h = s.history(parent.as_deref().unwrap()).unwrap();
+        assert_eq!(h.len(), MAX_CHAIN);
+        assert_eq!(h[0].content, "t5");
+        assert_eq!(h[MAX_CHAIN - 1].content, format!("t{}", MAX_CHAIN + 4));
+    }
+
+    fn record_writes_all_turns_or_none(place: &dyn Place) {
+        let s = place.open(Duration::from_secs(3600), 3);
         let turn = |role, content| NewTurn {
             role,
             content,
@@ -472,6 +951,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(left, 1);
+        s.check_live(&id).unwrap();
         // Two turns do not fit in the one left: neither is written.
         let full = s
             .record(&id, None, &[turn("user", "q2"), turn("assistant", "a2")])
@@ -493,19 +973,159 @@ mod tests {
             s.check_live(&orphan),
             Err(ThreadError::NotFound(_))
         ));
+        // A new thread whose first turns do not fit is not created either.
+        let big = ThreadStore::new_id();
+        let too_many = [
+            turn("user", "1"),
+            turn("user", "2"),
+            turn("user", "3"),
+            turn("user", "4"),
+        ];
+        let fresh = NewThread {
+            parent: None,
+            tool: "chat".into(),
+            title: "big".into(),
+        };
+        assert!(matches!(
+            s.record(&big, Some(&fresh), &too_many),
+            Err(ThreadError::Full { .. })
+        ));
+        assert!(matches!(s.check_live(&big), Err(ThreadError::NotFound(_))));
     }
 
-    #[test]
-    fn threads_expire() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path(), Duration::from_millis(1), 10);
+    fn threads_expire(place: &dyn Place) {
+        let s = place.open(Duration::from_millis(1), 10);
         let id = s.create("chat", "t", None).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         assert!(matches!(
             s.add_turn(&id, "user", "x", &[], "chat", None),
             Err(ThreadError::Expired { .. })
         ));
+        assert!(matches!(s.resume(&id), Err(ThreadError::Expired { .. })));
+        assert!(matches!(
+            s.create("chat", "child", Some(&id)),
+            Err(ThreadError::Expired { .. })
+        ));
         assert_eq!(s.list(10, None).unwrap().len(), 0);
         assert_eq!(s.purge_expired().unwrap(), 1);
+        assert!(matches!(s.check_live(&id), Err(ThreadError::NotFound(_))));
+        // A write refreshes the expiry.
+        let s = place.open(Duration::from_millis(1500), 10);
+        let id = s.create("chat", "t", None).unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        s.add_turn(&id, "user", "x", &[], "chat", None).unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        s.check_live(&id).unwrap();
+    }
+
+    /// Two daemons (two stores) writing to one thread at once: exactly `max` turns land, with
+    /// distinct positions; the rest are refused as full.
+    fn concurrent_writers_never_exceed_max_turns(place: &dyn Place) {
+        let max = 6;
+        let stores = [
+            Arc::new(place.open(Duration::from_secs(3600), max)),
+            Arc::new(place.open(Duration::from_secs(3600), max)),
+        ];
+        let id = stores[0].create("chat", "race", None).unwrap();
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let store = stores[i % 2].clone();
+                let id = id.clone();
+                std::thread::spawn(move || {
+                    let mut ok = 0;
+                    let mut full = 0;
+                    for j in 0..3 {
+                        match store.add_turn(&id, "user", &format!("{i}.{j}"), &[], "chat", None) {
+                            Ok(()) => ok += 1,
+                            Err(ThreadError::Full { .. }) => full += 1,
+                            Err(e) => panic!("writer {i}: {e}"),
+                        }
+                    }
+                    (ok, full)
+                })
+            })
+            .collect();
+        let (ok, full) = writers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        assert_eq!((ok, full), (max, 24 - max));
+        let (turns, left) = stores[1].resume(&id).unwrap();
+        assert_eq!((turns.len() as u64, left), (max, 0));
+        let mut seen: Vec<_> = turns.iter().map(|t| t.content.clone()).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len() as u64, max);
+    }
+
+    /// A thread started on one daemon continues on another sharing the database.
+    fn a_thread_continues_on_another_store(place: &dyn Place) {
+        let a = place.open(Duration::from_secs(3600), 10);
+        let b = place.open(Duration::from_secs(3600), 10);
+        let new = NewThread {
+            parent: None,
+            tool: "chat".into(),
+            title: "started on A".into(),
+        };
+        let id = ThreadStore::new_id();
+        let user = NewTurn {
+            role: "user",
+            content: "hello from A",
+            files: &[],
+            tool: "chat",
+            model: None,
+        };
+        a.record(&id, Some(&new), &[user]).unwrap();
+        let listed = b.list(10, None).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].continuation_id, id);
+        assert_eq!(listed[0].title, "started on A");
+        let (history, left) = b.resume(&id).unwrap();
+        assert_eq!((history.len(), left), (1, 9));
+        b.add_turn(&id, "assistant", "hello from B", &[], "chat", Some("m"))
+            .unwrap();
+        let h = a.history(&id).unwrap();
+        assert_eq!(
+            h.iter().map(|t| t.content.as_str()).collect::<Vec<_>>(),
+            ["hello from A", "hello from B"]
+        );
+        assert_eq!(a.remaining_turns(&id).unwrap(), 8);
+    }
+
+    /// The lazily opened PostgreSQL store: no I/O until first use, then connected and migrated;
+    /// an unreachable database is a clear error that names the server, not its password.
+    #[test]
+    fn postgres_from_config_opens_on_first_use() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let mut config = exai_core::Config::default().database;
+        config.url = exai_core::config::Secret::new(format!(
+            "postgres://exai:topsecret@127.0.0.1:{port}/exai"
+        ));
+        config.connect_retry_secs = 0.3;
+        let s = ThreadStore::postgres_from_config(config, Duration::from_secs(60), 5);
+        assert_eq!(s.backend_name(), "PostgreSQL");
+        let err = s.list(5, None).unwrap_err().to_string();
+        assert!(err.contains("cannot connect to PostgreSQL at"), "{err}");
+        assert!(
+            err.contains("127.0.0.1") && !err.contains("topsecret"),
+            "{err}"
+        );
+        // Asked again at once: the same reason, without waiting again.
+        let again = s.list(5, None).unwrap_err().to_string();
+        assert!(
+            again.contains("cannot connect") && !again.contains("topsecret"),
+            "{again}"
+        );
+
+        let Some(db) = TestDatabase::create("threadslazy") else {
+            return;
+        };
+        let mut config = exai_core::Config::default().database;
+        config.url = exai_core::config::Secret::new(db.url.clone());
+        let s = ThreadStore::postgres_from_config(config, Duration::from_secs(60), 5);
+        let id = s.create("chat", "lazy", None).unwrap();
+        assert_eq!(s.list(5, None).unwrap()[0].continuation_id, id);
     }
 }
