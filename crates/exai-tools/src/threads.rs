@@ -132,6 +132,19 @@ enum Backend {
     Postgres(PgSource),
 }
 
+impl Drop for ThreadStore {
+    /// The last handle on a pool closes its connections, which blocks: not on an async worker.
+    fn drop(&mut self) {
+        if let Backend::Postgres(PgSource::Ready(pool)) = &self.backend
+            && Arc::strong_count(pool) == 1
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let pool = Arc::clone(pool);
+            std::thread::spawn(move || drop(pool));
+        }
+    }
+}
+
 /// The PostgreSQL pool, given or opened (and migrated) on first use.
 enum PgSource {
     Ready(Arc<Pool>),

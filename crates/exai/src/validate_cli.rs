@@ -72,10 +72,10 @@ fn init_logs(loaded: &Loaded) {
 pub async fn run(args: ValidateArgs, loaded: &Loaded) -> Result<ExitCode> {
     init_logs(loaded);
     let open = || {
-        track::open(&loaded.data_dir).with_context(|| {
+        track::open(loaded).with_context(|| {
             format!(
                 "cannot open the tracking tables in {}",
-                loaded.data_dir.display()
+                track::location(loaded)
             )
         })
     };
