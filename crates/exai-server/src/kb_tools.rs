@@ -297,22 +297,23 @@ impl ExaiServer {
         let root =
             knowledge::allowed_path(&args.path, &self.state.loaded.config.tools.allowed_roots)
                 .map_err(|e| ErrorData::invalid_params(e, None))?;
-        if let Some(running) = self.state.knowledge.jobs.running_for(&args.source) {
+        let jobs = &self.state.knowledge.jobs;
+        // Refused before the knowledge base opens (that may load a model); the start below
+        // checks again, atomically across daemons.
+        if let Some(running) = jobs.running_for(&args.source).await {
             return Err(ErrorData::invalid_params(
-                format!(
-                    "source `{}` is already being indexed by {}; poll job_status or cancel_job",
-                    args.source,
-                    running.status().job_id
-                ),
+                crate::jobs::StartError::Busy(Box::new(running)).to_string(),
                 None,
             ));
         }
         let kb = self.kb().await?;
-        let job = self.state.knowledge.jobs.start(
-            "index",
-            &args.source,
-            vec![root.display().to_string()],
-        );
+        let job = jobs
+            .start_exclusive("index", &args.source, vec![root.display().to_string()])
+            .await
+            .map_err(|e| match e {
+                crate::jobs::StartError::Busy(_) => ErrorData::invalid_params(e.to_string(), None),
+                crate::jobs::StartError::Store(_) => ErrorData::internal_error(e.to_string(), None),
+            })?;
         let request = exai_kb::IndexRequest {
             roots: vec![root],
             source: args.source.clone(),
@@ -389,14 +390,18 @@ impl ExaiServer {
         Parameters(args): Parameters<JobArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         let jobs = &self.state.knowledge.jobs;
-        match jobs.get(&args.job_id) {
-            Some(job) => json(&job.status()),
-            None => Err(ErrorData::invalid_params(
+        match jobs.status(&args.job_id).await {
+            Ok(Some(status)) => json(&status),
+            Ok(None) => Err(ErrorData::invalid_params(
                 format!(
                     "unknown job `{}`; known jobs: {}",
                     args.job_id,
-                    jobs.ids().join(", ")
+                    jobs.known_ids().await.join(", ")
                 ),
+                None,
+            )),
+            Err(e) => Err(ErrorData::internal_error(
+                format!("cannot read job `{}`: {e}", args.job_id),
                 None,
             )),
         }
@@ -415,14 +420,17 @@ impl ExaiServer {
         Parameters(args): Parameters<JobArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         let jobs = &self.state.knowledge.jobs;
-        let Some(job) = jobs.cancel(&args.job_id) else {
-            return Err(ErrorData::invalid_params(
+        match jobs.cancel(&args.job_id, Duration::from_secs(10)).await {
+            Ok(Some(status)) => json(&status),
+            Ok(None) => Err(ErrorData::invalid_params(
                 format!("unknown job `{}`", args.job_id),
                 None,
-            ));
-        };
-        job.wait(Duration::from_secs(10)).await;
-        json(&job.status())
+            )),
+            Err(e) => Err(ErrorData::internal_error(
+                format!("cannot cancel job `{}`: {e}", args.job_id),
+                None,
+            )),
+        }
     }
 
     #[tool(
@@ -442,6 +450,7 @@ impl ExaiServer {
             .knowledge
             .jobs
             .running_for(&args.source)
+            .await
             .is_some()
         {
             return Err(ErrorData::invalid_params(

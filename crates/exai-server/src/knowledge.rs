@@ -97,10 +97,10 @@ impl std::fmt::Debug for Knowledge {
 impl Knowledge {
     pub fn new(loaded: Loaded) -> Self {
         Self {
+            jobs: Jobs::new(&loaded.config.database),
             loaded,
             kb: OnceCell::new(),
             embed_problem: std::sync::Mutex::new(None),
-            jobs: Jobs::default(),
         }
     }
 
