@@ -115,7 +115,7 @@ fn main() {
         );
         // The index's real vectors, each the centre of rows / n synthetic neighbours (a corpus
         // of related pages), and uniform noise (no neighbourhoods at all: the worst case).
-        let real: Vec<Vec<f32>> = exai_kb::Store::open_readonly(&db)
+        let real: Vec<Vec<f32>> = exai_kb::SqliteStore::open_readonly(&db)
             .unwrap()
             .vectors()
             .unwrap()

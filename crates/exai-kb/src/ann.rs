@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use crate::error::{KbError, Result};
-use crate::store::Store;
+use crate::store::SqliteStore;
 use crate::vectors::VectorIndex;
 
 const MAGIC: &[u8; 8] = b"EXAIANN\x01";
@@ -393,7 +393,7 @@ pub fn wanted(vectors: usize, min_vectors: usize) -> bool {
 /// Make the ANN file of `store` match it (load when fresh, else build and write), for
 /// `exai index` and `exai db reindex`. `None` when the store has fewer than `min_vectors`
 /// vectors or no embedding model.
-pub fn refresh(store: &Store, min_vectors: usize) -> Result<Option<AnnHeader>> {
+pub fn refresh(store: &SqliteStore, min_vectors: usize) -> Result<Option<AnnHeader>> {
     let Some(model) = store.embed_model()? else {
         return Ok(None);
     };

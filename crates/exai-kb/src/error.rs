@@ -43,6 +43,8 @@ pub enum KbError {
     Embed(String),
     #[error("cancelled")]
     Cancelled,
+    #[error(transparent)]
+    Postgres(#[from] exai_pg::PgError),
 }
 
 pub type Result<T> = std::result::Result<T, KbError>;

@@ -26,8 +26,9 @@ pub use category::CategoryMap;
 pub use chunk::ChunkOptions;
 pub use error::{KbError, Result};
 pub use index::{IndexReport, IndexRequest, Progress};
+pub use store::NewDocument;
 pub use model::{ContextChunk, DocType, Filters, Mode, SearchHit, SearchRequest, SearchResponse};
-pub use store::{ChunkRecord, Count, DocRecord, SourceInfo, Store};
+pub use store::{ChunkRecord, Count, DocRecord, PgStats, PgStore, SourceInfo, SqliteStore, Store};
 use vectors::VectorIndex;
 
 /// Knobs of the knowledge base (from configuration).
@@ -63,14 +64,54 @@ struct LoadedVectors {
     loaded_at: Instant,
 }
 
-/// The knowledge base: one database file, an optional embedder, and the derived vector index.
+/// Where a knowledge base lives.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// One SQLite file (the embedded default); vectors are searched in memory.
+    Sqlite(PathBuf),
+    /// PostgreSQL with pgvector, shared by several daemons; vectors are searched in the server.
+    Postgres(Arc<exai_pg::Pool>),
+}
+
+impl Location {
+    /// The file path, or the server URL with its password redacted.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite(p) => p.display().to_string(),
+            Location::Postgres(pool) => pool.target().to_string(),
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Location::Sqlite(_) => "sqlite",
+            Location::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A new connection (creating and migrating the schema if needed).
+    pub fn open_store(&self) -> Result<Store> {
+        Ok(match self {
+            Location::Sqlite(p) => Store::Sqlite(SqliteStore::open(p)?),
+            Location::Postgres(pool) => Store::Postgres(Box::new(PgStore::open(pool)?)),
+        })
+    }
+}
+
+/// The knowledge base: one database (a SQLite file or PostgreSQL), an optional embedder, and
+/// (SQLite) the derived in-memory vector index.
 pub struct Kb {
+    location: Location,
+    /// The SQLite file (`None` on PostgreSQL), for the derived ANN index beside it.
     path: PathBuf,
     embedder: Option<Arc<dyn Embedder>>,
     options: KbOptions,
     categories: CategoryMap,
     readers: Mutex<Vec<Store>>,
     vectors: RwLock<Option<LoadedVectors>>,
+    /// PostgreSQL: chunks without a vector, at a store generation (one count per change).
+    missing: Mutex<Option<(u64, u64)>>,
     reload: Mutex<()>,
     /// Set while a background thread builds the ANN index.
     ann_building: Arc<std::sync::atomic::AtomicBool>,
@@ -171,34 +212,60 @@ fn closest(value: &str, valid: &[String]) -> Option<String> {
 }
 
 impl Kb {
-    /// Open (creating and migrating if needed) the database at `path`.
+    /// Open (creating and migrating if needed) the SQLite database at `path`.
     pub fn open(
         path: &Path,
         embedder: Option<Arc<dyn Embedder>>,
         options: KbOptions,
         categories: CategoryMap,
     ) -> Result<Self> {
-        let store = Store::open(path)?;
+        Self::open_at(
+            Location::Sqlite(path.to_path_buf()),
+            embedder,
+            options,
+            categories,
+        )
+    }
+
+    /// Open (creating and migrating if needed) the knowledge base at `location`.
+    pub fn open_at(
+        location: Location,
+        embedder: Option<Arc<dyn Embedder>>,
+        options: KbOptions,
+        categories: CategoryMap,
+    ) -> Result<Self> {
+        let store = location.open_store()?;
         if let (Some(stored), Some(e)) = (store.embed_model()?, &embedder) {
             let key = e.identity().key();
             if !e.identity().matches_key(&stored) {
                 tracing::warn!(stored = %stored, configured = %key, "the index's vectors come from another model; semantic search is off until `exai index --reembed`");
             }
         }
+        let path = match &location {
+            Location::Sqlite(p) => p.clone(),
+            Location::Postgres(_) => PathBuf::new(),
+        };
         Ok(Self {
-            path: path.to_path_buf(),
+            location,
+            path,
             embedder,
             options,
             categories,
             readers: Mutex::new(vec![store]),
             vectors: RwLock::new(None),
+            missing: Mutex::new(None),
             reload: Mutex::new(()),
             ann_building: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The file path, or the server URL with its password redacted.
+    pub fn describe(&self) -> String {
+        self.location.describe()
     }
 
     pub fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
@@ -211,15 +278,22 @@ impl Kb {
 
     /// A fresh connection for writing (one per indexing run).
     pub fn writer(&self) -> Result<Store> {
-        Store::open(&self.path)
+        match &self.location {
+            Location::Sqlite(p) => Ok(Store::Sqlite(SqliteStore::open(p)?)),
+            Location::Postgres(pool) => Ok(Store::Postgres(Box::new(PgStore::attach(pool)?))),
+        }
     }
 
     /// Run `f` with a pooled read connection.
     pub fn with_reader<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
+        if let Location::Postgres(pool) = &self.location {
+            // The connection pool is the pool; a connection goes back when the store drops.
+            return f(&Store::Postgres(Box::new(PgStore::attach(pool)?)));
+        }
         let pooled = self.readers.lock().ok().and_then(|mut p| p.pop());
         let store = match pooled {
             Some(s) => s,
-            None => Store::open(&self.path)?,
+            None => Store::Sqlite(SqliteStore::open(&self.path)?),
         };
         let out = f(&store);
         if let Ok(mut pool) = self.readers.lock()
@@ -232,17 +306,39 @@ impl Kb {
 
     /// Whether the index's vectors come from the configured embedder.
     fn vectors_usable(&self, store: &Store) -> Result<bool> {
+        self.model_usable(store.embed_model()?)
+    }
+
+    fn vectors_usable_sqlite(&self, store: &SqliteStore) -> Result<bool> {
+        self.model_usable(store.embed_model()?)
+    }
+
+    fn model_usable(&self, stored: Option<String>) -> Result<bool> {
         let Some(e) = &self.embedder else {
             return Ok(false);
         };
-        Ok(store
-            .embed_model()?
-            .is_none_or(|m| e.identity().matches_key(&m)))
+        Ok(stored.is_none_or(|m| e.identity().matches_key(&m)))
+    }
+
+    /// PostgreSQL: chunks without a vector, counted once per store generation.
+    fn pg_missing(&self, store: &PgStore) -> Result<u64> {
+        let generation = store.generation()?;
+        if let Ok(guard) = self.missing.lock()
+            && let Some((g, n)) = *guard
+            && g == generation
+        {
+            return Ok(n);
+        }
+        let n = store.count_chunks_without_vectors()?;
+        if let Ok(mut guard) = self.missing.lock() {
+            *guard = Some((generation, n));
+        }
+        Ok(n)
     }
 
     /// The vector index, rebuilt when the store has moved on (at most every `vector_refresh`
     /// while it keeps moving).
-    fn current_vectors(&self, store: &Store) -> Result<(Arc<VectorIndex>, u64)> {
+    fn current_vectors(&self, store: &SqliteStore) -> Result<(Arc<VectorIndex>, u64)> {
         let generation = store.generation()?;
         if let Ok(guard) = self.vectors.read()
             && let Some(v) = guard.as_ref()
@@ -256,7 +352,7 @@ impl Kb {
 
     fn load_vectors(
         &self,
-        store: &Store,
+        store: &SqliteStore,
         generation: u64,
         ann_in_background: bool,
     ) -> Result<(Arc<VectorIndex>, u64)> {
@@ -289,7 +385,12 @@ impl Kb {
 
     /// Give `index` its ANN index when it is big enough: load the file when it matches, else
     /// build it, in a background thread (`background`; search scans exactly meanwhile) or here.
-    fn attach_ann(&self, store: &Store, index: &Arc<VectorIndex>, background: bool) -> Result<()> {
+    fn attach_ann(
+        &self,
+        store: &SqliteStore,
+        index: &Arc<VectorIndex>,
+        background: bool,
+    ) -> Result<()> {
         use std::sync::atomic::Ordering;
         if !ann::wanted(index.len(), self.options.ann_min_vectors) || index.ann().is_some() {
             return Ok(());
@@ -329,7 +430,11 @@ impl Kb {
     /// indexing run. `None` when the store has too few vectors for one.
     pub fn refresh_ann(&self) -> Result<Option<ann::AnnHeader>> {
         self.with_reader(|store| {
-            if !self.vectors_usable(store)? {
+            let Store::Sqlite(store) = store else {
+                // PostgreSQL keeps its HNSW index itself.
+                return Ok(None);
+            };
+            if !self.vectors_usable_sqlite(store)? {
                 return ann::refresh(store, self.options.ann_min_vectors);
             }
             let (index, _) = self.load_vectors(store, store.generation()?, false)?;
@@ -407,13 +512,23 @@ impl Kb {
             let pool = (req.limit * if req.group_by_document { 10 } else { 4 }).max(50);
             let keyword = if mode != Mode::Semantic { store.keyword_search(&req.query, &req.filters, pool)? } else { Vec::new() };
             let (semantic, missing) = if mode != Mode::Keyword {
-                let (index, missing) = self.current_vectors(store)?;
                 let embedder = self.embedder.as_ref().ok_or_else(|| KbError::Embed("no embedder".into()))?;
-                let q = embedder.embed_query(&req.query).map_err(|e| KbError::Embed(e.to_string()))?;
+                let (semantic, missing) = match store {
+                    Store::Sqlite(s) => {
+                        let (index, missing) = self.current_vectors(s)?;
+                        let q = embedder.embed_query(&req.query).map_err(|e| KbError::Embed(e.to_string()))?;
+                        (index.search(&q, &req.filters, pool), missing)
+                    }
+                    Store::Postgres(p) => {
+                        let missing = self.pg_missing(p)?;
+                        let q = embedder.embed_query(&req.query).map_err(|e| KbError::Embed(e.to_string()))?;
+                        (p.vector_search(&q, &req.filters, pool)?, missing)
+                    }
+                };
                 if missing > 0 {
                     notes.push(format!("{missing} chunks have no vector yet (embedding in progress or pending): semantic search does not see them, keyword search does"));
                 }
-                (index.search(&q, &req.filters, pool), missing)
+                (semantic, missing)
             } else {
                 (Vec::new(), store.count_chunks_without_vectors().unwrap_or(0))
             };
@@ -549,7 +664,7 @@ impl Kb {
             let (documents, chunks) = store.totals()?;
             let semantic = self.vectors_usable(store)?;
             Ok(KbStatus {
-                database: self.path.display().to_string(),
+                database: self.location.describe(),
                 documents,
                 chunks,
                 chunks_without_vectors: store.count_chunks_without_vectors()?,

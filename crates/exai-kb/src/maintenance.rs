@@ -6,7 +6,7 @@ use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::store::{SCHEMA_VERSION, Store};
+use crate::store::{SCHEMA_VERSION, SqliteStore};
 
 /// What `exai db verify` found. `problems` fail the check; `warnings` do not.
 #[derive(Debug, Clone, Serialize)]
@@ -114,7 +114,7 @@ pub fn identity_dim(identity: &str) -> Option<usize> {
     }
 }
 
-impl Store {
+impl SqliteStore {
     fn count(&self, sql: &str) -> Result<u64> {
         let n: i64 = self
             .conn
@@ -359,7 +359,7 @@ impl Store {
             [],
         )?;
         tx.execute_batch("REINDEX; ANALYZE;")?;
-        tx.execute(crate::store::BUMP_GENERATION, [])?;
+        tx.execute(crate::store::sqlite::BUMP_GENERATION, [])?;
         tx.commit()?;
         self.conn.execute(
             "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('optimize', 0)",
@@ -399,8 +399,8 @@ mod tests {
     use crate::model::NewChunk;
     use crate::store::NewDocument;
 
-    fn filled(dir: &std::path::Path) -> Store {
-        let mut store = Store::open(&dir.join("kb.sqlite")).unwrap();
+    fn filled(dir: &std::path::Path) -> SqliteStore {
+        let mut store = SqliteStore::open(&dir.join("kb.sqlite")).unwrap();
         store.upsert_source("s", &[], "rust").unwrap();
         let meta = serde_json::Map::new();
         let doc = NewDocument {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use exai_core::Loaded;
-use exai_kb::Store;
+use exai_kb::SqliteStore;
 use exai_kb::maintenance::{CompactReport, DbStats, VerifyReport};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -259,7 +259,7 @@ pub fn verify_file(db: &DbFile, full: bool) -> FileCheck {
         warnings: Vec::new(),
     };
     if db.is_kb() {
-        let store = Store::open_for_check(&db.path).or_else(|_| Store::open_readonly(&db.path));
+        let store = SqliteStore::open_for_check(&db.path).or_else(|_| SqliteStore::open_readonly(&db.path));
         match store.and_then(|s| s.verify(full)) {
             Ok(report) => {
                 check.problems.extend(report.problems.iter().cloned());
@@ -310,7 +310,7 @@ pub fn compact(loaded: &Loaded) -> Result<Vec<Compacted>> {
     for db in databases(loaded) {
         let bytes_before = file_bytes(&db.path);
         let kb = if db.is_kb() {
-            Some(Store::open(&db.path)?.compact()?)
+            Some(SqliteStore::open(&db.path)?.compact()?)
         } else {
             let conn = open_rw(&db.path)?;
             conn.execute_batch("PRAGMA optimize; VACUUM;")
@@ -340,7 +340,7 @@ pub fn reindex(loaded: &Loaded) -> Result<u64> {
             path.display()
         )));
     }
-    let mut store = Store::open(&path)?;
+    let mut store = SqliteStore::open(&path)?;
     let rows = store.reindex()?;
     // The ANN index is derived too: drop it and build it again from the vectors.
     exai_kb::ann::remove(&path)?;
@@ -374,7 +374,7 @@ pub fn stats(loaded: &Loaded) -> Result<Vec<FileStats>> {
             schema_version: schema_version(&conn, &db.path)?,
             tables: table_counts(&conn, &db.path)?,
             kb: if db.is_kb() {
-                Some(Store::open_readonly(&db.path)?.stats()?)
+                Some(SqliteStore::open_readonly(&db.path)?.stats()?)
             } else {
                 None
             },
@@ -405,11 +405,11 @@ pub fn migrate(loaded: &Loaded, check: bool) -> Result<Vec<Migration>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let from = Store::open_readonly(&path)?.schema_version()?;
+    let from = SqliteStore::open_readonly(&path)?.schema_version()?;
     let to = exai_kb::store::SCHEMA_VERSION;
     let applied = !check && from < to;
     if applied {
-        Store::open(&path)?;
+        SqliteStore::open(&path)?;
     }
     Ok(vec![Migration {
         name: "kb".into(),

@@ -316,8 +316,8 @@ fn database_checks(loaded: &Loaded, out: &mut Vec<Check>) {
                 kb.documents, kb.chunks, kb.vectors
             ));
             if let Some(m) = &kb.embed_model {
-                let how = exai_kb::Store::open_readonly(&file.path)
-                    .and_then(|s| exai_kb::index_embedding(&s))
+                let how = exai_kb::SqliteStore::open_readonly(&file.path)
+                    .and_then(|s| exai_kb::index_embedding(&exai_kb::Store::Sqlite(s)))
                     .ok()
                     .flatten()
                     .map(|e| e.describe())

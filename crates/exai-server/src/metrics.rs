@@ -181,7 +181,7 @@ async fn index_size(state: &Arc<AppState>) -> Option<(u64, u64)> {
     let counted = tokio::task::spawn_blocking(move || match kb {
         Some(kb) => kb.with_reader(|s| s.totals()).map(Some),
         None if !path.exists() => Ok(Some((0, 0))),
-        None => exai_kb::Store::open_readonly(&path)
+        None => exai_kb::SqliteStore::open_readonly(&path)
             .and_then(|s| s.totals())
             .map(Some),
     })

@@ -1,4 +1,4 @@
-//! SQLite, the single source of truth: documents, chunks, an FTS5 index for BM25, embeddings
+//! SQLite, the embedded default: documents, chunks, an FTS5 index for BM25, embeddings
 //! keyed by chunk-text hash (identical texts share one vector; a re-indexed document keeps the
 //! vectors of its unchanged chunks), and a schema version with migrations. WAL mode: readers
 //! never block the writer, and a writer killed mid-run leaves the last committed state.
@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
-use serde::Serialize;
 
 use crate::error::{KbError, Result};
 use crate::model::{DocType, Filters, NewChunk};
+use crate::store::{
+    ChunkRecord, Count, DocRecord, NewDocument, SourceInfo, VectorMeta, decode_vector,
+    encode_vector, fts_query, hash_text, now,
+};
 
 /// Every committed change bumps this counter; derived indexes compare it to know they are stale.
 pub(crate) const BUMP_GENERATION: &str =
@@ -83,88 +86,10 @@ CREATE TABLE IF NOT EXISTS embeddings (
 );
 "#;
 
-/// A document as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DocRecord {
-    pub id: i64,
-    pub source: String,
-    pub path: String,
-    pub uri: Option<String>,
-    pub title: String,
-    pub format: String,
-    pub technology: String,
-    pub category: String,
-    pub hash: String,
-    pub bytes: i64,
-    pub metadata: serde_json::Value,
-    pub indexed_at: String,
-    pub chunks: i64,
-}
-
-/// A document to store.
-#[derive(Debug, Clone)]
-pub struct NewDocument<'a> {
-    pub source: &'a str,
-    pub path: &'a str,
-    pub uri: Option<&'a str>,
-    pub title: &'a str,
-    pub format: &'a str,
-    pub technology: &'a str,
-    pub category: &'a str,
-    pub hash: &'a str,
-    pub bytes: u64,
-    pub metadata: &'a serde_json::Map<String, serde_json::Value>,
-}
-
-/// A chunk with its document's fields, as search results need them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ChunkRecord {
-    pub id: i64,
-    pub doc_id: i64,
-    pub position: i64,
-    pub section: String,
-    pub text: String,
-    pub tokens: i64,
-    pub doc_type: DocType,
-    pub title: String,
-    pub source: String,
-    pub path: String,
-    pub uri: Option<String>,
-    pub technology: String,
-    pub category: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SourceInfo {
-    pub name: String,
-    pub roots: Vec<String>,
-    pub technology: String,
-    pub documents: i64,
-    pub chunks: i64,
-    pub chunks_without_vectors: i64,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Count {
-    pub name: String,
-    pub documents: i64,
-    pub chunks: i64,
-}
-
 /// One connection to the knowledge base database.
-pub struct Store {
+pub struct SqliteStore {
     pub(crate) conn: Connection,
     path: PathBuf,
-}
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-pub fn hash_text(text: &str) -> String {
-    blake3::hash(text.as_bytes()).to_hex()[..32].to_string()
 }
 
 fn map_open_error(path: &Path, e: rusqlite::Error) -> KbError {
@@ -191,18 +116,6 @@ fn map_open_error(path: &Path, e: rusqlite::Error) -> KbError {
             source: e,
         },
     }
-}
-
-/// Vectors are stored as little-endian f32.
-pub fn encode_vector(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-pub fn decode_vector(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
 }
 
 /// `WHERE`-clause fragments and parameters for filters over `documents d` and `chunks c`.
@@ -235,48 +148,6 @@ pub(crate) fn filter_sql(filters: &Filters) -> (String, Vec<rusqlite::types::Val
     (sql, args)
 }
 
-/// English function words that match nearly every chunk: they cost the most to rank and
-/// change the order least, so questions drop them (a query of only such words keeps them).
-const STOPWORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "can", "could", "do", "does", "for", "from",
-    "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "should",
-    "so", "that", "the", "their", "them", "then", "there", "these", "this", "to", "was", "we",
-    "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your",
-];
-
-/// Turn free text into an FTS5 query: every word quoted (so no user input is read as FTS
-/// syntax), OR-ed, BM25 ranks documents matching more and rarer words first.
-pub fn fts_query(text: &str) -> Option<String> {
-    let mut terms: Vec<String> = Vec::new();
-    for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
-        if word.is_empty() {
-            continue;
-        }
-        let lower = word.to_lowercase();
-        if !terms.contains(&lower) {
-            terms.push(lower);
-        }
-    }
-    let content: Vec<String> = terms
-        .iter()
-        .filter(|t| !STOPWORDS.contains(&t.as_str()))
-        .cloned()
-        .collect();
-    if !content.is_empty() {
-        terms = content;
-    }
-    if terms.is_empty() {
-        return None;
-    }
-    Some(
-        terms
-            .iter()
-            .map(|t| format!("\"{t}\""))
-            .collect::<Vec<_>>()
-            .join(" OR "),
-    )
-}
-
 const CHUNK_COLUMNS: &str = "c.id, c.doc_id, c.position, c.section, c.text, c.tokens, c.doc_type, d.title, d.source, d.path, d.uri, d.technology, d.category";
 
 fn chunk_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkRecord> {
@@ -298,7 +169,7 @@ fn chunk_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkRecord> {
     })
 }
 
-impl Store {
+impl SqliteStore {
     /// Open (creating if needed) and migrate.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
@@ -439,7 +310,7 @@ impl Store {
     }
 
     /// Record the model the index's vectors come from; refuses a different one unless the
-    /// vectors are dropped first ([`Store::drop_vectors`]).
+    /// vectors are dropped first ([`SqliteStore::drop_vectors`]).
     pub fn claim_embed_model(&self, key: &str) -> Result<()> {
         match self.embed_model()? {
             Some(stored) if stored != key => {
@@ -476,7 +347,7 @@ impl Store {
             .unwrap_or_default())
     }
 
-    /// Note that `backend` computes vectors for this index (after [`Store::claim_embed_model`]).
+    /// Note that `backend` computes vectors for this index (after [`SqliteStore::claim_embed_model`]).
     pub fn record_embed_backend(&self, backend: &str) -> Result<()> {
         let mut backends = self.embed_backends()?;
         if backends.iter().any(|b| b == backend) {
@@ -911,16 +782,6 @@ impl Store {
     }
 }
 
-/// Fields the vector index filters on without touching SQLite.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VectorMeta {
-    pub source: String,
-    pub technology: String,
-    pub category: String,
-    pub path: String,
-    pub doc_type: DocType,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -957,7 +818,7 @@ mod tests {
     #[test]
     fn replace_search_and_delete() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("kb.sqlite")).unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("kb.sqlite")).unwrap();
         store.upsert_source("s", &["/x".into()], "rust").unwrap();
         let meta = serde_json::Map::new();
         store
@@ -1063,7 +924,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kb.sqlite");
         std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
-        let err = Store::open(&path).err().unwrap();
+        let err = SqliteStore::open(&path).err().unwrap();
         assert!(matches!(err, KbError::Corrupt { .. }), "{err}");
     }
 }

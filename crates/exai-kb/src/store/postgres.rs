@@ -1,0 +1,863 @@
+//! PostgreSQL with pgvector, for several daemons sharing one knowledge base: the same
+//! documents, chunks and vectors-by-text-hash as the SQLite store, keyword search over a
+//! weighted `tsvector` (title A, section B, text D) with a GIN index, and semantic search over
+//! an HNSW index (cosine) inside the database, so a search on any daemon sees every committed
+//! change at once.
+//!
+//! Ranking differs from SQLite's BM25: PostgreSQL ranks with `ts_rank` (term frequency with the
+//! same 4:2:1 title/section/text weights, normalised by document length) and has no inverse
+//! document frequency, so rare words do not outweigh common ones as they do under BM25. The
+//! fusion with vector ranks is the same reciprocal-rank fusion on both.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use exai_pg::postgres::types::ToSql;
+use exai_pg::{Conn, Pool};
+use pgvector::Vector;
+
+use crate::error::{KbError, Result};
+use crate::model::{DocType, Filters, NewChunk};
+use crate::store::{
+    ChunkRecord, Count, DocRecord, NewDocument, SourceInfo, hash_text, now, query_terms,
+};
+
+/// The schema, step by step (component `kb` in `exai_schema`).
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE kb_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO kb_meta(key, value) VALUES ('generation', '0');
+CREATE TABLE kb_sources (
+    name TEXT PRIMARY KEY,
+    roots JSONB NOT NULL DEFAULT '[]',
+    technology TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE kb_documents (
+    id BIGSERIAL PRIMARY KEY,
+    source TEXT NOT NULL REFERENCES kb_sources(name) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    uri TEXT,
+    title TEXT NOT NULL,
+    format TEXT NOT NULL,
+    technology TEXT NOT NULL,
+    category TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    bytes BIGINT NOT NULL,
+    metadata JSONB NOT NULL DEFAULT '{}',
+    indexed_at TEXT NOT NULL,
+    UNIQUE (source, path)
+);
+CREATE INDEX kb_documents_by_filter ON kb_documents(source, technology, category);
+CREATE TABLE kb_chunks (
+    id BIGSERIAL PRIMARY KEY,
+    doc_id BIGINT NOT NULL REFERENCES kb_documents(id) ON DELETE CASCADE,
+    position BIGINT NOT NULL,
+    section TEXT NOT NULL,
+    text TEXT NOT NULL,
+    tokens BIGINT NOT NULL,
+    doc_type TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    tsv TSVECTOR NOT NULL
+);
+CREATE INDEX kb_chunks_by_doc ON kb_chunks(doc_id, position);
+CREATE INDEX kb_chunks_by_hash ON kb_chunks(text_hash);
+CREATE INDEX kb_chunks_tsv ON kb_chunks USING GIN (tsv);
+CREATE TABLE kb_embeddings (
+    text_hash TEXT PRIMARY KEY,
+    vector VECTOR NOT NULL
+);
+"#];
+
+/// The text-search configuration: English stemming, as SQLite's porter tokenizer.
+const TS_CONFIG: &str = "english";
+
+/// `ts_rank` weights {D, C, B, A}: text 1, section 2, title 4 (BM25 column weights of SQLite).
+const TS_WEIGHTS: &str = "'{0.25, 0.25, 0.5, 1.0}'";
+
+const CHUNK_COLUMNS: &str = "c.id, c.doc_id, c.position, c.section, c.text, c.tokens, c.doc_type, d.title, d.source, d.path, d.uri, d.technology, d.category";
+
+const BUMP_GENERATION: &str =
+    "UPDATE kb_meta SET value = (value::bigint + 1)::text WHERE key = 'generation'";
+
+/// The HNSW index over the vectors; created when the model (and so the dimension) is known.
+const HNSW_INDEX: &str = "kb_embeddings_hnsw";
+
+/// One pooled connection to the knowledge base in PostgreSQL.
+pub struct PgStore {
+    conn: std::sync::Mutex<Conn>,
+    target: String,
+}
+
+fn chunk_from_row(r: &exai_pg::postgres::Row) -> ChunkRecord {
+    let doc_type: String = r.get(6);
+    ChunkRecord {
+        id: r.get(0),
+        doc_id: r.get(1),
+        position: r.get(2),
+        section: r.get(3),
+        text: r.get(4),
+        tokens: r.get(5),
+        doc_type: DocType::parse(&doc_type).unwrap_or(DocType::Text),
+        title: r.get(7),
+        source: r.get(8),
+        path: r.get(9),
+        uri: r.get(10),
+        technology: r.get(11),
+        category: r.get(12),
+    }
+}
+
+/// Filters as SQL over `kb_documents d` and `kb_chunks c`, numbering parameters from `first`.
+fn filter_sql(filters: &Filters, first: usize) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    let mut sql = String::new();
+    let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let mut n = first;
+    for (column, values) in [
+        ("d.source", &filters.sources),
+        ("d.technology", &filters.technologies),
+        ("d.category", &filters.categories),
+    ] {
+        if !values.is_empty() {
+            sql.push_str(&format!(" AND {column} = ANY(${n})"));
+            args.push(Box::new(values.clone()));
+            n += 1;
+        }
+    }
+    if let Some(prefix) = &filters.path_prefix {
+        sql.push_str(&format!(" AND starts_with(d.path, ${n})"));
+        args.push(Box::new(prefix.clone()));
+        n += 1;
+    }
+    if let Some(t) = filters.doc_type {
+        sql.push_str(&format!(" AND c.doc_type = ${n}"));
+        args.push(Box::new(t.as_str().to_string()));
+    }
+    (sql, args)
+}
+
+fn refs(args: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
+    args.iter()
+        .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+impl PgStore {
+    /// A store on a pooled connection; migrates the schema and checks pgvector on first use.
+    pub fn open(pool: &Arc<Pool>) -> Result<PgStore> {
+        let mut conn = pool.get()?;
+        let target = pool.target().to_string();
+        if exai_pg::schema_version(&mut *conn, "kb")? != MIGRATIONS.len() as i64 {
+            exai_pg::ensure_vector(&mut conn, &target)?;
+            exai_pg::migrate(&mut conn, "kb", MIGRATIONS)?;
+        }
+        Ok(PgStore {
+            conn: std::sync::Mutex::new(conn),
+            target,
+        })
+    }
+
+    /// A store on a pooled connection, without the schema check (after [`PgStore::open`]
+    /// succeeded once in this process).
+    pub fn attach(pool: &Arc<Pool>) -> Result<PgStore> {
+        Ok(PgStore {
+            conn: std::sync::Mutex::new(pool.get()?),
+            target: pool.target().to_string(),
+        })
+    }
+
+    /// The server, password redacted.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| KbError::Invalid("a PostgreSQL connection was poisoned".into()))?;
+        f(&mut conn)
+    }
+
+    pub fn schema_version(&self) -> Result<i64> {
+        self.with(|c| Ok(exai_pg::schema_version(&mut **c, "kb")?))
+    }
+
+    /// The schema this build writes.
+    pub fn known_schema_version() -> i64 {
+        MIGRATIONS.len() as i64
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            Ok(
+                c.query_opt("SELECT value FROM kb_meta WHERE key = $1", &[&key])
+                    .map_err(exai_pg::PgError::from)?
+                    .map(|r| r.get(0)),
+            )
+        })
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO kb_meta(key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[&key, &value],
+            )
+            .map_err(exai_pg::PgError::from)?;
+            Ok(())
+        })
+    }
+
+    pub fn generation(&self) -> Result<u64> {
+        Ok(self
+            .meta("generation")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    pub fn embed_model(&self) -> Result<Option<String>> {
+        self.meta("embed_model")
+    }
+
+    /// Record the model the vectors come from (refusing another one while vectors exist), fix
+    /// the vector column's dimension and build the HNSW index for it.
+    pub fn claim_embed_model(&self, key: &str) -> Result<()> {
+        let stored = self.embed_model()?;
+        if let Some(stored) = &stored {
+            if stored == key {
+                return self.ensure_hnsw(key);
+            }
+            let vectors = self.count("SELECT count(*) FROM kb_embeddings")?;
+            if vectors > 0 {
+                return Err(KbError::ModelMismatch {
+                    stored: stored.clone(),
+                    configured: key.to_string(),
+                });
+            }
+        }
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            tx.execute(
+                "DELETE FROM kb_meta WHERE key IN ('embed_model', 'embed_backends')",
+                &[],
+            )
+            .map_err(exai_pg::PgError::from)?;
+            tx.execute(
+                "INSERT INTO kb_meta(key, value) VALUES ('embed_model', $1)",
+                &[&key],
+            )
+            .map_err(exai_pg::PgError::from)?;
+            tx.commit().map_err(exai_pg::PgError::from)?;
+            Ok(())
+        })?;
+        self.ensure_hnsw(key)
+    }
+
+    /// Give the vector column the model's dimension and an HNSW index (idempotent).
+    fn ensure_hnsw(&self, key: &str) -> Result<()> {
+        let Some(dim) = crate::maintenance::identity_dim(key) else {
+            return Ok(());
+        };
+        self.with(|c| {
+            let current: Option<i32> = c
+                .query_one(
+                    "SELECT NULLIF(atttypmod, -1) FROM pg_attribute WHERE attrelid = 'kb_embeddings'::regclass AND attname = 'vector'",
+                    &[],
+                )
+                .map_err(exai_pg::PgError::from)?
+                .get(0);
+            let exists: bool = c
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HNSW_INDEX])
+                .map_err(exai_pg::PgError::from)?
+                .get(0);
+            if current == Some(dim as i32) && exists {
+                return Ok(());
+            }
+            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext('kb_embeddings_hnsw'))", &[])
+                .map_err(exai_pg::PgError::from)?;
+            if current != Some(dim as i32) {
+                tx.batch_execute(&format!(
+                    "DROP INDEX IF EXISTS {HNSW_INDEX}; ALTER TABLE kb_embeddings ALTER COLUMN vector TYPE vector({dim})"
+                ))
+                .map_err(exai_pg::PgError::from)?;
+            }
+            tx.batch_execute(&format!(
+                "CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON kb_embeddings USING hnsw (vector vector_cosine_ops)"
+            ))
+            .map_err(exai_pg::PgError::from)?;
+            tx.commit().map_err(exai_pg::PgError::from)?;
+            Ok(())
+        })
+    }
+
+    pub fn embed_backends(&self) -> Result<Vec<String>> {
+        Ok(self
+            .meta("embed_backends")?
+            .map(|v| {
+                v.split(',')
+                    .filter(|b| !b.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    pub fn record_embed_backend(&self, backend: &str) -> Result<()> {
+        let mut backends = self.embed_backends()?;
+        if backends.iter().any(|b| b == backend) {
+            return Ok(());
+        }
+        backends.push(backend.to_string());
+        self.set_meta("embed_backends", &backends.join(","))
+    }
+
+    pub fn drop_vectors(&self) -> Result<u64> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            let n = tx
+                .execute("DELETE FROM kb_embeddings", &[])
+                .map_err(exai_pg::PgError::from)?;
+            tx.execute(
+                "DELETE FROM kb_meta WHERE key IN ('embed_model', 'embed_backends')",
+                &[],
+            )
+            .map_err(exai_pg::PgError::from)?;
+            tx.execute(BUMP_GENERATION, &[])
+                .map_err(exai_pg::PgError::from)?;
+            tx.commit().map_err(exai_pg::PgError::from)?;
+            Ok(n)
+        })
+    }
+
+    pub fn upsert_source(&self, name: &str, roots: &[String], technology: &str) -> Result<()> {
+        let roots = serde_json::json!(roots);
+        let t = now();
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO kb_sources(name, roots, technology, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
+                 ON CONFLICT (name) DO UPDATE SET roots = $2, technology = $3, updated_at = $4",
+                &[&name, &roots, &technology, &t],
+            )
+            .map_err(exai_pg::PgError::from)?;
+            Ok(())
+        })
+    }
+
+    pub fn document_hashes(&self, source: &str) -> Result<HashMap<String, String>> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT path, hash FROM kb_documents WHERE source = $1",
+                &[&source],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })
+    }
+
+    /// Replace documents and their chunks in one transaction: all or nothing.
+    pub fn replace_documents(&self, docs: &[(NewDocument<'_>, Vec<NewChunk>)]) -> Result<()> {
+        let indexed_at = now();
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            let del = tx
+                .prepare("DELETE FROM kb_documents WHERE source = $1 AND path = $2")
+                .map_err(exai_pg::PgError::from)?;
+            let ins_doc = tx
+                .prepare(
+                    "INSERT INTO kb_documents(source, path, uri, title, format, technology, category, hash, bytes, metadata, indexed_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                )
+                .map_err(exai_pg::PgError::from)?;
+            let ins_chunks = tx
+                .prepare(&format!(
+                    "INSERT INTO kb_chunks(doc_id, position, section, text, tokens, doc_type, text_hash, tsv)
+                     SELECT $1, u.p, u.s, u.t, u.k, u.d, u.h,
+                            setweight(to_tsvector('{TS_CONFIG}', $2), 'A')
+                            || setweight(to_tsvector('{TS_CONFIG}', u.s), 'B')
+                            || setweight(to_tsvector('{TS_CONFIG}', u.t), 'D')
+                     FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[]) AS u(p, s, t, k, d, h)"
+                ))
+                .map_err(exai_pg::PgError::from)?;
+            for (doc, chunks) in docs {
+                tx.execute(&del, &[&doc.source, &doc.path])
+                    .map_err(exai_pg::PgError::from)?;
+                let metadata = serde_json::Value::Object(doc.metadata.clone());
+                let id: i64 = tx
+                    .query_one(
+                        &ins_doc,
+                        &[
+                            &doc.source,
+                            &doc.path,
+                            &doc.uri,
+                            &doc.title,
+                            &doc.format,
+                            &doc.technology,
+                            &doc.category,
+                            &doc.hash,
+                            &(doc.bytes as i64),
+                            &metadata,
+                            &indexed_at,
+                        ],
+                    )
+                    .map_err(exai_pg::PgError::from)?
+                    .get(0);
+                if chunks.is_empty() {
+                    continue;
+                }
+                let positions: Vec<i64> = chunks.iter().map(|c| c.position as i64).collect();
+                let sections: Vec<&str> = chunks.iter().map(|c| c.section.as_str()).collect();
+                let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+                let tokens: Vec<i64> = chunks.iter().map(|c| c.tokens as i64).collect();
+                let types: Vec<&str> = chunks.iter().map(|c| c.doc_type.as_str()).collect();
+                let hashes: Vec<String> = chunks.iter().map(|c| hash_text(&c.text)).collect();
+                tx.execute(
+                    &ins_chunks,
+                    &[&id, &doc.title, &positions, &sections, &texts, &tokens, &types, &hashes],
+                )
+                .map_err(exai_pg::PgError::from)?;
+            }
+            tx.execute(BUMP_GENERATION, &[])
+                .map_err(exai_pg::PgError::from)?;
+            tx.commit().map_err(exai_pg::PgError::from)?;
+            Ok(())
+        })
+    }
+
+    pub fn delete_documents(&self, source: &str, paths: &[String]) -> Result<u64> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM kb_documents WHERE source = $1 AND path = ANY($2)",
+                    &[&source, &paths],
+                )
+                .map_err(exai_pg::PgError::from)?;
+            tx.execute(BUMP_GENERATION, &[])
+                .map_err(exai_pg::PgError::from)?;
+            tx.commit().map_err(exai_pg::PgError::from)?;
+            Ok(n)
+        })
+    }
+
+    pub fn remove_source(&self, source: &str) -> Result<u64> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            let n = tx
+                .execute("DELETE FROM kb_documents WHERE source = $1", &[&source])
+                .map_err(exai_pg::PgError::from)?;
+            tx.execute("DELETE FROM kb_sources WHERE name = $1", &[&source])
+                .map_err(exai_pg::PgError::from)?;
+            tx.execute(BUMP_GENERATION, &[])
+                .map_err(exai_pg::PgError::from)?;
+            tx.commit().map_err(exai_pg::PgError::from)?;
+            Ok(n)
+        })
+    }
+
+    pub fn texts_without_vectors(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String, String)>> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT DISTINCT ON (c.text_hash) c.text_hash, d.title, c.section, c.text
+                 FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id
+                 WHERE NOT EXISTS (SELECT 1 FROM kb_embeddings e WHERE e.text_hash = c.text_hash)
+                 ORDER BY c.text_hash LIMIT $1",
+                &[&(limit as i64)],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect())
+        })
+    }
+
+    fn count(&self, sql: &str) -> Result<u64> {
+        self.with(|c| {
+            let n: i64 = c
+                .query_one(sql, &[])
+                .map_err(exai_pg::PgError::from)?
+                .get(0);
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
+    pub fn count_texts_without_vectors(&self) -> Result<u64> {
+        self.count("SELECT count(DISTINCT text_hash) FROM kb_chunks c WHERE NOT EXISTS (SELECT 1 FROM kb_embeddings e WHERE e.text_hash = c.text_hash)")
+    }
+
+    pub fn count_chunks_without_vectors(&self) -> Result<u64> {
+        self.count("SELECT count(*) FROM kb_chunks c WHERE NOT EXISTS (SELECT 1 FROM kb_embeddings e WHERE e.text_hash = c.text_hash)")
+    }
+
+    /// Store vectors (by text hash) in one transaction.
+    pub fn put_vectors(&self, vectors: &[(String, Vec<f32>)]) -> Result<()> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            let ins = tx
+                .prepare(
+                    "INSERT INTO kb_embeddings(text_hash, vector) VALUES ($1, $2)
+                     ON CONFLICT (text_hash) DO UPDATE SET vector = EXCLUDED.vector",
+                )
+                .map_err(exai_pg::PgError::from)?;
+            for (hash, v) in vectors {
+                tx.execute(&ins, &[hash, &Vector::from(v.clone())])
+                    .map_err(exai_pg::PgError::from)?;
+            }
+            tx.execute(BUMP_GENERATION, &[])
+                .map_err(exai_pg::PgError::from)?;
+            tx.commit().map_err(exai_pg::PgError::from)?;
+            Ok(())
+        })
+    }
+
+    /// Weighted full-text match, best first, scores positive (higher is better).
+    pub fn keyword_search(
+        &self,
+        query: &str,
+        filters: &Filters,
+        k: usize,
+    ) -> Result<Vec<(i64, f32)>> {
+        let terms = query_terms(query);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tsquery = terms.join(" | ");
+        let (filter, args) = filter_sql(filters, 3);
+        let join = if filter.is_empty() {
+            ""
+        } else {
+            " JOIN kb_documents d ON d.id = c.doc_id"
+        };
+        let sql = format!(
+            "SELECT c.id, ts_rank({TS_WEIGHTS}, c.tsv, q, 1)::real AS score
+             FROM kb_chunks c{join}, to_tsquery('{TS_CONFIG}', $1) q
+             WHERE c.tsv @@ q{filter}
+             ORDER BY score DESC, c.id LIMIT $2"
+        );
+        let k = k as i64;
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tsquery, &k];
+        params.extend(refs(&args));
+        self.with(|c| {
+            Ok(c.query(&sql, &params)
+                .map_err(exai_pg::PgError::from)?
+                .iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, f32>(1)))
+                .collect())
+        })
+    }
+
+    /// Nearest chunks by cosine similarity through the HNSW index; with filters that leave
+    /// fewer than `k` among the index's candidates, an exact scan of the filtered chunks.
+    pub fn vector_search(
+        &self,
+        query: &[f32],
+        filters: &Filters,
+        k: usize,
+    ) -> Result<Vec<(i64, f32)>> {
+        let q = Vector::from(query.to_vec());
+        let (filter, args) = filter_sql(filters, 3);
+        let join = if filter.is_empty() {
+            ""
+        } else {
+            " JOIN kb_documents d ON d.id = c.doc_id"
+        };
+        let k_sql = k as i64;
+        let ef = (k * 2).clamp(64, 1000);
+        let run = |c: &mut Conn, exact: bool| -> Result<Vec<(i64, f32)>> {
+            // `+ 0` keeps the planner off the index: an exact scan.
+            let order = if exact {
+                "(e.vector <=> $1) + 0"
+            } else {
+                "e.vector <=> $1"
+            };
+            let sql = format!(
+                "SELECT c.id, (1 - (e.vector <=> $1))::real
+                 FROM kb_embeddings e JOIN kb_chunks c ON c.text_hash = e.text_hash{join}
+                 WHERE true{filter}
+                 ORDER BY {order} LIMIT $2"
+            );
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&q, &k_sql];
+            params.extend(refs(&args));
+            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            tx.batch_execute(&format!("SET LOCAL hnsw.ef_search = {ef}"))
+                .map_err(exai_pg::PgError::from)?;
+            let rows = tx.query(&sql, &params).map_err(exai_pg::PgError::from)?;
+            tx.commit().map_err(exai_pg::PgError::from)?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, f32>(1)))
+                .collect())
+        };
+        self.with(|c| {
+            let found = run(c, false)?;
+            if found.len() >= k || filter.is_empty() {
+                return Ok(found);
+            }
+            run(c, true)
+        })
+    }
+
+    pub fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids_vec = ids.to_vec();
+        let mut found: Vec<ChunkRecord> = self.with(|c| {
+            Ok(c.query(
+                &format!("SELECT {CHUNK_COLUMNS} FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE c.id = ANY($1)"),
+                &[&ids_vec],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(chunk_from_row)
+            .collect())
+        })?;
+        let order: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        found.sort_by_key(|c| order.get(&c.id).copied().unwrap_or(usize::MAX));
+        Ok(found)
+    }
+
+    pub fn neighbours(
+        &self,
+        doc_id: i64,
+        position: i64,
+        section: &str,
+        n: usize,
+    ) -> Result<(Vec<ChunkRecord>, Vec<ChunkRecord>)> {
+        if n == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let (lo, hi) = (position - n as i64, position + n as i64);
+        let all: Vec<ChunkRecord> = self.with(|c| {
+            Ok(c.query(
+                &format!("SELECT {CHUNK_COLUMNS} FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id
+                          WHERE c.doc_id = $1 AND c.section = $2 AND c.position BETWEEN $3 AND $4 AND c.position <> $5 ORDER BY c.position"),
+                &[&doc_id, &section, &lo, &hi, &position],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(chunk_from_row)
+            .collect())
+        })?;
+        Ok(all.into_iter().partition(|c| c.position < position))
+    }
+
+    pub fn document_chunks(&self, doc_id: i64) -> Result<Vec<ChunkRecord>> {
+        self.with(|c| {
+            Ok(c.query(
+                &format!("SELECT {CHUNK_COLUMNS} FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE c.doc_id = $1 ORDER BY c.position"),
+                &[&doc_id],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(chunk_from_row)
+            .collect())
+        })
+    }
+
+    pub fn document(
+        &self,
+        doc_id: Option<i64>,
+        source_path: Option<(&str, &str)>,
+    ) -> Result<DocRecord> {
+        let base = "SELECT d.id, d.source, d.path, d.uri, d.title, d.format, d.technology, d.category, d.hash, d.bytes, d.metadata, d.indexed_at,
+                    (SELECT count(*) FROM kb_chunks c WHERE c.doc_id = d.id) FROM kb_documents d";
+        let row = self.with(|c| {
+            Ok(match (doc_id, source_path) {
+                (Some(id), _) => c
+                    .query_opt(&format!("{base} WHERE d.id = $1"), &[&id])
+                    .map_err(exai_pg::PgError::from)?,
+                (None, Some((source, path))) => c
+                    .query_opt(
+                        &format!("{base} WHERE d.path = $2 AND ($1 = '' OR d.source = $1) ORDER BY d.id LIMIT 1"),
+                        &[&source, &path],
+                    )
+                    .map_err(exai_pg::PgError::from)?,
+                (None, None) => return Err(KbError::Invalid("give a document id or a path".into())),
+            })
+        })?;
+        let Some(r) = row else {
+            return Err(KbError::NotFound(match (doc_id, source_path) {
+                (Some(id), _) => format!("document {id}"),
+                (_, Some((s, p))) => format!("document `{p}` in source `{s}`"),
+                _ => "document".into(),
+            }));
+        };
+        Ok(DocRecord {
+            id: r.get(0),
+            source: r.get(1),
+            path: r.get(2),
+            uri: r.get(3),
+            title: r.get(4),
+            format: r.get(5),
+            technology: r.get(6),
+            category: r.get(7),
+            hash: r.get(8),
+            bytes: r.get(9),
+            metadata: r.get(10),
+            indexed_at: r.get(11),
+            chunks: r.get(12),
+        })
+    }
+
+    pub fn sources(&self) -> Result<Vec<SourceInfo>> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT s.name, s.roots, s.technology, s.created_at, s.updated_at,
+                        (SELECT count(*) FROM kb_documents d WHERE d.source = s.name),
+                        (SELECT count(*) FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE d.source = s.name),
+                        (SELECT count(*) FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE d.source = s.name
+                            AND NOT EXISTS (SELECT 1 FROM kb_embeddings e WHERE e.text_hash = c.text_hash))
+                 FROM kb_sources s ORDER BY s.name",
+                &[],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(|r| {
+                let roots: serde_json::Value = r.get(1);
+                SourceInfo {
+                    name: r.get(0),
+                    roots: serde_json::from_value(roots).unwrap_or_default(),
+                    technology: r.get(2),
+                    created_at: r.get(3),
+                    updated_at: r.get(4),
+                    documents: r.get(5),
+                    chunks: r.get(6),
+                    chunks_without_vectors: r.get(7),
+                }
+            })
+            .collect())
+        })
+    }
+
+    pub fn counts(&self, column: &str) -> Result<Vec<Count>> {
+        let column = match column {
+            "technology" => "technology",
+            "category" => "category",
+            "source" => "source",
+            other => return Err(KbError::Invalid(format!("cannot count by {other}"))),
+        };
+        self.with(|c| {
+            Ok(c.query(
+                &format!(
+                    "SELECT d.{column}, count(DISTINCT d.id), count(c.id) FROM kb_documents d LEFT JOIN kb_chunks c ON c.doc_id = d.id
+                     GROUP BY d.{column} ORDER BY d.{column}"
+                ),
+                &[],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(|r| Count {
+                name: r.get(0),
+                documents: r.get(1),
+                chunks: r.get(2),
+            })
+            .collect())
+        })
+    }
+
+    pub fn totals(&self) -> Result<(u64, u64)> {
+        Ok((
+            self.count("SELECT count(*) FROM kb_documents")?,
+            self.count("SELECT count(*) FROM kb_chunks")?,
+        ))
+    }
+
+    /// The server answers and the schema is this build's.
+    pub fn quick_check(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let v = self.schema_version()?;
+        if v != MIGRATIONS.len() as i64 {
+            problems.push(format!(
+                "kb schema version {v}, this build writes {}",
+                MIGRATIONS.len()
+            ));
+        }
+        Ok(problems)
+    }
+
+    /// Every vector by text hash, in hash order, `limit` from `after` (for `exai db copy`).
+    pub fn vectors_page(&self, after: &str, limit: usize) -> Result<Vec<(String, Vec<f32>)>> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT text_hash, vector FROM kb_embeddings WHERE text_hash > $1 ORDER BY text_hash LIMIT $2",
+                &[&after, &(limit as i64)],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, Vector>(1).to_vec()))
+            .collect())
+        })
+    }
+
+    /// Counts and sizes for `exai db stats` / `verify` / `health`.
+    pub fn stats(&self) -> Result<PgStats> {
+        let (documents, chunks) = self.totals()?;
+        let vectors = self.count("SELECT count(*) FROM kb_embeddings")?;
+        let sources = self.count("SELECT count(*) FROM kb_sources")?;
+        let bytes = self.count("SELECT (pg_total_relation_size('kb_chunks') + pg_total_relation_size('kb_documents') + pg_total_relation_size('kb_embeddings') + pg_total_relation_size('kb_sources'))::bigint")?;
+        let hnsw: Option<(bool, i64)> = self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT i.indisvalid, pg_relation_size(i.indexrelid) FROM pg_index i WHERE i.indexrelid = to_regclass($1)",
+                &[&HNSW_INDEX],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .map(|r| (r.get(0), r.get(1))))
+        })?;
+        let server: String = self.with(|c| {
+            Ok(c.query_one("SELECT current_setting('server_version')", &[])
+                .map_err(exai_pg::PgError::from)?
+                .get(0))
+        })?;
+        let pgvector: Option<String> = self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
+                &[],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .map(|r| r.get(0)))
+        })?;
+        Ok(PgStats {
+            target: self.target.clone(),
+            server_version: server,
+            pgvector,
+            schema_version: self.schema_version()?,
+            sources,
+            documents,
+            chunks,
+            vectors,
+            chunks_without_vectors: self.count_chunks_without_vectors()?,
+            bytes,
+            hnsw_valid: hnsw.map(|h| h.0),
+            hnsw_bytes: hnsw.map(|h| h.1.max(0) as u64),
+            embed_model: self.embed_model()?,
+            generation: self.generation()?,
+        })
+    }
+}
+
+/// What `exai db stats|verify` and `exai health` show of a PostgreSQL knowledge base.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PgStats {
+    pub target: String,
+    pub server_version: String,
+    pub pgvector: Option<String>,
+    pub schema_version: i64,
+    pub sources: u64,
+    pub documents: u64,
+    pub chunks: u64,
+    pub vectors: u64,
+    pub chunks_without_vectors: u64,
+    pub bytes: u64,
+    /// The HNSW index: present and valid (`None`: not built yet — no model claimed).
+    pub hnsw_valid: Option<bool>,
+    pub hnsw_bytes: Option<u64>,
+    pub embed_model: Option<String>,
+    pub generation: u64,
+}

@@ -1,0 +1,480 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! One suite, two backends: everything the knowledge base promises — incremental indexing,
+//! keyword, semantic and hybrid search with every filter, chunks with context, documents,
+//! sources and counts, model identity, removal — checked on SQLite and on PostgreSQL with
+//! pgvector (a real server: `EXAI_TEST_DATABASE_URL`, see exai_pg::testing), and both
+//! backends give the same semantic results for the same corpus.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use exai_embed::{EmbedError, Embedder, ModelIdentity};
+use exai_kb::model::NewChunk;
+use exai_kb::store::NewDocument;
+use exai_kb::{
+    CategoryMap, DocType, Filters, IndexRequest, Kb, KbError, KbOptions, Location, Mode,
+    SearchRequest, Store,
+};
+use exai_pg::testing::TestDatabase;
+use exai_pg::{Pool, PoolOptions};
+
+/// Deterministic 16-dimensional vectors from a text's words (texts sharing words are close).
+struct Fake(ModelIdentity);
+
+fn fake(name: &str) -> Arc<dyn Embedder> {
+    Arc::new(Fake(ModelIdentity {
+        name: name.into(),
+        dim: 16,
+        precision: "fp32".into(),
+        max_tokens: 256,
+    }))
+}
+
+impl Embedder for Fake {
+    fn identity(&self) -> &ModelIdentity {
+        &self.0
+    }
+    fn backend(&self) -> &'static str {
+        "candle"
+    }
+    fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        texts.iter().map(|t| self.embed_query(t)).collect()
+    }
+    fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        let mut v = vec![0.05f32; 16];
+        for word in text.to_lowercase().split(|c: char| !c.is_alphanumeric()) {
+            if word.is_empty() {
+                continue;
+            }
+            let h = blake3::hash(word.as_bytes());
+            let b = h.as_bytes();
+            v[b[0] as usize % 16] += 1.0;
+            v[b[1] as usize % 16] += 0.5;
+        }
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        Ok(v.into_iter().map(|x| x / n).collect())
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        text.split_whitespace().count() + 2
+    }
+}
+
+/// Each backend the suite runs on: SQLite always, PostgreSQL when a test server is there.
+fn backends(label: &str, dir: &Path) -> Vec<(Location, Option<TestDatabase>)> {
+    let mut out = vec![(Location::Sqlite(dir.join(format!("{label}.sqlite"))), None)];
+    if let Some(db) = TestDatabase::create(label) {
+        let pool = Pool::open(&db.url, PoolOptions::default()).unwrap();
+        out.push((Location::Postgres(pool), Some(db)));
+    }
+    out
+}
+
+fn open(location: &Location, embedder: Option<Arc<dyn Embedder>>) -> Kb {
+    Kb::open_at(
+        location.clone(),
+        embedder,
+        KbOptions {
+            ann_min_vectors: 0,
+            ..KbOptions::default()
+        },
+        CategoryMap::default(),
+    )
+    .unwrap()
+}
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn corpus(dir: &Path) {
+    write(
+        dir,
+        "guide/ownership.md",
+        "# Ownership\n\nOwnership moves values between variables.\n\n## Borrowing\n\nBorrowing lends a reference without moving the value.\n\n## Lifetimes\n\nLifetimes annotate how long references live.\n",
+    );
+    write(
+        dir,
+        "guide/errors.md",
+        "# Error handling\n\nRecoverable errors use Result; unrecoverable errors panic.\n\n## Propagation\n\nThe question mark operator propagates errors to the caller.\n",
+    );
+    write(
+        dir,
+        "api/vec.md",
+        "# Vec API reference\n\nA contiguous growable array type. Push appends a value; pop removes the last value.\n",
+    );
+    write(
+        dir,
+        "src/lib.rs",
+        "/// Parse a config file.\npub fn parse_config(text: &str) -> Result<Config, Error> {\n    toml::from_str(text).map_err(Error::from)\n}\n",
+    );
+    write(
+        dir,
+        "install/setup.md",
+        "# Installation\n\nInstall the toolchain with rustup, then check the version.\n",
+    );
+}
+
+fn index(kb: &Kb, root: &Path, source: &str, technology: &str) -> exai_kb::IndexReport {
+    let req = IndexRequest {
+        roots: vec![root.to_path_buf()],
+        source: source.into(),
+        technology: Some(technology.into()),
+        prune: true,
+        ..Default::default()
+    };
+    kb.index(&req, &|_| {}, &AtomicBool::new(false)).unwrap()
+}
+
+fn search(kb: &Kb, query: &str, mode: Mode, filters: Filters) -> exai_kb::SearchResponse {
+    let mut r = SearchRequest::new(query.to_string());
+    r.mode = mode;
+    r.limit = 10;
+    r.filters = filters;
+    kb.search(&r).unwrap()
+}
+
+fn paths(resp: &exai_kb::SearchResponse) -> Vec<String> {
+    resp.hits
+        .iter()
+        .map(|h| format!("{}#{}", h.path, h.position))
+        .collect()
+}
+
+#[test]
+fn indexing_and_search_behave_the_same_on_both_backends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    corpus(&docs);
+    let mut semantic_by_backend = Vec::new();
+    for (location, _db) in backends("suite", tmp.path()) {
+        let name = location.backend();
+        let kb = open(&location, Some(fake("fake")));
+
+        // Indexing: every file, then nothing when unchanged, one when changed, prune.
+        let r = index(&kb, &docs, "rust", "rust");
+        assert_eq!((r.added, r.unchanged), (5, 0), "{name}: {r:?}");
+        assert!(r.chunks_written >= 8, "{name}: {r:?}");
+        assert_eq!(r.texts_without_vectors, 0, "{name}");
+        let r = index(&kb, &docs, "rust", "rust");
+        assert_eq!(
+            (r.added, r.updated, r.unchanged),
+            (0, 0, 5),
+            "{name}: {r:?}"
+        );
+
+        // Keyword search: stemming, ranking title first, every filter.
+        let resp = search(
+            &kb,
+            "borrowing references",
+            Mode::Keyword,
+            Filters::default(),
+        );
+        assert!(!resp.hits.is_empty(), "{name}");
+        assert_eq!(resp.hits[0].path, "guide/ownership.md", "{name}");
+        let resp = search(&kb, "errors", Mode::Keyword, Filters::default());
+        assert_eq!(
+            resp.hits[0].path, "guide/errors.md",
+            "{name}: stemmed `errors`"
+        );
+        for (filters, want) in [
+            (
+                Filters {
+                    path_prefix: Some("api/".into()),
+                    ..Default::default()
+                },
+                vec!["api/vec.md"],
+            ),
+            (
+                Filters {
+                    doc_type: Some(DocType::Code),
+                    ..Default::default()
+                },
+                vec!["src/lib.rs"],
+            ),
+            (
+                Filters {
+                    categories: vec!["setup".into()],
+                    ..Default::default()
+                },
+                vec!["install/setup.md"],
+            ),
+        ] {
+            for mode in [Mode::Keyword, Mode::Semantic, Mode::Hybrid] {
+                let resp = search(&kb, "value config install array", mode, filters.clone());
+                let mut got: Vec<&str> = resp.hits.iter().map(|h| h.path.as_str()).collect();
+                got.dedup();
+                assert_eq!(got, want, "{name} {mode:?} {filters:?}");
+            }
+        }
+        let other = Filters {
+            technologies: vec!["python".into()],
+            ..Default::default()
+        };
+        let mut r = SearchRequest::new("value");
+        r.filters = other;
+        match kb.search(&r) {
+            Err(KbError::UnknownValue { kind, valid, .. }) => {
+                assert_eq!(
+                    (kind, valid),
+                    ("technology", vec!["rust".to_string()]),
+                    "{name}"
+                )
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+
+        // Semantic and hybrid: every chunk has a vector; hybrid fuses both ranks.
+        let resp = search(
+            &kb,
+            "lifetimes annotate references",
+            Mode::Semantic,
+            Filters::default(),
+        );
+        assert_eq!(resp.chunks_without_vectors, 0, "{name}");
+        assert!(resp.hits[0].section.contains("Lifetimes"), "{name}: {:?}", resp.hits[0]);
+        assert!(resp.hits[0].cosine.unwrap() > 0.5, "{name}");
+        semantic_by_backend.push((name, paths(&resp)));
+        let resp = search(
+            &kb,
+            "question mark operator",
+            Mode::Hybrid,
+            Filters::default(),
+        );
+        assert_eq!(resp.hits[0].path, "guide/errors.md", "{name}");
+        assert!(resp.hits[0].keyword_rank.is_some() && resp.hits[0].semantic_rank.is_some());
+
+        // Chunks with context, documents, sources, counts.
+        let top = &search(&kb, "borrowing", Mode::Keyword, Filters::default()).hits[0];
+        let with = kb.get_chunk(top.chunk_id, 2).unwrap();
+        assert_eq!(
+            with.chunk.text,
+            kb.get_chunk(top.chunk_id, 0).unwrap().chunk.text
+        );
+        let doc = kb
+            .get_document(None, Some("rust"), Some("guide/ownership.md"))
+            .unwrap();
+        assert_eq!(doc.document.title, "Ownership", "{name}");
+        assert_eq!(doc.chunks.len() as i64, doc.document.chunks, "{name}");
+        assert!(doc.chunks.windows(2).all(|w| w[0].position < w[1].position));
+        assert!(matches!(
+            kb.get_document(Some(999_999), None, None),
+            Err(KbError::NotFound(_))
+        ));
+        assert!(matches!(
+            kb.get_chunk(999_999, 0),
+            Err(KbError::NotFound(_))
+        ));
+        let sources = kb.sources().unwrap();
+        assert_eq!(sources.len(), 1);
+        assert_eq!(
+            (sources[0].documents, sources[0].chunks_without_vectors),
+            (5, 0),
+            "{name}"
+        );
+        let cats: Vec<String> = kb
+            .counts("category")
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert!(
+            cats.contains(&"setup".to_string()) && cats.contains(&"api_reference".to_string()),
+            "{name}: {cats:?}"
+        );
+        let status = kb.status().unwrap();
+        assert_eq!(status.documents, 5);
+        assert_eq!(status.search_modes, vec!["hybrid", "keyword", "semantic"]);
+
+        // A changed file is replaced as a whole; a removed one pruned.
+        write(
+            &docs,
+            "guide/errors.md",
+            "# Error handling\n\nPanics abort the thread.\n",
+        );
+        std::fs::remove_file(docs.join("api/vec.md")).unwrap();
+        let r = index(&kb, &docs, "rust", "rust");
+        assert_eq!(
+            (r.updated, r.removed, r.unchanged),
+            (1, 1, 3),
+            "{name}: {r:?}"
+        );
+        assert!(
+            search(&kb, "propagates", Mode::Keyword, Filters::default())
+                .hits
+                .is_empty(),
+            "{name}"
+        );
+        assert!(
+            !search(&kb, "panics abort", Mode::Keyword, Filters::default())
+                .hits
+                .is_empty()
+        );
+        corpus(&docs);
+        index(&kb, &docs, "rust", "rust");
+
+        // Another model's vectors are refused, semantic search says why.
+        let other = open(&location, Some(fake("other")));
+        let resp = search(&other, "ownership", Mode::Hybrid, Filters::default());
+        assert_eq!(resp.mode, Mode::Keyword, "{name}");
+        assert!(
+            resp.notes.iter().any(|n| n.contains("--reembed")),
+            "{name}: {:?}",
+            resp.notes
+        );
+        let writer = other.writer().unwrap();
+        assert!(matches!(
+            writer.claim_embed_model("other:16:fp32"),
+            Err(KbError::ModelMismatch { .. })
+        ));
+        drop(writer);
+
+        // Removing the source leaves nothing behind.
+        assert_eq!(kb.remove_source("rust").unwrap(), 5, "{name}");
+        assert_eq!(kb.status().unwrap().documents, 0);
+        assert!(
+            search(&kb, "ownership", Mode::Keyword, Filters::default())
+                .hits
+                .is_empty()
+        );
+    }
+    if semantic_by_backend.len() == 2 {
+        assert_eq!(
+            semantic_by_backend[0].1, semantic_by_backend[1].1,
+            "same ranking on both"
+        );
+    }
+}
+
+fn doc<'a>(
+    path: &'a str,
+    hash: &'a str,
+    meta: &'a serde_json::Map<String, serde_json::Value>,
+) -> NewDocument<'a> {
+    NewDocument {
+        source: "s",
+        path,
+        uri: None,
+        title: "Title",
+        format: "markdown",
+        technology: "rust",
+        category: "guides",
+        hash,
+        bytes: 10,
+        metadata: meta,
+    }
+}
+
+fn chunk(position: usize, text: &str) -> NewChunk {
+    NewChunk {
+        position,
+        section: "Intro".into(),
+        text: text.into(),
+        tokens: 3,
+        doc_type: DocType::Text,
+    }
+}
+
+#[test]
+fn the_store_contract_holds_on_both_backends() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (location, _db) in backends("store", tmp.path()) {
+        let name = location.backend();
+        let mut store: Store = location.open_store().unwrap();
+        store.upsert_source("s", &["/x".into()], "rust").unwrap();
+        let meta = serde_json::Map::new();
+        let g0 = store.generation().unwrap();
+        store
+            .replace_documents(&[(
+                doc("a.md", "h1", &meta),
+                vec![
+                    chunk(0, "ownership moves values"),
+                    chunk(1, "borrowing rules"),
+                ],
+            )])
+            .unwrap();
+        assert!(
+            store.generation().unwrap() > g0,
+            "{name}: writes bump the generation"
+        );
+        assert_eq!(
+            store
+                .keyword_search("ownership", &Filters::default(), 10)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            store
+                .document_hashes("s")
+                .unwrap()
+                .get("a.md")
+                .map(String::as_str),
+            Some("h1")
+        );
+        store
+            .replace_documents(&[(
+                doc("a.md", "h2", &meta),
+                vec![chunk(0, "lifetimes annotate references")],
+            )])
+            .unwrap();
+        assert!(
+            store
+                .keyword_search("ownership", &Filters::default(), 10)
+                .unwrap()
+                .is_empty(),
+            "{name}"
+        );
+        assert_eq!(store.totals().unwrap(), (1, 1), "{name}");
+        // Identical texts share one vector; the model identity guards the vectors.
+        store
+            .replace_documents(&[(
+                doc("b.md", "h3", &meta),
+                vec![chunk(0, "lifetimes annotate references")],
+            )])
+            .unwrap();
+        assert_eq!(store.count_chunks_without_vectors().unwrap(), 2);
+        assert_eq!(store.count_texts_without_vectors().unwrap(), 1);
+        let missing = store.texts_without_vectors(10).unwrap();
+        store.claim_embed_model("m:3:fp32").unwrap();
+        store
+            .put_vectors(&[(missing[0].0.clone(), vec![1.0, 0.0, 0.0])])
+            .unwrap();
+        assert_eq!(store.count_chunks_without_vectors().unwrap(), 0, "{name}");
+        assert!(matches!(
+            store.claim_embed_model("x:3:fp32"),
+            Err(KbError::ModelMismatch { .. })
+        ));
+        for backend in ["onnx", "candle", "onnx"] {
+            store.record_embed_backend(backend).unwrap();
+        }
+        assert_eq!(
+            store.embed_backends().unwrap(),
+            ["onnx", "candle"],
+            "{name}"
+        );
+        if let Store::Postgres(pg) = &store {
+            let hits = pg
+                .vector_search(&[0.9, 0.1, 0.0], &Filters::default(), 10)
+                .unwrap();
+            assert_eq!(hits.len(), 2, "both chunks share the vector");
+            assert!((hits[0].1 - 0.9939).abs() < 1e-3, "{hits:?}");
+        }
+        assert_eq!(store.drop_vectors().unwrap(), 1);
+        assert!(store.embed_model().unwrap().is_none());
+        store.claim_embed_model("x:4:fp32").unwrap();
+        assert_eq!(
+            store
+                .delete_documents("s", &["b.md".into(), "nope.md".into()])
+                .unwrap(),
+            1,
+            "{name}"
+        );
+        assert_eq!(store.remove_source("s").unwrap(), 1);
+        assert_eq!(store.totals().unwrap(), (0, 0));
+        assert!(store.sources().unwrap().is_empty());
+        assert!(store.quick_check().unwrap().is_empty(), "{name}");
+    }
+}
