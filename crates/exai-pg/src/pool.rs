@@ -73,6 +73,14 @@ impl Pool {
     /// Parse `url` and connect once, retrying with backoff for `options.start_retry` while the
     /// server cannot be reached (a wrong password or database fails at once).
     pub fn open(url: &str, options: PoolOptions) -> Result<Arc<Pool>> {
+        let pool = Pool::new(url, options)?;
+        pool.warm()?;
+        Ok(pool)
+    }
+
+    /// Parse `url` and set the pool up without connecting: the first [`Pool::get`] (or
+    /// [`Pool::warm`]) connects.
+    pub fn new(url: &str, options: PoolOptions) -> Result<Arc<Pool>> {
         let mut url = DatabaseUrl::parse(url)?;
         url.config.connect_timeout(options.connect_timeout);
         if !options.statement_timeout.is_zero() {
@@ -87,7 +95,7 @@ impl Pool {
             url.config.options(&all);
         }
         let tls = url.tls()?.map(MakeRustlsConnect::new);
-        let pool = Arc::new(Pool {
+        Ok(Arc::new(Pool {
             url,
             tls,
             options,
@@ -96,39 +104,45 @@ impl Pool {
                 open: 0,
             }),
             freed: Condvar::new(),
-        });
+        }))
+    }
+
+    /// Connect once and keep the connection idle, retrying with backoff for
+    /// `options.start_retry` while the server cannot be reached.
+    pub fn warm(&self) -> Result<()> {
         let started = Instant::now();
         let mut attempts = 0u32;
         let mut delay = Duration::from_millis(250);
         loop {
             attempts += 1;
-            match pool.connect() {
+            match self.connect() {
                 Ok(client) => {
-                    if let Ok(mut s) = pool.state.lock() {
+                    if let Ok(mut s) = self.state.lock() {
                         s.open += 1;
                         s.idle.push(Idle {
                             client,
                             since: Instant::now(),
                         });
                     }
+                    self.freed.notify_one();
                     if attempts > 1 {
-                        tracing::info!(target = pool.target(), attempts, "PostgreSQL answers");
+                        tracing::info!(target = self.target(), attempts, "PostgreSQL answers");
                     }
-                    return Ok(pool);
+                    return Ok(());
                 }
                 Err(e) => {
                     let retry =
-                        is_unreachable(&e) && started.elapsed() + delay < pool.options.start_retry;
+                        is_unreachable(&e) && started.elapsed() + delay < self.options.start_retry;
                     if !retry {
                         return Err(PgError::Connect {
-                            target: pool.target().to_string(),
+                            target: self.target().to_string(),
                             attempts,
                             waited_ms: started.elapsed().as_millis() as u64,
                             reason: crate::error::describe(&e),
                         });
                     }
                     tracing::warn!(
-                        target = pool.target(),
+                        target = self.target(),
                         attempt = attempts,
                         "PostgreSQL does not answer ({}); retrying in {} ms",
                         crate::error::describe(&e),
@@ -318,21 +332,23 @@ impl PoolOptions {
 
 static SHARED: Mutex<Vec<(String, Arc<Pool>)>> = Mutex::new(Vec::new());
 
-/// The process's one pool for `url` (opened on first use, with the start-up retries): the
-/// knowledge base, threads, tracking and jobs share it.
+/// The process's one pool for `url`: the knowledge base, threads, tracking and jobs share it.
+/// The first call connects, with the start-up retries; when that fails the pool stays, and
+/// later calls return it at once (its connections then fail fast until the server is back).
 pub fn shared(url: &str, options: PoolOptions) -> Result<Arc<Pool>> {
-    if let Ok(pools) = SHARED.lock()
-        && let Some((_, p)) = pools.iter().find(|(u, _)| u == url)
-    {
-        return Ok(p.clone());
-    }
-    let pool = Pool::open(url, options)?;
-    if let Ok(mut pools) = SHARED.lock() {
+    let pool = {
+        let mut pools = SHARED.lock().map_err(|_| PgError::Url {
+            url: crate::url::redact(url),
+            reason: "the pool registry was poisoned".into(),
+        })?;
         if let Some((_, p)) = pools.iter().find(|(u, _)| u == url) {
             return Ok(p.clone());
         }
+        let pool = Pool::new(url, options)?;
         pools.push((url.to_string(), pool.clone()));
-    }
+        pool
+    };
+    pool.warm()?;
     Ok(pool)
 }
 
