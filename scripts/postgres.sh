@@ -176,8 +176,9 @@ full_page_writes = off
 EOF
     fi
     # The port is free when picked but may be taken before the server binds it: try again.
+    # EXAI_PG_PORT asks for a given port (a restart on the port clients already use).
     for attempt in 1 2 3; do
-      port="$(free_port)"
+      port="${EXAI_PG_PORT:-$(free_port)}"
       if as_server "$bin/pg_ctl" start -w -t 60 -D "$dir/data" -l "$dir/postgres.log" \
            -o "-p $port" >>"$dir/postgres.log" 2>&1; then
         break

@@ -504,7 +504,7 @@ impl Kb {
             let semantic_ok = self.vectors_usable(store)?;
             if mode != Mode::Keyword && !semantic_ok {
                 notes.push(match &self.embedder {
-                    None => "no embedding model is configured: keyword (BM25) results only; see `exai health`".to_string(),
+                    None => "no embedding model is configured: keyword results only; see `exai health`".to_string(),
                     Some(_) => "the index's vectors come from another model: keyword results only until `exai index --reembed`".to_string(),
                 });
                 mode = Mode::Keyword;

@@ -92,7 +92,7 @@ impl HealthReport {
                 default_model: p.default_model.clone(),
             },
             knowledge: Knowledge {
-                database: state.knowledge.path().display().to_string(),
+                database: state.knowledge.describe(),
                 embed_backend: state.loaded.config.embed.backend.clone(),
                 embed_model: match state.knowledge.embed_problem() {
                     Some(problem) => format!("unavailable: {problem}"),

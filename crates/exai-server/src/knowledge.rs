@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use exai_core::Loaded;
 use exai_embed::{Backend, EmbedSettings, Embedder, Precision};
-use exai_kb::{CategoryMap, ChunkOptions, Kb, KbError, KbOptions};
-use tokio::sync::OnceCell;
+use exai_kb::{CategoryMap, ChunkOptions, Kb, KbError, KbOptions, Location};
 
 use crate::jobs::Jobs;
 
@@ -18,6 +17,24 @@ pub fn kb_path(loaded: &Loaded) -> PathBuf {
         loaded.data_dir.join("kb.sqlite")
     } else {
         PathBuf::from(configured)
+    }
+}
+
+/// Where the knowledge base lives: PostgreSQL when `database.url` is set (the process's shared
+/// pool, connecting with the start-up retries on first use), else the SQLite file.
+pub fn kb_location(loaded: &Loaded) -> Result<Location, KbError> {
+    match exai_pg::from_config(&loaded.config.database)? {
+        Some(pool) => Ok(Location::Postgres(pool)),
+        None => Ok(Location::Sqlite(kb_path(loaded))),
+    }
+}
+
+/// The knowledge base's database as it may be shown: the file path, or the PostgreSQL URL
+/// with its password redacted.
+pub fn kb_describe(loaded: &Loaded) -> String {
+    match loaded.config.database.postgres_url() {
+        Some(url) => exai_pg::redact(url),
+        None => kb_path(loaded).display().to_string(),
     }
 }
 
@@ -73,13 +90,23 @@ pub fn build_embedder(
 
 pub fn open_kb(loaded: &Loaded, embedder: Option<Arc<dyn Embedder>>) -> Result<Kb, KbError> {
     let (options, categories) = kb_options(loaded);
-    Kb::open(&kb_path(loaded), embedder, options, categories)
+    Kb::open_at(kb_location(loaded)?, embedder, options, categories)
 }
+
+/// After a failed open, calls get the same error for this long before exai tries again (so a
+/// database that is down costs each call nothing, and one that comes back is used again).
+const REOPEN_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The configured embedder, built once (loading weights is slow), and why not when it failed.
+type BuiltEmbedder = (Option<Arc<dyn Embedder>>, Option<String>);
 
 /// The server's knowledge base: opened on first use (or warmed in the background).
 pub struct Knowledge {
     loaded: Loaded,
-    kb: OnceCell<Result<Arc<Kb>, String>>,
+    kb: std::sync::OnceLock<Arc<Kb>>,
+    embedder: std::sync::OnceLock<BuiltEmbedder>,
+    /// Held while opening; the last failure and when, so it is retried after `REOPEN_AFTER`.
+    opening: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
     /// Why semantic search is off, when the embedder could not be built.
     pub embed_problem: std::sync::Mutex<Option<String>>,
     pub jobs: Jobs,
@@ -88,8 +115,8 @@ pub struct Knowledge {
 impl std::fmt::Debug for Knowledge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Knowledge")
-            .field("path", &self.path())
-            .field("opened", &self.kb.initialized())
+            .field("database", &self.describe())
+            .field("opened", &self.is_open())
             .finish()
     }
 }
@@ -99,55 +126,94 @@ impl Knowledge {
         Self {
             jobs: Jobs::new(&loaded.config.database),
             loaded,
-            kb: OnceCell::new(),
+            kb: std::sync::OnceLock::new(),
+            embedder: std::sync::OnceLock::new(),
+            opening: tokio::sync::Mutex::new(None),
             embed_problem: std::sync::Mutex::new(None),
         }
     }
 
+    /// The SQLite file (also named when PostgreSQL is configured; then unused).
     pub fn path(&self) -> PathBuf {
         kb_path(&self.loaded)
     }
 
+    /// The database as it may be shown: the file, or the redacted PostgreSQL URL.
+    pub fn describe(&self) -> String {
+        kb_describe(&self.loaded)
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        if self.loaded.config.database.postgres_url().is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
     /// The knowledge base, opening it (and loading the embedder) on first call. An embedder
-    /// that cannot be built leaves keyword search working and says why in `embed_problem`.
+    /// that cannot be built leaves keyword search working and says why in `embed_problem`. A
+    /// database that cannot be opened (PostgreSQL down, a locked or corrupt file) is an error
+    /// for `REOPEN_AFTER`, then tried again, so the server recovers when it is back.
     pub async fn get(&self) -> Result<Arc<Kb>, String> {
-        self.kb
-            .get_or_init(|| async {
-                let loaded = self.loaded.clone();
-                let opened = tokio::task::spawn_blocking(move || {
-                    let (embedder, problem) = match build_embedder(&loaded) {
-                        Ok(e) => (e, None),
-                        Err(e) => (None, Some(e.to_string())),
-                    };
-                    open_kb(&loaded, embedder)
-                        .map(|kb| (Arc::new(kb), problem))
-                        .map_err(|e| e.to_string())
-                })
-                .await
-                .map_err(|e| format!("knowledge base task failed: {e}"))
-                .and_then(|r| r);
-                match opened {
-                    Ok((kb, problem)) => {
-                        if let Some(p) = &problem {
-                            tracing::warn!("semantic search is off: {p}");
-                        }
-                        if let Ok(mut slot) = self.embed_problem.lock() {
-                            *slot = problem;
-                        }
-                        Ok(kb)
-                    }
-                    Err(e) => {
-                        tracing::error!("knowledge base unavailable: {e}");
-                        Err(e)
-                    }
-                }
-            })
-            .await
-            .clone()
+        if let Some(kb) = self.kb.get() {
+            return Ok(kb.clone());
+        }
+        let mut failed = self.opening.lock().await;
+        if let Some(kb) = self.kb.get() {
+            return Ok(kb.clone());
+        }
+        if let Some((at, e)) = failed.as_ref()
+            && at.elapsed() < REOPEN_AFTER
+        {
+            return Err(e.clone());
+        }
+        let loaded = self.loaded.clone();
+        let built = self.embedder.get().cloned();
+        let opened = tokio::task::spawn_blocking(move || {
+            let built = built.unwrap_or_else(|| match build_embedder(&loaded) {
+                Ok(e) => (e, None),
+                Err(e) => (None, Some(e.to_string())),
+            });
+            let kb = open_kb(&loaded, built.0.clone()).map_err(|e| e.to_string());
+            (built, kb)
+        })
+        .await
+        .map_err(|e| format!("knowledge base task failed: {e}"));
+        let (built, kb) = match opened {
+            Ok(pair) => pair,
+            Err(e) => {
+                *failed = Some((std::time::Instant::now(), e.clone()));
+                return Err(e);
+            }
+        };
+        if self.embedder.get().is_none() {
+            if let Some(p) = &built.1 {
+                tracing::warn!("semantic search is off: {p}");
+            }
+            if let Ok(mut slot) = self.embed_problem.lock() {
+                slot.clone_from(&built.1);
+            }
+            let _ = self.embedder.set(built);
+        }
+        match kb {
+            Ok(kb) => {
+                let kb = Arc::new(kb);
+                let _ = self.kb.set(kb.clone());
+                *failed = None;
+                Ok(kb)
+            }
+            Err(e) => {
+                tracing::error!("knowledge base unavailable: {e}");
+                *failed = Some((std::time::Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
     }
 
     pub fn is_open(&self) -> bool {
-        self.kb.initialized()
+        self.kb.get().is_some()
     }
 
     pub fn embed_problem(&self) -> Option<String> {

@@ -419,7 +419,7 @@ fn config_action(action: ConfigAction, loaded: &Loaded) -> Result<ExitCode> {
                 serde_json::json!({
                     "data_dir": loaded.data_dir,
                     "config_file": loaded.file,
-                    "database": exai_server::knowledge::kb_path(loaded),
+                    "database": exai_server::knowledge::kb_describe(loaded),
                     "model_dir": model,
                     "default_model_dir": default_model,
                     "log_file": paths.log_file(),
