@@ -22,6 +22,10 @@ pub enum PgError {
         max: usize,
         waited_ms: u64,
     },
+    #[error(
+        "lost the connection to PostgreSQL at {target} ({reason}); this call failed, and exai reconnects on the next one once the server answers"
+    )]
+    Lost { target: String, reason: String },
     #[error("the pgvector extension is missing in PostgreSQL at {target}: {reason}")]
     NoVector { target: String, reason: String },
     #[error(
@@ -43,7 +47,7 @@ impl PgError {
     /// statement: the caller may retry once the server is back.
     pub fn is_connection(&self) -> bool {
         match self {
-            PgError::Connect { .. } | PgError::PoolExhausted { .. } => true,
+            PgError::Connect { .. } | PgError::PoolExhausted { .. } | PgError::Lost { .. } => true,
             PgError::Query(e) => match e.as_db_error() {
                 // Class 08: connection exception; 57P01..03: shutdown, crash, cannot connect now.
                 Some(db) => {
@@ -57,6 +61,21 @@ impl PgError {
                 }
             },
             _ => false,
+        }
+    }
+
+    /// A query error on a connection that died becomes [`PgError::Lost`], naming the server.
+    pub fn at(self, target: &str) -> PgError {
+        if !matches!(self, PgError::Query(_)) || !self.is_connection() {
+            return self;
+        }
+        let reason = match &self {
+            PgError::Query(e) => describe(e),
+            other => other.to_string(),
+        };
+        PgError::Lost {
+            target: target.to_string(),
+            reason,
         }
     }
 

@@ -176,7 +176,10 @@ impl PgStore {
             .conn
             .lock()
             .map_err(|_| KbError::Invalid("a PostgreSQL connection was poisoned".into()))?;
-        f(&mut conn)
+        f(&mut conn).map_err(|e| match e {
+            KbError::Postgres(p) => KbError::Postgres(p.at(&self.target)),
+            other => other,
+        })
     }
 
     pub fn schema_version(&self) -> Result<i64> {
@@ -860,4 +863,306 @@ pub struct PgStats {
     pub hnsw_bytes: Option<u64>,
     pub embed_model: Option<String>,
     pub generation: u64,
+}
+
+/// Export, import and checks for `exai db copy|verify` (the operations toolkit).
+impl PgStore {
+    /// Documents with an id above `after`, in id order (insertion order), `limit` at most.
+    pub fn documents_page(&self, after: i64, limit: usize) -> Result<Vec<DocRecord>> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT d.id, d.source, d.path, d.uri, d.title, d.format, d.technology, d.category, d.hash, d.bytes, d.metadata, d.indexed_at,
+                        (SELECT count(*) FROM kb_chunks c WHERE c.doc_id = d.id)
+                 FROM kb_documents d WHERE d.id > $1 ORDER BY d.id LIMIT $2",
+                &[&after, &(limit as i64)],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(|r| DocRecord {
+                id: r.get(0),
+                source: r.get(1),
+                path: r.get(2),
+                uri: r.get(3),
+                title: r.get(4),
+                format: r.get(5),
+                technology: r.get(6),
+                category: r.get(7),
+                hash: r.get(8),
+                bytes: r.get(9),
+                metadata: r.get(10),
+                indexed_at: r.get(11),
+                chunks: r.get(12),
+            })
+            .collect())
+        })
+    }
+
+    /// Every chunk of these documents, by document and position.
+    pub fn chunks_of_documents(&self, doc_ids: &[i64]) -> Result<Vec<ChunkRecord>> {
+        let ids = doc_ids.to_vec();
+        self.with(|c| {
+            Ok(c.query(
+                &format!(
+                    "SELECT {CHUNK_COLUMNS} FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id
+                     WHERE c.doc_id = ANY($1) ORDER BY c.doc_id, c.position, c.id"
+                ),
+                &[&ids],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(chunk_from_row)
+            .collect())
+        })
+    }
+
+    /// The vector stored for a chunk text.
+    pub fn vector(&self, text_hash: &str) -> Result<Option<Vec<f32>>> {
+        self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT vector FROM kb_embeddings WHERE text_hash = $1",
+                &[&text_hash],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .map(|r| r.get::<_, Vector>(0).to_vec()))
+        })
+    }
+
+    /// Vectors stored (one per distinct chunk text, orphans included).
+    pub fn count_vectors(&self) -> Result<u64> {
+        self.count("SELECT count(*) FROM kb_embeddings")
+    }
+
+    /// Store vectors (by text hash) with one statement per batch, in one transaction.
+    pub fn import_vectors(&self, vectors: &[(String, Vec<f32>)]) -> Result<()> {
+        let hashes: Vec<&str> = vectors.iter().map(|(h, _)| h.as_str()).collect();
+        let values: Vec<Vector> = vectors
+            .iter()
+            .map(|(_, v)| Vector::from(v.clone()))
+            .collect();
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            tx.execute(
+                "INSERT INTO kb_embeddings(text_hash, vector) SELECT * FROM unnest($1::text[], $2::vector[])
+                 ON CONFLICT (text_hash) DO UPDATE SET vector = EXCLUDED.vector",
+                &[&hashes, &values],
+            )
+            .map_err(exai_pg::PgError::from)?;
+            tx.execute(BUMP_GENERATION, &[])
+                .map_err(exai_pg::PgError::from)?;
+            tx.commit().map_err(exai_pg::PgError::from)?;
+            Ok(())
+        })
+    }
+
+    /// Empty the knowledge base (sources, documents, chunks, vectors and the model identity) in
+    /// one transaction, keeping the schema, and leave the vector column without a dimension or
+    /// HNSW index, so the next model claimed builds its index in bulk over the loaded vectors:
+    /// the destination of a copy.
+    pub fn clear_for_import(&self) -> Result<()> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('kb_embeddings_hnsw'))",
+                &[],
+            )
+            .map_err(exai_pg::PgError::from)?;
+            tx.batch_execute(&format!(
+                "TRUNCATE kb_embeddings, kb_chunks, kb_documents, kb_sources;
+                 DELETE FROM kb_meta WHERE key IN ('embed_model', 'embed_backends');
+                 DROP INDEX IF EXISTS {HNSW_INDEX};
+                 ALTER TABLE kb_embeddings ALTER COLUMN vector TYPE vector;
+                 {BUMP_GENERATION}"
+            ))
+            .map_err(exai_pg::PgError::from)?;
+            tx.commit().map_err(exai_pg::PgError::from)?;
+            Ok(())
+        })
+    }
+
+    /// Check the knowledge base in PostgreSQL: schema version, pgvector, the HNSW index (once a
+    /// model is claimed), vector dimensions against the model identity, rows pointing at
+    /// missing rows, and vectors no chunk uses. Reads only.
+    pub fn verify(&self) -> Result<PgVerifyReport> {
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        let known = MIGRATIONS.len() as i64;
+        let schema_version = self.schema_version()?;
+        if schema_version < known {
+            problems.push(format!(
+                "kb schema version {schema_version}, this build writes {known}; run `exai db migrate`"
+            ));
+        } else if schema_version > known {
+            problems.push(format!(
+                "kb schema version {schema_version} is newer than this build knows ({known}); upgrade exai"
+            ));
+        }
+        let pgvector: Option<String> = self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
+                &[],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .map(|r| r.get(0)))
+        })?;
+        if pgvector.is_none() {
+            problems.push(
+                "pgvector is not installed in this database; run `CREATE EXTENSION vector;` (Supabase: Database → Extensions → vector)".into(),
+            );
+        }
+        let (documents, chunks) = self.totals()?;
+        let vectors = self.count_vectors()?;
+        let embed_model = self.embed_model()?;
+        let expected_dim = embed_model
+            .as_deref()
+            .and_then(crate::maintenance::identity_dim);
+        let (column_dim, dims, hnsw_valid) = self.with(|c| {
+            let column: Option<i32> = c
+                .query_one(
+                    "SELECT NULLIF(atttypmod, -1) FROM pg_attribute WHERE attrelid = 'kb_embeddings'::regclass AND attname = 'vector'",
+                    &[],
+                )
+                .map_err(exai_pg::PgError::from)?
+                .get(0);
+            let dims: Vec<(usize, u64)> = c
+                .query(
+                    "SELECT vector_dims(vector), count(*) FROM kb_embeddings GROUP BY 1 ORDER BY 2 DESC",
+                    &[],
+                )
+                .map_err(exai_pg::PgError::from)?
+                .iter()
+                .map(|r| {
+                    (
+                        usize::try_from(r.get::<_, i32>(0)).unwrap_or(0),
+                        u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+                    )
+                })
+                .collect();
+            let hnsw: Option<bool> = c
+                .query_opt(
+                    "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+                    &[&HNSW_INDEX],
+                )
+                .map_err(exai_pg::PgError::from)?
+                .map(|r| r.get(0));
+            Ok((column.and_then(|d| usize::try_from(d).ok()), dims, hnsw))
+        })?;
+        match (expected_dim, dims.as_slice()) {
+            (_, []) => {}
+            (Some(want), found) => {
+                let wrong: u64 = found.iter().filter(|(d, _)| *d != want).map(|p| p.1).sum();
+                if wrong > 0 {
+                    problems.push(format!(
+                        "{wrong} vector(s) do not have the model's dimension {want}; run `exai index --reembed`"
+                    ));
+                }
+            }
+            (None, found) => {
+                problems.push(
+                    "vectors are stored but no embedding model is recorded; run `exai index --reembed`".into(),
+                );
+                if found.len() > 1 {
+                    problems.push(format!("vectors of {} different dimensions", found.len()));
+                }
+            }
+        }
+        if let (Some(want), Some(column)) = (expected_dim, column_dim)
+            && want != column
+        {
+            problems.push(format!(
+                "the vector column has dimension {column}, the model {want}; run `exai index --reembed`"
+            ));
+        }
+        if embed_model.is_some() {
+            match hnsw_valid {
+                Some(true) => {}
+                Some(false) => problems.push(format!(
+                    "the HNSW index {HNSW_INDEX} is invalid (a build was interrupted); run `REINDEX INDEX {HNSW_INDEX};`"
+                )),
+                None => problems.push(format!(
+                    "the HNSW index {HNSW_INDEX} is missing; the next `exai index` run builds it (semantic search scans exactly meanwhile)"
+                )),
+            }
+        }
+        let orphan_chunks = self.count(
+            "SELECT count(*) FROM kb_chunks c WHERE NOT EXISTS (SELECT 1 FROM kb_documents d WHERE d.id = c.doc_id)",
+        )?;
+        if orphan_chunks > 0 {
+            problems.push(format!(
+                "{orphan_chunks} chunk(s) point at missing documents"
+            ));
+        }
+        let orphan_documents = self.count(
+            "SELECT count(*) FROM kb_documents d WHERE NOT EXISTS (SELECT 1 FROM kb_sources s WHERE s.name = d.source)",
+        )?;
+        if orphan_documents > 0 {
+            problems.push(format!(
+                "{orphan_documents} document(s) point at missing sources"
+            ));
+        }
+        let chunks_without_vectors = self.count_chunks_without_vectors()?;
+        if chunks_without_vectors > 0 && embed_model.is_some() {
+            warnings.push(format!(
+                "{chunks_without_vectors} chunk(s) have no vector yet (semantic search skips them); `exai index` embeds them"
+            ));
+        }
+        let orphan_vectors = self.count(
+            "SELECT count(*) FROM kb_embeddings e WHERE NOT EXISTS (SELECT 1 FROM kb_chunks c WHERE c.text_hash = e.text_hash)",
+        )?;
+        if orphan_vectors > 0 {
+            warnings.push(format!(
+                "{orphan_vectors} embedding(s) belong to no chunk (kept for texts that come back; `DELETE FROM kb_embeddings e WHERE NOT EXISTS (SELECT 1 FROM kb_chunks c WHERE c.text_hash = e.text_hash)` removes them)"
+            ));
+        }
+        Ok(PgVerifyReport {
+            schema_version,
+            known_schema_version: known,
+            pgvector,
+            documents,
+            chunks,
+            vectors,
+            embed_model,
+            expected_dim,
+            column_dim,
+            dims,
+            hnsw_valid,
+            chunks_without_vectors,
+            orphan_chunks,
+            orphan_documents,
+            orphan_vectors,
+            generation: self.generation()?,
+            problems,
+            warnings,
+        })
+    }
+}
+
+/// What `exai db verify` found in a PostgreSQL knowledge base. `problems` fail the check;
+/// `warnings` do not.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PgVerifyReport {
+    pub schema_version: i64,
+    pub known_schema_version: i64,
+    pub pgvector: Option<String>,
+    pub documents: u64,
+    pub chunks: u64,
+    pub vectors: u64,
+    pub embed_model: Option<String>,
+    /// The dimension every vector should have (from the stored model identity).
+    pub expected_dim: Option<usize>,
+    /// The vector column's declared dimension (`None`: not fixed yet).
+    pub column_dim: Option<usize>,
+    /// Distinct vector dimensions found, with their counts.
+    pub dims: Vec<(usize, u64)>,
+    /// The HNSW index: valid, invalid, or `None` when absent.
+    pub hnsw_valid: Option<bool>,
+    pub chunks_without_vectors: u64,
+    /// Chunks whose document is gone, documents whose source is gone (foreign keys prevent
+    /// both; counted in case they were dropped by hand).
+    pub orphan_chunks: u64,
+    pub orphan_documents: u64,
+    /// Vectors no chunk refers to.
+    pub orphan_vectors: u64,
+    pub generation: u64,
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
 }
