@@ -361,6 +361,31 @@ impl Kb {
             _ => embedder.identity().key(),
         };
         store.claim_embed_model(&key)?;
+        // PostgreSQL: one process embeds at a time (several daemons share the store; the
+        // others would compute the same vectors). The lock dies with its connection.
+        if let Store::Postgres(pg) = &*store {
+            if !pg.try_lock_embedding()? {
+                tracing::info!(
+                    "another exai process is embedding this knowledge base; its vectors appear as it commits them"
+                );
+                return Ok((0, store.count_texts_without_vectors()?));
+            }
+            let out = self.embed_loop(store, embedder, progress, cancel);
+            if let Store::Postgres(pg) = &*store {
+                pg.unlock_embedding()?;
+            }
+            return out;
+        }
+        self.embed_loop(store, embedder, progress, cancel)
+    }
+
+    fn embed_loop(
+        &self,
+        store: &mut Store,
+        embedder: &std::sync::Arc<dyn exai_embed::Embedder>,
+        progress: &(dyn Fn(&Progress) + Sync),
+        cancel: &AtomicBool,
+    ) -> Result<(usize, u64)> {
         let total = store.count_texts_without_vectors()? as usize;
         if total > 0 {
             store.record_embed_backend(embedder.backend())?;

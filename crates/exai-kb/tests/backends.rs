@@ -234,7 +234,11 @@ fn indexing_and_search_behave_the_same_on_both_backends() {
             Filters::default(),
         );
         assert_eq!(resp.chunks_without_vectors, 0, "{name}");
-        assert!(resp.hits[0].section.contains("Lifetimes"), "{name}: {:?}", resp.hits[0]);
+        assert!(
+            resp.hits[0].section.contains("Lifetimes"),
+            "{name}: {:?}",
+            resp.hits[0]
+        );
         assert!(resp.hits[0].cosine.unwrap() > 0.5, "{name}");
         semantic_by_backend.push((name, paths(&resp)));
         let resp = search(
@@ -477,4 +481,35 @@ fn the_store_contract_holds_on_both_backends() {
         assert!(store.sources().unwrap().is_empty());
         assert!(store.quick_check().unwrap().is_empty(), "{name}");
     }
+}
+
+#[test]
+fn on_postgresql_one_process_embeds_at_a_time() {
+    let Some(db) = TestDatabase::create("embedlock") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    corpus(&docs);
+    let pool = Pool::open(&db.url, PoolOptions::default()).unwrap();
+    let kb = open(&Location::Postgres(pool.clone()), Some(fake("fake")));
+    let req = IndexRequest {
+        roots: vec![docs.clone()],
+        source: "rust".into(),
+        skip_embedding: true,
+        ..Default::default()
+    };
+    let report = kb.index(&req, &|_| {}, &AtomicBool::new(false)).unwrap();
+    assert!(report.texts_without_vectors > 0);
+    // Another daemon holds the embedding lock: this one leaves the texts to it.
+    let other = exai_kb::PgStore::attach(&pool).unwrap();
+    assert!(other.try_lock_embedding().unwrap());
+    let (done, left) = kb.embed_pending(&|_| {}, &AtomicBool::new(false)).unwrap();
+    assert_eq!((done, left), (0, report.texts_without_vectors));
+    other.unlock_embedding().unwrap();
+    let (done, left) = kb.embed_pending(&|_| {}, &AtomicBool::new(false)).unwrap();
+    assert_eq!((done as u64, left), (report.texts_without_vectors, 0));
+    // And the lock was released after the run.
+    assert!(other.try_lock_embedding().unwrap());
+    other.unlock_embedding().unwrap();
 }

@@ -785,6 +785,30 @@ impl PgStore {
         Ok(problems)
     }
 
+    /// Take the knowledge base's embedding lock for this connection's session, if free.
+    pub fn try_lock_embedding(&self) -> Result<bool> {
+        self.with(|c| {
+            Ok(c.query_one(
+                "SELECT pg_try_advisory_lock(hashtext('exai-kb-embedding'))",
+                &[],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .get(0))
+        })
+    }
+
+    /// Release the lock [`PgStore::try_lock_embedding`] took.
+    pub fn unlock_embedding(&self) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "SELECT pg_advisory_unlock(hashtext('exai-kb-embedding'))",
+                &[],
+            )
+            .map_err(exai_pg::PgError::from)?;
+            Ok(())
+        })
+    }
+
     /// Every vector by text hash, in hash order, `limit` from `after` (for `exai db copy`).
     pub fn vectors_page(&self, after: &str, limit: usize) -> Result<Vec<(String, Vec<f32>)>> {
         self.with(|c| {
