@@ -26,8 +26,8 @@ pub use category::CategoryMap;
 pub use chunk::ChunkOptions;
 pub use error::{KbError, Result};
 pub use index::{IndexReport, IndexRequest, Progress};
-pub use store::NewDocument;
 pub use model::{ContextChunk, DocType, Filters, Mode, SearchHit, SearchRequest, SearchResponse};
+pub use store::NewDocument;
 pub use store::{ChunkRecord, Count, DocRecord, PgStats, PgStore, SourceInfo, SqliteStore, Store};
 use vectors::VectorIndex;
 
@@ -41,7 +41,15 @@ pub struct KbOptions {
     pub vector_refresh: Duration,
     /// Semantic search goes through an HNSW index from this many vectors on (0: never).
     pub ann_min_vectors: usize,
+    /// Whether a search may start building a missing or stale ANN index in a background
+    /// thread. A one-shot command turns this off: the thread would die with the process, and
+    /// the exact scan answers meanwhile anyway (`exai index` refreshes the file at its end).
+    pub ann_build_on_search: bool,
 }
+
+/// Background ANN builds start at most this often: during a long indexing run the store moves
+/// on every batch, and rebuilding the graph after each would compete with the run for the CPU.
+const ANN_REBUILD_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Default of `kb.ann_min_vectors`: where the exact scan's p50 passes about 5 ms on a 2-core
 /// machine (BENCHMARKS.md).
@@ -54,6 +62,7 @@ impl Default for KbOptions {
             max_file_bytes: 4 * 1024 * 1024,
             vector_refresh: Duration::from_secs(5),
             ann_min_vectors: DEFAULT_ANN_MIN_VECTORS,
+            ann_build_on_search: true,
         }
     }
 }
@@ -115,6 +124,8 @@ pub struct Kb {
     reload: Mutex<()>,
     /// Set while a background thread builds the ANN index.
     ann_building: Arc<std::sync::atomic::AtomicBool>,
+    /// When the last background ANN build started (debounce, `ANN_REBUILD_INTERVAL`).
+    ann_last_build: Mutex<Option<Instant>>,
 }
 
 /// A chunk with optional neighbours, for `get_chunk`.
@@ -256,6 +267,7 @@ impl Kb {
             missing: Mutex::new(None),
             reload: Mutex::new(()),
             ann_building: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            ann_last_build: Mutex::new(None),
         })
     }
 
@@ -405,8 +417,19 @@ impl Kb {
             ann::build_and_save(index, &self.path, &model)?;
             return Ok(());
         }
+        if !self.options.ann_build_on_search {
+            return Ok(());
+        }
+        if let Ok(last) = self.ann_last_build.lock()
+            && last.is_some_and(|at| at.elapsed() < ANN_REBUILD_INTERVAL)
+        {
+            return Ok(());
+        }
         if self.ann_building.swap(true, Ordering::AcqRel) {
             return Ok(());
+        }
+        if let Ok(mut last) = self.ann_last_build.lock() {
+            *last = Some(Instant::now());
         }
         let (index, path, building) = (index.clone(), self.path.clone(), self.ann_building.clone());
         let spawned = std::thread::Builder::new()

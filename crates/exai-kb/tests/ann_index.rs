@@ -145,3 +145,45 @@ fn built_by_indexing_rebuilt_when_stale_or_corrupt() {
     semantic(&small, "beta", Filters::default());
     assert!(!small.ann_in_use());
 }
+
+#[test]
+fn one_shot_searches_never_start_a_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("kb.sqlite");
+    write_docs(&tmp.path().join("a"), 30, "alpha");
+    let kb = open(&db, 10);
+    index(&kb, &tmp.path().join("a"), "a");
+    drop(kb);
+    let path = ann_path(&db);
+    std::fs::remove_file(&path).unwrap();
+    let e: Arc<dyn Embedder> = Arc::new(Fake(ModelIdentity {
+        name: "fake".into(),
+        dim: 16,
+        precision: "fp32".into(),
+        max_tokens: 256,
+    }));
+    let options = KbOptions {
+        ann_min_vectors: 10,
+        ann_build_on_search: false,
+        ..KbOptions::default()
+    };
+    let one_shot = Kb::open(&db, Some(e), options, CategoryMap::default()).unwrap();
+    assert_eq!(
+        semantic(&one_shot, "alpha page 3", Filters::default()).len(),
+        10
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!path.exists(), "no background build from a one-shot search");
+    assert!(!one_shot.ann_in_use());
+    // A server-style Kb does build it in the background, once.
+    let served = open(&db, 10);
+    semantic(&served, "alpha page 3", Filters::default());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while inspect(&path).ok().flatten().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the background build never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -103,7 +103,16 @@ fn open(loaded: &Loaded, need_embedder: bool) -> Result<Kb> {
         }
         Err(e) => return Err(e).context("cannot load the embedding model (index with --no-embed for keyword search now, or set embed.backend = none)"),
     };
-    Ok(knowledge::open_kb(loaded, embedder)?)
+    // One command, one process: a background ANN build would die with it (`exai index`
+    // refreshes the index file at its end; searches meanwhile scan exactly).
+    let (mut options, categories) = knowledge::kb_options(loaded);
+    options.ann_build_on_search = false;
+    Ok(Kb::open_at(
+        knowledge::kb_location(loaded)?,
+        embedder,
+        options,
+        categories,
+    )?)
 }
 
 /// A terminal bar, or a line every few seconds when stderr is not a terminal.
