@@ -513,3 +513,51 @@ fn on_postgresql_one_process_embeds_at_a_time() {
     assert!(other.try_lock_embedding().unwrap());
     other.unlock_embedding().unwrap();
 }
+
+#[test]
+fn a_database_without_pgvector_says_how_to_enable_it() {
+    let Some(admin_url) = exai_pg::testing::server_url() else {
+        return;
+    };
+    let suffix = std::process::id();
+    let (role, name) = (
+        format!("exai_noext_{suffix}"),
+        format!("exai_noext_{suffix}"),
+    );
+    let mut admin =
+        exai_pg::postgres::Client::connect(&admin_url, exai_pg::postgres::NoTls).unwrap();
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("DROP ROLE IF EXISTS {role}"),
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("CREATE DATABASE {name} TEMPLATE template0 OWNER {role}"),
+    ] {
+        admin.batch_execute(&sql).unwrap();
+    }
+    // A role that may not create the extension, in a database that does not have it.
+    let url = exai_pg::testing::with_database(&admin_url, &name).replacen(
+        "postgres@",
+        &format!("{role}:s3cret@"),
+        1,
+    );
+    let pool = Pool::open(&url, PoolOptions::default()).unwrap();
+    let err = Kb::open_at(
+        Location::Postgres(pool.clone()),
+        None,
+        KbOptions::default(),
+        CategoryMap::default(),
+    )
+    .err()
+    .expect("no pgvector, no knowledge base")
+    .to_string();
+    drop(pool);
+    assert!(err.contains("pgvector extension is missing"), "{err}");
+    assert!(err.contains("CREATE EXTENSION vector"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("DROP ROLE IF EXISTS {role}"),
+    ] {
+        admin.batch_execute(&sql).unwrap();
+    }
+}
