@@ -35,6 +35,8 @@ pub enum DbError {
     },
     #[error(transparent)]
     Kb(#[from] exai_kb::KbError),
+    #[error(transparent)]
+    Pg(#[from] exai_pg::PgError),
     #[error("{0}")]
     Invalid(String),
     #[error(
@@ -259,7 +261,8 @@ pub fn verify_file(db: &DbFile, full: bool) -> FileCheck {
         warnings: Vec::new(),
     };
     if db.is_kb() {
-        let store = SqliteStore::open_for_check(&db.path).or_else(|_| SqliteStore::open_readonly(&db.path));
+        let store =
+            SqliteStore::open_for_check(&db.path).or_else(|_| SqliteStore::open_readonly(&db.path));
         match store.and_then(|s| s.verify(full)) {
             Ok(report) => {
                 check.problems.extend(report.problems.iter().cloned());
@@ -386,10 +389,15 @@ pub fn stats(loaded: &Loaded) -> Result<Vec<FileStats>> {
 #[derive(Debug, Clone, Serialize)]
 pub struct Migration {
     pub name: String,
+    /// `sqlite` (a file in the data directory) or `postgres` (`database.url`).
+    pub backend: String,
     pub from: i64,
     pub to: i64,
     /// Whether this run applied it (false for `--check`).
     pub applied: bool,
+    /// How this component migrates when this command does not do it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Migration {
@@ -413,9 +421,11 @@ pub fn migrate(loaded: &Loaded, check: bool) -> Result<Vec<Migration>> {
     }
     Ok(vec![Migration {
         name: "kb".into(),
+        backend: "sqlite".into(),
         from,
         to,
         applied,
+        note: None,
     }])
 }
 

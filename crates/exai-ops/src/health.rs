@@ -340,6 +340,143 @@ fn database_checks(loaded: &Loaded, out: &mut Vec<Check>) {
     }
 }
 
+/// With `database.url` set: the server (one connection attempt, no start-up retries, so a
+/// server that is down fails at once), pgvector, connections, each component's schema, and the
+/// knowledge base there.
+fn postgres_checks(loaded: &Loaded, out: &mut Vec<Check>) {
+    let Some(url) = crate::pg::configured(loaded) else {
+        return;
+    };
+    let database = &loaded.config.database;
+    let target = exai_pg::redact(url);
+    let pool = match crate::pg::connect(url, database) {
+        Ok(p) => p,
+        Err(e) => {
+            let mut c = check(
+                "postgres",
+                Status::Fail,
+                format!(
+                    "{e}; the knowledge base, threads, tracking and index jobs live there (database.url): start the server or fix the URL"
+                ),
+            );
+            c.data = serde_json::json!({ "backend": "postgres", "target": target });
+            out.push(c);
+            return;
+        }
+    };
+    let server = match crate::pg::server(&pool, database) {
+        Ok(s) => s,
+        Err(e) => {
+            out.push(check(
+                "postgres",
+                Status::Fail,
+                e.at(pool.target()).to_string(),
+            ));
+            return;
+        }
+    };
+    let known = exai_kb::PgStore::known_schema_version();
+    let kb_schema = server.kb_schema();
+    let (status, note) = match (&server.pgvector, &server.pgvector_available) {
+        (Some(_), _) => (Status::Ok, String::new()),
+        (None, Some(_)) if kb_schema == 0 => (Status::Ok, String::new()),
+        (None, Some(_)) => (
+            Status::Fail,
+            "; pgvector is not installed in this database: run `CREATE EXTENSION vector;`".into(),
+        ),
+        (None, None) => (
+            Status::Fail,
+            "; the server does not offer pgvector, which the knowledge base needs (https://github.com/pgvector/pgvector#installation)".into(),
+        ),
+    };
+    let (status, note) = if kb_schema > known {
+        (
+            Status::Fail,
+            format!(
+                "{note}; kb schema {kb_schema} is newer than this build knows ({known}): upgrade exai"
+            ),
+        )
+    } else if kb_schema > 0 && kb_schema < known {
+        (
+            status.max(Status::Warn),
+            format!("{note}; kb schema {kb_schema}, this build writes {known}: `exai db migrate`"),
+        )
+    } else {
+        (status, note)
+    };
+    let mut c = check(
+        "postgres",
+        status,
+        format!(
+            "backend postgres: {}; schema {}{note}",
+            server.describe(),
+            server.describe_components()
+        ),
+    );
+    c.data = serde_json::json!({ "backend": "postgres", "server": server, "pool_open": pool.open_connections() });
+    out.push(c);
+    if kb_schema == 0 || kb_schema > known {
+        if kb_schema == 0 {
+            out.push(check(
+                "kb_postgres",
+                Status::Ok,
+                "no knowledge base in PostgreSQL yet (`exai index PATH --source NAME` or `exai db copy` creates it)",
+            ));
+        }
+        return;
+    }
+    let stats = exai_kb::PgStore::attach(&pool).and_then(|s| s.stats());
+    let s = match stats {
+        Ok(s) => s,
+        Err(e) => {
+            out.push(check("kb_postgres", Status::Fail, e.to_string()));
+            return;
+        }
+    };
+    let mut status = Status::Ok;
+    let mut detail = format!(
+        "{} sources, {} documents, {} chunks, {} vectors ({})",
+        s.sources,
+        s.documents,
+        s.chunks,
+        s.vectors,
+        human_bytes(s.bytes)
+    );
+    match &s.embed_model {
+        Some(model) => {
+            detail.push_str(&format!("; model {model}"));
+            match s.hnsw_valid {
+                Some(true) => detail.push_str(&format!(
+                    "; HNSW index valid ({})",
+                    human_bytes(s.hnsw_bytes.unwrap_or(0))
+                )),
+                Some(false) => {
+                    status = Status::Fail;
+                    detail.push_str("; HNSW index INVALID: `REINDEX INDEX kb_embeddings_hnsw;`");
+                }
+                None => {
+                    status = Status::Fail;
+                    detail.push_str("; HNSW index missing: the next `exai index` run builds it");
+                }
+            }
+            if s.chunks_without_vectors > 0 {
+                status = status.max(Status::Warn);
+                detail.push_str(&format!(
+                    "; {} chunk(s) without vectors (`exai index` embeds them)",
+                    s.chunks_without_vectors
+                ));
+            }
+        }
+        None => detail.push_str("; no vectors yet (keyword search only)"),
+    }
+    if status == Status::Fail {
+        detail.push_str("; `exai db verify` for details");
+    }
+    let mut c = check("kb_postgres", status, detail);
+    c.data = serde_json::to_value(&s).unwrap_or_default();
+    out.push(c);
+}
+
 fn embedding_check(loaded: &Loaded) -> Check {
     use exai_embed::Backend;
     let settings = match exai_server::knowledge::embed_settings(loaded) {
@@ -501,6 +638,14 @@ pub async fn run(loaded: &Loaded, live: bool) -> Report {
     checks.push(config_check(loaded));
     provider_checks(loaded, live, &mut checks).await;
     database_checks(loaded, &mut checks);
+    // The blocking PostgreSQL client runs its own runtime: never on an async worker.
+    let mut pg_checks = Vec::new();
+    std::thread::scope(|scope| {
+        let _ = scope
+            .spawn(|| postgres_checks(loaded, &mut pg_checks))
+            .join();
+    });
+    checks.extend(pg_checks);
     checks.push(embedding_check(loaded));
     disk_checks(loaded, &mut checks);
     checks.push(log_check(loaded));

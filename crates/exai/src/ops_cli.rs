@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use exai_core::config::Loaded;
 use exai_core::paths::DataPaths;
 use exai_ops::health::{Status, human_bytes};
-use exai_ops::{db, logs, stats};
+use exai_ops::{copy, db, logs, pg, stats};
 
 #[derive(Args)]
 pub struct HealthArgs {
@@ -312,12 +312,230 @@ pub enum DbAction {
     /// Rebuild derived indexes: the keyword index from the stored chunks, SQLite indexes and
     /// statistics; running daemons rebuild their vector index.
     Reindex,
+    /// Copy a knowledge base between SQLite and PostgreSQL (either direction), then verify it:
+    /// counts, checksums, and the top results of sample queries on both sides.
+    Copy {
+        /// Where from: sqlite:PATH (or a path), a postgres:// URL, or `database` (database.url).
+        #[arg(long, value_name = "SRC")]
+        from: String,
+        /// Where to: sqlite:PATH (or a path), a postgres:// URL, or `database` (database.url).
+        #[arg(long, value_name = "DST")]
+        to: String,
+        /// Replace the destination's knowledge base when it holds one.
+        #[arg(long)]
+        force: bool,
+        /// Sample queries the verification compares.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        queries: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A terminal bar for `db copy`, or a line per phase and every few seconds otherwise.
+struct CopyReporter {
+    bar: Option<indicatif::ProgressBar>,
+    last: std::sync::Mutex<(Option<copy::Phase>, std::time::Instant)>,
+}
+
+impl CopyReporter {
+    fn new(quiet: bool) -> Self {
+        use std::io::IsTerminal;
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {msg:<10} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        Self {
+            bar,
+            last: std::sync::Mutex::new((None, std::time::Instant::now())),
+        }
+    }
+
+    fn update(&self, p: &copy::Progress) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = last.0 != Some(p.phase);
+        if let Some(bar) = &self.bar {
+            if changed {
+                bar.reset();
+                bar.set_message(p.phase.label());
+            }
+            bar.set_length(p.total);
+            bar.set_position(p.done);
+            *last = (Some(p.phase), std::time::Instant::now());
+            return;
+        }
+        if changed
+            || last.1.elapsed() >= Duration::from_secs(5)
+            || (p.done == p.total && p.total > 0)
+        {
+            eprintln!("{}: {}/{}", p.phase.label(), p.done, p.total);
+            *last = (Some(p.phase), std::time::Instant::now());
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// `database` stands for the configured `database.url` (so a password in `.env` never has to
+/// be typed on a command line).
+fn endpoint(given: &str, loaded: &Loaded) -> Result<copy::Endpoint> {
+    if given.trim() == "database" {
+        let url = pg::configured(loaded)
+            .context("`database` stands for database.url, which is not set (EXAI_DATABASE_URL)")?;
+        return Ok(copy::Endpoint::Postgres(url.to_string()));
+    }
+    Ok(copy::Endpoint::parse(given)?)
+}
+
+fn print_copy(report: &copy::CopyReport) {
+    let v = &report.verification;
+    println!(
+        "copied {} -> {} in {:.1} s: {}{}",
+        report.from,
+        report.to,
+        report.seconds,
+        report.copied.describe(),
+        report
+            .embed_model
+            .as_ref()
+            .map(|m| if report.embed_backends.is_empty() {
+                format!("; model {m}")
+            } else {
+                format!("; model {m} ({})", report.embed_backends.join("+"))
+            })
+            .unwrap_or_default()
+    );
+    if let Some(r) = &report.replaced {
+        println!("  (--force replaced {} in the destination)", r.describe());
+    }
+    let mark = |ok: bool| if ok { "ok  " } else { "FAIL" };
+    println!("verification:");
+    println!(
+        "  {}  counts    source {}; destination {}",
+        mark(v.counts_equal),
+        v.from.describe(),
+        v.to.describe()
+    );
+    println!(
+        "  {}  content   checksum of documents and chunks {}; of vectors {}",
+        mark(v.content_equal && v.vectors_equal),
+        if v.content_equal { "equal" } else { "DIFFERS" },
+        if v.vectors_equal { "equal" } else { "DIFFERS" }
+    );
+    println!(
+        "  {}  model     {}",
+        mark(v.model_equal),
+        if v.model_equal {
+            "the same identity and back ends on both sides"
+        } else {
+            "DIFFERS"
+        }
+    );
+    let show = |kind: &str, c: &copy::Comparison| {
+        let label = match &c.required {
+            Some(_) => mark(c.passed),
+            None => "info",
+        };
+        println!(
+            "  {label}  {kind:<8}  {} sample queries: top 10 identical for {}, overlap@10 {:.2} on average (lowest {:.2}){}",
+            c.queries,
+            c.identical,
+            c.mean_overlap,
+            c.min_overlap,
+            match &c.required {
+                Some(r) => format!("; required: {r}"),
+                None => "; reported only".into(),
+            }
+        );
+        if c.required.is_some() && !c.passed {
+            for d in &c.differences {
+                println!("        {:?} (overlap {:.2})", d.query, d.overlap);
+                println!("          source:      {}", d.from.join(", "));
+                println!("          destination: {}", d.to.join(", "));
+            }
+        }
+    };
+    if let Some(k) = &v.keyword {
+        show("keyword", k);
+    }
+    if let Some(s) = &v.semantic {
+        show("semantic", s);
+    }
+    for n in &v.notes {
+        println!("  note: {n}");
+    }
+}
+
+/// Printed by the commands that cover local SQLite files only when PostgreSQL holds the
+/// shared data.
+fn postgres_note(loaded: &Loaded, what: &str) {
+    if let Some(url) = pg::configured(loaded) {
+        eprintln!(
+            "note: the knowledge base, conversation threads, validation tracking and index jobs live in PostgreSQL ({}); {what}",
+            pg::redact(url)
+        );
+    }
+}
+
+fn print_pg_check(c: &pg::PgCheck) {
+    let label = match c.status() {
+        0 => "ok",
+        1 => "WARN",
+        _ => "FAIL",
+    };
+    println!("{label:<4}  postgres ({})", c.target);
+    if let Some(s) = &c.server {
+        println!("      {}", s.describe());
+        println!("      schema {}", s.describe_components());
+    }
+    if let Some(kb) = &c.kb {
+        println!(
+            "      kb: schema {}, {} documents, {} chunks, {} vectors{}{}, {} chunks without vectors, {} embeddings without chunks; HNSW index {}",
+            kb.schema_version,
+            kb.documents,
+            kb.chunks,
+            kb.vectors,
+            kb.expected_dim
+                .map(|d| format!(" of dimension {d}"))
+                .unwrap_or_default(),
+            kb.column_dim
+                .map(|d| format!(" (column {d})"))
+                .unwrap_or_default(),
+            kb.chunks_without_vectors,
+            kb.orphan_vectors,
+            match kb.hnsw_valid {
+                Some(true) => "valid",
+                Some(false) => "INVALID",
+                None if kb.embed_model.is_some() => "MISSING",
+                None => "not built yet (no model claimed)",
+            }
+        );
+    }
+    for p in &c.problems {
+        println!("      problem: {p}");
+    }
+    for w in &c.warnings {
+        println!("      warning: {w}");
+    }
 }
 
 pub fn db(action: DbAction, loaded: &Loaded) -> Result<ExitCode> {
     match action {
         DbAction::Verify { quick, json } => {
             let checks = db::verify(loaded, !quick);
+            let postgres =
+                pg::configured(loaded).map(|url| pg::verify(url, &loaded.config.database));
             let status = checks
                 .iter()
                 .map(|c| {
@@ -329,18 +547,21 @@ pub fn db(action: DbAction, loaded: &Loaded) -> Result<ExitCode> {
                         0
                     }
                 })
+                .chain(postgres.as_ref().map(pg::PgCheck::status))
                 .max()
                 .unwrap_or(0);
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({ "ok": status < 2, "databases": checks })
-                    )?
-                );
-            } else if checks.is_empty() {
+                let mut out = serde_json::json!({ "ok": status < 2, "databases": checks });
+                if let Some(p) = &postgres {
+                    out["postgres"] = serde_json::to_value(p)?;
+                }
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else if checks.is_empty() && postgres.is_none() {
                 println!("no database in {} yet", loaded.data_dir.display());
             } else {
+                if let Some(p) = &postgres {
+                    print_pg_check(p);
+                }
                 for c in &checks {
                     let label = if !c.problems.is_empty() {
                         "FAIL"
@@ -382,6 +603,10 @@ pub fn db(action: DbAction, loaded: &Loaded) -> Result<ExitCode> {
             Ok(ExitCode::from(status))
         }
         DbAction::Compact { json } => {
+            postgres_note(
+                loaded,
+                "PostgreSQL reclaims space itself (autovacuum; `VACUUM (ANALYZE)` by hand after removing a large source). Compacting the local SQLite files only",
+            );
             let done = db::compact(loaded)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&done)?);
@@ -407,6 +632,19 @@ pub fn db(action: DbAction, loaded: &Loaded) -> Result<ExitCode> {
         DbAction::Backup { path, keep, json } => {
             let root = db::backup_root(loaded, path.as_deref());
             let keep = keep.unwrap_or(usize::try_from(loaded.config.ops.backup_keep)?);
+            if pg::configured(loaded).is_some() {
+                postgres_note(
+                    loaded,
+                    "back it up with PostgreSQL's own tools (`pg_dump -Fc`, or the provider's backups and point-in-time recovery). `exai db backup` covers the local SQLite files only",
+                );
+                if db::databases(loaded).is_empty() {
+                    println!(
+                        "no local SQLite database in {} to back up",
+                        loaded.data_dir.display()
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
             let report = db::backup(loaded, &root, keep)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -467,6 +705,10 @@ pub fn db(action: DbAction, loaded: &Loaded) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
+            postgres_note(
+                loaded,
+                "restore it with PostgreSQL's own tools (`pg_restore`, or the provider's point-in-time recovery). `exai db restore` restores the local SQLite files only",
+            );
             let restored = db::restore(loaded, &path)?;
             for r in &restored {
                 match &r.kept {
@@ -480,29 +722,40 @@ pub fn db(action: DbAction, loaded: &Loaded) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DbAction::Migrate { check } => {
-            let done = db::migrate(loaded, check)?;
-            if done.is_empty() {
-                println!("no knowledge base yet; it is created at the current schema");
+            let mut done = db::migrate(loaded, check)?;
+            match pg::configured(loaded) {
+                Some(url) => done.extend(pg::migrate(url, &loaded.config.database, check)?),
+                None if done.is_empty() => {
+                    println!("no knowledge base yet; it is created at the current schema");
+                }
+                None => {}
             }
             let mut pending = false;
             for m in &done {
+                let name = format!("{} ({})", m.name, m.backend);
+                let note = m
+                    .note
+                    .as_ref()
+                    .map(|n| format!("; {n}"))
+                    .unwrap_or_default();
                 if m.applied {
-                    println!("{}: migrated schema {} -> {}", m.name, m.from, m.to);
+                    println!("{name}: migrated schema {} -> {}{note}", m.from, m.to);
                 } else if m.from < m.to {
                     pending = true;
                     println!(
-                        "{}: schema {}, migration to {} pending (`exai db migrate`)",
-                        m.name, m.from, m.to
+                        "{name}: schema {}, migration to {} pending (`exai db migrate`){note}",
+                        m.from, m.to
                     );
                 } else if m.from > m.to {
                     bail!(
-                        "{}: schema {} is newer than this exai knows ({}); upgrade exai",
-                        m.name,
+                        "{name}: schema {} is newer than this exai knows ({}); upgrade exai",
                         m.from,
                         m.to
                     );
+                } else if m.from == 0 {
+                    println!("{name}: not created yet{note}");
                 } else {
-                    println!("{}: schema {} (current)", m.name, m.from);
+                    println!("{name}: schema {} (current){note}", m.from);
                 }
             }
             Ok(if pending && check {
@@ -513,11 +766,60 @@ pub fn db(action: DbAction, loaded: &Loaded) -> Result<ExitCode> {
         }
         DbAction::Stats { json } => {
             let all = db::stats(loaded)?;
+            let postgres = pg::configured(loaded)
+                .map(|url| pg::stats(url, &loaded.config.database))
+                .transpose()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                let mut out = serde_json::to_value(&all)?;
+                if let (Some(p), Some(list)) = (&postgres, out.as_array_mut()) {
+                    let mut entry = serde_json::json!({
+                        "name": "postgres",
+                        "backend": "postgres",
+                        "path": p.server.target,
+                        "bytes": p.tables.values().map(|t| t.bytes).sum::<u64>(),
+                        "schema_version": p.server.kb_schema(),
+                    });
+                    if let (Some(e), serde_json::Value::Object(more)) =
+                        (entry.as_object_mut(), serde_json::to_value(p)?)
+                    {
+                        e.extend(more);
+                    }
+                    list.push(entry);
+                }
+                println!("{}", serde_json::to_string_pretty(&out)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            if all.is_empty() {
+            if let Some(p) = &postgres {
+                println!("postgres: {}", p.server.describe());
+                println!("  schema {}", p.server.describe_components());
+                match &p.kb {
+                    Some(kb) => println!(
+                        "  kb: {} sources, {} documents, {} chunks, {} vectors ({} without), {}; HNSW index {}; model {}; generation {}",
+                        kb.sources,
+                        kb.documents,
+                        kb.chunks,
+                        kb.vectors,
+                        kb.chunks_without_vectors,
+                        human_bytes(kb.bytes),
+                        match (kb.hnsw_valid, kb.hnsw_bytes) {
+                            (Some(true), Some(b)) => format!("valid, {}", human_bytes(b)),
+                            (Some(true), None) => "valid".into(),
+                            (Some(false), _) => "INVALID".into(),
+                            (None, _) => "not built".into(),
+                        },
+                        kb.embed_model.as_deref().unwrap_or("none yet"),
+                        kb.generation
+                    ),
+                    None => println!("  kb: not created yet"),
+                }
+                let rows: Vec<String> = p
+                    .tables
+                    .iter()
+                    .map(|(t, s)| format!("{t} {} ({})", s.rows.max(0), human_bytes(s.bytes)))
+                    .collect();
+                println!("  tables (estimated rows): {}", rows.join(", "));
+            }
+            if all.is_empty() && postgres.is_none() {
                 println!("no database in {} yet", loaded.data_dir.display());
             }
             for s in &all {
@@ -551,8 +853,52 @@ pub fn db(action: DbAction, loaded: &Loaded) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DbAction::Reindex => {
+            if let Some(url) = pg::configured(loaded) {
+                println!(
+                    "the knowledge base is in PostgreSQL ({}), which keeps its keyword (GIN) and vector (HNSW) indexes current itself; nothing to rebuild here (if `exai db verify` reports the HNSW index invalid: `REINDEX INDEX CONCURRENTLY kb_embeddings_hnsw;`)",
+                    pg::redact(url)
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let n = db::reindex(loaded)?;
             println!("keyword index rebuilt from {n} chunks; indexes and statistics refreshed");
+            Ok(ExitCode::SUCCESS)
+        }
+        DbAction::Copy {
+            from,
+            to,
+            force,
+            queries,
+            json,
+        } => {
+            let (from, to) = (endpoint(&from, loaded)?, endpoint(&to, loaded)?);
+            let options = copy::CopyOptions {
+                force,
+                queries: queries.max(1),
+                ..Default::default()
+            };
+            let reporter = CopyReporter::new(false);
+            let report = copy::copy(&from, &to, &loaded.config.database, &options, &|p| {
+                reporter.update(p)
+            });
+            reporter.finish();
+            let report = report?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_copy(&report);
+            }
+            let v = &report.verification;
+            if !v.ok {
+                eprintln!(
+                    "error: verification FAILED: {}; the destination is not a faithful copy (copy again with --force)",
+                    v.problems.join("; ")
+                );
+                return Ok(ExitCode::from(2));
+            }
+            if !json {
+                println!("verified: {} holds the same knowledge base", report.to);
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -2,10 +2,11 @@
 //! connection to either backend — SQLite (embedded default, one file) or PostgreSQL with
 //! pgvector (several daemons sharing one database).
 
+mod export;
 pub mod postgres;
 pub mod sqlite;
 
-pub use postgres::{PgStats, PgStore};
+pub use postgres::{PgStats, PgStore, PgVerifyReport};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 
 use serde::Serialize;

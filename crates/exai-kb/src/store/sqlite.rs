@@ -782,6 +782,104 @@ impl SqliteStore {
     }
 }
 
+/// Export and import for `exai db copy`: whole documents and vectors page by page, and a
+/// clean slate to copy into.
+impl SqliteStore {
+    /// Documents with an id above `after`, in id order (insertion order), `limit` at most.
+    pub fn documents_page(&self, after: i64, limit: usize) -> Result<Vec<DocRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT d.id, d.source, d.path, d.uri, d.title, d.format, d.technology, d.category, d.hash, d.bytes, d.metadata, d.indexed_at,
+                    (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id)
+             FROM documents d WHERE d.id > ? ORDER BY d.id LIMIT ?",
+        )?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| {
+            let metadata: String = r.get(10)?;
+            Ok(DocRecord {
+                id: r.get(0)?,
+                source: r.get(1)?,
+                path: r.get(2)?,
+                uri: r.get(3)?,
+                title: r.get(4)?,
+                format: r.get(5)?,
+                technology: r.get(6)?,
+                category: r.get(7)?,
+                hash: r.get(8)?,
+                bytes: r.get(9)?,
+                metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
+                indexed_at: r.get(11)?,
+                chunks: r.get(12)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every chunk of these documents, by document and position.
+    pub fn chunks_of_documents(&self, doc_ids: &[i64]) -> Result<Vec<ChunkRecord>> {
+        let mut out = Vec::new();
+        // SQLite caps the number of parameters of one statement.
+        for ids in doc_ids.chunks(500) {
+            let sql = format!(
+                "SELECT {CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.doc_id
+                 WHERE c.doc_id IN ({}) ORDER BY c.doc_id, c.position, c.id",
+                vec!["?"; ids.len()].join(",")
+            );
+            let mut stmt = self.conn.prepare(&sql)?;
+            let rows = stmt.query_map(params_from_iter(ids.iter()), chunk_from_row)?;
+            out.extend(rows.collect::<rusqlite::Result<Vec<_>>>()?);
+        }
+        Ok(out)
+    }
+
+    /// Vectors by text hash, in hash order, `limit` from the one after `after`.
+    pub fn vectors_page(&self, after: &str, limit: usize) -> Result<Vec<(String, Vec<f32>)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT text_hash, vector FROM embeddings WHERE text_hash > ? ORDER BY text_hash LIMIT ?",
+        )?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| {
+            let blob: Vec<u8> = r.get(1)?;
+            Ok((r.get::<_, String>(0)?, decode_vector(&blob)))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The vector stored for a chunk text.
+    pub fn vector(&self, text_hash: &str) -> Result<Option<Vec<f32>>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT vector FROM embeddings WHERE text_hash = ?",
+                [text_hash],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()?
+            .map(|b| decode_vector(&b)))
+    }
+
+    /// Vectors stored (one per distinct chunk text, orphans included).
+    pub fn count_vectors(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM embeddings", [], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Empty the knowledge base (sources, documents, chunks, keyword index, vectors and the
+    /// model identity) in one transaction, keeping the schema: the destination of a copy.
+    pub fn clear_for_import(&mut self) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "INSERT INTO chunks_fts(chunks_fts) VALUES ('delete-all');
+             DELETE FROM chunks; DELETE FROM documents; DELETE FROM sources; DELETE FROM embeddings;
+             DELETE FROM meta WHERE key IN ('embed_model', 'embed_backends');",
+        )?;
+        tx.execute(BUMP_GENERATION, [])?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

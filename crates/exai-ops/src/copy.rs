@@ -1,0 +1,911 @@
+//! `exai db copy`: move a knowledge base between SQLite and PostgreSQL (either direction, or
+//! between two of the same), then prove the copy.
+//!
+//! What moves: sources (roots, technology), documents with everything an incremental re-index
+//! compares (source, path, content hash, metadata, uri, title, format, technology, category,
+//! size), their chunks at the same positions with the same sections, texts and doc types, every
+//! vector by text hash, and the embedding model's identity with the back ends that computed the
+//! vectors. Writes are batched (one transaction per batch of documents or vectors); PostgreSQL
+//! builds its HNSW index once, over the loaded vectors.
+//!
+//! The proof: counts equal on both sides; order-independent BLAKE3 checksums of the documents
+//! with their chunks and of the vectors equal; the same model identity; and for a sample of
+//! queries derived from document titles, the top 10 compared by (source, path, position).
+//! Between two stores of one backend the keyword top 10 must be identical. Across backends
+//! keyword ranking differs by design (`ts_rank` against BM25), so there the semantic top 10
+//! for a stored chunk's vector must agree: overlap@10 of at least 0.9 on average (HNSW is
+//! approximate).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use exai_core::config::DatabaseConfig;
+use exai_kb::model::NewChunk;
+use exai_kb::store::{NewDocument, hash_text, query_terms};
+use exai_kb::vectors::VectorIndex;
+use exai_kb::{ChunkRecord, DocRecord, Filters, PgStore, SqliteStore, Store};
+use serde::Serialize;
+
+use crate::db::DbError;
+use crate::pg;
+
+type Result<T> = std::result::Result<T, DbError>;
+
+/// Where a knowledge base is: `sqlite:PATH` (or a plain path), or a `postgres://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Endpoint {
+    /// `sqlite:PATH`, `sqlite://PATH`, a plain path, or `postgres://…` / `postgresql://…`.
+    pub fn parse(s: &str) -> Result<Endpoint> {
+        let t = s.trim();
+        if t.is_empty() {
+            return Err(DbError::Invalid(
+                "give sqlite:PATH (or a path) or a postgres:// URL".into(),
+            ));
+        }
+        if exai_pg::is_postgres_url(t) {
+            return Ok(Endpoint::Postgres(t.to_string()));
+        }
+        if let Some(rest) = t.strip_prefix("sqlite:") {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err(DbError::Invalid(
+                    "sqlite: needs a path, e.g. sqlite:kb.sqlite".into(),
+                ));
+            }
+            return Ok(Endpoint::Sqlite(PathBuf::from(path)));
+        }
+        if let Some((scheme, _)) = t.split_once("://") {
+            return Err(DbError::Invalid(format!(
+                "unknown scheme `{scheme}://`; give sqlite:PATH (or a path) or a postgres:// URL"
+            )));
+        }
+        Ok(Endpoint::Sqlite(PathBuf::from(t)))
+    }
+
+    /// The path, or the URL with its password redacted.
+    pub fn describe(&self) -> String {
+        match self {
+            Endpoint::Sqlite(p) => format!("sqlite:{}", p.display()),
+            Endpoint::Postgres(url) => exai_pg::redact(url),
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Endpoint::Sqlite(_) => "sqlite",
+            Endpoint::Postgres(_) => "postgres",
+        }
+    }
+
+    fn same_as(&self, other: &Endpoint) -> bool {
+        match (self, other) {
+            (Endpoint::Sqlite(a), Endpoint::Sqlite(b)) => {
+                a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+            }
+            (Endpoint::Postgres(a), Endpoint::Postgres(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Replace a destination that already holds a knowledge base.
+    pub force: bool,
+    /// How many sample queries the verification runs (per kind).
+    pub queries: usize,
+    /// Chunks per write transaction (whole documents; at least one document).
+    pub batch_chunks: usize,
+    /// Vectors per write transaction.
+    pub batch_vectors: usize,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        Self {
+            force: false,
+            queries: 20,
+            batch_chunks: 2_000,
+            batch_vectors: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Documents,
+    Vectors,
+    /// Recording the model identity (PostgreSQL: building the HNSW index).
+    Index,
+    Verify,
+}
+
+impl Phase {
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Documents => "documents",
+            Phase::Vectors => "vectors",
+            Phase::Index => "index",
+            Phase::Verify => "verify",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub phase: Phase,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// What a knowledge base holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub sources: u64,
+    pub documents: u64,
+    pub chunks: u64,
+    pub vectors: u64,
+}
+
+impl Counts {
+    pub fn of(store: &Store) -> Result<Counts> {
+        let (documents, chunks) = store.totals()?;
+        Ok(Counts {
+            sources: store.sources()?.len() as u64,
+            documents,
+            chunks,
+            vectors: store.count_vectors()?,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Counts::default()
+    }
+
+    /// e.g. `2 sources, 30 documents, 61 chunks, 61 vectors`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} sources, {} documents, {} chunks, {} vectors",
+            self.sources, self.documents, self.chunks, self.vectors
+        )
+    }
+}
+
+/// Top-10 lists of one kind of search compared between the two sides.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub queries: usize,
+    /// Queries whose top 10 are the same chunks in the same order.
+    pub identical: usize,
+    /// Mean and lowest |A ∩ B| / max(|A|, |B|) over the queries (1 when both are empty).
+    pub mean_overlap: f64,
+    pub min_overlap: f64,
+    /// What passing takes (`identical`, `overlap >= 0.9`), `None` when only reported.
+    pub required: Option<String>,
+    pub passed: bool,
+    /// The first few queries that differ.
+    pub differences: Vec<QueryDiff>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryDiff {
+    pub query: String,
+    pub overlap: f64,
+    pub from: Vec<String>,
+    pub to: Vec<String>,
+}
+
+/// The proof that the destination holds what the source holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub ok: bool,
+    pub from: Counts,
+    pub to: Counts,
+    pub counts_equal: bool,
+    /// Checksums of documents with their chunks, and of the vectors, equal.
+    pub content_equal: bool,
+    pub vectors_equal: bool,
+    pub model_equal: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyword: Option<Comparison>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub semantic: Option<Comparison>,
+    pub problems: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyReport {
+    pub from: String,
+    pub to: String,
+    pub from_backend: &'static str,
+    pub to_backend: &'static str,
+    /// What `--force` replaced in the destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Counts>,
+    pub copied: Counts,
+    pub embed_model: Option<String>,
+    pub embed_backends: Vec<String>,
+    pub seconds: f64,
+    pub verification: Verification,
+}
+
+/// The mean overlap@10 semantic search must reach.
+pub const MIN_OVERLAP: f64 = 0.9;
+const TOP: usize = 10;
+const PAGE_DOCS: usize = 500;
+const SHOWN_DIFFERENCES: usize = 5;
+
+fn open_source(endpoint: &Endpoint, database: &DatabaseConfig) -> Result<Store> {
+    match endpoint {
+        Endpoint::Sqlite(path) => {
+            if !path.is_file() {
+                return Err(DbError::Invalid(format!(
+                    "no knowledge base at {}",
+                    path.display()
+                )));
+            }
+            let store = SqliteStore::open_readonly(path)?;
+            if store.schema_version()? == 0 {
+                return Err(DbError::Invalid(format!(
+                    "{} is not an exai knowledge base",
+                    path.display()
+                )));
+            }
+            Ok(Store::Sqlite(store))
+        }
+        Endpoint::Postgres(url) => {
+            let pool = pg::connect(url, database)?;
+            let version = exai_pg::schema_version(&mut *pool.get()?, "kb")?;
+            if version == 0 {
+                return Err(DbError::Invalid(format!(
+                    "no exai knowledge base in {}",
+                    pool.target()
+                )));
+            }
+            Ok(Store::Postgres(Box::new(PgStore::open(&pool)?)))
+        }
+    }
+}
+
+fn open_destination(endpoint: &Endpoint, database: &DatabaseConfig) -> Result<Store> {
+    match endpoint {
+        Endpoint::Sqlite(path) => Ok(Store::Sqlite(SqliteStore::open(path)?)),
+        Endpoint::Postgres(url) => {
+            let pool = pg::connect(url, database)?;
+            Ok(Store::Postgres(Box::new(PgStore::open(&pool)?)))
+        }
+    }
+}
+
+/// Metadata with object keys in sorted order at every level, so SQLite's text and
+/// PostgreSQL's JSONB (which reorders keys) hash alike.
+fn canonical(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let mut out = serde_json::Map::new();
+            for k in keys {
+                out.insert(k.clone(), canonical(&m[k]));
+            }
+            serde_json::Value::Object(out)
+        }
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Order-independent checksums: the wrapping sum of one BLAKE3 hash per document (with its
+/// chunks) and per vector, so rows may come in any order and ids may differ.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Digest {
+    documents: u128,
+    vectors: u128,
+}
+
+fn field(h: &mut blake3::Hasher, bytes: &[u8]) {
+    h.update(&(bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+fn finish(h: &blake3::Hasher) -> u128 {
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    u128::from_le_bytes(first)
+}
+
+impl Digest {
+    fn add_document(&mut self, d: &DocRecord, chunks: &[&ChunkRecord]) {
+        let mut h = blake3::Hasher::new();
+        for f in [
+            &d.source,
+            &d.path,
+            d.uri.as_deref().unwrap_or("\u{0}"),
+            &d.title,
+            &d.format,
+            &d.technology,
+            &d.category,
+            &d.hash,
+        ] {
+            field(&mut h, f.as_bytes());
+        }
+        field(&mut h, &d.bytes.to_le_bytes());
+        field(&mut h, canonical(&d.metadata).to_string().as_bytes());
+        for c in chunks {
+            field(&mut h, &c.position.to_le_bytes());
+            field(&mut h, c.section.as_bytes());
+            field(&mut h, hash_text(&c.text).as_bytes());
+            field(&mut h, &c.tokens.to_le_bytes());
+            field(&mut h, c.doc_type.as_str().as_bytes());
+        }
+        self.documents = self.documents.wrapping_add(finish(&h));
+    }
+
+    fn add_vector(&mut self, text_hash: &str, v: &[f32]) {
+        let mut h = blake3::Hasher::new();
+        field(&mut h, text_hash.as_bytes());
+        for x in v {
+            h.update(&x.to_le_bytes());
+        }
+        self.vectors = self.vectors.wrapping_add(finish(&h));
+    }
+}
+
+/// A document the sample queries may come from.
+#[derive(Debug, Clone)]
+struct Sample {
+    source: String,
+    path: String,
+    title: String,
+    first_chunk: Option<String>,
+}
+
+/// One page of documents with their chunks, grouped by document (chunks come ordered by
+/// document id).
+fn group<'a>(
+    docs: &'a [DocRecord],
+    chunks: &'a [ChunkRecord],
+) -> Vec<(&'a DocRecord, Vec<&'a ChunkRecord>)> {
+    let mut out: Vec<(&DocRecord, Vec<&ChunkRecord>)> =
+        docs.iter().map(|d| (d, Vec::new())).collect();
+    let index: std::collections::HashMap<i64, usize> =
+        docs.iter().enumerate().map(|(i, d)| (d.id, i)).collect();
+    for c in chunks {
+        if let Some(i) = index.get(&c.doc_id) {
+            out[*i].1.push(c);
+        }
+    }
+    out
+}
+
+/// Read every document, chunk and vector of `store` into a digest (the destination's side of
+/// the proof).
+fn scan(store: &Store, progress: &dyn Fn(u64)) -> Result<Digest> {
+    let mut digest = Digest::default();
+    let mut after = 0;
+    let mut done = 0u64;
+    loop {
+        let docs = store.documents_page(after, PAGE_DOCS)?;
+        let Some(last) = docs.last() else { break };
+        after = last.id;
+        let ids: Vec<i64> = docs.iter().map(|d| d.id).collect();
+        let chunks = store.chunks_of_documents(&ids)?;
+        for (d, cs) in group(&docs, &chunks) {
+            digest.add_document(d, &cs);
+        }
+        done += docs.len() as u64;
+        progress(done);
+    }
+    let mut after = String::new();
+    loop {
+        let page = store.vectors_page(&after, 2_000)?;
+        let Some(last) = page.last() else { break };
+        after = last.0.clone();
+        for (h, v) in &page {
+            digest.add_vector(h, v);
+        }
+        done += page.len() as u64;
+        progress(done);
+    }
+    Ok(digest)
+}
+
+/// Copy the knowledge base at `from` into `to`, then verify. A destination that holds anything
+/// is refused unless `options.force`, which empties it first. Verification failing is not an
+/// error: the report says so (`verification.ok`).
+pub fn copy(
+    from: &Endpoint,
+    to: &Endpoint,
+    database: &DatabaseConfig,
+    options: &CopyOptions,
+    progress: &dyn Fn(&Progress),
+) -> Result<CopyReport> {
+    let started = std::time::Instant::now();
+    if from.same_as(to) {
+        return Err(DbError::Invalid(format!(
+            "--from and --to are the same knowledge base ({})",
+            from.describe()
+        )));
+    }
+    let src = open_source(from, database)?;
+    let mut dst = open_destination(to, database)?;
+    let before = Counts::of(&dst)?;
+    let replaced = if !before.is_empty() || dst.embed_model()?.is_some() {
+        if !options.force {
+            return Err(DbError::Invalid(format!(
+                "{} already holds a knowledge base ({}); pass --force to replace it",
+                to.describe(),
+                before.describe()
+            )));
+        }
+        dst.clear_for_import()?;
+        Some(before)
+    } else {
+        None
+    };
+    if let Endpoint::Sqlite(path) = to {
+        // Derived from the old contents (its generation may even match the new one's).
+        exai_kb::ann::remove(path)?;
+    }
+    let totals = Counts::of(&src)?;
+    for s in src.sources()? {
+        dst.upsert_source(&s.name, &s.roots, &s.technology)?;
+    }
+
+    let mut digest = Digest::default();
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut after = 0;
+    let mut done = 0u64;
+    progress(&Progress {
+        phase: Phase::Documents,
+        done,
+        total: totals.documents,
+    });
+    loop {
+        let docs = src.documents_page(after, PAGE_DOCS)?;
+        let Some(last) = docs.last() else { break };
+        after = last.id;
+        let ids: Vec<i64> = docs.iter().map(|d| d.id).collect();
+        let chunks = src.chunks_of_documents(&ids)?;
+        let grouped = group(&docs, &chunks);
+        let metadata: Vec<serde_json::Map<String, serde_json::Value>> = grouped
+            .iter()
+            .map(|(d, _)| d.metadata.as_object().cloned().unwrap_or_default())
+            .collect();
+        let mut batch: Vec<(NewDocument<'_>, Vec<NewChunk>)> = Vec::new();
+        let mut batch_chunks = 0;
+        for ((d, cs), meta) in grouped.iter().zip(&metadata) {
+            digest.add_document(d, cs);
+            samples.push(Sample {
+                source: d.source.clone(),
+                path: d.path.clone(),
+                title: d.title.clone(),
+                first_chunk: cs.first().map(|c| hash_text(&c.text)),
+            });
+            let new_chunks: Vec<NewChunk> = cs
+                .iter()
+                .map(|c| NewChunk {
+                    position: usize::try_from(c.position).unwrap_or(0),
+                    section: c.section.clone(),
+                    text: c.text.clone(),
+                    tokens: usize::try_from(c.tokens).unwrap_or(0),
+                    doc_type: c.doc_type,
+                })
+                .collect();
+            batch_chunks += new_chunks.len();
+            batch.push((
+                NewDocument {
+                    source: &d.source,
+                    path: &d.path,
+                    uri: d.uri.as_deref(),
+                    title: &d.title,
+                    format: &d.format,
+                    technology: &d.technology,
+                    category: &d.category,
+                    hash: &d.hash,
+                    bytes: u64::try_from(d.bytes).unwrap_or(0),
+                    metadata: meta,
+                },
+                new_chunks,
+            ));
+            if batch_chunks >= options.batch_chunks {
+                dst.replace_documents(&batch)?;
+                done += batch.len() as u64;
+                batch.clear();
+                batch_chunks = 0;
+                progress(&Progress {
+                    phase: Phase::Documents,
+                    done,
+                    total: totals.documents,
+                });
+            }
+        }
+        if !batch.is_empty() {
+            dst.replace_documents(&batch)?;
+            done += batch.len() as u64;
+            progress(&Progress {
+                phase: Phase::Documents,
+                done,
+                total: totals.documents,
+            });
+        }
+    }
+
+    let mut after = String::new();
+    let mut vectors = 0u64;
+    progress(&Progress {
+        phase: Phase::Vectors,
+        done: 0,
+        total: totals.vectors,
+    });
+    loop {
+        let page = src.vectors_page(&after, options.batch_vectors.max(1))?;
+        let Some(last) = page.last() else { break };
+        after = last.0.clone();
+        for (h, v) in &page {
+            digest.add_vector(h, v);
+        }
+        dst.import_vectors(&page)?;
+        vectors += page.len() as u64;
+        progress(&Progress {
+            phase: Phase::Vectors,
+            done: vectors,
+            total: totals.vectors,
+        });
+    }
+
+    let embed_model = src.embed_model()?;
+    let embed_backends = src.embed_backends()?;
+    if let Some(model) = &embed_model {
+        progress(&Progress {
+            phase: Phase::Index,
+            done: 0,
+            total: 1,
+        });
+        dst.claim_embed_model(model)?;
+        for b in &embed_backends {
+            dst.record_embed_backend(b)?;
+        }
+        progress(&Progress {
+            phase: Phase::Index,
+            done: 1,
+            total: 1,
+        });
+    }
+
+    let verification = verify(
+        &src,
+        &dst,
+        from.backend() == to.backend(),
+        &digest,
+        &samples,
+        options,
+        progress,
+    )?;
+    Ok(CopyReport {
+        from: from.describe(),
+        to: to.describe(),
+        from_backend: from.backend(),
+        to_backend: to.backend(),
+        replaced,
+        copied: Counts::of(&dst)?,
+        embed_model,
+        embed_backends,
+        seconds: started.elapsed().as_secs_f64(),
+        verification,
+    })
+}
+
+/// The sample: documents spread evenly over (source, path) order whose titles make a query,
+/// one per distinct title.
+fn pick(samples: &[Sample], n: usize) -> Vec<&Sample> {
+    let mut sorted: Vec<&Sample> = samples.iter().collect();
+    sorted.sort_by(|a, b| (&a.source, &a.path).cmp(&(&b.source, &b.path)));
+    let mut seen = HashSet::new();
+    let usable: Vec<&Sample> = sorted
+        .into_iter()
+        .filter(|s| !query_terms(&s.title).is_empty() && seen.insert(s.title.to_lowercase()))
+        .collect();
+    if usable.len() <= n {
+        return usable;
+    }
+    (0..n).map(|i| usable[i * usable.len() / n]).collect()
+}
+
+/// Documents spread evenly over (source, path) order whose first chunk's vector makes a query.
+fn pick_chunks(samples: &[Sample], n: usize) -> Vec<&Sample> {
+    let mut usable: Vec<&Sample> = samples.iter().filter(|s| s.first_chunk.is_some()).collect();
+    usable.sort_by(|a, b| (&a.source, &a.path).cmp(&(&b.source, &b.path)));
+    if usable.len() <= n {
+        return usable;
+    }
+    (0..n).map(|i| usable[i * usable.len() / n]).collect()
+}
+
+/// Chunk ids as `source:path#position`, in rank order.
+fn keys(store: &Store, hits: &[(i64, f32)]) -> Result<Vec<String>> {
+    let ids: Vec<i64> = hits.iter().map(|h| h.0).collect();
+    Ok(store
+        .chunks(&ids)?
+        .iter()
+        .map(|c| format!("{}:{}#{}", c.source, c.path, c.position))
+        .collect())
+}
+
+/// Semantic search over the stored vectors: exact over SQLite's (as the in-memory index without
+/// its approximate graph), through the HNSW index in PostgreSQL.
+struct Semantic<'a> {
+    store: &'a Store,
+    exact: Option<VectorIndex>,
+}
+
+impl<'a> Semantic<'a> {
+    fn new(store: &'a Store) -> Result<Semantic<'a>> {
+        let exact = match store {
+            Store::Sqlite(s) => Some(VectorIndex::build(s.vectors()?, 0)),
+            Store::Postgres(_) => None,
+        };
+        Ok(Semantic { store, exact })
+    }
+
+    fn search(&self, query: &[f32]) -> Result<Vec<(i64, f32)>> {
+        match (self.store, &self.exact) {
+            (_, Some(index)) => Ok(index.search_exact(query, &Filters::default(), TOP)),
+            (Store::Postgres(p), None) => Ok(p.vector_search(query, &Filters::default(), TOP)?),
+            (Store::Sqlite(_), None) => Ok(Vec::new()),
+        }
+    }
+}
+
+fn overlap(a: &[String], b: &[String]) -> f64 {
+    let longest = a.len().max(b.len());
+    if longest == 0 {
+        return 1.0;
+    }
+    let set: HashSet<&String> = a.iter().collect();
+    b.iter().filter(|k| set.contains(k)).count() as f64 / longest as f64
+}
+
+fn compare(results: Vec<(String, Vec<String>, Vec<String>)>, required: Option<&str>) -> Comparison {
+    let queries = results.len();
+    let overlaps: Vec<f64> = results.iter().map(|(_, a, b)| overlap(a, b)).collect();
+    let identical = results.iter().filter(|(_, a, b)| a == b).count();
+    let mean_overlap = if queries == 0 {
+        1.0
+    } else {
+        overlaps.iter().sum::<f64>() / queries as f64
+    };
+    let min_overlap = overlaps.iter().copied().fold(1.0, f64::min);
+    let passed = match required {
+        Some("identical") => identical == queries,
+        Some(_) => mean_overlap >= MIN_OVERLAP,
+        None => true,
+    };
+    let differences = results
+        .into_iter()
+        .zip(&overlaps)
+        .filter(|((_, a, b), _)| a != b)
+        .take(SHOWN_DIFFERENCES)
+        .map(|((query, from, to), o)| QueryDiff {
+            query,
+            overlap: *o,
+            from,
+            to,
+        })
+        .collect();
+    Comparison {
+        queries,
+        identical,
+        mean_overlap,
+        min_overlap,
+        required: required.map(str::to_string),
+        passed,
+        differences,
+    }
+}
+
+fn verify(
+    src: &Store,
+    dst: &Store,
+    same_backend: bool,
+    src_digest: &Digest,
+    samples: &[Sample],
+    options: &CopyOptions,
+    progress: &dyn Fn(&Progress),
+) -> Result<Verification> {
+    let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    let from = Counts::of(src)?;
+    let to = Counts::of(dst)?;
+    let picked = pick(samples, options.queries);
+    let by_vector = pick_chunks(samples, options.queries);
+    let total = to.documents + to.vectors + (picked.len() + by_vector.len()) as u64;
+    let report = |done: u64| {
+        progress(&Progress {
+            phase: Phase::Verify,
+            done,
+            total,
+        })
+    };
+    let counts_equal = from == to;
+    if !counts_equal {
+        problems.push(format!(
+            "counts differ: source {}, destination {}",
+            from.describe(),
+            to.describe()
+        ));
+    }
+    let dst_digest = scan(dst, &report)?;
+    let content_equal = dst_digest.documents == src_digest.documents;
+    if !content_equal {
+        problems.push(
+            "the documents and chunks differ (checksums of source, path, hash, metadata, positions, sections and texts)".into(),
+        );
+    }
+    let vectors_equal = dst_digest.vectors == src_digest.vectors;
+    if !vectors_equal {
+        problems.push("the vectors differ (checksum by text hash)".into());
+    }
+    let (src_model, dst_model) = (src.embed_model()?, dst.embed_model()?);
+    let model_equal = src_model == dst_model && src.embed_backends()? == dst.embed_backends()?;
+    if !model_equal {
+        problems.push(format!(
+            "the embedding model differs: source {}, destination {}",
+            src_model.as_deref().unwrap_or("none"),
+            dst_model.as_deref().unwrap_or("none")
+        ));
+    }
+    // The source may have changed while it was copied (an index run elsewhere).
+    if from.documents != samples.len() as u64 {
+        problems.push(format!(
+            "the source changed while it was copied ({} documents read, {} now); copy again with --force",
+            samples.len(),
+            from.documents
+        ));
+    }
+
+    let mut done = to.documents + to.vectors;
+    let mut keyword_results = Vec::new();
+    for s in &picked {
+        let a = keys(
+            src,
+            &src.keyword_search(&s.title, &Filters::default(), TOP)?,
+        )?;
+        let b = keys(
+            dst,
+            &dst.keyword_search(&s.title, &Filters::default(), TOP)?,
+        )?;
+        keyword_results.push((s.title.clone(), a, b));
+        done += 1;
+        report(done);
+    }
+    let keyword =
+        (!picked.is_empty()).then(|| compare(keyword_results, same_backend.then_some("identical")));
+    if !same_backend {
+        notes.push(
+            "keyword ranking differs across backends by design (PostgreSQL ts_rank without inverse document frequency, SQLite BM25): its overlap is reported, not required".into(),
+        );
+    }
+
+    let semantic = if from.vectors > 0 && to.vectors > 0 {
+        let (src_search, dst_search) = (Semantic::new(src)?, Semantic::new(dst)?);
+        let mut results = Vec::new();
+        for s in &by_vector {
+            let Some(hash) = &s.first_chunk else { continue };
+            let Some(vector) = src.vector(hash)? else {
+                continue;
+            };
+            let a = keys(src, &src_search.search(&vector)?)?;
+            let b = keys(dst, &dst_search.search(&vector)?)?;
+            results.push((
+                format!("the vector of the first chunk of {}:{}", s.source, s.path),
+                a,
+                b,
+            ));
+            done += 1;
+            report(done);
+        }
+        Some(compare(results, Some("overlap >= 0.9")))
+    } else {
+        notes.push(
+            "no vectors: semantic results not compared (counts and checksums prove the copy)"
+                .into(),
+        );
+        None
+    };
+
+    if let Some(k) = &keyword
+        && !k.passed
+    {
+        problems.push(format!(
+            "keyword top {TOP} identical for {} of {} sample queries; the same backend must rank alike",
+            k.identical, k.queries
+        ));
+    }
+    if let Some(s) = &semantic
+        && !s.passed
+    {
+        problems.push(format!(
+            "semantic top {TOP} overlap {:.2} on average (required {MIN_OVERLAP})",
+            s.mean_overlap
+        ));
+    }
+    Ok(Verification {
+        ok: problems.is_empty(),
+        from,
+        to,
+        counts_equal,
+        content_equal,
+        vectors_equal,
+        model_equal,
+        keyword,
+        semantic,
+        problems,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse() {
+        assert_eq!(
+            Endpoint::parse("sqlite:/tmp/kb.sqlite").unwrap(),
+            Endpoint::Sqlite("/tmp/kb.sqlite".into())
+        );
+        assert_eq!(
+            Endpoint::parse("sqlite:///tmp/kb.sqlite").unwrap(),
+            Endpoint::Sqlite("/tmp/kb.sqlite".into())
+        );
+        assert_eq!(
+            Endpoint::parse("kb.sqlite").unwrap(),
+            Endpoint::Sqlite("kb.sqlite".into())
+        );
+        let pg = Endpoint::parse("postgresql://u:secret@h/db").unwrap();
+        assert_eq!(pg.backend(), "postgres");
+        assert!(!pg.describe().contains("secret"), "{}", pg.describe());
+        assert!(Endpoint::parse("mysql://x").is_err());
+        assert!(Endpoint::parse("sqlite:").is_err());
+        assert!(Endpoint::parse(" ").is_err());
+    }
+
+    #[test]
+    fn metadata_hashes_alike_in_any_key_order() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b":1,"a":{"y":2,"x":[{"q":1,"p":2}]}}"#).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"a":{"x":[{"p":2,"q":1}],"y":2},"b":1}"#).unwrap();
+        assert_eq!(canonical(&a).to_string(), canonical(&b).to_string());
+    }
+
+    #[test]
+    fn overlap_and_comparison() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(overlap(&s(&["a", "b"]), &s(&["b", "a"])), 1.0);
+        assert_eq!(overlap(&s(&["a", "b"]), &s(&["a", "c"])), 0.5);
+        assert_eq!(overlap(&[], &[]), 1.0);
+        let c = compare(
+            vec![
+                ("q1".into(), s(&["a", "b"]), s(&["a", "b"])),
+                ("q2".into(), s(&["a", "b"]), s(&["b", "a"])),
+            ],
+            Some("identical"),
+        );
+        assert!(!c.passed && c.identical == 1 && c.mean_overlap == 1.0);
+        assert_eq!(c.differences.len(), 1);
+        let c = compare(
+            vec![("q2".into(), s(&["a", "b"]), s(&["b", "a"]))],
+            Some("overlap >= 0.9"),
+        );
+        assert!(c.passed);
+    }
+}
