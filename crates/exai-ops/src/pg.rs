@@ -84,8 +84,9 @@ impl Server {
 
     /// e.g. `kb 1, threads 1, tracking 1, jobs not created yet`.
     pub fn describe_components(&self) -> String {
-        self.components
+        COMPONENTS
             .iter()
+            .filter_map(|c| self.components.get(*c).map(|v| (c, v)))
             .map(|(c, v)| {
                 if *v == 0 {
                     format!("{c} not created yet")
@@ -223,13 +224,13 @@ pub struct PgStatsReport {
     pub server: Server,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kb: Option<PgStats>,
-    /// Rows (the planner's estimate) and bytes (with indexes and TOAST) of exai's tables.
+    /// Rows and bytes (with indexes and TOAST) of exai's tables.
     pub tables: BTreeMap<String, TableSize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TableSize {
-    pub rows: i64,
+    pub rows: u64,
     pub bytes: u64,
 }
 
@@ -247,21 +248,25 @@ pub fn stats(url: &str, database: &DatabaseConfig) -> Result<PgStatsReport, DbEr
     let mut tables = BTreeMap::new();
     {
         let mut c = pool.get()?;
-        for r in c
+        let found = c
             .query(
-                "SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid)
+                "SELECT c.relname, quote_ident(c.relname), pg_total_relation_size(c.oid)
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  WHERE c.relkind = 'r' AND n.nspname = current_schema() AND c.relname ~ $1
                  ORDER BY c.relname",
                 &[&TABLE_PREFIXES],
             )
-            .map_err(PgError::from)?
-        {
+            .map_err(PgError::from)?;
+        for r in found {
+            let quoted: String = r.get(1);
+            let rows: i64 = c
+                .query_one(&format!("SELECT count(*) FROM {quoted}"), &[])
+                .map_err(PgError::from)?
+                .get(0);
             tables.insert(
                 r.get::<_, String>(0),
                 TableSize {
-                    // -1: never analysed.
-                    rows: r.get::<_, i64>(1).max(-1),
+                    rows: u64::try_from(rows).unwrap_or(0),
                     bytes: u64::try_from(r.get::<_, i64>(2)).unwrap_or(0),
                 },
             );

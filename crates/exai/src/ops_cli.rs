@@ -608,6 +608,12 @@ pub fn db(action: DbAction, loaded: &Loaded) -> Result<ExitCode> {
                 "PostgreSQL reclaims space itself (autovacuum; `VACUUM (ANALYZE)` by hand after removing a large source). Compacting the local SQLite files only",
             );
             let done = db::compact(loaded)?;
+            if done.is_empty() && !json {
+                println!(
+                    "no local SQLite database in {} yet",
+                    loaded.data_dir.display()
+                );
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&done)?);
             } else {
@@ -815,9 +821,9 @@ pub fn db(action: DbAction, loaded: &Loaded) -> Result<ExitCode> {
                 let rows: Vec<String> = p
                     .tables
                     .iter()
-                    .map(|(t, s)| format!("{t} {} ({})", s.rows.max(0), human_bytes(s.bytes)))
+                    .map(|(t, s)| format!("{t} {} ({})", s.rows, human_bytes(s.bytes)))
                     .collect();
-                println!("  tables (estimated rows): {}", rows.join(", "));
+                println!("  tables (rows): {}", rows.join(", "));
             }
             if all.is_empty() && postgres.is_none() {
                 println!("no database in {} yet", loaded.data_dir.display());
