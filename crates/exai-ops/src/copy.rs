@@ -242,7 +242,22 @@ const TOP: usize = 10;
 const PAGE_DOCS: usize = 500;
 const SHOWN_DIFFERENCES: usize = 5;
 
-fn open_source(endpoint: &Endpoint, database: &DatabaseConfig) -> Result<Store> {
+/// Which database a pool reaches, whatever the URL's spelling (host name or address,
+/// `postgres://` or `postgresql://`, options): the server's start time, port, database and
+/// schema.
+fn database_identity(pool: &std::sync::Arc<exai_pg::Pool>) -> Result<String> {
+    Ok(pool
+        .get()?
+        .query_one(
+            "SELECT concat_ws('/', pg_postmaster_start_time()::text, current_setting('port'), current_database(), current_schema())",
+            &[],
+        )
+        .map_err(exai_pg::PgError::from)?
+        .get(0))
+}
+
+/// The source store, and for PostgreSQL the database's identity.
+fn open_source(endpoint: &Endpoint, database: &DatabaseConfig) -> Result<(Store, Option<String>)> {
     match endpoint {
         Endpoint::Sqlite(path) => {
             if !path.is_file() {
@@ -258,7 +273,7 @@ fn open_source(endpoint: &Endpoint, database: &DatabaseConfig) -> Result<Store> 
                     path.display()
                 )));
             }
-            Ok(Store::Sqlite(store))
+            Ok((Store::Sqlite(store), None))
         }
         Endpoint::Postgres(url) => {
             let pool = pg::connect(url, database)?;
@@ -269,17 +284,29 @@ fn open_source(endpoint: &Endpoint, database: &DatabaseConfig) -> Result<Store> 
                     pool.target()
                 )));
             }
-            Ok(Store::Postgres(Box::new(PgStore::open(&pool)?)))
+            let identity = database_identity(&pool)?;
+            Ok((
+                Store::Postgres(Box::new(PgStore::open(&pool)?)),
+                Some(identity),
+            ))
         }
     }
 }
 
-fn open_destination(endpoint: &Endpoint, database: &DatabaseConfig) -> Result<Store> {
+/// The destination store (created or migrated), and for PostgreSQL the database's identity.
+fn open_destination(
+    endpoint: &Endpoint,
+    database: &DatabaseConfig,
+) -> Result<(Store, Option<String>)> {
     match endpoint {
-        Endpoint::Sqlite(path) => Ok(Store::Sqlite(SqliteStore::open(path)?)),
+        Endpoint::Sqlite(path) => Ok((Store::Sqlite(SqliteStore::open(path)?), None)),
         Endpoint::Postgres(url) => {
             let pool = pg::connect(url, database)?;
-            Ok(Store::Postgres(Box::new(PgStore::open(&pool)?)))
+            let identity = database_identity(&pool)?;
+            Ok((
+                Store::Postgres(Box::new(PgStore::open(&pool)?)),
+                Some(identity),
+            ))
         }
     }
 }
@@ -434,8 +461,15 @@ pub fn copy(
             from.describe()
         )));
     }
-    let src = open_source(from, database)?;
-    let mut dst = open_destination(to, database)?;
+    let (src, src_identity) = open_source(from, database)?;
+    let (mut dst, dst_identity) = open_destination(to, database)?;
+    if src_identity.is_some() && src_identity == dst_identity {
+        return Err(DbError::Invalid(format!(
+            "--from and --to are the same knowledge base ({} and {} reach one database)",
+            from.describe(),
+            to.describe()
+        )));
+    }
     let before = Counts::of(&dst)?;
     let replaced = if !before.is_empty() || dst.embed_model()?.is_some() {
         if !options.force {
@@ -725,7 +759,11 @@ fn verify(
     let from = Counts::of(src)?;
     let to = Counts::of(dst)?;
     let picked = pick(samples, options.queries);
-    let by_vector = pick_chunks(samples, options.queries);
+    let by_vector = if from.vectors > 0 && to.vectors > 0 {
+        pick_chunks(samples, options.queries)
+    } else {
+        Vec::new()
+    };
     let total = to.documents + to.vectors + (picked.len() + by_vector.len()) as u64;
     let report = |done: u64| {
         progress(&Progress {
@@ -794,10 +832,12 @@ fn verify(
         );
     }
 
-    let semantic = if from.vectors > 0 && to.vectors > 0 {
+    let semantic = if !by_vector.is_empty() {
         let (src_search, dst_search) = (Semantic::new(src)?, Semantic::new(dst)?);
         let mut results = Vec::new();
         for s in &by_vector {
+            done += 1;
+            report(done);
             let Some(hash) = &s.first_chunk else { continue };
             let Some(vector) = src.vector(hash)? else {
                 continue;
@@ -809,10 +849,15 @@ fn verify(
                 a,
                 b,
             ));
-            done += 1;
-            report(done);
         }
-        Some(compare(results, Some("overlap >= 0.9")))
+        if results.is_empty() {
+            notes.push(
+                "none of the sampled chunks has a vector: semantic results not compared".into(),
+            );
+            None
+        } else {
+            Some(compare(results, Some("overlap >= 0.9")))
+        }
     } else {
         notes.push(
             "no vectors: semantic results not compared (counts and checksums prove the copy)"

@@ -360,7 +360,21 @@ fn a_destination_with_data_needs_force_and_is_then_replaced() {
     assert!(check.problems.is_empty(), "{check:#?}");
     assert_eq!(check.kb.unwrap().column_dim, Some(3));
 
-    // The same knowledge base as source and destination is refused.
+    // The same knowledge base as source and destination is refused, however the URL is spelt.
+    let respelt = Endpoint::Postgres(db.url.replacen("postgres://", "postgresql://", 1));
+    let same = copy::copy(
+        &postgres,
+        &respelt,
+        &database(),
+        &CopyOptions::default(),
+        &|_| {},
+    );
+    assert!(
+        same.err()
+            .unwrap()
+            .to_string()
+            .contains("reach one database")
+    );
     let same = copy::copy(
         &postgres,
         &postgres,
