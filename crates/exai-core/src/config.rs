@@ -1022,7 +1022,11 @@ fn validate(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), Conf
         ("database.connect_retry_secs", db.connect_retry_secs),
     ] {
         if !(0.0..=3600.0).contains(&value) {
-            return Err(invalid(key, value.to_string(), "0 to 3600 (0: none)".into()));
+            return Err(invalid(
+                key,
+                value.to_string(),
+                "0 to 3600 (0: none)".into(),
+            ));
         }
     }
     if let Some(url) = db.postgres_url()
