@@ -332,8 +332,9 @@ impl Kb {
         Ok(stored.is_none_or(|m| e.identity().matches_key(&m)))
     }
 
-    /// PostgreSQL: chunks without a vector, counted once per store generation.
-    fn pg_missing(&self, store: &PgStore) -> Result<u64> {
+    /// Chunks without a vector, counted once per store generation (the count scans every
+    /// chunk: tens of milliseconds on a large index).
+    fn missing_cached(&self, store: &Store) -> Result<u64> {
         let generation = store.generation()?;
         if let Ok(guard) = self.missing.lock()
             && let Some((g, n)) = *guard
@@ -487,7 +488,7 @@ impl Kb {
             if values.is_empty() {
                 continue;
             }
-            let valid: Vec<String> = store.counts(column)?.into_iter().map(|c| c.name).collect();
+            let valid = store.distinct_values(column)?;
             for v in values {
                 if !valid.contains(v) {
                     return Err(KbError::UnknownValue {
@@ -543,7 +544,7 @@ impl Kb {
                         (index.search(&q, &req.filters, pool), missing)
                     }
                     Store::Postgres(p) => {
-                        let missing = self.pg_missing(p)?;
+                        let missing = self.missing_cached(store)?;
                         let q = embedder.embed_query(&req.query).map_err(|e| KbError::Embed(e.to_string()))?;
                         (p.vector_search(&q, &req.filters, pool)?, missing)
                     }
@@ -553,7 +554,7 @@ impl Kb {
                 }
                 (semantic, missing)
             } else {
-                (Vec::new(), store.count_chunks_without_vectors().unwrap_or(0))
+                (Vec::new(), self.missing_cached(store).unwrap_or(0))
             };
             let cosine: std::collections::HashMap<i64, f32> = semantic.iter().copied().collect();
             let ranked: Vec<(i64, f32, Option<usize>, Option<usize>)> = match mode {

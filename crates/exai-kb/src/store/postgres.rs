@@ -765,6 +765,20 @@ impl PgStore {
         })
     }
 
+    /// Distinct values of a document column (`column` is one of a fixed few, never input).
+    pub(crate) fn distinct_values(&self, column: &str) -> Result<Vec<String>> {
+        self.with(|c| {
+            Ok(c.query(
+                &format!("SELECT DISTINCT {column} FROM kb_documents ORDER BY {column}"),
+                &[],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+        })
+    }
+
     pub fn totals(&self) -> Result<(u64, u64)> {
         Ok((
             self.count("SELECT count(*) FROM kb_documents")?,

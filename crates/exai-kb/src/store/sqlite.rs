@@ -758,6 +758,15 @@ impl SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Distinct values of a document column (`column` is one of a fixed few, never input).
+    pub(crate) fn distinct_values(&self, column: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT DISTINCT {column} FROM documents ORDER BY {column}"
+        ))?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub fn totals(&self) -> Result<(u64, u64)> {
         let docs: i64 = self
             .conn
