@@ -78,14 +78,6 @@ impl PgError {
             reason,
         }
     }
-
-    /// The SQLSTATE of a server-side error, if this is one.
-    pub fn sqlstate(&self) -> Option<&str> {
-        match self {
-            PgError::Query(e) => e.as_db_error().map(|db| db.code().code()),
-            _ => None,
-        }
-    }
 }
 
 /// The server's own message with detail and hint, or the client's reason.

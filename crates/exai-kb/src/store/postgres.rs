@@ -108,6 +108,26 @@ fn chunk_from_row(r: &exai_pg::postgres::Row) -> ChunkRecord {
     }
 }
 
+/// A document row of `SELECT id, source, path, uri, title, format, technology, category, hash,
+/// bytes, metadata, indexed_at, <chunk count>`.
+fn doc_from_row(r: &exai_pg::postgres::Row) -> DocRecord {
+    DocRecord {
+        id: r.get(0),
+        source: r.get(1),
+        path: r.get(2),
+        uri: r.get(3),
+        title: r.get(4),
+        format: r.get(5),
+        technology: r.get(6),
+        category: r.get(7),
+        hash: r.get(8),
+        bytes: r.get(9),
+        metadata: r.get(10),
+        indexed_at: r.get(11),
+        chunks: r.get(12),
+    }
+}
+
 /// Filters as SQL over `kb_documents d` and `kb_chunks c`, numbering parameters from `first`.
 fn filter_sql(filters: &Filters, first: usize) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
     let mut sql = String::new();
@@ -692,21 +712,7 @@ impl PgStore {
                 _ => "document".into(),
             }));
         };
-        Ok(DocRecord {
-            id: r.get(0),
-            source: r.get(1),
-            path: r.get(2),
-            uri: r.get(3),
-            title: r.get(4),
-            format: r.get(5),
-            technology: r.get(6),
-            category: r.get(7),
-            hash: r.get(8),
-            bytes: r.get(9),
-            metadata: r.get(10),
-            indexed_at: r.get(11),
-            chunks: r.get(12),
-        })
+        Ok(doc_from_row(&r))
     }
 
     pub fn sources(&self) -> Result<Vec<SourceInfo>> {
@@ -916,21 +922,7 @@ impl PgStore {
             )
             .map_err(exai_pg::PgError::from)?
             .iter()
-            .map(|r| DocRecord {
-                id: r.get(0),
-                source: r.get(1),
-                path: r.get(2),
-                uri: r.get(3),
-                title: r.get(4),
-                format: r.get(5),
-                technology: r.get(6),
-                category: r.get(7),
-                hash: r.get(8),
-                bytes: r.get(9),
-                metadata: r.get(10),
-                indexed_at: r.get(11),
-                chunks: r.get(12),
-            })
+            .map(doc_from_row)
             .collect())
         })
     }

@@ -150,6 +150,27 @@ pub(crate) fn filter_sql(filters: &Filters) -> (String, Vec<rusqlite::types::Val
 
 const CHUNK_COLUMNS: &str = "c.id, c.doc_id, c.position, c.section, c.text, c.tokens, c.doc_type, d.title, d.source, d.path, d.uri, d.technology, d.category";
 
+/// A document row of `SELECT id, source, path, uri, title, format, technology, category, hash,
+/// bytes, metadata, indexed_at, <chunk count>`.
+fn doc_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DocRecord> {
+    let metadata: String = r.get(10)?;
+    Ok(DocRecord {
+        id: r.get(0)?,
+        source: r.get(1)?,
+        path: r.get(2)?,
+        uri: r.get(3)?,
+        title: r.get(4)?,
+        format: r.get(5)?,
+        technology: r.get(6)?,
+        category: r.get(7)?,
+        hash: r.get(8)?,
+        bytes: r.get(9)?,
+        metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
+        indexed_at: r.get(11)?,
+        chunks: r.get(12)?,
+    })
+}
+
 fn chunk_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkRecord> {
     let doc_type: String = row.get(6)?;
     Ok(ChunkRecord {
@@ -676,29 +697,11 @@ impl SqliteStore {
     ) -> Result<DocRecord> {
         let base = "SELECT d.id, d.source, d.path, d.uri, d.title, d.format, d.technology, d.category, d.hash, d.bytes, d.metadata, d.indexed_at,
                     (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id) FROM documents d";
-        let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<DocRecord> {
-            let metadata: String = r.get(10)?;
-            Ok(DocRecord {
-                id: r.get(0)?,
-                source: r.get(1)?,
-                path: r.get(2)?,
-                uri: r.get(3)?,
-                title: r.get(4)?,
-                format: r.get(5)?,
-                technology: r.get(6)?,
-                category: r.get(7)?,
-                hash: r.get(8)?,
-                bytes: r.get(9)?,
-                metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
-                indexed_at: r.get(11)?,
-                chunks: r.get(12)?,
-            })
-        };
         let found = match (doc_id, source_path) {
-            (Some(id), _) => self.conn.query_row(&format!("{base} WHERE d.id = ?"), [id], map).optional()?,
+            (Some(id), _) => self.conn.query_row(&format!("{base} WHERE d.id = ?"), [id], doc_from_row).optional()?,
             (None, Some((source, path))) => self
                 .conn
-                .query_row(&format!("{base} WHERE d.path = ?2 AND (?1 = '' OR d.source = ?1) ORDER BY d.id LIMIT 1"), params![source, path], map)
+                .query_row(&format!("{base} WHERE d.path = ?2 AND (?1 = '' OR d.source = ?1) ORDER BY d.id LIMIT 1"), params![source, path], doc_from_row)
                 .optional()?,
             (None, None) => return Err(KbError::Invalid("give a document id or a path".into())),
         };
@@ -801,24 +804,7 @@ impl SqliteStore {
                     (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id)
              FROM documents d WHERE d.id > ? ORDER BY d.id LIMIT ?",
         )?;
-        let rows = stmt.query_map(params![after, limit as i64], |r| {
-            let metadata: String = r.get(10)?;
-            Ok(DocRecord {
-                id: r.get(0)?,
-                source: r.get(1)?,
-                path: r.get(2)?,
-                uri: r.get(3)?,
-                title: r.get(4)?,
-                format: r.get(5)?,
-                technology: r.get(6)?,
-                category: r.get(7)?,
-                hash: r.get(8)?,
-                bytes: r.get(9)?,
-                metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
-                indexed_at: r.get(11)?,
-                chunks: r.get(12)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![after, limit as i64], doc_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
