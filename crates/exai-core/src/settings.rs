@@ -129,7 +129,7 @@ settings! {
     "kb.max_chunks_per_file" [] false "Most chunks one file may produce, so one giant file cannot flood the index.";
     "kb.chunk_tokens" [] false "Most word pieces per chunk (the embedding model reads 256).";
     "kb.chunk_overlap" [] false "Word pieces repeated between consecutive chunks of a long section.";
-    "kb.ann_min_vectors" [] false "Semantic search goes through an HNSW index (a file next to the database, rebuilt when stale) from this many vectors on, and scans all vectors exactly below it; 0: always exact. The default is where the exact scan passes about 5 ms on two cores.";
+    "kb.ann_min_vectors" [] false "Semantic search goes through an HNSW index (a file next to the database, rebuilt when stale) from this many distinct vectors on (chunks with equal text share one), and scans them exactly below it; 0: always exact. The default is where the exact scan passes about 5 ms on two cores.";
     "kb.categories" [] false "Category keywords, replacing or adding to the built-in map, e.g. `{ recipes = [\"recipe\", \"cookbook\"] }` (env: `recipes=recipe|cookbook,setup=install`).";
     "ops.backup_dir" [] false "Where `exai db backup` writes backups; empty: `backups/` in the data directory.";
     "ops.backup_keep" [] false "Backups `exai db backup` keeps in its directory (the newest); older ones are removed.";

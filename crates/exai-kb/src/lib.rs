@@ -381,6 +381,7 @@ impl Kb {
         let missing = store.count_chunks_without_vectors()?;
         tracing::debug!(
             vectors = index.len(),
+            distinct = index.distinct(),
             missing,
             ms = started.elapsed().as_millis() as u64,
             "vector index loaded"
@@ -405,7 +406,7 @@ impl Kb {
         background: bool,
     ) -> Result<()> {
         use std::sync::atomic::Ordering;
-        if !ann::wanted(index.len(), self.options.ann_min_vectors) || index.ann().is_some() {
+        if !ann::wanted(index.distinct(), self.options.ann_min_vectors) || index.ann().is_some() {
             return Ok(());
         }
         let Some(model) = store.embed_model()? else {
