@@ -121,7 +121,7 @@ impl OpenAiCompatible {
     async fn run(&self, req: &ChatRequest, attempt: &Attempt) -> Result<Answer, LlmError> {
         let mut builder = self
             .request("chat/completions", attempt)?
-            .json(&wire::body(self.endpoint.flavor, req));
+            .json(&wire::Body::new(self.endpoint.flavor, req));
         let cache_key = attempt
             .cache_key
             .as_ref()

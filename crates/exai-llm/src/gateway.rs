@@ -421,6 +421,6 @@ fn flight_key(provider: &str, req: &ChatRequest) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(provider.as_bytes());
     h.update(&[0]);
-    h.update(serde_json::to_string(req).unwrap_or_default().as_bytes());
+    h.update(&serde_json::to_vec(req).unwrap_or_default());
     *h.finalize().as_bytes()
 }

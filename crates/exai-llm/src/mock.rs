@@ -10,7 +10,7 @@
 //! Without directives it answers `mock answer from MODEL (N messages): ` and the start of the last
 //! user message, so a test can see what reached the model.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -39,7 +39,9 @@ struct MockState {
     key: Option<String>,
     counters: Mutex<HashMap<String, u32>>,
     files: Mutex<HashMap<String, (String, String)>>,
-    requests: Mutex<Vec<Recorded>>,
+    /// The last 1000, oldest first: a ring, so a long benchmark run does not shift the whole
+    /// log on every request.
+    requests: Mutex<VecDeque<Recorded>>,
 }
 
 /// A running mock server.
@@ -85,7 +87,7 @@ impl MockServer {
         self.state
             .requests
             .lock()
-            .map(|r| r.clone())
+            .map(|r| r.iter().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -140,9 +142,9 @@ fn record(state: &MockState, path: &str, headers: &HeaderMap, body: Value) {
     };
     if let Ok(mut r) = state.requests.lock() {
         if r.len() >= 1000 {
-            r.remove(0);
+            r.pop_front();
         }
-        r.push(Recorded {
+        r.push_back(Recorded {
             path: path.into(),
             idempotency_key: h("idempotency-key"),
             cache_token: h("msh-context-cache-token"),
@@ -474,7 +476,11 @@ async fn web_search(
 }
 
 async fn recorded(State(state): State<Arc<MockState>>) -> Response {
-    let all = state.requests.lock().map(|r| r.clone()).unwrap_or_default();
+    let all: Vec<Recorded> = state
+        .requests
+        .lock()
+        .map(|r| r.iter().cloned().collect())
+        .unwrap_or_default();
     axum::Json(json!(all)).into_response()
 }
 

@@ -1,6 +1,9 @@
 //! The OpenAI chat-completions wire format as Kimi, GLM, OpenAI, OpenRouter and local servers
 //! speak it: the request body (with each flavour's extras), the JSON answer, and the SSE stream.
 
+use std::borrow::Cow;
+
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -60,38 +63,53 @@ impl ChatRequest {
     }
 }
 
-/// The JSON body for `POST /chat/completions` in the provider's dialect.
+/// The JSON body for `POST /chat/completions` in the provider's dialect, serialised straight from
+/// the request (no intermediate [`Value`] copy of the messages).
+#[derive(Debug, Serialize)]
+pub struct Body<'a> {
+    model: &'a str,
+    messages: &'a [Message],
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u64>,
+    /// Kimi and GLM put usage in the last chunk on their own; OpenAI needs asking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<Value>,
+    /// GLM's thinking switch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<Value>,
+    /// GLM's built-in web search tool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<Value>,
+}
+
+impl<'a> Body<'a> {
+    pub fn new(flavor: Flavor, req: &'a ChatRequest) -> Self {
+        let glm = flavor == Flavor::Glm;
+        Body {
+            model: &req.model,
+            messages: &req.messages,
+            stream: req.stream,
+            temperature: req.temperature,
+            max_tokens: req.max_tokens,
+            stream_options: (req.stream
+                && matches!(flavor, Flavor::OpenAi | Flavor::OpenRouter | Flavor::Custom))
+            .then(|| json!({ "include_usage": true })),
+            thinking: req.thinking.filter(|_| glm).map(|on| {
+                json!({ "type": if on { "enabled" } else { "disabled" } })
+            }),
+            tools: (glm && req.web_search).then(|| {
+                json!([{ "type": "web_search", "web_search": { "enable": true, "search_result": true } }])
+            }),
+        }
+    }
+}
+
+/// The body as a [`Value`] (for tests and inspection).
 pub fn body(flavor: Flavor, req: &ChatRequest) -> Value {
-    let mut body = json!({
-        "model": req.model,
-        "messages": req.messages,
-        "stream": req.stream,
-    });
-    let obj = body.as_object_mut();
-    let Some(obj) = obj else { return body };
-    if let Some(t) = req.temperature {
-        obj.insert("temperature".into(), json!(t));
-    }
-    if let Some(n) = req.max_tokens {
-        obj.insert("max_tokens".into(), json!(n));
-    }
-    if req.stream && matches!(flavor, Flavor::OpenAi | Flavor::OpenRouter | Flavor::Custom) {
-        // Kimi and GLM put usage in the last chunk on their own; OpenAI needs asking.
-        obj.insert("stream_options".into(), json!({ "include_usage": true }));
-    }
-    if flavor == Flavor::Glm {
-        if let Some(on) = req.thinking {
-            let kind = if on { "enabled" } else { "disabled" };
-            obj.insert("thinking".into(), json!({ "type": kind }));
-        }
-        if req.web_search {
-            obj.insert(
-                "tools".into(),
-                json!([{ "type": "web_search", "web_search": { "enable": true, "search_result": true } }]),
-            );
-        }
-    }
-    body
+    serde_json::to_value(Body::new(flavor, req)).unwrap_or(Value::Null)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,7 +171,9 @@ pub fn parse_answer(text: &str) -> Result<Answer, String> {
 /// Assembles an SSE stream of chat-completion chunks into an [`Answer`].
 #[derive(Debug, Default)]
 pub struct StreamAssembler {
-    pending: String,
+    /// Bytes of an unfinished line. Kept as bytes, not text, so a character split between two
+    /// network reads is decoded whole once its line is complete.
+    pending: Vec<u8>,
     answer: Answer,
     done: bool,
 }
@@ -165,60 +185,125 @@ pub struct Delta {
     pub reasoning: usize,
 }
 
+/// One chunk as providers send it, read in place: the text fields borrow from the line when they
+/// have no escapes, and nothing else is built. Anything of another shape fails this parse and
+/// takes the generic [`Value`] path, which decides what it means.
+#[derive(Deserialize)]
+struct ChunkIn<'a> {
+    #[serde(default, deserialize_with = "present")]
+    error: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    usage: Option<Value>,
+    #[serde(default, borrow, deserialize_with = "text_or_other")]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    web_search: Option<Value>,
+    #[serde(default, borrow, deserialize_with = "first_choice")]
+    choices: Option<ChoiceIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceIn<'a> {
+    #[serde(default, borrow)]
+    delta: Option<DeltaIn<'a>>,
+    #[serde(default, borrow, deserialize_with = "text_or_other")]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaIn<'a> {
+    #[serde(default, borrow, deserialize_with = "text_or_other")]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "text_or_other")]
+    reasoning_content: Option<Cow<'a, str>>,
+}
+
+/// A field that is there, even as `null` (serde's default maps `null` to `None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// A string, or `None` for a value of any other type (as `Value::as_str` reads it).
+fn text_or_other<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_string())))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v)))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// The first element of `choices` when it is an array (the rest are not read), else `None`.
+fn first_choice<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ChoiceIn<'de>>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<ChoiceIn<'de>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of choices")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let first = seq.next_element::<ChoiceIn<'de>>()?;
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(first)
+        }
+    }
+    d.deserialize_seq(V)
+}
+
 impl StreamAssembler {
     /// Feed raw bytes as they arrive; returns how much text they added.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Delta, String> {
-        self.pending.push_str(&String::from_utf8_lossy(bytes));
+        self.pending.extend_from_slice(bytes);
         let mut delta = Delta::default();
-        while let Some(end) = self.pending.find('\n') {
-            let line: String = self.pending.drain(..=end).collect();
-            let line = line.trim_end_matches(['\n', '\r']);
-            let Some(data) = line.strip_prefix("data:") else {
-                continue; // comments (": keep-alive"), event names, blank separators
-            };
-            let data = data.trim();
-            if data == "[DONE]" {
-                self.done = true;
-                continue;
-            }
-            if data.is_empty() {
-                continue;
-            }
-            let chunk: Value =
-                serde_json::from_str(data).map_err(|e| format!("invalid JSON in stream: {e}"))?;
-            if let Some(err) = chunk.get("error") {
-                return Err(format!("error in stream: {err}"));
-            }
-            if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
-                self.answer.usage = serde_json::from_value(u.clone()).ok();
-            }
-            if let Some(m) = chunk.get("model").and_then(Value::as_str) {
-                self.answer.model = Some(m.to_string());
-            }
-            if let Some(results) = chunk.get("web_search").and_then(Value::as_array) {
-                self.answer.web_results.extend(results.iter().cloned());
-            }
-            let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else {
-                continue;
-            };
-            if let Some(d) = choice.get("delta") {
-                if let Some(s) = d.get("content").and_then(Value::as_str) {
-                    self.answer.content.push_str(s);
-                    delta.content += s.len();
-                }
-                if let Some(s) = d.get("reasoning_content").and_then(Value::as_str) {
-                    self.answer
-                        .reasoning
-                        .get_or_insert_with(String::new)
-                        .push_str(s);
-                    delta.reasoning += s.len();
-                }
-            }
-            if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
-                self.answer.finish_reason = Some(f.to_string());
+        let mut start = 0;
+        let mut outcome = Ok(());
+        while let Some(n) = self.pending[start..].iter().position(|b| *b == b'\n') {
+            let end = start + n;
+            let line = String::from_utf8_lossy(&self.pending[start..end]);
+            start = end + 1;
+            outcome = apply_line(&mut self.answer, &mut self.done, &mut delta, &line);
+            if outcome.is_err() {
+                break;
             }
         }
-        Ok(delta)
+        self.pending.drain(..start);
+        outcome.map(|()| delta)
     }
 
     /// Characters of answer so far.
@@ -230,6 +315,103 @@ impl StreamAssembler {
     pub fn finish(self) -> Option<Answer> {
         (self.done || self.answer.finish_reason.is_some()).then_some(self.answer)
     }
+}
+
+/// One line of the stream.
+fn apply_line(
+    answer: &mut Answer,
+    done: &mut bool,
+    delta: &mut Delta,
+    line: &str,
+) -> Result<(), String> {
+    let line = line.trim_end_matches('\r');
+    let Some(data) = line.strip_prefix("data:") else {
+        return Ok(()); // comments (": keep-alive"), event names, blank separators
+    };
+    let data = data.trim();
+    if data == "[DONE]" {
+        *done = true;
+        return Ok(());
+    }
+    if data.is_empty() {
+        return Ok(());
+    }
+    match serde_json::from_str::<ChunkIn<'_>>(data) {
+        Ok(chunk) => apply_chunk(answer, delta, chunk),
+        Err(_) => {
+            let chunk: Value =
+                serde_json::from_str(data).map_err(|e| format!("invalid JSON in stream: {e}"))?;
+            apply_value(answer, delta, &chunk)
+        }
+    }
+}
+
+fn apply_chunk(answer: &mut Answer, delta: &mut Delta, chunk: ChunkIn<'_>) -> Result<(), String> {
+    if let Some(err) = chunk.error {
+        return Err(format!("error in stream: {err}"));
+    }
+    if let Some(u) = chunk.usage.filter(|u| !u.is_null()) {
+        answer.usage = serde_json::from_value(u).ok();
+    }
+    if let Some(m) = chunk.model {
+        answer.model = Some(m.into_owned());
+    }
+    if let Some(Value::Array(results)) = chunk.web_search {
+        answer.web_results.extend(results);
+    }
+    let Some(choice) = chunk.choices else {
+        return Ok(());
+    };
+    if let Some(d) = choice.delta {
+        if let Some(s) = d.content {
+            answer.content.push_str(&s);
+            delta.content += s.len();
+        }
+        if let Some(s) = d.reasoning_content {
+            answer
+                .reasoning
+                .get_or_insert_with(String::new)
+                .push_str(&s);
+            delta.reasoning += s.len();
+        }
+    }
+    if let Some(f) = choice.finish_reason {
+        answer.finish_reason = Some(f.into_owned());
+    }
+    Ok(())
+}
+
+/// A chunk of unusual shape, read field by field and leniently.
+fn apply_value(answer: &mut Answer, delta: &mut Delta, chunk: &Value) -> Result<(), String> {
+    if let Some(err) = chunk.get("error") {
+        return Err(format!("error in stream: {err}"));
+    }
+    if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
+        answer.usage = serde_json::from_value(u.clone()).ok();
+    }
+    if let Some(m) = chunk.get("model").and_then(Value::as_str) {
+        answer.model = Some(m.to_string());
+    }
+    if let Some(results) = chunk.get("web_search").and_then(Value::as_array) {
+        answer.web_results.extend(results.iter().cloned());
+    }
+    let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else {
+        return Ok(());
+    };
+    if let Some(d) = choice.get("delta") {
+        if let Some(s) = d.get("content").and_then(Value::as_str) {
+            answer.content.push_str(s);
+            delta.content += s.len();
+        }
+        if let Some(s) = d.get("reasoning_content").and_then(Value::as_str) {
+            answer.reasoning.get_or_insert_with(String::new).push_str(s);
+            delta.reasoning += s.len();
+        }
+    }
+    if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+        answer.finish_reason = Some(f.to_string());
+    }
+    Ok(())
 }
 
 /// The provider's error text: `error.message` when it sent one, else the body's start.
@@ -301,6 +483,46 @@ mod tests {
         assert_eq!(answer.content, "Hello");
         assert_eq!(answer.reasoning.as_deref(), Some("think "));
         assert_eq!(answer.usage.unwrap().completion_tokens, 2);
+    }
+
+    #[test]
+    fn characters_split_between_reads_arrive_whole() {
+        let stream = "data: {\"model\":\"m\",\"choices\":[{\"delta\":{\"content\":\"中文 café \\\"q\\\"\\n\"},\"finish_reason\":\"stop\"}]}\n\n";
+        let mut a = StreamAssembler::default();
+        for byte in stream.as_bytes().chunks(1) {
+            a.feed(byte).unwrap();
+        }
+        let answer = a.finish().unwrap();
+        assert_eq!(answer.content, "中文 café \"q\"\n");
+        assert_eq!(answer.model.as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn chunks_of_unusual_shape_are_read_leniently() {
+        let mut a = StreamAssembler::default();
+        // Not a string, not an array, not an object where one is expected: ignored, as before.
+        a.feed(b"data: {\"model\":5,\"choices\":null,\"web_search\":{}}\n")
+            .unwrap();
+        a.feed(b"data: {\"choices\":[{\"delta\":\"x\",\"finish_reason\":7}]}\n")
+            .unwrap();
+        a.feed(b"data: {\"choices\":[{\"delta\":{\"content\":[1]}},{\"delta\":7}]}\n")
+            .unwrap();
+        a.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":\"x\"}}\n")
+            .unwrap();
+        let answer = a.finish().unwrap();
+        assert_eq!(answer.content, "ok");
+        assert_eq!(answer.model, None);
+        assert_eq!(answer.usage, None, "malformed usage is dropped");
+        assert_eq!(answer.finish_reason.as_deref(), Some("stop"));
+        // An `error` member fails the stream even when it is null.
+        let mut b = StreamAssembler::default();
+        let e = b.feed(b"data: {\"error\":null}\n").unwrap_err();
+        assert!(e.contains("error in stream"), "{e}");
+        let mut c = StreamAssembler::default();
+        let e = c
+            .feed(b"data: {\"choices\":[],\"error\":{\"message\":\"overloaded\"}}\n")
+            .unwrap_err();
+        assert!(e.contains("overloaded"), "{e}");
     }
 
     #[test]
