@@ -949,6 +949,7 @@ impl ExaiServer {
         Parameters(args): Parameters<ListThreadsArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         let ai = self.ai();
+        ai.settled_all().await;
         let limit = args.limit.unwrap_or(20).clamp(1, 100) as usize;
         let result = tokio::task::spawn_blocking(move || {
             ai.threads()

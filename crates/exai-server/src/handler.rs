@@ -221,7 +221,7 @@ fn cap_output(result: &mut CallToolResult, max_chars: usize) -> bool {
     if result
         .structured_content
         .as_ref()
-        .is_some_and(|v| v.to_string().len() > max_chars)
+        .is_some_and(|v| json_len_exceeds(v, max_chars))
     {
         result.structured_content = None;
         cut = true;
@@ -251,6 +251,29 @@ fn cap_output(result: &mut CallToolResult, max_chars: usize) -> bool {
         "\n[output truncated: {max_chars} of {total} characters shown; raise MAX_MCP_OUTPUT_TOKENS (tools.max_output_tokens) for more]"
     )));
     true
+}
+
+/// Whether `v` as JSON is longer than `max` bytes, found without building the text: the writer
+/// only counts, and stops the serialisation as soon as the limit is passed.
+fn json_len_exceeds(v: &serde_json::Value, max: usize) -> bool {
+    struct Counter {
+        n: usize,
+        max: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.n += buf.len();
+            if self.n > self.max {
+                return Err(std::io::Error::other("over the limit"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter { n: 0, max };
+    serde_json::to_writer(&mut counter, v).is_err()
 }
 
 fn error_kind(e: &ErrorData) -> String {
@@ -414,6 +437,10 @@ mod tests {
         assert_eq!(texts[0].len(), 30);
         assert_eq!(texts[1], "b".repeat(10));
         assert!(texts[2].contains("40 of 60 characters"));
+        let v = serde_json::json!({ "x": "y".repeat(100) });
+        let len = v.to_string().len();
+        assert!(!json_len_exceeds(&v, len));
+        assert!(json_len_exceeds(&v, len - 1));
         let mut small = CallToolResult::success(vec![ContentBlock::text("ok")]);
         assert!(!cap_output(&mut small, 40));
         assert_eq!(small.content.len(), 1);

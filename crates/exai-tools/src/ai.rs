@@ -2,12 +2,16 @@
 //! models, and the workflow-step protocol of analyze, codereview, debug and the rest. The MCP layer
 //! parses arguments, passes progress and cancellation in, and renders what comes back.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use exai_core::TimeoutHierarchy;
 use exai_llm::{Call, Category, Completion, Gateway, LlmError, Message, ProgressFn};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -110,13 +114,53 @@ pub struct TurnOutput {
     pub continued_from: Option<String>,
 }
 
+/// A turn to write once the call has answered.
+struct OwnedTurn {
+    role: &'static str,
+    content: String,
+    files: Vec<String>,
+    tool: String,
+    model: Option<String>,
+}
+
+impl OwnedTurn {
+    fn borrow(&self) -> NewTurn<'_> {
+        NewTurn {
+            role: self.role,
+            content: &self.content,
+            files: &self.files,
+            tool: &self.tool,
+            model: self.model.as_deref(),
+        }
+    }
+}
+
 pub struct AiService {
     pub gateway: Arc<Gateway>,
     threads: Result<Arc<ThreadStore>, String>,
     roots: Vec<String>,
     max_file_bytes: u64,
+    max_turns: u64,
     timeouts: TimeoutHierarchy,
+    writes: Arc<PendingWrites>,
 }
+
+/// A turn's write to the thread store that the answer did not wait for.
+type Write = Shared<BoxFuture<'static, Result<(), String>>>;
+
+/// Thread writes still running, by thread id, and those that failed and were not reported yet.
+/// A call that reads a thread first waits for that thread's writes, so answering before the
+/// write lands never shows a later turn an older conversation.
+#[derive(Default)]
+struct PendingWrites {
+    running: Mutex<HashMap<String, Vec<(u64, Write)>>>,
+    failed: Mutex<HashMap<String, String>>,
+    seq: AtomicU64,
+}
+
+/// Failed writes remembered for the next call on their thread; beyond this (a store that is down
+/// for a long time) the oldest reports are dropped, the failures are still in the log.
+const FAILED_WRITES_KEPT: usize = 256;
 
 impl AiService {
     pub fn new(
@@ -163,7 +207,109 @@ impl AiService {
             threads,
             roots: config.tools.allowed_roots.clone(),
             max_file_bytes: config.providers.max_file_bytes,
+            max_turns: config.threads.max_turns,
             timeouts,
+            writes: Arc::default(),
+        }
+    }
+
+    /// Write a turn's rows on the blocking pool without waiting for them: the answer goes out
+    /// while SQLite (or PostgreSQL) commits. [`AiService::settled`] orders later reads after it.
+    fn record_in_background(
+        &self,
+        id: String,
+        new: Option<NewThread>,
+        turns: Vec<OwnedTurn>,
+    ) -> Result<(), ToolError> {
+        let store = Arc::clone(self.threads()?);
+        let write_id = id.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let turns: Vec<NewTurn<'_>> = turns.iter().map(OwnedTurn::borrow).collect();
+            store.record(&write_id, new.as_ref(), &turns).map(|_| ())
+        });
+        let write: Write = async move {
+            match task.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("conversation store task failed: {e}")),
+            }
+        }
+        .boxed()
+        .shared();
+        let seq = self.writes.seq.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut running) = self.writes.running.lock() {
+            running
+                .entry(id.clone())
+                .or_default()
+                .push((seq, write.clone()));
+        }
+        let writes = Arc::clone(&self.writes);
+        tokio::spawn(async move {
+            let outcome = write.await;
+            if let Ok(mut running) = writes.running.lock()
+                && let Some(list) = running.get_mut(&id)
+            {
+                list.retain(|(s, _)| *s != seq);
+                if list.is_empty() {
+                    running.remove(&id);
+                }
+            }
+            if let Err(e) = outcome {
+                tracing::error!(thread = %id, "a conversation turn was not saved: {e}");
+                if let Ok(mut failed) = writes.failed.lock() {
+                    if failed.len() >= FAILED_WRITES_KEPT
+                        && let Some(old) = failed.keys().next().cloned()
+                    {
+                        failed.remove(&old);
+                    }
+                    failed.insert(id, e);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Wait until the writes to thread `id` that answers have not waited for are done; a failed
+    /// one is reported (once) to the call that continues the thread.
+    pub async fn settled(&self, id: &str) -> Result<(), ToolError> {
+        let running: Vec<Write> = self
+            .writes
+            .running
+            .lock()
+            .ok()
+            .and_then(|m| {
+                m.get(id)
+                    .map(|l| l.iter().map(|(_, w)| w.clone()).collect())
+            })
+            .unwrap_or_default();
+        for write in running {
+            let _ = write.await;
+        }
+        let failure = self
+            .writes
+            .failed
+            .lock()
+            .ok()
+            .and_then(|mut f| f.remove(id));
+        match failure {
+            Some(e) => Err(ToolError::Thread(ThreadError::Unavailable(format!(
+                "the last turn of conversation `{id}` was not saved ({e}); call again to continue \
+                 from the turns that were"
+            )))),
+            None => Ok(()),
+        }
+    }
+
+    /// Wait for every write that answers have not waited for (before listing threads).
+    pub async fn settled_all(&self) {
+        let running: Vec<Write> = self
+            .writes
+            .running
+            .lock()
+            .map(|m| m.values().flatten().map(|(_, w)| w.clone()).collect())
+            .unwrap_or_default();
+        for write in running {
+            let _ = write.await;
         }
     }
 
@@ -227,8 +373,9 @@ impl AiService {
         let title: String = input.prompt.chars().take(80).collect();
         // Nothing is written before the model answers: a new thread and both turns go to the store
         // in one transaction afterwards, so a failed call leaves no empty thread behind.
-        let (thread_id, new_thread, history) = match &input.continuation_id {
+        let (thread_id, new_thread, history, remaining) = match &input.continuation_id {
             Some(id) => {
+                self.settled(id).await?;
                 let given = id.clone();
                 let (history, remaining) = self.in_threads(move |t| Ok(t.resume(&given)?)).await?;
                 if remaining < 2 {
@@ -239,9 +386,9 @@ impl AiService {
                         tool: input.tool.clone(),
                         title,
                     };
-                    (ThreadStore::new_id(), Some(child), history)
+                    (ThreadStore::new_id(), Some(child), history, self.max_turns)
                 } else {
-                    (id.clone(), None, history)
+                    (id.clone(), None, history, remaining)
                 }
             }
             None => {
@@ -250,7 +397,7 @@ impl AiService {
                     tool: input.tool.clone(),
                     title,
                 };
-                (ThreadStore::new_id(), Some(new), Vec::new())
+                (ThreadStore::new_id(), Some(new), Vec::new(), self.max_turns)
             }
         };
         let usable = window.saturating_sub(output_reserve);
@@ -344,35 +491,36 @@ impl AiService {
             cache_key: Some(format!("{thread_id}:{}", input.tool)),
         };
         let completion = self.gateway.complete(call).await?;
-        let remaining_turns = {
-            let (id, prompt, files, tool) = (
-                thread_id.clone(),
-                input.prompt.clone(),
-                input.files.clone(),
-                input.tool.clone(),
-            );
-            let (answer, model) = (completion.content.clone(), completion.model.clone());
-            self.in_threads(move |t| {
-                let turns = [
-                    NewTurn {
-                        role: "user",
-                        content: &prompt,
-                        files: &files,
-                        tool: &tool,
-                        model: None,
-                    },
-                    NewTurn {
-                        role: "assistant",
-                        content: &answer,
-                        files: &[],
-                        tool: &tool,
-                        model: Some(&model),
-                    },
-                ];
-                Ok(t.record(&id, new_thread.as_ref(), &turns)?)
-            })
-            .await?
-        };
+        // The answer does not wait for the store: what the write would return is known, and a
+        // thread too small for a turn fails here as the write would.
+        if remaining < 2 {
+            return Err(ThreadError::Full {
+                id: thread_id,
+                max: self.max_turns,
+            }
+            .into());
+        }
+        let remaining_turns = remaining - 2;
+        self.record_in_background(
+            thread_id.clone(),
+            new_thread,
+            vec![
+                OwnedTurn {
+                    role: "user",
+                    content: input.prompt.clone(),
+                    files: input.files.clone(),
+                    tool: input.tool.clone(),
+                    model: None,
+                },
+                OwnedTurn {
+                    role: "assistant",
+                    content: completion.content.clone(),
+                    files: Vec::new(),
+                    tool: input.tool.clone(),
+                    model: Some(completion.model.clone()),
+                },
+            ],
+        )?;
         let continued_from = input
             .continuation_id
             .clone()
@@ -527,6 +675,9 @@ impl AiService {
                 .collect::<Vec<_>>()
                 .join("\n\n"),
         };
+        if let Some(given) = &input.continuation_id {
+            self.settled(given).await?;
+        }
         let id = {
             let (given, prompt, files) = (
                 input.continuation_id.clone(),

@@ -89,6 +89,9 @@ impl AiService {
         }
         let json = serde_json::to_string(&step).map_err(|e| ToolError::Invalid(e.to_string()))?;
         let title = step.step.clone();
+        if let Some(given) = &continuation_id {
+            self.settled(given).await?;
+        }
         let (id, steps) = self
             .in_threads(move |t| {
                 let (id, new) = NewThread::or_continue(continuation_id, "planner", &title);

@@ -476,9 +476,8 @@ fn sqlite<T>(
 impl ThreadStore {
     fn live(&self, db: &Connection, id: &str) -> Result<(), ThreadError> {
         let row: Option<i64> = db
-            .query_row("SELECT expires_at FROM threads WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
+            .prepare_cached("SELECT expires_at FROM threads WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
             .optional()?;
         match row {
             None => Err(ThreadError::NotFound(id.to_string())),
@@ -489,9 +488,8 @@ impl ThreadStore {
 
     fn remaining(&self, db: &Connection, id: &str) -> Result<u64, ThreadError> {
         let turns: Option<u64> = db
-            .query_row("SELECT turns FROM threads WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
+            .prepare_cached("SELECT turns FROM threads WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
             .optional()?;
         let turns = turns.ok_or_else(|| ThreadError::NotFound(id.to_string()))?;
         Ok(self.max_turns.saturating_sub(turns))
@@ -513,17 +511,17 @@ impl ThreadStore {
                 self.live(&tx, p)?;
             }
             let title: String = new.title.chars().take(120).collect();
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO threads (id, parent_id, tool, title, turns, created_at, updated_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5, ?6)",
-                params![id, new.parent, new.tool, title, t, t.saturating_add(ttl)],
-            )?;
+            )?
+            .execute(params![id, new.parent, new.tool, title, t, t.saturating_add(ttl)])?;
         } else {
             self.live(&tx, id)?;
         }
-        let used: u64 = tx.query_row("SELECT turns FROM threads WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })?;
+        let used: u64 = tx
+            .prepare_cached("SELECT turns FROM threads WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?;
         let adding = turns.len() as u64;
         if used + adding > max {
             return Err(ThreadError::Full {
@@ -550,10 +548,10 @@ impl ThreadStore {
                 ])?;
             }
         }
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE threads SET turns = turns + ?2, updated_at = ?3, expires_at = ?4 WHERE id = ?1",
-            params![id, adding, t, t.saturating_add(ttl)],
-        )?;
+        )?
+        .execute(params![id, adding, t, t.saturating_add(ttl)])?;
         tx.commit()?;
         Ok(max.saturating_sub(used + adding))
     }
@@ -565,11 +563,8 @@ impl ThreadStore {
         let mut current = id.to_string();
         while chain.len() < MAX_CHAIN {
             let parent: Option<String> = db
-                .query_row(
-                    "SELECT parent_id FROM threads WHERE id = ?1",
-                    [&current],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT parent_id FROM threads WHERE id = ?1")?
+                .query_row([&current], |r| r.get(0))
                 .optional()?
                 .flatten();
             match parent {

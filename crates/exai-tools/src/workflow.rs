@@ -169,6 +169,9 @@ impl AiService {
         }
         let recorded =
             serde_json::to_string(&step).map_err(|e| ToolError::Invalid(e.to_string()))?;
+        if let Some(given) = &options.continuation_id {
+            self.settled(given).await?;
+        }
         let (id, steps) = {
             let (given, tool, title, files) = (
                 options.continuation_id.clone(),
