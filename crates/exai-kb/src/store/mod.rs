@@ -2,10 +2,12 @@
 //! connection to either backend — SQLite (embedded default, one file) or PostgreSQL with
 //! pgvector (several daemons sharing one database).
 
+mod bm25;
 mod export;
 pub mod postgres;
 pub mod sqlite;
 
+pub use bm25::KeywordPlan;
 pub use postgres::{PgStats, PgStore, PgVerifyReport};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 
@@ -112,22 +114,6 @@ const STOPWORDS: &[&str] = &[
     "so", "that", "the", "their", "them", "then", "there", "these", "this", "to", "was", "we",
     "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your",
 ];
-
-/// Turn free text into an FTS5 query: every word quoted (so no user input is read as FTS
-/// syntax), OR-ed, BM25 ranks documents matching more and rarer words first.
-pub fn fts_query(text: &str) -> Option<String> {
-    let terms = query_terms(text);
-    if terms.is_empty() {
-        return None;
-    }
-    Some(
-        terms
-            .iter()
-            .map(|t| format!("\"{t}\""))
-            .collect::<Vec<_>>()
-            .join(" OR "),
-    )
-}
 
 /// The words of a query, lower-cased and de-duplicated, function words dropped unless nothing
 /// else is left; each is only letters, digits and `_`, so no input is read as query syntax.

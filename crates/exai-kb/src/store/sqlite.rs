@@ -12,7 +12,7 @@ use crate::error::{KbError, Result};
 use crate::model::{DocType, Filters, NewChunk};
 use crate::store::{
     ChunkRecord, Count, DocRecord, NewDocument, SourceInfo, VectorMeta, decode_vector,
-    encode_vector, fts_query, hash_text, now,
+    encode_vector, hash_text, now,
 };
 
 /// Every committed change bumps this counter; derived indexes compare it to know they are stale.
@@ -90,6 +90,8 @@ CREATE TABLE IF NOT EXISTS embeddings (
 pub struct SqliteStore {
     pub(crate) conn: Connection,
     path: PathBuf,
+    /// Document frequencies of query terms (keyword search's planning; see `bm25.rs`).
+    pub(crate) term_stats: Box<std::sync::Mutex<super::bm25::TermStats>>,
 }
 
 fn map_open_error(path: &Path, e: rusqlite::Error) -> KbError {
@@ -203,6 +205,7 @@ impl SqliteStore {
         let store = Self {
             conn,
             path: path.to_path_buf(),
+            term_stats: Default::default(),
         };
         store.configure().map_err(|e| map_open_error(path, e))?;
         store.migrate()?;
@@ -228,6 +231,7 @@ impl SqliteStore {
         let store = Self {
             conn,
             path: path.to_path_buf(),
+            term_stats: Default::default(),
         };
         let version = store.schema_version()?;
         if version > SCHEMA_VERSION {
@@ -587,43 +591,6 @@ impl SqliteStore {
                     doc_type: DocType::parse(&doc_type).unwrap_or(DocType::Text),
                 },
             ))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// BM25 over title, section and text (title weighs most), best first, with filters.
-    /// Scores are returned positive: higher is better.
-    pub fn keyword_search(
-        &self,
-        query: &str,
-        filters: &Filters,
-        k: usize,
-    ) -> Result<Vec<(i64, f32)>> {
-        let Some(fts) = fts_query(query) else {
-            return Ok(Vec::new());
-        };
-        if filters == &Filters::default() {
-            // No filters: let FTS5 rank and cut on its own, without joining every match.
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT rowid, -rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
-            )?;
-            let rows = stmt.query_map(params![fts, k as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)? as f32))
-            })?;
-            return Ok(rows.collect::<rusqlite::Result<_>>()?);
-        }
-        let (filter, mut args) = filter_sql(filters);
-        let sql = format!(
-            "SELECT c.id, -bm25(chunks_fts, 4.0, 2.0, 1.0) AS score
-             FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id
-             WHERE chunks_fts MATCH ?{filter}
-             ORDER BY bm25(chunks_fts, 4.0, 2.0, 1.0) LIMIT ?"
-        );
-        args.insert(0, rusqlite::types::Value::Text(fts));
-        args.push(rusqlite::types::Value::Integer(k as i64));
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)? as f32))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -992,24 +959,6 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-    }
-
-    #[test]
-    fn fts_query_quotes_everything() {
-        assert_eq!(
-            fts_query("Box<dyn Trait> AND \"x\"").as_deref(),
-            Some("\"box\" OR \"dyn\" OR \"trait\" OR \"x\"")
-        );
-        assert_eq!(
-            fts_query("how do I read a line").as_deref(),
-            Some("\"read\" OR \"line\"")
-        );
-        assert_eq!(
-            fts_query("what is it").as_deref(),
-            Some("\"what\" OR \"is\" OR \"it\"")
-        );
-        assert_eq!(fts_query("  ?!  "), None);
-        assert_eq!(fts_query("read_line").as_deref(), Some("\"read_line\""));
     }
 
     #[test]
