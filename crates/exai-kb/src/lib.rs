@@ -535,18 +535,32 @@ impl Kb {
                 mode = Mode::Keyword;
             }
             let pool = (req.limit * if req.group_by_document { 10 } else { 4 }).max(50);
-            let keyword = if mode != Mode::Semantic { store.keyword_search(&req.query, &req.filters, pool)? } else { Vec::new() };
-            let (semantic, missing) = if mode != Mode::Keyword {
-                let embedder = self.embedder.as_ref().ok_or_else(|| KbError::Embed("no embedder".into()))?;
+            let embedder = match mode {
+                Mode::Keyword => None,
+                _ => Some(self.embedder.as_ref().ok_or_else(|| KbError::Embed("no embedder".into()))?),
+            };
+            let embed = |e: &Arc<dyn Embedder>| e.embed_query(&req.query).map_err(|e| KbError::Embed(e.to_string()));
+            // Hybrid: the query is embedded on another core while FTS5 ranks on this one.
+            let (keyword, query_vector) = match (mode, embedder) {
+                (Mode::Hybrid, Some(e)) => std::thread::scope(|s| {
+                    let embedding = s.spawn(|| embed(e));
+                    let keyword = store.keyword_search(&req.query, &req.filters, pool);
+                    let vector = embedding.join().unwrap_or_else(|_| Err(KbError::Embed("the query embedding panicked".into())));
+                    (keyword, Some(vector))
+                }),
+                (Mode::Semantic, Some(e)) => (Ok(Vec::new()), Some(embed(e))),
+                _ => (store.keyword_search(&req.query, &req.filters, pool), None),
+            };
+            let keyword = keyword?;
+            let (semantic, missing) = if let Some(q) = query_vector {
+                let q = q?;
                 let (semantic, missing) = match store {
                     Store::Sqlite(s) => {
                         let (index, missing) = self.current_vectors(s)?;
-                        let q = embedder.embed_query(&req.query).map_err(|e| KbError::Embed(e.to_string()))?;
                         (index.search(&q, &req.filters, pool), missing)
                     }
                     Store::Postgres(p) => {
                         let missing = self.missing_cached(store)?;
-                        let q = embedder.embed_query(&req.query).map_err(|e| KbError::Embed(e.to_string()))?;
                         (p.vector_search(&q, &req.filters, pool)?, missing)
                     }
                 };
@@ -563,7 +577,11 @@ impl Kb {
                 Mode::Keyword => keyword.iter().enumerate().map(|(i, (id, s))| (*id, *s, Some(i + 1), None)).collect(),
                 Mode::Semantic => semantic.iter().enumerate().map(|(i, (id, s))| (*id, *s, None, Some(i + 1))).collect(),
             };
-            let ranked: Vec<_> = ranked.into_iter().filter(|r| req.min_score.is_none_or(|m| r.1 >= m)).collect();
+            let mut ranked: Vec<_> = ranked.into_iter().filter(|r| req.min_score.is_none_or(|m| r.1 >= m)).collect();
+            if !req.group_by_document {
+                // Only these are shown: the rest need no text read.
+                ranked.truncate(req.limit);
+            }
             let records = store.chunks(&ranked.iter().map(|r| r.0).collect::<Vec<_>>())?;
             let by_id: std::collections::HashMap<i64, &ChunkRecord> = records.iter().map(|c| (c.id, c)).collect();
             let terms = search::terms(&req.query);
