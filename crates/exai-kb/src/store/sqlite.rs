@@ -86,6 +86,11 @@ CREATE TABLE IF NOT EXISTS embeddings (
 );
 "#;
 
+/// How much of the file is read through a memory map (SQLite caps it at 2 GiB by default).
+const MMAP_BYTES: i64 = 1 << 30;
+/// Page cache per connection, in KiB.
+const CACHE_KIB: i64 = 16 * 1024;
+
 /// One connection to the knowledge base database.
 pub struct SqliteStore {
     pub(crate) conn: Connection,
@@ -240,6 +245,9 @@ impl SqliteStore {
                 known: SCHEMA_VERSION,
             });
         }
+        store
+            .configure_cache()
+            .map_err(|e| map_open_error(path, e))?;
         Ok(store)
     }
 
@@ -253,6 +261,18 @@ impl SqliteStore {
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
         self.conn.pragma_update(None, "temp_store", "MEMORY")?;
+        self.configure_cache()
+    }
+
+    /// Reads come from a memory map of the file, and each connection caches 16 MiB of pages.
+    /// SQLite's default 2 MiB cache, which the bundled build shares between all connections of
+    /// a process (SQLITE_ENABLE_MEMORY_MANAGEMENT: one LRU for every cache), stopped caching
+    /// for an older reader once another connection had streamed the vectors through its own:
+    /// counting the chunks without a vector then read 947 MB in 4 KB system calls (280 ms
+    /// instead of 25). With the map, pages are read in place and no connection evicts another's.
+    fn configure_cache(&self) -> rusqlite::Result<()> {
+        self.conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+        self.conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         Ok(())
     }
 
