@@ -118,6 +118,8 @@ pub struct Kb {
     options: KbOptions,
     categories: CategoryMap,
     readers: Mutex<Vec<Store>>,
+    /// Keyword-term statistics, one cache for every reader (SQLite).
+    term_stats: Option<store::SharedTermStats>,
     vectors: RwLock<Option<LoadedVectors>>,
     /// PostgreSQL: chunks without a vector, at a store generation (one count per change).
     missing: Mutex<Option<(u64, u64)>>,
@@ -262,6 +264,10 @@ impl Kb {
             embedder,
             options,
             categories,
+            term_stats: match &store {
+                Store::Sqlite(s) => Some(s.term_stats()),
+                Store::Postgres(_) => None,
+            },
             readers: Mutex::new(vec![store]),
             vectors: RwLock::new(None),
             missing: Mutex::new(None),
@@ -305,7 +311,13 @@ impl Kb {
         let pooled = self.readers.lock().ok().and_then(|mut p| p.pop());
         let store = match pooled {
             Some(s) => s,
-            None => Store::Sqlite(SqliteStore::open(&self.path)?),
+            None => {
+                let mut store = SqliteStore::open(&self.path)?;
+                if let Some(shared) = &self.term_stats {
+                    store.share_term_stats(shared.clone());
+                }
+                Store::Sqlite(store)
+            }
         };
         let out = f(&store);
         if let Ok(mut pool) = self.readers.lock()

@@ -8,6 +8,9 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use bm25::KeywordPlan;
+
+/// Keyword-term statistics, shared by the read connections of one knowledge base.
+pub(crate) type SharedTermStats = std::sync::Arc<std::sync::Mutex<bm25::TermStats>>;
 pub use postgres::{PgStats, PgStore, PgVerifyReport};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 

@@ -95,8 +95,9 @@ const CACHE_KIB: i64 = 16 * 1024;
 pub struct SqliteStore {
     pub(crate) conn: Connection,
     path: PathBuf,
-    /// Document frequencies of query terms (keyword search's planning; see `bm25.rs`).
-    pub(crate) term_stats: Box<std::sync::Mutex<super::bm25::TermStats>>,
+    /// Document frequencies of query terms (keyword search's planning; see `bm25.rs`), shared
+    /// by the read connections of one `Kb`.
+    pub(crate) term_stats: super::SharedTermStats,
 }
 
 fn map_open_error(path: &Path, e: rusqlite::Error) -> KbError {
@@ -253,6 +254,16 @@ impl SqliteStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// This connection's cache of keyword-term statistics.
+    pub(crate) fn term_stats(&self) -> super::SharedTermStats {
+        self.term_stats.clone()
+    }
+
+    /// Use a cache of term statistics shared with other connections of the same database.
+    pub(crate) fn share_term_stats(&mut self, shared: super::SharedTermStats) {
+        self.term_stats = shared;
     }
 
     fn configure(&self) -> rusqlite::Result<()> {
