@@ -286,7 +286,11 @@ fn real_vectors(
         let tenth = exact.get(9).map_or(f32::MIN, |h| h.1);
         let top: Vec<i64> = exact.iter().take(10).map(|h| h.0).collect();
         found += approx.iter().take(10).filter(|h| h.1 >= tenth).count();
-        same += approx.iter().take(10).filter(|h| top.contains(&h.0)).count();
+        same += approx
+            .iter()
+            .take(10)
+            .filter(|h| top.contains(&h.0))
+            .count();
     }
     let n = (10 * queries.len()) as f64;
     println!(
