@@ -7,7 +7,7 @@
 //! too, with recall@10 (a hit counts when its cosine reaches the exact 10th: equal texts tie).
 //! `--slowest N` lists the N slowest keyword queries.
 //!
-//! cargo run --release -p exai-kb --example search_latency -- --db PATH --questions FILE [--model DIR] [--precision fp32|int8] [--rounds N] [--scan-rows N] [--slowest N]
+//! cargo run --release -p exai-kb --example search_latency -- --db PATH --questions FILE [--model DIR] [--precision fp32|int8] [--rounds N] [--scan-rows N [--around-only]] [--slowest N]
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -107,30 +107,35 @@ fn main() {
             pct(&mut times, 99.0)
         );
     }
-    if let Some(e) = &embedder {
-        real_vectors(&db, e.as_ref(), &questions);
-    }
+    // The questions' query vectors, embedded once, each timed.
+    let queries: Vec<Vec<f32>> = match &embedder {
+        Some(e) => {
+            let mut embed = Vec::new();
+            let queries: Vec<Vec<f32>> = questions
+                .questions
+                .iter()
+                .map(|q| {
+                    let t = Instant::now();
+                    let v = e.embed_query(&q.query).unwrap();
+                    embed.push(t.elapsed().as_secs_f64() * 1000.0);
+                    v
+                })
+                .collect();
+            println!(
+                "query embedding alone p50 {:>7.2} ms  p99 {:>7.2} ms",
+                pct(&mut embed, 50.0),
+                pct(&mut embed, 99.0)
+            );
+            real_vectors(&db, &queries);
+            queries
+        }
+        None => Vec::new(),
+    };
     if let (Some(rows), Some(e)) = (
         arg("--scan-rows").map(|r| r.parse::<usize>().unwrap()),
         embedder,
     ) {
         let dim = e.identity().dim;
-        let mut embed = Vec::new();
-        let queries: Vec<Vec<f32>> = questions
-            .questions
-            .iter()
-            .map(|q| {
-                let t = Instant::now();
-                let v = e.embed_query(&q.query).unwrap();
-                embed.push(t.elapsed().as_secs_f64() * 1000.0);
-                v
-            })
-            .collect();
-        println!(
-            "query embedding      p50 {:>7.2} ms  p99 {:>7.2} ms",
-            pct(&mut embed, 50.0),
-            pct(&mut embed, 99.0)
-        );
         // The index's real vectors, each the centre of rows / n synthetic neighbours (a corpus
         // of related pages), and uniform noise (no neighbourhoods at all: the worst case).
         let real: Vec<Vec<f32>> = exai_kb::SqliteStore::open_readonly(&db)
@@ -158,10 +163,15 @@ fn main() {
             v.iter_mut().for_each(|x| *x /= norm);
             v
         };
-        let mut sets = vec![(
-            "uniform random",
-            (0..rows).map(|_| unit(None)).collect::<Vec<_>>(),
-        )];
+        // `--around-only`: skip the uniform set (its graph takes the longest to build; at 1M rows
+        // far longer than a session).
+        let mut sets = Vec::new();
+        if !std::env::args().any(|a| a == "--around-only") {
+            sets.push((
+                "uniform random",
+                (0..rows).map(|_| unit(None)).collect::<Vec<_>>(),
+            ));
+        }
         if !real.is_empty() {
             let around: Vec<Vec<f32>> = (0..rows)
                 .map(|i| unit(Some(&real[i % real.len()])))
@@ -239,16 +249,34 @@ fn main() {
                 pct(&mut ann_t, 99.0),
                 found as f64 / (10 * queries.len()) as f64
             );
+            // Wider searches of the same graph (usearch searches at least as wide as the number
+            // of results asked for): what recall costs at this size.
+            for wide in [256, 512, 1024, 2048] {
+                let (mut t, mut found) = (Vec::new(), 0usize);
+                for q in &queries {
+                    let exact = index.search_exact(q, &Filters::default(), 10);
+                    let s = Instant::now();
+                    let approx = index.search_ann(&ann, q, &Filters::default(), wide);
+                    t.push(s.elapsed().as_secs_f64() * 1000.0);
+                    found += approx
+                        .iter()
+                        .take(10)
+                        .filter(|h| exact.iter().any(|e| e.0 == h.0))
+                        .count();
+                }
+                println!(
+                    "  HNSW {wide:>4} wide  p50 {:>7.2} ms  p99 {:>7.2} ms  recall@10 {:.4}",
+                    pct(&mut t, 50.0),
+                    pct(&mut t, 99.0),
+                    found as f64 / (10 * queries.len()) as f64
+                );
+            }
         }
     }
 }
 
 /// The index's own vectors: exact scan against a freshly built HNSW graph, with recall@10.
-fn real_vectors(
-    db: &std::path::Path,
-    e: &dyn exai_embed::Embedder,
-    questions: &exai_kb::eval::QuestionSet,
-) {
+fn real_vectors(db: &std::path::Path, queries: &[Vec<f32>]) {
     let store = exai_kb::SqliteStore::open_readonly(db).unwrap();
     let t = Instant::now();
     let index = exai_kb::vectors::VectorIndex::build(store.vectors().unwrap(), 0);
@@ -259,24 +287,8 @@ fn real_vectors(
     let t = Instant::now();
     let ann = index.build_ann("bench").unwrap();
     let build = t.elapsed().as_secs_f64();
-    let mut embed_t = Vec::new();
-    let queries: Vec<Vec<f32>> = questions
-        .questions
-        .iter()
-        .map(|q| {
-            let t = Instant::now();
-            let v = e.embed_query(&q.query).unwrap();
-            embed_t.push(t.elapsed().as_secs_f64() * 1000.0);
-            v
-        })
-        .collect();
-    println!(
-        "  query embedding alone p50 {:>7.2} ms  p99 {:>7.2} ms",
-        pct(&mut embed_t, 50.0),
-        pct(&mut embed_t, 99.0)
-    );
     let (mut exact_t, mut ann_t, mut found, mut same) = (Vec::new(), Vec::new(), 0usize, 0usize);
-    for q in &queries {
+    for q in queries {
         let s = Instant::now();
         let exact = index.search_exact(q, &Filters::default(), 50);
         exact_t.push(s.elapsed().as_secs_f64() * 1000.0);

@@ -208,10 +208,11 @@ impl VectorIndex {
                     .iter()
                     .any(|row| self.row_allowed(*row, filters))
         };
+        let breadth = k.max(crate::ann::search_breadth(self.distinct()));
         let found = if unfiltered {
-            ann.search(query, k, None)
+            ann.search(query, breadth, None)
         } else {
-            ann.search(query, k, Some(&allowed))
+            ann.search(query, breadth, Some(&allowed))
         };
         let mut top = TopK::new(k);
         for d in found {
