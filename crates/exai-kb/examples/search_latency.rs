@@ -7,7 +7,7 @@
 //! too, with recall@10 (a hit counts when its cosine reaches the exact 10th: equal texts tie).
 //! `--slowest N` lists the N slowest keyword queries.
 //!
-//! cargo run --release -p exai-kb --example search_latency -- --db PATH --questions FILE [--model DIR] [--precision fp32|int8] [--rounds N] [--scan-rows N [--around-only]] [--slowest N]
+//! cargo run --release -p exai-kb --example search_latency -- --db PATH --questions FILE [--model DIR] [--precision fp32|int8] [--rounds N] [--scan-rows N [--around-only] [--connectivity M] [--expansion-add E]] [--slowest N]
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -214,7 +214,14 @@ fn main() {
                 .collect();
             let index = exai_kb::vectors::VectorIndex::build(data, 0);
             let t = Instant::now();
-            let ann = index.build_ann("bench").unwrap();
+            // `--connectivity M --expansion-add E`: another graph than the default's.
+            let connectivity =
+                arg("--connectivity").map_or(exai_kb::ann::CONNECTIVITY, |v| v.parse().unwrap());
+            let expansion_add =
+                arg("--expansion-add").map_or(exai_kb::ann::EXPANSION_ADD, |v| v.parse().unwrap());
+            let ann = index
+                .build_ann_with("bench", connectivity, expansion_add)
+                .unwrap();
             let build = t.elapsed().as_secs_f64();
             let (mut exact_t, mut ann_t, mut found) = (Vec::new(), Vec::new(), 0usize);
             for q in &queries {
@@ -234,8 +241,8 @@ fn main() {
             println!(
                 "{rows} x {dim}, {name} ({:.0} MB matrix; HNSW M={} ef_add={} ef_search={} built in {build:.1} s):",
                 index.bytes() as f64 / 1e6,
-                exai_kb::ann::CONNECTIVITY,
-                exai_kb::ann::EXPANSION_ADD,
+                connectivity,
+                expansion_add,
                 exai_kb::ann::EXPANSION_SEARCH
             );
             println!(

@@ -215,8 +215,23 @@ impl std::fmt::Debug for AnnIndex {
 impl AnnIndex {
     /// Build over `matrix` (row-major, `dim` wide), on all cores.
     pub fn build(matrix: &[f32], dim: usize, source: &AnnSource) -> Result<AnnIndex> {
+        Self::build_with(matrix, dim, source, CONNECTIVITY, EXPANSION_ADD)
+    }
+
+    /// [`Self::build`] with another graph degree and construction breadth (benchmarks; the
+    /// header records both, so a file built so loads as it was built).
+    pub fn build_with(
+        matrix: &[f32],
+        dim: usize,
+        source: &AnnSource,
+        connectivity: usize,
+        expansion_add: usize,
+    ) -> Result<AnnIndex> {
         let rows = matrix.len().checked_div(dim).unwrap_or(0);
-        let index = Index::new(&options(dim)).map_err(|e| native("create", e))?;
+        let mut opts = options(dim);
+        opts.connectivity = connectivity;
+        opts.expansion_add = expansion_add;
+        let index = Index::new(&opts).map_err(|e| native("create", e))?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         index
             .reserve_capacity_and_threads(rows, threads)
@@ -247,8 +262,8 @@ impl AnnIndex {
                 vectors: source.vectors,
                 dim,
                 ids_hash: source.ids_hash.clone(),
-                connectivity: CONNECTIVITY,
-                expansion_add: EXPANSION_ADD,
+                connectivity,
+                expansion_add,
                 payload_len: 0,
                 payload_hash: String::new(),
             },

@@ -119,6 +119,22 @@ impl VectorIndex {
         AnnIndex::build(&self.matrix, self.dim, &self.ann_source(model))
     }
 
+    /// [`Self::build_ann`] with another graph degree and construction breadth (benchmarks).
+    pub fn build_ann_with(
+        &self,
+        model: &str,
+        connectivity: usize,
+        expansion_add: usize,
+    ) -> crate::Result<AnnIndex> {
+        AnnIndex::build_with(
+            &self.matrix,
+            self.dim,
+            &self.ann_source(model),
+            connectivity,
+            expansion_add,
+        )
+    }
+
     /// Attach an ANN index built over exactly these vectors; refused (false) otherwise.
     pub fn attach_ann(&self, ann: AnnIndex, model: &str) -> bool {
         if !ann.header.matches(&self.ann_source(model)) {
