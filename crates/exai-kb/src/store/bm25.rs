@@ -187,7 +187,8 @@ impl SqliteStore {
                 .map(|(id, s)| (id, s - partial.get(&id).copied().unwrap_or(0.0)))
                 .collect()
         };
-        Ok(Some(top_k(full, k)))
+        // Every candidate matches both queries; should FTS5 ever disagree, the plain query answers.
+        Ok((full.len() >= k).then(|| top_k(full, k)))
     }
 
     /// Every match of an FTS5 query with its BM25 score (positive), unordered.
