@@ -215,10 +215,9 @@ fn main() {
             let index = exai_kb::vectors::VectorIndex::build(data, 0);
             let t = Instant::now();
             // `--connectivity M --expansion-add E`: another graph than the default's.
-            let connectivity =
-                arg("--connectivity").map_or(exai_kb::ann::CONNECTIVITY, |v| v.parse().unwrap());
-            let expansion_add =
-                arg("--expansion-add").map_or(exai_kb::ann::EXPANSION_ADD, |v| v.parse().unwrap());
+            let (default_m, default_ef) = exai_kb::ann::graph_params(index.distinct());
+            let connectivity = arg("--connectivity").map_or(default_m, |v| v.parse().unwrap());
+            let expansion_add = arg("--expansion-add").map_or(default_ef, |v| v.parse().unwrap());
             let ann = index
                 .build_ann_with("bench", connectivity, expansion_add)
                 .unwrap();

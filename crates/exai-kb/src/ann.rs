@@ -26,10 +26,27 @@ pub const EXPANSION_ADD: usize = 128;
 /// gave recall@10 0.93 on 50k vectors around the Rust Book's, 128 brings it above 0.95.
 pub const EXPANSION_SEARCH: usize = 128;
 
+/// Vectors from which the graph is built denser.
+pub const DENSE_FROM: usize = 250_000;
+
+/// Graph degree and construction breadth for `vectors` points: [`CONNECTIVITY`] and
+/// [`EXPANSION_ADD`] below [`DENSE_FROM`], twice both above. On 1M synthetic 384-d vectors
+/// scattered around real ones, M 16 / ef_add 128 reached recall@10 0.62 at search breadth 128 and
+/// 0.90 at 2,048 (p99 18.7 ms), built in 409 s; M 32 / ef_add 256 reached 0.984 (p99 27 ms),
+/// built in 930 s on two cores (BENCHMARKS.md).
+pub fn graph_params(vectors: usize) -> (usize, usize) {
+    if vectors >= DENSE_FROM {
+        (2 * CONNECTIVITY, 2 * EXPANSION_ADD)
+    } else {
+        (CONNECTIVITY, EXPANSION_ADD)
+    }
+}
+
 /// How many candidates a search walks the graph for at `vectors` distinct vectors: the default
-/// breadth up to 50k, then growing with the index (at most 2,048). Recall falls as the graph
-/// grows: on 1M synthetic 384-d vectors scattered around real ones, recall@10 was 0.62 at 128,
-/// 0.82 at 512 and 0.90 at 2,048 (p99 3.4, 9.3 and 18.7 ms; BENCHMARKS.md).
+/// breadth up to 50k, then growing with the index (at most 2,048). Recall falls as a graph
+/// grows: on 1M synthetic 384-d vectors scattered around real ones, the M 16 graph gave
+/// recall@10 0.62 at 128, 0.82 at 512 and 0.90 at 2,048 (p99 3.4, 9.3 and 18.7 ms); the denser
+/// graph used there ([`graph_params`]) costs the same at every breadth (BENCHMARKS.md).
 pub fn search_breadth(vectors: usize) -> usize {
     (EXPANSION_SEARCH * vectors / 50_000).clamp(EXPANSION_SEARCH, 2_048)
 }
@@ -215,7 +232,9 @@ impl std::fmt::Debug for AnnIndex {
 impl AnnIndex {
     /// Build over `matrix` (row-major, `dim` wide), on all cores.
     pub fn build(matrix: &[f32], dim: usize, source: &AnnSource) -> Result<AnnIndex> {
-        Self::build_with(matrix, dim, source, CONNECTIVITY, EXPANSION_ADD)
+        let rows = matrix.len().checked_div(dim).unwrap_or(0);
+        let (connectivity, expansion_add) = graph_params(rows);
+        Self::build_with(matrix, dim, source, connectivity, expansion_add)
     }
 
     /// [`Self::build`] with another graph degree and construction breadth (benchmarks; the
@@ -569,6 +588,13 @@ mod tests {
         assert_eq!(ann.header.vectors, 2000);
         let r = recall(&index, &ann, &Filters::default(), &qs);
         assert!(r >= 0.95, "recall@10 {r}");
+    }
+
+    #[test]
+    fn big_indexes_get_a_denser_graph() {
+        assert_eq!(graph_params(20_000), (CONNECTIVITY, EXPANSION_ADD));
+        assert_eq!(graph_params(DENSE_FROM - 1), (16, 128));
+        assert_eq!(graph_params(1_000_000), (32, 256));
     }
 
     #[test]
