@@ -31,10 +31,11 @@ struct Item {
 }
 
 fn fixture() -> Fixture {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/minilm_reference.json"
-    );
+    // The crate's directory when the test runs (cargo and nextest set it), not where it was
+    // compiled: a build directory shared between clones may have compiled it elsewhere.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let path = dir.join("tests/fixtures/minilm_reference.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

@@ -31,9 +31,13 @@ fn readme_configuration_table_matches_the_code() {
     let out = exai(home.path(), &["config", "docs"], &[]);
     assert!(out.status.success());
     let generated = text(&out.stdout);
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-            .unwrap();
+    // The crate's directory when the test runs, not where it was compiled (a shared build
+    // directory may have compiled it in another clone).
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf(),
+        Into::into,
+    );
+    let readme = std::fs::read_to_string(dir.join("../../README.md")).unwrap();
     let start = readme
         .find("<!-- config-table:start -->\n")
         .expect("start marker")
