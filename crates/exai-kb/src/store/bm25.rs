@@ -193,52 +193,47 @@ impl SqliteStore {
 
     /// Every match of an FTS5 query with its BM25 score (positive), unordered.
     fn ranked_all(&self, fts: &str, filters: &Filters) -> Result<Vec<(i64, f64)>> {
-        let unfiltered = filters == &Filters::default();
+        self.scored(fts, filters, None)
+    }
+
+    /// The best `k` matches of an FTS5 query (all of them without `k`), best first.
+    fn ranked(&self, fts: &str, filters: &Filters, k: Option<usize>) -> Result<Vec<(i64, f32)>> {
+        let k = k.unwrap_or(usize::MAX).min(i64::MAX as usize) as i64;
+        let rows = if filters == &Filters::default() {
+            // No filters: let FTS5 rank and cut on its own (`rank` is bm25 with the column
+            // weights, set at schema creation), without joining every match.
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT rowid, -rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
+            )?;
+            let rows = stmt.query_map(params![fts, k], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<Vec<(i64, f64)>>>()?
+        } else {
+            self.scored(fts, filters, Some(k))?
+        };
+        Ok(rows.into_iter().map(|(id, s)| (id, s as f32)).collect())
+    }
+
+    /// (chunk id, BM25 score) of an FTS5 query's matches passing `filters`; the best `limit`
+    /// of them, best first, when a limit is given.
+    fn scored(&self, fts: &str, filters: &Filters, limit: Option<i64>) -> Result<Vec<(i64, f64)>> {
         let (filter, mut args) = filter_sql(filters);
-        let sql = if unfiltered {
-            "SELECT rowid, -bm25(chunks_fts, 4.0, 2.0, 1.0) FROM chunks_fts WHERE chunks_fts MATCH ?"
+        let mut sql = if filters == &Filters::default() {
+            "SELECT rowid, -bm25(chunks_fts, 4.0, 2.0, 1.0) AS score FROM chunks_fts WHERE chunks_fts MATCH ?"
                 .to_string()
         } else {
             format!(
-                "SELECT c.id, -bm25(chunks_fts, 4.0, 2.0, 1.0)
+                "SELECT c.id, -bm25(chunks_fts, 4.0, 2.0, 1.0) AS score
                  FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id
                  WHERE chunks_fts MATCH ?{filter}"
             )
         };
         args.insert(0, rusqlite::types::Value::Text(fts.to_string()));
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// The best `k` matches of an FTS5 query, ranked inside FTS5.
-    fn ranked(&self, fts: &str, filters: &Filters, k: Option<usize>) -> Result<Vec<(i64, f32)>> {
-        let k = k.unwrap_or(usize::MAX).min(i64::MAX as usize) as i64;
-        if filters == &Filters::default() {
-            // No filters: let FTS5 rank and cut on its own, without joining every match.
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT rowid, -rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
-            )?;
-            let rows = stmt.query_map(params![fts, k], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)? as f32))
-            })?;
-            return Ok(rows.collect::<rusqlite::Result<_>>()?);
+        if let Some(limit) = limit {
+            sql.push_str(" ORDER BY score DESC LIMIT ?");
+            args.push(rusqlite::types::Value::Integer(limit));
         }
-        let (filter, mut args) = filter_sql(filters);
-        let sql = format!(
-            "SELECT c.id, -bm25(chunks_fts, 4.0, 2.0, 1.0) AS score
-             FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id
-             WHERE chunks_fts MATCH ?{filter}
-             ORDER BY bm25(chunks_fts, 4.0, 2.0, 1.0) LIMIT ?"
-        );
-        args.insert(0, rusqlite::types::Value::Text(fts.to_string()));
-        args.push(rusqlite::types::Value::Integer(k));
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)? as f32))
-        })?;
+        let rows = stmt.query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -246,35 +241,53 @@ impl SqliteStore {
     /// after its own stemming), cached until the store changes.
     fn document_frequencies(&self, terms: &[&str]) -> Result<(f64, Vec<f64>)> {
         let generation = self.generation()?;
-        let mut stats = match self.term_stats.lock() {
+        let lock = || match self.term_stats.lock() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if stats.generation != Some(generation) || stats.df.len() > MAX_CACHED_TERMS {
-            let chunks: i64 = self
+        // The cache is shared by a knowledge base's readers: its lock is never held while
+        // SQLite counts, so one search's new terms do not stall the others.
+        let (cached_chunks, mut known) = {
+            let stats = lock();
+            let current = stats.generation == Some(generation);
+            let known: Vec<Option<f64>> = terms
+                .iter()
+                .map(|t| current.then(|| stats.df.get(*t).copied()).flatten())
+                .collect();
+            (current.then_some(stats.chunks), known)
+        };
+        let chunks = match cached_chunks {
+            Some(n) => n,
+            None => self
                 .conn
-                .query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))?;
+                .query_row("SELECT count(*) FROM chunks", [], |r| r.get::<_, i64>(0))?
+                as f64,
+        };
+        let mut counted = Vec::new();
+        for (term, df) in terms.iter().zip(known.iter_mut()) {
+            if df.is_none() {
+                let n: i64 = self.conn.query_row(
+                    "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
+                    [format!("\"{term}\"")],
+                    |r| r.get(0),
+                )?;
+                *df = Some(n as f64);
+                counted.push(((*term).to_string(), n as f64));
+            }
+        }
+        let mut stats = lock();
+        if stats.generation != Some(generation) || stats.df.len() > MAX_CACHED_TERMS {
             *stats = TermStats {
                 generation: Some(generation),
-                chunks: chunks as f64,
+                chunks,
                 df: HashMap::new(),
             };
         }
-        let mut out = Vec::with_capacity(terms.len());
-        for term in terms {
-            if let Some(df) = stats.df.get(*term) {
-                out.push(*df);
-                continue;
-            }
-            let df: i64 = self.conn.query_row(
-                "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
-                [format!("\"{term}\"")],
-                |r| r.get(0),
-            )?;
-            stats.df.insert((*term).to_string(), df as f64);
-            out.push(df as f64);
-        }
-        Ok((stats.chunks, out))
+        stats.df.extend(counted);
+        Ok((
+            chunks,
+            known.into_iter().map(|d| d.unwrap_or(0.0)).collect(),
+        ))
     }
 }
 
