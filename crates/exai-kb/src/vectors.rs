@@ -216,6 +216,20 @@ impl VectorIndex {
         filters: &Filters,
         k: usize,
     ) -> Vec<(i64, f32)> {
+        let breadth = crate::ann::search_breadth(self.distinct());
+        self.search_ann_breadth(ann, query, filters, k, breadth)
+    }
+
+    /// [`Self::search_ann`] walking the graph for `breadth` candidates (at least `k`), not the
+    /// breadth chosen for the index's size (benchmarks).
+    pub fn search_ann_breadth(
+        &self,
+        ann: &AnnIndex,
+        query: &[f32],
+        filters: &Filters,
+        k: usize,
+        breadth: usize,
+    ) -> Vec<(i64, f32)> {
         let unfiltered = filters == &Filters::default();
         let allowed = |d: usize| {
             d < self.distinct()
@@ -224,7 +238,7 @@ impl VectorIndex {
                     .iter()
                     .any(|row| self.row_allowed(*row, filters))
         };
-        let breadth = k.max(crate::ann::search_breadth(self.distinct()));
+        let breadth = k.max(breadth);
         let found = if unfiltered {
             ann.search(query, breadth, None)
         } else {
