@@ -1,19 +1,27 @@
 //! Gateway overhead of the AI tools: an MCP `chat` call through exai to the mock provider, against
 //! the same chat request sent to the mock directly, and a trivial MCP tool (`version`) for the
-//! protocol's own share. Two transports: Streamable HTTP (exai's server in this process, the rmcp
-//! client, one session per worker) and stdio (`exai serve` as a child process, the rmcp client on
-//! its pipes, as Claude Code runs it). The mock runs in this process; paths are measured side by
-//! side, interleaved in rounds, at each concurrency.
+//! protocol's own share. Transports (`--transport`, any of): `http` (`exai daemon` as a child
+//! process, the rmcp client, one session per worker), `stdio` (`exai serve` as a child process,
+//! the rmcp client on its pipes, as Claude Code runs it) and `http-inproc` (exai's HTTP server in
+//! this process). The mock runs in this process; paths are measured side by side, interleaved in
+//! rounds, at each concurrency.
 //!
 //! ```text
 //! cargo run --release -p exai-server --example gateway_overhead -- \
-//!     [--calls 2000] [--concurrency 1,50] [--transport http,stdio] [--exai target/release/exai]
+//!     [--calls 2000] [--concurrency 1,50] [--transport http,stdio] [--exai target/release/exai] \
+//!     [--provider-ms L [--open]]
 //! ```
 //! Prints one JSON object per concurrency: p50/p99 in ms of each path, the CPU time each call
-//! costs (this process and the child, user + system), and the overheads.
+//! costs (this process and the children, user + system), and the overheads.
+//!
+//! `--provider-ms L` makes the mock take L ms before it answers (`[[mock:slow=L]]`, on the direct
+//! request and on exai's alike), as a real provider does. `--open` replaces the closed loop (each
+//! worker sends its next call when the last one returned) by an open one, as gateways are usually
+//! measured: calls arrive at a fixed rate of c·1000/L per second whether or not earlier ones have
+//! returned, so that c calls are in flight on average (Little's law); needs `--provider-ms`.
 //!
 //! `--only direct|chat|version` runs `--calls` calls of one path at concurrency 1 after `--warm`
-//! calls and nothing else (over stdio when `--transport` is just `stdio`, else over HTTP), for an
+//! calls and nothing else (over the first `--transport` named, by default `http-inproc`), for an
 //! instruction profiler: the per-call cost is the difference between two runs with different
 //! `--calls`. `--exai` may name a wrapper script that runs `exai` under the profiler.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -49,8 +57,11 @@ fn own_cpu() -> f64 {
 
 /// CPU time (user + system) of a running child, in seconds, from /proc (clock ticks of 10 ms:
 /// summed over hundreds of calls per round, the error stays under a few percent).
-fn child_cpu(pid: Option<u32>) -> f64 {
-    let Some(pid) = pid else { return 0.0 };
+fn child_cpu(pids: &[u32]) -> f64 {
+    pids.iter().map(|&pid| one_child_cpu(pid)).sum()
+}
+
+fn one_child_cpu(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -91,18 +102,13 @@ fn round(x: f64) -> f64 {
 }
 
 /// `calls` calls by `concurrency` workers, each call timed; the CPU both processes spent.
-async fn run<F, Fut>(
-    calls: usize,
-    concurrency: usize,
-    child: Option<u32>,
-    out: &mut Sample,
-    make: F,
-) where
+async fn run<F, Fut>(calls: usize, concurrency: usize, children: &[u32], out: &mut Sample, make: F)
+where
     F: Fn(usize) -> Fut + Send + Sync + 'static + Clone,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let per = calls / concurrency;
-    let cpu0 = own_cpu() + child_cpu(child);
+    let cpu0 = own_cpu() + child_cpu(children);
     let mut tasks = Vec::new();
     for w in 0..concurrency {
         let make = make.clone();
@@ -119,11 +125,82 @@ async fn run<F, Fut>(
     for t in tasks {
         out.ms.extend(t.await.unwrap());
     }
-    out.cpu_s += own_cpu() + child_cpu(child) - cpu0;
+    out.cpu_s += own_cpu() + child_cpu(children) - cpu0;
 }
 
+/// `calls` calls arriving at `rate` per second (an open loop: a call starts on schedule whether
+/// or not earlier ones have returned), each timed from the moment it is sent; the CPU both
+/// processes spent. Returns the rate achieved (calls over the time the arrivals took).
+async fn run_open<F, Fut>(
+    calls: usize,
+    rate: f64,
+    children: &[u32],
+    out: &mut Sample,
+    make: F,
+) -> f64
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static + Clone,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let cpu0 = own_cpu() + child_cpu(children);
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(calls);
+    for i in 0..calls {
+        ticks.tick().await;
+        let call = make(i);
+        // Timed from the spawn, so a wait for a busy runtime counts, a late timer tick does not.
+        let t = Instant::now();
+        tasks.push(tokio::spawn(async move {
+            call.await;
+            t.elapsed().as_secs_f64() * 1000.0
+        }));
+    }
+    let arrivals = start.elapsed().as_secs_f64();
+    for t in tasks {
+        out.ms.push(t.await.unwrap());
+    }
+    out.cpu_s += own_cpu() + child_cpu(children) - cpu0;
+    (calls.saturating_sub(1)) as f64 / arrivals.max(1e-9)
+}
+
+/// How calls are offered: a closed loop of `c` workers, or an open loop at a fixed rate.
+#[derive(Clone, Copy)]
+enum Load {
+    Closed(usize),
+    Open(f64),
+}
+
+/// Runs `calls` calls under `load`; returns the arrival rate achieved in an open loop.
+async fn drive<F, Fut>(
+    load: Load,
+    calls: usize,
+    children: &[u32],
+    out: &mut Sample,
+    make: F,
+) -> Option<f64>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static + Clone,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    match load {
+        Load::Closed(c) => {
+            run(calls, c, children, out, make).await;
+            None
+        }
+        Load::Open(rate) => Some(run_open(calls, rate, children, out, make).await),
+    }
+}
+
+/// The mock's answer latency in ms (`--provider-ms`), 0 for none; set once before any call.
+static PROVIDER_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
 fn prompt(i: usize) -> String {
-    format!("question number {i} about ownership and borrowing")
+    match PROVIDER_MS.get().copied().unwrap_or(0) {
+        0 => format!("question number {i} about ownership and borrowing"),
+        ms => format!("question number {i} about ownership and borrowing [[mock:slow={ms}]]"),
+    }
 }
 
 /// The chat request exai sends for `chat`, sent to the mock directly. The MCP client asks for
@@ -174,12 +251,81 @@ fn provider_env(home: &std::path::Path, mock_url: &str) -> Vec<(String, String)>
     .collect()
 }
 
-/// One transport under test: its sessions (one per worker over HTTP; the one stdio session is
-/// shared by all workers, as one agent's parallel calls would be) and the child's pid.
+/// One transport under test: its MCP URL (HTTP) or its one session (stdio, shared by all
+/// workers, as one agent's parallel calls would be).
 struct Via {
     name: &'static str,
-    clients: Vec<Client>,
-    child: Option<u32>,
+    url: Option<String>,
+    stdio: Option<Client>,
+}
+
+/// `exai daemon` as a child on a free loopback port, with its own data directory; returns the
+/// child and its MCP URL once `/ready` answers.
+async fn start_daemon(
+    exai_bin: &std::path::Path,
+    home: &std::path::Path,
+    mock_url: &str,
+) -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(exai_bin)
+        .args(["daemon", "--listen", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(provider_env(home, mock_url))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", exai_bin.display()));
+    let http = reqwest::Client::new();
+    let ready = format!("http://127.0.0.1:{port}/ready");
+    for _ in 0..200 {
+        if http
+            .get(&ready)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return (child, format!("http://127.0.0.1:{port}/mcp"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("exai daemon did not become ready on port {port}");
+}
+
+/// An exai server in this process (Streamable HTTP on a loopback port), for an instruction
+/// profile of client, server and mock together.
+async fn start_in_process(home: &std::path::Path, mock_url: &str) -> String {
+    let inputs = Inputs {
+        env: provider_env(home, mock_url),
+        ..Inputs::default()
+    };
+    let loaded = exai_core::config::load(&inputs).unwrap();
+    // The activity log a daemon writes, one line per call.
+    let paths = exai_core::paths::DataPaths::new(home);
+    let activity = ActivityLog::open(&paths.activity_file(), 10 << 20, 2).unwrap();
+    let state = AppState::new(loaded, Transport::Http, Some(activity));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(exai_server::http::serve(
+        state,
+        listener,
+        std::future::pending(),
+    ));
+    format!("http://{addr}/mcp")
+}
+
+async fn http_session(url: &str) -> Client {
+    Arc::new(
+        ().serve(StreamableHttpClientTransport::from_uri(url.to_string()))
+            .await
+            .unwrap(),
+    )
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -198,6 +344,13 @@ async fn main() {
         .collect();
     let transports = value("--transport").unwrap_or_else(|| "http,stdio".into());
     let only = value("--only");
+    let provider_ms: u64 = value("--provider-ms").map_or(0, |v| v.parse().unwrap());
+    PROVIDER_MS.set(provider_ms).unwrap();
+    let open = args.iter().any(|a| a == "--open");
+    assert!(
+        !open || provider_ms > 0,
+        "--open needs --provider-ms: the arrival rate is concurrency / provider latency"
+    );
     let exai_bin = value("--exai").map(PathBuf::from).unwrap_or_else(|| {
         // target/release/examples/gateway_overhead → target/release/exai
         let exe = std::env::current_exe().unwrap();
@@ -206,59 +359,77 @@ async fn main() {
 
     let mock = MockServer::start(Some("k".into())).await.unwrap();
     let base = std::env::temp_dir().join(format!("exai-overhead-{}", std::process::id()));
-    let home = base.join("http");
-    std::fs::create_dir_all(&home).unwrap();
-    let inputs = Inputs {
-        env: provider_env(&home, &mock.url),
-        ..Inputs::default()
-    };
-    let loaded = exai_core::config::load(&inputs).unwrap();
-    // The activity log a daemon writes, one line per call.
-    let paths = exai_core::paths::DataPaths::new(&home);
-    let activity = ActivityLog::open(&paths.activity_file(), 10 << 20, 2).unwrap();
-    let state = AppState::new(loaded, Transport::Http, Some(activity));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(exai_server::http::serve(
-        state,
-        listener,
-        std::future::pending(),
-    ));
-    let mcp_url = format!("http://{addr}/mcp");
     let http = reqwest::Client::new();
     let direct_url = format!("{}/chat/completions", mock.url);
+    let names: Vec<&str> = transports.split(',').map(str::trim).collect();
+    // `--only` profiles one transport, by default the in-process server.
+    let names = match (&only, value("--transport")) {
+        (Some(_), None) => vec!["http-inproc"],
+        (Some(_), Some(_)) => names[..1].to_vec(),
+        (None, _) => names,
+    };
 
-    // The stdio server: `exai serve` with its own data directory, logging as it would for a user.
-    let mut child_proc = None;
-    let mut stdio_client: Option<Client> = None;
-    if transports.contains("stdio") && (only.is_none() || transports == "stdio") {
-        let home = base.join("stdio");
+    let mut children = Vec::new();
+    let mut vias = Vec::new();
+    for name in names {
+        let home = base.join(name);
         std::fs::create_dir_all(&home).unwrap();
-        let mut cmd = tokio::process::Command::new(&exai_bin);
-        cmd.arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(provider_env(&home, &mock.url))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", exai_bin.display()));
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        stdio_client = Some(Arc::new(().serve((stdout, stdin)).await.unwrap()));
-        child_proc = Some(child);
+        match name {
+            // `exai daemon`, as a user runs it for HTTP clients.
+            "http" => {
+                let (child, url) = start_daemon(&exai_bin, &home, &mock.url).await;
+                children.push(child);
+                vias.push(Via {
+                    name: "http",
+                    url: Some(url),
+                    stdio: None,
+                });
+            }
+            "http-inproc" => {
+                let url = start_in_process(&home, &mock.url).await;
+                vias.push(Via {
+                    name: "http_in_process",
+                    url: Some(url),
+                    stdio: None,
+                });
+            }
+            // `exai serve` with its own data directory, logging as it would for a user.
+            "stdio" => {
+                let mut child = tokio::process::Command::new(&exai_bin)
+                    .arg("serve")
+                    .env_clear()
+                    .env("PATH", std::env::var("PATH").unwrap_or_default())
+                    .envs(provider_env(&home, &mock.url))
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("cannot start {}: {e}", exai_bin.display()));
+                let stdin = child.stdin.take().unwrap();
+                let stdout = child.stdout.take().unwrap();
+                let client: Client = Arc::new(().serve((stdout, stdin)).await.unwrap());
+                children.push(child);
+                vias.push(Via {
+                    name: "stdio",
+                    url: None,
+                    stdio: Some(client),
+                });
+            }
+            other => panic!("unknown transport {other}: http, http-inproc or stdio"),
+        }
     }
+    let pids: Vec<u32> = children
+        .iter()
+        .filter_map(tokio::process::Child::id)
+        .collect();
+
     if let Some(kind) = only {
-        let client: Client = match &stdio_client {
-            Some(c) => c.clone(),
-            None => Arc::new(
-                ().serve(StreamableHttpClientTransport::from_uri(mcp_url.clone()))
-                    .await
-                    .unwrap(),
-            ),
+        let via = &vias[0];
+        let client = match (&via.stdio, &via.url) {
+            (Some(c), _) => c.clone(),
+            (None, Some(url)) => http_session(url).await,
+            (None, None) => unreachable!(),
         };
         let warm: usize = value("--warm").map_or(20, |v| v.parse().unwrap());
         for i in 0..warm + calls {
@@ -267,39 +438,27 @@ async fn main() {
                 name => tool_call(&client, name, i).await,
             }
         }
-        drop((client, stdio_client));
-        if let Some(mut child) = child_proc {
-            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-        }
+        drop((client, vias));
+        stop(children).await;
         let _ = std::fs::remove_dir_all(&base);
         return;
     }
 
-    let child_pid = child_proc.as_ref().and_then(tokio::process::Child::id);
-
     for &concurrency in &levels {
-        let mut vias = Vec::new();
-        if transports.contains("http") {
-            // One MCP session per worker, as separate agents would have.
-            let mut clients = Vec::new();
-            for _ in 0..concurrency {
-                let client =
-                    ().serve(StreamableHttpClientTransport::from_uri(mcp_url.clone()))
-                        .await
-                        .unwrap();
-                clients.push(Arc::new(client));
-            }
-            vias.push(Via {
-                name: "http",
-                clients,
-                child: None,
-            });
-        }
-        if let Some(client) = &stdio_client {
-            vias.push(Via {
-                name: "stdio",
-                clients: vec![client.clone()],
-                child: child_pid,
+        // Over HTTP one MCP session per worker, as separate agents would have; over stdio the
+        // one session.
+        let mut sessions: Vec<Vec<Client>> = Vec::new();
+        for via in &vias {
+            sessions.push(match (&via.stdio, &via.url) {
+                (Some(c), _) => vec![c.clone()],
+                (None, Some(url)) => {
+                    let mut clients = Vec::new();
+                    for _ in 0..concurrency {
+                        clients.push(http_session(url).await);
+                    }
+                    clients
+                }
+                (None, None) => unreachable!(),
             });
         }
         let direct = {
@@ -315,51 +474,44 @@ async fn main() {
                 async move { tool_call(&c, name, i).await }
             }
         };
+        let load = if open {
+            Load::Open(concurrency as f64 * 1000.0 / provider_ms as f64)
+        } else {
+            Load::Closed(concurrency)
+        };
         // Warm up every path.
         let warm = calls.min(200);
-        run(
-            warm,
-            concurrency,
-            None,
-            &mut Sample::default(),
-            direct.clone(),
-        )
-        .await;
-        for via in &vias {
+        drive(load, warm, &pids, &mut Sample::default(), direct.clone()).await;
+        for clients in &sessions {
             for name in ["chat", "version"] {
-                let f = tool(name, via.clients.clone());
-                run(warm, concurrency, via.child, &mut Sample::default(), f).await;
+                let f = tool(name, clients.clone());
+                drive(load, warm, &pids, &mut Sample::default(), f).await;
             }
         }
         // Interleave rounds so drift hits every path alike.
         let rounds = 4;
         let mut d = Sample::default();
         let mut per_via: Vec<(Sample, Sample)> = vias.iter().map(|_| Default::default()).collect();
+        let mut rates = Vec::new();
         for _ in 0..rounds {
             let n = calls / rounds;
-            run(n, concurrency, child_pid, &mut d, direct.clone()).await;
-            for (via, (c, v)) in vias.iter().zip(per_via.iter_mut()) {
-                run(
-                    n,
-                    concurrency,
-                    child_pid,
-                    c,
-                    tool("chat", via.clients.clone()),
-                )
-                .await;
-                run(
-                    n,
-                    concurrency,
-                    child_pid,
-                    v,
-                    tool("version", via.clients.clone()),
-                )
-                .await;
+            rates.extend(drive(load, n, &pids, &mut d, direct.clone()).await);
+            for (clients, (c, v)) in sessions.iter().zip(per_via.iter_mut()) {
+                let chat = tool("chat", clients.clone());
+                rates.extend(drive(load, n, &pids, c, chat).await);
+                let version = tool("version", clients.clone());
+                rates.extend(drive(load, n, &pids, v, version).await);
             }
         }
         let mut report = json!({
             "concurrency": concurrency,
             "calls": calls,
+            "provider_ms": provider_ms,
+            "load": if open { "open loop" } else { "closed loop" },
+            "arrivals_per_s": if open { json!({
+                "asked": round(concurrency as f64 * 1000.0 / provider_ms as f64),
+                "lowest_achieved": round(rates.iter().copied().fold(f64::INFINITY, f64::min)),
+            }) } else { Value::Null },
             "load_average": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
             "direct_ms": d.json(),
         });
@@ -381,10 +533,23 @@ async fn main() {
         println!("{report}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    drop(stdio_client);
-    if let Some(mut child) = child_proc {
-        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-        let _ = child.kill().await;
-    }
+    drop(vias);
+    stop(children).await;
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// SIGTERM to each server, as an operator stops it; killed if it is not gone within 5 s.
+async fn stop(children: Vec<tokio::process::Child>) {
+    use nix::sys::signal::{Signal, kill};
+    for mut child in children {
+        if let Some(pid) = child.id() {
+            let _ = kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
+    }
 }
