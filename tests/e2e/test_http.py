@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import time
+import urllib.request
 
 import anyio
 import pytest
@@ -97,6 +98,21 @@ async def test_progress_over_http(daemon):
             await session.initialize()
             await session.call_tool("ping", {"delay_ms": 100, "progress_steps": 4}, progress_callback=on_progress)
     assert seen == [1, 2, 3, 4]
+
+
+def test_deleting_a_session_ends_it_with_204(daemon):
+    # The official Python SDK sends DELETE when a client closes and warns unless it gets 200/204.
+    req = urllib.request.Request(daemon.url, data=INIT, method="POST", headers={
+        "content-type": "application/json", "accept": "application/json, text/event-stream"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        session = resp.headers["mcp-session-id"]
+        resp.read()
+    headers = {"mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
+    req = urllib.request.Request(daemon.url, method="DELETE", headers=headers)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 204 and resp.read() == b""
+    listing = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).encode()
+    assert http_post(daemon.url, listing, headers)[0] == 404
 
 
 def test_oversized_body_gets_413(home):

@@ -261,7 +261,14 @@ impl Gateway {
     pub async fn complete(&self, call: Call) -> Result<Completion, LlmError> {
         let started = Instant::now();
         let route = self.route(&call)?;
-        tracing::info!(model = %call.model, chain = ?route.chain, reason = %route.reason, "route");
+        // Every decision and its reason also goes to the activity record; the log keeps the ones
+        // exai made (auto, the default model, a chain), not the echo of the one model the caller
+        // named, once per call.
+        if route.chain.len() != 1 || route.chain[0] != call.model.trim() {
+            tracing::info!(model = %call.model, chain = ?route.chain, reason = %route.reason, "route");
+        } else {
+            tracing::debug!(model = %call.model, chain = ?route.chain, reason = %route.reason, "route");
+        }
         let mut fallbacks = Vec::new();
         let mut last_error = LlmError::NoProvider;
         for (i, name) in route.chain.iter().enumerate() {

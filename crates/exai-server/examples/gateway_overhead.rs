@@ -251,6 +251,19 @@ fn provider_env(home: &std::path::Path, mock_url: &str) -> Vec<(String, String)>
     .collect()
 }
 
+/// What the server processes inherit from the benchmark's environment: `PATH`, and
+/// `SERVER_WORKER_THREADS` as their `TOKIO_WORKER_THREADS`, to try another number of async
+/// workers in the servers only.
+fn passthrough() -> Vec<(String, String)> {
+    [
+        ("PATH", "PATH"),
+        ("SERVER_WORKER_THREADS", "TOKIO_WORKER_THREADS"),
+    ]
+    .into_iter()
+    .filter_map(|(from, to)| std::env::var(from).ok().map(|v| (to.to_string(), v)))
+    .collect()
+}
+
 /// One transport under test: its MCP URL (HTTP) or its one session (stdio, shared by all
 /// workers, as one agent's parallel calls would be).
 struct Via {
@@ -274,7 +287,7 @@ async fn start_daemon(
     let child = tokio::process::Command::new(exai_bin)
         .args(["daemon", "--listen", &format!("127.0.0.1:{port}")])
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(passthrough())
         .envs(provider_env(home, mock_url))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -398,7 +411,7 @@ async fn main() {
                 let mut child = tokio::process::Command::new(&exai_bin)
                     .arg("serve")
                     .env_clear()
-                    .env("PATH", std::env::var("PATH").unwrap_or_default())
+                    .envs(passthrough())
                     .envs(provider_env(&home, &mock.url))
                     .stdin(std::process::Stdio::piped())
                     .stdout(std::process::Stdio::piped())

@@ -184,6 +184,17 @@ async fn check_body(
     request: Request,
     next: Next,
 ) -> Response {
+    if request.method() == axum::http::Method::DELETE {
+        // A session ended by the client: rmcp answers 202 Accepted, which the official Python
+        // SDK reports as "Session termination failed: 202"; the session is gone at once, so say
+        // so with 204 No Content (what both official SDKs accept).
+        let mut response = next.run(request).await;
+        if response.status() == StatusCode::ACCEPTED {
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            *response.body_mut() = axum::body::Body::empty();
+        }
+        return response;
+    }
     if request.method() != axum::http::Method::POST {
         return next.run(request).await;
     }
