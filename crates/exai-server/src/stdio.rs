@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use rmcp::{ServerHandler, ServiceExt};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -118,12 +120,14 @@ where
 async fn merge_output<R, W>(
     from_sdk: R,
     mut replies: mpsc::Receiver<String>,
-    mut output: W,
+    output: W,
 ) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // A line and its newline leave in one write.
+    let mut output = BufWriter::new(output);
     let mut lines = BufReader::new(from_sdk).lines();
     let mut replies_open = true;
     loop {
@@ -145,6 +149,69 @@ where
             },
         }
     }
+}
+
+/// The process's stdin, as `serve` and `shim` read it.
+pub type Input = Box<dyn AsyncRead + Unpin + Send>;
+/// The process's stdout, as `serve` and `shim` write it.
+pub type Output = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// stdin and stdout for `serve` and `shim`. When they are pipes or sockets (as MCP clients start
+/// servers: Python's subprocess gives pipes, Node's child_process socket pairs), they are read and
+/// written through the runtime's event loop; tokio's own stdin and stdout hand every read and
+/// every write to a blocking thread, two thread switches per message. A terminal, a file, or a
+/// stdout that stderr shares (`2>&1`, which a non-blocking stdout would make fail under
+/// back-pressure) keep tokio's.
+pub fn standard_streams() -> (Input, Output) {
+    let input = event_driven_stdin().unwrap_or_else(|| Box::new(tokio::io::stdin()));
+    let output = event_driven_stdout().unwrap_or_else(|| Box::new(tokio::io::stdout()));
+    (input, output)
+}
+
+/// A duplicate of a standard descriptor, with its file type and identity.
+fn duplicate(fd: std::os::fd::BorrowedFd<'_>) -> Option<(std::fs::File, std::fs::Metadata)> {
+    let file = std::fs::File::from(fd.try_clone_to_owned().ok()?);
+    let meta = file.metadata().ok()?;
+    Some((file, meta))
+}
+
+fn event_driven_stdin() -> Option<Input> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::FileTypeExt;
+    let (file, meta) = duplicate(std::io::stdin().as_fd())?;
+    if meta.file_type().is_fifo() {
+        let pipe = tokio::net::unix::pipe::Receiver::from_file(file).ok()?;
+        return Some(Box::new(pipe));
+    }
+    if meta.file_type().is_socket() {
+        return event_driven_socket(file).map(|s| Box::new(s) as Input);
+    }
+    None
+}
+
+fn event_driven_stdout() -> Option<Output> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let (file, meta) = duplicate(std::io::stdout().as_fd())?;
+    if let Some((_, err)) = duplicate(std::io::stderr().as_fd())
+        && (err.dev(), err.ino()) == (meta.dev(), meta.ino())
+    {
+        return None;
+    }
+    if meta.file_type().is_fifo() {
+        let pipe = tokio::net::unix::pipe::Sender::from_file(file).ok()?;
+        return Some(Box::new(pipe));
+    }
+    if meta.file_type().is_socket() {
+        return event_driven_socket(file).map(|s| Box::new(s) as Output);
+    }
+    None
+}
+
+fn event_driven_socket(file: std::fs::File) -> Option<tokio::net::UnixStream> {
+    let socket = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(file));
+    socket.set_nonblocking(true).ok()?;
+    tokio::net::UnixStream::from_std(socket).ok()
 }
 
 /// Serve one MCP session on the given byte streams until the client closes its side or

@@ -274,14 +274,9 @@ async fn run(cli: Cli, loaded: Loaded) -> Result<ExitCode> {
             let state = AppState::new(loaded, Transport::Stdio, activity);
             let server = exai_server::ExaiServer::new(state.clone());
             tracing::debug!("serving MCP on stdio");
-            exai_server::stdio::serve(
-                server,
-                state,
-                tokio::io::stdin(),
-                tokio::io::stdout(),
-                daemon::termination_signal(),
-            )
-            .await?;
+            let (input, output) = exai_server::stdio::standard_streams();
+            exai_server::stdio::serve(server, state, input, output, daemon::termination_signal())
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Daemon { action: None, .. } => {
@@ -318,14 +313,9 @@ async fn run(cli: Cli, loaded: Loaded) -> Result<ExitCode> {
             };
             let state = AppState::new(loaded, Transport::Stdio, activity);
             let shim = ShimServer::new(state.clone(), options);
-            exai_server::stdio::serve(
-                shim,
-                state,
-                tokio::io::stdin(),
-                tokio::io::stdout(),
-                daemon::termination_signal(),
-            )
-            .await?;
+            let (input, output) = exai_server::stdio::standard_streams();
+            exai_server::stdio::serve(shim, state, input, output, daemon::termination_signal())
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::MockLlm { .. } => Ok(ExitCode::SUCCESS),
