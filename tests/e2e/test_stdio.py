@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 
@@ -177,6 +178,45 @@ def test_stdout_carries_only_protocol(home):
     for line in rest.splitlines():
         json.loads(line)
     assert "DEBUG" in raw.proc.stderr.read().decode()
+
+
+STDIO_SESSION = [
+    {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}},
+    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "version", "arguments": {}}},
+]
+
+
+def test_stdin_from_a_file_and_stdio_over_a_socket_pair(home, tmp_path):
+    # stdin a regular file (read through tokio's blocking stdin), stdout shared with stderr
+    # (2>&1 keeps stdout blocking): every request is answered, then exit 0 at end of input.
+    script = tmp_path / "session.jsonl"
+    script.write_text("".join(json.dumps(m) + "\n" for m in STDIO_SESSION))
+    with open(script, "rb") as f:
+        proc = subprocess.run([exai_bin(), "serve"], env=base_env(home), stdin=f,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+    assert proc.returncode == 0
+    answers = [json.loads(line) for line in proc.stdout.decode().splitlines() if line.startswith("{")]
+    assert [a.get("id") for a in answers] == [0, 1]
+    assert answers[1]["result"]["structuredContent"]["name"] == "exai"
+    # stdin and stdout one end of a socket pair, as Node's child_process starts servers.
+    ours, theirs = socket.socketpair()
+    proc = subprocess.Popen([exai_bin(), "serve"], env=base_env(home), stdin=theirs.fileno(),
+                            stdout=theirs.fileno(), stderr=subprocess.PIPE)
+    theirs.close()
+    try:
+        ours.settimeout(20)
+        reader = ours.makefile("rb")
+        for message in STDIO_SESSION:
+            ours.sendall(json.dumps(message).encode() + b"\n")
+        got = [json.loads(reader.readline()) for _ in range(2)]
+        assert [g["id"] for g in got] == [0, 1]
+        ours.shutdown(socket.SHUT_WR)
+        assert proc.wait(20) == 0
+    finally:
+        proc.kill()
+        ours.close()
 
 
 def test_invalid_config_refuses_to_start(home):
