@@ -168,10 +168,18 @@ pub fn standard_streams() -> (Input, Output) {
     (input, output)
 }
 
-/// A duplicate of a standard descriptor, with its file type and identity.
+/// A duplicate of a standard descriptor, with its file type and identity; `None` when stderr
+/// is the same pipe or socket, so switching it to non-blocking could make log writes fail.
 fn duplicate(fd: std::os::fd::BorrowedFd<'_>) -> Option<(std::fs::File, std::fs::Metadata)> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
     let file = std::fs::File::from(fd.try_clone_to_owned().ok()?);
     let meta = file.metadata().ok()?;
+    let stderr = std::io::stderr();
+    let err = std::fs::File::from(stderr.as_fd().try_clone_to_owned().ok()?).metadata();
+    if err.is_ok_and(|e| (e.dev(), e.ino()) == (meta.dev(), meta.ino())) {
+        return None;
+    }
     Some((file, meta))
 }
 
@@ -191,13 +199,8 @@ fn event_driven_stdin() -> Option<Input> {
 
 fn event_driven_stdout() -> Option<Output> {
     use std::os::fd::AsFd;
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::os::unix::fs::FileTypeExt;
     let (file, meta) = duplicate(std::io::stdout().as_fd())?;
-    if let Some((_, err)) = duplicate(std::io::stderr().as_fd())
-        && (err.dev(), err.ino()) == (meta.dev(), meta.ino())
-    {
-        return None;
-    }
     if meta.file_type().is_fifo() {
         let pipe = tokio::net::unix::pipe::Sender::from_file(file).ok()?;
         return Some(Box::new(pipe));
