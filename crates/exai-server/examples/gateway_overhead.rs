@@ -272,6 +272,35 @@ struct Via {
     stdio: Option<Client>,
 }
 
+/// `exai ARGS` with its own data directory and the mock as its provider, stdin and stdout piped
+/// to this process (`piped`) or not, stderr discarded.
+fn spawn_server(
+    exai_bin: &std::path::Path,
+    args: &[&str],
+    home: &std::path::Path,
+    mock_url: &str,
+    piped: bool,
+) -> tokio::process::Child {
+    let stdio = || {
+        if piped {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        }
+    };
+    tokio::process::Command::new(exai_bin)
+        .args(args)
+        .env_clear()
+        .envs(passthrough())
+        .envs(provider_env(home, mock_url))
+        .stdin(stdio())
+        .stdout(stdio())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", exai_bin.display()))
+}
+
 /// `exai daemon` as a child on a free loopback port, with its own data directory; returns the
 /// child and its MCP URL once `/ready` answers.
 async fn start_daemon(
@@ -284,17 +313,14 @@ async fn start_daemon(
         .local_addr()
         .unwrap()
         .port();
-    let child = tokio::process::Command::new(exai_bin)
-        .args(["daemon", "--listen", &format!("127.0.0.1:{port}")])
-        .env_clear()
-        .envs(passthrough())
-        .envs(provider_env(home, mock_url))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", exai_bin.display()));
+    let listen = format!("127.0.0.1:{port}");
+    let child = spawn_server(
+        exai_bin,
+        &["daemon", "--listen", &listen],
+        home,
+        mock_url,
+        false,
+    );
     let http = reqwest::Client::new();
     let ready = format!("http://127.0.0.1:{port}/ready");
     for _ in 0..200 {
@@ -408,17 +434,7 @@ async fn main() {
             }
             // `exai serve` with its own data directory, logging as it would for a user.
             "stdio" => {
-                let mut child = tokio::process::Command::new(&exai_bin)
-                    .arg("serve")
-                    .env_clear()
-                    .envs(passthrough())
-                    .envs(provider_env(&home, &mock.url))
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::null())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .unwrap_or_else(|e| panic!("cannot start {}: {e}", exai_bin.display()));
+                let mut child = spawn_server(&exai_bin, &["serve"], &home, &mock.url, true);
                 let stdin = child.stdin.take().unwrap();
                 let stdout = child.stdout.take().unwrap();
                 let client: Client = Arc::new(().serve((stdout, stdin)).await.unwrap());

@@ -160,58 +160,58 @@ pub type Output = Box<dyn AsyncWrite + Unpin + Send>;
 /// servers: Python's subprocess gives pipes, Node's child_process socket pairs), they are read and
 /// written through the runtime's event loop; tokio's own stdin and stdout hand every read and
 /// every write to a blocking thread, two thread switches per message. A terminal, a file, or a
-/// stdout that stderr shares (`2>&1`, which a non-blocking stdout would make fail under
-/// back-pressure) keep tokio's.
+/// pipe or socket that stderr shares (`2>&1`: made non-blocking, it would make log writes fail
+/// under back-pressure) keep tokio's.
 pub fn standard_streams() -> (Input, Output) {
-    let input = event_driven_stdin().unwrap_or_else(|| Box::new(tokio::io::stdin()));
-    let output = event_driven_stdout().unwrap_or_else(|| Box::new(tokio::io::stdout()));
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let stderr = duplicate(stderr.as_fd()).map(|(_, m)| (m.dev(), m.ino()));
+    let own = |fd| duplicate(fd).filter(|(_, m)| Some((m.dev(), m.ino())) != stderr);
+    let input = own(stdin.as_fd())
+        .and_then(event_driven_reader)
+        .unwrap_or_else(|| Box::new(tokio::io::stdin()));
+    let output = own(stdout.as_fd())
+        .and_then(event_driven_writer)
+        .unwrap_or_else(|| Box::new(tokio::io::stdout()));
     (input, output)
 }
 
-/// A duplicate of a standard descriptor, with its file type and identity; `None` when stderr
-/// is the same pipe or socket, so switching it to non-blocking could make log writes fail.
+/// A duplicate of a standard descriptor, with its file type and identity.
 fn duplicate(fd: std::os::fd::BorrowedFd<'_>) -> Option<(std::fs::File, std::fs::Metadata)> {
-    use std::os::fd::AsFd;
-    use std::os::unix::fs::MetadataExt;
     let file = std::fs::File::from(fd.try_clone_to_owned().ok()?);
     let meta = file.metadata().ok()?;
-    let stderr = std::io::stderr();
-    let err = std::fs::File::from(stderr.as_fd().try_clone_to_owned().ok()?).metadata();
-    if err.is_ok_and(|e| (e.dev(), e.ino()) == (meta.dev(), meta.ino())) {
-        return None;
-    }
     Some((file, meta))
 }
 
-fn event_driven_stdin() -> Option<Input> {
-    use std::os::fd::AsFd;
+fn event_driven_reader((file, meta): (std::fs::File, std::fs::Metadata)) -> Option<Input> {
     use std::os::unix::fs::FileTypeExt;
-    let (file, meta) = duplicate(std::io::stdin().as_fd())?;
     if meta.file_type().is_fifo() {
         let pipe = tokio::net::unix::pipe::Receiver::from_file(file).ok()?;
         return Some(Box::new(pipe));
     }
-    if meta.file_type().is_socket() {
-        return event_driven_socket(file).map(|s| Box::new(s) as Input);
-    }
-    None
+    let socket = event_driven_socket(file, &meta)?;
+    Some(Box::new(socket))
 }
 
-fn event_driven_stdout() -> Option<Output> {
-    use std::os::fd::AsFd;
+fn event_driven_writer((file, meta): (std::fs::File, std::fs::Metadata)) -> Option<Output> {
     use std::os::unix::fs::FileTypeExt;
-    let (file, meta) = duplicate(std::io::stdout().as_fd())?;
     if meta.file_type().is_fifo() {
         let pipe = tokio::net::unix::pipe::Sender::from_file(file).ok()?;
         return Some(Box::new(pipe));
     }
-    if meta.file_type().is_socket() {
-        return event_driven_socket(file).map(|s| Box::new(s) as Output);
-    }
-    None
+    let socket = event_driven_socket(file, &meta)?;
+    Some(Box::new(socket))
 }
 
-fn event_driven_socket(file: std::fs::File) -> Option<tokio::net::UnixStream> {
+fn event_driven_socket(
+    file: std::fs::File,
+    meta: &std::fs::Metadata,
+) -> Option<tokio::net::UnixStream> {
+    use std::os::unix::fs::FileTypeExt;
+    if !meta.file_type().is_socket() {
+        return None;
+    }
     let socket = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(file));
     socket.set_nonblocking(true).ok()?;
     tokio::net::UnixStream::from_std(socket).ok()
