@@ -101,7 +101,7 @@ fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// `calls` calls by `concurrency` workers, each call timed; the CPU both processes spent.
+/// `calls` calls by `concurrency` workers, each call timed; the CPU this process and the servers spent.
 async fn run<F, Fut>(calls: usize, concurrency: usize, children: &[u32], out: &mut Sample, make: F)
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static + Clone,
@@ -129,8 +129,8 @@ where
 }
 
 /// `calls` calls arriving at `rate` per second (an open loop: a call starts on schedule whether
-/// or not earlier ones have returned), each timed from the moment it is sent; the CPU both
-/// processes spent. Returns the rate achieved (calls over the time the arrivals took).
+/// or not earlier ones have returned), each timed from the moment it is sent; the CPU this
+/// process and the servers spent. Returns the rate achieved (calls over the time the arrivals took).
 async fn run_open<F, Fut>(
     calls: usize,
     rate: f64,
@@ -264,12 +264,33 @@ fn passthrough() -> Vec<(String, String)> {
     .collect()
 }
 
-/// One transport under test: its MCP URL (HTTP) or its one session (stdio, shared by all
-/// workers, as one agent's parallel calls would be).
+/// One transport under test and how to reach it.
 struct Via {
     name: &'static str,
-    url: Option<String>,
-    stdio: Option<Client>,
+    reach: Reach,
+}
+
+enum Reach {
+    /// An MCP URL: each worker opens its own session, as separate agents would.
+    Http(String),
+    /// The one stdio session, shared by all workers as one agent's parallel calls would be.
+    Stdio(Client),
+}
+
+impl Via {
+    /// The sessions `workers` workers use (taken in turn).
+    async fn sessions(&self, workers: usize) -> Vec<Client> {
+        match &self.reach {
+            Reach::Stdio(client) => vec![client.clone()],
+            Reach::Http(url) => {
+                let mut clients = Vec::new();
+                for _ in 0..workers {
+                    clients.push(http_session(url).await);
+                }
+                clients
+            }
+        }
+    }
 }
 
 /// `exai ARGS` with its own data directory and the mock as its provider, stdin and stdout piped
@@ -420,16 +441,14 @@ async fn main() {
                 children.push(child);
                 vias.push(Via {
                     name: "http",
-                    url: Some(url),
-                    stdio: None,
+                    reach: Reach::Http(url),
                 });
             }
             "http-inproc" => {
                 let url = start_in_process(&home, &mock.url).await;
                 vias.push(Via {
                     name: "http_in_process",
-                    url: Some(url),
-                    stdio: None,
+                    reach: Reach::Http(url),
                 });
             }
             // `exai serve` with its own data directory, logging as it would for a user.
@@ -441,8 +460,7 @@ async fn main() {
                 children.push(child);
                 vias.push(Via {
                     name: "stdio",
-                    url: None,
-                    stdio: Some(client),
+                    reach: Reach::Stdio(client),
                 });
             }
             other => panic!("unknown transport {other}: http, http-inproc or stdio"),
@@ -454,12 +472,7 @@ async fn main() {
         .collect();
 
     if let Some(kind) = only {
-        let via = &vias[0];
-        let client = match (&via.stdio, &via.url) {
-            (Some(c), _) => c.clone(),
-            (None, Some(url)) => http_session(url).await,
-            (None, None) => unreachable!(),
-        };
+        let client = vias[0].sessions(1).await.remove(0);
         let warm: usize = value("--warm").map_or(20, |v| v.parse().unwrap());
         for i in 0..warm + calls {
             match kind.as_str() {
@@ -474,21 +487,9 @@ async fn main() {
     }
 
     for &concurrency in &levels {
-        // Over HTTP one MCP session per worker, as separate agents would have; over stdio the
-        // one session.
         let mut sessions: Vec<Vec<Client>> = Vec::new();
         for via in &vias {
-            sessions.push(match (&via.stdio, &via.url) {
-                (Some(c), _) => vec![c.clone()],
-                (None, Some(url)) => {
-                    let mut clients = Vec::new();
-                    for _ in 0..concurrency {
-                        clients.push(http_session(url).await);
-                    }
-                    clients
-                }
-                (None, None) => unreachable!(),
-            });
+            sessions.push(via.sessions(concurrency).await);
         }
         let direct = {
             let (http, url) = (http.clone(), direct_url.clone());
