@@ -56,6 +56,12 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     pub allowed_hosts: Vec<String>,
     pub max_body_bytes: u64,
+    /// Named bearer tokens (name → token): each name is a principal owning its threads and jobs.
+    pub tokens: BTreeMap<String, Secret>,
+    pub header_read_timeout_secs: f64,
+    pub max_connections: u64,
+    pub max_sessions: u64,
+    pub session_idle_secs: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +95,7 @@ pub struct ToolsConfig {
     pub disabled_families: Vec<String>,
     pub diagnostics: bool,
     pub allowed_roots: Vec<String>,
+    pub allowed_private_paths: Vec<String>,
     pub max_output_tokens: u64,
 }
 
@@ -233,6 +240,11 @@ impl Default for Config {
                 allowed_origins: vec![],
                 allowed_hosts: vec![],
                 max_body_bytes: 4 * 1024 * 1024,
+                tokens: BTreeMap::new(),
+                header_read_timeout_secs: 10.0,
+                max_connections: 512,
+                max_sessions: 256,
+                session_idle_secs: 8.0 * 3600.0,
             },
             shim: ShimConfig {
                 url: "http://127.0.0.1:8079/mcp".into(),
@@ -254,6 +266,7 @@ impl Default for Config {
                 disabled_families: vec![],
                 diagnostics: false,
                 allowed_roots: vec![],
+                allowed_private_paths: vec![],
                 max_output_tokens: 25_000,
             },
             providers: ProvidersConfig {
@@ -410,6 +423,11 @@ impl Loaded {
                         "<redacted>"
                     }
                     .to_string(),
+                    Some(Value::Table(t)) if s.secret => t
+                        .keys()
+                        .map(|k| format!("{k}=<redacted>"))
+                        .collect::<Vec<_>>()
+                        .join(","),
                     Some(v) => render(v),
                     None => String::new(),
                 };
@@ -662,7 +680,7 @@ fn coerce(value: Value, like: &Value) -> Result<Value, String> {
 
 /// Settings whose value is a table of tables: any shape in the file (JSON in the environment),
 /// checked against its type here so an error names the key.
-const STRUCTURED: &[&str] = &["providers.custom", "providers.models"];
+const STRUCTURED: &[&str] = &["providers.custom", "providers.models", "server.tokens"];
 
 fn check_structured(key: &str, value: Value) -> Result<Value, String> {
     let checked = match key {
@@ -678,6 +696,11 @@ fn check_structured(key: &str, value: Value) -> Result<Value, String> {
             .try_into::<BTreeMap<String, ModelOverride>>()
             .map(|_| ())
             .map_err(|e| format!("a table of model names to registry fields ({e})")),
+        "server.tokens" => value
+            .clone()
+            .try_into::<BTreeMap<String, String>>()
+            .map(|_| ())
+            .map_err(|_| "a table of principal names to tokens, e.g. { alice = \"…\" } (env: the table as JSON)".into()),
         _ => Ok(()),
     };
     checked.map(|()| value)
@@ -1065,11 +1088,71 @@ fn validate(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), Conf
         .parse::<std::net::SocketAddr>()
         .map(|a| a.ip().is_loopback())
         .unwrap_or(false);
-    if !ip_is_loopback && !config.server.auth_token.is_set() {
+    if !ip_is_loopback && !config.server.auth_token.is_set() && config.server.tokens.is_empty() {
         return Err(invalid(
             "server.listen",
             listen.clone(),
             "a loopback address (127.0.0.1, ::1) unless EXAI_AUTH_TOKEN is set: a non-loopback bind requires a bearer token".into(),
+        ));
+    }
+    let server = &config.server;
+    for (name, token) in &server.tokens {
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
+        if !valid_name {
+            return Err(invalid(
+                "server.tokens",
+                name.clone(),
+                "principal names of 1 to 64 letters, digits, '-', '_', '.' or '@'".into(),
+            ));
+        }
+        if token.expose().len() < 16 {
+            return Err(invalid(
+                "server.tokens",
+                format!("{name} = <redacted>"),
+                "tokens of at least 16 characters".into(),
+            ));
+        }
+    }
+    let mut seen_tokens: Vec<&str> = vec![];
+    for token in server
+        .tokens
+        .values()
+        .map(Secret::expose)
+        .chain(server.auth_token.is_set().then(|| server.auth_token.expose()))
+    {
+        if seen_tokens.contains(&token) {
+            return Err(invalid(
+                "server.tokens",
+                "<redacted>".into(),
+                "a different token for every principal (and server.auth_token)".into(),
+            ));
+        }
+        seen_tokens.push(token);
+    }
+    if !(0.5..=600.0).contains(&server.header_read_timeout_secs) {
+        return Err(invalid(
+            "server.header_read_timeout_secs",
+            server.header_read_timeout_secs.to_string(),
+            "0.5 to 600 seconds".into(),
+        ));
+    }
+    for (key, value, low, high) in [
+        ("server.max_connections", server.max_connections, 1, 100_000),
+        ("server.max_sessions", server.max_sessions, 1, 100_000),
+    ] {
+        if !(low..=high).contains(&value) {
+            return Err(invalid(key, value.to_string(), format!("{low} to {high}")));
+        }
+    }
+    if !(10.0..=30.0 * 86_400.0).contains(&server.session_idle_secs) {
+        return Err(invalid(
+            "server.session_idle_secs",
+            server.session_idle_secs.to_string(),
+            "10 to 2592000 seconds (30 days)".into(),
         ));
     }
     if config.server.auth_token.is_set() && config.server.auth_token.expose().len() < 16 {

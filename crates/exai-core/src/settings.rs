@@ -84,6 +84,11 @@ settings! {
     "server.allowed_origins" [] false "Browser origins allowed besides loopback ones (`http://localhost:*` etc.). Entries need a scheme.";
     "server.allowed_hosts" [] false "`Host` header values allowed besides loopback names (needed behind a proxy or on a LAN address).";
     "server.max_body_bytes" [] false "Largest accepted HTTP request body in bytes; larger bodies get 413.";
+    "server.tokens" [] true "Named bearer tokens, e.g. `{ alice = \"…\", ci = \"…\" }` (env: the table as JSON): each name is a principal that owns its conversation threads and index jobs. With neither these nor `server.auth_token`, everything belongs to the local user.";
+    "server.header_read_timeout_secs" [] false "How long the HTTP daemon waits for a request's headers before closing the connection.";
+    "server.max_connections" [] false "Open HTTP connections at most; further connections wait in the kernel's backlog.";
+    "server.max_sessions" [] false "MCP sessions at most; a new session over the cap gets 503 with `Retry-After`.";
+    "server.session_idle_secs" [] false "An MCP session with no request for this long is closed (the client starts a new one).";
     "shim.url" [] false "Daemon endpoint the stdio shim forwards to.";
     "shim.autostart" [] false "Start `exai daemon` when the shim finds none answering.";
     "timeouts.workflow_tool_secs" ["WORKFLOW_TOOL_TIMEOUT_SECS"] false "Workflow tool timeout T. Daemon, shim and client timeouts derive from it (1.5·T, 2·T, 2.5·T).";
@@ -96,7 +101,8 @@ settings! {
     "tools.disabled" ["DISABLED_TOOLS"] false "Tools to switch off (comma separated in env). `version`, `health` and `listmodels` always stay on.";
     "tools.disabled_families" [] false "Tool families to switch off: `ai`, `kb`, `ops`.";
     "tools.diagnostics" [] false "Turn on the `diag` family (`ping`: a delay with progress notifications, for testing clients, shims and timeouts).";
-    "tools.allowed_roots" [] false "Directories that tools may read (e.g. `index_path`); empty: the server's working directory. `..`, symlink escapes and device files are refused.";
+    "tools.allowed_roots" [] false "Directories that tools may read (`index_path`, files sent to models); empty: the server's working directory, unless that is `/` or the home directory. `..`, symlink escapes, device files, dot-files, secret files and the data directory are refused.";
+    "tools.allowed_private_paths" [] false "Dot-files, dot-directories or secret-looking files (e.g. a `.docs` folder) that tools and indexing may read all the same; each path and everything under it.";
     "tools.max_output_tokens" ["MAX_MCP_OUTPUT_TOKENS"] false "Largest tool output, in tokens (about 4 characters each); longer output is truncated with a note.";
     "providers.default_model" ["DEFAULT_MODEL"] false "Model used when a tool call names none; `auto` picks one per call.";
     "providers.kimi_api_key" ["KIMI_API_KEY", "MOONSHOT_API_KEY"] true "Moonshot Kimi API key.";
