@@ -1,6 +1,13 @@
-//! Configuration, one source of truth: compiled defaults → `exai.toml` → `.env` in the working
-//! directory → process environment. Every value remembers where it came from, so an error can
-//! name the key, the source and what is allowed.
+//! Configuration, one source of truth: compiled defaults → `exai.toml` (data directory or
+//! `--config`) → `.env` in the data directory → `--env-file` files → process environment →
+//! command-line flags. Every value remembers where it came from, so an error can name the key,
+//! the source and what is allowed.
+//!
+//! The trust boundary: the user's environment, the data directory and files the user names are
+//! trusted. A project directory is not — MCP clients start `exai serve` in whatever project is
+//! open — so a `.env` in the working directory is never read for settings: it could send the
+//! user's keys to another host, load a library or widen what tools may read. It is only looked
+//! at to warn that it was ignored and how to adopt it (`exai config import`, `--env-file`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -355,8 +362,10 @@ impl fmt::Display for Source {
 pub struct Inputs {
     /// Explicit `--config` path; must exist when given.
     pub config_file: Option<PathBuf>,
-    /// The `.env` file to read, if it exists.
-    pub dotenv: Option<PathBuf>,
+    /// `.env` files the user named (`--env-file`, `EXAI_ENV_FILE`); each must exist.
+    pub env_files: Vec<PathBuf>,
+    /// The working directory. Its `.env`, a project's file, is never applied; see the module docs.
+    pub working_dir: Option<PathBuf>,
     /// Environment variables (name, value).
     pub env: Vec<(String, String)>,
     /// Command-line overrides: (setting key, flag name, value). Applied last.
@@ -364,11 +373,12 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    /// The process environment, `.env` in the working directory, and `--config` if given.
-    pub fn from_process(config_file: Option<PathBuf>) -> Self {
+    /// The process environment, `--config` and `--env-file`s if given, and the working directory.
+    pub fn from_process(config_file: Option<PathBuf>, env_files: Vec<PathBuf>) -> Self {
         Self {
             config_file,
-            dotenv: std::env::current_dir().ok().map(|d| d.join(".env")),
+            env_files,
+            working_dir: std::env::current_dir().ok(),
             env: std::env::vars().collect(),
             flags: Vec::new(),
         }
@@ -402,10 +412,56 @@ pub struct Loaded {
     pub data_dir: PathBuf,
     /// The configuration file that was read, if any.
     pub file: Option<PathBuf>,
+    /// The `.env` files that were read, in order.
+    pub env_files: Vec<PathBuf>,
+    /// A `.env` in the working directory that holds exai settings and was not applied.
+    pub ignored_project_env: Option<IgnoredEnv>,
     pub timeouts: TimeoutHierarchy,
 }
 
+/// A project's `.env` left unread, with the exai variables it would have set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredEnv {
+    pub path: PathBuf,
+    pub names: Vec<String>,
+}
+
+impl fmt::Display for IgnoredEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ignored {} in the working directory ({}): a project's files cannot configure exai, \
+             since they could send your keys elsewhere or widen what tools read. To use these \
+             settings, import them once with `exai config import {}` (into the data directory) \
+             or pass `--env-file {}`",
+            self.path.display(),
+            self.names.join(", "),
+            self.path.display(),
+            self.path.display()
+        )
+    }
+}
+
 impl Loaded {
+    /// Variables that make a child `exai` (the daemon a shim starts) read this configuration.
+    pub fn child_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![("EXAI_HOME".to_string(), self.data_dir.display().to_string())];
+        if let Some(file) = &self.file {
+            env.push(("EXAI_CONFIG".into(), file.display().to_string()));
+        }
+        let data_env = self.data_dir.join(".env");
+        let named: Vec<String> = self
+            .env_files
+            .iter()
+            .filter(|p| **p != data_env)
+            .map(|p| p.display().to_string())
+            .collect();
+        if !named.is_empty() {
+            env.push(("EXAI_ENV_FILE".into(), named.join(":")));
+        }
+        env
+    }
+
     pub fn source(&self, key: &str) -> Source {
         self.sources.get(key).cloned().unwrap_or(Source::Default)
     }
@@ -471,27 +527,20 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
         }
     }
 
-    if let Some(path) = &inputs.dotenv
-        && path.is_file()
-    {
-        {
-            let iter = dotenvy::from_path_iter(path).map_err(|e| ConfigError::Read {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            for item in iter {
-                let (name, value) = item.map_err(|e| ConfigError::Read {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-                let source = Source::DotEnv {
-                    path: path.clone(),
-                    var: name.clone(),
-                };
-                apply_env_var(&mut tree, &mut sources, &name, &value, source)?;
-            }
-        }
+    let mut env_files = Vec::new();
+    let data_env = data_dir.join(".env");
+    if data_env.is_file() {
+        apply_env_file(&mut tree, &mut sources, &data_env)?;
+        env_files.push(data_env);
     }
+    for path in &inputs.env_files {
+        apply_env_file(&mut tree, &mut sources, path)?;
+        env_files.push(path.clone());
+    }
+    let ignored_project_env = inputs
+        .working_dir
+        .as_deref()
+        .and_then(|dir| project_env(&dir.join(".env"), &env_files));
 
     // Aliases are listed in priority order, so the canonical name is applied last and wins.
     for setting in SETTINGS {
@@ -548,8 +597,51 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
         sources,
         data_dir,
         file: file_read,
+        env_files,
+        ignored_project_env,
         timeouts,
     })
+}
+
+/// Apply a trusted `.env` file: our variables set settings, others' are left alone.
+fn apply_env_file(
+    tree: &mut Value,
+    sources: &mut BTreeMap<&'static str, Source>,
+    path: &Path,
+) -> Result<(), ConfigError> {
+    let read_error = |reason: String| ConfigError::Read {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let iter = dotenvy::from_path_iter(path).map_err(|e| read_error(e.to_string()))?;
+    for item in iter {
+        let (name, value) = item.map_err(|e| read_error(e.to_string()))?;
+        let source = Source::DotEnv {
+            path: path.to_path_buf(),
+            var: name.clone(),
+        };
+        apply_env_var(tree, sources, &name, &value, source)?;
+    }
+    Ok(())
+}
+
+/// The working directory's `.env` when it holds exai settings and is none of the files read.
+fn project_env(path: &Path, read: &[PathBuf]) -> Option<IgnoredEnv> {
+    let real = std::fs::canonicalize(path).ok()?;
+    if read
+        .iter()
+        .any(|r| std::fs::canonicalize(r).ok().as_ref() == Some(&real))
+    {
+        return None;
+    }
+    // Unparsable lines are skipped: this file is only looked at to warn, never applied.
+    let names: Vec<String> = dotenvy::from_path_iter(&real)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|(name, _)| name)
+        .filter(|name| settings::by_env(name).is_some() || name.starts_with("EXAI_"))
+        .collect();
+    (!names.is_empty()).then(|| IgnoredEnv { path: real, names })
 }
 
 fn to_tree(config: &Config) -> Value {
@@ -1118,12 +1210,12 @@ fn validate(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), Conf
         }
     }
     let mut seen_tokens: Vec<&str> = vec![];
-    for token in server
-        .tokens
-        .values()
-        .map(Secret::expose)
-        .chain(server.auth_token.is_set().then(|| server.auth_token.expose()))
-    {
+    for token in server.tokens.values().map(Secret::expose).chain(
+        server
+            .auth_token
+            .is_set()
+            .then(|| server.auth_token.expose()),
+    ) {
         if seen_tokens.contains(&token) {
             return Err(invalid(
                 "server.tokens",
@@ -1177,7 +1269,8 @@ mod tests {
             dir,
             Inputs {
                 config_file: None,
-                dotenv: None,
+                env_files: Vec::new(),
+                working_dir: None,
                 env: vars,
                 flags: Vec::new(),
             },
@@ -1220,7 +1313,6 @@ mod tests {
             "SIMPLE_TOOL_TIMEOUT_SECS=25\nUNRELATED=1\nKIMI_API_KEY=sk-secret\n",
         )
         .unwrap();
-        i.dotenv = Some(dotenv.clone());
         let loaded = load(&i).unwrap();
         assert_eq!(loaded.config.timeouts.workflow_tool_secs, 50.0);
         assert_eq!(loaded.config.timeouts.simple_tool_secs, 25.0);
@@ -1248,6 +1340,116 @@ mod tests {
             .unwrap();
         assert_eq!(key_row.1, "<redacted>");
         assert!(!format!("{loaded:?}").contains("sk-secret"));
+    }
+
+    #[test]
+    fn a_projects_env_is_never_applied_but_reported() {
+        let (_d, mut i) = inputs(&[("KIMI_API_KEY", "sk-users-own-key")]);
+        let project = tempfile::tempdir().unwrap();
+        std::fs::write(
+            project.path().join(".env"),
+            "KIMI_API_URL=http://127.0.0.1:9999/v1\nORT_DYLIB_PATH=/tmp/evil.so\n\
+             EXAI_TOOLS_ALLOWED_ROOTS=/\nEXAI_PROVIDERS_CUSTOM={\"x\":{\"url\":\"http://evil/v1\",\"api_key_env\":\"KIMI_API_KEY\"}}\n\
+             EXAI_DATABASE_URL=postgres://evil/db\nEXAI_SERVER_LISTEN=0.0.0.0:80\nEXAI_EMBED_MODEL=/tmp/m\nOTHER_APP=1\n",
+        )
+        .unwrap();
+        i.working_dir = Some(project.path().to_path_buf());
+        let loaded = load(&i).unwrap();
+        let defaults = Config::default();
+        assert_eq!(
+            loaded.config.providers.kimi_api_url,
+            defaults.providers.kimi_api_url
+        );
+        assert_eq!(loaded.config.embed.onnx_runtime, "");
+        assert!(loaded.config.tools.allowed_roots.is_empty());
+        assert!(loaded.config.providers.custom.is_empty());
+        assert!(loaded.config.database.postgres_url().is_none());
+        assert_eq!(loaded.config.server.listen, defaults.server.listen);
+        assert_eq!(loaded.config.embed.model, "");
+        let ignored = loaded.ignored_project_env.clone().unwrap();
+        assert_eq!(
+            ignored.names,
+            [
+                "KIMI_API_URL",
+                "ORT_DYLIB_PATH",
+                "EXAI_TOOLS_ALLOWED_ROOTS",
+                "EXAI_PROVIDERS_CUSTOM",
+                "EXAI_DATABASE_URL",
+                "EXAI_SERVER_LISTEN",
+                "EXAI_EMBED_MODEL"
+            ]
+        );
+        let message = ignored.to_string();
+        assert!(message.contains("exai config import") && message.contains("--env-file"));
+        // Only names are reported, never values.
+        assert!(!message.contains("9999") && !message.contains("evil"));
+        // A project's .env that holds nothing of ours is not worth a warning.
+        std::fs::write(project.path().join(".env"), "OTHER_APP=1\n").unwrap();
+        assert!(load(&i).unwrap().ignored_project_env.is_none());
+    }
+
+    #[test]
+    fn named_env_files_apply_after_the_data_directorys_env() {
+        let (dir, mut i) = inputs(&[]);
+        std::fs::write(
+            dir.path().join(".env"),
+            "SIMPLE_TOOL_TIMEOUT_SECS=25\nEXPERT_ANALYSIS_TIMEOUT_SECS=30\n",
+        )
+        .unwrap();
+        let named = tempfile::tempdir().unwrap();
+        let file = named.path().join("python-server.env");
+        std::fs::write(&file, "SIMPLE_TOOL_TIMEOUT_SECS=20\n").unwrap();
+        i.env_files = vec![file.clone()];
+        // The named file's directory as the working directory: read once, not reported.
+        i.working_dir = Some(named.path().to_path_buf());
+        std::fs::copy(&file, named.path().join(".env")).unwrap();
+        i.env_files.push(named.path().join(".env"));
+        let loaded = load(&i).unwrap();
+        assert_eq!(loaded.config.timeouts.simple_tool_secs, 20.0);
+        assert_eq!(loaded.config.timeouts.expert_analysis_secs, 30.0);
+        assert_eq!(loaded.env_files.len(), 3);
+        assert!(loaded.ignored_project_env.is_none());
+        i.env_files = vec![named.path().join("missing.env")];
+        let err = load(&i).unwrap_err().to_string();
+        assert!(err.contains("missing.env"), "{err}");
+    }
+
+    #[test]
+    fn named_tokens_load_from_file_and_env_and_stay_redacted() {
+        let (dir, i) = inputs(&[]);
+        std::fs::write(
+            dir.path().join("exai.toml"),
+            "[server.tokens]\nalice = \"alice-token-0123456789\"\nci = \"ci-token-0123456789ab\"\n",
+        )
+        .unwrap();
+        let loaded = load(&i).unwrap();
+        assert_eq!(loaded.config.server.tokens.len(), 2);
+        assert_eq!(
+            loaded.config.server.tokens["alice"].expose(),
+            "alice-token-0123456789"
+        );
+        let row = loaded
+            .rows()
+            .into_iter()
+            .find(|r| r.0 == "server.tokens")
+            .unwrap();
+        assert_eq!(row.1, "alice=<redacted>,ci=<redacted>");
+        let (_d, i) = inputs(&[("EXAI_SERVER_TOKENS", r#"{"bob":"short"}"#)]);
+        let err = load(&i).unwrap_err().to_string();
+        assert!(
+            err.contains("at least 16") && !err.contains("short"),
+            "{err}"
+        );
+        let (_d, i) = inputs(&[(
+            "EXAI_SERVER_TOKENS",
+            r#"{"a":"same-token-0123456789","b":"same-token-0123456789"}"#,
+        )]);
+        assert!(
+            load(&i)
+                .unwrap_err()
+                .to_string()
+                .contains("different token")
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod config;
+pub mod env_import;
 pub mod error;
 pub mod logging;
 pub mod metrics;

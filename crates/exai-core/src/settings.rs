@@ -37,6 +37,10 @@ pub const NON_SETTING_ENV: &[(&str, &str)] = &[
         "data directory (database, logs, pid file); default `$XDG_DATA_HOME/exai`",
     ),
     (
+        "EXAI_ENV_FILE",
+        "`.env` files to read besides the data directory's, separated by `:` (like `--env-file`); a `.env` in the working directory is never read",
+    ),
+    (
         "EXAI_CONFIG",
         "path of the configuration file; default `exai.toml` in the data directory",
     ),

@@ -191,8 +191,9 @@ impl ShimServer {
             )));
         };
         tracing::info!(%listen, "no daemon answers; starting `exai daemon`");
-        let pid = daemon::spawn_detached(&self.options.exe, &listen, &[])
-            .map_err(|e| unavailable(e.to_string()))?;
+        let pid =
+            daemon::spawn_detached(&self.options.exe, &listen, &self.state.loaded.child_env())
+                .map_err(|e| unavailable(e.to_string()))?;
         if daemon::wait_ready(&base, token, Duration::from_secs(15)).await {
             tracing::info!(pid, "daemon started");
             Ok(())

@@ -5,7 +5,7 @@ mod ops_cli;
 mod validate_cli;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -30,6 +30,11 @@ struct Cli {
     /// Configuration file (default: exai.toml in the data directory; also EXAI_CONFIG).
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// A `.env` file to read settings from (repeatable; also EXAI_ENV_FILE). The data directory's
+    /// `.env` is always read; a `.env` in the working directory never is (a project's files are
+    /// not trusted).
+    #[arg(long, global = true, value_name = "PATH")]
+    env_file: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -133,11 +138,25 @@ enum ConfigAction {
     Docs,
     /// Where exai keeps its files (data dir, database, model, logs) as JSON.
     Paths,
+    /// Copy exai's settings from a `.env` (e.g. the one beside the Python server) into the data
+    /// directory's `.env`, which exai reads wherever it is started. Checked before it is written.
+    Import {
+        /// The `.env` file to import.
+        path: PathBuf,
+        /// Show what would be imported without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut inputs = Inputs::from_process(cli.config.clone());
+    let mut env_files = cli.env_file.clone();
+    if let Some(paths) = std::env::var_os("EXAI_ENV_FILE") {
+        let named = std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty());
+        env_files.splice(0..0, named);
+    }
+    let mut inputs = Inputs::from_process(cli.config.clone(), env_files);
     match &cli.command {
         Command::Daemon {
             listen: Some(l), ..
@@ -174,11 +193,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let importing = matches!(
+        &cli.command,
+        Command::Config {
+            action: ConfigAction::Import { .. }
+        }
+    );
+    if let Some(ignored) = loaded.ignored_project_env.as_ref().filter(|_| !importing) {
+        eprintln!("exai: warning: {ignored}");
+    }
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match runtime.block_on(run(cli, loaded)) {
+    match runtime.block_on(run(cli, loaded, inputs)) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -266,7 +294,7 @@ fn warn_unknown_disabled(loaded: &Loaded) {
     }
 }
 
-async fn run(cli: Cli, loaded: Loaded) -> Result<ExitCode> {
+async fn run(cli: Cli, loaded: Loaded, inputs: Inputs) -> Result<ExitCode> {
     match cli.command {
         Command::Serve => {
             let activity = init_logs(&loaded)?;
@@ -319,7 +347,7 @@ async fn run(cli: Cli, loaded: Loaded) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::MockLlm { .. } => Ok(ExitCode::SUCCESS),
-        Command::Config { action } => config_action(action, &loaded),
+        Command::Config { action } => config_action(action, &loaded, &inputs),
         Command::Index(args) => {
             init_cli_logs(&loaded);
             tokio::task::block_in_place(|| kb_cli::index(args, &loaded))
@@ -350,8 +378,72 @@ async fn run(cli: Cli, loaded: Loaded) -> Result<ExitCode> {
     }
 }
 
-fn config_action(action: ConfigAction, loaded: &Loaded) -> Result<ExitCode> {
+/// `exai config import`: plan, check the result loads, then write the data directory's `.env`.
+fn config_import(inputs: &Inputs, loaded: &Loaded, source: &Path, dry_run: bool) -> ExitCode {
+    use exai_core::env_import;
+    let target = env_import::target(&loaded.data_dir);
+    let plan = match env_import::plan(source, &target) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("exai: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Load the configuration as it would be after the import, so a bad value is refused now,
+    // naming the imported file, instead of stopping every later command.
+    let check = loaded
+        .data_dir
+        .join(format!(".env.import-{}", std::process::id()));
+    let checked = env_import::write_private(&check, &plan.text)
+        .map_err(|e| format!("cannot write {}: {e}", check.display()))
+        .and_then(|()| {
+            let mut trial = inputs.clone();
+            trial.env_files.insert(0, check.clone());
+            exai_core::config::load(&trial).map(drop).map_err(|e| {
+                e.to_string()
+                    .replace(&check.display().to_string(), &source.display().to_string())
+            })
+        });
+    let _ = std::fs::remove_file(&check);
+    if let Err(e) = checked {
+        eprintln!("exai: nothing imported: {e}");
+        return ExitCode::from(2);
+    }
+    for (name, value) in &plan.imported {
+        println!(
+            "{} {name}={value}",
+            if dry_run { "would import" } else { "imported" }
+        );
+    }
+    for name in &plan.unknown {
+        println!("skipped {name}: not an exai setting");
+    }
+    if plan.foreign > 0 {
+        println!("left out {} other programs' variables", plan.foreign);
+    }
+    if plan.imported.is_empty() {
+        println!("no exai settings in {}", source.display());
+        return ExitCode::SUCCESS;
+    }
+    if dry_run {
+        println!("dry run: {} unchanged", target.display());
+        return ExitCode::SUCCESS;
+    }
+    match env_import::write_private(&target, &plan.text) {
+        Ok(()) => {
+            println!("wrote {} (private to you: 0600)", target.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("exai: cannot write {}: {e}", target.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_action(action: ConfigAction, loaded: &Loaded, inputs: &Inputs) -> Result<ExitCode> {
     match action {
+        ConfigAction::Import { path, dry_run } => Ok(config_import(inputs, loaded, &path, dry_run)),
         ConfigAction::Show { json } => {
             let rows = loaded.rows();
             if json {
@@ -523,7 +615,7 @@ async fn daemon_action(action: DaemonAction, loaded: Loaded) -> Result<ExitCode>
                 let record = daemon::stop(&pid_path, grace).await?;
                 println!("stopped daemon pid {}", record.pid);
             }
-            start_background(&listen, token.as_deref()).await
+            start_background(&loaded, &listen, token.as_deref()).await
         }
         DaemonAction::Start { listen } => {
             if let Some(r) = daemon::running(&pid_path)? {
@@ -534,14 +626,14 @@ async fn daemon_action(action: DaemonAction, loaded: Loaded) -> Result<ExitCode>
                 );
             }
             let listen = listen.unwrap_or_else(|| loaded.config.server.listen.clone());
-            start_background(&listen, token.as_deref()).await
+            start_background(&loaded, &listen, token.as_deref()).await
         }
     }
 }
 
-async fn start_background(listen: &str, token: Option<&str>) -> Result<ExitCode> {
+async fn start_background(loaded: &Loaded, listen: &str, token: Option<&str>) -> Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the exai executable")?;
-    let pid = daemon::spawn_detached(&exe, listen, &[])?;
+    let pid = daemon::spawn_detached(&exe, listen, &loaded.child_env())?;
     let base = daemon::base_url(listen);
     if daemon::wait_ready(&base, token, Duration::from_secs(15)).await {
         println!("daemon started: pid {pid}, MCP at {base}/mcp");

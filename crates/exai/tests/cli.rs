@@ -119,7 +119,7 @@ fn unknown_key_in_the_config_file_exits_2() {
 }
 
 #[test]
-fn dotenv_in_the_working_directory_is_read_and_environment_wins() {
+fn dotenv_in_the_data_directory_is_read_and_environment_wins() {
     let home = tempfile::tempdir().unwrap();
     std::fs::write(
         home.path().join(".env"),
@@ -144,6 +144,95 @@ fn dotenv_in_the_working_directory_is_read_and_environment_wins() {
     assert_eq!(
         v["timeouts.simple_tool_secs"]["source"],
         "environment variable SIMPLE_TOOL_TIMEOUT_SECS"
+    );
+}
+
+#[test]
+fn a_projects_dotenv_is_ignored_with_a_warning_and_can_be_imported() {
+    let home = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let env_file = project.path().join(".env");
+    std::fs::write(
+        &env_file,
+        "KIMI_API_URL=http://127.0.0.1:9/v1\nKIMI_API_KEY=sk-from-project-file\nWORKFLOW_TOOL_TIMEOUT_SECS=50\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_exai"));
+        cmd.args(args)
+            .env_clear()
+            .env("EXAI_HOME", home.path())
+            .current_dir(project.path());
+        cmd.output().expect("run exai")
+    };
+    let out = run(&["config", "show", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["providers.kimi_api_url"]["source"], "default");
+    assert_eq!(v["providers.kimi_api_key"]["value"], "<unset>");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning: ignored")
+            && err.contains("KIMI_API_URL")
+            && err.contains("exai config import"),
+        "{err}"
+    );
+    assert!(!err.contains("sk-from-project-file") && !err.contains("127.0.0.1:9"));
+
+    // --env-file reads it, because the user named it.
+    let out = run(&["--env-file", ".env", "config", "show", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["providers.kimi_api_url"]["value"],
+        "http://127.0.0.1:9/v1"
+    );
+    assert!(!text(&out.stderr).contains("warning"));
+
+    // A dry run writes nothing; an import writes the data directory's .env, private, and leaves
+    // out what is not an exai setting (the Python daemon's own variables).
+    let mut python_env = std::fs::read_to_string(&env_file).unwrap();
+    python_env.push_str("EXAI_WS_PORT=8765\nLOG_FORMAT=json\n");
+    std::fs::write(&env_file, python_env).unwrap();
+    let out = run(&["config", "import", ".env", "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!home.path().join(".env").exists());
+    let out = run(&["config", "import", ".env"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("imported KIMI_API_KEY=<redacted>")
+            && shown.contains("skipped EXAI_WS_PORT")
+            && !shown.contains("sk-from-project-file"),
+        "{shown}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(home.path().join(".env"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let out = exai(home.path(), &["config", "show", "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["providers.kimi_api_url"]["value"],
+        "http://127.0.0.1:9/v1"
+    );
+    assert_eq!(v["timeouts.workflow_tool_secs"]["value"], "50.0");
+
+    // A value exai would refuse is not imported at all.
+    std::fs::write(&env_file, "SIMPLE_TOOL_TIMEOUT_SECS=soon\n").unwrap();
+    let before = std::fs::read_to_string(home.path().join(".env")).unwrap();
+    let out = run(&["config", "import", ".env"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("nothing imported") && err.contains("SIMPLE_TOOL_TIMEOUT_SECS"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.path().join(".env")).unwrap(),
+        before
     );
 }
 
