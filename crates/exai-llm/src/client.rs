@@ -15,6 +15,13 @@ use crate::metrics::{Operation, ProviderMetrics};
 use crate::providers::{Endpoint, Flavor};
 use crate::wire::{self, Answer, ChatRequest, StreamAssembler};
 
+/// Most bytes exai reads of one provider answer (JSON or the whole SSE stream). Far above any
+/// model's output limit; a server that sends more is broken or hostile, and memory is bounded.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most bytes of an error body kept for its message.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
 /// Streaming progress: characters of answer received so far.
 pub type ProgressFn = Arc<dyn Fn(usize) + Send + Sync>;
 
@@ -150,14 +157,11 @@ impl OpenAiCompatible {
         }
         if !status.is_success() {
             let headers = response.headers().clone();
-            let body = response.text().await.unwrap_or_default();
+            let body = error_body(response).await;
             return Err(self.status_error(status.as_u16(), &headers, &body));
         }
         if !req.stream {
-            let text = response
-                .text()
-                .await
-                .map_err(|e| self.transport_error(&e, attempt))?;
+            let text = self.answer_body(response, attempt).await?;
             return wire::parse_answer(&text).map_err(|message| LlmError::Malformed {
                 provider: self.endpoint.id.clone(),
                 message,
@@ -165,12 +169,17 @@ impl OpenAiCompatible {
         }
         let mut assembler = StreamAssembler::default();
         let mut stream = response.bytes_stream();
+        let mut received = 0usize;
         loop {
             let next = tokio::time::timeout_at(attempt.deadline.into(), stream.next())
                 .await
                 .map_err(|_| self.timeout(attempt))?;
             let Some(chunk) = next else { break };
             let bytes = chunk.map_err(|e| self.transport_error(&e, attempt))?;
+            received += bytes.len();
+            if received > MAX_ANSWER_BYTES {
+                return Err(self.too_large());
+            }
             let delta = assembler
                 .feed(&bytes)
                 .map_err(|message| LlmError::Malformed {
@@ -215,14 +224,41 @@ impl OpenAiCompatible {
     }
 
     /// The body of a successful answer, or the status mapped to an error.
-    async fn success_body(&self, response: reqwest::Response) -> Result<String, LlmError> {
+    async fn success_body(
+        &self,
+        response: reqwest::Response,
+        attempt: &Attempt,
+    ) -> Result<String, LlmError> {
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.text().await.unwrap_or_default();
         if status.is_success() {
-            Ok(body)
+            self.answer_body(response, attempt).await
         } else {
+            let body = error_body(response).await;
             Err(self.status_error(status.as_u16(), &headers, &body))
+        }
+    }
+
+    /// A whole answer body, at most [`MAX_ANSWER_BYTES`].
+    async fn answer_body(
+        &self,
+        response: reqwest::Response,
+        attempt: &Attempt,
+    ) -> Result<String, LlmError> {
+        match read_body(response, MAX_ANSWER_BYTES).await {
+            Ok((text, true)) => Ok(text),
+            Ok((_, false)) => Err(self.too_large()),
+            Err(e) => Err(self.transport_error(&e, attempt)),
+        }
+    }
+
+    fn too_large(&self) -> LlmError {
+        LlmError::Malformed {
+            provider: self.endpoint.id.clone(),
+            message: format!(
+                "the answer is larger than {} MiB; exai stopped reading it",
+                MAX_ANSWER_BYTES >> 20
+            ),
         }
     }
 
@@ -294,7 +330,7 @@ impl OpenAiCompatible {
             .send()
             .await
             .map_err(|e| self.transport_error(&e, attempt))?;
-        let body = self.success_body(response).await?;
+        let body = self.success_body(response, attempt).await?;
         let id = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string))
@@ -302,6 +338,33 @@ impl OpenAiCompatible {
                 provider: self.endpoint.id.clone(),
                 message: "file upload answer without an `id`".into(),
             })?;
+        // From here on the file is deleted on every path: an error, a timeout, or the call
+        // being dropped when the client cancels.
+        let uploaded = UploadedFile {
+            http: self.http.clone(),
+            url: self.endpoint.url(&format!("files/{id}")),
+            api_key: self
+                .endpoint
+                .api_key
+                .is_set()
+                .then(|| self.endpoint.api_key.clone()),
+        };
+        let content = self.file_content(&id, attempt).await;
+        uploaded.delete().await;
+        let text = content?;
+        // The content endpoint answers `{"content": "...", ...}`; keep the text only.
+        Ok(serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| {
+                v.get("content")
+                    .and_then(|c| c.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or(text))
+    }
+
+    /// The text Kimi extracted from an uploaded file.
+    async fn file_content(&self, id: &str, attempt: &Attempt) -> Result<String, LlmError> {
         let remaining = remaining(&self.endpoint, attempt.deadline)?;
         let mut get = self
             .http
@@ -314,27 +377,7 @@ impl OpenAiCompatible {
             .send()
             .await
             .map_err(|e| self.transport_error(&e, attempt))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
-        // The file has served its purpose; a failed delete only leaves it in the user's storage.
-        let mut delete = self.http.delete(self.endpoint.url(&format!("files/{id}")));
-        if self.endpoint.api_key.is_set() {
-            delete = delete.bearer_auth(self.endpoint.api_key.expose());
-        }
-        let _ = delete.timeout(Duration::from_secs(5)).send().await;
-        if !status.is_success() {
-            return Err(self.status_error(status.as_u16(), &headers, &text));
-        }
-        // The content endpoint answers `{"content": "...", ...}`; keep the text only.
-        Ok(serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| {
-                v.get("content")
-                    .and_then(|c| c.as_str())
-                    .map(str::to_string)
-            })
-            .unwrap_or(text))
+        self.success_body(response, attempt).await
     }
 
     /// GLM: the standalone web search API (`POST /web_search`).
@@ -373,7 +416,7 @@ impl OpenAiCompatible {
             .send()
             .await
             .map_err(|e| self.transport_error(&e, attempt))?;
-        let body = self.success_body(response).await?;
+        let body = self.success_body(response, attempt).await?;
         let v: serde_json::Value =
             serde_json::from_str(&body).map_err(|e| LlmError::Malformed {
                 provider: self.endpoint.id.clone(),
@@ -436,6 +479,81 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .and_then(|s| s.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(|s| Duration::from_secs_f64(s.min(3600.0)))
+}
+
+/// The body, reading at most `cap` bytes: the text and whether it was complete.
+async fn read_body(
+    response: reqwest::Response,
+    cap: usize,
+) -> Result<(String, bool), reqwest::Error> {
+    let mut stream = response.bytes_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        let room = cap - bytes.len();
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok((String::from_utf8_lossy(&bytes).into_owned(), false));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), true))
+}
+
+/// An error answer's body for its message: its first [`MAX_ERROR_BYTES`], or nothing.
+async fn error_body(response: reqwest::Response) -> String {
+    read_body(response, MAX_ERROR_BYTES)
+        .await
+        .map(|(text, _)| text)
+        .unwrap_or_default()
+}
+
+/// A file uploaded to Kimi, deleted when this is dropped unless [`UploadedFile::delete`] ran.
+struct UploadedFile {
+    http: reqwest::Client,
+    url: String,
+    api_key: Option<exai_core::Secret>,
+}
+
+impl UploadedFile {
+    fn request(&self) -> reqwest::RequestBuilder {
+        let mut delete = self.http.delete(&self.url).timeout(Duration::from_secs(5));
+        if let Some(key) = &self.api_key {
+            delete = delete.bearer_auth(key.expose());
+        }
+        delete
+    }
+
+    /// Delete now; a failed delete only leaves the file in the user's Kimi storage (logged).
+    async fn delete(mut self) {
+        let request = self.request();
+        // An empty URL tells `drop` the work is done.
+        let url = std::mem::take(&mut self.url);
+        log_delete(&url, request.send().await);
+    }
+}
+
+impl Drop for UploadedFile {
+    fn drop(&mut self) {
+        if self.url.is_empty() {
+            return;
+        }
+        let request = self.request();
+        let url = std::mem::take(&mut self.url);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { log_delete(&url, request.send().await) });
+        }
+    }
+}
+
+fn log_delete(url: &str, sent: Result<reqwest::Response, reqwest::Error>) {
+    match sent {
+        Ok(r) if r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND => {}
+        Ok(r) => {
+            tracing::warn!(%url, status = r.status().as_u16(), "could not delete an uploaded file")
+        }
+        Err(e) => tracing::warn!(%url, error = %e, "could not delete an uploaded file"),
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,10 @@
 //! `[[mock:error500=N]]`, `[[mock:slow=MS]]`, `[[mock:stream_delay=MS]]`, `[[mock:truncate]]`,
 //! `[[mock:malformed]]`, `[[mock:context_length]]`, `[[mock:unauthorized]]`, `[[mock:reply=TEXT]]`.
 //!
+//! An uploaded file whose name holds `mock-content-error` is stored, but reading its content
+//! answers 500, as when extraction fails on the provider's side; with `mock-content-slow`, the
+//! content answers after 5 s.
+//!
 //! Without directives it answers `mock answer from MODEL (N messages): ` and the start of the last
 //! user message, so a test can see what reached the model.
 
@@ -89,6 +93,11 @@ impl MockServer {
             .lock()
             .map(|r| r.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Files uploaded and not deleted.
+    pub fn stored_files(&self) -> usize {
+        self.state.files.lock().map_or(0, |f| f.len())
     }
 
     /// Wait until the server stops (for `exai mock-llm`).
@@ -442,6 +451,22 @@ async fn file_content(
         );
     }
     let found = state.files.lock().ok().and_then(|f| f.get(&id).cloned());
+    if found
+        .as_ref()
+        .is_some_and(|(name, _)| name.contains("mock-content-slow"))
+    {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    if found
+        .as_ref()
+        .is_some_and(|(name, _)| name.contains("mock-content-error"))
+    {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "extraction failed",
+        );
+    }
     match found {
         Some((filename, text)) => axum::Json(json!({ "content": text, "file_type": "text/plain", "filename": filename, "title": "", "type": "file" })).into_response(),
         None => error(StatusCode::NOT_FOUND, "resource_not_found_error", "no such file"),

@@ -304,6 +304,34 @@ async fn kimi_cache_token_files_and_glm_search() {
         .await
         .unwrap();
     assert_eq!(text, "hello file");
+    assert_eq!(mock.stored_files(), 0, "deleted after reading");
+    // Deleted when reading the content fails, too.
+    let failed = kimi
+        .kimi_extract("mock-content-error.txt", b"x".to_vec(), &attempt)
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(mock.stored_files(), 0, "deleted after a failed read");
+    // And when the call is dropped half way (a client's cancel), soon after.
+    {
+        let upload = kimi.kimi_extract("mock-content-slow.txt", b"y".to_vec(), &attempt);
+        tokio::pin!(upload);
+        let stored = async {
+            while mock.stored_files() == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::select! {
+            _ = &mut upload => panic!("the slow content answered first"),
+            () = stored => {}
+        }
+        assert_eq!(mock.stored_files(), 1, "uploaded, its content pending");
+        // `upload` is dropped here, as a cancelled tool call drops it.
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while mock.stored_files() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(mock.stored_files(), 0, "deleted after a cancelled call");
     let glm = gw.provider("glm").unwrap();
     let results = glm.glm_web_search("rust async", 2, &attempt).await.unwrap();
     assert_eq!(results.len(), 2);
