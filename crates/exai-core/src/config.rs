@@ -462,6 +462,15 @@ impl Loaded {
         env
     }
 
+    /// What tools and indexing may read, for this process (its working directory and `$HOME`).
+    pub fn access(&self) -> crate::access::PathPolicy {
+        crate::access::PathPolicy::for_process(
+            &self.config.tools.allowed_roots,
+            &self.config.tools.allowed_private_paths,
+            &self.data_dir,
+        )
+    }
+
     pub fn source(&self, key: &str) -> Source {
         self.sources.get(key).cloned().unwrap_or(Source::Default)
     }
@@ -641,7 +650,7 @@ fn project_env(path: &Path, read: &[PathBuf]) -> Option<IgnoredEnv> {
         .map(|(name, _)| name)
         .filter(|name| settings::by_env(name).is_some() || name.starts_with("EXAI_"))
         .collect();
-    (!names.is_empty()).then(|| IgnoredEnv { path: real, names })
+    (!names.is_empty()).then_some(IgnoredEnv { path: real, names })
 }
 
 fn to_tree(config: &Config) -> Value {
@@ -1301,7 +1310,7 @@ mod tests {
 
     #[test]
     fn precedence_default_file_dotenv_env() {
-        let (dir, mut i) = inputs(&[("WORKFLOW_TOOL_TIMEOUT_SECS", "50")]);
+        let (dir, i) = inputs(&[("WORKFLOW_TOOL_TIMEOUT_SECS", "50")]);
         std::fs::write(
             dir.path().join("exai.toml"),
             "[timeouts]\nworkflow_tool_secs = 60\nsimple_tool_secs = 20\n[logging]\nlevel = \"debug\"\n",

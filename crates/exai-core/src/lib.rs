@@ -1,6 +1,7 @@
 //! Shared ground for every exai crate: configuration with provenance, the timeout hierarchy,
 //! data paths, logging, the activity log and lock-free metrics.
 
+pub mod access;
 pub mod activity;
 pub mod config;
 pub mod env_import;
@@ -9,6 +10,7 @@ pub mod logging;
 pub mod metrics;
 pub mod paths;
 pub mod settings;
+pub mod text;
 pub mod timeouts;
 
 pub use config::{Config, Loaded, Secret, Source};

@@ -45,42 +45,6 @@ impl DataPaths {
     }
 }
 
-/// Resolve `path` for a tool that reads files: it must exist and lie, after following
-/// symlinks, under one of `roots` (default: the working directory).
-pub fn allowed_path(path: &str, roots: &[String]) -> Result<PathBuf, String> {
-    let cwd = std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?;
-    let roots: Vec<PathBuf> = if roots.is_empty() {
-        vec![cwd.clone()]
-    } else {
-        roots.iter().map(PathBuf::from).collect()
-    };
-    let candidate = if Path::new(path).is_absolute() {
-        PathBuf::from(path)
-    } else {
-        cwd.join(path)
-    };
-    let real = std::fs::canonicalize(&candidate).map_err(|e| format!("`{path}`: {e}"))?;
-    let meta = std::fs::metadata(&real).map_err(|e| format!("`{path}`: {e}"))?;
-    if !(meta.is_dir() || meta.is_file()) {
-        return Err(format!("`{path}` is not a regular file or directory"));
-    }
-    let allowed = roots
-        .iter()
-        .filter_map(|r| std::fs::canonicalize(r).ok())
-        .any(|root| real.starts_with(&root));
-    if !allowed {
-        return Err(format!(
-            "`{path}` is outside the allowed roots ({}); add its directory to tools.allowed_roots (EXAI_TOOLS_ALLOWED_ROOTS)",
-            roots
-                .iter()
-                .map(|r| r.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    Ok(real)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

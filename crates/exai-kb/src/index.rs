@@ -155,15 +155,24 @@ impl Kb {
         }
         let mut roots = Vec::new();
         for r in &req.roots {
-            roots.push(std::fs::canonicalize(r).map_err(|source| KbError::Io {
+            let root = std::fs::canonicalize(r).map_err(|source| KbError::Io {
                 path: r.clone(),
                 source,
-            })?);
+            })?;
+            if let Some(reason) = self.options.access.named_root_reason(&root) {
+                return Err(KbError::Invalid(format!(
+                    "`{}` is private ({reason}) and is never indexed; to index it on purpose, add \
+                     it to tools.allowed_private_paths",
+                    r.display()
+                )));
+            }
+            roots.push(root);
         }
         let walk = WalkOptions {
             include: req.include.clone(),
             exclude: req.exclude.clone(),
             max_file_bytes: self.options.max_file_bytes,
+            access: self.options.access.clone(),
         };
         let discovery = ingest::discover(&roots, &walk)?;
         let mut report = IndexReport {

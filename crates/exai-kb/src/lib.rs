@@ -45,11 +45,21 @@ pub struct KbOptions {
     /// thread. A one-shot command turns this off: the thread would die with the process, and
     /// the exact scan answers meanwhile anyway (`exai index` refreshes the file at its end).
     pub ann_build_on_search: bool,
+    /// What indexing may read: private files (dot-files, keys, credentials, the data directory)
+    /// are left out of every walk, and refused as roots.
+    pub access: exai_core::access::PathPolicy,
 }
 
 /// Background ANN builds start at most this often: during a long indexing run the store moves
 /// on every batch, and rebuilding the graph after each would compete with the run for the CPU.
 const ANN_REBUILD_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Longest query accepted, in bytes: far beyond any question, and a bound on the work one
+/// request can ask for.
+pub const MAX_QUERY_BYTES: usize = 4096;
+
+/// Most distinct words in a query; each costs a keyword lookup.
+pub const MAX_QUERY_TERMS: usize = 64;
 
 /// Default of `kb.ann_min_vectors`: where the exact scan's p50 passes about 5 ms on a 2-core
 /// machine (BENCHMARKS.md).
@@ -63,6 +73,7 @@ impl Default for KbOptions {
             vector_refresh: Duration::from_secs(5),
             ann_min_vectors: DEFAULT_ANN_MIN_VECTORS,
             ann_build_on_search: true,
+            access: exai_core::access::PathPolicy::default(),
         }
     }
 }
@@ -521,6 +532,20 @@ impl Kb {
         let started = Instant::now();
         if req.query.trim().is_empty() {
             return Err(KbError::Invalid("the query is empty".into()));
+        }
+        if req.query.len() > MAX_QUERY_BYTES {
+            return Err(KbError::Invalid(format!(
+                "the query is {} bytes; at most {MAX_QUERY_BYTES}: ask a question or give \
+                 keywords, not a document",
+                req.query.len()
+            )));
+        }
+        let words = store::query_terms(&req.query).len();
+        if words > MAX_QUERY_TERMS {
+            return Err(KbError::Invalid(format!(
+                "the query has {words} distinct words; at most {MAX_QUERY_TERMS}: keep the \
+                 words that matter"
+            )));
         }
         if !(1..=100).contains(&req.limit) {
             return Err(KbError::Invalid(format!(

@@ -34,9 +34,10 @@ pub fn rrf(
 /// Lower-cased query words, for snippets.
 pub fn terms(query: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for w in query.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
         let w = w.to_lowercase();
-        if w.len() >= 2 && !out.contains(&w) {
+        if w.len() >= 2 && seen.insert(w.clone()) {
             out.push(w);
         }
     }

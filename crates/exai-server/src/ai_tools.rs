@@ -479,6 +479,67 @@ impl ExaiServer {
     }
 }
 
+/// Run git in a repository the caller named, which may be a freshly cloned stranger's: its own
+/// configuration must not run anything (an external diff or textconv driver, an fsmonitor
+/// hook, a pager), and its output is read up to `cap` bytes (then git is stopped).
+async fn run_git(dir: &std::path::Path, args: &[String], cap: usize) -> Result<String, String> {
+    use tokio::io::AsyncReadExt;
+    let mut command = tokio::process::Command::new("git");
+    command
+        .args([
+            "-c",
+            "core.fsmonitor=false",
+            "-c",
+            "core.hooksPath=/dev/null",
+        ])
+        .args(["--no-pager", "-C"])
+        .arg(dir);
+    match args.split_first() {
+        Some((diff, rest)) if diff == "diff" => {
+            command
+                .args(["diff", "--no-ext-diff", "--no-textconv", "--no-color"])
+                .args(rest);
+        }
+        _ => {
+            command.args(args);
+        }
+    }
+    command
+        .env_remove("GIT_EXTERNAL_DIFF")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    let mut stdout = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        out.take(cap as u64 + 1)
+            .read_to_end(&mut stdout)
+            .await
+            .map_err(|e| format!("cannot read git's output: {e}"))?;
+    }
+    if stdout.len() > cap {
+        // Enough to show; the rest is not worth waiting for.
+        let _ = child.kill().await;
+        return Ok(String::from_utf8_lossy(&stdout).into_owned());
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`git {}` failed: {}",
+            args.join(" "),
+            exai_core::text::clip_with_ellipsis(String::from_utf8_lossy(&out.stderr).trim(), 2000)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
+}
+
 /// The changes precommit validates: `git diff` of staged and unstaged changes, or against a ref.
 async fn git_changes(
     dir: &std::path::Path,
@@ -486,24 +547,12 @@ async fn git_changes(
     staged: bool,
     unstaged: bool,
 ) -> Result<String, String> {
+    const MAX_DIFF: usize = 400_000;
     let run = |args: Vec<String>| {
         let dir = dir.to_path_buf();
         async move {
-            let out = tokio::process::Command::new("git")
-                .arg("-C")
-                .arg(&dir)
-                .args(&args)
-                .output()
-                .await
-                .map_err(|e| format!("cannot run git: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "`git {}` failed: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            let out = run_git(&dir, &args, MAX_DIFF).await?;
+            Ok::<String, String>(out)
         }
     };
     // Outside a repository `git diff` falls back to comparing two paths (--no-index) and
@@ -533,13 +582,8 @@ async fn git_changes(
             text.push_str(&format!("Unstaged changes:\n{diff}\n"));
         }
     }
-    const MAX_DIFF: usize = 400_000;
     if text.len() > MAX_DIFF {
-        let mut cut = MAX_DIFF;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
+        text = exai_core::text::clip(&text, MAX_DIFF).to_string();
         text.push_str("\n[diff truncated]\n");
     }
     Ok(text)
@@ -858,11 +902,11 @@ impl ExaiServer {
             None
         } else {
             let path = args.path.clone().unwrap_or_else(|| ".".into());
-            let dir = exai_core::paths::allowed_path(
-                &path,
-                &self.state.loaded.config.tools.allowed_roots,
-            )
-            .map_err(|e| ErrorData::invalid_params(e, None))?;
+            let dir = self
+                .state
+                .access
+                .resolve(&path)
+                .map_err(|e| ErrorData::invalid_params(e, None))?;
             let diff = git_changes(
                 &dir,
                 args.compare_to.as_deref(),
@@ -1018,21 +1062,30 @@ impl ExaiServer {
         };
         let mut extracted = String::new();
         for given in &args.files {
-            let path = exai_core::paths::allowed_path(given, &config.tools.allowed_roots)
+            let path = self
+                .state
+                .access
+                .resolve(given)
                 .map_err(|e| ErrorData::invalid_params(e, None))?;
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            if !path.is_file() || size > config.providers.max_file_bytes {
-                return Err(ErrorData::invalid_params(
+            let cap = config.providers.max_file_bytes;
+            let too_large = || {
+                ErrorData::invalid_params(
                     format!(
-                        "`{given}` must be a file of at most {} bytes (providers.max_file_bytes)",
-                        config.providers.max_file_bytes
+                        "`{given}` must be a file of at most {cap} bytes (providers.max_file_bytes)"
                     ),
                     None,
-                ));
+                )
+            };
+            if !path.is_file() {
+                return Err(too_large());
             }
-            let bytes = tokio::fs::read(&path)
-                .await
-                .map_err(|e| ErrorData::invalid_params(format!("`{given}`: {e}"), None))?;
+            let read = path.clone();
+            let bytes =
+                tokio::task::spawn_blocking(move || exai_core::access::read_capped(&read, cap))
+                    .await
+                    .map_err(|e| ErrorData::internal_error(format!("file read failed: {e}"), None))?
+                    .map_err(|e| ErrorData::invalid_params(format!("`{given}`: {e}"), None))?
+                    .ok_or_else(too_large)?;
             let name = path
                 .file_name()
                 .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
@@ -1114,5 +1167,66 @@ impl ExaiServer {
             }
             Err(e) => tool_error(&ToolError::Llm(e)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A cloned repository's own configuration names programs for diff and fsmonitor; reading
+    /// its changes must run none of them.
+    #[tokio::test]
+    async fn a_repositorys_diff_and_fsmonitor_programs_never_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let marker = dir.path().join("ran");
+        std::fs::create_dir(&repo).unwrap();
+        let git = |args: &[&str]| {
+            let ok = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(args)
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        git(&["init", "-q"]);
+        git(&["config", "user.email", "t@example.com"]);
+        git(&["config", "user.name", "t"]);
+        std::fs::write(repo.join("a.txt"), "one\n").unwrap();
+        git(&["add", "a.txt"]);
+        git(&["commit", "-qm", "one"]);
+        let script = dir.path().join("evil.sh");
+        std::fs::write(&script, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let evil = script.display().to_string();
+        git(&["config", "diff.external", &evil]);
+        git(&["config", "core.fsmonitor", &evil]);
+        git(&["config", "diff.evil.textconv", &evil]);
+        git(&["config", "core.pager", &evil]);
+        std::fs::write(repo.join(".gitattributes"), "*.txt diff=evil\n").unwrap();
+        std::fs::write(repo.join("a.txt"), "two\n").unwrap();
+        let diff = git_changes(&repo, None, true, true).await.unwrap();
+        assert!(diff.contains("-one") && diff.contains("+two"), "{diff}");
+        let against = git_changes(&repo, Some("HEAD"), true, true).await.unwrap();
+        assert!(against.contains("+two"), "{against}");
+        assert!(
+            !marker.exists(),
+            "a program from the repository's config ran"
+        );
+    }
+
+    #[tokio::test]
+    async fn git_output_is_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run_git(dir.path(), &["--version".to_string()], 4)
+            .await
+            .unwrap();
+        assert_eq!(out.len(), 5, "{out}");
     }
 }

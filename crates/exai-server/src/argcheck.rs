@@ -28,11 +28,8 @@ fn describe(value: &Value) -> String {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     };
-    let mut shown = value.to_string();
-    if shown.len() > 40 {
-        shown.truncate(40);
-        shown.push('…');
-    }
+    // Arguments are untrusted: cut on a character boundary, whatever the bytes.
+    let shown = exai_core::text::clip_with_ellipsis(&value.to_string(), 40);
     format!("{kind} ({shown})")
 }
 
@@ -129,6 +126,18 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn long_non_ascii_values_are_cut_on_a_character_boundary() {
+        let schema = obj(json!({
+            "type": "object",
+            "properties": { "limit": {"type": ["integer", "null"]} }
+        }));
+        for n in 1..30 {
+            let e = check("t", &schema, Some(&obj(json!({"limit": "é".repeat(n)})))).unwrap_err();
+            assert!(e.contains("`limit` must be an integer"), "{e}");
+        }
     }
 
     #[test]

@@ -305,6 +305,41 @@ impl ServerHandler for ExaiServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        use futures::FutureExt;
+        let started = Instant::now();
+        let tool = request.name.to_string();
+        // Every request gets an answer: a bug that panics on some input becomes an error reply
+        // and a log line, instead of a call the client waits on until its own timeout.
+        let call = std::panic::AssertUnwindSafe(self.call_tool_guarded(request, context.clone()));
+        match call.catch_unwind().await {
+            Ok(answer) => answer,
+            Err(payload) => {
+                let message = exai_core::text::panic_message(payload.as_ref());
+                tracing::error!(tool = %tool, panic = %message, "tool call panicked");
+                self.record(
+                    &tool,
+                    &context,
+                    started,
+                    Outcome::Error,
+                    Some("internal".into()),
+                );
+                Ok(CallToolResponse::Complete(CallToolResult::error(vec![
+                    ContentBlock::text(format!(
+                        "`{tool}` failed on an internal error, a bug in exai; the details are in \
+                         its log (`exai logs --errors`). Please report it."
+                    )),
+                ])))
+            }
+        }
+    }
+}
+
+impl ExaiServer {
+    async fn call_tool_guarded(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
         let tool = request.name.to_string();
         if self.state.is_draining() {

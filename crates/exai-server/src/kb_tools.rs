@@ -14,7 +14,6 @@ use serde::Deserialize;
 
 use crate::handler::ExaiServer;
 use crate::jobs::JobState;
-use crate::knowledge;
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -294,9 +293,11 @@ impl ExaiServer {
         Parameters(args): Parameters<IndexPathArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let root =
-            knowledge::allowed_path(&args.path, &self.state.loaded.config.tools.allowed_roots)
-                .map_err(|e| ErrorData::invalid_params(e, None))?;
+        let root = self
+            .state
+            .access
+            .resolve(&args.path)
+            .map_err(|e| ErrorData::invalid_params(e, None))?;
         let jobs = &self.state.knowledge.jobs;
         // Refused before the knowledge base opens (that may load a model); the start below
         // checks again, atomically across daemons.
@@ -325,7 +326,16 @@ impl ExaiServer {
         };
         let worker = job.clone();
         tokio::task::spawn_blocking(move || {
-            let result = kb.index(&request, &|p| worker.progress(p), &worker.cancel);
+            // A panic inside indexing must still finish the job, or it reads "running" forever.
+            let run = || kb.index(&request, &|p| worker.progress(p), &worker.cancel);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+                .unwrap_or_else(|payload| {
+                    let message = exai_core::text::panic_message(payload.as_ref());
+                    tracing::error!(panic = %message, "index job panicked");
+                    Err(KbError::Invalid(format!(
+                        "indexing stopped on an internal error (a bug in exai; details in its log): {message}"
+                    )))
+                });
             worker.finish(result);
         });
         // Wait for the job within the tool's own deadline, telling the client how it goes.

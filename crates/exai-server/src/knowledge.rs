@@ -76,6 +76,7 @@ pub fn kb_options(loaded: &Loaded) -> (KbOptions, CategoryMap) {
         },
         max_file_bytes: k.max_file_bytes,
         ann_min_vectors: usize::try_from(k.ann_min_vectors).unwrap_or(usize::MAX),
+        access: loaded.access(),
         ..KbOptions::default()
     };
     (options, CategoryMap::with_overrides(&k.categories))
@@ -277,34 +278,4 @@ pub async fn embed_in_background(state: std::sync::Arc<crate::state::AppState>) 
     }
     let status = job.status();
     tracing::info!(state = ?status.state, embedded = status.embedded, "background embedding finished");
-}
-
-pub use exai_core::paths::allowed_path;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_outside_roots_and_symlink_escapes_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        let outside = dir.path().join("outside");
-        std::fs::create_dir_all(root.join("docs")).unwrap();
-        std::fs::create_dir_all(&outside).unwrap();
-        std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
-        let roots = vec![root.display().to_string()];
-        assert!(allowed_path(&root.join("docs").display().to_string(), &roots).is_ok());
-        assert!(allowed_path(&root.join("docs/../docs").display().to_string(), &roots).is_ok());
-        let e = allowed_path(&outside.display().to_string(), &roots).unwrap_err();
-        assert!(e.contains("outside the allowed roots"), "{e}");
-        assert!(allowed_path(&root.join("escape").display().to_string(), &roots).is_err());
-        assert!(allowed_path(&root.join("../outside").display().to_string(), &roots).is_err());
-        assert!(
-            allowed_path("/dev/null", &["/dev".to_string()])
-                .unwrap_err()
-                .contains("not a regular file")
-        );
-        assert!(allowed_path(&root.join("missing").display().to_string(), &roots).is_err());
-    }
 }

@@ -53,6 +53,8 @@ pub struct AppState {
     pub listen: Option<std::net::SocketAddr>,
     pub knowledge: crate::knowledge::Knowledge,
     pub metrics: crate::metrics::ServerMetrics,
+    /// What tools may read (allowed roots, private paths), fixed at start.
+    pub access: exai_core::access::PathPolicy,
     ai: Ai,
     calls: Tracker,
     /// HTTP responses still being written (a tool call's answer travels in one).
@@ -95,6 +97,7 @@ impl AppState {
         let knowledge = crate::knowledge::Knowledge::new(loaded.clone());
         Arc::new(Self {
             knowledge,
+            access: loaded.access(),
             loaded,
             paths,
             transport,
@@ -128,6 +131,7 @@ impl AppState {
                 Arc::new(AiService::new(
                     gateway,
                     self.paths.root.join("state.sqlite"),
+                    self.access.clone(),
                     &self.loaded.config,
                     self.loaded.timeouts.clone(),
                 ))

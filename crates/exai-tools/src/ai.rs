@@ -2,6 +2,7 @@
 //! models, and the workflow-step protocol of analyze, codereview, debug and the rest. The MCP layer
 //! parses arguments, passes progress and cancellation in, and renders what comes back.
 
+use exai_core::access::PathPolicy;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -138,7 +139,7 @@ impl OwnedTurn {
 pub struct AiService {
     pub gateway: Arc<Gateway>,
     threads: Result<Arc<ThreadStore>, String>,
-    roots: Vec<String>,
+    access: PathPolicy,
     max_file_bytes: u64,
     max_turns: u64,
     timeouts: TimeoutHierarchy,
@@ -166,6 +167,7 @@ impl AiService {
     pub fn new(
         gateway: Arc<Gateway>,
         threads_path: PathBuf,
+        access: PathPolicy,
         config: &exai_core::Config,
         timeouts: TimeoutHierarchy,
     ) -> AiService {
@@ -205,7 +207,7 @@ impl AiService {
         AiService {
             gateway,
             threads,
-            roots: config.tools.allowed_roots.clone(),
+            access,
             max_file_bytes: config.providers.max_file_bytes,
             max_turns: config.threads.max_turns,
             timeouts,
@@ -414,7 +416,7 @@ impl AiService {
             }
         }
         let file_budget = (usable.saturating_sub(prompt_tokens)) * 2 / 5;
-        let file_ctx = files::gather(&file_list, &self.roots, self.max_file_bytes, file_budget)?;
+        let file_ctx = files::gather(&file_list, &self.access, self.max_file_bytes, file_budget)?;
         // History: newest turns first within what is left, then restored to order.
         let mut history_budget = usable
             .saturating_sub(prompt_tokens)
@@ -556,7 +558,7 @@ impl AiService {
         let (window, reserve) = self.window(None);
         let file_ctx = files::gather(
             &input.files,
-            &self.roots,
+            &self.access,
             self.max_file_bytes,
             window.saturating_sub(reserve) / 3,
         )?;

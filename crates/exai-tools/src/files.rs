@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use exai_core::access::PathPolicy;
 use serde::Serialize;
 
 /// About four characters a token, as the providers bill.
@@ -65,17 +66,17 @@ pub struct FileContext {
 /// Read `paths` (newest reference first, duplicates dropped) within `token_budget`.
 pub fn gather(
     paths: &[String],
-    roots: &[String],
+    access: &PathPolicy,
     max_file_bytes: u64,
     token_budget: u64,
 ) -> Result<FileContext, FileError> {
     let mut ctx = FileContext::default();
     let mut seen: HashSet<PathBuf> = HashSet::new();
     for given in paths {
-        let real = exai_core::paths::allowed_path(given, roots).map_err(FileError::Refused)?;
+        let real = access.resolve(given).map_err(FileError::Refused)?;
         if real.is_dir() {
             let mut files = Vec::new();
-            walk(&real, &mut files);
+            walk(&real, access, &mut files);
             files.sort();
             for file in files {
                 let shown = file.display().to_string();
@@ -102,7 +103,7 @@ pub fn gather(
     Ok(ctx)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+fn walk(dir: &Path, access: &PathPolicy, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -113,7 +114,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
             return;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
+        if access.skips(&entry.path()) {
             continue;
         }
         // file_type does not follow symlinks: links are left out of directory expansion.
@@ -121,7 +122,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
             continue;
         };
         if kind.is_dir() && !SKIP_DIRS.contains(&name.as_str()) {
-            walk(&entry.path(), out);
+            walk(&entry.path(), access, out);
         } else if kind.is_file() {
             out.push(entry.path());
         }
@@ -129,16 +130,14 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn read_text(path: &Path, shown: &str, cap: u64) -> Result<String, FileError> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| FileError::Refused(format!("`{shown}`: {e}")))?;
-    if meta.len() > cap {
+    let refused = |e: std::io::Error| FileError::Refused(format!("`{shown}`: {e}"));
+    let Some(bytes) = exai_core::access::read_capped(path, cap).map_err(refused)? else {
         return Err(FileError::TooLarge {
             path: shown.to_string(),
-            size: meta.len(),
+            size: std::fs::metadata(path).map_or(0, |m| m.len()),
             cap,
         });
-    }
-    let bytes = std::fs::read(path).map_err(|e| FileError::Refused(format!("`{shown}`: {e}")))?;
+    };
     if bytes.iter().take(8192).any(|b| *b == 0) {
         return Err(FileError::Binary(shown.to_string()));
     }
@@ -188,7 +187,19 @@ mod tests {
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub/c.md"), "# c\n").unwrap();
         let a = dir.path().join("a.rs").to_string_lossy().into_owned();
-        let roots = vec![root.clone()];
+        std::fs::write(dir.path().join(".env"), "KIMI_API_KEY=sk-secret\n").unwrap();
+        std::fs::write(
+            dir.path().join("deploy.pem"),
+            "-----BEGIN PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let roots = PathPolicy::new(
+            std::slice::from_ref(&root),
+            &[],
+            Path::new("/nonexistent"),
+            None,
+            None,
+        );
         let ctx = gather(&[a.clone(), a.clone()], &roots, 4096, 10_000).unwrap();
         assert_eq!(ctx.used.len(), 1, "duplicates dropped");
         assert!(ctx.text.contains("1│ fn a() {}"), "{}", ctx.text);
@@ -211,6 +222,17 @@ mod tests {
         );
         let tight = gather(&[root], &roots, 4096, 10).unwrap();
         assert!(tight.used.is_empty() && tight.skipped.iter().any(|s| s.reason.contains("budget")));
+        // Secrets are refused when named, and left out of directories.
+        for secret in [".env", "deploy.pem"] {
+            let named = dir.path().join(secret).to_string_lossy().into_owned();
+            let e = gather(&[named], &roots, 4096, 10_000).unwrap_err();
+            assert!(e.to_string().contains("private"), "{e}");
+        }
+        assert!(
+            !all.used
+                .iter()
+                .any(|u| u.path.contains(".env") || u.path.contains(".pem"))
+        );
         let outside = gather(&["/etc/hostname".into()], &roots, 4096, 10_000).unwrap_err();
         assert!(
             outside.to_string().contains("outside the allowed roots"),

@@ -15,6 +15,8 @@ pub struct WalkOptions {
     pub include: Vec<String>,
     pub exclude: Vec<String>,
     pub max_file_bytes: u64,
+    /// Private entries (dot-files, keys, credentials, the data directory) are never walked into.
+    pub access: exai_core::access::PathPolicy,
 }
 
 /// A file that will be read.
@@ -189,6 +191,7 @@ pub fn discover(roots: &[PathBuf], opts: &WalkOptions) -> Result<Discovery> {
             source,
         })?;
         let single_file = meta.is_file();
+        let access = opts.access.clone();
         let walker = ignore::WalkBuilder::new(root)
             .hidden(true)
             .git_ignore(true)
@@ -198,6 +201,7 @@ pub fn discover(roots: &[PathBuf], opts: &WalkOptions) -> Result<Discovery> {
             .require_git(false)
             .follow_links(false)
             .sort_by_file_path(|a, b| a.cmp(b))
+            .filter_entry(move |e| e.depth() == 0 || !access.skips(e.path()))
             .build();
         for entry in walker {
             let Ok(entry) = entry else { continue };
@@ -305,6 +309,7 @@ mod tests {
             include: vec![],
             exclude: vec![],
             max_file_bytes: 1000,
+            access: exai_core::access::PathPolicy::default(),
         };
         let d = discover(&[root.to_path_buf()], &opts).unwrap();
         let rels: Vec<&str> = d.candidates.iter().map(|c| c.rel.as_str()).collect();
@@ -316,6 +321,7 @@ mod tests {
             include: vec!["*.html".into()],
             exclude: vec![],
             max_file_bytes: 1000,
+            access: exai_core::access::PathPolicy::default(),
         };
         let d = discover(&[root.to_path_buf()], &opts).unwrap();
         assert_eq!(d.candidates.len(), 1);
@@ -323,6 +329,7 @@ mod tests {
             include: vec![],
             exclude: vec!["docs/sub/**".into()],
             max_file_bytes: 1000,
+            access: exai_core::access::PathPolicy::default(),
         };
         assert_eq!(
             discover(&[root.to_path_buf()], &opts)

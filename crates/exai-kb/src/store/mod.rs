@@ -122,12 +122,13 @@ const STOPWORDS: &[&str] = &[
 /// else is left; each is only letters, digits and `_`, so no input is read as query syntax.
 pub fn query_terms(text: &str) -> Vec<String> {
     let mut terms: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
         if word.is_empty() {
             continue;
         }
         let lower = word.to_lowercase();
-        if !terms.contains(&lower) {
+        if seen.insert(lower.clone()) {
             terms.push(lower);
         }
     }
