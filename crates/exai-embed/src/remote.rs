@@ -232,20 +232,27 @@ impl RemoteEmbedder {
         if !status.is_success() {
             return Err(self.status_failure(response));
         }
-        let text = response.text().map_err(|e| Failure::Retry {
-            error: EmbedError::RemoteUnreachable {
-                url: self.endpoint.clone(),
-                attempts: 1,
-                reason: crate::model_dir::error_chain(&e),
-            },
-            retry_after: None,
-        })?;
         let protocol = |reason: String| {
             Failure::Fatal(EmbedError::RemoteProtocol {
                 url: self.endpoint.clone(),
                 reason,
             })
         };
+        let (text, complete) =
+            read_capped(response, MAX_RESPONSE_BYTES).map_err(|e| Failure::Retry {
+                error: EmbedError::RemoteUnreachable {
+                    url: self.endpoint.clone(),
+                    attempts: 1,
+                    reason: e.to_string(),
+                },
+                retry_after: None,
+            })?;
+        if !complete {
+            return Err(protocol(format!(
+                "the answer is larger than {} MiB; exai stopped reading it",
+                MAX_RESPONSE_BYTES >> 20
+            )));
+        }
         let parsed: EmbeddingsResponse = serde_json::from_str(&text).map_err(|e| {
             protocol(format!(
                 "expected {{\"data\": [{{\"embedding\": [...]}}]}}: {e}"
@@ -294,7 +301,9 @@ impl RemoteEmbedder {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(Duration::from_secs_f64);
-        let body = response.text().unwrap_or_default();
+        let body = read_capped(response, MAX_ERROR_BYTES)
+            .map(|(text, _)| text)
+            .unwrap_or_default();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Failure::Fatal(EmbedError::RemoteAuth {
                 url: self.endpoint.clone(),
@@ -406,6 +415,22 @@ fn truncate_to_estimate(text: &str, max_tokens: usize) -> &str {
 fn word_spans(text: &str) -> impl Iterator<Item = (usize, &str)> {
     text.split_whitespace()
         .map(move |w| (w.as_ptr() as usize - text.as_ptr() as usize, w))
+}
+
+/// Most bytes of one embeddings answer: a batch of vectors as JSON numbers, with room to spare.
+const MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Most bytes of an error body kept for its message.
+const MAX_ERROR_BYTES: u64 = 64 * 1024;
+
+/// The body read through a bounded reader: the text and whether it was complete.
+fn read_capped(response: Response, cap: u64) -> std::io::Result<(String, bool)> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    response.take(cap + 1).read_to_end(&mut bytes)?;
+    let complete = bytes.len() as u64 <= cap;
+    bytes.truncate(usize::try_from(cap).unwrap_or(usize::MAX));
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), complete))
 }
 
 #[cfg(test)]

@@ -26,6 +26,10 @@ const SKIP_DIRS: &[&str] = &[
 /// Files expanded from one directory argument, at most.
 const MAX_FILES_PER_DIR: usize = 200;
 
+/// Entries one call may name in `files`; more is a mistake or an attempt to make exai stat the
+/// whole disk.
+pub const MAX_FILE_ARGS: usize = 100;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     #[error("{0}")]
@@ -70,6 +74,12 @@ pub fn gather(
     max_file_bytes: u64,
     token_budget: u64,
 ) -> Result<FileContext, FileError> {
+    if paths.len() > MAX_FILE_ARGS {
+        return Err(FileError::Refused(format!(
+            "`files` names {} entries; at most {MAX_FILE_ARGS} (name a directory to send the files in it)",
+            paths.len()
+        )));
+    }
     let mut ctx = FileContext::default();
     let mut seen: HashSet<PathBuf> = HashSet::new();
     for given in paths {
@@ -233,6 +243,9 @@ mod tests {
                 .iter()
                 .any(|u| u.path.contains(".env") || u.path.contains(".pem"))
         );
+        let many = vec![a.clone(); MAX_FILE_ARGS + 1];
+        let e = gather(&many, &roots, 4096, 10_000).unwrap_err();
+        assert!(e.to_string().contains("at most 100"), "{e}");
         let outside = gather(&["/etc/hostname".into()], &roots, 4096, 10_000).unwrap_err();
         assert!(
             outside.to_string().contains("outside the allowed roots"),
