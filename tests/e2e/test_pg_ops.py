@@ -153,13 +153,13 @@ def test_copy_sqlite_to_postgres_and_back(tmp_path, database):
     migrate = outputs.run(ops, "db", "migrate", **env)
     assert migrate.returncode == 0, migrate.stderr
     assert "kb (postgres): schema 1 (current)" in migrate.stdout
-    assert "threads (postgres): migrated schema 0 -> 1" in migrate.stdout, migrate.stdout
+    assert "threads (postgres): migrated schema 0 -> 2" in migrate.stdout, migrate.stdout
     assert "jobs (postgres)" in migrate.stdout
 
     stats = outputs.run(ops, "db", "stats", "--json", **env)
     assert stats.returncode == 0, stats.stderr
     entry = next(s for s in json.loads(stats.stdout) if s["name"] == "postgres")
-    assert entry["kb"]["documents"] == 36 and entry["server"]["components"]["threads"] == 1, entry
+    assert entry["kb"]["documents"] == 36 and entry["server"]["components"]["threads"] == 2, entry
     assert entry["tables"]["kb_documents"]["rows"] == 36
     text = outputs.run(ops, "db", "stats", **env)
     assert text.returncode == 0 and "pgvector" in text.stdout, text.stdout

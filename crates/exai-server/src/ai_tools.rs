@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::handler::ExaiServer;
+use crate::http::Principal;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -351,6 +352,7 @@ impl ExaiServer {
             .map_or_else(|| self.state.transport.as_str().to_string(), str::to_string);
         CallCtx {
             session,
+            principal: Principal::of(context).name().to_string(),
             cancel: context.ct.clone(),
             progress,
             started: Instant::now(),
@@ -760,6 +762,7 @@ impl ExaiServer {
     async fn planner(
         &self,
         Parameters(args): Parameters<PlannerArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let step = PlanStep {
             step: args.step,
@@ -774,7 +777,8 @@ impl ExaiServer {
         };
         let ai = self.ai();
         let continuation = args.continuation_id;
-        let result = ai.plan_step(step, continuation).await;
+        let principal = Principal::of(&context);
+        let result = ai.plan_step(step, continuation, principal.name()).await;
         Ok(match result {
             Ok(plan) => {
                 let mut text = format!(
@@ -991,13 +995,18 @@ impl ExaiServer {
     async fn list_threads(
         &self,
         Parameters(args): Parameters<ListThreadsArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let ai = self.ai();
-        ai.settled_all().await;
+        let principal = Principal::of(&context);
+        ai.settled_all(principal.name()).await;
         let limit = args.limit.unwrap_or(20).clamp(1, 100) as usize;
         let result = tokio::task::spawn_blocking(move || {
-            ai.threads()
-                .and_then(|t| t.list(limit, args.tool.as_deref()).map_err(ToolError::from))
+            ai.threads().and_then(|t| {
+                t.of(principal.name())
+                    .list(limit, args.tool.as_deref())
+                    .map_err(ToolError::from)
+            })
         })
         .await
         .map_err(|e| ErrorData::internal_error(format!("task failed: {e}"), None))?;

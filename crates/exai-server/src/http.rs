@@ -1,5 +1,6 @@
 //! The HTTP daemon: Streamable HTTP MCP at `/mcp`, `GET /health`, `GET /ready`, `GET /metrics`,
-//! behind one guard that checks `Host`, `Origin` and the bearer token on every request.
+//! behind one guard that checks `Host`, `Origin` and the bearer token on every request and names
+//! the request's [`Principal`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,6 +13,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use rmcp::RoleServer;
+use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use subtle::ConstantTimeEq;
@@ -22,12 +25,53 @@ use crate::handler::ExaiServer;
 use crate::health::HealthReport;
 use crate::state::AppState;
 
+/// Who a request acts for: the owner of the conversation threads and index jobs it creates, and
+/// the only one who sees them afterwards.
+///
+/// A named token of `server.tokens` is the principal of that name. Everything else is the
+/// local user, [`exai_tools::LOCAL_PRINCIPAL`]: stdio, a daemon without tokens (so a single
+/// user's threads follow them across clients and sessions), and the unnamed
+/// `server.auth_token` (so adding a token to a daemon keeps the threads it had).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal(Arc<str>);
+
+impl Principal {
+    pub fn local() -> Principal {
+        Principal(Arc::from(exai_tools::LOCAL_PRINCIPAL))
+    }
+
+    fn named(name: &str) -> Principal {
+        Principal(Arc::from(name))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+
+    /// The principal of an MCP request. The HTTP guard names one for every request it lets
+    /// through; a request that came through no HTTP layer (stdio) is the local user's. An HTTP
+    /// request without one never passed the guard: it gets a principal no token can name
+    /// (the empty name), which owns nothing anyone else made.
+    pub fn of(context: &RequestContext<RoleServer>) -> Principal {
+        match context.extensions.get::<http::request::Parts>() {
+            Some(parts) => parts
+                .extensions
+                .get::<Principal>()
+                .cloned()
+                .unwrap_or_else(|| Principal(Arc::from(""))),
+            None => Principal::local(),
+        }
+    }
+}
+
 const LOOPBACK_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
 
 /// What the guard lets through. Built once from the configuration.
 #[derive(Debug, Clone)]
 pub struct Guard {
-    token: Option<String>,
+    /// Each accepted bearer token and the principal it stands for; empty when no token is
+    /// configured (every request is then the local user's).
+    tokens: Vec<(Principal, String)>,
     /// `None` when Host is not checked (bearer-token deployments without an explicit list).
     hosts: Option<Vec<String>>,
     origins: Vec<String>,
@@ -36,14 +80,18 @@ pub struct Guard {
 impl Guard {
     pub fn from_state(state: &AppState, bind: SocketAddr) -> Self {
         let server = &state.loaded.config.server;
-        let token = server
-            .auth_token
-            .is_set()
-            .then(|| server.auth_token.expose().to_string());
+        let mut tokens: Vec<(Principal, String)> = server
+            .tokens
+            .iter()
+            .map(|(name, token)| (Principal::named(name), token.expose().to_string()))
+            .collect();
+        if server.auth_token.is_set() {
+            tokens.push((Principal::local(), server.auth_token.expose().to_string()));
+        }
         // DNS rebinding only threatens unauthenticated servers: with a token and no explicit
         // list, any Host is accepted so LAN and proxy names work.
         let hosts =
-            if token.is_some() && server.allowed_hosts.is_empty() && !bind.ip().is_loopback() {
+            if !tokens.is_empty() && server.allowed_hosts.is_empty() && !bind.ip().is_loopback() {
                 None
             } else {
                 let mut hosts: Vec<String> = LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect();
@@ -63,7 +111,7 @@ impl Guard {
         .collect();
         origins.extend(server.allowed_origins.iter().cloned());
         Self {
-            token,
+            tokens,
             hosts,
             origins,
         }
@@ -99,10 +147,11 @@ impl Guard {
         })
     }
 
-    fn token_ok(&self, headers: &HeaderMap) -> bool {
-        let Some(expected) = &self.token else {
-            return true;
-        };
+    /// The principal whose bearer token the request carries; `None` for a missing or wrong one.
+    fn authenticate(&self, headers: &HeaderMap) -> Option<Principal> {
+        if self.tokens.is_empty() {
+            return Some(Principal::local());
+        }
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -111,8 +160,17 @@ impl Guard {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .unwrap_or("");
-        // Compare in constant time; lengths differing is itself not secret.
-        given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+        // Every token is compared, each in constant time, so the time taken tells neither which
+        // token matched nor how much of one; lengths differing is itself not secret.
+        let mut found = None;
+        for (principal, expected) in &self.tokens {
+            if given.len() == expected.len()
+                && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+            {
+                found = Some(principal.clone());
+            }
+        }
+        found
     }
 }
 
@@ -141,7 +199,7 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     response
 }
 
-async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+async fn guard(State(guard): State<Arc<Guard>>, mut request: Request, next: Next) -> Response {
     let headers = request.headers();
     if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok())
         && !guard.host_allowed(host)
@@ -165,13 +223,14 @@ async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next) ->
             );
         }
     }
-    if !guard.token_ok(headers) {
+    let Some(principal) = guard.authenticate(headers) else {
         tracing::warn!("refused request: missing or wrong bearer token");
         return refuse(
             StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token (Authorization: Bearer <EXAI_AUTH_TOKEN>)",
+            "missing or wrong bearer token (Authorization: Bearer <token>, the token being EXAI_AUTH_TOKEN or one of server.tokens)",
         );
-    }
+    };
+    request.extensions_mut().insert(principal);
     next.run(request).await
 }
 
@@ -396,7 +455,9 @@ mod tests {
 
     fn guard(token: Option<&str>, hosts: Option<Vec<&str>>, origins: Vec<&str>) -> Guard {
         Guard {
-            token: token.map(str::to_string),
+            tokens: token
+                .map(|t| vec![(Principal::local(), t.to_string())])
+                .unwrap_or_default(),
             hosts: hosts.map(|h| h.into_iter().map(str::to_string).collect()),
             origins: origins.into_iter().map(str::to_string).collect(),
         }
@@ -435,18 +496,50 @@ mod tests {
 
     #[test]
     fn tokens() {
+        let bearer = |t: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::AUTHORIZATION,
+                format!("Bearer {t}").parse().unwrap(),
+            );
+            h
+        };
         let g = guard(Some("0123456789abcdef"), None, vec![]);
-        let mut h = HeaderMap::new();
-        assert!(!g.token_ok(&h));
-        h.insert(
-            header::AUTHORIZATION,
-            "Bearer 0123456789abcdeX".parse().unwrap(),
+        assert_eq!(g.authenticate(&HeaderMap::new()), None);
+        assert_eq!(g.authenticate(&bearer("0123456789abcdeX")), None);
+        assert_eq!(
+            g.authenticate(&bearer("0123456789abcdef")),
+            Some(Principal::local())
         );
-        assert!(!g.token_ok(&h));
-        h.insert(
-            header::AUTHORIZATION,
-            "Bearer 0123456789abcdef".parse().unwrap(),
+        // No token configured: everyone is the local user.
+        let open = guard(None, None, vec![]);
+        assert_eq!(
+            open.authenticate(&HeaderMap::new()),
+            Some(Principal::local())
         );
-        assert!(g.token_ok(&h));
+        // Named tokens: each names its principal; the unnamed one stays the local user's.
+        let named = Guard {
+            tokens: vec![
+                (Principal::named("alice"), "alice-token-000000".into()),
+                (Principal::named("bob"), "bob-token-11111111".into()),
+                (Principal::local(), "operator-token-222".into()),
+            ],
+            hosts: None,
+            origins: vec![],
+        };
+        assert_eq!(
+            named.authenticate(&bearer("alice-token-000000")),
+            Some(Principal::named("alice"))
+        );
+        assert_eq!(
+            named.authenticate(&bearer("bob-token-11111111")),
+            Some(Principal::named("bob"))
+        );
+        assert_eq!(
+            named.authenticate(&bearer("operator-token-222")),
+            Some(Principal::local())
+        );
+        assert_eq!(named.authenticate(&bearer("alice-token-00000")), None);
+        assert_eq!(named.authenticate(&HeaderMap::new()), None);
     }
 }

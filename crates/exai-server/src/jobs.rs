@@ -9,6 +9,10 @@
 //! most once a second for progress, and a heartbeat every few seconds; a running row whose
 //! heartbeat is older than [`FRESH`] belongs to a daemon that died and reads as `lost`.
 //!
+//! A job belongs to the principal that started it (see `http::Principal`): `job_status` and
+//! `cancel_job` from another principal answer as for an unknown job, and a source busy with
+//! another principal's job is reported without naming that job.
+//!
 //! A restarted daemon forgets its finished jobs (the table keeps them for a week), and a killed
 //! indexing run resumes when started again (the store keeps everything it committed).
 
@@ -77,10 +81,15 @@ pub struct JobStatus {
     /// The daemon running the job (`host:pid`), when jobs are shared through PostgreSQL.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The principal that started the job; only it sees and cancels the job.
+    #[serde(skip)]
+    pub principal: String,
 }
 
 pub struct Job {
     status: Mutex<JobStatus>,
+    /// Who started it (as in the status, but never changing, so read without the lock).
+    principal: String,
     /// Signalled on phase and state changes, for the mirror.
     changed: Condvar,
     started: Instant,
@@ -91,6 +100,7 @@ pub struct Job {
 impl Job {
     fn new(status: JobStatus) -> Job {
         Job {
+            principal: status.principal.clone(),
             status: Mutex::new(status),
             changed: Condvar::new(),
             started: Instant::now(),
@@ -165,6 +175,10 @@ impl Job {
         self.done.notify_waiters();
     }
 
+    fn principal(&self) -> &str {
+        &self.principal
+    }
+
     pub fn is_finished(&self) -> bool {
         self.status().state != JobState::Running
     }
@@ -194,8 +208,11 @@ impl Job {
 /// Why a job could not start.
 #[derive(Debug)]
 pub enum StartError {
-    /// A job for that source is running (here or in another daemon).
+    /// A job for that source is running (here or in another daemon), started by the asker.
     Busy(Box<JobStatus>),
+    /// A job for that source is running, started by another principal: neither its id nor its
+    /// daemon is told.
+    BusyElsewhere { source: String },
     /// The shared job table could not be reached.
     Store(String),
 }
@@ -215,7 +232,24 @@ impl std::fmt::Display for StartError {
                     s.source, s.job_id
                 ),
             },
+            StartError::BusyElsewhere { source } => write!(
+                f,
+                "source `{source}` is being indexed by another client's job; try again once it has finished"
+            ),
             StartError::Store(e) => write!(f, "cannot record the job: {e}"),
+        }
+    }
+}
+
+impl StartError {
+    /// The refusal for `principal` because `running` holds the source.
+    pub fn busy(running: JobStatus, principal: &str) -> StartError {
+        if running.principal == principal {
+            StartError::Busy(Box::new(running))
+        } else {
+            StartError::BusyElsewhere {
+                source: running.source,
+            }
         }
     }
 }
@@ -240,7 +274,13 @@ impl Jobs {
         }
     }
 
-    fn new_status(&self, kind: &str, source: &str, paths: Vec<String>) -> JobStatus {
+    fn new_status(
+        &self,
+        kind: &str,
+        source: &str,
+        paths: Vec<String>,
+        principal: &str,
+    ) -> JobStatus {
         JobStatus {
             job_id: format!("job-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
             kind: kind.into(),
@@ -258,6 +298,7 @@ impl Jobs {
             report: None,
             error: None,
             owner: self.shared.as_ref().map(|s| s.owner.clone()),
+            principal: principal.into(),
         }
     }
 
@@ -273,24 +314,26 @@ impl Jobs {
         job
     }
 
-    /// Start a job without checking for others on its source (the background embedding).
+    /// Start a job without checking for others on its source (the daemon's background
+    /// embedding, which belongs to the local principal).
     pub fn start(&self, kind: &str, source: &str, paths: Vec<String>) -> Arc<Job> {
-        let status = self.new_status(kind, source, paths);
+        let status = self.new_status(kind, source, paths, exai_tools::LOCAL_PRINCIPAL);
         self.register(status, false)
     }
 
-    /// Start a job unless one is running for `source` here or, with PostgreSQL, in any daemon
-    /// on the database (checked and recorded atomically there).
+    /// Start `principal`'s job unless one is running for `source` here or, with PostgreSQL, in
+    /// any daemon on the database (checked and recorded atomically there).
     pub async fn start_exclusive(
         &self,
         kind: &str,
         source: &str,
         paths: Vec<String>,
+        principal: &str,
     ) -> Result<Arc<Job>, StartError> {
         if let Some(running) = self.running_here(source) {
-            return Err(StartError::Busy(Box::new(running.status())));
+            return Err(StartError::busy(running.status(), principal));
         }
-        let status = self.new_status(kind, source, paths);
+        let status = self.new_status(kind, source, paths, principal);
         let Some(shared) = &self.shared else {
             return Ok(self.register(status, false));
         };
@@ -301,30 +344,43 @@ impl Jobs {
             .map_err(|e| StartError::Store(format!("job table task failed: {e}")))?
             .map_err(StartError::Store)?;
         if let Some(busy) = claimed {
-            return Err(StartError::Busy(Box::new(busy)));
+            return Err(StartError::busy(busy, principal));
         }
         Ok(self.register(status, true))
     }
 
-    pub fn get(&self, id: &str) -> Option<Arc<Job>> {
-        self.jobs.lock().ok().and_then(|m| m.get(id).cloned())
-    }
-
-    /// This daemon's jobs.
-    pub fn ids(&self) -> Vec<String> {
+    /// `principal`'s job of this daemon.
+    pub fn get(&self, id: &str, principal: &str) -> Option<Arc<Job>> {
         self.jobs
             .lock()
-            .map(|m| m.keys().cloned().collect())
+            .ok()
+            .and_then(|m| m.get(id).cloned())
+            .filter(|job| job.principal() == principal)
+    }
+
+    /// `principal`'s jobs of this daemon.
+    pub fn ids(&self, principal: &str) -> Vec<String> {
+        self.jobs
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, job)| job.principal() == principal)
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
-    /// Job ids worth naming when one is unknown: this daemon's, and with PostgreSQL the
-    /// newest in the table.
-    pub async fn known_ids(&self) -> Vec<String> {
-        let mut ids = self.ids();
+    /// `principal`'s job ids worth naming when one is unknown: this daemon's, and with
+    /// PostgreSQL the newest in the table.
+    pub async fn known_ids(&self, principal: &str) -> Vec<String> {
+        let mut ids = self.ids(principal);
+        let asker = principal.to_string();
         if let Some(shared) = self.shared.clone()
-            && let Ok(Ok(more)) =
-                tokio::task::spawn_blocking(move || shared.with(|c| table::recent_ids(c, 20))).await
+            && let Ok(Ok(more)) = tokio::task::spawn_blocking(move || {
+                shared.with(|c| table::recent_ids(c, &asker, 20))
+            })
+            .await
         {
             for id in more {
                 if !ids.contains(&id) {
@@ -363,25 +419,31 @@ impl Jobs {
         }
     }
 
-    /// The status of a job of this daemon or, with PostgreSQL, of any daemon's.
-    pub async fn status(&self, id: &str) -> Result<Option<JobStatus>, String> {
-        if let Some(job) = self.get(id) {
+    /// The status of `principal`'s job, of this daemon or, with PostgreSQL, of any daemon's;
+    /// `None` for a job of another principal as for one that does not exist.
+    pub async fn status(&self, id: &str, principal: &str) -> Result<Option<JobStatus>, String> {
+        if let Some(job) = self.get(id, principal) {
             return Ok(Some(job.status()));
         }
         let Some(shared) = self.shared.clone() else {
             return Ok(None);
         };
-        let id = id.to_string();
-        tokio::task::spawn_blocking(move || shared.with(|c| table::get(c, &id)))
+        let (id, principal) = (id.to_string(), principal.to_string());
+        tokio::task::spawn_blocking(move || shared.with(|c| table::get(c, &id, &principal)))
             .await
             .map_err(|e| format!("job table task failed: {e}"))?
     }
 
-    /// Cancel a job and wait up to `limit` for it to stop; its status after, `None` when no
-    /// daemon knows it. A job of another daemon is asked through the table; its owner notices
-    /// within about a second.
-    pub async fn cancel(&self, id: &str, limit: Duration) -> Result<Option<JobStatus>, String> {
-        if let Some(job) = self.get(id) {
+    /// Cancel `principal`'s job and wait up to `limit` for it to stop; its status after, `None`
+    /// when no daemon knows it (or it is another principal's, which is left running). A job of
+    /// another daemon is asked through the table; its owner notices within about a second.
+    pub async fn cancel(
+        &self,
+        id: &str,
+        limit: Duration,
+        principal: &str,
+    ) -> Result<Option<JobStatus>, String> {
+        if let Some(job) = self.get(id, principal) {
             job.cancel.store(true, Ordering::SeqCst);
             job.wait(limit).await;
             return Ok(Some(job.status()));
@@ -392,8 +454,8 @@ impl Jobs {
         let deadline = tokio::time::Instant::now() + limit;
         let ask = {
             let shared = shared.clone();
-            let id = id.to_string();
-            move || shared.with(|c| table::request_cancel(c, &id))
+            let (id, principal) = (id.to_string(), principal.to_string());
+            move || shared.with(|c| table::request_cancel(c, &id, &principal))
         };
         let mut status = tokio::task::spawn_blocking(ask)
             .await
@@ -404,10 +466,12 @@ impl Jobs {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
             let shared = shared.clone();
-            let id = id.to_string();
-            status = tokio::task::spawn_blocking(move || shared.with(|c| table::get(c, &id)))
-                .await
-                .map_err(|e| format!("job table task failed: {e}"))??;
+            let (id, principal) = (id.to_string(), principal.to_string());
+            status = tokio::task::spawn_blocking(move || {
+                shared.with(|c| table::get(c, &id, &principal))
+            })
+            .await
+            .map_err(|e| format!("job table task failed: {e}"))??;
         }
         Ok(status)
     }
@@ -591,7 +655,8 @@ fn mirror_loop(shared: &Shared, job: &Job, mut inserted: bool) {
 mod table {
     use super::*;
 
-    pub const MIGRATIONS: &[&str] = &["CREATE TABLE index_jobs (
+    pub const MIGRATIONS: &[&str] = &[
+        "CREATE TABLE index_jobs (
             job_id TEXT PRIMARY KEY,
             kind TEXT NOT NULL,
             source TEXT NOT NULL,
@@ -608,7 +673,10 @@ mod table {
             updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
         );
         CREATE INDEX index_jobs_running ON index_jobs (source) WHERE state = 'running';
-        CREATE INDEX index_jobs_updated ON index_jobs (updated_at DESC);"];
+        CREATE INDEX index_jobs_updated ON index_jobs (updated_at DESC);",
+        // 2: the principal that started the job; earlier jobs are the local user's.
+        "ALTER TABLE index_jobs ADD COLUMN principal TEXT NOT NULL DEFAULT 'local';",
+    ];
 
     /// Finished jobs are kept this long.
     const KEEP: &str = "7 days";
@@ -671,8 +739,8 @@ mod table {
     pub fn insert(c: &mut impl postgres::GenericClient, s: &JobStatus) -> Result<(), PgError> {
         c.execute(
             "INSERT INTO index_jobs (job_id, kind, source, path, state, phase, progress, report,
-                                     error, owner, started_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
+                                     error, owner, started_at, updated_at, principal)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), $12)
              ON CONFLICT (job_id) DO NOTHING",
             &[
                 &s.job_id,
@@ -686,6 +754,7 @@ mod table {
                 &s.error,
                 &s.owner.clone().unwrap_or_default(),
                 &started(s),
+                &s.principal,
             ],
         )?;
         Ok(())
@@ -730,7 +799,8 @@ mod table {
             "job_id, kind, source, path, state, phase, progress, report, error, owner, started_at,
              updated_at < now() - make_interval(secs => {}) AS stale,
              extract(epoch FROM (CASE WHEN state = 'running' THEN now() ELSE updated_at END)
-                                - started_at)::float8",
+                                - started_at)::float8,
+             principal",
             FRESH.as_secs_f64()
         )
     }
@@ -775,6 +845,7 @@ mod table {
             report: r.get(7),
             error: r.get(8),
             owner: Some(r.get(9)),
+            principal: r.get(13),
         }
     }
 
@@ -804,19 +875,31 @@ mod table {
         running_in(c, source)
     }
 
-    pub fn get(c: &mut postgres::Client, id: &str) -> Result<Option<JobStatus>, PgError> {
+    /// `principal`'s job `id`.
+    pub fn get(
+        c: &mut postgres::Client,
+        id: &str,
+        principal: &str,
+    ) -> Result<Option<JobStatus>, PgError> {
         Ok(c.query_opt(
-            &format!("SELECT {} FROM index_jobs WHERE job_id = $1", columns()),
-            &[&id],
+            &format!(
+                "SELECT {} FROM index_jobs WHERE job_id = $1 AND principal = $2",
+                columns()
+            ),
+            &[&id, &principal],
         )?
         .as_ref()
         .map(row_status))
     }
 
-    pub fn recent_ids(c: &mut postgres::Client, limit: i64) -> Result<Vec<String>, PgError> {
+    pub fn recent_ids(
+        c: &mut postgres::Client,
+        principal: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, PgError> {
         Ok(c.query(
-            "SELECT job_id FROM index_jobs ORDER BY updated_at DESC LIMIT $1",
-            &[&limit],
+            "SELECT job_id FROM index_jobs WHERE principal = $1 ORDER BY updated_at DESC LIMIT $2",
+            &[&principal, &limit],
         )?
         .iter()
         .map(|r| r.get(0))
@@ -859,16 +942,18 @@ mod table {
         }
     }
 
-    /// Ask a running job to stop; its status (`None`: no such job).
+    /// Ask `principal`'s running job to stop; its status (`None`: no such job of theirs).
     pub fn request_cancel(
         c: &mut postgres::Client,
         id: &str,
+        principal: &str,
     ) -> Result<Option<JobStatus>, PgError> {
         c.execute(
-            "UPDATE index_jobs SET cancel_requested = true WHERE job_id = $1 AND state = 'running'",
-            &[&id],
+            "UPDATE index_jobs SET cancel_requested = true
+             WHERE job_id = $1 AND principal = $2 AND state = 'running'",
+            &[&id, &principal],
         )?;
-        get(c, id)
+        get(c, id, principal)
     }
 }
 
@@ -877,6 +962,7 @@ mod tests {
     use super::*;
     use exai_pg::PoolOptions;
     use exai_pg::testing::TestDatabase;
+    use exai_tools::LOCAL_PRINCIPAL as LOCAL;
 
     fn config(url: &str) -> exai_core::config::DatabaseConfig {
         let mut c = exai_core::Config::default().database;
@@ -926,29 +1012,52 @@ mod tests {
         runtime().block_on(async {
             let jobs = Jobs::new(&exai_core::Config::default().database);
             let job = jobs
-                .start_exclusive("index", "docs", vec!["/d".into()])
+                .start_exclusive("index", "docs", vec!["/d".into()], LOCAL)
                 .await
                 .unwrap();
             assert!(job.status().owner.is_none());
             let busy = jobs
-                .start_exclusive("index", "docs", vec![])
+                .start_exclusive("index", "docs", vec![], LOCAL)
                 .await
                 .err()
                 .unwrap();
             assert!(busy.to_string().contains("already being indexed"), "{busy}");
             assert!(jobs.running_for("docs").await.is_some());
             assert!(jobs.running_for("other").await.is_none());
+            // Another principal: the job does not exist for them, and cancelling it does nothing;
+            // the busy source is refused without naming the job.
+            let id = job.status().job_id;
+            assert!(jobs.status(&id, "mallory").await.unwrap().is_none());
+            assert!(
+                jobs.cancel(&id, Duration::ZERO, "mallory")
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(!job.cancel.load(Ordering::SeqCst));
+            assert!(jobs.ids("mallory").is_empty());
+            assert_eq!(jobs.ids(LOCAL), std::slice::from_ref(&id));
+            let theirs = jobs
+                .start_exclusive("index", "docs", vec![], "mallory")
+                .await
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                theirs.contains("another client's job") && !theirs.contains(&id),
+                "{theirs}"
+            );
             let worker = work(job.clone());
             let s = jobs
-                .cancel(&job.status().job_id, Duration::from_secs(5))
+                .cancel(&id, Duration::from_secs(5), LOCAL)
                 .await
                 .unwrap()
                 .unwrap();
             assert_eq!(s.state, JobState::Cancelled);
             worker.join().unwrap();
-            assert!(jobs.status("job-nope").await.unwrap().is_none());
+            assert!(jobs.status("job-nope", LOCAL).await.unwrap().is_none());
             assert!(
-                jobs.cancel("job-nope", Duration::ZERO)
+                jobs.cancel("job-nope", Duration::ZERO, LOCAL)
                     .await
                     .unwrap()
                     .is_none()
@@ -966,18 +1075,18 @@ mod tests {
         let mut c = pool.get().unwrap();
         exai_pg::migrate(&mut c, "jobs", table::MIGRATIONS).unwrap();
         let a = daemon(&db.url, "host-a:1");
-        let mut first = a.new_status("index", "docs", vec!["/srv/docs".into()]);
+        let mut first = a.new_status("index", "docs", vec!["/srv/docs".into()], LOCAL);
         assert_eq!(
             table::claim(&mut c, &first).unwrap().map(|s| s.job_id),
             None
         );
-        let second = a.new_status("index", "docs", vec![]);
+        let second = a.new_status("index", "docs", vec![], LOCAL);
         let busy = table::claim(&mut c, &second).unwrap().unwrap();
         assert_eq!(busy.job_id, first.job_id);
         assert_eq!(busy.owner.as_deref(), Some("host-a:1"));
         assert_eq!(busy.paths, ["/srv/docs"]);
         // Another source is free.
-        let other = a.new_status("index", "api", vec![]);
+        let other = a.new_status("index", "api", vec![], LOCAL);
         assert!(table::claim(&mut c, &other).unwrap().is_none());
         // Progress is recorded; a cancel request comes back on the next write.
         first.files_done = 7;
@@ -987,13 +1096,13 @@ mod tests {
             table::update(&mut c, &first).unwrap(),
             table::Verdict::Continue
         );
-        let read = table::get(&mut c, &first.job_id).unwrap().unwrap();
+        let read = table::get(&mut c, &first.job_id, LOCAL).unwrap().unwrap();
         assert_eq!((read.files_done, read.files_total), (7, 9));
         assert_eq!(
             (read.state, read.phase.as_str()),
             (JobState::Running, "reading files")
         );
-        let asked = table::request_cancel(&mut c, &first.job_id)
+        let asked = table::request_cancel(&mut c, &first.job_id, LOCAL)
             .unwrap()
             .unwrap();
         assert_eq!(asked.state, JobState::Running);
@@ -1007,24 +1116,24 @@ mod tests {
             table::update(&mut c, &first).unwrap(),
             table::Verdict::CancelRequested
         );
-        let read = table::get(&mut c, &first.job_id).unwrap().unwrap();
+        let read = table::get(&mut c, &first.job_id, LOCAL).unwrap().unwrap();
         assert_eq!(read.state, JobState::Cancelled);
         assert_eq!(read.report, first.report);
         assert!(table::running_for(&mut c, "docs").unwrap().is_none());
         // An owner that stopped reporting: its running job reads as lost and no longer blocks;
         // the next claim marks it lost, and the owner, if it comes back, learns it was taken.
-        let ghost = daemon(&db.url, "host-b:2").new_status("index", "docs", vec![]);
+        let ghost = daemon(&db.url, "host-b:2").new_status("index", "docs", vec![], LOCAL);
         assert!(table::claim(&mut c, &ghost).unwrap().is_none());
         c.execute(
             "UPDATE index_jobs SET updated_at = now() - interval '31 seconds' WHERE job_id = $1",
             &[&ghost.job_id],
         )
         .unwrap();
-        let lost = table::get(&mut c, &ghost.job_id).unwrap().unwrap();
+        let lost = table::get(&mut c, &ghost.job_id, LOCAL).unwrap().unwrap();
         assert_eq!(lost.state, JobState::Lost);
         assert!(lost.phase.starts_with("lost"), "{}", lost.phase);
         assert!(table::running_for(&mut c, "docs").unwrap().is_none());
-        let next = a.new_status("index", "docs", vec![]);
+        let next = a.new_status("index", "docs", vec![], LOCAL);
         assert!(table::claim(&mut c, &next).unwrap().is_none());
         let state: String = c
             .query_one(
@@ -1039,7 +1148,7 @@ mod tests {
             table::Verdict::TakenOver
         );
         // Stored: first, other, ghost, next (the refused claim wrote nothing).
-        assert_eq!(table::recent_ids(&mut c, 10).unwrap().len(), 4);
+        assert_eq!(table::recent_ids(&mut c, LOCAL, 10).unwrap().len(), 4);
         drop(c);
     }
 
@@ -1055,13 +1164,13 @@ mod tests {
             let a = daemon(&db.url, "host-a:1");
             let b = daemon(&db.url, "host-b:2");
             let job = a
-                .start_exclusive("index", "docs", vec!["/srv/docs".into()])
+                .start_exclusive("index", "docs", vec!["/srv/docs".into()], LOCAL)
                 .await
                 .unwrap();
             let id = job.status().job_id;
             let worker = work(job.clone());
             let busy = b
-                .start_exclusive("index", "docs", vec![])
+                .start_exclusive("index", "docs", vec![], LOCAL)
                 .await
                 .err()
                 .unwrap();
@@ -1078,7 +1187,7 @@ mod tests {
             let mut seen = None;
             for _ in 0..40 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let s = b.status(&id).await.unwrap().unwrap();
+                let s = b.status(&id, LOCAL).await.unwrap().unwrap();
                 if s.files_done > 0 && s.phase == "reading files" {
                     seen = Some(s);
                     break;
@@ -1089,11 +1198,22 @@ mod tests {
                 (seen.state, seen.owner.as_deref()),
                 (JobState::Running, Some("host-a:1"))
             );
-            assert!(b.known_ids().await.contains(&id));
+            assert!(b.known_ids(LOCAL).await.contains(&id));
+            // Through the table too, another principal neither sees nor cancels the job.
+            assert!(b.status(&id, "mallory").await.unwrap().is_none());
+            assert!(!b.known_ids("mallory").await.contains(&id));
+            assert!(
+                b.cancel(&id, Duration::ZERO, "mallory")
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            tokio::time::sleep(TICK * 2).await;
+            assert!(!job.cancel.load(Ordering::SeqCst));
             // Cancel from B: A's job stops as on a local cancel, and B sees the end.
             let asked = Instant::now();
             let s = b
-                .cancel(&id, Duration::from_secs(10))
+                .cancel(&id, Duration::from_secs(10), LOCAL)
                 .await
                 .unwrap()
                 .unwrap();
@@ -1108,21 +1228,28 @@ mod tests {
             assert_eq!(job.status().state, JobState::Cancelled);
             // The source is free again, for either daemon.
             assert!(b.running_for("docs").await.is_none());
-            let again = b.start_exclusive("index", "docs", vec![]).await.unwrap();
+            let again = b
+                .start_exclusive("index", "docs", vec![], LOCAL)
+                .await
+                .unwrap();
             again.finish(Ok(IndexReport::default()));
             let mut done = None;
             for _ in 0..40 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let s = a.status(&again.status().job_id).await.unwrap().unwrap();
+                let s = a
+                    .status(&again.status().job_id, LOCAL)
+                    .await
+                    .unwrap()
+                    .unwrap();
                 if s.state == JobState::Done {
                     done = Some(s);
                     break;
                 }
             }
             assert!(done.is_some_and(|s| s.report.is_some()));
-            assert!(b.status("job-nope").await.unwrap().is_none());
+            assert!(b.status("job-nope", LOCAL).await.unwrap().is_none());
             assert!(
-                b.cancel("job-nope", Duration::ZERO)
+                b.cancel("job-nope", Duration::ZERO, LOCAL)
                     .await
                     .unwrap()
                     .is_none()
@@ -1142,7 +1269,7 @@ mod tests {
         let jobs = Jobs::new(&cfg);
         runtime().block_on(async {
             let e = jobs
-                .start_exclusive("index", "docs", vec![])
+                .start_exclusive("index", "docs", vec![], LOCAL)
                 .await
                 .err()
                 .unwrap()
@@ -1152,7 +1279,7 @@ mod tests {
                 "{e}"
             );
             assert!(!e.contains("topsecret"), "{e}");
-            assert!(jobs.ids().is_empty());
+            assert!(jobs.ids(LOCAL).is_empty());
         });
     }
 }

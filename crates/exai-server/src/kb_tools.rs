@@ -299,21 +299,27 @@ impl ExaiServer {
             .resolve(&args.path)
             .map_err(|e| ErrorData::invalid_params(e, None))?;
         let jobs = &self.state.knowledge.jobs;
+        let principal = crate::http::Principal::of(&context);
         // Refused before the knowledge base opens (that may load a model); the start below
         // checks again, atomically across daemons.
         if let Some(running) = jobs.running_for(&args.source).await {
             return Err(ErrorData::invalid_params(
-                crate::jobs::StartError::Busy(Box::new(running)).to_string(),
+                crate::jobs::StartError::busy(running, principal.name()).to_string(),
                 None,
             ));
         }
         let kb = self.kb().await?;
         let job = jobs
-            .start_exclusive("index", &args.source, vec![root.display().to_string()])
+            .start_exclusive(
+                "index",
+                &args.source,
+                vec![root.display().to_string()],
+                principal.name(),
+            )
             .await
             .map_err(|e| match e {
-                crate::jobs::StartError::Busy(_) => ErrorData::invalid_params(e.to_string(), None),
                 crate::jobs::StartError::Store(_) => ErrorData::internal_error(e.to_string(), None),
+                _ => ErrorData::invalid_params(e.to_string(), None),
             })?;
         let request = exai_kb::IndexRequest {
             roots: vec![root],
@@ -398,15 +404,17 @@ impl ExaiServer {
     async fn job_status(
         &self,
         Parameters(args): Parameters<JobArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let jobs = &self.state.knowledge.jobs;
-        match jobs.status(&args.job_id).await {
+        let principal = crate::http::Principal::of(&context);
+        match jobs.status(&args.job_id, principal.name()).await {
             Ok(Some(status)) => json(&status),
             Ok(None) => Err(ErrorData::invalid_params(
                 format!(
                     "unknown job `{}`; known jobs: {}",
                     args.job_id,
-                    jobs.known_ids().await.join(", ")
+                    jobs.known_ids(principal.name()).await.join(", ")
                 ),
                 None,
             )),
@@ -428,9 +436,14 @@ impl ExaiServer {
     async fn cancel_job(
         &self,
         Parameters(args): Parameters<JobArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let jobs = &self.state.knowledge.jobs;
-        match jobs.cancel(&args.job_id, Duration::from_secs(10)).await {
+        let principal = crate::http::Principal::of(&context);
+        match jobs
+            .cancel(&args.job_id, Duration::from_secs(10), principal.name())
+            .await
+        {
             Ok(Some(status)) => json(&status),
             Ok(None) => Err(ErrorData::invalid_params(
                 format!("unknown job `{}`", args.job_id),

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::files::{self, FileContext, FileError};
 use crate::prompts;
-use crate::threads::{NewThread, NewTurn, ThreadError, ThreadStore};
+use crate::threads::{NewThread, NewTurn, ThreadError, ThreadStore, ThreadsOf};
 
 /// Time kept back from the tool's deadline so the provider call fails first, with its own error.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(750);
@@ -66,6 +66,8 @@ pub enum ThinkingMode {
 #[derive(Clone)]
 pub struct CallCtx {
     pub session: String,
+    /// Who is calling: the owner of the threads this call reads and writes.
+    pub principal: String,
     pub cancel: CancellationToken,
     pub progress: Option<ProgressFn>,
     pub started: Instant,
@@ -149,15 +151,19 @@ pub struct AiService {
 /// A turn's write to the thread store that the answer did not wait for.
 type Write = Shared<BoxFuture<'static, Result<(), String>>>;
 
-/// Thread writes still running, by thread id, and those that failed and were not reported yet.
-/// A call that reads a thread first waits for that thread's writes, so answering before the
-/// write lands never shows a later turn an older conversation.
+/// Thread writes still running, by owner and thread id, and those that failed and were not
+/// reported yet. A call that reads a thread first waits for that thread's writes, so answering
+/// before the write lands never shows a later turn an older conversation. Keyed by owner too, so
+/// one principal never learns of (or consumes) another's failed write.
 #[derive(Default)]
 struct PendingWrites {
-    running: Mutex<HashMap<String, Vec<(u64, Write)>>>,
-    failed: Mutex<HashMap<String, String>>,
+    running: Mutex<HashMap<ThreadKey, Vec<(u64, Write)>>>,
+    failed: Mutex<HashMap<ThreadKey, String>>,
     seq: AtomicU64,
 }
+
+/// (owner, thread id).
+type ThreadKey = (String, String);
 
 /// Failed writes remembered for the next call on their thread; beyond this (a store that is down
 /// for a long time) the oldest reports are dropped, the failures are still in the log.
@@ -219,15 +225,19 @@ impl AiService {
     /// while SQLite (or PostgreSQL) commits. [`AiService::settled`] orders later reads after it.
     fn record_in_background(
         &self,
+        owner: &str,
         id: String,
         new: Option<NewThread>,
         turns: Vec<OwnedTurn>,
     ) -> Result<(), ToolError> {
         let store = Arc::clone(self.threads()?);
-        let write_id = id.clone();
+        let (write_owner, write_id) = (owner.to_string(), id.clone());
         let task = tokio::task::spawn_blocking(move || {
             let turns: Vec<NewTurn<'_>> = turns.iter().map(OwnedTurn::borrow).collect();
-            store.record(&write_id, new.as_ref(), &turns).map(|_| ())
+            store
+                .of(&write_owner)
+                .record(&write_id, new.as_ref(), &turns)
+                .map(|_| ())
         });
         let write: Write = async move {
             match task.await {
@@ -239,9 +249,10 @@ impl AiService {
         .boxed()
         .shared();
         let seq = self.writes.seq.fetch_add(1, Ordering::Relaxed);
+        let key: ThreadKey = (owner.to_string(), id);
         if let Ok(mut running) = self.writes.running.lock() {
             running
-                .entry(id.clone())
+                .entry(key.clone())
                 .or_default()
                 .push((seq, write.clone()));
         }
@@ -249,38 +260,39 @@ impl AiService {
         tokio::spawn(async move {
             let outcome = write.await;
             if let Ok(mut running) = writes.running.lock()
-                && let Some(list) = running.get_mut(&id)
+                && let Some(list) = running.get_mut(&key)
             {
                 list.retain(|(s, _)| *s != seq);
                 if list.is_empty() {
-                    running.remove(&id);
+                    running.remove(&key);
                 }
             }
             if let Err(e) = outcome {
-                tracing::error!(thread = %id, "a conversation turn was not saved: {e}");
+                tracing::error!(thread = %key.1, "a conversation turn was not saved: {e}");
                 if let Ok(mut failed) = writes.failed.lock() {
                     if failed.len() >= FAILED_WRITES_KEPT
                         && let Some(old) = failed.keys().next().cloned()
                     {
                         failed.remove(&old);
                     }
-                    failed.insert(id, e);
+                    failed.insert(key, e);
                 }
             }
         });
         Ok(())
     }
 
-    /// Wait until the writes to thread `id` that answers have not waited for are done; a failed
-    /// one is reported (once) to the call that continues the thread.
-    pub async fn settled(&self, id: &str) -> Result<(), ToolError> {
+    /// Wait until the writes to `owner`'s thread `id` that answers have not waited for are done;
+    /// a failed one is reported (once) to the owner's call that continues the thread.
+    pub async fn settled(&self, owner: &str, id: &str) -> Result<(), ToolError> {
+        let key: ThreadKey = (owner.to_string(), id.to_string());
         let running: Vec<Write> = self
             .writes
             .running
             .lock()
             .ok()
             .and_then(|m| {
-                m.get(id)
+                m.get(&key)
                     .map(|l| l.iter().map(|(_, w)| w.clone()).collect())
             })
             .unwrap_or_default();
@@ -292,7 +304,7 @@ impl AiService {
             .failed
             .lock()
             .ok()
-            .and_then(|mut f| f.remove(id));
+            .and_then(|mut f| f.remove(&key));
         match failure {
             Some(e) => Err(ToolError::Thread(ThreadError::Unavailable(format!(
                 "the last turn of conversation `{id}` was not saved ({e}); call again to continue \
@@ -302,13 +314,19 @@ impl AiService {
         }
     }
 
-    /// Wait for every write that answers have not waited for (before listing threads).
-    pub async fn settled_all(&self) {
+    /// Wait for every write of `owner`'s that answers have not waited for (before listing
+    /// their threads).
+    pub async fn settled_all(&self, owner: &str) {
         let running: Vec<Write> = self
             .writes
             .running
             .lock()
-            .map(|m| m.values().flatten().map(|(_, w)| w.clone()).collect())
+            .map(|m| {
+                m.iter()
+                    .filter(|((o, _), _)| o == owner)
+                    .flat_map(|(_, l)| l.iter().map(|(_, w)| w.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
         for write in running {
             let _ = write.await;
@@ -321,14 +339,15 @@ impl AiService {
             .map_err(|e| ToolError::Invalid(format!("conversation threads are unavailable: {e}")))
     }
 
-    /// Thread-store work on the blocking pool, so SQLite never stalls the async workers.
-    pub async fn in_threads<T, F>(&self, f: F) -> Result<T, ToolError>
+    /// Work on `owner`'s threads on the blocking pool, so SQLite never stalls the async workers.
+    pub async fn in_threads<T, F>(&self, owner: &str, f: F) -> Result<T, ToolError>
     where
         T: Send + 'static,
-        F: FnOnce(&ThreadStore) -> Result<T, ToolError> + Send + 'static,
+        F: FnOnce(ThreadsOf<'_>) -> Result<T, ToolError> + Send + 'static,
     {
         let store = Arc::clone(self.threads()?);
-        tokio::task::spawn_blocking(move || f(&store))
+        let owner = owner.to_string();
+        tokio::task::spawn_blocking(move || f(store.of(&owner)))
             .await
             .map_err(|e| ToolError::Invalid(format!("conversation store task failed: {e}")))?
     }
@@ -377,9 +396,11 @@ impl AiService {
         // in one transaction afterwards, so a failed call leaves no empty thread behind.
         let (thread_id, new_thread, history, remaining) = match &input.continuation_id {
             Some(id) => {
-                self.settled(id).await?;
+                self.settled(&ctx.principal, id).await?;
                 let given = id.clone();
-                let (history, remaining) = self.in_threads(move |t| Ok(t.resume(&given)?)).await?;
+                let (history, remaining) = self
+                    .in_threads(&ctx.principal, move |t| Ok(t.resume(&given)?))
+                    .await?;
                 if remaining < 2 {
                     // A full thread continues in a child that inherits its history, rather than
                     // failing the call: the agent gets the new id with the answer.
@@ -504,6 +525,7 @@ impl AiService {
         }
         let remaining_turns = remaining - 2;
         self.record_in_background(
+            &ctx.principal,
             thread_id.clone(),
             new_thread,
             vec![
@@ -678,7 +700,7 @@ impl AiService {
                 .join("\n\n"),
         };
         if let Some(given) = &input.continuation_id {
-            self.settled(given).await?;
+            self.settled(&ctx.principal, given).await?;
         }
         let id = {
             let (given, prompt, files) = (
@@ -686,7 +708,7 @@ impl AiService {
                 input.prompt.clone(),
                 input.files.clone(),
             );
-            self.in_threads(move |t| {
+            self.in_threads(&ctx.principal, move |t| {
                 let (id, new) = NewThread::or_continue(given, "consensus", &prompt);
                 let mut turns = vec![NewTurn {
                     role: "user",

@@ -69,10 +69,12 @@ pub fn assemble(steps: &[PlanStep]) -> (Vec<String>, Branches) {
 }
 
 impl AiService {
+    /// Record a plan step in `owner`'s thread and return the plan so far.
     pub async fn plan_step(
         &self,
         step: PlanStep,
         continuation_id: Option<String>,
+        owner: &str,
     ) -> Result<Plan, ToolError> {
         if step.step.trim().is_empty() || step.step_number == 0 || step.total_steps == 0 {
             return Err(ToolError::Invalid(
@@ -90,10 +92,10 @@ impl AiService {
         let json = serde_json::to_string(&step).map_err(|e| ToolError::Invalid(e.to_string()))?;
         let title = step.step.clone();
         if let Some(given) = &continuation_id {
-            self.settled(given).await?;
+            self.settled(owner, given).await?;
         }
         let (id, steps) = self
-            .in_threads(move |t| {
+            .in_threads(owner, move |t| {
                 let (id, new) = NewThread::or_continue(continuation_id, "planner", &title);
                 let turn = NewTurn {
                     role: "user",

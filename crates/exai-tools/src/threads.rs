@@ -3,6 +3,11 @@
 //! expires `ttl` after its last turn (each write refreshes it), holds at most `max_turns` turns,
 //! and may continue a parent thread (chains up to 20 deep).
 //!
+//! Every thread belongs to the principal that created it (`owner`): the HTTP daemon's named
+//! tokens make principals, and everything else — stdio, a daemon without tokens, the unnamed
+//! `server.auth_token` — is [`LOCAL_PRINCIPAL`]. A thread of another owner reads as one that does
+//! not exist, for every call: continuing, listing, parents of a new thread.
+//!
 //! Two backends with one behaviour: SQLite (`state.sqlite` in the data directory; a mutex and an
 //! immediate transaction serialise writers) and PostgreSQL (a writer locks the thread's row with
 //! `SELECT … FOR UPDATE`, so two daemons writing to one thread at once cannot exceed its turns;
@@ -19,6 +24,10 @@ use serde::Serialize;
 
 /// Parents followed when rebuilding a conversation.
 pub const MAX_CHAIN: usize = 20;
+
+/// The principal of a user without named tokens: stdio, a daemon without tokens, and the bearer
+/// token `server.auth_token`. Threads written before principals existed belong to it.
+pub const LOCAL_PRINCIPAL: &str = "local";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ThreadError {
@@ -44,6 +53,10 @@ pub enum ThreadError {
     Postgres(#[from] PgError),
     #[error("conversation store is unavailable (a previous error poisoned it)")]
     Poisoned,
+    #[error(
+        "the conversation tables are at schema version {found}, newer than this exai understands ({SQLITE_SCHEMA}); upgrade exai"
+    )]
+    NewerSchema { found: i64 },
     /// Opening the database failed a moment ago; the next attempt comes after a pause.
     #[error("{0}")]
     Unavailable(String),
@@ -81,7 +94,7 @@ pub struct ThreadSummary {
     pub expires_at: String,
 }
 
-/// A thread that [`ThreadStore::record`] creates.
+/// A thread that [`ThreadsOf::record`] creates.
 #[derive(Debug, Clone)]
 pub struct NewThread {
     pub parent: Option<String>,
@@ -165,7 +178,9 @@ struct LazyPool {
 const REOPEN_AFTER: Duration = Duration::from_secs(5);
 
 /// The `threads` component's schema steps (see [`exai_pg::migrate`]).
-const PG_MIGRATIONS: &[&str] = &["CREATE TABLE threads (
+const PG_MIGRATIONS: &[&str] = &[
+    // 1: threads and their turns.
+    "CREATE TABLE threads (
         id TEXT PRIMARY KEY,
         parent_id TEXT,
         tool TEXT NOT NULL,
@@ -187,7 +202,83 @@ const PG_MIGRATIONS: &[&str] = &["CREATE TABLE threads (
         model TEXT,
         created_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (thread_id, idx)
-    );"];
+    );",
+    // 2: owners. Threads from before principals belong to the local user.
+    "ALTER TABLE threads ADD COLUMN owner TEXT NOT NULL DEFAULT 'local';
+    CREATE INDEX threads_owner_updated ON threads (owner, updated_at DESC);",
+];
+
+/// The SQLite schema this build writes; each step of [`SQLITE_MIGRATIONS`] brings it one up. The
+/// version is kept per component in `schema_version` (shared with the validation tracking tables
+/// in the same file), not in `PRAGMA user_version`.
+const SQLITE_SCHEMA: i64 = 2;
+
+const SQLITE_COMPONENT: &str = "threads";
+
+const SQLITE_MIGRATIONS: &[&str] = &[
+    // 1: threads and their turns. `IF NOT EXISTS`: files written before the schema was versioned
+    // have these tables already.
+    "CREATE TABLE IF NOT EXISTS threads (
+        id TEXT PRIMARY KEY,
+        parent_id TEXT,
+        tool TEXT NOT NULL,
+        title TEXT NOT NULL,
+        turns INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS threads_updated ON threads(updated_at);
+    CREATE TABLE IF NOT EXISTS thread_turns (
+        thread_id TEXT NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        files TEXT NOT NULL,
+        tool TEXT NOT NULL,
+        model TEXT,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (thread_id, idx)
+    );",
+    // 2: owners. Threads from before principals belong to the local user.
+    "ALTER TABLE threads ADD COLUMN owner TEXT NOT NULL DEFAULT 'local';
+    CREATE INDEX threads_owner_updated ON threads(owner, updated_at);",
+];
+
+/// Bring the file's thread tables to [`SQLITE_SCHEMA`] in one immediate transaction, so two
+/// processes opening it at once migrate it once.
+fn sqlite_migrate(db: &mut Connection) -> Result<(), ThreadError> {
+    db.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+            component TEXT PRIMARY KEY,
+            version INTEGER NOT NULL
+        );",
+    )?;
+    let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let found: i64 = tx
+        .query_row(
+            "SELECT version FROM schema_version WHERE component = ?1",
+            [SQLITE_COMPONENT],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    if found > SQLITE_SCHEMA {
+        return Err(ThreadError::NewerSchema { found });
+    }
+    for (step, sql) in (1..).zip(SQLITE_MIGRATIONS) {
+        if step > found {
+            tx.execute_batch(sql)?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO schema_version (component, version) VALUES (?1, ?2)
+         ON CONFLICT(component) DO UPDATE SET version = excluded.version",
+        params![SQLITE_COMPONENT, SQLITE_SCHEMA],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -219,35 +310,12 @@ impl ThreadStore {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let db = Connection::open(path)?;
+        let mut db = Connection::open(path)?;
         db.busy_timeout(Duration::from_secs(5))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.pragma_update(None, "foreign_keys", "ON")?;
-        db.execute_batch(
-            "CREATE TABLE IF NOT EXISTS threads (
-                id TEXT PRIMARY KEY,
-                parent_id TEXT,
-                tool TEXT NOT NULL,
-                title TEXT NOT NULL,
-                turns INTEGER NOT NULL DEFAULT 0,
-                created_at INTEGER NOT NULL,
-                updated_at INTEGER NOT NULL,
-                expires_at INTEGER NOT NULL
-            );
-            CREATE INDEX IF NOT EXISTS threads_updated ON threads(updated_at);
-            CREATE TABLE IF NOT EXISTS thread_turns (
-                thread_id TEXT NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
-                idx INTEGER NOT NULL,
-                role TEXT NOT NULL,
-                content TEXT NOT NULL,
-                files TEXT NOT NULL,
-                tool TEXT NOT NULL,
-                model TEXT,
-                created_at INTEGER NOT NULL,
-                PRIMARY KEY (thread_id, idx)
-            );",
-        )?;
+        sqlite_migrate(&mut db)?;
         Ok(ThreadStore {
             backend: Backend::Sqlite(Mutex::new(db)),
             ttl,
@@ -309,19 +377,47 @@ impl ThreadStore {
         }
     }
 
-    /// A fresh thread id; the thread exists once [`ThreadStore::record`] writes its first turns.
+    /// A fresh thread id; the thread exists once [`ThreadsOf::record`] writes its first turns.
     pub fn new_id() -> String {
         uuid::Uuid::new_v4().to_string()
     }
 
-    /// A new, empty thread; `parent` (if any) must exist and be live.
+    /// The threads of `owner`: every read and write goes through this view, so a thread of
+    /// another principal is never found.
+    pub fn of<'a>(&'a self, owner: &'a str) -> ThreadsOf<'a> {
+        ThreadsOf { store: self, owner }
+    }
+    /// Delete expired threads (their turns go with them); returns how many.
+    pub fn purge_expired(&self) -> Result<usize, ThreadError> {
+        match &self.backend {
+            Backend::Sqlite(db) => sqlite(db, |db| {
+                Ok(db.execute("DELETE FROM threads WHERE expires_at < ?1", [now()])?)
+            }),
+            Backend::Postgres(pg) => {
+                let mut conn = pg.conn()?;
+                let n = conn.execute("DELETE FROM threads WHERE expires_at < now()", &[])?;
+                Ok(usize::try_from(n).unwrap_or(usize::MAX))
+            }
+        }
+    }
+}
+
+/// [`ThreadStore`] seen by one principal (see [`ThreadStore::of`]).
+#[derive(Clone, Copy)]
+pub struct ThreadsOf<'a> {
+    store: &'a ThreadStore,
+    owner: &'a str,
+}
+
+impl ThreadsOf<'_> {
+    /// A new, empty thread; `parent` (if any) must exist, be live and be this owner's.
     pub fn create(
         &self,
         tool: &str,
         title: &str,
         parent: Option<&str>,
     ) -> Result<String, ThreadError> {
-        let id = Self::new_id();
+        let id = ThreadStore::new_id();
         let new = NewThread {
             parent: parent.map(str::to_string),
             tool: tool.to_string(),
@@ -331,13 +427,14 @@ impl ThreadStore {
         Ok(id)
     }
 
-    /// Fails unless the thread exists and has not expired.
+    /// Fails unless the thread exists, is this owner's and has not expired.
     pub fn check_live(&self, id: &str) -> Result<(), ThreadError> {
-        match &self.backend {
-            Backend::Sqlite(db) => sqlite(db, |db| self.live(db, id)),
+        let (store, owner) = (self.store, self.owner);
+        match &store.backend {
+            Backend::Sqlite(db) => sqlite(db, |db| store.live(db, owner, id)),
             Backend::Postgres(pg) => {
                 let mut conn = pg.conn()?;
-                self.pg_live(&mut *conn, id, false).map(|_| ())
+                store.pg_live(&mut *conn, owner, id, false).map(|_| ())
             }
         }
     }
@@ -362,35 +459,41 @@ impl ThreadStore {
         self.record(id, None, &[turn]).map(|_| ())
     }
 
-    /// Write turns in one transaction: create the thread first when `new` is given (its parent
-    /// must be live), else the thread must be live; all turns fit or none is written. Refreshes
-    /// the expiry and returns the turns left.
+    /// Write turns in one transaction: create the thread (owned by this principal) first when
+    /// `new` is given (its parent must be live and this owner's), else the thread must be live
+    /// and this owner's; all turns fit or none is written. Refreshes the expiry and returns the
+    /// turns left.
     pub fn record(
         &self,
         id: &str,
         new: Option<&NewThread>,
         turns: &[NewTurn<'_>],
     ) -> Result<u64, ThreadError> {
-        match &self.backend {
-            Backend::Sqlite(db) => sqlite(db, |db| self.sqlite_record(db, id, new, turns)),
+        let (store, owner) = (self.store, self.owner);
+        match &store.backend {
+            Backend::Sqlite(db) => sqlite(db, |db| store.sqlite_record(db, owner, id, new, turns)),
             Backend::Postgres(pg) => {
                 let mut conn = pg.conn()?;
-                self.pg_record(&mut conn, id, new, turns)
+                store.pg_record(&mut conn, owner, id, new, turns)
             }
         }
     }
 
     /// Turns left before the thread is full.
     pub fn remaining_turns(&self, id: &str) -> Result<u64, ThreadError> {
-        match &self.backend {
-            Backend::Sqlite(db) => sqlite(db, |db| self.remaining(db, id)),
+        let (store, owner) = (self.store, self.owner);
+        match &store.backend {
+            Backend::Sqlite(db) => sqlite(db, |db| store.remaining(db, owner, id)),
             Backend::Postgres(pg) => {
                 let mut conn = pg.conn()?;
                 let turns: i64 = conn
-                    .query_opt("SELECT turns FROM threads WHERE id = $1", &[&id])?
+                    .query_opt(
+                        "SELECT turns FROM threads WHERE id = $1 AND owner = $2",
+                        &[&id, &owner],
+                    )?
                     .ok_or_else(|| ThreadError::NotFound(id.to_string()))?
                     .get(0);
-                Ok(self.max_turns.saturating_sub(to_u64(turns)))
+                Ok(store.max_turns.saturating_sub(to_u64(turns)))
             }
         }
     }
@@ -401,35 +504,37 @@ impl ThreadStore {
     }
 
     /// What a continuing turn starts from, read consistently (under one lock, or in one
-    /// snapshot): the thread must be live; its history (ancestors included, oldest first) and
-    /// the turns it has left.
+    /// snapshot): the thread must be live and this owner's; its history (ancestors included,
+    /// oldest first) and the turns it has left.
     pub fn resume(&self, id: &str) -> Result<(Vec<Turn>, u64), ThreadError> {
-        match &self.backend {
-            Backend::Sqlite(db) => sqlite(db, |db| self.sqlite_resume(db, id)),
+        let (store, owner) = (self.store, self.owner);
+        match &store.backend {
+            Backend::Sqlite(db) => sqlite(db, |db| store.sqlite_resume(db, owner, id)),
             Backend::Postgres(pg) => {
                 let mut conn = pg.conn()?;
-                self.pg_resume(&mut conn, id)
+                store.pg_resume(&mut conn, owner, id)
             }
         }
     }
 
-    /// Live threads, most recently used first.
+    /// This owner's live threads, most recently used first.
     pub fn list(
         &self,
         limit: usize,
         tool: Option<&str>,
     ) -> Result<Vec<ThreadSummary>, ThreadError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        match &self.backend {
-            Backend::Sqlite(db) => sqlite(db, |db| sqlite_list(db, limit, tool)),
+        let owner = self.owner;
+        match &self.store.backend {
+            Backend::Sqlite(db) => sqlite(db, |db| sqlite_list(db, owner, limit, tool)),
             Backend::Postgres(pg) => {
                 let mut conn = pg.conn()?;
                 let rows = conn.query(
                     "SELECT id, parent_id, tool, title, turns, created_at, updated_at, expires_at
                      FROM threads
-                     WHERE expires_at >= now() AND ($1::text IS NULL OR tool = $1)
-                     ORDER BY updated_at DESC LIMIT $2",
-                    &[&tool, &limit],
+                     WHERE owner = $1 AND expires_at >= now() AND ($2::text IS NULL OR tool = $2)
+                     ORDER BY updated_at DESC LIMIT $3",
+                    &[&owner, &tool, &limit],
                 )?;
                 Ok(rows
                     .iter()
@@ -447,20 +552,6 @@ impl ThreadStore {
             }
         }
     }
-
-    /// Delete expired threads (their turns go with them); returns how many.
-    pub fn purge_expired(&self) -> Result<usize, ThreadError> {
-        match &self.backend {
-            Backend::Sqlite(db) => sqlite(db, |db| {
-                Ok(db.execute("DELETE FROM threads WHERE expires_at < ?1", [now()])?)
-            }),
-            Backend::Postgres(pg) => {
-                let mut conn = pg.conn()?;
-                let n = conn.execute("DELETE FROM threads WHERE expires_at < now()", &[])?;
-                Ok(usize::try_from(n).unwrap_or(usize::MAX))
-            }
-        }
-    }
 }
 
 fn sqlite<T>(
@@ -474,10 +565,10 @@ fn sqlite<T>(
 /// SQLite: the mutex serialises this process's callers; an immediate transaction serialises
 /// writers of other processes on the same file.
 impl ThreadStore {
-    fn live(&self, db: &Connection, id: &str) -> Result<(), ThreadError> {
+    fn live(&self, db: &Connection, owner: &str, id: &str) -> Result<(), ThreadError> {
         let row: Option<i64> = db
-            .prepare_cached("SELECT expires_at FROM threads WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
+            .prepare_cached("SELECT expires_at FROM threads WHERE id = ?1 AND owner = ?2")?
+            .query_row([id, owner], |r| r.get(0))
             .optional()?;
         match row {
             None => Err(ThreadError::NotFound(id.to_string())),
@@ -486,10 +577,10 @@ impl ThreadStore {
         }
     }
 
-    fn remaining(&self, db: &Connection, id: &str) -> Result<u64, ThreadError> {
+    fn remaining(&self, db: &Connection, owner: &str, id: &str) -> Result<u64, ThreadError> {
         let turns: Option<u64> = db
-            .prepare_cached("SELECT turns FROM threads WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
+            .prepare_cached("SELECT turns FROM threads WHERE id = ?1 AND owner = ?2")?
+            .query_row([id, owner], |r| r.get(0))
             .optional()?;
         let turns = turns.ok_or_else(|| ThreadError::NotFound(id.to_string()))?;
         Ok(self.max_turns.saturating_sub(turns))
@@ -498,6 +589,7 @@ impl ThreadStore {
     fn sqlite_record(
         &self,
         db: &mut Connection,
+        owner: &str,
         id: &str,
         new: Option<&NewThread>,
         turns: &[NewTurn<'_>],
@@ -508,16 +600,16 @@ impl ThreadStore {
         let t = now();
         if let Some(new) = new {
             if let Some(p) = &new.parent {
-                self.live(&tx, p)?;
+                self.live(&tx, owner, p)?;
             }
             let title: String = new.title.chars().take(120).collect();
             tx.prepare_cached(
-                "INSERT INTO threads (id, parent_id, tool, title, turns, created_at, updated_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5, ?6)",
+                "INSERT INTO threads (id, parent_id, tool, title, turns, created_at, updated_at, expires_at, owner)
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5, ?6, ?7)",
             )?
-            .execute(params![id, new.parent, new.tool, title, t, t.saturating_add(ttl)])?;
+            .execute(params![id, new.parent, new.tool, title, t, t.saturating_add(ttl), owner])?;
         } else {
-            self.live(&tx, id)?;
+            self.live(&tx, owner, id)?;
         }
         let used: u64 = tx
             .prepare_cached("SELECT turns FROM threads WHERE id = ?1")?
@@ -556,15 +648,21 @@ impl ThreadStore {
         Ok(max.saturating_sub(used + adding))
     }
 
-    fn sqlite_resume(&self, db: &Connection, id: &str) -> Result<(Vec<Turn>, u64), ThreadError> {
-        self.live(db, id)?;
-        let remaining = self.remaining(db, id)?;
+    fn sqlite_resume(
+        &self,
+        db: &Connection,
+        owner: &str,
+        id: &str,
+    ) -> Result<(Vec<Turn>, u64), ThreadError> {
+        self.live(db, owner, id)?;
+        let remaining = self.remaining(db, owner, id)?;
         let mut chain = vec![id.to_string()];
         let mut current = id.to_string();
         while chain.len() < MAX_CHAIN {
+            // A parent is always its child's owner's; the condition keeps it so whatever the rows say.
             let parent: Option<String> = db
-                .prepare_cached("SELECT parent_id FROM threads WHERE id = ?1")?
-                .query_row([&current], |r| r.get(0))
+                .prepare_cached("SELECT parent_id FROM threads WHERE id = ?1 AND owner = ?2")?
+                .query_row([current.as_str(), owner], |r| r.get(0))
                 .optional()?
                 .flatten();
             match parent {
@@ -602,15 +700,16 @@ impl ThreadStore {
 
 fn sqlite_list(
     db: &Connection,
+    owner: &str,
     limit: i64,
     tool: Option<&str>,
 ) -> Result<Vec<ThreadSummary>, ThreadError> {
     let mut stmt = db.prepare(
         "SELECT id, parent_id, tool, title, turns, created_at, updated_at, expires_at FROM threads
-         WHERE expires_at >= ?1 AND (?2 IS NULL OR tool = ?2)
-         ORDER BY updated_at DESC LIMIT ?3",
+         WHERE owner = ?1 AND expires_at >= ?2 AND (?3 IS NULL OR tool = ?3)
+         ORDER BY updated_at DESC LIMIT ?4",
     )?;
-    let rows = stmt.query_map(params![now(), tool, limit], |r| {
+    let rows = stmt.query_map(params![owner, now(), tool, limit], |r| {
         Ok(ThreadSummary {
             continuation_id: r.get(0)?,
             parent_id: r.get(1)?,
@@ -677,16 +776,17 @@ impl ThreadStore {
     fn pg_live(
         &self,
         db: &mut impl postgres::GenericClient,
+        owner: &str,
         id: &str,
         lock: bool,
     ) -> Result<u64, ThreadError> {
         let sql = if lock {
-            "SELECT turns, expires_at, now() FROM threads WHERE id = $1 FOR UPDATE"
+            "SELECT turns, expires_at, now() FROM threads WHERE id = $1 AND owner = $2 FOR UPDATE"
         } else {
-            "SELECT turns, expires_at, now() FROM threads WHERE id = $1"
+            "SELECT turns, expires_at, now() FROM threads WHERE id = $1 AND owner = $2"
         };
         let row = db
-            .query_opt(sql, &[&id])?
+            .query_opt(sql, &[&id, &owner])?
             .ok_or_else(|| ThreadError::NotFound(id.to_string()))?;
         let (turns, expires, at): (i64, Time, Time) = (row.get(0), row.get(1), row.get(2));
         if expires < at {
@@ -698,6 +798,7 @@ impl ThreadStore {
     fn pg_record(
         &self,
         db: &mut postgres::Client,
+        owner: &str,
         id: &str,
         new: Option<&NewThread>,
         turns: &[NewTurn<'_>],
@@ -708,18 +809,18 @@ impl ThreadStore {
         let used = match new {
             Some(new) => {
                 if let Some(p) = &new.parent {
-                    self.pg_live(&mut tx, p, false)?;
+                    self.pg_live(&mut tx, owner, p, false)?;
                 }
                 let title: String = new.title.chars().take(120).collect();
                 tx.execute(
-                    "INSERT INTO threads (id, parent_id, tool, title, turns, created_at, updated_at, expires_at)
-                     VALUES ($1, $2, $3, $4, 0, now(), now(), now() + make_interval(secs => $5))",
-                    &[&id, &new.parent, &new.tool, &title, &ttl],
+                    "INSERT INTO threads (id, parent_id, tool, title, turns, created_at, updated_at, expires_at, owner)
+                     VALUES ($1, $2, $3, $4, 0, now(), now(), now() + make_interval(secs => $5), $6)",
+                    &[&id, &new.parent, &new.tool, &title, &ttl, &owner],
                 )?;
                 0
             }
             // The row lock makes a second writer (any daemon) wait here, then count our turns.
-            None => self.pg_live(&mut tx, id, true)?,
+            None => self.pg_live(&mut tx, owner, id, true)?,
         };
         let adding = turns.len() as u64;
         if used + adding > max {
@@ -763,6 +864,7 @@ impl ThreadStore {
     fn pg_resume(
         &self,
         db: &mut postgres::Client,
+        owner: &str,
         id: &str,
     ) -> Result<(Vec<Turn>, u64), ThreadError> {
         // One snapshot for the check, the count and the turns of the whole chain.
@@ -771,21 +873,21 @@ impl ThreadStore {
             .isolation_level(IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()?;
-        let used = self.pg_live(&mut tx, id, false)?;
+        let used = self.pg_live(&mut tx, owner, id, false)?;
         let rows = tx.query(
             &format!(
                 "WITH RECURSIVE chain (id, parent_id, depth, seen) AS (
-                     SELECT id, parent_id, 0, ARRAY[id] FROM threads WHERE id = $1
+                     SELECT id, parent_id, 0, ARRAY[id] FROM threads WHERE id = $1 AND owner = $2
                      UNION ALL
                      SELECT t.id, t.parent_id, c.depth + 1, c.seen || t.id
                      FROM chain c JOIN threads t ON t.id = c.parent_id
-                     WHERE c.depth + 1 < {MAX_CHAIN} AND NOT t.id = ANY (c.seen)
+                     WHERE t.owner = $2 AND c.depth + 1 < {MAX_CHAIN} AND NOT t.id = ANY (c.seen)
                  )
                  SELECT tt.role, tt.content, tt.files, tt.tool, tt.model, tt.created_at
                  FROM chain c JOIN thread_turns tt ON tt.thread_id = c.id
                  ORDER BY c.depth DESC, tt.idx"
             ),
-            &[&id],
+            &[&id, &owner],
         )?;
         tx.commit()?;
         let turns = rows
@@ -872,11 +974,13 @@ mod tests {
         threads_expire,
         concurrent_writers_never_exceed_max_turns,
         a_thread_continues_on_another_store,
+        other_owners_threads_do_not_exist,
     );
 
     fn threads_persist_chain_and_fill_up(place: &dyn Place) {
         let id = {
-            let s = place.open(Duration::from_secs(3600), 3);
+            let store = place.open(Duration::from_secs(3600), 3);
+            let s = store.of(LOCAL_PRINCIPAL);
             let id = s.create("chat", "first question", None).unwrap();
             s.add_turn(&id, "user", "q1", &["a.rs".into()], "chat", None)
                 .unwrap();
@@ -885,7 +989,8 @@ mod tests {
             id
         };
         // A new store on the same database: a restart.
-        let s = place.open(Duration::from_secs(3600), 3);
+        let store = place.open(Duration::from_secs(3600), 3);
+        let s = store.of(LOCAL_PRINCIPAL);
         assert_eq!(s.history(&id).unwrap().len(), 2);
         assert_eq!(s.remaining_turns(&id).unwrap(), 1);
         s.add_turn(&id, "user", "q2", &[], "chat", None).unwrap();
@@ -920,7 +1025,8 @@ mod tests {
 
     /// Parent chains stop at MAX_CHAIN threads.
     fn parent_chains_stop_at_max_chain(place: &dyn Place) {
-        let s = place.open(Duration::from_secs(3600), 100);
+        let store = place.open(Duration::from_secs(3600), 100);
+        let s = store.of(LOCAL_PRINCIPAL);
         let mut parent: Option<String> = None;
         for i in 0..MAX_CHAIN + 5 {
             let id = s.create("chat", "link", parent.as_deref()).unwrap();
@@ -935,7 +1041,8 @@ mod tests {
     }
 
     fn record_writes_all_turns_or_none(place: &dyn Place) {
-        let s = place.open(Duration::from_secs(3600), 3);
+        let store = place.open(Duration::from_secs(3600), 3);
+        let s = store.of(LOCAL_PRINCIPAL);
         let turn = |role, content| NewTurn {
             role,
             content,
@@ -1002,7 +1109,8 @@ mod tests {
     }
 
     fn threads_expire(place: &dyn Place) {
-        let s = place.open(Duration::from_millis(1), 10);
+        let store = place.open(Duration::from_millis(1), 10);
+        let s = store.of(LOCAL_PRINCIPAL);
         let id = s.create("chat", "t", None).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         assert!(matches!(
@@ -1015,10 +1123,11 @@ mod tests {
             Err(ThreadError::Expired { .. })
         ));
         assert_eq!(s.list(10, None).unwrap().len(), 0);
-        assert_eq!(s.purge_expired().unwrap(), 1);
+        assert_eq!(store.purge_expired().unwrap(), 1);
         assert!(matches!(s.check_live(&id), Err(ThreadError::NotFound(_))));
         // A write refreshes the expiry.
-        let s = place.open(Duration::from_millis(1500), 10);
+        let store = place.open(Duration::from_millis(1500), 10);
+        let s = store.of(LOCAL_PRINCIPAL);
         let id = s.create("chat", "t", None).unwrap();
         std::thread::sleep(Duration::from_millis(1000));
         s.add_turn(&id, "user", "x", &[], "chat", None).unwrap();
@@ -1034,7 +1143,10 @@ mod tests {
             Arc::new(place.open(Duration::from_secs(3600), max)),
             Arc::new(place.open(Duration::from_secs(3600), max)),
         ];
-        let id = stores[0].create("chat", "race", None).unwrap();
+        let id = stores[0]
+            .of(LOCAL_PRINCIPAL)
+            .create("chat", "race", None)
+            .unwrap();
         let writers: Vec<_> = (0..8)
             .map(|i| {
                 let store = stores[i % 2].clone();
@@ -1043,7 +1155,14 @@ mod tests {
                     let mut ok = 0;
                     let mut full = 0;
                     for j in 0..3 {
-                        match store.add_turn(&id, "user", &format!("{i}.{j}"), &[], "chat", None) {
+                        match store.of(LOCAL_PRINCIPAL).add_turn(
+                            &id,
+                            "user",
+                            &format!("{i}.{j}"),
+                            &[],
+                            "chat",
+                            None,
+                        ) {
                             Ok(()) => ok += 1,
                             Err(ThreadError::Full { .. }) => full += 1,
                             Err(e) => panic!("writer {i}: {e}"),
@@ -1058,7 +1177,7 @@ mod tests {
             .map(|w| w.join().unwrap())
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         assert_eq!((ok, full), (max, 24 - max));
-        let (turns, left) = stores[1].resume(&id).unwrap();
+        let (turns, left) = stores[1].of(LOCAL_PRINCIPAL).resume(&id).unwrap();
         assert_eq!((turns.len() as u64, left), (max, 0));
         let mut seen: Vec<_> = turns.iter().map(|t| t.content.clone()).collect();
         seen.sort();
@@ -1068,8 +1187,11 @@ mod tests {
 
     /// A thread started on one daemon continues on another sharing the database.
     fn a_thread_continues_on_another_store(place: &dyn Place) {
-        let a = place.open(Duration::from_secs(3600), 10);
-        let b = place.open(Duration::from_secs(3600), 10);
+        let (a, b) = (
+            place.open(Duration::from_secs(3600), 10),
+            place.open(Duration::from_secs(3600), 10),
+        );
+        let (a, b) = (a.of("alice"), b.of("alice"));
         let new = NewThread {
             parent: None,
             tool: "chat".into(),
@@ -1100,6 +1222,96 @@ mod tests {
         assert_eq!(a.remaining_turns(&id).unwrap(), 8);
     }
 
+    /// A thread is its owner's alone: another principal can neither list, resume, continue,
+    /// check nor branch from it, and is told it does not exist, exactly as for a made-up id.
+    fn other_owners_threads_do_not_exist(place: &dyn Place) {
+        let store = place.open(Duration::from_secs(3600), 10);
+        let (alice, bob) = (store.of("alice"), store.of("bob"));
+        let id = alice.create("chat", "alice's question", None).unwrap();
+        alice
+            .add_turn(&id, "user", "secret plan", &[], "chat", None)
+            .unwrap();
+        let theirs = |e: Result<_, ThreadError>| match e {
+            Err(ThreadError::NotFound(found)) => assert_eq!(found, id),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("bob reached alice's thread"),
+        };
+        theirs(bob.check_live(&id));
+        theirs(bob.resume(&id).map(|_| ()));
+        theirs(bob.history(&id).map(|_| ()));
+        theirs(bob.remaining_turns(&id).map(|_| ()));
+        theirs(bob.add_turn(&id, "user", "hijack", &[], "chat", None));
+        theirs(bob.create("chat", "branch", Some(&id)).map(|_| ()));
+        assert!(bob.list(10, None).unwrap().is_empty());
+        // Bob's own thread is his, and alice's stays untouched.
+        let his = bob.create("chat", "bob's", None).unwrap();
+        assert_eq!(bob.list(10, None).unwrap()[0].continuation_id, his);
+        let listed = alice.list(10, None).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].continuation_id.as_str(), listed[0].turns),
+            (id.as_str(), 1)
+        );
+        assert_eq!(alice.history(&id).unwrap()[0].content, "secret plan");
+        // Nor can alice reach bob's.
+        assert!(matches!(alice.resume(&his), Err(ThreadError::NotFound(_))));
+    }
+
+    /// A `state.sqlite` written before owners existed (no schema version, no owner column) is
+    /// migrated on open; its threads belong to the local principal.
+    #[test]
+    fn unversioned_sqlite_threads_become_the_local_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        {
+            let db = Connection::open(&path).unwrap();
+            db.execute_batch(
+                "CREATE TABLE threads (id TEXT PRIMARY KEY, parent_id TEXT, tool TEXT NOT NULL,
+                     title TEXT NOT NULL, turns INTEGER NOT NULL DEFAULT 0,
+                     created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+                     expires_at INTEGER NOT NULL);
+                 CREATE TABLE thread_turns (thread_id TEXT NOT NULL REFERENCES threads(id)
+                     ON DELETE CASCADE, idx INTEGER NOT NULL, role TEXT NOT NULL,
+                     content TEXT NOT NULL, files TEXT NOT NULL, tool TEXT NOT NULL, model TEXT,
+                     created_at INTEGER NOT NULL, PRIMARY KEY (thread_id, idx));",
+            )
+            .unwrap();
+            let t = now();
+            db.execute(
+                "INSERT INTO threads VALUES ('old', NULL, 'chat', 'before owners', 1, ?1, ?1, ?2)",
+                params![t, t + 3_600_000],
+            )
+            .unwrap();
+            db.execute(
+                "INSERT INTO thread_turns VALUES ('old', 0, 'user', 'hello', '[]', 'chat', NULL, ?1)",
+                [t],
+            )
+            .unwrap();
+        }
+        let store = ThreadStore::open(&path, Duration::from_secs(3600), 10).unwrap();
+        let local = store.of(LOCAL_PRINCIPAL);
+        assert_eq!(local.history("old").unwrap()[0].content, "hello");
+        assert!(matches!(
+            store.of("alice").history("old"),
+            Err(ThreadError::NotFound(_))
+        ));
+        drop(store);
+        // Opening again is a no-op; a file from a newer exai is refused with a clear reason.
+        ThreadStore::open(&path, Duration::from_secs(3600), 10).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE schema_version SET version = 99 WHERE component = 'threads'",
+                [],
+            )
+            .unwrap();
+        let newer = ThreadStore::open(&path, Duration::from_secs(3600), 10)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(newer.contains("schema version 99"), "{newer}");
+    }
+
     /// The lazily opened PostgreSQL store: no I/O until first use, then connected and migrated;
     /// an unreachable database is a clear error that names the server, not its password.
     #[test]
@@ -1112,8 +1324,9 @@ mod tests {
             "postgres://exai:topsecret@127.0.0.1:{port}/exai"
         ));
         config.connect_retry_secs = 0.3;
-        let s = ThreadStore::postgres_from_config(config, Duration::from_secs(60), 5);
-        assert_eq!(s.backend_name(), "PostgreSQL");
+        let store = ThreadStore::postgres_from_config(config, Duration::from_secs(60), 5);
+        assert_eq!(store.backend_name(), "PostgreSQL");
+        let s = store.of(LOCAL_PRINCIPAL);
         let err = s.list(5, None).unwrap_err().to_string();
         assert!(err.contains("cannot connect to PostgreSQL at"), "{err}");
         assert!(
@@ -1132,7 +1345,8 @@ mod tests {
         };
         let mut config = exai_core::Config::default().database;
         config.url = exai_core::config::Secret::new(db.url.clone());
-        let s = ThreadStore::postgres_from_config(config, Duration::from_secs(60), 5);
+        let store = ThreadStore::postgres_from_config(config, Duration::from_secs(60), 5);
+        let s = store.of(LOCAL_PRINCIPAL);
         let id = s.create("chat", "lazy", None).unwrap();
         assert_eq!(s.list(5, None).unwrap()[0].continuation_id, id);
     }

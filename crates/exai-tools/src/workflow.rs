@@ -170,7 +170,7 @@ impl AiService {
         let recorded =
             serde_json::to_string(&step).map_err(|e| ToolError::Invalid(e.to_string()))?;
         if let Some(given) = &options.continuation_id {
-            self.settled(given).await?;
+            self.settled(&ctx.principal, given).await?;
         }
         let (id, steps) = {
             let (given, tool, title, files) = (
@@ -179,7 +179,7 @@ impl AiService {
                 step.step.clone(),
                 step.relevant_files.clone(),
             );
-            self.in_threads(move |t| {
+            self.in_threads(&ctx.principal, move |t| {
                 let (id, new) = NewThread::or_continue(given, &tool, &title);
                 let turn = NewTurn {
                     role: "user",
@@ -291,7 +291,7 @@ impl AiService {
                 expert.completion.content.clone(),
                 expert.completion.model.clone(),
             );
-            self.in_threads(move |t| {
+            self.in_threads(&ctx.principal, move |t| {
                 Ok(t.add_turn(&id, "assistant", &answer, &[], &tool, Some(&model))?)
             })
             .await?;
