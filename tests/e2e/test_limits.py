@@ -1,13 +1,19 @@
-"""Principals end to end against the real daemon: named tokens keep each principal's conversation
-threads and index jobs to itself (the official MCP Python SDK), and without tokens one local user
-keeps today's behaviour."""
+"""Limits on the HTTP listener and principals, end to end against the real daemon: the header-read
+timeout and the connection cap (raw sockets), the MCP session cap and idle expiry (raw JSON-RPC
+over HTTP, which the SDK will not misbehave enough to test), and named tokens keeping each
+principal's conversation threads and index jobs to itself (the official MCP Python SDK)."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -20,6 +26,8 @@ from conftest import base_env, exai_bin, http_get, start_daemon, structured
 pytestmark = pytest.mark.anyio
 
 KEY = "mock-key"
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}
 ALICE = "alice-token-0123456789"
 BOB = "bob-token-0123456789abc"
 OPERATOR = "operator-token-0123456789"
@@ -38,6 +46,174 @@ def mock_llm(tmp_path):
 def provider_env(url: str, root: Path) -> dict[str, str]:
     return dict(KIMI_API_KEY=KEY, KIMI_API_URL=url, GLM_API_KEY=KEY, GLM_API_URL=url,
                 EXAI_TOOLS_ALLOWED_ROOTS=str(root), EXAI_EMBED_BACKEND="none")
+
+
+def post(url: str, message: dict, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One JSON-RPC message over HTTP; status, headers (lower-case names) and body."""
+    h = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+         "mcp-protocol-version": "2025-06-18"}
+    h.update(headers or {})
+    req = urllib.request.Request(url, data=json.dumps(message).encode(), headers=h, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def open_session(url: str, headers: dict[str, str] | None = None) -> str:
+    status, h, body = post(url, INIT, headers)
+    assert status == 200, body
+    session = h["mcp-session-id"]
+    status, _, _ = post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                        {**(headers or {}), "mcp-session-id": session})
+    assert status in (200, 202, 204)
+    return session
+
+
+def tools_list(url: str, session: str, headers: dict[str, str] | None = None) -> int:
+    status, _, _ = post(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+                        {**(headers or {}), "mcp-session-id": session})
+    return status
+
+
+def timed_health(base: str, headers: dict[str, str] | None = None) -> float:
+    """Seconds `GET /health` took; fails unless it answered 200."""
+    started = time.monotonic()
+    status, body = http_get(f"{base}/health", headers, timeout=10)
+    assert status == 200 and body["status"] == "ok", body
+    return time.monotonic() - started
+
+
+def closed_by_peer(sock: socket.socket, limit: float) -> bool:
+    """Whether the server closes the connection within `limit` seconds."""
+    sock.settimeout(limit)
+    try:
+        while True:
+            if not sock.recv(4096):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_a_slow_header_sender_is_cut_off_while_health_answers(home):
+    d = start_daemon(home, EXAI_SERVER_HEADER_READ_TIMEOUT_SECS="1")
+    try:
+        slow = socket.create_connection(("127.0.0.1", d.port))
+        sent: list[int] = []
+
+        def trickle():
+            # One byte every 0.2 s: the headers would take 8 s; the timeout is 1 s.
+            for byte in b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: yes\r\n\r\n":
+                try:
+                    slow.send(bytes([byte]))
+                except OSError:
+                    return
+                sent.append(byte)
+                time.sleep(0.2)
+
+        started = time.monotonic()
+        writer = threading.Thread(target=trickle)
+        writer.start()
+        assert timed_health(d.base) < 0.5
+        assert closed_by_peer(slow, 5)
+        cut_after = time.monotonic() - started
+        writer.join()
+        assert 0.9 <= cut_after < 4, cut_after
+        assert len(sent) < 30, "the connection stayed open for the whole request head"
+        # A body trickled after a complete head is cut off the same way, with 408.
+        body = json.dumps(INIT).encode()
+        slow_body = socket.create_connection(("127.0.0.1", d.port))
+        slow_body.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                          b"Accept: application/json, text/event-stream\r\n"
+                          b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        started = time.monotonic()
+        answer = b""
+        slow_body.settimeout(0.2)
+        for byte in body:
+            try:
+                slow_body.send(bytes([byte]))
+                answer += slow_body.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if answer:
+                break
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert "server.header_read_timeout_secs" in answer.decode(errors="replace")
+        assert time.monotonic() - started < 4
+        slow_body.close()
+        # Idle sockets that never send a byte are cut the same way; /health never waits for them.
+        idle = [socket.create_connection(("127.0.0.1", d.port)) for _ in range(200)]
+        assert timed_health(d.base) < 0.5
+        assert all(closed_by_peer(s, 5) for s in idle[:5])
+        for s in idle + [slow]:
+            s.close()
+        assert http_get(f"{d.base}/ready")[0] == 200
+    finally:
+        assert d.stop() == 0
+
+
+def test_idle_sockets_over_the_connection_cap_do_not_lock_out_health(home):
+    # Over the cap new connections wait; idle ones are closed to make room, long before the
+    # header-read timeout would have closed them.
+    d = start_daemon(home, EXAI_SERVER_MAX_CONNECTIONS="16", EXAI_SERVER_HEADER_READ_TIMEOUT_SECS="60")
+    try:
+        idle = [socket.create_connection(("127.0.0.1", d.port)) for _ in range(40)]
+        took = [timed_health(d.base) for _ in range(3)]
+        assert max(took) < 10, took
+        for s in idle:
+            s.close()
+    finally:
+        assert d.stop() == 0
+
+
+def test_sessions_over_the_cap_get_503_with_retry_after(home):
+    d = start_daemon(home, EXAI_SERVER_MAX_SESSIONS="2")
+    try:
+        first = open_session(d.url)
+        open_session(d.url)
+        status, headers, body = post(d.url, {**INIT, "id": 7})
+        assert status == 503, body
+        assert int(headers["retry-after"]) > 0
+        error = json.loads(body)
+        assert error["jsonrpc"] == "2.0" and error["id"] == 7
+        assert "OVER_CAPACITY" in error["error"]["message"]
+        assert "server.max_sessions" in error["error"]["message"]
+        assert error["error"]["data"]["error"] == "OVER_CAPACITY"
+        # Everything else keeps answering at the cap, including the open sessions.
+        assert timed_health(d.base) < 1 and http_get(f"{d.base}/ready")[0] == 200
+        assert tools_list(d.url, first) == 200
+        # Ending a session frees its slot.
+        req = urllib.request.Request(d.url, method="DELETE", headers={"mcp-session-id": first,
+                                                                      "mcp-protocol-version": "2025-06-18"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 204
+        open_session(d.url)
+    finally:
+        assert d.stop() == 0
+
+
+def test_an_idle_session_expires_but_not_during_a_call(home):
+    d = start_daemon(home, EXAI_SERVER_MAX_SESSIONS="2", EXAI_SERVER_SESSION_IDLE_SECS="10",
+                     EXAI_TOOLS_DIAGNOSTICS="1")
+    try:
+        idle = open_session(d.url)
+        busy = open_session(d.url)
+        # A call that outlasts the idle limit keeps its session open.
+        status, _, body = post(d.url, {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                                       "params": {"name": "ping", "arguments": {"delay_ms": 13000}}},
+                               {"mcp-session-id": busy})
+        assert status == 200 and b'"pong"' in body, body
+        assert tools_list(d.url, busy) == 200
+        # The other one asked nothing for 13 s: it is gone, and its slot with it.
+        assert tools_list(d.url, idle) == 404
+        open_session(d.url)
+    finally:
+        assert d.stop() == 0
 
 
 async def call(url: str, token: str | None, name: str, args: dict):
@@ -105,6 +281,10 @@ async def test_principals_keep_their_threads_to_themselves(home, mock_llm, tmp_p
         # No token or a wrong one: nothing at all.
         assert http_get(f"{d.base}/health")[0] == 401
         assert http_get(f"{d.base}/health", {"Authorization": "Bearer not-a-token-0123456789"})[0] == 401
+        # A session opened by Alice is unknown to Bob, even with its id.
+        session = open_session(d.url, {"Authorization": f"Bearer {ALICE}"})
+        assert tools_list(d.url, session, {"Authorization": f"Bearer {BOB}"}) == 404
+        assert tools_list(d.url, session, {"Authorization": f"Bearer {ALICE}"}) == 200
     finally:
         assert d.stop() == 0
 

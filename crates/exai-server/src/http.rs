@@ -1,6 +1,10 @@
 //! The HTTP daemon: Streamable HTTP MCP at `/mcp`, `GET /health`, `GET /ready`, `GET /metrics`,
 //! behind one guard that checks `Host`, `Origin` and the bearer token on every request and names
-//! the request's [`Principal`].
+//! the request's [`Principal`]. The listener's limits (header-read timeout, connection cap) live
+//! in `listener`, the MCP sessions' (cap, owner, idle expiry) in `sessions`.
+
+mod listener;
+mod sessions;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,10 +17,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use rmcp::RoleServer;
 use rmcp::service::RequestContext;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{RoleServer, transport::streamable_http_server::session::SessionId};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 use crate::handler::ExaiServer;
 use crate::health::HealthReport;
 use crate::state::AppState;
+use listener::Limits;
+use sessions::Sessions;
 
 /// Who a request acts for: the owner of the conversation threads and index jobs it creates, and
 /// the only one who sees them afterwards.
@@ -234,15 +239,58 @@ async fn guard(State(guard): State<Arc<Guard>>, mut request: Request, next: Next
     next.run(request).await
 }
 
-/// Size cap and JSON check for `POST /mcp`, so a bad body gets the JSON-RPC answer (413, or
-/// 400 with `-32700 Parse error`) rather than the SDK's bare 415.
-/// The response body is counted until it is fully written or dropped, so a stopping daemon
-/// does not end a session before its last answers have left.
-async fn check_body(
-    State((limit, state)): State<(usize, Arc<AppState>)>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// How long a client refused for lack of a session slot is asked to wait.
+const SESSIONS_RETRY_AFTER_SECS: u64 = 5;
+
+/// What the `/mcp` gate needs.
+struct McpGate {
+    state: Arc<AppState>,
+    sessions: Arc<Sessions>,
+    body_limit: usize,
+    /// How long a request body may take to arrive once its head has (the header-read timeout:
+    /// a body trickled byte by byte would otherwise hold its connection as busy forever).
+    body_timeout: Duration,
+}
+
+/// The parts of a JSON-RPC message the gate looks at; the SDK parses the whole message.
+#[derive(serde::Deserialize)]
+struct Probe {
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+}
+
+/// In front of the SDK's `/mcp` service:
+/// - a request naming a session must come from the principal that opened it, else the session
+///   is unknown to it (404, as the SDK answers for an expired one);
+/// - `POST` bodies are size-capped, must arrive within the header-read timeout (408 otherwise)
+///   and must be JSON, so a bad body gets the JSON-RPC answer (413, or 400 with
+///   `-32700 Parse error`) rather than the SDK's bare 415;
+/// - an `initialize` takes a session slot first: none free is 503 with `Retry-After` and a
+///   JSON-RPC `OVER_CAPACITY` error; the session opened is bound to the caller;
+/// - a response is counted until it is fully written or dropped, so a stopping daemon does not
+///   end a session before its last answers have left, and an idle session is not closed while
+///   one of its calls runs.
+async fn mcp_gate(State(gate): State<Arc<McpGate>>, request: Request, next: Next) -> Response {
+    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+        return refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "request reached /mcp without passing the guard",
+        );
+    };
+    let session = request
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let activity = match &session {
+        Some(id) => match gate.sessions.touch(id, &principal) {
+            Some(activity) => Some(activity),
+            None => return session_not_found(),
+        },
+        None => None,
+    };
     if request.method() == axum::http::Method::DELETE {
         // A session ended by the client: rmcp answers 202 Accepted, which the official Python
         // SDK reports as "Session termination failed: 202"; the session is gone at once, so say
@@ -257,7 +305,9 @@ async fn check_body(
     if request.method() != axum::http::Method::POST {
         return next.run(request).await;
     }
-    let guard = state.enter_response();
+    let guard = gate.state.enter_response();
+    let in_flight = activity.map(|a| gate.sessions.begin(a));
+    let limit = gate.body_limit;
     let (parts, body) = request.into_parts();
     let declared = parts
         .headers
@@ -274,28 +324,106 @@ async fn check_body(
     if declared.is_some_and(|n| n > limit) {
         return too_large();
     }
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => return too_large(),
+    let bytes = match tokio::time::timeout(gate.body_timeout, axum::body::to_bytes(body, limit))
+        .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return too_large(),
+        Err(_) => {
+            tracing::warn!("refused request: body not received in time");
+            return refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "request body not received within {:.1} s (server.header_read_timeout_secs)",
+                    gate.body_timeout.as_secs_f64()
+                ),
+            );
+        }
     };
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-        tracing::warn!("malformed JSON from client: {e}");
-        let body = serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": null,
-            "error": { "code": -32700, "message": format!("Parse error: {e}") },
-        });
-        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
-    }
+    // A batch (an array) is no `initialize`; anything else must at least be JSON.
+    let probe = match serde_json::from_slice::<Probe>(&bytes) {
+        Ok(probe) => Some(probe),
+        Err(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!("malformed JSON from client: {e}");
+                let body = serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "id": null,
+                    "error": { "code": -32700, "message": format!("Parse error: {e}") },
+                });
+                return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+            }
+        },
+    };
+    let opening = session.is_none()
+        && probe
+            .as_ref()
+            .is_some_and(|p| p.method.as_deref() == Some("initialize"));
+    let slot = if opening {
+        match gate.sessions.reserve() {
+            Some(slot) => Some(slot),
+            None => {
+                let id = probe.and_then(|p| p.id).unwrap_or(serde_json::Value::Null);
+                return over_capacity(id, gate.sessions.max());
+            }
+        }
+    } else {
+        None
+    };
     let response = next
         .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await;
+    if let Some(slot) = slot
+        && let Some(id) = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+    {
+        let id: SessionId = Arc::from(id);
+        gate.sessions.bind(id, principal, slot).await;
+    }
     let (parts, body) = response.into_parts();
     let stream = futures::StreamExt::map(body.into_data_stream(), move |chunk| {
-        let _counted = &guard;
+        let _counted = (&guard, &in_flight);
         chunk
     });
     Response::from_parts(parts, axum::body::Body::from_stream(stream))
+}
+
+/// What the SDK answers for a session it does not know.
+fn session_not_found() -> Response {
+    (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response()
+}
+
+/// 503 for an `initialize` while every session slot is taken.
+fn over_capacity(id: serde_json::Value, max: usize) -> Response {
+    tracing::warn!(
+        max_sessions = max,
+        "refused a new MCP session: all slots in use (server.max_sessions)"
+    );
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {
+            "code": -32000,
+            "message": format!(
+                "OVER_CAPACITY: all {max} MCP sessions are in use; retry in {SESSIONS_RETRY_AFTER_SECS} s, \
+                 end unused sessions, or raise server.max_sessions (EXAI_SERVER_MAX_SESSIONS)"
+            ),
+            "data": {
+                "error": "OVER_CAPACITY",
+                "setting": "server.max_sessions",
+                "retry_after_secs": SESSIONS_RETRY_AFTER_SECS,
+            },
+        },
+    });
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(SESSIONS_RETRY_AFTER_SECS),
+    );
+    response
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
@@ -325,8 +453,13 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// The full HTTP application. `sessions_ct` ends every MCP session when cancelled.
-pub fn router(state: Arc<AppState>, bind: SocketAddr, sessions_ct: CancellationToken) -> Router {
+/// The full HTTP application and its MCP sessions. `sessions_ct` ends every MCP session when
+/// cancelled.
+fn app(
+    state: Arc<AppState>,
+    bind: SocketAddr,
+    sessions_ct: CancellationToken,
+) -> (Router, Arc<Sessions>) {
     let guard_cfg = Arc::new(Guard::from_state(&state, bind));
     let server = &state.loaded.config.server;
     let mut mcp_config = StreamableHttpServerConfig::default()
@@ -339,14 +472,24 @@ pub fn router(state: Arc<AppState>, bind: SocketAddr, sessions_ct: CancellationT
     mcp_config = mcp_config
         .with_allowed_origins(guard_cfg.origins.clone())
         .enforce_origin_validation();
-    let body_limit = usize::try_from(server.max_body_bytes).unwrap_or(usize::MAX);
+    let sessions = Arc::new(Sessions::new(
+        usize::try_from(server.max_sessions).unwrap_or(usize::MAX),
+        Duration::from_secs_f64(server.session_idle_secs),
+        state.loaded.timeouts.shutdown_grace(),
+    ));
+    let gate = Arc::new(McpGate {
+        state: state.clone(),
+        sessions: sessions.clone(),
+        body_limit: usize::try_from(server.max_body_bytes).unwrap_or(usize::MAX),
+        body_timeout: Duration::from_secs_f64(server.header_read_timeout_secs),
+    });
     let factory_state = state.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(ExaiServer::new(factory_state.clone())),
-        Arc::new(LocalSessionManager::default()),
+        sessions.clone(),
         mcp_config,
     );
-    Router::new()
+    let router = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -354,13 +497,11 @@ pub fn router(state: Arc<AppState>, bind: SocketAddr, sessions_ct: CancellationT
         .nest_service(
             "/mcp",
             tower::ServiceBuilder::new()
-                .layer(middleware::from_fn_with_state(
-                    (body_limit, state.clone()),
-                    check_body,
-                ))
+                .layer(middleware::from_fn_with_state(gate, mcp_gate))
                 .service(mcp),
         )
-        .layer(middleware::from_fn_with_state(guard_cfg, guard))
+        .layer(middleware::from_fn_with_state(guard_cfg, guard));
+    (router, sessions)
 }
 
 /// Errors the daemon reports to the operator.
@@ -398,13 +539,14 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let bind = listener.local_addr()?;
     let sessions_ct = CancellationToken::new();
-    let app = router(state.clone(), bind, sessions_ct.clone());
+    let (app, sessions) = app(state.clone(), bind, sessions_ct.clone());
+    tokio::spawn(sessions.sweep(sessions_ct.clone()));
     let grace = state.loaded.timeouts.shutdown_grace();
     let stopping = CancellationToken::new();
-    let graceful = {
+    {
         let state = state.clone();
         let stopping = stopping.clone();
-        async move {
+        tokio::spawn(async move {
             shutdown.await;
             state.start_draining();
             stopping.cancel();
@@ -414,36 +556,26 @@ pub async fn serve(
                 grace_secs = grace.as_secs_f64(),
                 "stopping: accepting no new connections, finishing calls in flight"
             );
-            tokio::spawn(async move {
-                if tokio::time::timeout(grace, state.wait_idle())
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(
-                        inflight = state.inflight(),
-                        "grace period over; ending the remaining calls"
-                    );
-                }
-                sessions_ct.cancel();
-            });
-        }
-    };
-    // Streamed answers (progress, then the result) are several small writes; with Nagle's
-    // algorithm each waits for the client's delayed ACK, about 40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(graceful);
+            if tokio::time::timeout(grace, state.wait_idle())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    inflight = state.inflight(),
+                    "grace period over; ending the remaining calls"
+                );
+            }
+            sessions_ct.cancel();
+        });
+    }
+    let limits = Limits::from_config(&state.loaded.config.server);
+    let server = listener::serve(listener, app, limits, stopping.clone());
     let hard_stop = async {
         stopping.cancelled().await;
         tokio::time::sleep(grace + Duration::from_secs(5)).await;
     };
     tokio::select! {
-        r = server => r?,
+        () = server => {}
         () = hard_stop => tracing::warn!("connections still open after the grace period; closing them"),
     }
     Ok(())
