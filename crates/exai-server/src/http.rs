@@ -500,8 +500,20 @@ fn app(
                 .layer(middleware::from_fn_with_state(gate, mcp_gate))
                 .service(mcp),
         )
-        .layer(middleware::from_fn_with_state(guard_cfg, guard));
+        .layer(middleware::from_fn_with_state(guard_cfg, guard))
+        // A bug that panics in a handler still answers (500, logged) instead of dropping the
+        // connection without a word.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked));
     (router, sessions)
+}
+
+fn panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = exai_core::text::panic_message(payload.as_ref());
+    tracing::error!(panic = %message, "HTTP handler panicked");
+    refuse(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error (a bug in exai; the details are in its log)",
+    )
 }
 
 /// Errors the daemon reports to the operator.
