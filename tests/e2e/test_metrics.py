@@ -4,6 +4,7 @@ calls, and its exposition, read by the Prometheus project's own Python parser, c
 from __future__ import annotations
 
 import math
+import time
 import urllib.error
 import urllib.request
 
@@ -54,6 +55,17 @@ def scrape(daemon) -> Scrape:
     return Scrape(text)
 
 
+def scrape_with_kb_size(daemon, limit: float = 15) -> Scrape:
+    """A scrape that holds the knowledge base's size: while the daemon is still creating its
+    database in the background, the size is unknown and the gauge has no sample (by design)."""
+    deadline = time.monotonic() + limit
+    while True:
+        s = scrape(daemon)
+        if s.families["exai_kb_documents"].samples or time.monotonic() > deadline:
+            return s
+        time.sleep(0.1)
+
+
 def check_histograms(s: Scrape) -> None:
     """Every histogram: cumulative buckets, a +Inf bucket equal to _count, and a _sum."""
     for family in s.families.values():
@@ -90,7 +102,7 @@ async def test_metrics_count_calls_searches_and_provider_requests(home, mock_llm
     docs = write_docs(tmp_path)
     d = start_daemon(home, EXAI_EMBED_BACKEND="none", **provider_env(mock_llm, tmp_path))
     try:
-        before = scrape(d)
+        before = scrape_with_kb_size(d)
         assert before.families["exai_tool_calls"].type == "counter"
         assert before.families["exai_tool_call_duration_seconds"].type == "histogram"
         assert before.families["exai_tool_call_duration_seconds"].samples == [], "histograms start with a call"
