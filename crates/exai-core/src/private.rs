@@ -18,9 +18,23 @@ pub const DIR_MODE: u32 = 0o700;
 /// Mode of every file exai creates.
 pub const FILE_MODE: u32 = 0o600;
 
-/// How deep [`tighten`] looks under the data directory (`backups/exai-backup-…/kb.sqlite` and
-/// a downloaded model's `models/<name>/onnx/model.onnx` are the deepest files exai writes).
-const TIGHTEN_DEPTH: usize = 4;
+/// How deep [`tighten`] looks inside exai's subdirectories (`backups/exai-backup-…/kb.sqlite`
+/// and a downloaded model's `models/<name>/onnx/model.onnx` are the deepest files exai writes).
+const TIGHTEN_DEPTH: usize = 3;
+
+/// Subdirectories of the data directory that exai manages whole.
+const OWN_DIRS: [&str; 3] = ["logs", "backups", "models"];
+
+/// Files at the top of the data directory that are exai's: the databases with everything SQLite
+/// and exai keep beside them (`-wal`, `-shm`, `.ann`, `.replaced-…`, `.restoring`), the pid and
+/// lock files, and the configuration, which may hold keys.
+fn own_file(name: &str) -> bool {
+    ["kb.sqlite", "state.sqlite", "exai.pid", "exai.lock"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || name == "exai.toml"
+        || name == ".env"
+}
 
 /// Create `dir` and its missing parents, each new one 0700; existing directories keep their mode.
 pub fn create_dir_all(dir: &Path) -> io::Result<()> {
@@ -72,17 +86,40 @@ pub fn prepare_sqlite(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Remove group and other permissions from the data directory and everything exai keeps in it
-/// (symbolic links are not followed, owner bits are never changed), fixing what earlier versions
-/// created world-readable. Returns one line per path that could not be changed; the caller
-/// decides how loudly to say so. A missing directory is not an error.
+/// Remove group and other permissions from the data directory and from what exai keeps in it,
+/// fixing what earlier versions created world-readable. Only exai's own entries are touched
+/// (the data directory may be one the user also keeps other things in), symbolic links are not
+/// followed and owner bits never change. Returns one line per path that could not be changed;
+/// the caller decides how loudly to say so. A missing directory is not an error.
 pub fn tighten(data_dir: &Path) -> Vec<String> {
     let mut problems = Vec::new();
     match fs::symlink_metadata(data_dir) {
-        Ok(meta) if meta.is_dir() => tighten_tree(data_dir, TIGHTEN_DEPTH, &mut problems),
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => problems.push(format!("{}: {e}", data_dir.display())),
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return problems,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return problems,
+        Err(e) => {
+            problems.push(format!("{}: {e}", data_dir.display()));
+            return problems;
+        }
+    }
+    narrow(data_dir, &mut problems);
+    let entries = match fs::read_dir(data_dir) {
+        Ok(rd) => rd,
+        Err(e) => {
+            problems.push(format!("{}: {e}", data_dir.display()));
+            return problems;
+        }
+    };
+    for entry in entries.flatten() {
+        let (Ok(kind), name) = (entry.file_type(), entry.file_name()) else {
+            continue;
+        };
+        let name = name.to_string_lossy();
+        if kind.is_dir() && OWN_DIRS.contains(&name.as_ref()) {
+            tighten_tree(&entry.path(), TIGHTEN_DEPTH, &mut problems);
+        } else if kind.is_file() && own_file(&name) {
+            narrow(&entry.path(), &mut problems);
+        }
     }
     problems
 }
@@ -181,31 +218,57 @@ mod tests {
         fs::create_dir_all(&outside).unwrap();
         fs::write(home.join("kb.sqlite"), "").unwrap();
         fs::write(home.join("logs/exai.log"), "").unwrap();
-        fs::write(home.join("tool.sh"), "").unwrap();
+        fs::create_dir_all(home.join("backups/exai-backup-1")).unwrap();
+        fs::create_dir_all(home.join("projects")).unwrap();
+        fs::write(home.join("backups/exai-backup-1/kb.sqlite"), "").unwrap();
+        fs::write(home.join("kb.sqlite-wal"), "").unwrap();
+        fs::write(home.join(".env"), "").unwrap();
+        fs::write(home.join("notes.txt"), "").unwrap();
+        fs::write(home.join("projects/readme"), "").unwrap();
         fs::write(outside.join("mine"), "").unwrap();
+        fs::create_dir_all(outside.join("sub")).unwrap();
         for (path, m) in [
             (home.clone(), 0o755),
             (home.join("logs"), 0o775),
-            (home.join("kb.sqlite"), 0o644),
+            (home.join("backups"), 0o755),
+            (home.join("backups/exai-backup-1"), 0o755),
+            (home.join("backups/exai-backup-1/kb.sqlite"), 0o644),
+            (home.join("kb.sqlite"), 0o744),
+            (home.join("kb.sqlite-wal"), 0o644),
+            (home.join(".env"), 0o644),
             (home.join("logs/exai.log"), 0o666),
-            (home.join("tool.sh"), 0o755),
+            (home.join("notes.txt"), 0o644),
+            (home.join("projects"), 0o755),
+            (home.join("projects/readme"), 0o644),
             (outside.clone(), 0o755),
             (outside.join("mine"), 0o644),
         ] {
             fs::set_permissions(&path, Permissions::from_mode(m)).unwrap();
         }
-        std::os::unix::fs::symlink(&outside, home.join("link")).unwrap();
+        std::os::unix::fs::symlink(&outside, home.join("models")).unwrap();
+        std::os::unix::fs::symlink(outside.join("mine"), home.join("exai.toml")).unwrap();
 
         assert!(tighten(&home).is_empty());
-        assert_eq!(mode(&home).unwrap(), 0o700);
-        assert_eq!(mode(&home.join("logs")).unwrap(), 0o700);
-        assert_eq!(mode(&home.join("kb.sqlite")).unwrap(), 0o600);
-        assert_eq!(mode(&home.join("logs/exai.log")).unwrap(), 0o600);
-        // Owner bits stay: only what others could do is taken away.
-        assert_eq!(mode(&home.join("tool.sh")).unwrap(), 0o700);
-        // Nothing behind the symbolic link changed.
-        assert_eq!(mode(&outside).unwrap(), 0o755);
-        assert_eq!(mode(&outside.join("mine")).unwrap(), 0o644);
+        for (path, m) in [
+            (home.clone(), 0o700),
+            (home.join("logs"), 0o700),
+            (home.join("logs/exai.log"), 0o600),
+            (home.join("backups/exai-backup-1"), 0o700),
+            (home.join("backups/exai-backup-1/kb.sqlite"), 0o600),
+            // Owner bits stay: only what others could do is taken away.
+            (home.join("kb.sqlite"), 0o700),
+            (home.join("kb.sqlite-wal"), 0o600),
+            (home.join(".env"), 0o600),
+            // Not exai's: left alone.
+            (home.join("notes.txt"), 0o644),
+            (home.join("projects"), 0o755),
+            (home.join("projects/readme"), 0o644),
+            // Nothing behind a symbolic link changed.
+            (outside.clone(), 0o755),
+            (outside.join("mine"), 0o644),
+        ] {
+            assert_eq!(mode(&path).unwrap(), m, "{}", path.display());
+        }
 
         assert!(tighten(&tmp.path().join("missing")).is_empty());
     }

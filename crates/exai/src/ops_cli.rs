@@ -61,7 +61,24 @@ pub fn hold_data_lock(command: &crate::Command, loaded: &Loaded) -> Result<Optio
             DataLock::shared(dir, RESTORE_WAIT)
         }
         other => other,
-    }?;
+    };
+    let lock = match lock {
+        // A data directory this user cannot write (a read-only mount, another owner's files)
+        // cannot be restored into either; reading it needs no lock.
+        Err(LockError::Io { path, source })
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            eprintln!(
+                "exai: warning: cannot create the lock file {} ({source}); going on without it",
+                path.display()
+            );
+            return Ok(None);
+        }
+        other => other?,
+    };
     for problem in exai_core::private::tighten(dir) {
         eprintln!("exai: warning: {problem}");
     }
