@@ -745,8 +745,9 @@ const STAGED_LEFTOVERS: [&str; 4] = ["", "-wal", "-shm", "-journal"];
 /// One database to restore.
 struct Planned {
     name: String,
-    /// The verified file in the backup.
+    /// The verified file in the backup, and its checksum.
     source: PathBuf,
+    blake3: String,
     /// The live database.
     target: PathBuf,
     /// The copy beside the target, renamed over it in the swap.
@@ -776,15 +777,15 @@ pub fn restore(loaded: &Loaded, backup: &Path) -> Result<Vec<RestoredFile>> {
         plan.push(Planned {
             name: f.name.clone(),
             source: dir.join(&f.file),
+            blake3: f.blake3.clone(),
             staged: with_suffix(&target, ".restoring"),
             keep: unique_keep(&target, &stamp),
             target,
         });
     }
 
-    for (i, p) in plan.iter().enumerate() {
-        let blake3 = &manifest.files[i].blake3;
-        if let Err(e) = stage(&p.source, &p.staged, blake3) {
+    for p in &plan {
+        if let Err(e) = stage(&p.source, &p.staged, &p.blake3) {
             plan.iter().for_each(|p| remove_staged(&p.staged));
             return Err(e);
         }
