@@ -1,7 +1,7 @@
 """The operations toolkit end to end on real data directories: db backup while a client indexes
-and searches, restore into a fresh directory with the same search results, a corrupted database
-caught by `db verify` and `health`, logs and stats over real tool calls, migrate, compact,
-reindex, log pruning."""
+and searches, restore into a fresh directory with the same search results, restore refused while
+a daemon has the databases open, a corrupted database caught by `db verify` and `health`, logs
+and stats over real tool calls, migrate, compact, reindex, log pruning."""
 
 from __future__ import annotations
 
@@ -116,6 +116,39 @@ async def test_backup_while_indexing_and_searching_then_restore_elsewhere(home, 
         assert ops(home, "db", "backup", "--keep", "2").returncode == 0
     listed = ops(home, "db", "backups").stdout.strip().splitlines()
     assert len(listed) == 2, listed
+
+
+async def test_restore_refused_while_the_daemon_has_the_databases_open(home, tmp_path):
+    docs = corpus(tmp_path, "eta", 20, "etaterm")
+    assert ops(home, "index", str(docs), "--source", "eta").returncode == 0
+    backup = json.loads(ops(home, "db", "backup", "--json").stdout)["path"]
+    kb = home / "kb.sqlite"
+    daemon = start_daemon(home, EXAI_EMBED_BACKEND="none")
+    try:
+        async with streamable_http_client(daemon.url) as (r, w, *_):
+            async with ClientSession(r, w) as session:
+                await session.initialize()
+                hits = structured(await session.call_tool("search_docs", {"query": "etaterm4"}))["hits"]
+                assert hits
+                inode = kb.stat().st_ino
+                refused = ops(home, "db", "restore", backup)
+                assert refused.returncode == 1, refused.stdout
+                assert f"an exai process (pid {daemon.proc.pid}: exai daemon" in refused.stderr, refused.stderr
+                assert "`exai daemon stop`" in refused.stderr, refused.stderr
+                assert kb.stat().st_ino == inode and not list(home.glob("kb.sqlite.replaced-*"))
+                # The daemon never noticed: it still answers from the same file.
+                again = structured(await session.call_tool("search_docs", {"query": "etaterm4"}))["hits"]
+                assert [h["path"] for h in again] == [h["path"] for h in hits]
+        # Its files are private while it runs.
+        for name in ("exai.pid", "exai.lock", "kb.sqlite", "kb.sqlite-wal", "logs/exai.log", "logs/activity.jsonl"):
+            assert (home / name).stat().st_mode & 0o777 == 0o600, name
+        assert home.stat().st_mode & 0o777 == 0o700
+    finally:
+        assert daemon.stop() == 0
+    restored = ops(home, "db", "restore", backup)
+    assert restored.returncode == 0 and "replaced file kept as" in restored.stdout, restored.stderr
+    assert kb.stat().st_mode & 0o777 == 0o600
+    assert search_paths(home, "etaterm4")
 
 
 def test_corrupt_database_fails_verify_and_health(home, tmp_path):

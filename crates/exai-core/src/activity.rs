@@ -1,5 +1,6 @@
-//! The activity log: `logs/activity.jsonl`, one JSON line per tool call. Operators read it with
-//! `exai logs` and `exai stats`; it never holds arguments or secrets, only what happened.
+//! The activity log: `logs/activity.jsonl` (0600, like every log), one JSON line per tool call.
+//! Operators read it with `exai logs` and `exai stats`; it never holds arguments or secrets,
+//! only what happened.
 
 use std::path::Path;
 

@@ -1,14 +1,17 @@
 //! Shared ground for every exai crate: configuration with provenance, the timeout hierarchy,
-//! data paths, logging, the activity log and lock-free metrics.
+//! data paths and their lock, private file modes, logging, the activity log and lock-free
+//! metrics.
 
 pub mod access;
 pub mod activity;
 pub mod config;
 pub mod env_import;
 pub mod error;
+pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod paths;
+pub mod private;
 pub mod settings;
 pub mod text;
 pub mod timeouts;

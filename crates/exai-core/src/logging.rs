@@ -1,7 +1,8 @@
 //! Logs: human-readable lines on stderr and in `logs/exai.log`, which rotates by size.
-//! stdout is never written here: on `exai serve` it carries only the protocol.
+//! stdout is never written here: on `exai serve` it carries only the protocol. Log files and
+//! their rotations are private (0600 in a 0700 directory): they record what agents asked.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,8 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::private;
 
 /// An append-only file that rotates to `name.1 … name.N` when it would exceed `max_bytes`.
 /// Each `write` call lands whole in one file, so a log line or JSON record is never split.
@@ -26,9 +29,9 @@ impl RotatingFile {
     pub fn open(path: impl Into<PathBuf>, max_bytes: u64, keep: u32) -> io::Result<Self> {
         let path = path.into();
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            private::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = Self::create(&path)?;
         let size = file.metadata()?.len();
         Ok(Self {
             path,
@@ -41,6 +44,13 @@ impl RotatingFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Open for appending, 0600 whether new or left by an older version.
+    fn create(path: &Path) -> io::Result<File> {
+        let file = private::options().create(true).append(true).open(path)?;
+        private::restrict(&file)?;
+        Ok(file)
     }
 
     fn rotated(&self, n: u32) -> PathBuf {
@@ -58,10 +68,7 @@ impl RotatingFile {
             }
         }
         std::fs::rename(&self.path, self.rotated(1))?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        self.file = Self::create(&self.path)?;
         self.size = 0;
         Ok(())
     }
@@ -184,6 +191,26 @@ mod tests {
         assert_eq!(
             std::fs::metadata(dir.path().join("x.log.1")).unwrap().len(),
             900
+        );
+        for name in ["x.log", "x.log.1", "x.log.2"] {
+            assert_eq!(crate::private::mode(&dir.path().join(name)).unwrap(), 0o600);
+        }
+    }
+
+    #[test]
+    fn a_readable_log_from_an_older_version_becomes_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs/exai.log");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "old line\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut f = RotatingFile::open(&path, 1 << 20, 2).unwrap();
+        f.write_all(b"new line\n").unwrap();
+        assert_eq!(crate::private::mode(&path).unwrap(), 0o600);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "old line\nnew line\n"
         );
     }
 }

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use exai_core::private;
 use sha2::{Digest, Sha256};
 
 use crate::Precision;
@@ -217,10 +218,10 @@ fn fetch_missing(base_url: &str, files: &[&str], dest: &Path) -> Result<(), Embe
             return Err(failed(format!("HTTP {}", response.status())));
         }
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| failed(e.to_string()))?;
+            private::create_dir_all(parent).map_err(|e| failed(e.to_string()))?;
         }
         let partial = PathBuf::from(format!("{}.partial-{}", path.display(), std::process::id()));
-        let written = std::fs::File::create(&partial)
+        let written = create(&partial)
             .map_err(|e| failed(e.to_string()))
             .and_then(|mut out| {
                 response
@@ -281,6 +282,15 @@ pub(crate) fn locate(explicit: Option<&Path>, data_dir: &Path) -> Result<PathBuf
     })
 }
 
+/// A downloaded file, created 0600 like everything exai writes in its data directory.
+fn create(path: &Path) -> std::io::Result<std::fs::File> {
+    private::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+}
+
 fn check_complete(dir: &Path, origin: &str) -> Result<(), EmbedError> {
     match REQUIRED_FILES.iter().find(|f| !dir.join(f).is_file()) {
         Some(file) => Err(EmbedError::MissingModelFile {
@@ -309,7 +319,7 @@ pub(crate) fn download_default_model(
             source,
         }
     };
-    std::fs::create_dir_all(&models).map_err(io("cannot create", &models))?;
+    private::create_dir_all(&models).map_err(io("cannot create", &models))?;
     let tmp = models.join(format!(
         ".{DEFAULT_MODEL_DIR_NAME}.download-{}",
         std::process::id()
@@ -362,9 +372,9 @@ fn fetch_files(base_url: &str, into: &Path) -> Result<(), EmbedError> {
         }
         let path = into.join(file);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| failed(e.to_string()))?;
+            private::create_dir_all(parent).map_err(|e| failed(e.to_string()))?;
         }
-        let mut out = std::fs::File::create(&path).map_err(|e| failed(e.to_string()))?;
+        let mut out = create(&path).map_err(|e| failed(e.to_string()))?;
         response
             .copy_to(&mut out)
             .map_err(|e| failed(error_chain(&e)))?;

@@ -341,7 +341,12 @@ impl AnnIndex {
             path: tmp.clone(),
             source,
         };
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        let mut f = exai_core::private::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io)?;
         f.write_all(MAGIC).map_err(io)?;
         f.write_all(&(header.len() as u32).to_le_bytes())
             .map_err(io)?;

@@ -112,11 +112,11 @@ fn write_pid(path: &Path, record: &PidRecord) -> Result<(), DaemonError> {
         reason: e.to_string(),
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
+        exai_core::private::create_dir_all(dir).map_err(err)?;
     }
     let tmp = path.with_extension("pid.tmp");
     let text = serde_json::to_string(record).unwrap_or_default();
-    std::fs::write(&tmp, text).map_err(err)?;
+    exai_core::private::write(&tmp, text).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
 }
 

@@ -307,9 +307,9 @@ fn to_u64(n: i64) -> u64 {
 impl ThreadStore {
     /// The SQLite store in the file at `path` (created when missing).
     pub fn open(path: &Path, ttl: Duration, max_turns: u64) -> Result<ThreadStore, ThreadError> {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
+        // Conversations are private: the file (and SQLite's -wal and -shm, which take its mode)
+        // is created 0600. A failure here surfaces as SQLite's own when it opens the file.
+        let _ = exai_core::private::prepare_sqlite(path);
         let mut db = Connection::open(path)?;
         db.busy_timeout(Duration::from_secs(5))?;
         db.pragma_update(None, "journal_mode", "WAL")?;

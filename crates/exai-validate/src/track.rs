@@ -252,9 +252,8 @@ pub struct SqliteTracking {
 impl SqliteTracking {
     /// Open (creating or migrating) the tracking tables in the SQLite file at `path`.
     pub fn open(path: &Path) -> Result<SqliteTracking, TrackError> {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
+        // Created 0600 like every database exai keeps; a failure surfaces as SQLite's own.
+        let _ = exai_core::private::prepare_sqlite(path);
         let mut db = Connection::open(path)?;
         db.busy_timeout(Duration::from_secs(5))?;
         db.pragma_update(None, "journal_mode", "WAL")?;

@@ -202,6 +202,14 @@ fn main() -> ExitCode {
     if let Some(ignored) = loaded.ignored_project_env.as_ref().filter(|_| !importing) {
         eprintln!("exai: warning: {ignored}");
     }
+    // Held until the process exits, so `exai db restore` never swaps a database in use here.
+    let _data_lock = match ops_cli::hold_data_lock(&cli.command, &loaded) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("exai: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,

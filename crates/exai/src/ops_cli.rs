@@ -8,9 +8,82 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use exai_core::config::Loaded;
+use exai_core::lock::{DataLock, LockError};
 use exai_core::paths::DataPaths;
 use exai_ops::health::{Status, human_bytes};
 use exai_ops::{copy, db, logs, pg, stats};
+
+/// How long a starting process waits for a running `exai db restore` to finish.
+const RESTORE_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether `command` opens the databases, and so must hold the data directory's lock shared
+/// for as long as it runs. The match names every command, so a new one must choose. `db
+/// restore` takes the lock exclusively itself; commands that only talk to a daemon, read logs
+/// or print configuration take none.
+fn opens_databases(command: &crate::Command) -> bool {
+    use crate::Command as C;
+    match command {
+        C::Serve
+        | C::Daemon { action: None, .. }
+        | C::Index(_)
+        | C::Search(_)
+        | C::Sources { .. }
+        | C::Eval(_)
+        | C::Validate(_)
+        | C::Health(_) => true,
+        C::Db { action } => !matches!(action, DbAction::Restore { .. }),
+        C::Daemon {
+            action: Some(_), ..
+        }
+        | C::Shim { .. }
+        | C::MockLlm { .. }
+        | C::Logs(_)
+        | C::Stats(_)
+        | C::Config { .. } => false,
+    }
+}
+
+/// For a command that opens the databases: make the data directory private (0700, and what
+/// earlier versions left readable in it narrowed to 0600) and hold its lock shared until the
+/// process ends (see `exai_core::lock`). A restore in progress is waited for, saying so.
+pub fn hold_data_lock(command: &crate::Command, loaded: &Loaded) -> Result<Option<DataLock>> {
+    if !opens_databases(command) {
+        return Ok(None);
+    }
+    let dir = &loaded.data_dir;
+    let lock = match DataLock::shared(dir, Duration::ZERO) {
+        Err(LockError::Restoring { pid, .. }) => {
+            eprintln!(
+                "exai: waiting up to {} s for `exai db restore`{} to finish",
+                RESTORE_WAIT.as_secs(),
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+            );
+            DataLock::shared(dir, RESTORE_WAIT)
+        }
+        other => other,
+    };
+    let lock = match lock {
+        // A data directory this user cannot write (a read-only mount, another owner's files)
+        // cannot be restored into either; reading it needs no lock.
+        Err(LockError::Io { path, source })
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            eprintln!(
+                "exai: warning: cannot create the lock file {} ({source}); going on without it",
+                path.display()
+            );
+            return Ok(None);
+        }
+        other => other?,
+    };
+    for problem in exai_core::private::tighten(dir) {
+        eprintln!("exai: warning: {problem}");
+    }
+    Ok(Some(lock))
+}
 
 #[derive(Args)]
 pub struct HealthArgs {

@@ -199,14 +199,12 @@ fn chunk_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkRecord> {
 }
 
 impl SqliteStore {
-    /// Open (creating if needed) and migrate.
+    /// Open (creating if needed, private to the user) and migrate.
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| KbError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
+        exai_core::private::prepare_sqlite(path).map_err(|source| KbError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let conn = Connection::open(path).map_err(|e| map_open_error(path, e))?;
         let store = Self {
             conn,
