@@ -72,6 +72,22 @@ pub fn write(path: &Path, contents: impl AsRef<[u8]>) -> io::Result<()> {
     file.write_all(contents.as_ref())
 }
 
+/// Replace the file at `path` with `contents`, 0600, in one rename: a crash leaves the old file
+/// or the new one, never half of either. Missing directories are created 0700.
+pub fn replace(path: &Path, contents: impl AsRef<[u8]>) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let written = write(&tmp, contents)
+        .and_then(|()| File::open(&tmp)?.sync_all())
+        .and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
 /// Create a missing SQLite database file empty and 0600 before SQLite opens it. SQLite creates
 /// a new database 0644 but gives its `-wal`, `-shm` and `-journal` files the database file's own
 /// mode, so this one step keeps the whole set private. An existing file is left as it is.

@@ -402,7 +402,7 @@ fn config_import(inputs: &Inputs, loaded: &Loaded, source: &Path, dry_run: bool)
     let check = loaded
         .data_dir
         .join(format!(".env.import-{}", std::process::id()));
-    let checked = env_import::write_private(&check, &plan.text)
+    let checked = exai_core::private::replace(&check, &plan.text)
         .map_err(|e| format!("cannot write {}: {e}", check.display()))
         .and_then(|()| {
             let mut trial = inputs.clone();
@@ -437,7 +437,7 @@ fn config_import(inputs: &Inputs, loaded: &Loaded, source: &Path, dry_run: bool)
         println!("dry run: {} unchanged", target.display());
         return ExitCode::SUCCESS;
     }
-    match env_import::write_private(&target, &plan.text) {
+    match exai_core::private::replace(&target, &plan.text) {
         Ok(()) => {
             println!("wrote {} (private to you: 0600)", target.display());
             ExitCode::SUCCESS
