@@ -51,6 +51,8 @@ pub fn estimate_tokens(text: &str) -> usize {
 }
 
 /// Split text into pieces no larger than `max` tokens: paragraphs, then lines, then words.
+/// Blank lines inside an oversized paragraph (a long code block) are dropped: a piece of no
+/// tokens would never fill a chunk.
 fn pieces(text: &str, max: usize) -> Vec<String> {
     let mut out = Vec::new();
     for para in split_paragraphs(text) {
@@ -59,19 +61,28 @@ fn pieces(text: &str, max: usize) -> Vec<String> {
             continue;
         }
         for line in para.lines() {
+            if line.trim().is_empty() {
+                continue;
+            }
             if estimate_tokens(line) <= max {
                 out.push(line.to_string());
                 continue;
             }
+            // Words are joined by a space, which ends a word: the estimate of the joined text
+            // is the sum of the words' estimates.
             let mut buf = String::new();
+            let mut buf_tokens = 0;
             for w in line.split_whitespace() {
-                if !buf.is_empty() && estimate_tokens(&buf) + estimate_tokens(w) > max {
+                let t = estimate_tokens(w);
+                if !buf.is_empty() && buf_tokens + t > max {
                     out.push(std::mem::take(&mut buf));
+                    buf_tokens = 0;
                 }
                 if !buf.is_empty() {
                     buf.push(' ');
                 }
                 buf.push_str(w);
+                buf_tokens += t;
             }
             if !buf.is_empty() {
                 out.push(buf);
@@ -122,16 +133,16 @@ fn pack(pieces: Vec<String>, max: usize, overlap: usize, sep: &str) -> Vec<Strin
                     .collect::<Vec<_>>()
                     .join(sep),
             );
-            let mut carried: Vec<(String, usize)> = Vec::new();
+            let mut keep = 0;
             let mut carried_tokens = 0;
-            for (p, pt) in cur.iter().rev() {
+            for (_, pt) in cur.iter().rev() {
                 if carried_tokens + pt > overlap || carried_tokens + pt + t > max {
                     break;
                 }
-                carried.insert(0, (p.clone(), *pt));
+                keep += 1;
                 carried_tokens += pt;
             }
-            cur = carried;
+            cur = cur.split_off(cur.len() - keep);
             cur_tokens = carried_tokens;
         }
         cur_tokens += t;
@@ -148,6 +159,17 @@ fn pack(pieces: Vec<String>, max: usize, overlap: usize, sep: &str) -> Vec<Strin
     chunks
 }
 
+/// Longest section path kept on a chunk, in characters (six headings of
+/// [`MAX_HEADING_CHARS`](crate::ingest::MAX_HEADING_CHARS) and their separators).
+const MAX_SECTION_CHARS: usize = 6 * (crate::ingest::MAX_HEADING_CHARS + 4);
+
+fn clip_section(path: &str) -> String {
+    match path.char_indices().nth(MAX_SECTION_CHARS) {
+        Some((end, _)) => format!("{}…", &path[..end]),
+        None => path.to_string(),
+    }
+}
+
 /// Chunks of a parsed document, in reading order. Returns the chunks and how many were dropped
 /// by `max_chunks_per_file`.
 pub fn chunk(doc: &ParsedDoc, opts: &ChunkOptions) -> (Vec<NewChunk>, usize) {
@@ -160,7 +182,9 @@ pub fn chunk(doc: &ParsedDoc, opts: &ChunkOptions) -> (Vec<NewChunk>, usize) {
             Some((first, rest)) if first == &doc.title => rest,
             _ => &section.headings,
         };
-        let heading = headings.join(" > ");
+        // Parsers clip each heading; a document built elsewhere gets the same bound on the
+        // path, which is copied into each of its chunks.
+        let heading = clip_section(&headings.join(" > "));
         let texts = if estimate_tokens(&section.text) <= opts.max_tokens {
             vec![section.text.clone()]
         } else {
