@@ -2,9 +2,12 @@
 //! dropped; headings split sections; `<pre>` blocks stay whole as fenced code. Written for
 //! rustdoc and mdBook pages first, and generic enough for most documentation sites.
 
-use ego_tree::NodeRef;
+use ego_tree::iter::Edge;
+use ego_tree::{NodeId, NodeRef};
 use scraper::{Html, Node, Selector};
 
+use super::clip_heading;
+use super::html_dom;
 use super::walk::SkipReason;
 use crate::model::{DocType, ParsedDoc, Section};
 
@@ -107,23 +110,24 @@ fn collapse(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The words of an element, without those of skipped descendants: one pass over its subtree.
 fn element_text(node: NodeRef<'_, Node>) -> String {
     let mut out = String::new();
-    for d in node.descendants() {
-        if let Node::Text(t) = d.value() {
-            let skipped =
-                d.ancestors()
-                    .take_while(|a| a.id() != node.id())
-                    .any(|a| match a.value() {
-                        Node::Element(e) => skip_element(e),
-                        _ => false,
-                    });
-            if !skipped {
-                out.push_str(t);
-            }
+    let mut skipping: Option<NodeId> = None;
+    for edge in node.traverse() {
+        match edge {
+            Edge::Open(d) if skipping.is_none() => match d.value() {
+                Node::Text(t) => out.push_str(t),
+                Node::Element(e) if d.id() != node.id() && skip_element(e) => {
+                    skipping = Some(d.id());
+                }
+                _ => {}
+            },
+            Edge::Close(d) if skipping == Some(d.id()) => skipping = None,
+            _ => {}
         }
     }
-    collapse(&out).trim_matches('§').trim().to_string()
+    clip_heading(collapse(&out).trim_matches('§').trim())
 }
 
 fn skip_element(e: &scraper::node::Element) -> bool {
@@ -138,6 +142,12 @@ fn skip_element(e: &scraper::node::Element) -> bool {
         return true;
     }
     e.classes().any(|c| SKIP_CLASSES.contains(&c))
+}
+
+fn heading_level(name: &str) -> Option<usize> {
+    name.strip_prefix('h')
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| (1..=6).contains(l))
 }
 
 impl Walker {
@@ -171,86 +181,107 @@ impl Walker {
         }
     }
 
-    fn walk(&mut self, node: NodeRef<'_, Node>) {
-        match node.value() {
-            Node::Text(t) => {
-                let text = collapse(t);
-                if !text.is_empty() {
-                    let needs_space = !self.current.is_empty()
-                        && !self.current.ends_with([' ', '\n'])
-                        && (t.starts_with(char::is_whitespace)
-                            || self.current.ends_with(char::is_alphanumeric)
-                                && text.starts_with(char::is_alphanumeric));
-                    if needs_space {
-                        self.current.push(' ');
+    fn text(&mut self, t: &str) {
+        let text = collapse(t);
+        if text.is_empty() {
+            return;
+        }
+        let needs_space = !self.current.is_empty()
+            && !self.current.ends_with([' ', '\n'])
+            && (t.starts_with(char::is_whitespace)
+                || self.current.ends_with(char::is_alphanumeric)
+                    && text.starts_with(char::is_alphanumeric));
+        if needs_space {
+            self.current.push(' ');
+        }
+        self.current.push_str(&text);
+        if t.ends_with(char::is_whitespace) {
+            self.current.push(' ');
+        }
+    }
+
+    fn heading(&mut self, level: usize, title: String) {
+        self.flush();
+        while self.stack.last().is_some_and(|(l, _)| *l >= level) {
+            self.stack.pop();
+        }
+        if level == 1 && self.first_h1.is_none() {
+            self.first_h1 = Some(title.clone());
+        }
+        if self.first_heading.is_none() {
+            self.first_heading = Some(title.clone());
+        }
+        self.stack.push((level, title));
+    }
+
+    fn code(&mut self, node: NodeRef<'_, Node>) {
+        let code: String = node
+            .descendants()
+            .filter_map(|d| match d.value() {
+                Node::Text(t) => Some(&**t),
+                _ => None,
+            })
+            .collect();
+        self.newline();
+        self.current.push_str("```\n");
+        self.current.push_str(code.trim_end());
+        self.current.push_str("\n```\n");
+    }
+
+    /// Everything under `root`, in document order. An explicit traversal rather than
+    /// recursion: the tree's depth is the page author's choice.
+    fn walk(&mut self, root: NodeRef<'_, Node>) {
+        // The subtree being passed over (skipped, or already taken whole as heading or code).
+        let mut passing: Option<NodeId> = None;
+        for edge in root.traverse() {
+            match edge {
+                Edge::Open(node) => {
+                    if passing.is_some() || node.id() == root.id() {
+                        continue;
                     }
-                    self.current.push_str(&text);
-                    if t.ends_with(char::is_whitespace) {
-                        self.current.push(' ');
+                    match node.value() {
+                        Node::Text(t) => self.text(t),
+                        Node::Element(e) => {
+                            let name = e.name();
+                            if skip_element(e) {
+                                passing = Some(node.id());
+                            } else if let Some(level) = heading_level(name) {
+                                passing = Some(node.id());
+                                let title = element_text(node);
+                                if !title.is_empty() {
+                                    self.heading(level, title);
+                                }
+                            } else if name == "pre" {
+                                passing = Some(node.id());
+                                self.code(node);
+                            } else {
+                                if BLOCK_TAGS.contains(&name) {
+                                    self.newline();
+                                }
+                                if name == "li" {
+                                    self.current.push_str("- ");
+                                }
+                                if name == "td" || name == "th" {
+                                    self.current.push_str(" | ");
+                                }
+                            }
+                        }
+                        _ => {}
                     }
                 }
-            }
-            Node::Element(e) => {
-                if skip_element(e) {
-                    return;
-                }
-                let name = e.name();
-                if let Some(level) = name
-                    .strip_prefix('h')
-                    .and_then(|l| l.parse::<usize>().ok())
-                    .filter(|l| (1..=6).contains(l))
-                {
-                    let title = element_text(node);
-                    if title.is_empty() {
-                        return;
+                Edge::Close(node) => {
+                    if passing == Some(node.id()) {
+                        passing = None;
+                        continue;
                     }
-                    self.flush();
-                    while self.stack.last().is_some_and(|(l, _)| *l >= level) {
-                        self.stack.pop();
+                    if passing.is_some() || node.id() == root.id() {
+                        continue;
                     }
-                    if level == 1 && self.first_h1.is_none() {
-                        self.first_h1 = Some(title.clone());
+                    if let Node::Element(e) = node.value()
+                        && BLOCK_TAGS.contains(&e.name())
+                    {
+                        self.newline();
                     }
-                    if self.first_heading.is_none() {
-                        self.first_heading = Some(title.clone());
-                    }
-                    self.stack.push((level, title));
-                    return;
-                }
-                if name == "pre" {
-                    let code: String = node
-                        .descendants()
-                        .filter_map(|d| match d.value() {
-                            Node::Text(t) => Some(t.to_string()),
-                            _ => None,
-                        })
-                        .collect();
-                    self.newline();
-                    self.current.push_str("```\n");
-                    self.current.push_str(code.trim_end());
-                    self.current.push_str("\n```\n");
-                    return;
-                }
-                let block = BLOCK_TAGS.contains(&name);
-                if block {
-                    self.newline();
-                }
-                if name == "li" {
-                    self.current.push_str("- ");
-                }
-                if name == "td" || name == "th" {
-                    self.current.push_str(" | ");
-                }
-                for child in node.children() {
-                    self.walk(child);
-                }
-                if block {
-                    self.newline();
-                }
-            }
-            _ => {
-                for child in node.children() {
-                    self.walk(child);
                 }
             }
         }
@@ -264,7 +295,7 @@ fn select_first<'a>(doc: &'a Html, selector: &str) -> Option<scraper::ElementRef
 }
 
 pub fn parse(html: &str, fallback_title: &str) -> Result<ParsedDoc, SkipReason> {
-    let doc = Html::parse_document(html);
+    let doc = html_dom::parse_document(html).map_err(|_| SkipReason::Malformed)?;
     if let Ok(refresh) = Selector::parse("meta[http-equiv]") {
         let redirect = doc.select(&refresh).any(|m| {
             m.value()
@@ -275,7 +306,8 @@ pub fn parse(html: &str, fallback_title: &str) -> Result<ParsedDoc, SkipReason> 
             return Err(SkipReason::Redirect);
         }
     }
-    let page_title = select_first(&doc, "title").map(|t| collapse(&t.text().collect::<String>()));
+    let page_title =
+        select_first(&doc, "title").map(|t| clip_heading(&collapse(&t.text().collect::<String>())));
     let Some(root) = ROOTS.iter().find_map(|s| select_first(&doc, s)) else {
         return Err(SkipReason::Empty);
     };
@@ -286,9 +318,7 @@ pub fn parse(html: &str, fallback_title: &str) -> Result<ParsedDoc, SkipReason> 
         first_h1: None,
         first_heading: None,
     };
-    for child in root.children() {
-        w.walk(child);
-    }
+    w.walk(*root);
     w.flush();
     if w.sections.is_empty() {
         return Err(SkipReason::Empty);

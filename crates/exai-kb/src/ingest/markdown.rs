@@ -1,6 +1,7 @@
 //! Markdown and MDX: front matter becomes metadata, ATX and setext headings split sections,
 //! fenced code stays whole inside its section, MDX import/export lines are dropped.
 
+use super::clip_heading;
 use crate::model::{DocType, ParsedDoc, Section};
 
 /// `key: value` front matter between `---` lines (the common YAML subset: strings, quoted
@@ -84,7 +85,7 @@ fn clean_inline(text: &str) -> String {
             _ => out.push(c),
         }
     }
-    out.trim().to_string()
+    clip_heading(out.trim())
 }
 
 pub fn parse(text: &str, fallback_title: &str) -> ParsedDoc {
@@ -173,7 +174,7 @@ pub fn parse(text: &str, fallback_title: &str) -> ParsedDoc {
     let title = metadata
         .get("title")
         .and_then(|v| v.as_str())
-        .map(str::to_string)
+        .map(clip_heading)
         .or(first_h1)
         .unwrap_or_else(|| fallback_title.to_string());
     ParsedDoc {

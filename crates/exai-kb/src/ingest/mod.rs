@@ -1,12 +1,25 @@
 //! Reading files into [`ParsedDoc`]s: discovery ([`walk`]) and one parser per format.
 
 pub mod html;
+mod html_dom;
 pub mod markdown;
 pub mod plain;
 pub mod walk;
 
 use crate::model::{Format, ParsedDoc};
 pub use walk::{Candidate, Discovery, SkipReason, WalkOptions, content_skip, discover, format_of};
+
+/// Longest heading kept, in characters. A heading is repeated in every section and chunk under
+/// it, so an unbounded one would multiply a file's size by its number of chunks.
+pub const MAX_HEADING_CHARS: usize = 200;
+
+/// A heading cut to [`MAX_HEADING_CHARS`], marked with `…` where it was cut.
+pub(crate) fn clip_heading(text: &str) -> String {
+    match text.char_indices().nth(MAX_HEADING_CHARS) {
+        Some((end, _)) => format!("{}…", text[..end].trim_end()),
+        None => text.to_string(),
+    }
+}
 
 /// Parse a file's text by format. `rel` is its path in the source.
 pub fn parse(format: Format, text: &str, rel: &str) -> Result<ParsedDoc, SkipReason> {

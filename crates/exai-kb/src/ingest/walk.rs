@@ -41,6 +41,7 @@ pub enum SkipReason {
     Redirect,
     Empty,
     Unreadable,
+    Malformed,
 }
 
 impl SkipReason {
@@ -55,6 +56,9 @@ impl SkipReason {
             SkipReason::Redirect => "redirect page",
             SkipReason::Empty => "no text",
             SkipReason::Unreadable => "unreadable",
+            SkipReason::Malformed => {
+                "malformed markup (would build more elements than it has bytes)"
+            }
         }
     }
 }
