@@ -13,7 +13,7 @@
 //! its text is kept, its tags are not (nor the skip rules they would have triggered). A page
 //! whose tree would still outgrow its own size in nodes is refused.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use ego_tree::NodeId;
@@ -22,7 +22,7 @@ use html5ever::tokenizer::states::RawKind;
 use html5ever::tokenizer::{
     Doctype as TbDoctype, Tag, TagKind, Token as TbToken, TokenSink, TokenSinkResult,
 };
-use html5ever::tree_builder::{TreeBuilder, TreeBuilderOpts, TreeSink};
+use html5ever::tree_builder::{TreeBuilder, TreeBuilderOpts};
 use html5ever::{Attribute, LocalName, QualName, ns};
 use html5gum::{DefaultEmitter, Emitter, ForwardingEmitter, State, Token, Tokenizer};
 use scraper::{Html, HtmlTreeSink};
@@ -46,82 +46,27 @@ pub fn node_budget(bytes: usize) -> usize {
     bytes.saturating_add(NODE_SLACK)
 }
 
-/// html5gum's default emitter, answering the tokenizer's one question about the tree (whether
-/// `<![CDATA[` opens a CDATA section) from the tree builder's last answer.
-struct Emit {
-    inner: DefaultEmitter,
-    foreign: Rc<Cell<bool>>,
+/// The tree builder with what feeding it needs to remember.
+struct Builder {
+    tree: TreeBuilder<NodeId, HtmlTreeSink>,
+    budget: usize,
+    /// html5gum reports a repeated attribute before the tag that holds it.
+    duplicate_attribute: bool,
+    over_budget: bool,
 }
 
-impl ForwardingEmitter for Emit {
-    type Token = Token;
-
-    fn inner(&mut self) -> &mut impl Emitter<Token = Self::Token> {
-        &mut self.inner
-    }
-
-    fn adjusted_current_node_present_but_not_in_html_namespace(&mut self) -> bool {
-        self.foreign.get()
-    }
-}
-
-/// Counts the handles the tree builder holds: its open elements, its active formatting
-/// elements and a few fixed ones (document, head, form).
-struct Count(Cell<usize>);
-
-impl html5ever::tree_builder::Tracer for Count {
-    type Handle = NodeId;
-
-    fn trace_handle(&self, _node: &NodeId) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
-fn held(builder: &TreeBuilder<NodeId, HtmlTreeSink>) -> usize {
-    let count = Count(Cell::new(0));
-    builder.trace_handles(&count);
-    count.0.get()
-}
-
-fn tendril(bytes: &[u8]) -> StrTendril {
-    StrTendril::from_slice(&String::from_utf8_lossy(bytes))
-}
-
-fn local_name(bytes: &[u8]) -> LocalName {
-    LocalName::from(&*String::from_utf8_lossy(bytes))
-}
-
-/// Parse a whole page into scraper's tree, in time and memory linear in its length.
-pub fn parse_document(html: &str) -> Result<Html, TooManyNodes> {
-    let builder = TreeBuilder::new(
-        HtmlTreeSink::new(Html::new_document()),
-        TreeBuilderOpts::default(),
-    );
-    let foreign = Rc::new(Cell::new(false));
-    let mut emitter = DefaultEmitter::default();
-    // The tree builder says which tags switch the tokenizer's state; guessing would disagree
-    // with it (e.g. `<style>` inside `<svg>`).
-    emitter.naively_switch_states(false);
-    let mut tokenizer = Tokenizer::new_with_emitter(
-        html,
-        Emit {
-            inner: emitter,
-            foreign: Rc::clone(&foreign),
-        },
-    );
-    let budget = node_budget(html.len());
-    // html5gum reports a repeated attribute before the tag that holds it.
-    let mut duplicate_attribute = false;
-    while let Some(token) = tokenizer.next() {
-        let token = match token {
-            Ok(token) => token,
-            Err(never) => match never {},
-        };
+impl Builder {
+    /// Feed one token to the tree builder; the tokenizer state it asks for, if any.
+    fn process(&mut self, token: Token) -> Option<State> {
+        if self.over_budget {
+            return None;
+        }
+        let tree = &self.tree;
         let result = match token {
             Token::StartTag(tag) => {
-                let had_duplicate_attributes = std::mem::take(&mut duplicate_attribute);
-                if held(&builder) >= MAX_OPEN_ELEMENTS {
-                    continue;
+                let had_duplicate_attributes = std::mem::take(&mut self.duplicate_attribute);
+                if held(tree) >= MAX_OPEN_ELEMENTS {
+                    return None;
                 }
                 let attrs = tag
                     .attributes
@@ -131,7 +76,7 @@ pub fn parse_document(html: &str) -> Result<Html, TooManyNodes> {
                         value: tendril(value),
                     })
                     .collect();
-                builder.process_token(
+                tree.process_token(
                     TbToken::TagToken(Tag {
                         kind: TagKind::StartTag,
                         name: local_name(&tag.name),
@@ -142,7 +87,7 @@ pub fn parse_document(html: &str) -> Result<Html, TooManyNodes> {
                     1,
                 )
             }
-            Token::EndTag(tag) => builder.process_token(
+            Token::EndTag(tag) => tree.process_token(
                 TbToken::TagToken(Tag {
                     kind: TagKind::EndTag,
                     name: local_name(&tag.name),
@@ -159,16 +104,16 @@ pub fn parse_document(html: &str) -> Result<Html, TooManyNodes> {
                 for (i, part) in text.split(|b| *b == 0).enumerate() {
                     if i > 0 {
                         // Text never switches the tokenizer's state.
-                        let _ = builder.process_token(TbToken::NullCharacterToken, 1);
+                        let _ = tree.process_token(TbToken::NullCharacterToken, 1);
                     }
                     if !part.is_empty() {
-                        result = builder.process_token(TbToken::CharacterTokens(tendril(part)), 1);
+                        result = tree.process_token(TbToken::CharacterTokens(tendril(part)), 1);
                     }
                 }
                 result
             }
-            Token::Comment(text) => builder.process_token(TbToken::CommentToken(tendril(&text)), 1),
-            Token::Doctype(doctype) => builder.process_token(
+            Token::Comment(text) => tree.process_token(TbToken::CommentToken(tendril(&text)), 1),
+            Token::Doctype(doctype) => tree.process_token(
                 TbToken::DoctypeToken(TbDoctype {
                     name: Some(&doctype.name)
                         .filter(|n| !n.is_empty())
@@ -180,32 +125,139 @@ pub fn parse_document(html: &str) -> Result<Html, TooManyNodes> {
                 1,
             ),
             Token::Error(error) => {
-                duplicate_attribute |= matches!(*error, html5gum::Error::DuplicateAttribute);
-                continue;
+                self.duplicate_attribute |= matches!(*error, html5gum::Error::DuplicateAttribute);
+                return None;
             }
         };
-        match result {
-            TokenSinkResult::Continue => {}
-            TokenSinkResult::Script(_) => tokenizer.set_state(State::Data),
-            TokenSinkResult::Plaintext => tokenizer.set_state(State::PlainText),
-            TokenSinkResult::RawData(RawKind::Rcdata) => tokenizer.set_state(State::RcData),
-            TokenSinkResult::RawData(RawKind::Rawtext) => tokenizer.set_state(State::RawText),
-            TokenSinkResult::RawData(RawKind::ScriptData) => tokenizer.set_state(State::ScriptData),
-            // The tree builder asks for this state only from inside the tokenizer.
-            TokenSinkResult::RawData(RawKind::ScriptDataEscaped(_)) => {
-                tokenizer.set_state(State::ScriptData)
-            }
-            TokenSinkResult::EncodingIndicator(_) => {}
+        if tree.sink.0.borrow().tree.nodes().len() > self.budget {
+            self.over_budget = true;
         }
-        foreign.set(builder.adjusted_current_node_present_but_not_in_html_namespace());
-        if builder.sink.0.borrow().tree.nodes().len() > budget {
-            return Err(TooManyNodes);
+        match result {
+            TokenSinkResult::Continue | TokenSinkResult::EncodingIndicator(_) => None,
+            TokenSinkResult::Script(_) => Some(State::Data),
+            TokenSinkResult::Plaintext => Some(State::PlainText),
+            TokenSinkResult::RawData(RawKind::Rcdata) => Some(State::RcData),
+            TokenSinkResult::RawData(RawKind::Rawtext) => Some(State::RawText),
+            // The escaped script states are entered by the tokenizer itself, never asked for.
+            TokenSinkResult::RawData(RawKind::ScriptData | RawKind::ScriptDataEscaped(_)) => {
+                Some(State::ScriptData)
+            }
         }
     }
+}
+
+/// html5gum's default emitter with every token fed to the tree builder as soon as it is
+/// complete, so the builder's answers (the state after a start tag, whether `<![CDATA[` opens
+/// a CDATA section) reflect everything before the point where the tokenizer asks.
+struct Emit {
+    inner: DefaultEmitter,
+    builder: Rc<RefCell<Builder>>,
+}
+
+impl Emit {
+    fn drain(&mut self) -> Option<State> {
+        let mut builder = self.builder.borrow_mut();
+        let mut state = None;
+        while let Some(token) = Emitter::pop_token(&mut self.inner) {
+            state = builder.process(token).or(state);
+        }
+        state
+    }
+}
+
+impl ForwardingEmitter for Emit {
+    type Token = Token;
+
+    fn inner(&mut self) -> &mut impl Emitter<Token = Self::Token> {
+        &mut self.inner
+    }
+
+    fn pop_token(&mut self) -> Option<Token> {
+        self.drain();
+        None
+    }
+
+    fn emit_current_tag(&mut self) -> Option<State> {
+        let naive = Emitter::emit_current_tag(&mut self.inner);
+        self.drain().or(naive)
+    }
+
+    fn adjusted_current_node_present_but_not_in_html_namespace(&mut self) -> bool {
+        // Text before `<![CDATA[` is still buffered, and it can change the current node (text
+        // in a MathML `<mi>` re-opens HTML formatting elements). Starting a comment flushes it;
+        // the tokenizer starts one anyway when the answer is no.
+        Emitter::init_comment(&mut self.inner);
+        self.drain();
+        self.builder
+            .borrow()
+            .tree
+            .adjusted_current_node_present_but_not_in_html_namespace()
+    }
+}
+
+/// Counts the handles the tree builder holds: its open elements, its active formatting
+/// elements and a few fixed ones (document, head, form).
+struct Count(Cell<usize>);
+
+impl html5ever::tree_builder::Tracer for Count {
+    type Handle = NodeId;
+
+    fn trace_handle(&self, _node: &NodeId) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+fn held(tree: &TreeBuilder<NodeId, HtmlTreeSink>) -> usize {
+    let count = Count(Cell::new(0));
+    tree.trace_handles(&count);
+    count.0.get()
+}
+
+fn tendril(bytes: &[u8]) -> StrTendril {
+    StrTendril::from_slice(&String::from_utf8_lossy(bytes))
+}
+
+fn local_name(bytes: &[u8]) -> LocalName {
+    LocalName::from(&*String::from_utf8_lossy(bytes))
+}
+
+/// Parse a whole page into scraper's tree, in time and memory linear in its length.
+pub fn parse_document(html: &str) -> Result<Html, TooManyNodes> {
+    let builder = Rc::new(RefCell::new(Builder {
+        tree: TreeBuilder::new(
+            HtmlTreeSink::new(Html::new_document()),
+            TreeBuilderOpts::default(),
+        ),
+        budget: node_budget(html.len()),
+        duplicate_attribute: false,
+        over_budget: false,
+    }));
+    let mut inner = DefaultEmitter::default();
+    // The tree builder says which tags switch the tokenizer's state; guessing would disagree
+    // with it (e.g. `<style>` inside `<svg>`).
+    inner.naively_switch_states(false);
+    let tokenizer = Tokenizer::new_with_emitter(
+        html,
+        Emit {
+            inner,
+            builder: Rc::clone(&builder),
+        },
+    );
+    // Every token is consumed inside the emitter; the iterator only drives the tokenizer.
+    for token in tokenizer {
+        match token {
+            Ok(_) => {}
+            Err(never) => match never {},
+        }
+    }
+    let builder = builder.borrow();
+    if builder.over_budget {
+        return Err(TooManyNodes);
+    }
     // Nothing is left to tokenize, whatever the builder asks for.
-    let _ = builder.process_token(TbToken::EOFToken, 1);
-    builder.end();
-    Ok(builder.sink.finish())
+    let _ = builder.tree.process_token(TbToken::EOFToken, 1);
+    builder.tree.end();
+    Ok(builder.tree.sink.0.replace(Html::new_document()))
 }
 
 #[cfg(test)]
@@ -224,6 +276,9 @@ mod tests {
             "<svg><style><p>in svg</p></style></svg><script>if (a<b) {}</script><textarea><b></textarea>",
             "<math><mi>x</mi></math><svg><![CDATA[cdata <b>]]></svg><!-- c --><pre>\nkeep</pre>",
             "a\0b<div class=\"x y\" id=i data-a='1' data-a='2'>&amp;&lt;&#x41;&nbsp;</div>",
+            // The text re-opens `<b>` inside `<mi>`, so `<![CDATA[` is a bogus comment (found
+            // by fuzzing: the text was still buffered when the tokenizer asked).
+            "<math><mi><p><b></p>e<![CDATA[z]]></mi></math>",
         ];
         for page in pages {
             let ours = parse_document(page).unwrap();
