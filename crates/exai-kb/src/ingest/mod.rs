@@ -1,5 +1,6 @@
 //! Reading files into [`ParsedDoc`]s: discovery ([`walk`]) and one parser per format.
 
+pub mod fuzz;
 pub mod html;
 mod html_dom;
 pub mod markdown;
