@@ -10,8 +10,9 @@ backup that `exai db backups` lists as good.
    (`exai db verify --json`, `exai db stats --json`) and a fingerprint of every document and chunk
    (read straight from SQLite, ids and timestamps left out) are what every trial must end with.
 2. Index trials: a fresh data directory; `exai index` is killed 1–3 times, each at a random
-   instant within the reference run's duration (later kills hit a partly indexed database; a first
-   run that finishes before its instant is started again on an empty directory); after every
+   instant within the reference run's duration (later kills hit a partly indexed database, within
+   the share of the run likely left; a first run that finishes before its instant is started again
+   on an empty directory); after every
    kill `exai db verify` must exit 0; then the same command runs to the end and the counts and
    fingerprint must equal the reference's exactly.
 3. Backup trials, alternately with an `exai daemon` serving the data directory and with nothing
@@ -59,7 +60,8 @@ SOURCE = "rustdocs"
 # A few thousand pages of the toolchain's own docs: long guides, API pages and examples, so kills
 # land in the walk, in parsing and in the batched writes alike.
 MAX_ATTEMPTS = 6
-DEFAULT_PARTS = ["std", "book", "reference", "rust-by-example", "cargo", "nomicon", "edition-guide"]
+DEFAULT_PARTS = ["std", "alloc", "book", "reference", "rust-by-example", "cargo", "nomicon", "edition-guide",
+                 "rustc", "error_codes", "unstable-book"]
 
 
 class SetupError(Exception):
@@ -295,9 +297,13 @@ def index_trial(exai: Exai, work: Path, number: int, seed: str, corpus: Corpus, 
     started = time.monotonic()
     planned = rng.choice([1, 1, 2, 3])
     attempts = 0
+    committed = 0
+    ref_docs = max(1, int(reference["content"]["documents"]))
     while planned > 0 and attempts < MAX_ATTEMPTS:
         attempts += 1
-        after = rng.uniform(0.02, 0.98) * ref_seconds
+        # A run that resumes skips what is committed: aim within what is likely left of it.
+        left = max(0.15, 1 - committed / ref_docs)
+        after = rng.uniform(0.02, 0.98) * ref_seconds * left
         killed, code = run_and_kill(exai, home, args, after, log)
         if not killed and code != 0:
             result.losses.append(f"exai index exited {code} on its own (log: {log})")
@@ -309,9 +315,9 @@ def index_trial(exai: Exai, work: Path, number: int, seed: str, corpus: Corpus, 
             home.mkdir()
             continue
         planned -= 1
-        docs = fingerprint(home / "kb.sqlite")["documents"] if (home / "kb.sqlite").exists() else 0
+        committed = int(fingerprint(home / "kb.sqlite")["documents"]) if (home / "kb.sqlite").exists() else 0
         vexit, vdetail = verify_exit(exai, home)
-        result.kills.append(Kill(after, killed, code, int(docs), vexit, vdetail))
+        result.kills.append(Kill(after, killed, code, committed, vexit, vdetail))
         if vexit != 0:
             result.losses.append(f"exai db verify exited {vexit} after the kill at {after:.2f} s: {vdetail}")
     # Resume with the very same command, to the end.
