@@ -5,7 +5,8 @@
 //! A backup is a directory `exai-backup-<UTC time>` holding a consistent copy of each database
 //! (`VACUUM INTO`, which reads one snapshot while the daemon goes on writing) and a
 //! `manifest.json` with time, sizes, row counts, schema versions and a BLAKE3 checksum per file.
-//! It appears only once complete (written under a `.partial` name, then renamed).
+//! It appears only once complete (written under a `.partial` name, then renamed); the `.partial`
+//! directory a killed backup leaves behind is removed by the next backup.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub const MANIFEST: &str = "manifest.json";
 const BACKUP_PREFIX: &str = "exai-backup-";
+const PARTIAL_SUFFIX: &str = ".partial";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -466,7 +468,7 @@ pub struct BackupReport {
     pub path: String,
     pub manifest: Manifest,
     pub seconds: f64,
-    /// Older backups removed to keep the newest `keep`.
+    /// Older backups removed to keep the newest `keep`, and unfinished ones killed backups left.
     pub pruned: Vec<String>,
 }
 
@@ -496,12 +498,14 @@ pub fn backup(loaded: &Loaded, root: &Path, keep: usize) -> Result<BackupReport>
         )));
     }
     private::create_dir_all(root).map_err(io(root))?;
+    let abandoned = remove_abandoned(root);
     let now = chrono::Utc::now();
     let mut name = format!("{BACKUP_PREFIX}{}", now.format("%Y%m%dT%H%M%S%.3fZ"));
     while root.join(&name).exists() {
         name.push('_');
     }
-    let partial = root.join(format!(".{name}.partial"));
+    // The pid in the name tells a later backup whether this one is still running.
+    let partial = root.join(format!(".{name}.{}{PARTIAL_SUFFIX}", std::process::id()));
     private::create_dir_all(&partial).map_err(io(&partial))?;
     let result = (|| -> Result<Manifest> {
         let mut files = Vec::new();
@@ -558,7 +562,8 @@ pub fn backup(loaded: &Loaded, root: &Path, keep: usize) -> Result<BackupReport>
     };
     let final_dir = root.join(&name);
     std::fs::rename(&partial, &final_dir).map_err(io(&final_dir))?;
-    let pruned = prune_backups(root, keep)?;
+    let mut pruned = abandoned;
+    pruned.extend(prune_backups(root, keep)?);
     Ok(BackupReport {
         path: final_dir.display().to_string(),
         manifest,
@@ -582,6 +587,33 @@ fn self_contained(path: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A backup killed mid-way leaves its `.partial` directory behind, as large as the databases it
+/// was copying. Remove those whose process is gone; one still running keeps its own (the name
+/// carries the pid). A leftover only costs space, so a failure here never stops a backup.
+fn remove_abandoned(root: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let pid = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix('.'))
+            .and_then(|n| n.strip_prefix(BACKUP_PREFIX))
+            .and_then(|n| n.strip_suffix(PARTIAL_SUFFIX))
+            .and_then(|n| n.rsplit_once('.'))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !exai_server::daemon::alive(pid)
+            && std::fs::remove_dir_all(&path).is_ok()
+        {
+            removed.push(path.display().to_string());
+        }
+    }
+    removed
 }
 
 /// Complete backups under `root`, oldest first.
@@ -1430,5 +1462,33 @@ mod tests {
         assert_eq!(&header[18..20], [1, 1]);
         // The live commit that only the WAL held is in the copy.
         assert_eq!(rows(&dir.join("kb.sqlite")), ["live", "only in the wal"]);
+    }
+
+    #[test]
+    fn a_later_backup_removes_what_killed_ones_left_but_not_a_running_ones() {
+        let root = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap(); // reaped: its pid names no process now
+        let partial = |pid: &str| {
+            root.path().join(format!(
+                ".{BACKUP_PREFIX}20260101T000000.000Z{pid}{PARTIAL_SUFFIX}"
+            ))
+        };
+        let killed = partial(&format!(".{}", child.id()));
+        let running = partial(&format!(".{}", std::process::id()));
+        let no_pid = partial("");
+        let complete = root
+            .path()
+            .join(format!("{BACKUP_PREFIX}20260101T000000.000Z"));
+        for dir in [&killed, &running, &no_pid, &complete] {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join("kb.sqlite"), b"half a copy").unwrap();
+        }
+        assert_eq!(
+            remove_abandoned(root.path()),
+            vec![killed.display().to_string()]
+        );
+        assert!(!killed.exists());
+        assert!(running.exists() && no_pid.exists() && complete.exists());
     }
 }
