@@ -96,8 +96,15 @@ struct Prepared {
     dropped: usize,
 }
 
-fn prepare(c: &Candidate, opts: &ChunkOptions) -> std::result::Result<Prepared, SkipReason> {
-    let bytes = std::fs::read(&c.path).map_err(|_| SkipReason::Unreadable)?;
+fn prepare(
+    c: &Candidate,
+    opts: &ChunkOptions,
+    max_bytes: u64,
+) -> std::result::Result<Prepared, SkipReason> {
+    // Bounded: a file that grew past the cap since it was found is skipped, not read whole.
+    let bytes = exai_core::access::read_capped(&c.path, max_bytes)
+        .map_err(|_| SkipReason::Unreadable)?
+        .ok_or(SkipReason::TooLarge)?;
     if let Some(reason) = ingest::content_skip(c.format, &bytes) {
         return Err(reason);
     }
@@ -120,9 +127,10 @@ fn prepare(c: &Candidate, opts: &ChunkOptions) -> std::result::Result<Prepared, 
     })
 }
 
-fn file_hash(c: &Candidate) -> Option<String> {
-    std::fs::read(&c.path)
+fn file_hash(c: &Candidate, max_bytes: u64) -> Option<String> {
+    exai_core::access::read_capped(&c.path, max_bytes)
         .ok()
+        .flatten()
         .map(|b| blake3::hash(&b).to_hex().to_string())
 }
 
@@ -216,14 +224,21 @@ impl Kb {
             let todo: Vec<&Candidate> = batch
                 .iter()
                 .filter(|c| match known.get(&c.rel) {
-                    Some(old) => file_hash(c).as_deref() != Some(old.as_str()),
+                    Some(old) => {
+                        file_hash(c, self.options.max_file_bytes).as_deref() != Some(old.as_str())
+                    }
                     None => true,
                 })
                 .collect();
             report.unchanged += batch.len() - todo.len();
             let prepared: Vec<(String, std::result::Result<Prepared, SkipReason>)> = todo
                 .par_iter()
-                .map(|c| (c.rel.clone(), prepare(c, &self.options.chunk)))
+                .map(|c| {
+                    (
+                        c.rel.clone(),
+                        prepare(c, &self.options.chunk, self.options.max_file_bytes),
+                    )
+                })
                 .collect();
             let mut writes = Vec::new();
             for (rel, p) in prepared {
