@@ -11,23 +11,28 @@ MCP session, makes 5–30 calls with 0–250 ms of think time between them, clos
 opens the next, until the time is up. A call is `search_docs` (60 %), `chat` against the mock
 (30 %, a third of them continuing the session's last thread) or `index_path` of the session's
 own folder of eight small Markdown files, one of which changes before each call (10 %; the job is
-followed with `job_status` to its end). Recorded: calls by tool and outcome, every error other than
+followed with `job_status` to its end; `index_job` in the table is that whole wait). `--mix`
+changes the shares, e.g. to find which kind of call memory grows with. Recorded: calls by tool and outcome, every error other than
 a deliberate OVER_CAPACITY (a tool refusing with OVER_CAPACITY, or HTTP 503 to a new session
 over `server.max_sessions`), latency percentiles per tool (client-side, successful calls), the
-daemon's VmRSS and open file descriptors at the start, every minute and at the end, and the
-daemon's own error log lines.
+daemon's VmRSS, open file descriptors, CPU time and the knowledge base's WAL size at the start,
+every minute and at the end (with the machine's load average), and the daemon's own error log
+lines.
 
 Idle sockets: 1,000 TCP connections to the daemon, half sending nothing, half a partial request
 line, held open for `--idle-seconds` (longer than the default header-read timeout) while a fresh
 `GET /health` is timed every 250 ms. Recorded: how many connected, how many the daemon closed and
-when, /health latency percentiles and failures, the daemon's fds.
+when, the daemon's side of them by TCP state (from /proc/net/tcp: a client can believe itself
+connected while the daemon never accepted it), /health latency percentiles and failures, the
+daemon's fds.
 
 Prints a readable table and a JSON summary (`--json FILE` writes it too). Exit status 0 when no
 unexpected error happened, the daemon stayed up and every /health probe answered within
 `--health-ms`; 1 otherwise; 2 when the set-up failed.
 
 Usage: bench/soak.py [--minutes 10] [--sessions 50] [--idle-sockets 1000] [--idle-seconds 40]
-                     [--exai PATH] [--env KEY=VALUE ...] [--seed S] [--json FILE]
+                     [--mix search=60,chat=30,index=10] [--exai PATH] [--env KEY=VALUE ...]
+                     [--seed S] [--json FILE]
 (EXAI_BIN names the binary too; otherwise `cargo build --release --bin exai` runs first.)
 Needs the `mcp` package (the e2e venv: ~/.cache/exai-ci/venv/bin/python bench/soak.py).
 """
@@ -97,9 +102,13 @@ def summary_ms(values: list[float]) -> dict[str, float | int | None]:
             "max": r(max(values) if values else None)}
 
 
-def proc_sample(pid: int, label: str, t0: float) -> dict[str, object]:
-    """VmRSS, VmHWM (peak), threads and open file descriptors of `pid`, from /proc."""
+def proc_sample(pid: int, label: str, t0: float, home: Path | None = None) -> dict[str, object]:
+    """VmRSS, VmHWM (peak), threads and open file descriptors of `pid`, from /proc; with `home`,
+    the size of the knowledge base's WAL too (it grows when checkpoints cannot keep up)."""
     out: dict[str, object] = {"at": label, "t_s": round(time.monotonic() - t0, 1)}
+    if home is not None:
+        with contextlib.suppress(OSError):
+            out["kb_wal_mb"] = round((home / "kb.sqlite-wal").stat().st_size / 1e6, 1)
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             key, _, value = line.partition(":")
@@ -108,8 +117,14 @@ def proc_sample(pid: int, label: str, t0: float) -> dict[str, object]:
             elif key == "Threads":
                 out["threads"] = int(value)
         out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+        # utime + stime, fields 14 and 15 of /proc/PID/stat (after the command's parenthesis).
+        ticks = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]
+        out["cpu_s"] = round(sum(int(t) for t in ticks) / os.sysconf("SC_CLK_TCK"), 1)
     except OSError as e:
         out["error"] = f"cannot read /proc/{pid}: {e}"
+    # The machine's load: on a shared machine, latencies mean little without it.
+    with contextlib.suppress(OSError):
+        out["loadavg_1m"] = float(Path("/proc/loadavg").read_text().split()[0])
     return out
 
 
@@ -204,7 +219,7 @@ class Services:
         return f"http://127.0.0.1:{self.port}/mcp"
 
     def stop(self) -> int | None:
-        code = None
+        """SIGTERM to both; the daemon's exit status."""
         for p in (self.daemon, self.mock):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -213,8 +228,7 @@ class Services:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
-        code = self.daemon.returncode
-        return code
+        return self.daemon.returncode
 
 
 def start(exe: str, work: Path, corpus: Path, jobs_dir: Path, extra_env: dict[str, str]) -> Services:
@@ -284,6 +298,7 @@ class Load:
     deadline: float
     stats: Stats
     seed: str
+    mix: dict[str, float]
     sessions_opened: int = 0
     sessions_refused: int = 0
     jobs_ms: list[float] = field(default_factory=list)
@@ -361,11 +376,11 @@ class Load:
                     for _ in range(calls):
                         if time.monotonic() >= self.deadline:
                             return
-                        roll = rng.random()
-                        if roll < 0.6:
+                        kind = rng.choices(list(self.mix), weights=list(self.mix.values()))[0]
+                        if kind == "search":
                             await self.call(s, "search_docs", {"query": rng.choice(QUERIES),
                                                                "limit": rng.randint(3, 10)})
-                        elif roll < 0.9:
+                        elif kind == "chat":
                             args = {"prompt": f"{rng.choice(PROMPTS)} (worker {worker})", "model": rng.choice(MODELS)}
                             if thread and thread[1] < 4 and rng.random() < 1 / 3:
                                 args["continuation_id"] = thread[0]
@@ -396,7 +411,7 @@ class Load:
 
 
 async def run_load(svc: Services, args, stats: Stats, samples: list[dict]) -> Load:
-    load = Load(svc.url, svc.home.parent / "jobs", time.monotonic() + args.minutes * 60, stats, args.seed)
+    load = Load(svc.url, svc.home.parent / "jobs", time.monotonic() + args.minutes * 60, stats, args.seed, args.mix)
 
     async def sampler() -> None:
         minute = 0
@@ -405,12 +420,13 @@ async def run_load(svc: Services, args, stats: Stats, samples: list[dict]) -> Lo
             if time.monotonic() >= load.deadline:
                 break
             minute += 1
-            sample = proc_sample(svc.daemon.pid, f"minute {minute}", stats.t0)
+            sample = proc_sample(svc.daemon.pid, f"minute {minute}", stats.t0, svc.home)
             calls = sum(sum(c.values()) for c in stats.calls.values())
             sample["calls_so_far"] = calls
             samples.append(sample)
             print(f"  minute {minute}: {calls} calls, {sum(stats.errors.values())} errors, "
-                  f"RSS {sample.get('vmrss_mb')} MB, {sample.get('fds')} fds", flush=True)
+                  f"RSS {sample.get('vmrss_mb')} MB, {sample.get('fds')} fds, "
+                  f"WAL {sample.get('kb_wal_mb')} MB", flush=True)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(sampler)
@@ -421,6 +437,25 @@ async def run_load(svc: Services, args, stats: Stats, samples: list[dict]) -> Lo
 
 # ---------------------------------------------------------------------------------------------
 # idle half-open sockets
+
+
+TCP_STATES = {"01": "established", "02": "syn_sent", "03": "syn_recv", "04": "fin_wait1", "05": "fin_wait2",
+              "06": "time_wait", "07": "close", "08": "close_wait", "09": "last_ack", "0A": "listen", "0B": "closing"}
+
+
+def server_tcp_states(port: int) -> dict[str, int]:
+    """The daemon's side of the connections to `port`, by TCP state, from /proc/net/tcp: what
+    the kernel holds for it, whatever the clients believe (a client's socket can read as
+    connected while the server side never left SYN_RECV, or is already gone)."""
+    states: Counter = Counter()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 3 and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    states[TCP_STATES.get(fields[3], fields[3])] += 1
+    states.pop("listen", None)
+    return dict(states)
 
 
 def idle_sockets(port: int, pid: int, n: int, seconds: float, health_ms: float, t0: float) -> dict[str, object]:
@@ -455,12 +490,15 @@ def idle_sockets(port: int, pid: int, n: int, seconds: float, health_ms: float, 
             if key.data % 2 == 1:
                 with contextlib.suppress(OSError):
                     s.send(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1")
-            sel.register(s, selectors.EVENT_READ, key.data)
     for s in pending.values():
         connect_failed["handshake not completed in 10 s"] += 1
         sel.unregister(s)
         s.close()
+    # From here on a socket turning readable means the daemon answered or closed it.
+    for i, s in connected.items():
+        sel.register(s, selectors.EVENT_READ, i)
     ready_s = time.monotonic() - opened_at
+    server_side_at_open = server_tcp_states(port)
     print(f"  {len(connected)} idle connections open ({ready_s:.1f} s to open); probing /health for {seconds:.0f} s",
           flush=True)
 
@@ -501,6 +539,7 @@ def idle_sockets(port: int, pid: int, n: int, seconds: float, health_ms: float, 
                 sel.unregister(s)
                 s.close()
     still_open = len(sel.get_map())
+    server_side_at_end = server_tcp_states(port)
     for key in list(sel.get_map().values()):
         key.fileobj.close()
     sel.close()
@@ -511,8 +550,10 @@ def idle_sockets(port: int, pid: int, n: int, seconds: float, health_ms: float, 
         "held_seconds": round(seconds, 1),
         "closed_by_daemon": len(closed_by_server),
         "answers_to_partial_requests": dict(answered),
-        "closed_by_daemon_after_s": summary_ms([x * 1000 for x in closed_by_server]) if closed_by_server else None,
+        "closed_by_daemon_after_ms": summary_ms([x * 1000 for x in closed_by_server]) if closed_by_server else None,
         "still_open_at_end": still_open,
+        "server_side_tcp_states_after_opening": server_side_at_open,
+        "server_side_tcp_states_at_end": server_side_at_end,
         "daemon_fds_peak": fds_peak,
         "health_probes": len(probes) + sum(failures.values()),
         "health_ok": len(probes),
@@ -555,23 +596,46 @@ def print_table(summary: dict) -> None:
     for line in summary["daemon_error_log_sample"]:
         print(f"  {line}")
     print("\n== daemon process")
-    print(f"{'at':<16}{'t (s)':>8}{'RSS MB':>9}{'peak MB':>9}{'fds':>6}{'threads':>9}")
+    print(f"{'at':<16}{'t (s)':>8}{'RSS MB':>9}{'peak MB':>9}{'fds':>6}{'threads':>9}{'WAL MB':>8}{'CPU s':>8}"
+          f"{'load 1m':>9}")
     for s in summary["daemon_samples"]:
         print(f"{s['at']:<16}{s['t_s']:>8}{s.get('vmrss_mb', '-'):>9}{s.get('vmhwm_mb', '-'):>9}"
-              f"{s.get('fds', '-'):>6}{s.get('threads', '-'):>9}")
+              f"{s.get('fds', '-'):>6}{s.get('threads', '-'):>9}{s.get('kb_wal_mb', '-'):>8}{s.get('cpu_s', '-'):>8}"
+              f"{s.get('loadavg_1m', '-'):>9}")
     idle = summary.get("idle_sockets")
     if idle:
         lat = idle["health_latency_ms"]
         print("\n== idle half-open sockets")
         print(f"connected {idle['connected']}/{idle['requested']} (failures {idle['connect_failures'] or 'none'}), "
               f"held {idle['held_seconds']} s; closed by the daemon: {idle['closed_by_daemon']}, "
-              f"still open at the end: {idle['still_open_at_end']}; daemon fds peak {idle['daemon_fds_peak']}")
+              f"still open at the end (client's view): {idle['still_open_at_end']}; daemon fds peak "
+              f"{idle['daemon_fds_peak']}")
+        print(f"daemon side, by TCP state: after opening {idle['server_side_tcp_states_after_opening']}, "
+              f"at the end {idle['server_side_tcp_states_at_end']}")
         print(f"/health: {idle['health_ok']}/{idle['health_probes']} answered 200; latency ms p50 {lat['p50']} "
               f"p95 {lat['p95']} p99 {lat['p99']} max {lat['max']}; slower than "
               f"{idle['health_slower_than_ms']['threshold']:.0f} ms: {idle['health_slower_than_ms']['count']}; "
               f"failures {idle['health_failures'] or 'none'}")
     print(f"\ndaemon exit status after SIGTERM: {summary['daemon_exit']}")
     print(f"verdict: {'PASS' if summary['pass'] else 'FAIL'} ({'; '.join(summary['verdict']) or 'all checks held'})")
+
+
+def measure(svc: Services, args, stats: Stats, samples: list[dict]):
+    """The load, then the idle sockets, then the daemon's own account."""
+    load_started = time.monotonic()
+    load = anyio.run(run_load, svc, args, stats, samples)
+    load_seconds = time.monotonic() - load_started
+    time.sleep(2)  # sessions closing
+    samples.append(proc_sample(svc.daemon.pid, "end of load", stats.t0, svc.home))
+    alive_after_load = svc.daemon.poll() is None
+    idle = None
+    if args.idle_sockets > 0 and alive_after_load:
+        idle = idle_sockets(svc.port, svc.daemon.pid, args.idle_sockets, args.idle_seconds, args.health_ms, stats.t0)
+        time.sleep(1)
+        samples.append(proc_sample(svc.daemon.pid, "after idle", stats.t0, svc.home))
+    alive_at_end = svc.daemon.poll() is None
+    ready_status, _, _ = http_get(svc.port, "/ready", 5) if alive_at_end else (None, 0, "")
+    return load, load_seconds, idle, alive_after_load, alive_at_end, ready_status, daemon_error_lines(svc)
 
 
 def main() -> int:
@@ -585,12 +649,20 @@ def main() -> int:
     ap.add_argument("--corpus", help="HTML docs to search (default: the toolchain's Rust Book)")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for the daemon, e.g. EXAI_SERVER_MAX_SESSIONS=40")
+    ap.add_argument("--mix", default="search=60,chat=30,index=10",
+                    help="relative weights of search_docs, chat and index_path calls")
     ap.add_argument("--seed", default=None)
     ap.add_argument("--work", help="working directory (default: a new temporary one, removed at the end)")
     ap.add_argument("--json", dest="json_out", help="also write the JSON summary to this file")
     args = ap.parse_args()
     args.seed = args.seed or f"{random.SystemRandom().randrange(10**9):09d}"
     extra_env = dict(e.split("=", 1) for e in args.env)
+    try:
+        args.mix = {k.strip(): float(v) for k, v in (part.split("=", 1) for part in args.mix.split(","))}
+    except ValueError:
+        ap.error("--mix takes weights like search=60,chat=30,index=10")
+    if not set(args.mix) <= {"search", "chat", "index"} or sum(args.mix.values()) <= 0:
+        ap.error("--mix names search, chat and index, with a positive total weight")
 
     # Each idle socket is a descriptor here and one in the daemon (which inherits this limit).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -615,29 +687,17 @@ def main() -> int:
         return 2
 
     stats = Stats()
-    samples = [proc_sample(svc.daemon.pid, "start", stats.t0)]
+    samples = [proc_sample(svc.daemon.pid, "start", stats.t0, svc.home)]
     print(f"daemon pid {svc.daemon.pid} on port {svc.port}; {args.sessions} sessions for {args.minutes:g} min",
           flush=True)
-    load_started = time.monotonic()
     try:
-        load = anyio.run(run_load, svc, args, stats, samples)
+        measured = measure(svc, args, stats, samples)
     except KeyboardInterrupt:
-        svc.stop()
         return 1
-    load_seconds = time.monotonic() - load_started
-    time.sleep(2)  # sessions closing
-    samples.append(proc_sample(svc.daemon.pid, "end of load", stats.t0))
-    alive_after_load = svc.daemon.poll() is None
-
-    idle = None
-    if args.idle_sockets > 0 and alive_after_load:
-        idle = idle_sockets(svc.port, svc.daemon.pid, args.idle_sockets, args.idle_seconds, args.health_ms, stats.t0)
-        time.sleep(1)
-        samples.append(proc_sample(svc.daemon.pid, "after idle", stats.t0))
-    alive_at_end = svc.daemon.poll() is None
-    ready_status, _, _ = http_get(svc.port, "/ready", 5) if alive_at_end else (None, 0, "")
-    error_lines = daemon_error_lines(svc)
-    daemon_exit = svc.stop()
+    finally:
+        # Whatever happened, the daemon and the mock end with this script.
+        daemon_exit = svc.stop()
+    load, load_seconds, idle, alive_after_load, alive_at_end, ready_status, error_lines = measured
 
     tools = {}
     for tool in sorted(stats.calls):
@@ -667,6 +727,7 @@ def main() -> int:
         "exai": exe,
         "sessions": args.sessions,
         "minutes": args.minutes,
+        "mix": args.mix,
         "daemon_env": extra_env,
         "load_seconds": round(load_seconds, 1),
         "calls_per_second": total_calls / load_seconds if load_seconds else 0,
