@@ -532,14 +532,31 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`). Over
+/// `server.max_connections` connections wait here; tokio's default of 128 made a burst of idle
+/// sockets overflow it, and the kernel then drops handshakes without a word.
+const LISTEN_BACKLOG: u32 = 1024;
+
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr).await.map_err(|source| {
-        if source.kind() == std::io::ErrorKind::AddrInUse {
-            ServeError::PortInUse { addr }
-        } else {
-            ServeError::Bind { addr, source }
-        }
-    })
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    };
+    socket
+        .and_then(|s| {
+            // As `TcpListener::bind` does: a restarted daemon can take its port back at once.
+            s.set_reuseaddr(true)?;
+            s.bind(addr)?;
+            s.listen(LISTEN_BACKLOG)
+        })
+        .map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                ServeError::PortInUse { addr }
+            } else {
+                ServeError::Bind { addr, source }
+            }
+        })
 }
 
 /// Serve until `shutdown` resolves, then stop accepting, let calls in flight finish within the
