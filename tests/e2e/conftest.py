@@ -139,6 +139,21 @@ def daemon(home: Path):
         d.proc.wait()
 
 
+MOCK_KEY = "mock-key"
+
+
+@pytest.fixture
+def mock_llm(tmp_path):
+    """The built-in mock provider (`exai mock-llm`, a real OpenAI-compatible HTTP server)
+    requiring MOCK_KEY; yields its base URL."""
+    proc = subprocess.Popen([exai_bin(), "mock-llm", "--api-key", MOCK_KEY], env=base_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = json.loads(proc.stdout.readline())["url"]
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
 @pytest.fixture
 def anyio_backend():
     return "asyncio"

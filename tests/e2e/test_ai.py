@@ -13,22 +13,13 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from conftest import AI_TOOLS, activity, base_env, exai_bin, start_daemon, structured
+from conftest import MOCK_KEY, AI_TOOLS, activity, base_env, start_daemon, structured
 
 pytestmark = pytest.mark.anyio
 
-KEY = "mock-key"
+KEY = MOCK_KEY
 
 
-@pytest.fixture
-def mock_llm(tmp_path):
-    proc = subprocess.Popen([exai_bin(), "mock-llm", "--api-key", KEY], env=base_env(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    url = json.loads(line)["url"]
-    yield url
-    proc.terminate()
-    proc.wait(10)
 
 
 def provider_env(url: str, root: Path) -> dict[str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import threading
 import time
 import urllib.request
@@ -21,11 +20,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import base_env, exai_bin, http_get, start_daemon, structured
+from conftest import MOCK_KEY, base_env, exai_bin, http_get, start_daemon, structured
 
 pytestmark = pytest.mark.anyio
 
-KEY = "mock-key"
+KEY = MOCK_KEY
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
     "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}
 ALICE = "alice-token-0123456789"
@@ -33,14 +32,6 @@ BOB = "bob-token-0123456789abc"
 OPERATOR = "operator-token-0123456789"
 
 
-@pytest.fixture
-def mock_llm(tmp_path):
-    proc = subprocess.Popen([exai_bin(), "mock-llm", "--api-key", KEY], env=base_env(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = json.loads(proc.stdout.readline())["url"]
-    yield url
-    proc.terminate()
-    proc.wait(10)
 
 
 def provider_env(url: str, root: Path) -> dict[str, str]:

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 import pg
-from conftest import base_env, exai_bin, run_exai, start_daemon, structured
+from conftest import MOCK_KEY, base_env, run_exai, start_daemon, structured
 
 pytestmark = pytest.mark.anyio
 
-KEY = "mock-key"
+KEY = MOCK_KEY
 
 
 @pytest.fixture
@@ -27,14 +26,6 @@ def database():
     pg.drop_database(url)
 
 
-@pytest.fixture
-def mock_llm(tmp_path):
-    proc = subprocess.Popen([exai_bin(), "mock-llm", "--api-key", KEY], env=base_env(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = json.loads(proc.stdout.readline())["url"]
-    yield url
-    proc.terminate()
-    proc.wait(10)
 
 
 async def call(daemon, name, args):

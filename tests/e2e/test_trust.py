@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,21 +16,13 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import base_env, exai_bin, http_get, start_daemon
+from conftest import MOCK_KEY, base_env, exai_bin, http_get, start_daemon
 
 pytestmark = pytest.mark.anyio
 
-KEY = "sk-users-real-key-0123456789"
+KEY = MOCK_KEY
 
 
-@pytest.fixture
-def mock_llm(tmp_path):
-    proc = subprocess.Popen([exai_bin(), "mock-llm", "--api-key", KEY], env=base_env(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = json.loads(proc.stdout.readline())["url"]
-    yield url
-    proc.terminate()
-    proc.wait(10)
 
 
 @pytest.fixture
