@@ -14,7 +14,7 @@ from mcp.client.streamable_http import streamable_http_client
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import free_port, start_daemon, structured
-from test_ai import KEY, mock_llm, provider_env  # noqa: F401  (mock_llm is a fixture)
+from test_ai import KEY, provider_env
 
 pytestmark = pytest.mark.anyio
 
