@@ -13,8 +13,10 @@
 //! `cancel_job` from another principal answer as for an unknown job, and a source busy with
 //! another principal's job is reported without naming that job.
 //!
-//! A restarted daemon forgets its finished jobs (the table keeps them for a week), and a killed
-//! indexing run resumes when started again (the store keeps everything it committed).
+//! A daemon keeps its finished jobs for [`KEEP_FINISHED_FOR`], at most [`KEEP_FINISHED`] of them
+//! (a long-running daemon that indexes all day would otherwise grow without end); a restarted
+//! daemon forgets them (the table keeps them for a week), and a killed indexing run resumes when
+//! started again (the store keeps everything it committed).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +27,11 @@ use exai_kb::{IndexReport, Progress};
 use exai_pg::postgres::{self, types::Json};
 use exai_pg::{PgError, Pool};
 use serde::{Deserialize, Serialize};
+
+/// How long a finished job stays readable through `job_status` on the daemon that ran it.
+pub const KEEP_FINISHED_FOR: Duration = Duration::from_secs(3600);
+/// How many finished jobs a daemon keeps at most; the oldest go first.
+pub const KEEP_FINISHED: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -93,6 +100,8 @@ pub struct Job {
     /// Signalled on phase and state changes, for the mirror.
     changed: Condvar,
     started: Instant,
+    /// When it finished, for pruning.
+    finished: std::sync::OnceLock<Instant>,
     pub cancel: AtomicBool,
     done: tokio::sync::Notify,
 }
@@ -104,6 +113,7 @@ impl Job {
             status: Mutex::new(status),
             changed: Condvar::new(),
             started: Instant::now(),
+            finished: std::sync::OnceLock::new(),
             cancel: AtomicBool::new(false),
             done: tokio::sync::Notify::new(),
         }
@@ -172,6 +182,7 @@ impl Job {
             }
             self.changed.notify_all();
         }
+        let _ = self.finished.set(Instant::now());
         self.done.notify_waiters();
     }
 
@@ -180,7 +191,20 @@ impl Job {
     }
 
     pub fn is_finished(&self) -> bool {
-        self.status().state != JobState::Running
+        self.read(|s| s.state != JobState::Running)
+    }
+
+    /// Look at the status under its lock, without copying it.
+    fn read<T>(&self, f: impl FnOnce(&JobStatus) -> T) -> T {
+        match self.status.lock() {
+            Ok(s) => f(&s),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
+    }
+
+    /// Running on `source`.
+    fn runs_on(&self, source: &str) -> bool {
+        self.read(|s| s.state == JobState::Running && s.source == source)
     }
 
     /// Wait until the job finishes or `limit` passes; true when finished.
@@ -306,6 +330,7 @@ impl Jobs {
         let id = status.job_id.clone();
         let job = Arc::new(Job::new(status));
         if let Ok(mut m) = self.jobs.lock() {
+            prune(&mut m, Instant::now());
             m.insert(id, job.clone());
         }
         if let Some(shared) = &self.shared {
@@ -392,11 +417,15 @@ impl Jobs {
     }
 
     fn running_here(&self, source: &str) -> Option<Arc<Job>> {
-        self.jobs.lock().ok().and_then(|m| {
-            m.values()
-                .find(|j| !j.is_finished() && j.status().source == source)
-                .cloned()
-        })
+        self.jobs
+            .lock()
+            .ok()
+            .and_then(|m| m.values().find(|j| j.runs_on(source)).cloned())
+    }
+
+    /// How many jobs this daemon holds (running and finished), for its metrics.
+    pub fn held(&self) -> usize {
+        self.jobs.lock().map(|m| m.len()).unwrap_or(0)
     }
 
     /// A running job for this source, if any (two runs on one source would fight): one of this
@@ -487,6 +516,25 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 const FINAL_WRITE_FOR: Duration = Duration::from_secs(30);
 
 /// `host:pid` of this process, as the table's `owner`.
+/// Drop finished jobs older than [`KEEP_FINISHED_FOR`], then the oldest beyond [`KEEP_FINISHED`].
+fn prune(jobs: &mut HashMap<String, Arc<Job>>, now: Instant) {
+    jobs.retain(|_, job| {
+        job.finished
+            .get()
+            .is_none_or(|at| now.saturating_duration_since(*at) < KEEP_FINISHED_FOR)
+    });
+    let mut finished: Vec<(Instant, String)> = jobs
+        .iter()
+        .filter_map(|(id, job)| job.finished.get().map(|at| (*at, id.clone())))
+        .collect();
+    if finished.len() > KEEP_FINISHED {
+        finished.sort_unstable();
+        for (_, id) in &finished[..finished.len() - KEEP_FINISHED] {
+            jobs.remove(id);
+        }
+    }
+}
+
 fn owner_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -1063,6 +1111,32 @@ mod tests {
                     .is_none()
             );
         });
+    }
+
+    /// Finished jobs leave after an hour or beyond the cap, oldest first; running ones stay.
+    #[test]
+    fn finished_jobs_are_pruned() {
+        let jobs = Jobs::new(&exai_core::Config::default().database);
+        let running = jobs.start("index", "busy", vec![]);
+        let mut done = Vec::new();
+        for i in 0..KEEP_FINISHED + 5 {
+            let job = jobs.start("index", &format!("s{i}"), vec![]);
+            job.finish(Err(exai_kb::KbError::Cancelled));
+            done.push(job.status().job_id);
+        }
+        jobs.start("index", "last", vec![]);
+        // The cap: the five oldest finished jobs went, the running one and the newest stayed.
+        assert_eq!(jobs.held(), KEEP_FINISHED + 2);
+        assert!(jobs.get(&done[0], LOCAL).is_none());
+        assert!(jobs.get(&done[KEEP_FINISHED + 4], LOCAL).is_some());
+        assert!(jobs.get(&running.status().job_id, LOCAL).is_some());
+        // The age: an hour later every finished job is gone.
+        let mut m = jobs.jobs.lock().unwrap();
+        prune(&mut m, Instant::now() + KEEP_FINISHED_FOR);
+        assert_eq!(m.len(), 2);
+        drop(m);
+        assert!(jobs.running_here("busy").is_some());
+        assert!(jobs.running_here("s1").is_none());
     }
 
     /// The table by itself: claim, refuse a second claim, progress, cancel request, lost rows.
