@@ -177,6 +177,13 @@ def test_sessions_over_the_cap_get_503_with_retry_after(home):
         assert error["error"]["data"]["error"] == "OVER_CAPACITY"
         # Everything else keeps answering at the cap, including the open sessions.
         assert timed_health(d.base) < 1 and http_get(f"{d.base}/ready")[0] == 200
+        # The operator sees it: in /health and in /metrics.
+        load = http_get(f"{d.base}/health")[1]["http"]
+        assert load["sessions_open"] == 2 and load["max_sessions"] == 2, load
+        assert load["connections_open"] >= 1 and load["max_connections"] > 0, load
+        with urllib.request.urlopen(f"{d.base}/metrics", timeout=10) as resp:
+            metrics = resp.read().decode()
+        assert "exai_mcp_sessions_open 2\n" in metrics and "exai_mcp_sessions_refused_total 1\n" in metrics
         assert tools_list(d.url, first) == 200
         # Ending a session frees its slot.
         req = urllib.request.Request(d.url, method="DELETE", headers={"mcp-session-id": first,

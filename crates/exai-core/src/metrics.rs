@@ -6,7 +6,7 @@
 //! happens when a scraper asks.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// The `Content-Type` of the text exposition format.
@@ -27,6 +27,29 @@ impl Counter {
 
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
+    }
+}
+
+/// A level that goes up and down (open connections, sessions).
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+
+    pub fn set(&self, v: u64) {
+        self.0.store(i64::try_from(v).unwrap_or(i64::MAX), Relaxed);
+    }
+
+    /// Never below zero, even while an `inc` and a `dec` race.
+    pub fn get(&self) -> u64 {
+        u64::try_from(self.0.load(Relaxed)).unwrap_or(0)
     }
 }
 

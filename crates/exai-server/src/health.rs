@@ -48,10 +48,33 @@ pub struct HealthReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_file: Option<String>,
     pub inflight_calls: usize,
+    /// The daemon's connections and sessions against their caps (absent over stdio).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpLoad>,
     pub tools: Vec<String>,
     pub timeouts: Timeouts,
     pub providers: Providers,
     pub knowledge: Knowledge,
+}
+
+/// Open connections and MCP sessions, each with its cap.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpLoad {
+    pub connections_open: u64,
+    pub max_connections: u64,
+    pub sessions_open: u64,
+    pub max_sessions: u64,
+}
+
+impl HttpLoad {
+    fn of(m: &crate::metrics::TransportMetrics) -> HttpLoad {
+        HttpLoad {
+            connections_open: m.connections_open.get(),
+            max_connections: m.connections_max.get(),
+            sessions_open: m.sessions_open.get(),
+            max_sessions: m.sessions_max.get(),
+        }
+    }
 }
 
 impl HealthReport {
@@ -76,6 +99,7 @@ impl HealthReport {
             data_dir: state.paths.root().display().to_string(),
             config_file: state.loaded.file.as_ref().map(|p| p.display().to_string()),
             inflight_calls: state.inflight(),
+            http: state.listen.map(|_| HttpLoad::of(&state.metrics.transport)),
             tools,
             timeouts: Timeouts {
                 simple_tool_secs: t.simple_tool,

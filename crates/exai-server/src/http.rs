@@ -476,6 +476,7 @@ fn app(
         usize::try_from(server.max_sessions).unwrap_or(usize::MAX),
         Duration::from_secs_f64(server.session_idle_secs),
         state.loaded.timeouts.shutdown_grace(),
+        state.metrics.transport.clone(),
     ));
     let gate = Arc::new(McpGate {
         state: state.clone(),
@@ -598,7 +599,13 @@ pub async fn serve(
         });
     }
     let limits = Limits::from_config(&state.loaded.config.server);
-    let server = listener::serve(listener, app, limits, stopping.clone());
+    let server = listener::serve(
+        listener,
+        app,
+        limits,
+        state.metrics.transport.clone(),
+        stopping.clone(),
+    );
     let hard_stop = async {
         stopping.cancelled().await;
         tokio::time::sleep(grace + Duration::from_secs(5)).await;

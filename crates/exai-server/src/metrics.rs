@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use exai_core::metrics::{Counter, Encoder, Histogram, Kind};
+use exai_core::metrics::{Counter, Encoder, Gauge, Histogram, Kind};
 use exai_kb::Mode;
 
 use crate::registry::{self, TOOLS};
@@ -75,6 +75,85 @@ pub struct ServerMetrics {
     tools: Box<[ToolMetrics]>,
     /// By [`MODES`] order.
     searches: [Histogram; MODES.len()],
+    /// The HTTP listener's connections and MCP sessions (zero over stdio).
+    pub transport: Arc<TransportMetrics>,
+}
+
+/// What the HTTP listener and the session manager count, against their caps
+/// (`server.max_connections`, `server.max_sessions`).
+#[derive(Debug, Default)]
+pub struct TransportMetrics {
+    pub connections_open: Gauge,
+    pub connections_max: Gauge,
+    /// Connections that arrived at the cap and waited for a slot.
+    pub connections_waited: Counter,
+    /// Idle connections closed to make room at the cap.
+    pub connections_evicted: Counter,
+    pub sessions_open: Gauge,
+    pub sessions_max: Gauge,
+    /// `initialize` requests refused because every session slot was taken.
+    pub sessions_refused: Counter,
+    /// Sessions closed after `server.session_idle_secs` without a request.
+    pub sessions_expired: Counter,
+}
+
+impl TransportMetrics {
+    fn encode(&self, enc: &mut Encoder) {
+        let families: [(&str, Kind, &str, u64); 8] = [
+            (
+                "exai_http_connections_open",
+                Kind::Gauge,
+                "HTTP connections open now.",
+                self.connections_open.get(),
+            ),
+            (
+                "exai_http_connections_max",
+                Kind::Gauge,
+                "The connection cap (server.max_connections).",
+                self.connections_max.get(),
+            ),
+            (
+                "exai_http_connections_waited_total",
+                Kind::Counter,
+                "Connections that arrived at the cap and waited for a slot.",
+                self.connections_waited.get(),
+            ),
+            (
+                "exai_http_connections_evicted_total",
+                Kind::Counter,
+                "Idle connections closed to make room at the cap.",
+                self.connections_evicted.get(),
+            ),
+            (
+                "exai_mcp_sessions_open",
+                Kind::Gauge,
+                "MCP sessions open now.",
+                self.sessions_open.get(),
+            ),
+            (
+                "exai_mcp_sessions_max",
+                Kind::Gauge,
+                "The session cap (server.max_sessions).",
+                self.sessions_max.get(),
+            ),
+            (
+                "exai_mcp_sessions_refused_total",
+                Kind::Counter,
+                "initialize requests refused with OVER_CAPACITY because every session was taken.",
+                self.sessions_refused.get(),
+            ),
+            (
+                "exai_mcp_sessions_expired_total",
+                Kind::Counter,
+                "Sessions closed after server.session_idle_secs without a request.",
+                self.sessions_expired.get(),
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            enc.family(name, kind, help);
+            enc.sample(&[], value);
+        }
+    }
 }
 
 impl Default for ServerMetrics {
@@ -87,6 +166,7 @@ impl Default for ServerMetrics {
                 })
                 .collect(),
             searches: std::array::from_fn(|_| Histogram::new(SEARCH_SECONDS)),
+            transport: Arc::default(),
         }
     }
 }
@@ -248,6 +328,9 @@ pub async fn render(state: &Arc<AppState>) -> String {
     enc.sample(&[], state.inflight());
     state.metrics.encode_tools(&mut enc, &state.loaded.config);
     state.metrics.encode_search(&mut enc);
+    if state.listen.is_some() {
+        state.metrics.transport.encode(&mut enc);
+    }
     enc.family(
         "exai_kb_documents",
         Kind::Gauge,

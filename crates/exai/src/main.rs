@@ -597,13 +597,25 @@ async fn daemon_action(action: DaemonAction, loaded: Loaded) -> Result<ExitCode>
                     record.pid, record.listen, record.started_at
                 );
                 match health {
-                    Ok(h) => println!(
-                        "health: {} (version {}, uptime {} s, {} call(s) in flight)",
-                        h["status"].as_str().unwrap_or("?"),
-                        h["version"].as_str().unwrap_or("?"),
-                        h["uptime_secs"],
-                        h["inflight_calls"]
-                    ),
+                    Ok(h) => {
+                        println!(
+                            "health: {} (version {}, uptime {} s, {} call(s) in flight)",
+                            h["status"].as_str().unwrap_or("?"),
+                            h["version"].as_str().unwrap_or("?"),
+                            h["uptime_secs"],
+                            h["inflight_calls"]
+                        );
+                        let load = &h["http"];
+                        if load.is_object() {
+                            println!(
+                                "load: {} of {} connections, {} of {} MCP sessions",
+                                load["connections_open"],
+                                load["max_connections"],
+                                load["sessions_open"],
+                                load["max_sessions"]
+                            );
+                        }
+                    }
                     Err(e) => println!("health: not answering: {e}"),
                 }
             }

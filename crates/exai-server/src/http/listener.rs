@@ -33,6 +33,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::metrics::TransportMetrics;
+
 /// The listener's limits, from `server.*`.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -57,9 +59,18 @@ impl Limits {
 
 /// Accept and serve connections with `app` until `stop` is cancelled, then wait for the open
 /// connections to finish.
-pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    metrics: Arc<TransportMetrics>,
+    stop: CancellationToken,
+) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let open = Arc::new(Connections::default());
+    metrics
+        .connections_max
+        .set(u64::try_from(limits.max_connections).unwrap_or(u64::MAX));
+    let open = Arc::new(Connections::new(metrics.clone()));
     let mut warned: Option<Instant> = None;
     loop {
         let (tcp, peer) = tokio::select! {
@@ -75,6 +86,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Can
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
+                metrics.connections_waited.inc();
                 if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
                     warned = Some(Instant::now());
                     tracing::warn!(
@@ -203,10 +215,10 @@ async fn connection(
 }
 
 /// The open connections, for choosing one to evict.
-#[derive(Default)]
 struct Connections {
     next: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Conn>>>,
+    metrics: Arc<TransportMetrics>,
 }
 
 /// One connection: requests in progress, and since when it has had none.
@@ -224,6 +236,14 @@ impl Conn {
 }
 
 impl Connections {
+    fn new(metrics: Arc<TransportMetrics>) -> Connections {
+        Connections {
+            next: AtomicU64::new(0),
+            open: Mutex::default(),
+            metrics,
+        }
+    }
+
     fn add(&self) -> (u64, Arc<Conn>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(Conn {
@@ -234,13 +254,16 @@ impl Connections {
         });
         if let Ok(mut open) = self.open.lock() {
             open.insert(id, conn.clone());
+            self.metrics.connections_open.inc();
         }
         (id, conn)
     }
 
     fn remove(&self, id: u64) {
-        if let Ok(mut open) = self.open.lock() {
-            open.remove(&id);
+        if let Ok(mut open) = self.open.lock()
+            && open.remove(&id).is_some()
+        {
+            self.metrics.connections_open.dec();
         }
     }
 
@@ -260,6 +283,7 @@ impl Connections {
             .filter(|(idle, _)| *idle >= min_idle)
             .max_by_key(|(idle, _)| *idle)?;
         victim.1.evict.cancel();
+        self.metrics.connections_evicted.inc();
         Some(victim.0)
     }
 }
@@ -315,13 +339,14 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    async fn start(limits: Limits) -> (SocketAddr, CancellationToken) {
+    async fn start(limits: Limits) -> (SocketAddr, CancellationToken, Arc<TransportMetrics>) {
         let app = Router::new().route("/health", axum::routing::get(|| async { "ok" }));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        tokio::spawn(serve(listener, app, limits, stop.clone()));
-        (addr, stop)
+        let metrics = Arc::new(TransportMetrics::default());
+        tokio::spawn(serve(listener, app, limits, metrics.clone(), stop.clone()));
+        (addr, stop, metrics)
     }
 
     /// `GET /health` on a fresh connection; the status line, or the error.
@@ -350,7 +375,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_header_sender_is_cut_off_while_others_are_served() {
-        let (addr, stop) = start(Limits {
+        let (addr, stop, _) = start(Limits {
             header_read_timeout: Duration::from_millis(600),
             max_connections: 16,
         })
@@ -380,7 +405,7 @@ mod tests {
     /// the header timeout; a connection with a request in flight is left alone.
     #[tokio::test]
     async fn idle_connections_make_way_at_the_cap() {
-        let (addr, stop) = start(Limits {
+        let (addr, stop, metrics) = start(Limits {
             header_read_timeout: Duration::from_secs(60),
             max_connections: 4,
         })
@@ -405,6 +430,11 @@ mod tests {
             }
         }
         assert!(evicted >= 1, "no idle connection was closed");
+        assert_eq!(metrics.connections_max.get(), 4);
+        assert!(metrics.connections_waited.get() >= 1);
+        assert_eq!(metrics.connections_evicted.get(), evicted);
+        let open = metrics.connections_open.get();
+        assert!((1..=4).contains(&open), "{open} connections open");
         stop.cancel();
     }
 
@@ -427,6 +457,7 @@ mod tests {
                 header_read_timeout: Duration::from_secs(5),
                 max_connections: 8,
             },
+            Arc::default(),
             stop.clone(),
         ));
         let mut tcp = TcpStream::connect(addr).await.unwrap();

@@ -25,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::Principal;
+use crate::metrics::TransportMetrics;
 
 /// What the ledger knows of one open session.
 struct Entry {
@@ -63,17 +64,26 @@ pub struct Sessions {
     idle: Duration,
     epoch: Instant,
     ledger: Mutex<HashMap<SessionId, Entry>>,
+    metrics: Arc<TransportMetrics>,
 }
 
 impl Sessions {
     /// At most `max` sessions, each closed after `idle` without a request. The SDK's own
     /// keep-alive stays on as a backstop well beyond that (`idle` plus `grace`, the longest a
     /// call may run), for a session the ledger somehow lost.
-    pub fn new(max: usize, idle: Duration, grace: Duration) -> Sessions {
+    pub fn new(
+        max: usize,
+        idle: Duration,
+        grace: Duration,
+        metrics: Arc<TransportMetrics>,
+    ) -> Sessions {
         let mut inner = LocalSessionManager::default();
         let mut config = SessionConfig::default();
         config.keep_alive = Some(idle + grace + Duration::from_secs(60));
         inner.session_config = config;
+        metrics
+            .sessions_max
+            .set(u64::try_from(max).unwrap_or(u64::MAX));
         Sessions {
             inner,
             slots: Arc::new(Semaphore::new(max)),
@@ -81,6 +91,7 @@ impl Sessions {
             idle,
             epoch: Instant::now(),
             ledger: Mutex::default(),
+            metrics,
         }
     }
 
@@ -94,7 +105,11 @@ impl Sessions {
 
     /// A slot for a session about to be opened; `None` when all are taken.
     pub fn reserve(&self) -> Option<OwnedSemaphorePermit> {
-        self.slots.clone().try_acquire_owned().ok()
+        let slot = self.slots.clone().try_acquire_owned().ok();
+        if slot.is_none() {
+            self.metrics.sessions_refused.inc();
+        }
+        slot
     }
 
     /// Record the session the SDK just opened as `principal`'s, holding `slot`.
@@ -103,15 +118,19 @@ impl Sessions {
         activity
             .last_seen_ms
             .store(self.now_ms(), Ordering::Relaxed);
-        if let Ok(mut ledger) = self.ledger.lock() {
-            ledger.insert(
-                id.clone(),
-                Entry {
-                    principal,
-                    activity,
-                    _slot: slot,
-                },
-            );
+        if let Ok(mut ledger) = self.ledger.lock()
+            && ledger
+                .insert(
+                    id.clone(),
+                    Entry {
+                        principal,
+                        activity,
+                        _slot: slot,
+                    },
+                )
+                .is_none()
+        {
+            self.metrics.sessions_open.inc();
         }
         // A session that ended between its creation and now would hold its slot until the
         // next sweep; drop it at once instead.
@@ -142,10 +161,15 @@ impl Sessions {
     }
 
     fn forget(&self, id: &SessionId) -> bool {
-        self.ledger
+        let forgotten = self
+            .ledger
             .lock()
             .map(|mut l| l.remove(id).is_some())
-            .unwrap_or(false)
+            .unwrap_or(false);
+        if forgotten {
+            self.metrics.sessions_open.dec();
+        }
+        forgotten
     }
 
     /// Close the sessions idle for `idle` and drop entries whose session the SDK already
@@ -181,6 +205,7 @@ impl Sessions {
                     idle_secs = self.idle.as_secs_f64(),
                     "closing an idle MCP session (server.session_idle_secs)"
                 );
+                self.metrics.sessions_expired.inc();
                 if let Err(e) = self.close_session(&id).await {
                     tracing::warn!(session = %id, "cannot close an idle MCP session: {e}");
                 }
