@@ -322,6 +322,20 @@ async def test_principals_keep_their_index_jobs_to_themselves(home, tmp_path):
             assert "another client's job" in busy and job not in busy, busy
         else:
             assert state == "done", "Bob started a second run on a source being indexed"
+        # Nor can Bob remove the source under Alice's running job; he is told to wait, not to
+        # cancel a job he cannot see.
+        if state == "running":
+            try:
+                await call(d.url, BOB, "remove_source", {"source": "corpus"})
+                removal = None
+            except MCPError as e:
+                removal = str(e)
+            if removal is not None:
+                assert "another client's job" in removal and job not in removal, removal
+                assert "cancel" not in removal, removal
+            else:
+                after = structured(await call(d.url, ALICE, "job_status", {"job_id": job}))["state"]
+                assert after == "done", "Bob removed a source under a running job"
         # Alice sees and cancels her own job.
         cancelled = structured(await call(d.url, ALICE, "cancel_job", {"job_id": job}))
         assert cancelled["job_id"] == job and cancelled["state"] in ("cancelled", "done")

@@ -467,22 +467,19 @@ impl ExaiServer {
     async fn remove_source(
         &self,
         Parameters(args): Parameters<RemoveSourceArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        if self
-            .state
-            .knowledge
-            .jobs
-            .running_for(&args.source)
-            .await
-            .is_some()
-        {
-            return Err(ErrorData::invalid_params(
-                format!(
-                    "source `{}` is being indexed; cancel that job first",
-                    args.source
+        if let Some(running) = self.state.knowledge.jobs.running_for(&args.source).await {
+            let principal = crate::http::Principal::of(&context);
+            // Only the job's own principal can cancel it; anyone else can only wait.
+            let message = match crate::jobs::StartError::busy(running, principal.name()) {
+                crate::jobs::StartError::Busy(job) => format!(
+                    "source `{}` is being indexed by {}; cancel it with cancel_job (or wait for it to finish), then remove the source",
+                    job.source, job.job_id
                 ),
-                None,
-            ));
+                other => other.to_string(),
+            };
+            return Err(ErrorData::invalid_params(message, None));
         }
         let kb = self.kb().await?;
         let source = args.source.clone();

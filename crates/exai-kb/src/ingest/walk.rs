@@ -184,11 +184,40 @@ fn generated_name(name: &str) -> bool {
         || lower.ends_with(".map")
 }
 
-/// Walk `roots`, honouring .gitignore/.ignore files, and sort what is found.
+/// The deepest directory holding every root: with several roots, documents are named relative
+/// to it, so `a/README.md` and `b/README.md` stay two documents.
+fn common_base(roots: &[PathBuf]) -> Option<PathBuf> {
+    let (first, rest) = roots.split_first()?;
+    let mut base: Vec<_> = first.components().collect();
+    for root in rest {
+        let shared = base
+            .iter()
+            .zip(root.components())
+            .take_while(|(a, b)| **a == *b)
+            .count();
+        base.truncate(shared);
+    }
+    let base: PathBuf = base.into_iter().collect();
+    // A single file given among the roots: its directory, not the file itself.
+    if roots.iter().any(|r| *r == base) && base.is_file() {
+        return base.parent().map(Path::to_path_buf);
+    }
+    Some(base)
+}
+
+/// Walk `roots`, honouring .gitignore/.ignore files, and sort what is found. One root names its
+/// documents relative to itself (a file root by its file name); several name them relative to
+/// the directory they share, and a file under two of them is found once.
 pub fn discover(roots: &[PathBuf], opts: &WalkOptions) -> Result<Discovery> {
     let include = globs(&opts.include)?;
     let exclude = globs(&opts.exclude)?;
     let mut out = Discovery::default();
+    let base = if roots.len() > 1 {
+        common_base(roots)
+    } else {
+        None
+    };
+    let mut found = std::collections::HashSet::new();
     for root in roots {
         let meta = std::fs::metadata(root).map_err(|source| KbError::Io {
             path: root.clone(),
@@ -213,7 +242,15 @@ pub fn discover(roots: &[PathBuf], opts: &WalkOptions) -> Result<Discovery> {
                 continue;
             }
             let path = entry.path().to_path_buf();
-            let rel = if single_file {
+            if !found.insert(path.clone()) {
+                continue;
+            }
+            let rel = if let Some(base) = &base {
+                path.strip_prefix(base)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .replace('\\', "/")
+            } else if single_file {
                 path.file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default()
@@ -295,6 +332,45 @@ pub fn content_skip(format: Format, bytes: &[u8]) -> Option<SkipReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two roots with the same relative paths stay apart; a root nested in another and a file
+    /// root are found once each.
+    #[test]
+    fn several_roots_keep_their_files_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        for d in ["x/docs", "y/docs"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+            std::fs::write(root.join(d).join("README.md"), format!("# {d}\ntext")).unwrap();
+        }
+        std::fs::write(root.join("y/notes.md"), "# notes\ntext").unwrap();
+        let opts = WalkOptions {
+            include: vec![],
+            exclude: vec![],
+            max_file_bytes: 1000,
+            access: exai_core::access::PathPolicy::default(),
+        };
+        let rels = |roots: &[&str]| -> Vec<String> {
+            let roots: Vec<PathBuf> = roots.iter().map(|r| root.join(r)).collect();
+            let d = discover(&roots, &opts).unwrap();
+            d.candidates.into_iter().map(|c| c.rel).collect()
+        };
+        assert_eq!(
+            rels(&["x/docs", "y/docs"]),
+            ["x/docs/README.md", "y/docs/README.md"]
+        );
+        assert_eq!(
+            rels(&["y", "y/docs", "x/docs/README.md"]),
+            ["y/docs/README.md", "y/notes.md", "x/docs/README.md"]
+        );
+        // One root keeps the names it always had.
+        assert_eq!(rels(&["x/docs"]), ["README.md"]);
+        assert_eq!(rels(&["y/notes.md"]), ["notes.md"]);
+        assert_eq!(
+            common_base(&[root.join("y/notes.md"), root.join("y/notes.md")]),
+            Some(root.join("y"))
+        );
+    }
 
     #[test]
     fn walks_with_ignore_rules_and_reasons() {
