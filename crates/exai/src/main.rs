@@ -134,7 +134,7 @@ enum ConfigAction {
     },
     /// Validate the configuration and print the timeout hierarchy. Exit 2 when invalid.
     Check,
-    /// Print the configuration table in Markdown (the README's table is this output).
+    /// Print the configuration table in Markdown (docs/CONFIGURATION.md's table is this output).
     Docs,
     /// Where exai keeps its files (data dir, database, model, logs) as JSON.
     Paths,

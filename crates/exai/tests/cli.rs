@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-//! The `exai` command as a user runs it: configuration errors, redaction, and the README's
-//! configuration table against the code.
+//! The `exai` command as a user runs it: configuration errors, redaction, and the configuration
+//! table of docs/CONFIGURATION.md against the code.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -26,7 +26,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn readme_configuration_table_matches_the_code() {
+fn configuration_table_matches_the_code() {
     let home = tempfile::tempdir().unwrap();
     let out = exai(home.path(), &["config", "docs"], &[]);
     assert!(out.status.success());
@@ -37,18 +37,16 @@ fn readme_configuration_table_matches_the_code() {
         || Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf(),
         Into::into,
     );
-    let readme = std::fs::read_to_string(dir.join("../../README.md")).unwrap();
-    let start = readme
+    let doc = std::fs::read_to_string(dir.join("../../docs/CONFIGURATION.md")).unwrap();
+    let start = doc
         .find("<!-- config-table:start -->\n")
         .expect("start marker")
         + "<!-- config-table:start -->\n".len();
-    let end = readme
-        .find("<!-- config-table:end -->")
-        .expect("end marker");
+    let end = doc.find("<!-- config-table:end -->").expect("end marker");
     assert_eq!(
-        &readme[start..end],
+        &doc[start..end],
         generated,
-        "README.md's configuration table is stale: replace it with the output of `exai config docs`"
+        "docs/CONFIGURATION.md's table is stale: replace it with the output of `exai config docs`"
     );
 }
 
