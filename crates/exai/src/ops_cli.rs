@@ -605,380 +605,424 @@ fn print_pg_check(c: &pg::PgCheck) {
 
 pub fn db(action: DbAction, loaded: &Loaded) -> Result<ExitCode> {
     match action {
-        DbAction::Verify { quick, json } => {
-            let checks = db::verify(loaded, !quick);
-            let postgres =
-                pg::configured(loaded).map(|url| pg::verify(url, &loaded.config.database));
-            let status = checks
-                .iter()
-                .map(|c| {
-                    if !c.problems.is_empty() {
-                        2
-                    } else if !c.warnings.is_empty() {
-                        1
-                    } else {
-                        0
-                    }
-                })
-                .chain(postgres.as_ref().map(pg::PgCheck::status))
-                .max()
-                .unwrap_or(0);
-            if json {
-                let mut out = serde_json::json!({ "ok": status < 2, "databases": checks });
-                if let Some(p) = &postgres {
-                    out["postgres"] = serde_json::to_value(p)?;
-                }
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else if checks.is_empty() && postgres.is_none() {
-                println!("no database in {} yet", loaded.data_dir.display());
-            } else {
-                if let Some(p) = &postgres {
-                    print_pg_check(p);
-                }
-                for c in &checks {
-                    let label = if !c.problems.is_empty() {
-                        "FAIL"
-                    } else if !c.warnings.is_empty() {
-                        "WARN"
-                    } else {
-                        "ok"
-                    };
-                    println!(
-                        "{label:<4}  {} ({}, {})",
-                        c.name,
-                        c.path,
-                        human_bytes(c.bytes)
-                    );
-                    if let Some(kb) = &c.kb {
-                        println!(
-                            "      schema {}, {} check; {} documents, {} chunks, {} keyword rows, {} vectors{}, {} chunks without vectors",
-                            kb.schema_version,
-                            kb.integrity,
-                            kb.documents,
-                            kb.chunks,
-                            kb.fts_rows,
-                            kb.vectors,
-                            kb.expected_dim
-                                .map(|d| format!(" of dimension {d}"))
-                                .unwrap_or_default(),
-                            kb.chunks_without_vectors
-                        );
-                        println!("      ANN index: {}", kb.ann.describe(kb.generation));
-                    }
-                    for p in &c.problems {
-                        println!("      problem: {p}");
-                    }
-                    for w in &c.warnings {
-                        println!("      warning: {w}");
-                    }
-                }
-            }
-            Ok(ExitCode::from(status))
-        }
-        DbAction::Compact { json } => {
-            postgres_note(
-                loaded,
-                "PostgreSQL reclaims space itself (autovacuum; `VACUUM (ANALYZE)` by hand after removing a large source). Compacting the local SQLite files only",
-            );
-            let done = db::compact(loaded)?;
-            if done.is_empty() && !json {
-                println!(
-                    "no local SQLite database in {} yet",
-                    loaded.data_dir.display()
-                );
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&done)?);
-            } else {
-                for c in &done {
-                    println!(
-                        "{}: {} -> {} ({} reclaimed){}",
-                        c.name,
-                        human_bytes(c.bytes_before),
-                        human_bytes(c.bytes_after),
-                        human_bytes(c.bytes_before.saturating_sub(c.bytes_after)),
-                        c.kb.as_ref()
-                            .map(|k| format!(
-                                ", {} orphan vector(s) removed",
-                                k.orphan_vectors_removed
-                            ))
-                            .unwrap_or_default()
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        DbAction::Backup { path, keep, json } => {
-            let root = db::backup_root(loaded, path.as_deref());
-            let keep = keep.unwrap_or(usize::try_from(loaded.config.ops.backup_keep)?);
-            if pg::configured(loaded).is_some() {
-                postgres_note(
-                    loaded,
-                    "back it up with PostgreSQL's own tools (`pg_dump -Fc`, or the provider's backups and point-in-time recovery). `exai db backup` covers the local SQLite files only",
-                );
-                if db::databases(loaded).is_empty() {
-                    println!(
-                        "no local SQLite database in {} to back up",
-                        loaded.data_dir.display()
-                    );
-                    return Ok(ExitCode::SUCCESS);
-                }
-            }
-            let report = db::backup(loaded, &root, keep)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("backup: {} ({:.2} s)", report.path, report.seconds);
-                for f in &report.manifest.files {
-                    let rows: Vec<String> = f
-                        .tables
-                        .iter()
-                        .filter(|(_, n)| **n > 0)
-                        .map(|(t, n)| format!("{t} {n}"))
-                        .collect();
-                    println!(
-                        "  {}: {} schema {}, blake3 {}…; {}",
-                        f.name,
-                        human_bytes(f.bytes),
-                        f.schema_version,
-                        &f.blake3[..16],
-                        rows.join(", ")
-                    );
-                }
-                for p in &report.pruned {
-                    println!("  removed old backup {p}");
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        DbAction::Backups { path } => {
-            let root = db::backup_root(loaded, path.as_deref());
-            let all = db::list_backups(&root);
-            if all.is_empty() {
-                println!("no backups in {}", root.display());
-            }
-            for dir in all {
-                let m = db::read_manifest(&dir)?;
-                let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
-                println!(
-                    "{}  {}  {}  {}",
-                    m.created_at,
-                    human_bytes(bytes),
-                    m.files
-                        .iter()
-                        .map(|f| f.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join("+"),
-                    dir.display()
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        DbAction::Restore { path, check } => {
-            if check {
-                let m = db::verify_backup(&path)?;
-                println!(
-                    "backup of {} verified: {} file(s), checksums and integrity ok",
-                    m.created_at,
-                    m.files.len()
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            postgres_note(
-                loaded,
-                "restore it with PostgreSQL's own tools (`pg_restore`, or the provider's point-in-time recovery). `exai db restore` restores the local SQLite files only",
-            );
-            let restored = db::restore(loaded, &path)?;
-            for r in &restored {
-                match &r.kept {
-                    Some(k) => println!(
-                        "restored {} -> {} (replaced file kept as {k})",
-                        r.name, r.path
-                    ),
-                    None => println!("restored {} -> {}", r.name, r.path),
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        DbAction::Migrate { check } => {
-            let mut done = db::migrate(loaded, check)?;
-            match pg::configured(loaded) {
-                Some(url) => done.extend(pg::migrate(url, &loaded.config.database, check)?),
-                None if done.is_empty() => {
-                    println!("no knowledge base yet; it is created at the current schema");
-                }
-                None => {}
-            }
-            let mut pending = false;
-            for m in &done {
-                let name = format!("{} ({})", m.name, m.backend);
-                let note = m
-                    .note
-                    .as_ref()
-                    .map(|n| format!("; {n}"))
-                    .unwrap_or_default();
-                if m.applied {
-                    println!("{name}: migrated schema {} -> {}{note}", m.from, m.to);
-                } else if m.from < m.to {
-                    pending = true;
-                    println!(
-                        "{name}: schema {}, migration to {} pending (`exai db migrate`){note}",
-                        m.from, m.to
-                    );
-                } else if m.from > m.to {
-                    bail!(
-                        "{name}: schema {} is newer than this exai knows ({}); upgrade exai",
-                        m.from,
-                        m.to
-                    );
-                } else if m.from == 0 {
-                    println!("{name}: not created yet{note}");
-                } else {
-                    println!("{name}: schema {} (current){note}", m.from);
-                }
-            }
-            Ok(if pending && check {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
-        DbAction::Stats { json } => {
-            let all = db::stats(loaded)?;
-            let postgres = pg::configured(loaded)
-                .map(|url| pg::stats(url, &loaded.config.database))
-                .transpose()?;
-            if json {
-                let mut out = serde_json::to_value(&all)?;
-                if let (Some(p), Some(list)) = (&postgres, out.as_array_mut()) {
-                    let mut entry = serde_json::json!({
-                        "name": "postgres",
-                        "backend": "postgres",
-                        "path": p.server.target,
-                        "bytes": p.tables.values().map(|t| t.bytes).sum::<u64>(),
-                        "schema_version": p.server.kb_schema(),
-                    });
-                    if let (Some(e), serde_json::Value::Object(more)) =
-                        (entry.as_object_mut(), serde_json::to_value(p)?)
-                    {
-                        e.extend(more);
-                    }
-                    list.push(entry);
-                }
-                println!("{}", serde_json::to_string_pretty(&out)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            if let Some(p) = &postgres {
-                println!("postgres: {}", p.server.describe());
-                println!("  schema {}", p.server.describe_components());
-                match &p.kb {
-                    Some(kb) => println!(
-                        "  kb: {} sources, {} documents, {} chunks, {} vectors ({} without), {}; HNSW index {}; model {}; generation {}",
-                        kb.sources,
-                        kb.documents,
-                        kb.chunks,
-                        kb.vectors,
-                        kb.chunks_without_vectors,
-                        human_bytes(kb.bytes),
-                        match (kb.hnsw_valid, kb.hnsw_bytes) {
-                            (Some(true), Some(b)) => format!("valid, {}", human_bytes(b)),
-                            (Some(true), None) => "valid".into(),
-                            (Some(false), _) => "INVALID".into(),
-                            (None, _) => "not built".into(),
-                        },
-                        kb.embed_model.as_deref().unwrap_or("none yet"),
-                        kb.generation
-                    ),
-                    None => println!("  kb: not created yet"),
-                }
-                let rows: Vec<String> = p
-                    .tables
-                    .iter()
-                    .map(|(t, s)| format!("{t} {} ({})", s.rows, human_bytes(s.bytes)))
-                    .collect();
-                println!("  tables (rows): {}", rows.join(", "));
-            }
-            if all.is_empty() && postgres.is_none() {
-                println!("no database in {} yet", loaded.data_dir.display());
-            }
-            for s in &all {
-                println!(
-                    "{} ({}): {} + {} WAL, schema {}",
-                    s.name,
-                    s.path,
-                    human_bytes(s.bytes),
-                    human_bytes(s.wal_bytes),
-                    s.schema_version
-                );
-                if let Some(kb) = &s.kb {
-                    println!(
-                        "  {} sources, {} documents, {} chunks ({} distinct texts, {}), {} vectors; {} of {} pages free; model {}",
-                        kb.sources,
-                        kb.documents,
-                        kb.chunks,
-                        kb.distinct_chunk_texts,
-                        human_bytes(kb.text_bytes),
-                        kb.vectors,
-                        kb.free_pages,
-                        kb.pages,
-                        kb.embed_model.as_deref().unwrap_or("none yet")
-                    );
-                } else {
-                    let rows: Vec<String> =
-                        s.tables.iter().map(|(t, n)| format!("{t} {n}")).collect();
-                    println!("  {}", rows.join(", "));
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        DbAction::Reindex => {
-            if let Some(url) = pg::configured(loaded) {
-                println!(
-                    "the knowledge base is in PostgreSQL ({}), which keeps its keyword (GIN) and vector (HNSW) indexes current itself; nothing to rebuild here (if `exai db verify` reports the HNSW index invalid: `REINDEX INDEX CONCURRENTLY kb_embeddings_hnsw;`)",
-                    pg::redact(url)
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            let n = db::reindex(loaded)?;
-            println!("keyword index rebuilt from {n} chunks; indexes and statistics refreshed");
-            Ok(ExitCode::SUCCESS)
-        }
+        DbAction::Verify { quick, json } => db_verify(quick, json, loaded),
+        DbAction::Compact { json } => db_compact(json, loaded),
+        DbAction::Backup { path, keep, json } => db_backup(path, keep, json, loaded),
+        DbAction::Backups { path } => db_backups(path, loaded),
+        DbAction::Restore { path, check } => db_restore(path, check, loaded),
+        DbAction::Migrate { check } => db_migrate(check, loaded),
+        DbAction::Stats { json } => db_stats(json, loaded),
+        DbAction::Reindex => db_reindex(loaded),
         DbAction::Copy {
             from,
             to,
             force,
             queries,
             json,
-        } => {
-            let (from, to) = (endpoint(&from, loaded)?, endpoint(&to, loaded)?);
-            let options = copy::CopyOptions {
-                force,
-                queries: queries.max(1),
-                ..Default::default()
-            };
-            let reporter = CopyReporter::new(false);
-            let report = copy::copy(&from, &to, &loaded.config.database, &options, &|p| {
-                reporter.update(p)
-            });
-            reporter.finish();
-            let report = report?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+        } => db_copy(from, to, force, queries, json, loaded),
+    }
+}
+
+fn db_verify(quick: bool, json: bool, loaded: &Loaded) -> Result<ExitCode> {
+    let checks = db::verify(loaded, !quick);
+    let postgres = pg::configured(loaded).map(|url| pg::verify(url, &loaded.config.database));
+    let status = checks
+        .iter()
+        .map(|c| {
+            if !c.problems.is_empty() {
+                2
+            } else if !c.warnings.is_empty() {
+                1
             } else {
-                print_copy(&report);
+                0
             }
-            let v = &report.verification;
-            if !v.ok {
-                eprintln!(
-                    "error: verification FAILED: {}; the destination is not a faithful copy (copy again with --force)",
-                    v.problems.join("; ")
-                );
-                return Ok(ExitCode::from(2));
-            }
-            if !json {
-                println!("verified: {} holds the same knowledge base", report.to);
-            }
-            Ok(ExitCode::SUCCESS)
+        })
+        .chain(postgres.as_ref().map(pg::PgCheck::status))
+        .max()
+        .unwrap_or(0);
+    if json {
+        let mut out = serde_json::json!({ "ok": status < 2, "databases": checks });
+        if let Some(p) = &postgres {
+            out["postgres"] = serde_json::to_value(p)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if checks.is_empty() && postgres.is_none() {
+        println!("no database in {} yet", loaded.data_dir.display());
+    } else {
+        if let Some(p) = &postgres {
+            print_pg_check(p);
+        }
+        checks.iter().for_each(print_file_check);
+    }
+    Ok(ExitCode::from(status))
+}
+
+fn print_file_check(c: &db::FileCheck) {
+    let label = if !c.problems.is_empty() {
+        "FAIL"
+    } else if !c.warnings.is_empty() {
+        "WARN"
+    } else {
+        "ok"
+    };
+    println!(
+        "{label:<4}  {} ({}, {})",
+        c.name,
+        c.path,
+        human_bytes(c.bytes)
+    );
+    if let Some(kb) = &c.kb {
+        println!(
+            "      schema {}, {} check; {} documents, {} chunks, {} keyword rows, {} vectors{}, {} chunks without vectors",
+            kb.schema_version,
+            kb.integrity,
+            kb.documents,
+            kb.chunks,
+            kb.fts_rows,
+            kb.vectors,
+            kb.expected_dim
+                .map(|d| format!(" of dimension {d}"))
+                .unwrap_or_default(),
+            kb.chunks_without_vectors
+        );
+        println!("      ANN index: {}", kb.ann.describe(kb.generation));
+    }
+    for p in &c.problems {
+        println!("      problem: {p}");
+    }
+    for w in &c.warnings {
+        println!("      warning: {w}");
+    }
+}
+
+fn db_compact(json: bool, loaded: &Loaded) -> Result<ExitCode> {
+    postgres_note(
+        loaded,
+        "PostgreSQL reclaims space itself (autovacuum; `VACUUM (ANALYZE)` by hand after removing a large source). Compacting the local SQLite files only",
+    );
+    let done = db::compact(loaded)?;
+    if done.is_empty() && !json {
+        println!(
+            "no local SQLite database in {} yet",
+            loaded.data_dir.display()
+        );
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&done)?);
+    } else {
+        for c in &done {
+            println!(
+                "{}: {} -> {} ({} reclaimed){}",
+                c.name,
+                human_bytes(c.bytes_before),
+                human_bytes(c.bytes_after),
+                human_bytes(c.bytes_before.saturating_sub(c.bytes_after)),
+                c.kb.as_ref()
+                    .map(|k| format!(", {} orphan vector(s) removed", k.orphan_vectors_removed))
+                    .unwrap_or_default()
+            );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn db_backup(
+    path: Option<PathBuf>,
+    keep: Option<usize>,
+    json: bool,
+    loaded: &Loaded,
+) -> Result<ExitCode> {
+    let root = db::backup_root(loaded, path.as_deref());
+    let keep = keep.unwrap_or(usize::try_from(loaded.config.ops.backup_keep)?);
+    if pg::configured(loaded).is_some() {
+        postgres_note(
+            loaded,
+            "back it up with PostgreSQL's own tools (`pg_dump -Fc`, or the provider's backups and point-in-time recovery). `exai db backup` covers the local SQLite files only",
+        );
+        if db::databases(loaded).is_empty() {
+            println!(
+                "no local SQLite database in {} to back up",
+                loaded.data_dir.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let report = db::backup(loaded, &root, keep)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("backup: {} ({:.2} s)", report.path, report.seconds);
+        for f in &report.manifest.files {
+            let rows: Vec<String> = f
+                .tables
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(t, n)| format!("{t} {n}"))
+                .collect();
+            println!(
+                "  {}: {} schema {}, blake3 {}…; {}",
+                f.name,
+                human_bytes(f.bytes),
+                f.schema_version,
+                &f.blake3[..16],
+                rows.join(", ")
+            );
+        }
+        for p in &report.pruned {
+            println!("  removed old backup {p}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn db_backups(path: Option<PathBuf>, loaded: &Loaded) -> Result<ExitCode> {
+    let root = db::backup_root(loaded, path.as_deref());
+    let all = db::list_backups(&root);
+    if all.is_empty() {
+        println!("no backups in {}", root.display());
+    }
+    for dir in all {
+        let m = db::read_manifest(&dir)?;
+        let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
+        println!(
+            "{}  {}  {}  {}",
+            m.created_at,
+            human_bytes(bytes),
+            m.files
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
+            dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn db_restore(path: PathBuf, check: bool, loaded: &Loaded) -> Result<ExitCode> {
+    if check {
+        let m = db::verify_backup(&path)?;
+        println!(
+            "backup of {} verified: {} file(s), checksums and integrity ok",
+            m.created_at,
+            m.files.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    postgres_note(
+        loaded,
+        "restore it with PostgreSQL's own tools (`pg_restore`, or the provider's point-in-time recovery). `exai db restore` restores the local SQLite files only",
+    );
+    let restored = db::restore(loaded, &path)?;
+    for r in &restored {
+        match &r.kept {
+            Some(k) => println!(
+                "restored {} -> {} (replaced file kept as {k})",
+                r.name, r.path
+            ),
+            None => println!("restored {} -> {}", r.name, r.path),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn db_migrate(check: bool, loaded: &Loaded) -> Result<ExitCode> {
+    let mut done = db::migrate(loaded, check)?;
+    match pg::configured(loaded) {
+        Some(url) => done.extend(pg::migrate(url, &loaded.config.database, check)?),
+        None if done.is_empty() => {
+            println!("no knowledge base yet; it is created at the current schema");
+        }
+        None => {}
+    }
+    let mut pending = false;
+    for m in &done {
+        let name = format!("{} ({})", m.name, m.backend);
+        let note = m
+            .note
+            .as_ref()
+            .map(|n| format!("; {n}"))
+            .unwrap_or_default();
+        if m.applied {
+            println!("{name}: migrated schema {} -> {}{note}", m.from, m.to);
+        } else if m.from < m.to {
+            pending = true;
+            println!(
+                "{name}: schema {}, migration to {} pending (`exai db migrate`){note}",
+                m.from, m.to
+            );
+        } else if m.from > m.to {
+            bail!(
+                "{name}: schema {} is newer than this exai knows ({}); upgrade exai",
+                m.from,
+                m.to
+            );
+        } else if m.from == 0 {
+            println!("{name}: not created yet{note}");
+        } else {
+            println!("{name}: schema {} (current){note}", m.from);
+        }
+    }
+    Ok(if pending && check {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn db_stats(json: bool, loaded: &Loaded) -> Result<ExitCode> {
+    let all = db::stats(loaded)?;
+    let postgres = pg::configured(loaded)
+        .map(|url| pg::stats(url, &loaded.config.database))
+        .transpose()?;
+    if json {
+        let out = stats_json(&all, postgres.as_ref())?;
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(p) = &postgres {
+        print_pg_stats(p);
+    }
+    if all.is_empty() && postgres.is_none() {
+        println!("no database in {} yet", loaded.data_dir.display());
+    }
+    for s in &all {
+        print_file_stats(s);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The local files' statistics, with PostgreSQL's as one more entry shaped like them.
+fn stats_json(
+    all: &[db::FileStats],
+    postgres: Option<&pg::PgStatsReport>,
+) -> Result<serde_json::Value> {
+    let mut out = serde_json::to_value(&all)?;
+    if let (Some(p), Some(list)) = (postgres, out.as_array_mut()) {
+        let mut entry = serde_json::json!({
+            "name": "postgres",
+            "backend": "postgres",
+            "path": p.server.target,
+            "bytes": p.tables.values().map(|t| t.bytes).sum::<u64>(),
+            "schema_version": p.server.kb_schema(),
+        });
+        if let (Some(e), serde_json::Value::Object(more)) =
+            (entry.as_object_mut(), serde_json::to_value(p)?)
+        {
+            e.extend(more);
+        }
+        list.push(entry);
+    }
+    Ok(out)
+}
+
+fn print_pg_stats(p: &pg::PgStatsReport) {
+    println!("postgres: {}", p.server.describe());
+    println!("  schema {}", p.server.describe_components());
+    match &p.kb {
+        Some(kb) => println!(
+            "  kb: {} sources, {} documents, {} chunks, {} vectors ({} without), {}; HNSW index {}; model {}; generation {}",
+            kb.sources,
+            kb.documents,
+            kb.chunks,
+            kb.vectors,
+            kb.chunks_without_vectors,
+            human_bytes(kb.bytes),
+            match (kb.hnsw_valid, kb.hnsw_bytes) {
+                (Some(true), Some(b)) => format!("valid, {}", human_bytes(b)),
+                (Some(true), None) => "valid".into(),
+                (Some(false), _) => "INVALID".into(),
+                (None, _) => "not built".into(),
+            },
+            kb.embed_model.as_deref().unwrap_or("none yet"),
+            kb.generation
+        ),
+        None => println!("  kb: not created yet"),
+    }
+    let rows: Vec<String> = p
+        .tables
+        .iter()
+        .map(|(t, s)| format!("{t} {} ({})", s.rows, human_bytes(s.bytes)))
+        .collect();
+    println!("  tables (rows): {}", rows.join(", "));
+}
+
+fn print_file_stats(s: &db::FileStats) {
+    println!(
+        "{} ({}): {} + {} WAL, schema {}",
+        s.name,
+        s.path,
+        human_bytes(s.bytes),
+        human_bytes(s.wal_bytes),
+        s.schema_version
+    );
+    if let Some(kb) = &s.kb {
+        println!(
+            "  {} sources, {} documents, {} chunks ({} distinct texts, {}), {} vectors; {} of {} pages free; model {}",
+            kb.sources,
+            kb.documents,
+            kb.chunks,
+            kb.distinct_chunk_texts,
+            human_bytes(kb.text_bytes),
+            kb.vectors,
+            kb.free_pages,
+            kb.pages,
+            kb.embed_model.as_deref().unwrap_or("none yet")
+        );
+    } else {
+        let rows: Vec<String> = s.tables.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        println!("  {}", rows.join(", "));
+    }
+}
+
+fn db_reindex(loaded: &Loaded) -> Result<ExitCode> {
+    if let Some(url) = pg::configured(loaded) {
+        println!(
+            "the knowledge base is in PostgreSQL ({}), which keeps its keyword (GIN) and vector (HNSW) indexes current itself; nothing to rebuild here (if `exai db verify` reports the HNSW index invalid: `REINDEX INDEX CONCURRENTLY kb_embeddings_hnsw;`)",
+            pg::redact(url)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let n = db::reindex(loaded)?;
+    println!("keyword index rebuilt from {n} chunks; indexes and statistics refreshed");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn db_copy(
+    from: String,
+    to: String,
+    force: bool,
+    queries: usize,
+    json: bool,
+    loaded: &Loaded,
+) -> Result<ExitCode> {
+    let (from, to) = (endpoint(&from, loaded)?, endpoint(&to, loaded)?);
+    let options = copy::CopyOptions {
+        force,
+        queries: queries.max(1),
+        ..Default::default()
+    };
+    let reporter = CopyReporter::new(false);
+    let report = copy::copy(&from, &to, &loaded.config.database, &options, &|p| {
+        reporter.update(p)
+    });
+    reporter.finish();
+    let report = report?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_copy(&report);
+    }
+    let v = &report.verification;
+    if !v.ok {
+        eprintln!(
+            "error: verification FAILED: {}; the destination is not a faithful copy (copy again with --force)",
+            v.problems.join("; ")
+        );
+        return Ok(ExitCode::from(2));
+    }
+    if !json {
+        println!("verified: {} holds the same knowledge base", report.to);
+    }
+    Ok(ExitCode::SUCCESS)
 }
