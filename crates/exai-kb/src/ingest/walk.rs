@@ -199,7 +199,7 @@ fn common_base(roots: &[PathBuf]) -> Option<PathBuf> {
     }
     let base: PathBuf = base.into_iter().collect();
     // A single file given among the roots: its directory, not the file itself.
-    if roots.iter().any(|r| *r == base) && base.is_file() {
+    if roots.contains(&base) && base.is_file() {
         return base.parent().map(Path::to_path_buf);
     }
     Some(base)
