@@ -897,7 +897,7 @@ fn stats_json(
     all: &[db::FileStats],
     postgres: Option<&pg::PgStatsReport>,
 ) -> Result<serde_json::Value> {
-    let mut out = serde_json::to_value(&all)?;
+    let mut out = serde_json::to_value(all)?;
     if let (Some(p), Some(list)) = (postgres, out.as_array_mut()) {
         let mut entry = serde_json::json!({
             "name": "postgres",
