@@ -73,8 +73,9 @@ pub enum Precision {
     /// Exact: equal to sentence-transformers' vectors.
     #[default]
     Fp32,
-    /// A dynamically quantized graph (int8 weights): about 1.8× the fp32 throughput on CPUs
-    /// with AVX-512 VNNI, vectors within cosine ~0.99 of fp32. ONNX Runtime only.
+    /// A dynamically quantized graph (int8 weights): faster than fp32, most of all with
+    /// AVX-512 VNNI, with vectors close to fp32's (BENCHMARKS.md, "Local embeddings: ONNX
+    /// Runtime"). ONNX Runtime only.
     Int8,
 }
 

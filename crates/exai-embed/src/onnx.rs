@@ -1,9 +1,8 @@
 //! The ONNX Runtime back end: the same sentence-transformers model as the candle back end (same
 //! tokenizer, same pooling, L2 norm), run by ONNX Runtime from an ONNX graph, fp32 or int8.
 //!
-//! Measured on the project's 2-core AVX-512 machine (../shared/notes/embedding-speed.md): fp32
-//! matches sentence-transformers' vectors and throughput, int8 is ~1.8× faster; candle reaches
-//! about a third of that.
+//! fp32 gives sentence-transformers' vectors; int8 is faster at close quality; candle is the
+//! slower fallback (BENCHMARKS.md, "Local embeddings: ONNX Runtime").
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -32,10 +31,10 @@ pub struct OnnxOptions {
     /// Threads inside one pass over a single query; 0 means one per core. When this differs
     /// from `intra_threads`, queries run on a session of their own (opened on the first query).
     /// On an idle machine every core is fastest (`bench/embed/query_latency.py`: one thread
-    /// takes ~1.5× as long); with the other core busy, one thread is.
+    /// is slower); with the other core busy, one thread is.
     pub query_threads: usize,
     /// Whether ONNX Runtime's idle intra-op threads spin (busy-wait) for the next operator's
-    /// work instead of sleeping: faster on an idle machine (int8 query −15 %), slower when other
+    /// work instead of sleeping: faster on an idle machine, slower when other
     /// processes want the cores.
     pub spinning: bool,
     /// Group texts of similar length into a batch (input order is restored afterwards); each
