@@ -43,6 +43,9 @@ def base_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB and not k.startswith(_SCRUB_PREFIXES)}
     env["EXAI_HOME"] = str(home)
     env.update(extra)
+    # The suite checks every tool, so it lists every tool; test_profiles.py covers the default
+    # (lean) and the other profiles.
+    env.setdefault("EXAI_TOOLS_PROFILE", "full")
     return env
 
 

@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 
 const CORE_TOOLS = ['version', 'health', 'listmodels'];
 const AI_TOOLS = ['chat', 'thinkdeep', 'consensus', 'challenge', 'planner', 'analyze', 'codereview', 'debug',
@@ -39,7 +40,8 @@ function baseEnv(home, extra = {}) {
   for (const [k, v] of Object.entries(process.env)) {
     if (v !== undefined && !k.startsWith('EXAI_') && !SCRUB.has(k)) env[k] = v;
   }
-  return { ...env, EXAI_HOME: home, ...extra };
+  // Every tool is checked, so every tool is listed; the lean default has its own test below.
+  return { ...env, EXAI_HOME: home, EXAI_TOOLS_PROFILE: 'full', ...extra };
 }
 
 /** A fresh data directory, removed when the test ends. */
@@ -156,6 +158,36 @@ describe('stdio: exai serve', () => {
       assert.equal(version.transport, 'stdio');
       const health = structured(await client.callTool({ name: 'health', arguments: {} }));
       assert.equal(health.status, 'ok');
+    } catch (e) {
+      e.message += `\nexai stderr:\n${stderr()}`;
+      throw e;
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('the lean default lists five tools; enable_tools shows more after list_changed', async (t) => {
+    const home = await tempHome(t);
+    const { transport, stderr } = stdioTransport(['serve'], baseEnv(home, { EXAI_TOOLS_PROFILE: 'lean' }));
+    const client = newClient();
+    let changed = 0;
+    client.setNotificationHandler(ToolListChangedNotificationSchema, () => { changed += 1; });
+    try {
+      await client.connect(transport);
+      assert.equal(client.getServerCapabilities()?.tools?.listChanged, true);
+      const names = async () => (await client.listTools()).tools.map((x) => x.name).sort();
+      assert.deepEqual(await names(), ['chat', 'consensus', 'enable_tools', 'get_document', 'search_docs']);
+      const catalogue = await client.callTool({ name: 'enable_tools', arguments: {} });
+      assert.ok(catalogue.content[0].text.includes('- codereview (ai):'), catalogue.content[0].text);
+      const enabled = await client.callTool({ name: 'enable_tools', arguments: { enable: ['codereview', 'kb'] } });
+      assert.ok(enabled.content[0].text.startsWith('Listed from now on:'), enabled.content[0].text);
+      for (let i = 0; i < 100 && changed === 0; i += 1) await sleep(20);
+      assert.equal(changed, 1);
+      const now = await names();
+      for (const name of ['codereview', ...KB_TOOLS]) assert.ok(now.includes(name), `${name} in ${now}`);
+      assert.ok(!now.includes('debug'));
+      // A tool not listed is callable all the same.
+      assert.equal(structured(await client.callTool({ name: 'version', arguments: {} })).name, 'exai');
     } catch (e) {
       e.message += `\nexai stderr:\n${stderr()}`;
       throw e;

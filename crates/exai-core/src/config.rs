@@ -104,6 +104,8 @@ pub struct ToolsConfig {
     pub allowed_roots: Vec<String>,
     pub allowed_private_paths: Vec<String>,
     pub max_output_tokens: u64,
+    /// Which tools `tools/list` shows: one of [`PROFILES`].
+    pub profile: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,6 +239,8 @@ pub struct OpsConfig {
 
 /// The tool families that can be switched off as a whole.
 pub const FAMILIES: &[&str] = &["ai", "kb", "ops"];
+/// Tool profiles: what `tools/list` shows a client (the other tools stay callable).
+pub const PROFILES: &[&str] = &["lean", "kb", "ai", "full"];
 
 impl Default for Config {
     fn default() -> Self {
@@ -275,6 +279,7 @@ impl Default for Config {
                 allowed_roots: vec![],
                 allowed_private_paths: vec![],
                 max_output_tokens: 25_000,
+                profile: "lean".into(),
             },
             providers: ProvidersConfig {
                 default_model: "auto".into(),
@@ -1020,6 +1025,13 @@ fn validate(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), Conf
             "logging.file_count",
             config.logging.file_count.to_string(),
             "1 to 100".into(),
+        ));
+    }
+    if !PROFILES.contains(&config.tools.profile.as_str()) {
+        return Err(invalid(
+            "tools.profile",
+            config.tools.profile.clone(),
+            format!("one of {}", PROFILES.join(", ")),
         ));
     }
     for family in &config.tools.disabled_families {

@@ -103,6 +103,7 @@ settings! {
     "logging.file_max_mb" [] false "Size at which `logs/exai.log` rotates, in MB.";
     "logging.file_count" [] false "Rotated log files kept besides the current one.";
     "tools.disabled" ["DISABLED_TOOLS"] false "Tools to switch off (comma separated in env). `version`, `health` and `listmodels` always stay on.";
+    "tools.profile" [] false "Which tools `tools/list` shows: `lean` (search_docs, get_document, chat, consensus and `enable_tools`, which lists the rest and shows them on request), `kb`, `ai` or `full`. Hidden tools stay callable; per client: `exai serve --profile`, `exai shim --profile`, or the daemon's `/mcp/PROFILE` path.";
     "tools.disabled_families" [] false "Tool families to switch off: `ai`, `kb`, `ops`.";
     "tools.diagnostics" [] false "Turn on the `diag` family (`ping`: a delay with progress notifications, for testing clients, shims and timeouts).";
     "tools.allowed_roots" [] false "Directories that tools may read (`index_path`, files sent to models); empty: the server's working directory, unless that is `/` or the home directory. `..`, symlink escapes, device files, dot-files, secret files and the data directory are refused.";

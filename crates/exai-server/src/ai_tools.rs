@@ -24,26 +24,23 @@ use crate::http::Principal;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatArgs {
-    /// The question or request, with the context the other model needs.
+    /// The request, with the context the other model needs.
     pub prompt: String,
-    /// Files or directories to include (absolute or relative to the server's working directory;
-    /// only under the allowed roots).
+    /// Files or directories to send (under the allowed roots).
     pub files: Option<Vec<String>>,
-    /// A model name from listmodels, or "auto" (default: providers.default_model).
+    /// From listmodels, or "auto" (the default).
     pub model: Option<String>,
-    /// Sampling temperature, 0–2.
     #[schemars(range(min = 0.0, max = 2.0))]
     pub temperature: Option<f64>,
-    /// How hard the model should think (medium and above turn on a reasoning mode where the model has one).
+    /// medium and above turn on a model's reasoning mode.
     pub thinking_mode: Option<ThinkingMode>,
-    /// Let the model search the web (GLM models).
+    /// Web search (GLM).
     pub use_websearch: Option<bool>,
-    /// Continue an earlier conversation (from a previous answer or list_threads).
+    /// From an earlier answer or list_threads.
     pub continuation_id: Option<String>,
-    /// Ground the answer in the knowledge base: chunks matching this query are sent along and
-    /// listed in the result.
+    /// Send knowledge-base chunks matching this query along.
     pub docs_query: Option<String>,
-    /// Knowledge-base chunks to send with docs_query, 1–10 (default 5).
+    /// Chunks to send with docs_query (default 5).
     #[schemars(range(min = 1, max = 10))]
     pub docs_limit: Option<u32>,
 }
@@ -68,11 +65,10 @@ pub struct ThinkDeepArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsensusModelArg {
-    /// A model name from listmodels (or "auto").
     pub model: String,
-    /// for, against or neutral (default neutral).
+    /// Default neutral.
     pub stance: Option<Stance>,
-    /// Replace the stance's standard instruction.
+    /// Replaces the stance's standard instruction.
     pub stance_prompt: Option<String>,
 }
 
@@ -81,13 +77,12 @@ pub struct ConsensusModelArg {
 pub struct ConsensusArgs {
     /// The proposal or question to assess.
     pub prompt: String,
-    /// The models to consult, 1–8, each with a stance. They run concurrently; one failing does
-    /// not fail the others.
+    /// 1–8 models, each with a stance.
     pub models: Vec<ConsensusModelArg>,
     pub files: Option<Vec<String>>,
-    /// Write a synthesis of the answers (default true).
+    /// Default true.
     pub synthesize: Option<bool>,
-    /// Model for the synthesis (default: the first model that answered).
+    /// Default: the first model that answered.
     pub synthesis_model: Option<String>,
     pub continuation_id: Option<String>,
 }
@@ -123,7 +118,7 @@ pub struct PlannerArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueArg {
-    /// critical, high, medium or low.
+    /// critical, high, medium, low.
     pub severity: String,
     pub description: String,
 }
@@ -133,26 +128,22 @@ pub struct IssueArg {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowArgs {
-    /// What you are doing in this step (on step 1: the task and its scope).
+    // The fields are explained once, in the first step's guidance (`exai_tools::workflow`), not
+    // in every workflow tool's schema: each definition sits in the client's context all session.
+    /// On step 1: the task and its scope.
     pub step: String,
     #[schemars(range(min = 1))]
     pub step_number: u32,
     #[schemars(range(min = 1))]
     pub total_steps: u32,
-    /// True while you are still investigating; false on the final step, which consults the
-    /// expert model unless confidence is `certain` or use_assistant_model is false.
     pub next_step_required: bool,
-    /// What you found in this step.
     pub findings: String,
     pub files_checked: Option<Vec<String>>,
-    /// Files that matter for the conclusion; sent to the expert model.
     pub relevant_files: Option<Vec<String>>,
     pub issues_found: Option<Vec<IssueArg>>,
     pub hypothesis: Option<String>,
     pub confidence: Option<Confidence>,
-    /// Discard the steps from this number on and continue from here.
     pub backtrack_from_step: Option<u32>,
-    /// Consult the expert model on the final step (default true).
     pub use_assistant_model: Option<bool>,
     pub continuation_id: Option<String>,
     pub model: Option<String>,
@@ -594,7 +585,7 @@ async fn git_changes(
 #[tool_router(router = ai_router, vis = "pub(crate)")]
 impl ExaiServer {
     #[tool(
-        description = "Ask another AI model (Kimi, GLM or any configured model): a second opinion, brainstorming, a question about code. Sends the files you name, continues a conversation with continuation_id, can ground the answer in the knowledge base (docs_query) and search the web (GLM).",
+        description = "Ask another AI model (Kimi, GLM or any configured model) for a second opinion, ideas or an answer about code, with files, a conversation to continue, knowledge-base grounding and web search.",
         annotations(read_only_hint = true, open_world_hint = true)
     )]
     async fn chat(
@@ -805,7 +796,7 @@ impl ExaiServer {
     }
 
     #[tool(
-        description = "Step-by-step code analysis (architecture, patterns, scalability, technical debt): you investigate in steps; the final step consults an expert model with your findings and the relevant files.",
+        description = "Step-by-step code analysis (architecture, patterns, scalability, technical debt); the final step consults an expert model. Step 1's answer explains the step fields.",
         annotations(read_only_hint = true, open_world_hint = true)
     )]
     async fn analyze(
@@ -816,7 +807,7 @@ impl ExaiServer {
         self.run_workflow("analyze", args, None, &context).await
     }
     #[tool(
-        description = "Step-by-step code review: you investigate in steps and record issues by severity; the final step has an expert model review your findings and the relevant files.",
+        description = "Step-by-step code review recording issues by severity; the final step has an expert model review your findings.",
         annotations(read_only_hint = true, open_world_hint = true)
     )]
     async fn codereview(
@@ -827,7 +818,7 @@ impl ExaiServer {
         self.run_workflow("codereview", args, None, &context).await
     }
     #[tool(
-        description = "Step-by-step root-cause analysis: you investigate and test hypotheses in steps; the final step has an expert model weigh the evidence, unless you are certain.",
+        description = "Step-by-step root-cause analysis testing hypotheses; the final step has an expert model weigh the evidence.",
         annotations(read_only_hint = true, open_world_hint = true)
     )]
     async fn debug(
@@ -894,7 +885,7 @@ impl ExaiServer {
     }
 
     #[tool(
-        description = "Validate git changes before commit in steps: staged and unstaged changes (or against compare_to); the final step sends the diff, your findings and the relevant files to an expert model.",
+        description = "Validate git changes before commit in steps; the final step sends the diff and your findings to an expert model.",
         annotations(read_only_hint = true, open_world_hint = true)
     )]
     async fn precommit(
@@ -926,7 +917,7 @@ impl ExaiServer {
     }
 
     #[tool(
-        description = "The models exai can call: provider, context window, max output, capabilities, timeout multiplier, prices, and for each unavailable model why (which key to set). Always available.",
+        description = "The models exai can call, with window, capabilities and prices, and why an unavailable one is unavailable.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn listmodels(
@@ -1026,7 +1017,7 @@ impl ExaiServer {
     }
 
     #[tool(
-        description = "Chat with Kimi about documents: each file is uploaded for Kimi's own text extraction (purpose file-extract; PDF, Word and other formats work) and the extracted text goes with the prompt. Needs KIMI_API_KEY.",
+        description = "Chat with Kimi about documents it extracts itself (PDF, Word, slides). Needs KIMI_API_KEY.",
         annotations(read_only_hint = true, open_world_hint = true)
     )]
     async fn kimi_chat_with_files(

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::health::HealthReport;
 use crate::metrics::Outcome;
-use crate::registry::{self, TimeoutClass};
+use crate::registry::{self, Profile, TimeoutClass};
 use crate::state::AppState;
 
 /// One MCP session's handler. Cheap to create: all heavy state is shared in [`AppState`].
@@ -26,6 +26,17 @@ use crate::state::AppState;
 pub struct ExaiServer {
     pub(crate) state: Arc<AppState>,
     tool_router: ToolRouter<Self>,
+    /// What `tools/list` shows this session, beyond what `enable_tools` added.
+    profile: Profile,
+    /// Tools this session asked to see through `enable_tools`.
+    shown: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnableToolsArgs {
+    /// Tool names, or `kb`, `ai` or `all`, to list from now on; without it, what is available.
+    pub enable: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -49,7 +60,14 @@ pub struct NoArgs {}
 
 #[tool_router]
 impl ExaiServer {
+    /// A session with the configured profile (`tools.profile`).
     pub fn new(state: Arc<AppState>) -> Self {
+        let profile = Profile::of(&state.loaded.config);
+        Self::with_profile(state, profile)
+    }
+
+    /// A session that lists `profile`'s tools.
+    pub fn with_profile(state: Arc<AppState>, profile: Profile) -> Self {
         let mut tool_router = Self::tool_router() + Self::kb_router() + Self::ai_router();
         let names: Vec<String> = tool_router
             .list_all()
@@ -63,19 +81,134 @@ impl ExaiServer {
                 tool_router.remove_route(&name);
             }
         }
-        Self { state, tool_router }
+        Self {
+            state,
+            tool_router,
+            profile,
+            shown: Arc::default(),
+        }
     }
 
-    /// Names of the tools this server offers, sorted.
+    /// The tools `tools/list` shows now, in the lean schema form.
+    pub fn listed_tools(&self) -> Vec<rmcp::model::Tool> {
+        let shown = self.shown.lock().map(|s| s.clone()).unwrap_or_default();
+        self.tool_router
+            .list_all()
+            .iter()
+            .filter(|t| {
+                shown.contains(t.name.as_ref())
+                    || registry::spec(&t.name).is_some_and(|s| self.profile.lists(s))
+            })
+            .map(crate::schema::lean_tool)
+            .collect()
+    }
+
+    /// The tools this session does not list yet, with the first sentence of each description.
+    fn hidden_tools(&self) -> Vec<(String, &'static str, String)> {
+        let listed: Vec<String> = self
+            .listed_tools()
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        self.tool_router
+            .list_all()
+            .iter()
+            .filter(|t| !listed.iter().any(|l| l == t.name.as_ref()))
+            .map(|t| {
+                let family = registry::spec(&t.name).map_or("core", |s| s.family.as_str());
+                let description = t.description.as_deref().unwrap_or_default();
+                let first = description
+                    .split_once(". ")
+                    .map_or(description, |(first, _)| first)
+                    .trim_end_matches('.');
+                (t.name.to_string(), family, format!("{first}."))
+            })
+            .collect()
+    }
+
+    /// Names of the tools this server offers, sorted; `enable_tools`, which only lists others,
+    /// aside.
     pub fn tool_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .tool_router
             .list_all()
             .iter()
             .map(|t| t.name.to_string())
+            .filter(|n| n != registry::ENABLE_TOOLS)
             .collect();
         names.sort();
         names
+    }
+
+    #[tool(
+        description = "List exai's other tools (code review, debugging, planning, indexing, …) and show the ones you need: `enable` takes tool names or `kb`, `ai`, `all`.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn enable_tools(
+        &self,
+        Parameters(args): Parameters<EnableToolsArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let hidden = self.hidden_tools();
+        let Some(asked) = args.enable.filter(|a| !a.is_empty()) else {
+            let lines: Vec<String> = hidden
+                .iter()
+                .map(|(name, family, what)| format!("- {name} ({family}): {what}"))
+                .collect();
+            let text = if lines.is_empty() {
+                "Every tool is listed already.".to_string()
+            } else {
+                format!(
+                    "Tools not listed yet (call enable_tools with `enable` to list them; each is also callable as it is):\n{}",
+                    lines.join("\n")
+                )
+            };
+            return Ok(CallToolResult::success(vec![ContentBlock::text(text)]));
+        };
+        let mut picked = Vec::new();
+        for name in &asked {
+            let matching: Vec<&String> = hidden
+                .iter()
+                .filter(|(tool, family, _)| {
+                    name == "all" || tool == name || *family == name.as_str()
+                })
+                .map(|(tool, _, _)| tool)
+                .collect();
+            let known = name == "all"
+                || ["kb", "ai", "core", "diag"].contains(&name.as_str())
+                || self.tool_router.has_route(name);
+            if !known {
+                let off = registry::spec(name).is_some();
+                return Err(ErrorData::invalid_params(
+                    if off {
+                        format!(
+                            "`{name}` is switched off in this server's configuration (tools.disabled, tools.disabled_families)"
+                        )
+                    } else {
+                        format!(
+                            "unknown tool `{name}`; call enable_tools without arguments for the list"
+                        )
+                    },
+                    None,
+                ));
+            }
+            picked.extend(matching.into_iter().cloned());
+        }
+        picked.sort();
+        picked.dedup();
+        if let Ok(mut shown) = self.shown.lock() {
+            shown.extend(picked.iter().cloned());
+        }
+        if !picked.is_empty() {
+            // The client asks for the list again; one that does not still may call them.
+            let _ = context.peer.notify_tool_list_changed().await;
+        }
+        let text = if picked.is_empty() {
+            "Those tools are listed already.".to_string()
+        } else {
+            format!("Listed from now on: {}.", picked.join(", "))
+        };
+        Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
     }
 
     #[tool(
@@ -289,7 +422,12 @@ fn error_kind(e: &ErrorData) -> String {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for ExaiServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
             .with_server_info(
                 Implementation::new("exai", exai_core::VERSION)
                     .with_title("exai")
@@ -298,6 +436,17 @@ impl ServerHandler for ExaiServer {
             .with_instructions(
                 "exai: consult other AI models and search indexed documentation. Call `health` to see what is configured.",
             )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListToolsResult, ErrorData> {
+        Ok(rmcp::model::ListToolsResult {
+            tools: self.listed_tools(),
+            ..Default::default()
+        })
     }
 
     async fn call_tool(

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::handler::ExaiServer;
 use crate::health::HealthReport;
+use crate::registry::Profile;
 use crate::state::AppState;
 use listener::Limits;
 use sessions::Sessions;
@@ -484,23 +485,28 @@ fn app(
         body_limit: usize::try_from(server.max_body_bytes).unwrap_or(usize::MAX),
         body_timeout: Duration::from_secs_f64(server.header_read_timeout_secs),
     });
-    let factory_state = state.clone();
-    let mcp = StreamableHttpService::new(
-        move || Ok(ExaiServer::new(factory_state.clone())),
-        sessions.clone(),
-        mcp_config,
-    );
-    let router = Router::new()
+    // `/mcp` lists the configured profile's tools, `/mcp/PROFILE` that profile's (one client
+    // can ask for `full` while the others stay lean); all share the sessions and their caps.
+    let endpoint = |profile: Profile| {
+        let factory_state = state.clone();
+        tower::ServiceBuilder::new()
+            .layer(middleware::from_fn_with_state(gate.clone(), mcp_gate))
+            .service(StreamableHttpService::new(
+                move || Ok(ExaiServer::with_profile(factory_state.clone(), profile)),
+                sessions.clone(),
+                mcp_config.clone(),
+            ))
+    };
+    let mut router = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(state.clone())
-        .nest_service(
-            "/mcp",
-            tower::ServiceBuilder::new()
-                .layer(middleware::from_fn_with_state(gate, mcp_gate))
-                .service(mcp),
-        )
+        .nest_service("/mcp", endpoint(Profile::of(&state.loaded.config)));
+    for profile in Profile::ALL {
+        router = router.route_service(&format!("/mcp/{}", profile.as_str()), endpoint(profile));
+    }
+    let router = router
         .layer(middleware::from_fn_with_state(guard_cfg, guard))
         // A bug that panics in a handler still answers (500, logged) instead of dropping the
         // connection without a word.

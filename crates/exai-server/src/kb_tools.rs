@@ -18,11 +18,8 @@ use crate::jobs::JobState;
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ModeArg {
-    /// Keyword (BM25) and semantic results fused by reciprocal rank (default).
     Hybrid,
-    /// BM25 keyword search only: exact identifiers, error messages.
     Keyword,
-    /// Vector search only: meaning rather than wording.
     Semantic,
 }
 
@@ -36,29 +33,26 @@ pub enum DocTypeArg {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchDocsArgs {
-    /// What to look for: a question, keywords, an identifier or an error message.
+    /// A question, keywords, an identifier or an error message.
     pub query: String,
-    /// Results to return, 1–100 (default 10).
+    /// Default 10.
     #[schemars(range(min = 1, max = 100))]
     pub limit: Option<u32>,
-    /// hybrid (default), keyword or semantic.
+    /// hybrid (default: keyword and semantic fused), keyword (exact identifiers, error
+    /// messages) or semantic (meaning rather than wording).
     pub mode: Option<ModeArg>,
-    /// Only this source (see list_sources).
+    /// See list_sources.
     pub source: Option<String>,
-    /// Only this technology (see get_technologies).
     pub technology: Option<String>,
-    /// Only this category (see get_categories).
     pub category: Option<String>,
-    /// Only documents whose path starts with this.
     pub path_prefix: Option<String>,
-    /// Only prose (text) or source code (code).
     pub doc_type: Option<DocTypeArg>,
-    /// Drop results scoring below this (hybrid 0–1, semantic cosine, keyword BM25).
+    /// Drop hits scoring lower (hybrid 0–1, semantic cosine, keyword BM25).
     pub min_score: Option<f32>,
-    /// Neighbouring chunks of the same section to include on each side, 0–3.
+    /// Neighbouring chunks of the section to add on each side.
     #[schemars(range(min = 0, max = 3))]
     pub context: Option<u32>,
-    /// Return only the best chunk of each document.
+    /// Only the best chunk of each document.
     pub group_by_document: Option<bool>,
 }
 
@@ -90,20 +84,18 @@ pub struct NoArgs {}
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IndexPathArgs {
-    /// File or directory to index; must lie under the allowed roots (tools.allowed_roots).
+    /// File or directory under the allowed roots.
     pub path: String,
-    /// Source name to file the documents under, e.g. `react` or `rust-book`.
+    /// Name to file the documents under, e.g. `react`.
     pub source: String,
-    /// Technology label for filtering (default: the source name).
+    /// Default: the source name.
     pub technology: Option<String>,
-    /// Only files matching these globs, e.g. ["*.md", "docs/**"].
+    /// Globs, e.g. ["*.md", "docs/**"].
     pub include: Option<Vec<String>>,
-    /// Skip files matching these globs.
     pub exclude: Option<Vec<String>>,
-    /// Remove documents of this source whose files are gone.
+    /// Remove documents whose files are gone.
     pub prune: Option<bool>,
-    /// Seconds to wait for the job, sending progress notifications (default 20, at most the
-    /// workflow tool timeout minus a margin). The job keeps running after; poll job_status.
+    /// Seconds to wait with progress (default 20); the job runs on after.
     pub wait_secs: Option<u32>,
 }
 
@@ -158,7 +150,7 @@ impl ExaiServer {
 #[tool_router(router = kb_router, vis = "pub(crate)")]
 impl ExaiServer {
     #[tool(
-        description = "Search the indexed documentation. Hybrid (keyword + semantic) by default; filters by source, technology, category, path prefix, doc type. Returns chunk ids, scores, titles, sections, paths and snippets; use get_chunk for full text.",
+        description = "Search the indexed documentation (keyword + semantic). Hits give title, section, path and snippet; get_chunk or get_document for the full text.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn search_docs(
@@ -280,7 +272,7 @@ impl ExaiServer {
     }
 
     #[tool(
-        description = "Index a file or directory (Markdown, MDX, HTML, text, source code) into a source, as a background job: waits up to wait_secs sending progress, then returns the job's status; poll job_status for the rest. Unchanged files are skipped; keyword search sees new documents before their embeddings finish.",
+        description = "Index a file or directory (Markdown, HTML, text, code) into a source as a background job; returns its status after wait_secs, then poll job_status. Unchanged files are skipped.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,

@@ -12,6 +12,7 @@ mod kb_tools;
 pub mod knowledge;
 pub mod metrics;
 pub mod registry;
+mod schema;
 pub mod shim;
 pub mod state;
 pub mod stdio;

@@ -1,5 +1,7 @@
-//! The one tool registry: every tool's family and timeout class. The server builds its router
-//! from the `#[tool]` methods and keeps only the tools this table and the configuration allow.
+//! The one tool registry: every tool's family and timeout class, and which tools each profile
+//! lists. The server builds its router from the `#[tool]` methods and keeps only the tools this
+//! table and the configuration allow; a profile only decides what `tools/list` shows (every tool
+//! kept stays callable), so a client's context holds the definitions it uses.
 
 use exai_core::Config;
 
@@ -54,6 +56,7 @@ use TimeoutClass::{Simple, Workflow};
 
 pub const TOOLS: &[ToolSpec] = &[
     t("version", Core, Simple),
+    t(ENABLE_TOOLS, Core, Simple),
     t("health", Core, Simple),
     t("ping", Diag, Simple),
     t("search_docs", Kb, Simple),
@@ -85,6 +88,60 @@ pub const TOOLS: &[ToolSpec] = &[
     t("glm_web_search", Ai, Simple),
     t("kimi_chat_with_files", Ai, Workflow),
 ];
+
+/// The entry point of the narrower profiles: lists the tools a profile hides and shows them on
+/// request.
+pub const ENABLE_TOOLS: &str = "enable_tools";
+
+/// The tools the `lean` profile lists: the everyday ones and the entry point to the rest.
+const LEAN: &[&str] = &[
+    "search_docs",
+    "get_document",
+    "chat",
+    "consensus",
+    ENABLE_TOOLS,
+];
+
+/// What `tools/list` shows (`tools.profile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Lean,
+    Kb,
+    Ai,
+    Full,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 4] = [Profile::Lean, Profile::Kb, Profile::Ai, Profile::Full];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Lean => "lean",
+            Profile::Kb => "kb",
+            Profile::Ai => "ai",
+            Profile::Full => "full",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// The configured profile (validated when the configuration loads).
+    pub fn of(config: &Config) -> Profile {
+        Profile::parse(&config.tools.profile).unwrap_or(Profile::Lean)
+    }
+
+    /// Whether this profile lists `spec` before the client asks for more.
+    pub fn lists(self, spec: &ToolSpec) -> bool {
+        match self {
+            Profile::Full => spec.name != ENABLE_TOOLS,
+            Profile::Lean => LEAN.contains(&spec.name),
+            Profile::Kb => matches!(spec.family, Family::Kb | Family::Core | Family::Diag),
+            Profile::Ai => matches!(spec.family, Family::Ai | Family::Core | Family::Diag),
+        }
+    }
+}
 
 pub fn spec(name: &str) -> Option<&'static ToolSpec> {
     TOOLS.iter().find(|t| t.name == name)

@@ -344,6 +344,7 @@ impl ServerHandler for ShimServer {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_tool_list_changed()
                 .build(),
         )
         .with_server_info(

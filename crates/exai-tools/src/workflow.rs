@@ -106,6 +106,30 @@ pub struct StepOutput {
     pub expert_analysis: Option<TurnOutput>,
 }
 
+/// What to do before the next step; the first step's answer also explains the protocol, which
+/// the tools' schemas leave undescribed (they would repeat it in every definition).
+fn step_guidance(tool: &str, step_number: u32) -> String {
+    let next = format!(
+        "Investigate before calling {tool} again with step_number {} and this continuation_id. \
+         Report what you actually found in `findings`, the files you read in `files_checked`, \
+         those that matter in `relevant_files`, and set next_step_required to false on the last step.",
+        step_number + 1
+    );
+    if step_number > 1 {
+        return next;
+    }
+    format!(
+        "{next}\n\nThe step protocol: `step` says what you do in this step (on step 1 the task and \
+         its scope); `total_steps` is your estimate and may change; `findings` what this step found; \
+         `issues_found` the problems, each with a `severity` (critical, high, medium, low) and a \
+         `description`; `hypothesis` your current explanation; `confidence` one of exploring, low, \
+         medium, high, very_high, almost_certain, certain; `backtrack_from_step` discards the steps \
+         from that number on. The final step (next_step_required false) sends the consolidated \
+         findings and the `relevant_files` to an expert model (`model`, `thinking_mode`, \
+         `temperature`) unless confidence is `certain` or `use_assistant_model` is false."
+    )
+}
+
 /// Fold the recorded steps (oldest first) into one picture; a backtrack drops the steps it
 /// revisits.
 pub fn consolidate(steps: &[Step]) -> Consolidated {
@@ -214,12 +238,7 @@ impl AiService {
                 total_steps: total,
                 next_step_required: true,
                 required_actions: actions,
-                guidance: format!(
-                    "Investigate before calling {tool} again with step_number {} and this continuation_id. \
-                     Report what you actually found in `findings`, the files you read in `files_checked`, \
-                     those that matter in `relevant_files`, and set next_step_required to false on the last step.",
-                    step.step_number + 1
-                ),
+                guidance: step_guidance(tool, step.step_number),
                 consolidated,
                 expert_analysis: None,
             });

@@ -427,6 +427,8 @@ fn server_config(
     c.embed.backend = "none".into();
     c.tools.allowed_roots = vec![files.display().to_string()];
     c.tools.diagnostics = false;
+    // Every tool is checked, so every tool is listed.
+    c.tools.profile = "full".into();
     // A small output cap would drop the structured answers the checks read; the cap itself is
     // checked by chat/edge_cases against the default.
     c.tools.max_output_tokens = c.tools.max_output_tokens.max(25_000);

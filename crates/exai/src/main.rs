@@ -42,7 +42,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve MCP over stdio (for `claude mcp add exai -- exai serve`).
-    Serve,
+    Serve {
+        /// Tools to list: lean, kb, ai or full (default: tools.profile, lean).
+        #[arg(long, value_name = "PROFILE")]
+        profile: Option<String>,
+    },
     /// Run the shared HTTP daemon (Streamable HTTP at /mcp), or control a running one.
     #[command(args_conflicts_with_subcommands = true)]
     Daemon {
@@ -60,6 +64,10 @@ enum Command {
         /// Do not start a daemon when none answers.
         #[arg(long)]
         no_autostart: bool,
+        /// Tools to list: lean, kb, ai or full (the daemon's `/mcp/PROFILE`; default: the
+        /// daemon's tools.profile).
+        #[arg(long, value_name = "PROFILE", value_parser = ["lean", "kb", "ai", "full"])]
+        profile: Option<String>,
     },
     /// Index files or directories into the knowledge base.
     Index(kb_cli::IndexArgs),
@@ -173,6 +181,9 @@ fn main() -> ExitCode {
         }
         Command::Shim { url: Some(u), .. } => {
             inputs = inputs.with_flag("shim.url", "--url", u.clone())
+        }
+        Command::Serve { profile: Some(p) } => {
+            inputs = inputs.with_flag("tools.profile", "--profile", p.clone())
         }
         _ => {}
     }
@@ -304,7 +315,7 @@ fn warn_unknown_disabled(loaded: &Loaded) {
 
 async fn run(cli: Cli, loaded: Loaded, inputs: Inputs) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve => {
+        Command::Serve { .. } => {
             let activity = init_logs(&loaded)?;
             warn_unknown_disabled(&loaded);
             let state = AppState::new(loaded, Transport::Stdio, activity);
@@ -331,7 +342,11 @@ async fn run(cli: Cli, loaded: Loaded, inputs: Inputs) -> Result<ExitCode> {
             action: Some(action),
             ..
         } => daemon_action(action, loaded).await,
-        Command::Shim { no_autostart, .. } => {
+        Command::Shim {
+            no_autostart,
+            profile,
+            ..
+        } => {
             let activity = init_logs(&loaded)?;
             let token = loaded
                 .config
@@ -339,8 +354,12 @@ async fn run(cli: Cli, loaded: Loaded, inputs: Inputs) -> Result<ExitCode> {
                 .auth_token
                 .is_set()
                 .then(|| loaded.config.server.auth_token.expose().to_string());
+            let url = match &profile {
+                Some(p) => format!("{}/{p}", loaded.config.shim.url.trim_end_matches('/')),
+                None => loaded.config.shim.url.clone(),
+            };
             let options = ShimOptions {
-                url: loaded.config.shim.url.clone(),
+                url,
                 token,
                 autostart: loaded.config.shim.autostart && !no_autostart,
                 timeout: loaded.timeouts.shim_timeout(),

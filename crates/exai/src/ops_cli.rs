@@ -23,7 +23,7 @@ const RESTORE_WAIT: Duration = Duration::from_secs(30);
 fn opens_databases(command: &crate::Command) -> bool {
     use crate::Command as C;
     match command {
-        C::Serve
+        C::Serve { .. }
         | C::Daemon { action: None, .. }
         | C::Index(_)
         | C::Search(_)
