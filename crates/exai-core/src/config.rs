@@ -3,6 +3,10 @@
 //! command-line flags. Every value remembers where it came from, so an error can name the key,
 //! the source and what is allowed.
 //!
+//! Values are parsed once, here: each is checked against its rule in the settings registry
+//! once every source is applied, then the whole tree becomes the typed [`Config`], then the
+//! conditions that involve several keys are checked. Other crates read typed fields only.
+//!
 //! The trust boundary: the user's environment, the data directory and files the user names are
 //! trusted. A project directory is not — MCP clients start `exai serve` in whatever project is
 //! open — so a `.env` in the working directory is never read for settings: it could send the
@@ -11,15 +15,20 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use toml::Value;
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, Expected};
 use crate::paths;
-use crate::settings::{self, NON_SETTING_ENV, SETTINGS, Setting};
+use crate::settings::{self, NON_SETTING_ENV, Rule, SETTINGS, Setting};
 use crate::timeouts::TimeoutHierarchy;
+
+pub use crate::source::Source;
+pub use crate::timeouts::TimeoutConfig;
+pub use crate::values::{EmbedBackend, EmbedPrecision, ToolFamily};
 
 /// A secret string. Its `Debug` and `Display` never show the value.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +67,7 @@ impl fmt::Display for Secret {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    pub listen: String,
+    pub listen: SocketAddr,
     pub auth_token: Secret,
     pub allowed_origins: Vec<String>,
     pub allowed_hosts: Vec<String>,
@@ -80,15 +89,6 @@ pub struct ShimConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TimeoutConfig {
-    pub workflow_tool_secs: f64,
-    pub simple_tool_secs: f64,
-    pub expert_analysis_secs: f64,
-    pub model_multipliers: BTreeMap<String, f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LoggingConfig {
     pub level: String,
     pub file_max_mb: u64,
@@ -99,7 +99,7 @@ pub struct LoggingConfig {
 #[serde(deny_unknown_fields)]
 pub struct ToolsConfig {
     pub disabled: Vec<String>,
-    pub disabled_families: Vec<String>,
+    pub disabled_families: Vec<ToolFamily>,
     pub diagnostics: bool,
     pub allowed_roots: Vec<String>,
     pub allowed_private_paths: Vec<String>,
@@ -170,8 +170,8 @@ pub struct ThreadsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbedConfig {
-    pub backend: String,
-    pub precision: String,
+    pub backend: EmbedBackend,
+    pub precision: EmbedPrecision,
     pub onnx_runtime: String,
     pub model: String,
     pub remote_url: String,
@@ -235,14 +235,11 @@ pub struct OpsConfig {
     pub backup_keep: u64,
 }
 
-/// The tool families that can be switched off as a whole.
-pub const FAMILIES: &[&str] = &["ai", "kb", "ops"];
-
 impl Default for Config {
     fn default() -> Self {
         Self {
             server: ServerConfig {
-                listen: "127.0.0.1:8079".into(),
+                listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8079)),
                 auth_token: Secret::default(),
                 allowed_origins: vec![],
                 allowed_hosts: vec![],
@@ -309,8 +306,8 @@ impl Default for Config {
                 connect_retry_secs: 30.0,
             },
             embed: EmbedConfig {
-                backend: "auto".into(),
-                precision: "int8".into(),
+                backend: EmbedBackend::Auto,
+                precision: EmbedPrecision::Int8,
                 onnx_runtime: String::new(),
                 model: String::new(),
                 remote_url: "http://127.0.0.1:11434/v1".into(),
@@ -327,32 +324,6 @@ impl Default for Config {
                 ann_min_vectors: 20_000,
                 categories: BTreeMap::new(),
             },
-        }
-    }
-}
-
-/// Where a value came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    Default,
-    File(PathBuf),
-    DotEnv {
-        path: PathBuf,
-        var: String,
-    },
-    Env(String),
-    /// A command-line flag such as `--listen`.
-    Flag(String),
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Default => f.write_str("default"),
-            Source::File(p) => write!(f, "{}", p.display()),
-            Source::DotEnv { path, var } => write!(f, "{var} in {}", path.display()),
-            Source::Env(var) => write!(f, "environment variable {var}"),
-            Source::Flag(flag) => write!(f, "command-line flag {flag}"),
         }
     }
 }
@@ -585,6 +556,8 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
         }
     }
 
+    let source_of = |key: &str| sources.get(key).cloned().unwrap_or(Source::Default);
+    check_rules(&tree, &source_of)?;
     let config: Config = tree
         .try_into()
         .map_err(|e: toml::de::Error| ConfigError::Invalid {
@@ -593,13 +566,9 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
             origin: Source::Default,
             allowed: e.to_string(),
         })?;
-    let loaded_sources = sources.clone();
-    validate(&config, &|key| {
-        loaded_sources.get(key).cloned().unwrap_or(Source::Default)
-    })?;
-    let timeouts = TimeoutHierarchy::derive(&config.timeouts).map_err(|e| {
-        e.into_config_error(&|key| sources.get(key).cloned().unwrap_or(Source::Default))
-    })?;
+    check_joint(&config, &source_of)?;
+    let timeouts =
+        TimeoutHierarchy::derive(&config.timeouts).map_err(|e| e.into_config_error(&source_of))?;
 
     Ok(Loaded {
         config,
@@ -711,12 +680,7 @@ fn apply_file(
             coerce(value, &current)
         }
         .and_then(|v| check_table_kind(setting.key, &v).map(|()| v))
-        .map_err(|allowed| ConfigError::Invalid {
-            key: setting.key.into(),
-            value: shown(setting, &text),
-            origin: source.clone(),
-            allowed,
-        })?;
+        .map_err(|e| reject(setting, &text, source.clone(), e))?;
         set(tree, setting.key, value);
         sources.insert(setting.key, source);
     }
@@ -747,7 +711,7 @@ fn set(tree: &mut Value, key: &str, value: Value) {
 }
 
 /// A file value converted to the type of the default it replaces, or what is allowed.
-fn coerce(value: Value, like: &Value) -> Result<Value, String> {
+fn coerce(value: Value, like: &Value) -> Result<Value, Expected> {
     match (like, value) {
         (Value::Float(_), Value::Integer(i)) => Ok(Value::Float(i as f64)),
         (Value::Float(_), v @ Value::Float(_)) => Ok(v),
@@ -775,7 +739,7 @@ fn coerce(value: Value, like: &Value) -> Result<Value, String> {
                     .collect(),
             ))
         }
-        (like, _) => Err(type_name(like).to_string()),
+        (like, _) => Err(Expected::new(type_name(like))),
     }
 }
 
@@ -783,42 +747,46 @@ fn coerce(value: Value, like: &Value) -> Result<Value, String> {
 /// checked against its type here so an error names the key.
 const STRUCTURED: &[&str] = &["providers.custom", "providers.models", "server.tokens"];
 
-fn check_structured(key: &str, value: Value) -> Result<Value, String> {
+fn check_structured(key: &str, value: Value) -> Result<Value, Expected> {
     let checked = match key {
         "providers.custom" => value
             .clone()
             .try_into::<BTreeMap<String, CustomProvider>>()
             .map(|_| ())
             .map_err(|e| {
-                format!("a table of names to {{ url, models, api_key_env, context_window }} ({e})")
+                Expected::new(format!(
+                    "a table of names to {{ url, models, api_key_env, context_window }} ({e})"
+                ))
             }),
         "providers.models" => value
             .clone()
             .try_into::<BTreeMap<String, ModelOverride>>()
             .map(|_| ())
-            .map_err(|e| format!("a table of model names to registry fields ({e})")),
+            .map_err(|e| {
+                Expected::new(format!("a table of model names to registry fields ({e})"))
+            }),
         "server.tokens" => value
             .clone()
             .try_into::<BTreeMap<String, String>>()
             .map(|_| ())
-            .map_err(|_| "a table of principal names to tokens, e.g. { alice = \"…\" } (env: the table as JSON)".into()),
+            .map_err(|_| Expected::new("a table of principal names to tokens, e.g. { alice = \"…\" } (env: the table as JSON)")),
         _ => Ok(()),
     };
     checked.map(|()| value)
 }
 
 /// Map-valued settings hold one kind of value each; say which when the kind is wrong.
-fn check_table_kind(key: &str, value: &Value) -> Result<(), String> {
+fn check_table_kind(key: &str, value: &Value) -> Result<(), Expected> {
     let Value::Table(t) = value else {
         return Ok(());
     };
     match key {
-        "timeouts.model_multipliers" if !t.values().all(Value::is_float) => {
-            Err("a table of model names to numbers, e.g. { \"kimi-thinking-preview\" = 2.0 } (env: model=2.0,other=1.5)".into())
-        }
-        "kb.categories" if !t.values().all(Value::is_array) => Err(
-            "a table of categories to keyword lists, e.g. { recipes = [\"recipe\"] } (env: recipes=recipe|cookbook)".into(),
-        ),
+        "timeouts.model_multipliers" if !t.values().all(Value::is_float) => Err(Expected::new(
+            "a table of model names to numbers, e.g. { \"kimi-thinking-preview\" = 2.0 } (env: model=2.0,other=1.5)",
+        )),
+        "kb.categories" if !t.values().all(Value::is_array) => Err(Expected::new(
+            "a table of categories to keyword lists, e.g. { recipes = [\"recipe\"] } (env: recipes=recipe|cookbook)",
+        )),
         _ => Ok(()),
     }
 }
@@ -836,21 +804,21 @@ fn type_name(like: &Value) -> &'static str {
 }
 
 /// Parse an environment string as the type of the default it replaces.
-fn parse_env(text: &str, like: &Value) -> Result<Value, String> {
+fn parse_env(text: &str, like: &Value) -> Result<Value, Expected> {
     let text_trim = text.trim();
     match like {
         Value::Float(_) => text_trim
             .parse::<f64>()
             .map(Value::Float)
-            .map_err(|_| "a number".into()),
+            .map_err(|_| Expected::new("a number")),
         Value::Integer(_) => text_trim
             .parse::<i64>()
             .map(Value::Integer)
-            .map_err(|_| "a whole number".into()),
+            .map_err(|_| Expected::new("a whole number")),
         Value::Boolean(_) => match text_trim.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(Value::Boolean(true)),
             "0" | "false" | "no" | "off" => Ok(Value::Boolean(false)),
-            _ => Err("true/false, 1/0, yes/no or on/off".into()),
+            _ => Err(Expected::new("true/false, 1/0, yes/no or on/off")),
         },
         Value::String(_) => Ok(Value::String(text.to_string())),
         Value::Array(_) => Ok(Value::Array(
@@ -865,7 +833,7 @@ fn parse_env(text: &str, like: &Value) -> Result<Value, String> {
             for pair in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 let (name, number) = pair
                     .split_once('=')
-                    .ok_or_else(|| String::from("comma-separated name=number pairs"))?;
+                    .ok_or_else(|| Expected::new("comma-separated name=number pairs"))?;
                 let value = match number.trim().parse::<f64>() {
                     Ok(n) => Value::Float(n),
                     Err(_) => Value::Array(
@@ -881,7 +849,7 @@ fn parse_env(text: &str, like: &Value) -> Result<Value, String> {
             }
             Ok(Value::Table(table))
         }
-        Value::Datetime(_) => Err("a date".into()),
+        Value::Datetime(_) => Err(Expected::new("a date")),
     }
 }
 
@@ -928,20 +896,17 @@ fn apply_setting(
         .unwrap_or(Value::String(String::new()));
     let parsed = if STRUCTURED.contains(&setting.key) {
         serde_json::from_str::<serde_json::Value>(text)
-            .map_err(|e| format!("a JSON object ({e})"))
-            .and_then(|json| Value::try_from(json).map_err(|e| format!("a JSON object ({e})")))
+            .map_err(|e| Expected::new(format!("a JSON object ({e})")))
+            .and_then(|json| {
+                Value::try_from(json).map_err(|e| Expected::new(format!("a JSON object ({e})")))
+            })
             .and_then(|v| check_structured(setting.key, v))
     } else {
         parse_env(text, &like)
     };
     let mut value = parsed
         .and_then(|v| check_table_kind(setting.key, &v).map(|()| v))
-        .map_err(|allowed| ConfigError::Invalid {
-            key: setting.key.into(),
-            value: shown(setting, text),
-            origin: source.clone(),
-            allowed,
-        })?;
+        .map_err(|e| reject(setting, text, source.clone(), e))?;
     if setting.key == "logging.level"
         && let Value::String(s) = &mut value
     {
@@ -960,243 +925,98 @@ fn shown(setting: &Setting, text: &str) -> String {
     }
 }
 
-/// Range and format checks that types alone cannot express.
-fn validate(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), ConfigError> {
-    let invalid = |key: &str, value: String, allowed: String| ConfigError::Invalid {
+/// The error for a value of `setting` that is not what it allows; secrets stay redacted.
+fn reject(setting: &Setting, text: &str, origin: Source, expected: Expected) -> ConfigError {
+    let value = match expected.part {
+        Some(part) if !setting.secret => part,
+        _ => shown(setting, text),
+    };
+    ConfigError::Invalid {
+        key: setting.key.into(),
+        value,
+        origin,
+        allowed: expected.allowed,
+    }
+}
+
+/// Every setting's value against its rule in the registry, in the registry's order.
+fn check_rules(tree: &Value, source: &dyn Fn(&str) -> Source) -> Result<(), ConfigError> {
+    for setting in SETTINGS {
+        let Some(value) = lookup(tree, setting.key) else {
+            continue;
+        };
+        setting
+            .rule
+            .check(value)
+            .map_err(|e| reject(setting, &shown_value(value), source(setting.key), e))?;
+    }
+    Ok(())
+}
+
+/// A value as an error message shows it: numbers as Rust prints them (`601`, not `601.0`).
+fn shown_value(value: &Value) -> String {
+    match value {
+        Value::Float(f) => f.to_string(),
+        other => render(other),
+    }
+}
+
+/// The conditions that involve more than one setting ([`Rule::Joint`]), on the typed values;
+/// the timeout hierarchy is checked where it is derived.
+fn check_joint(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), ConfigError> {
+    let invalid = |key: &str, value: String, allowed: &str| ConfigError::Invalid {
         key: key.to_string(),
         value,
         origin: source(key),
-        allowed,
+        allowed: allowed.to_string(),
     };
-    let listen = &config.server.listen;
-    if listen.parse::<std::net::SocketAddr>().is_err() {
-        return Err(invalid(
-            "server.listen",
-            listen.clone(),
-            "an IP address and port such as 127.0.0.1:8079 or [::1]:8079".into(),
-        ));
-    }
-    for origin in &config.server.allowed_origins {
-        if origin != "null" && !origin.contains("://") {
-            return Err(invalid(
-                "server.allowed_origins",
-                origin.clone(),
-                "origins with a scheme, e.g. https://app.example.com:443 or http://localhost:*"
-                    .into(),
-            ));
-        }
-    }
-    if !(1024..=1024 * 1024 * 1024).contains(&config.server.max_body_bytes) {
-        return Err(invalid(
-            "server.max_body_bytes",
-            config.server.max_body_bytes.to_string(),
-            "1024 to 1073741824 bytes".into(),
-        ));
-    }
-    let url = &config.shim.url;
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(invalid(
-            "shim.url",
-            url.clone(),
-            "an http:// or https:// URL such as http://127.0.0.1:8079/mcp".into(),
-        ));
-    }
-    if tracing_subscriber::EnvFilter::try_new(&config.logging.level).is_err() {
-        return Err(invalid(
-            "logging.level",
-            config.logging.level.clone(),
-            "error, warn, info, debug, trace or a tracing directive like exai=debug".into(),
-        ));
-    }
-    if !(1..=10_240).contains(&config.logging.file_max_mb) {
-        return Err(invalid(
-            "logging.file_max_mb",
-            config.logging.file_max_mb.to_string(),
-            "1 to 10240".into(),
-        ));
-    }
-    if !(1..=100).contains(&config.logging.file_count) {
-        return Err(invalid(
-            "logging.file_count",
-            config.logging.file_count.to_string(),
-            "1 to 100".into(),
-        ));
-    }
-    for family in &config.tools.disabled_families {
-        if !FAMILIES.contains(&family.as_str()) {
-            return Err(invalid(
-                "tools.disabled_families",
-                family.clone(),
-                format!("any of {}", FAMILIES.join(", ")),
-            ));
-        }
-    }
-    if !["auto", "local", "onnx", "candle", "remote", "none"]
-        .contains(&config.embed.backend.as_str())
-    {
-        return Err(invalid(
-            "embed.backend",
-            config.embed.backend.clone(),
-            "auto, onnx, candle, remote or none".into(),
-        ));
-    }
-    if !["fp32", "int8"].contains(&config.embed.precision.as_str()) {
-        return Err(invalid(
-            "embed.precision",
-            config.embed.precision.clone(),
-            "fp32 or int8".into(),
-        ));
-    }
-    if !(1..=1024).contains(&config.embed.batch_size) {
-        return Err(invalid(
-            "embed.batch_size",
-            config.embed.batch_size.to_string(),
-            "1 to 1024".into(),
-        ));
-    }
-    if config.embed.backend == "remote"
-        && !(config.embed.remote_url.starts_with("http://")
-            || config.embed.remote_url.starts_with("https://"))
+    let embed = &config.embed;
+    if embed.backend == EmbedBackend::Remote
+        && let Err(e) = HTTP_EMBEDDINGS_URL.check(&Value::String(embed.remote_url.clone()))
     {
         return Err(invalid(
             "embed.remote_url",
-            config.embed.remote_url.clone(),
-            "an http:// or https:// URL such as http://127.0.0.1:11434/v1".into(),
+            embed.remote_url.clone(),
+            &e.allowed,
         ));
     }
-    if !(32..=8192).contains(&config.kb.chunk_tokens) {
-        return Err(invalid(
-            "kb.chunk_tokens",
-            config.kb.chunk_tokens.to_string(),
-            "32 to 8192".into(),
-        ));
-    }
-    if config.kb.chunk_overlap >= config.kb.chunk_tokens / 2 {
+    let kb = &config.kb;
+    if kb.chunk_overlap >= kb.chunk_tokens / 2 {
         return Err(invalid(
             "kb.chunk_overlap",
-            config.kb.chunk_overlap.to_string(),
-            format!(
+            kb.chunk_overlap.to_string(),
+            &format!(
                 "less than half of kb.chunk_tokens ({})",
-                config.kb.chunk_tokens / 2
+                kb.chunk_tokens / 2
             ),
         ));
     }
-    if !(1..=1_000_000).contains(&config.kb.max_chunks_per_file) {
-        return Err(invalid(
-            "kb.max_chunks_per_file",
-            config.kb.max_chunks_per_file.to_string(),
-            "1 to 1000000".into(),
-        ));
-    }
-    if config.kb.ann_min_vectors > 1_000_000_000 {
-        return Err(invalid(
-            "kb.ann_min_vectors",
-            config.kb.ann_min_vectors.to_string(),
-            "0 (always exact) to 1000000000".into(),
-        ));
-    }
-    if config.kb.max_file_bytes < 1024 {
-        return Err(invalid(
-            "kb.max_file_bytes",
-            config.kb.max_file_bytes.to_string(),
-            "at least 1024".into(),
-        ));
-    }
-    if !(1_000..=1_000_000).contains(&config.tools.max_output_tokens) {
-        return Err(invalid(
-            "tools.max_output_tokens",
-            config.tools.max_output_tokens.to_string(),
-            "1000 to 1000000".into(),
-        ));
-    }
-    let p = &config.providers;
-    let ranges = [
-        ("providers.max_concurrent", p.max_concurrent, 1, 10_000),
-        (
-            "providers.max_concurrent_per_provider",
-            p.max_concurrent_per_provider,
-            1,
-            10_000,
-        ),
-        (
-            "providers.max_concurrent_per_session",
-            p.max_concurrent_per_session,
-            1,
-            10_000,
-        ),
-        ("providers.max_retries", p.max_retries, 0, 10),
-        (
-            "providers.max_file_bytes",
-            p.max_file_bytes,
-            1024,
-            100 * 1024 * 1024,
-        ),
-        ("threads.max_turns", config.threads.max_turns, 2, 1000),
-        ("ops.backup_keep", config.ops.backup_keep, 1, 10_000),
-        ("database.pool_size", config.database.pool_size, 1, 1_000),
-    ];
-    for (key, value, low, high) in ranges {
-        if !(low..=high).contains(&value) {
-            return Err(invalid(key, value.to_string(), format!("{low} to {high}")));
+    for custom in config.providers.custom.values() {
+        if let Err(e) = settings::HTTP_URL.check(&Value::String(custom.url.clone())) {
+            return Err(invalid("providers.custom", custom.url.clone(), &e.allowed));
         }
     }
-    let db = &config.database;
-    for (key, value) in [
-        ("database.statement_timeout_secs", db.statement_timeout_secs),
-        ("database.connect_retry_secs", db.connect_retry_secs),
-    ] {
-        if !(0.0..=3600.0).contains(&value) {
-            return Err(invalid(
-                key,
-                value.to_string(),
-                "0 to 3600 (0: none)".into(),
-            ));
-        }
-    }
-    if let Some(url) = db.postgres_url()
-        && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    check_bind(&config.server, &invalid)
+}
+
+const HTTP_EMBEDDINGS_URL: Rule = Rule::HttpUrl {
+    says: "an http:// or https:// URL such as http://127.0.0.1:11434/v1",
+};
+
+/// Who may use the HTTP daemon: a non-loopback bind needs a bearer token, and each principal
+/// a well-formed name and a long token of its own.
+fn check_bind(
+    server: &ServerConfig,
+    invalid: &dyn Fn(&str, String, &str) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if !server.listen.ip().is_loopback() && !server.auth_token.is_set() && server.tokens.is_empty()
     {
         return Err(invalid(
-            "database.url",
-            "<redacted>".into(),
-            "a postgres:// or postgresql:// URL (empty: SQLite files in the data directory)".into(),
-        ));
-    }
-    if !(config.threads.ttl_hours > 0.0 && config.threads.ttl_hours <= 24.0 * 365.0) {
-        return Err(invalid(
-            "threads.ttl_hours",
-            config.threads.ttl_hours.to_string(),
-            "more than 0 and at most 8760 (a year)".into(),
-        ));
-    }
-    let urls = [
-        ("providers.kimi_api_url", &p.kimi_api_url),
-        ("providers.glm_api_url", &p.glm_api_url),
-        ("providers.openai_api_url", &p.openai_api_url),
-        ("providers.openrouter_api_url", &p.openrouter_api_url),
-    ];
-    let custom_urls = p.custom.values().map(|c| ("providers.custom", &c.url));
-    for (key, url) in urls.into_iter().chain(custom_urls) {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(invalid(
-                key,
-                url.clone(),
-                "an http:// or https:// URL".into(),
-            ));
-        }
-    }
-    let ip_is_loopback = listen
-        .parse::<std::net::SocketAddr>()
-        .map(|a| a.ip().is_loopback())
-        .unwrap_or(false);
-    if !ip_is_loopback && !config.server.auth_token.is_set() && config.server.tokens.is_empty() {
-        return Err(invalid(
             "server.listen",
-            listen.clone(),
-            "a loopback address (127.0.0.1, ::1) unless EXAI_AUTH_TOKEN is set: a non-loopback bind requires a bearer token".into(),
+            server.listen.to_string(),
+            "a loopback address (127.0.0.1, ::1) unless EXAI_AUTH_TOKEN is set: a non-loopback bind requires a bearer token",
         ));
     }
-    let server = &config.server;
     for (name, token) in &server.tokens {
         let valid_name = !name.is_empty()
             && name.len() <= 64
@@ -1207,61 +1027,31 @@ fn validate(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), Conf
             return Err(invalid(
                 "server.tokens",
                 name.clone(),
-                "principal names of 1 to 64 letters, digits, '-', '_', '.' or '@'".into(),
+                "principal names of 1 to 64 letters, digits, '-', '_', '.' or '@'",
             ));
         }
         if token.expose().len() < 16 {
             return Err(invalid(
                 "server.tokens",
                 format!("{name} = <redacted>"),
-                "tokens of at least 16 characters".into(),
+                "tokens of at least 16 characters",
             ));
         }
     }
     let mut seen_tokens: Vec<&str> = vec![];
-    for token in server.tokens.values().map(Secret::expose).chain(
-        server
-            .auth_token
-            .is_set()
-            .then(|| server.auth_token.expose()),
-    ) {
+    let auth_token = server
+        .auth_token
+        .is_set()
+        .then(|| server.auth_token.expose());
+    for token in server.tokens.values().map(Secret::expose).chain(auth_token) {
         if seen_tokens.contains(&token) {
             return Err(invalid(
                 "server.tokens",
                 "<redacted>".into(),
-                "a different token for every principal (and server.auth_token)".into(),
+                "a different token for every principal (and server.auth_token)",
             ));
         }
         seen_tokens.push(token);
-    }
-    if !(0.5..=600.0).contains(&server.header_read_timeout_secs) {
-        return Err(invalid(
-            "server.header_read_timeout_secs",
-            server.header_read_timeout_secs.to_string(),
-            "0.5 to 600 seconds".into(),
-        ));
-    }
-    for (key, value, low, high) in [
-        ("server.max_connections", server.max_connections, 1, 100_000),
-        ("server.max_sessions", server.max_sessions, 1, 100_000),
-    ] {
-        if !(low..=high).contains(&value) {
-            return Err(invalid(key, value.to_string(), format!("{low} to {high}")));
-        }
-    }
-    if !(10.0..=30.0 * 86_400.0).contains(&server.session_idle_secs) {
-        return Err(invalid(
-            "server.session_idle_secs",
-            server.session_idle_secs.to_string(),
-            "10 to 2592000 seconds (30 days)".into(),
-        ));
-    }
-    if config.server.auth_token.is_set() && config.server.auth_token.expose().len() < 16 {
-        return Err(invalid(
-            "server.auth_token",
-            "<redacted>".into(),
-            "a token of at least 16 characters".into(),
-        ));
     }
     Ok(())
 }
@@ -1580,6 +1370,43 @@ mod tests {
         let (_d, i) = inputs(&[("EXAI_KB_ANN_MIN_VECTORS", "5000000000")]);
         let err = load(&i).unwrap_err().to_string();
         assert!(err.contains("kb.ann_min_vectors"), "{err}");
+    }
+
+    /// A rule that never sees a value of its kind would pass everything without a word.
+    #[test]
+    fn every_rule_fits_its_settings_type_and_passes_the_default() {
+        let tree = to_tree(&Config::default());
+        for s in SETTINGS {
+            let value = lookup(&tree, s.key).unwrap_or_else(|| panic!("{}", s.key));
+            let fits = matches!(
+                (s.rule, value),
+                (Rule::Any | Rule::Joint, _)
+                    | (Rule::Whole { .. }, Value::Integer(_))
+                    | (Rule::Number { .. }, Value::Float(_))
+                    | (Rule::EachOf(_) | Rule::Origins, Value::Array(_))
+                    | (
+                        Rule::OneOf { .. }
+                            | Rule::HttpUrl { .. }
+                            | Rule::SocketAddr
+                            | Rule::LogFilter
+                            | Rule::MinChars { .. }
+                            | Rule::PostgresUrl,
+                        Value::String(_),
+                    )
+            );
+            assert!(fits, "{}: {:?} on {value:?}", s.key, s.rule);
+            assert!(s.rule.check(value).is_ok(), "{}: default refused", s.key);
+        }
+    }
+
+    #[test]
+    fn negative_whole_numbers_name_their_key() {
+        let (_d, i) = inputs(&[("EXAI_LOGGING_FILE_COUNT", "-3")]);
+        let err = load(&i).unwrap_err().to_string();
+        assert!(
+            err.contains("logging.file_count") && err.contains("1 to 100"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -2,11 +2,24 @@
 //! so that the innermost layer always reports an error before an outer one gives up. This is the
 //! only place that turns configured seconds into layer deadlines.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::config::{Source, TimeoutConfig};
+use serde::{Deserialize, Serialize};
+
 use crate::error::ConfigError;
+use crate::source::Source;
+
+/// The `timeouts` section of the configuration: what the hierarchy is derived from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutConfig {
+    pub workflow_tool_secs: f64,
+    pub simple_tool_secs: f64,
+    pub expert_analysis_secs: f64,
+    pub model_multipliers: BTreeMap<String, f64>,
+}
 
 /// Longest deadline any layer may have, in seconds.
 pub const MAX_SECS: f64 = 3600.0;

@@ -97,7 +97,10 @@ pub fn enabled(spec: &ToolSpec, config: &Config) -> bool {
         Family::Core => true,
         Family::Diag => tools.diagnostics && !tools.disabled.iter().any(|d| d == spec.name),
         family => {
-            !tools.disabled_families.iter().any(|f| f == family.as_str())
+            !tools
+                .disabled_families
+                .iter()
+                .any(|f| f.as_str() == family.as_str())
                 && !tools.disabled.iter().any(|d| d == spec.name)
         }
     }

@@ -424,7 +424,7 @@ fn server_config(
     l.data_dir = data_dir.to_path_buf();
     let c = &mut l.config;
     c.kb.database = String::new();
-    c.embed.backend = "none".into();
+    c.embed.backend = exai_core::EmbedBackend::None;
     c.tools.allowed_roots = vec![files.display().to_string()];
     c.tools.diagnostics = false;
     // A small output cap would drop the structured answers the checks read; the cap itself is

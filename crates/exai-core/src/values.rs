@@ -1,0 +1,103 @@
+//! Settings whose value is one of a few words, as types: the loader turns the words into these
+//! once, so no other crate compares configuration strings. Each type lists its spellings for
+//! the settings registry, which checks them before the conversion.
+
+use serde::{Deserialize, Serialize};
+
+/// Which embedder computes vectors (`embed.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedBackend {
+    /// ONNX Runtime when its library and the ONNX model are present, else candle.
+    Auto,
+    /// The name `auto` had before the choice between ONNX Runtime and candle; it means `auto`
+    /// and is kept as written so `exai config show` and `/health` show what was set.
+    Local,
+    Onnx,
+    Candle,
+    /// An OpenAI-compatible `/v1/embeddings`.
+    Remote,
+    /// No embeddings: keyword search only.
+    None,
+}
+
+impl EmbedBackend {
+    /// Every spelling the setting accepts.
+    pub const NAMES: &[&str] = &["auto", "local", "onnx", "candle", "remote", "none"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Local => "local",
+            Self::Onnx => "onnx",
+            Self::Candle => "candle",
+            Self::Remote => "remote",
+            Self::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for EmbedBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Numeric precision of a local embedding model (`embed.precision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedPrecision {
+    Fp32,
+    Int8,
+}
+
+impl EmbedPrecision {
+    /// Every spelling the setting accepts.
+    pub const NAMES: &[&str] = &["fp32", "int8"];
+}
+
+/// A tool family that can be switched off as a whole (`tools.disabled_families`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolFamily {
+    Ai,
+    Kb,
+    Ops,
+}
+
+impl ToolFamily {
+    /// Every spelling the setting accepts.
+    pub const NAMES: &[&str] = &["ai", "kb", "ops"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ai => "ai",
+            Self::Kb => "kb",
+            Self::Ops => "ops",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The registry checks spellings against `NAMES`; serde must accept exactly those.
+    #[test]
+    fn names_are_the_serde_spellings() {
+        fn round_trip<T: Serialize + for<'de> Deserialize<'de>>(names: &[&str]) {
+            for name in names {
+                let value: T = serde_json::from_value(serde_json::json!(name))
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(
+                    serde_json::to_value(&value).ok(),
+                    Some(serde_json::json!(name))
+                );
+            }
+        }
+        round_trip::<EmbedBackend>(EmbedBackend::NAMES);
+        round_trip::<EmbedPrecision>(EmbedPrecision::NAMES);
+        round_trip::<ToolFamily>(ToolFamily::NAMES);
+        assert!(serde_json::from_value::<EmbedBackend>(serde_json::json!("ONNX")).is_err());
+    }
+}
