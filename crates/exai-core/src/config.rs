@@ -473,6 +473,10 @@ impl Loaded {
     }
 }
 
+/// Where each key's value came from, for keys not left at their default. The values themselves
+/// are built up in one TOML tree shaped like [`Config`].
+type Sources = BTreeMap<&'static str, Source>;
+
 /// Load and validate the configuration.
 pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
     let data_dir = paths::data_dir(
@@ -483,59 +487,111 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
     .ok_or(ConfigError::NoDataDir)?;
 
     let mut tree = to_tree(&Config::default());
-    let mut sources: BTreeMap<&'static str, Source> = BTreeMap::new();
-
-    let file = match (&inputs.config_file, inputs.var("EXAI_CONFIG")) {
-        (Some(p), _) => Some((p.clone(), true)),
-        (None, Some(p)) => Some((PathBuf::from(p), true)),
-        (None, None) => Some((data_dir.join("exai.toml"), false)),
-    };
-    let mut file_read = None;
-    if let Some((path, required)) = file {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                apply_file(&mut tree, &mut sources, &path, &text)?;
-                file_read = Some(path);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {}
-            Err(e) => {
-                return Err(ConfigError::Read {
-                    path,
-                    reason: e.to_string(),
-                });
-            }
-        }
-    }
-
-    let mut env_files = Vec::new();
-    let data_env = data_dir.join(".env");
-    if data_env.is_file() {
-        apply_env_file(&mut tree, &mut sources, &data_env)?;
-        env_files.push(data_env);
-    }
-    for path in &inputs.env_files {
-        apply_env_file(&mut tree, &mut sources, path)?;
-        env_files.push(path.clone());
-    }
+    let mut sources = Sources::new();
+    let file = apply_config_file(&mut tree, &mut sources, inputs, &data_dir)?;
+    let env_files = apply_env_files(&mut tree, &mut sources, inputs, &data_dir)?;
     let ignored_project_env = inputs
         .working_dir
         .as_deref()
         .and_then(|dir| project_env(&dir.join(".env"), &env_files));
+    apply_process_env(&mut tree, &mut sources, inputs)?;
+    apply_flags(&mut tree, &mut sources, inputs)?;
+    check_process_env_names(inputs)?;
 
+    let source_of = |key: &str| sources.get(key).cloned().unwrap_or(Source::Default);
+    let config = typed(tree, &source_of)?;
+    let timeouts =
+        TimeoutHierarchy::derive(&config.timeouts).map_err(|e| e.into_config_error(&source_of))?;
+    Ok(Loaded {
+        config,
+        sources,
+        data_dir,
+        file,
+        env_files,
+        ignored_project_env,
+        timeouts,
+    })
+}
+
+/// The configuration file named by `--config` or `EXAI_CONFIG` (which must exist), else the
+/// data directory's `exai.toml` if there is one. Returns the file read.
+fn apply_config_file(
+    tree: &mut Value,
+    sources: &mut Sources,
+    inputs: &Inputs,
+    data_dir: &Path,
+) -> Result<Option<PathBuf>, ConfigError> {
+    let (path, required) = match (&inputs.config_file, inputs.var("EXAI_CONFIG")) {
+        (Some(p), _) => (p.clone(), true),
+        (None, Some(p)) => (PathBuf::from(p), true),
+        (None, None) => (data_dir.join("exai.toml"), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            apply_file(tree, sources, &path, &text)?;
+            Ok(Some(path))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
+        Err(e) => Err(ConfigError::Read {
+            path,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// The data directory's `.env`, then the ones the user named. Returns the files read.
+fn apply_env_files(
+    tree: &mut Value,
+    sources: &mut Sources,
+    inputs: &Inputs,
+    data_dir: &Path,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut read = Vec::new();
+    let data_env = data_dir.join(".env");
+    if data_env.is_file() {
+        apply_env_file(tree, sources, &data_env)?;
+        read.push(data_env);
+    }
+    for path in &inputs.env_files {
+        apply_env_file(tree, sources, path)?;
+        read.push(path.clone());
+    }
+    Ok(read)
+}
+
+/// The process environment's values for every setting.
+fn apply_process_env(
+    tree: &mut Value,
+    sources: &mut Sources,
+    inputs: &Inputs,
+) -> Result<(), ConfigError> {
     // Aliases are listed in priority order, so the canonical name is applied last and wins.
     for setting in SETTINGS {
         for name in setting.env_names().iter().rev() {
             if let Some(value) = inputs.var(name) {
-                apply_setting(
-                    &mut tree,
-                    &mut sources,
-                    setting,
-                    value,
-                    Source::Env(name.clone()),
-                )?;
+                apply_setting(tree, sources, setting, value, Source::Env(name.clone()))?;
             }
         }
     }
+    Ok(())
+}
+
+/// An `EXAI_*` variable that is no setting is a typo to point out, not to ignore.
+fn check_process_env_names(inputs: &Inputs) -> Result<(), ConfigError> {
+    for (name, _) in &inputs.env {
+        if name.starts_with("EXAI_") && settings::by_env(name).is_none() {
+            check_known_env(name, &Source::Env(name.clone()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Command-line flags, applied last.
+fn apply_flags(
+    tree: &mut Value,
+    sources: &mut Sources,
+    inputs: &Inputs,
+) -> Result<(), ConfigError> {
     for (key, flag, value) in &inputs.flags {
         let setting = settings::find(key).ok_or_else(|| ConfigError::UnknownKey {
             key: key.to_string(),
@@ -543,21 +599,20 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
             hint: None,
         })?;
         apply_setting(
-            &mut tree,
-            &mut sources,
+            tree,
+            sources,
             setting,
             value,
             Source::Flag(flag.to_string()),
         )?;
     }
-    for (name, _) in &inputs.env {
-        if name.starts_with("EXAI_") && settings::by_env(name).is_none() {
-            check_known_env(name, &Source::Env(name.clone()))?;
-        }
-    }
+    Ok(())
+}
 
-    let source_of = |key: &str| sources.get(key).cloned().unwrap_or(Source::Default);
-    check_rules(&tree, &source_of)?;
+/// The checked, typed configuration: each value against its registry rule, the conversion,
+/// then the conditions that involve several keys.
+fn typed(tree: Value, source: &dyn Fn(&str) -> Source) -> Result<Config, ConfigError> {
+    check_rules(&tree, source)?;
     let config: Config = tree
         .try_into()
         .map_err(|e: toml::de::Error| ConfigError::Invalid {
@@ -566,27 +621,12 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
             origin: Source::Default,
             allowed: e.to_string(),
         })?;
-    check_joint(&config, &source_of)?;
-    let timeouts =
-        TimeoutHierarchy::derive(&config.timeouts).map_err(|e| e.into_config_error(&source_of))?;
-
-    Ok(Loaded {
-        config,
-        sources,
-        data_dir,
-        file: file_read,
-        env_files,
-        ignored_project_env,
-        timeouts,
-    })
+    check_joint(&config, source)?;
+    Ok(config)
 }
 
 /// Apply a trusted `.env` file: our variables set settings, others' are left alone.
-fn apply_env_file(
-    tree: &mut Value,
-    sources: &mut BTreeMap<&'static str, Source>,
-    path: &Path,
-) -> Result<(), ConfigError> {
+fn apply_env_file(tree: &mut Value, sources: &mut Sources, path: &Path) -> Result<(), ConfigError> {
     let read_error = |reason: String| ConfigError::Read {
         path: path.to_path_buf(),
         reason,
@@ -651,7 +691,7 @@ fn render(value: &Value) -> String {
 
 fn apply_file(
     tree: &mut Value,
-    sources: &mut BTreeMap<&'static str, Source>,
+    sources: &mut Sources,
     path: &Path,
     text: &str,
 ) -> Result<(), ConfigError> {
@@ -855,7 +895,7 @@ fn parse_env(text: &str, like: &Value) -> Result<Value, Expected> {
 
 fn apply_env_var(
     tree: &mut Value,
-    sources: &mut BTreeMap<&'static str, Source>,
+    sources: &mut Sources,
     name: &str,
     value: &str,
     source: Source,
@@ -886,7 +926,7 @@ fn check_known_env(name: &str, source: &Source) -> Result<(), ConfigError> {
 
 fn apply_setting(
     tree: &mut Value,
-    sources: &mut BTreeMap<&'static str, Source>,
+    sources: &mut Sources,
     setting: &'static Setting,
     text: &str,
     source: Source,

@@ -46,17 +46,19 @@ pub struct TimeoutHierarchy {
 }
 
 /// Why a hierarchy is invalid, and which key to blame.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{key}: {reason}")]
 pub struct HierarchyError {
     pub key: &'static str,
     pub reason: String,
 }
 
 impl HierarchyError {
+    /// The configuration error, naming where the blamed key's value came from.
     pub fn into_config_error(self, source: &dyn Fn(&str) -> Source) -> ConfigError {
         ConfigError::Hierarchy {
             origin: source(self.key),
-            reason: format!("{}: {}", self.key, self.reason),
+            reason: self.to_string(),
         }
     }
 }
