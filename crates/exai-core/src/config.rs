@@ -23,12 +23,12 @@ use toml::Value;
 
 use crate::error::{ConfigError, Expected};
 use crate::paths;
-use crate::settings::{self, NON_SETTING_ENV, Rule, SETTINGS, Setting};
+use crate::settings::{self, NON_SETTING_ENV, Rule, SETTINGS, Setting, Shape};
 use crate::timeouts::TimeoutHierarchy;
 
 pub use crate::source::Source;
 pub use crate::timeouts::TimeoutConfig;
-pub use crate::values::{EmbedBackend, EmbedPrecision, ToolFamily};
+pub use crate::values::{CustomProvider, EmbedBackend, EmbedPrecision, ModelOverride, ToolFamily};
 
 /// A secret string. Its `Debug` and `Display` never show the value.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,39 +125,6 @@ pub struct ProvidersConfig {
     pub max_concurrent_per_session: u64,
     pub max_retries: u64,
     pub max_file_bytes: u64,
-}
-
-/// An OpenAI-compatible server of the user's (`providers.custom.<name>`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CustomProvider {
-    /// Base URL, e.g. `http://127.0.0.1:11434/v1`.
-    pub url: String,
-    /// Models it serves.
-    #[serde(default)]
-    pub models: Vec<String>,
-    /// Environment variable holding its API key; empty: no key.
-    #[serde(default)]
-    pub api_key_env: String,
-    /// Context window assumed for its models when `providers.models` says nothing.
-    #[serde(default)]
-    pub context_window: Option<u64>,
-}
-
-/// Fields of a model registry entry to add or override (`providers.models.<name>`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelOverride {
-    pub provider: Option<String>,
-    pub context_window: Option<u64>,
-    pub max_output: Option<u64>,
-    pub thinking: Option<bool>,
-    pub vision: Option<bool>,
-    pub web_search: Option<bool>,
-    pub files: Option<bool>,
-    pub price_in: Option<f64>,
-    pub price_out: Option<f64>,
-    pub aliases: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -714,13 +681,8 @@ fn apply_file(
             .cloned()
             .unwrap_or(Value::Boolean(false));
         let text = render(&value);
-        let value = if STRUCTURED.contains(&setting.key) {
-            check_structured(setting.key, value)
-        } else {
-            coerce(value, &current)
-        }
-        .and_then(|v| check_table_kind(setting.key, &v).map(|()| v))
-        .map_err(|e| reject(setting, &text, source.clone(), e))?;
+        let value = from_file(setting, value, &current)
+            .map_err(|e| reject(setting, &text, source.clone(), e))?;
         set(tree, setting.key, value);
         sources.insert(setting.key, source);
     }
@@ -750,6 +712,29 @@ fn set(tree: &mut Value, key: &str, value: Value) {
     }
 }
 
+/// A value from the file in the shape its setting is written in, or what is allowed.
+fn from_file(setting: &Setting, value: Value, like: &Value) -> Result<Value, Expected> {
+    match setting.shape {
+        Shape::Plain | Shape::Trimmed => coerce(value, like),
+        Shape::NumberTable { says } => match value {
+            Value::Table(t) if t.values().all(|v| v.is_float() || v.is_integer()) => {
+                Ok(Value::Table(
+                    t.into_iter()
+                        .map(|(k, v)| {
+                            let n = v.as_float().or(v.as_integer().map(|i| i as f64));
+                            (k, Value::Float(n.unwrap_or(0.0)))
+                        })
+                        .collect(),
+                ))
+            }
+            _ => Err(Expected::new(says)),
+        },
+        Shape::ListTable { .. } | Shape::Structured(_) => {
+            setting.shape.check(&value).map(|()| value)
+        }
+    }
+}
+
 /// A file value converted to the type of the default it replaces, or what is allowed.
 fn coerce(value: Value, like: &Value) -> Result<Value, Expected> {
     match (like, value) {
@@ -761,73 +746,7 @@ fn coerce(value: Value, like: &Value) -> Result<Value, Expected> {
         (Value::Array(_), Value::Array(items)) if items.iter().all(Value::is_str) => {
             Ok(Value::Array(items))
         }
-        (Value::Table(_), Value::Table(t))
-            if t.values().all(|v| v.is_float() || v.is_integer()) =>
-        {
-            Ok(Value::Table(
-                t.into_iter()
-                    .map(|(k, v)| {
-                        (
-                            k,
-                            Value::Float(
-                                v.as_float()
-                                    .or(v.as_integer().map(|i| i as f64))
-                                    .unwrap_or(0.0),
-                            ),
-                        )
-                    })
-                    .collect(),
-            ))
-        }
         (like, _) => Err(Expected::new(type_name(like))),
-    }
-}
-
-/// Settings whose value is a table of tables: any shape in the file (JSON in the environment),
-/// checked against its type here so an error names the key.
-const STRUCTURED: &[&str] = &["providers.custom", "providers.models", "server.tokens"];
-
-fn check_structured(key: &str, value: Value) -> Result<Value, Expected> {
-    let checked = match key {
-        "providers.custom" => value
-            .clone()
-            .try_into::<BTreeMap<String, CustomProvider>>()
-            .map(|_| ())
-            .map_err(|e| {
-                Expected::new(format!(
-                    "a table of names to {{ url, models, api_key_env, context_window }} ({e})"
-                ))
-            }),
-        "providers.models" => value
-            .clone()
-            .try_into::<BTreeMap<String, ModelOverride>>()
-            .map(|_| ())
-            .map_err(|e| {
-                Expected::new(format!("a table of model names to registry fields ({e})"))
-            }),
-        "server.tokens" => value
-            .clone()
-            .try_into::<BTreeMap<String, String>>()
-            .map(|_| ())
-            .map_err(|_| Expected::new("a table of principal names to tokens, e.g. { alice = \"…\" } (env: the table as JSON)")),
-        _ => Ok(()),
-    };
-    checked.map(|()| value)
-}
-
-/// Map-valued settings hold one kind of value each; say which when the kind is wrong.
-fn check_table_kind(key: &str, value: &Value) -> Result<(), Expected> {
-    let Value::Table(t) = value else {
-        return Ok(());
-    };
-    match key {
-        "timeouts.model_multipliers" if !t.values().all(Value::is_float) => Err(Expected::new(
-            "a table of model names to numbers, e.g. { \"kimi-thinking-preview\" = 2.0 } (env: model=2.0,other=1.5)",
-        )),
-        "kb.categories" if !t.values().all(Value::is_array) => Err(Expected::new(
-            "a table of categories to keyword lists, e.g. { recipes = [\"recipe\"] } (env: recipes=recipe|cookbook)",
-        )),
-        _ => Ok(()),
     }
 }
 
@@ -838,7 +757,7 @@ fn type_name(like: &Value) -> &'static str {
         Value::Boolean(_) => "true or false",
         Value::String(_) => "a string",
         Value::Array(_) => "a list of strings",
-        Value::Table(_) => "a table of names to numbers",
+        Value::Table(_) => "a table",
         Value::Datetime(_) => "a date",
     }
 }
@@ -934,24 +853,20 @@ fn apply_setting(
     let like = lookup(tree, setting.key)
         .cloned()
         .unwrap_or(Value::String(String::new()));
-    let parsed = if STRUCTURED.contains(&setting.key) {
-        serde_json::from_str::<serde_json::Value>(text)
+    let parsed = match setting.shape {
+        Shape::Structured(_) => serde_json::from_str::<serde_json::Value>(text)
             .map_err(|e| Expected::new(format!("a JSON object ({e})")))
             .and_then(|json| {
                 Value::try_from(json).map_err(|e| Expected::new(format!("a JSON object ({e})")))
-            })
-            .and_then(|v| check_structured(setting.key, v))
-    } else {
-        parse_env(text, &like)
+            }),
+        Shape::Trimmed => Ok(Value::String(text.trim().to_string())),
+        Shape::Plain | Shape::NumberTable { .. } | Shape::ListTable { .. } => {
+            parse_env(text, &like)
+        }
     };
-    let mut value = parsed
-        .and_then(|v| check_table_kind(setting.key, &v).map(|()| v))
+    let value = parsed
+        .and_then(|v| setting.shape.check(&v).map(|()| v))
         .map_err(|e| reject(setting, text, source.clone(), e))?;
-    if setting.key == "logging.level"
-        && let Value::String(s) = &mut value
-    {
-        *s = s.trim().to_string();
-    }
     set(tree, setting.key, value);
     sources.insert(setting.key, source);
     Ok(())
@@ -1437,6 +1352,29 @@ mod tests {
             assert!(fits, "{}: {:?} on {value:?}", s.key, s.rule);
             assert!(s.rule.check(value).is_ok(), "{}: default refused", s.key);
         }
+    }
+
+    #[test]
+    fn table_settings_read_from_the_file_in_their_shape() {
+        let (dir, i) = inputs(&[]);
+        std::fs::write(
+            dir.path().join("exai.toml"),
+            "[kb.categories]\nrecipes = [\"recipe\", \"cookbook\"]\n[timeouts.model_multipliers]\nslow = 2\n",
+        )
+        .unwrap();
+        let c = load(&i).unwrap().config;
+        assert_eq!(c.kb.categories["recipes"], vec!["recipe", "cookbook"]);
+        assert_eq!(c.timeouts.model_multipliers["slow"], 2.0);
+        std::fs::write(
+            dir.path().join("exai.toml"),
+            "[timeouts]\nmodel_multipliers = 3\n",
+        )
+        .unwrap();
+        let err = load(&i).unwrap_err().to_string();
+        assert!(err.contains("model names to numbers"), "{err}");
+        let (_d, i) = inputs(&[("EXAI_SERVER_TOKENS", "[1]")]);
+        let err = load(&i).unwrap_err().to_string();
+        assert!(err.contains("principal names to tokens"), "{err}");
     }
 
     #[test]

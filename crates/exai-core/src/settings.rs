@@ -5,7 +5,9 @@
 use toml::Value;
 
 use crate::error::Expected;
-use crate::values::{EmbedBackend, EmbedPrecision, ToolFamily};
+use std::collections::BTreeMap;
+
+use crate::values::{CustomProvider, EmbedBackend, EmbedPrecision, ModelOverride, ToolFamily};
 
 /// One configurable key.
 #[derive(Debug, Clone, Copy)]
@@ -17,6 +19,8 @@ pub struct Setting {
     pub aliases: &'static [&'static str],
     /// Secrets are redacted in every output and never logged.
     pub secret: bool,
+    /// How the value is written in the file and in the environment.
+    pub shape: Shape,
     /// What values are allowed beyond the type of the default.
     pub rule: Rule,
     /// One line for the configuration table.
@@ -80,6 +84,74 @@ pub const NON_SETTING_ENV: &[(&str, &str)] = &[
         "where `scripts/test.sh` keeps its build, venv and models (default `~/.cache/exai-ci`)",
     ),
 ];
+
+/// How a setting's value is written, in the file and in the environment.
+#[derive(Debug, Clone, Copy)]
+pub enum Shape {
+    /// As the type of the default (env: a string, a number, a boolean or a comma-separated list).
+    Plain,
+    /// A string read without its surrounding blanks (`RUST_LOG` values often carry some).
+    Trimmed,
+    /// A table of names to numbers (env: `name=number,…`).
+    NumberTable { says: &'static str },
+    /// A table of names to keyword lists (env: `name=a|b,…`).
+    ListTable { says: &'static str },
+    /// A table of tables, any shape in the file and JSON in the environment; the function
+    /// says whether it is one of its type.
+    Structured(fn(&Value) -> Result<(), Expected>),
+}
+
+impl Shape {
+    /// Whether a value read from either place has this shape, or what is allowed. Tables of
+    /// numbers hold numbers only once read (a file's integers become numbers).
+    pub fn check(&self, value: &Value) -> Result<(), Expected> {
+        let table_of = |says: &str, each: fn(&Value) -> bool| match value.as_table() {
+            Some(t) if t.values().all(each) => Ok(()),
+            _ => Err(Expected::new(says)),
+        };
+        match self {
+            Shape::Plain | Shape::Trimmed => Ok(()),
+            Shape::NumberTable { says } => table_of(says, Value::is_float),
+            Shape::ListTable { says } => table_of(says, |v| {
+                v.as_array()
+                    .is_some_and(|items| items.iter().all(Value::is_str))
+            }),
+            Shape::Structured(check) => check(value),
+        }
+    }
+}
+
+fn custom_providers(value: &Value) -> Result<(), Expected> {
+    value
+        .clone()
+        .try_into::<BTreeMap<String, CustomProvider>>()
+        .map(drop)
+        .map_err(|e| {
+            Expected::new(format!(
+                "a table of names to {{ url, models, api_key_env, context_window }} ({e})"
+            ))
+        })
+}
+
+fn model_overrides(value: &Value) -> Result<(), Expected> {
+    value
+        .clone()
+        .try_into::<BTreeMap<String, ModelOverride>>()
+        .map(drop)
+        .map_err(|e| Expected::new(format!("a table of model names to registry fields ({e})")))
+}
+
+fn named_tokens(value: &Value) -> Result<(), Expected> {
+    value
+        .clone()
+        .try_into::<BTreeMap<String, String>>()
+        .map(drop)
+        .map_err(|_| {
+            Expected::new(
+                "a table of principal names to tokens, e.g. { alice = \"…\" } (env: the table as JSON)",
+            )
+        })
+}
 
 /// The values a setting allows beyond the type of its default, checked on each value once all
 /// sources are applied and before it becomes a typed [`crate::config::Config`].
@@ -247,11 +319,29 @@ fn strings(items: &[Value]) -> impl Iterator<Item = &str> {
     items.iter().filter_map(Value::as_str)
 }
 
+/// One line a setting: `key [aliases] secret {shape}? (rule) doc;` — the shape only where it is
+/// not [`Shape::Plain`].
 macro_rules! settings {
-    ($( $key:literal [$($alias:literal),*] $secret:literal ($rule:expr) $doc:literal ;)*) => {
+    ($( $key:literal [$($alias:literal),*] $secret:literal $({$shape:expr})? ($rule:expr) $doc:literal ;)*) => {
         pub const SETTINGS: &[Setting] = &[
-            $( Setting { key: $key, aliases: &[$($alias),*], secret: $secret, rule: $rule, doc: $doc }, )*
+            $( Setting {
+                key: $key,
+                aliases: &[$($alias),*],
+                secret: $secret,
+                shape: shape_or_plain!($($shape)?),
+                rule: $rule,
+                doc: $doc,
+            }, )*
         ];
+    };
+}
+
+macro_rules! shape_or_plain {
+    () => {
+        Shape::Plain
+    };
+    ($shape:expr) => {
+        $shape
     };
 }
 
@@ -261,7 +351,7 @@ settings! {
     "server.allowed_origins" [] false (Rule::Origins) "Browser origins allowed besides loopback ones (`http://localhost:*` etc.). Entries need a scheme.";
     "server.allowed_hosts" [] false (Rule::Any) "`Host` header values allowed besides loopback names (needed behind a proxy or on a LAN address).";
     "server.max_body_bytes" [] false (whole_says(1024, 1024 * 1024 * 1024, "1024 to 1073741824 bytes")) "Largest accepted HTTP request body in bytes; larger bodies get 413.";
-    "server.tokens" [] true (Rule::Joint) "Named bearer tokens, e.g. `{ alice = \"…\", ci = \"…\" }` (env: the table as JSON): each name is a principal that owns its conversation threads and index jobs. With neither these nor `server.auth_token`, everything belongs to the local user.";
+    "server.tokens" [] true {Shape::Structured(named_tokens)} (Rule::Joint) "Named bearer tokens, e.g. `{ alice = \"…\", ci = \"…\" }` (env: the table as JSON): each name is a principal that owns its conversation threads and index jobs. With neither these nor `server.auth_token`, everything belongs to the local user.";
     "server.header_read_timeout_secs" [] false (number(0.5, 600.0, "0.5 to 600 seconds")) "How long the HTTP daemon waits for a request's headers before closing the connection.";
     "server.max_connections" [] false (whole(1, 100_000)) "Open HTTP connections at most; further connections wait in the kernel's backlog.";
     "server.max_sessions" [] false (whole(1, 100_000)) "MCP sessions at most; a new session over the cap gets 503 with `Retry-After`.";
@@ -271,8 +361,8 @@ settings! {
     "timeouts.workflow_tool_secs" ["WORKFLOW_TOOL_TIMEOUT_SECS"] false (Rule::Joint) "Workflow tool timeout T. Daemon, shim and client timeouts derive from it (1.5·T, 2·T, 2.5·T).";
     "timeouts.simple_tool_secs" ["SIMPLE_TOOL_TIMEOUT_SECS"] false (Rule::Joint) "Timeout of simple (single request) tools; at most T.";
     "timeouts.expert_analysis_secs" ["EXPERT_ANALYSIS_TIMEOUT_SECS"] false (Rule::Joint) "Deadline of the expert-model call inside a workflow tool; below T.";
-    "timeouts.model_multipliers" [] false (Rule::Joint) "Per-model timeout multipliers, e.g. `{ \"kimi-thinking-preview\" = 2.0 }` (env: `model=2.0,other=1.5`).";
-    "logging.level" ["RUST_LOG"] false (Rule::LogFilter) "Log filter (`error`, `warn`, `info`, `debug`, `trace` or a tracing directive).";
+    "timeouts.model_multipliers" [] false {Shape::NumberTable { says: "a table of model names to numbers, e.g. { \"kimi-thinking-preview\" = 2.0 } (env: model=2.0,other=1.5)" }} (Rule::Joint) "Per-model timeout multipliers, e.g. `{ \"kimi-thinking-preview\" = 2.0 }` (env: `model=2.0,other=1.5`).";
+    "logging.level" ["RUST_LOG"] false {Shape::Trimmed} (Rule::LogFilter) "Log filter (`error`, `warn`, `info`, `debug`, `trace` or a tracing directive).";
     "logging.file_max_mb" [] false (whole(1, 10_240)) "Size at which `logs/exai.log` rotates, in MB.";
     "logging.file_count" [] false (whole(1, 100)) "Rotated log files kept besides the current one.";
     "tools.disabled" ["DISABLED_TOOLS"] false (Rule::Any) "Tools to switch off (comma separated in env). `version`, `health` and `listmodels` always stay on.";
@@ -290,8 +380,8 @@ settings! {
     "providers.openai_api_url" ["OPENAI_API_URL"] false (HTTP_URL) "OpenAI API base URL.";
     "providers.openrouter_api_key" ["OPENROUTER_API_KEY"] true (Rule::Any) "OpenRouter API key.";
     "providers.openrouter_api_url" [] false (HTTP_URL) "OpenRouter API base URL.";
-    "providers.custom" [] false (Rule::Joint) "Other OpenAI-compatible servers (Ollama, vLLM, a gateway), e.g. `{ local = { url = \"http://127.0.0.1:11434/v1\", models = [\"llama3.1:8b\"], api_key_env = \"\" } }`; the key is read from the variable `api_key_env` names (env: the table as JSON).";
-    "providers.models" [] false (Rule::Any) "Models to add or override in the registry, e.g. `{ \"glm-4.6\" = { price_in = 0.5 } }`; fields: provider, context_window, max_output, thinking, vision, web_search, files, price_in, price_out (USD per million tokens), aliases; timeout multipliers live in `timeouts.model_multipliers` (env: the table as JSON).";
+    "providers.custom" [] false {Shape::Structured(custom_providers)} (Rule::Joint) "Other OpenAI-compatible servers (Ollama, vLLM, a gateway), e.g. `{ local = { url = \"http://127.0.0.1:11434/v1\", models = [\"llama3.1:8b\"], api_key_env = \"\" } }`; the key is read from the variable `api_key_env` names (env: the table as JSON).";
+    "providers.models" [] false {Shape::Structured(model_overrides)} (Rule::Any) "Models to add or override in the registry, e.g. `{ \"glm-4.6\" = { price_in = 0.5 } }`; fields: provider, context_window, max_output, thinking, vision, web_search, files, price_in, price_out (USD per million tokens), aliases; timeout multipliers live in `timeouts.model_multipliers` (env: the table as JSON).";
     "providers.max_concurrent" [] false (whole(1, 10_000)) "Provider requests in flight at once, over all providers; more get OVER_CAPACITY with a retry_after.";
     "providers.max_concurrent_per_provider" [] false (whole(1, 10_000)) "Provider requests in flight at once to one provider.";
     "providers.max_concurrent_per_session" [] false (whole(1, 10_000)) "Provider requests in flight at once for one MCP session.";
@@ -313,7 +403,7 @@ settings! {
     "kb.chunk_tokens" [] false (whole(32, 8192)) "Most word pieces per chunk (the embedding model reads 256).";
     "kb.chunk_overlap" [] false (Rule::Joint) "Word pieces repeated between consecutive chunks of a long section.";
     "kb.ann_min_vectors" [] false (whole_says(0, 1_000_000_000, "0 (always exact) to 1000000000")) "Semantic search goes through an HNSW index (a file next to the database, rebuilt when stale) from this many distinct vectors on (chunks with equal text share one), and scans them exactly below it; 0: always exact. The default is where the exact scan passes about 5 ms on two cores.";
-    "kb.categories" [] false (Rule::Any) "Category keywords, replacing or adding to the built-in map, e.g. `{ recipes = [\"recipe\", \"cookbook\"] }` (env: `recipes=recipe|cookbook,setup=install`).";
+    "kb.categories" [] false {Shape::ListTable { says: "a table of categories to keyword lists, e.g. { recipes = [\"recipe\"] } (env: recipes=recipe|cookbook)" }} (Rule::Any) "Category keywords, replacing or adding to the built-in map, e.g. `{ recipes = [\"recipe\", \"cookbook\"] }` (env: `recipes=recipe|cookbook,setup=install`).";
     "ops.backup_dir" [] false (Rule::Any) "Where `exai db backup` writes backups; empty: `backups/` in the data directory.";
     "ops.backup_keep" [] false (whole(1, 10_000)) "Backups `exai db backup` keeps in its directory (the newest); older ones are removed.";
     "database.url" [] true (Rule::PostgresUrl) "PostgreSQL (with pgvector) shared by several daemons, e.g. `postgres://user:password@host:5432/exai?sslmode=verify-full` (a Supabase connection string works unchanged; sslmode takes libpq's values, sslrootcert a CA file). Holds the knowledge base, conversation threads, validation runs and index jobs. Empty: SQLite files in the data directory.";

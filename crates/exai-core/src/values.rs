@@ -1,8 +1,43 @@
-//! Settings whose value is one of a few words, as types: the loader turns the words into these
-//! once, so no other crate compares configuration strings. Each type lists its spellings for
-//! the settings registry, which checks them before the conversion.
+//! The value types of settings below the configuration itself, so the settings registry can
+//! name them: the entries of the table-of-tables settings, and the settings whose value is one
+//! of a few words. The loader turns words into these enums once, so no other crate compares
+//! configuration strings; each lists its spellings for the registry, which checks them before
+//! the conversion.
 
 use serde::{Deserialize, Serialize};
+
+/// An OpenAI-compatible server of the user's (`providers.custom.<name>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomProvider {
+    /// Base URL, e.g. `http://127.0.0.1:11434/v1`.
+    pub url: String,
+    /// Models it serves.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Environment variable holding its API key; empty: no key.
+    #[serde(default)]
+    pub api_key_env: String,
+    /// Context window assumed for its models when `providers.models` says nothing.
+    #[serde(default)]
+    pub context_window: Option<u64>,
+}
+
+/// Fields of a model registry entry to add or override (`providers.models.<name>`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelOverride {
+    pub provider: Option<String>,
+    pub context_window: Option<u64>,
+    pub max_output: Option<u64>,
+    pub thinking: Option<bool>,
+    pub vision: Option<bool>,
+    pub web_search: Option<bool>,
+    pub files: Option<bool>,
+    pub price_in: Option<f64>,
+    pub price_out: Option<f64>,
+    pub aliases: Option<Vec<String>>,
+}
 
 /// Which embedder computes vectors (`embed.backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
