@@ -23,7 +23,8 @@ use toml::Value;
 
 use crate::error::{ConfigError, Expected};
 use crate::paths;
-use crate::settings::{self, NON_SETTING_ENV, Rule, SETTINGS, Setting, Shape};
+use crate::rules::{HTTP_EMBEDDINGS_URL, HTTP_URL, Shape};
+use crate::settings::{self, NON_SETTING_ENV, SETTINGS, Setting};
 use crate::timeouts::TimeoutHierarchy;
 
 pub use crate::source::Source;
@@ -947,16 +948,12 @@ fn check_joint(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), C
         ));
     }
     for custom in config.providers.custom.values() {
-        if let Err(e) = settings::HTTP_URL.check(&Value::String(custom.url.clone())) {
+        if let Err(e) = HTTP_URL.check(&Value::String(custom.url.clone())) {
             return Err(invalid("providers.custom", custom.url.clone(), &e.allowed));
         }
     }
     check_bind(&config.server, &invalid)
 }
-
-const HTTP_EMBEDDINGS_URL: Rule = Rule::HttpUrl {
-    says: "an http:// or https:// URL such as http://127.0.0.1:11434/v1",
-};
 
 /// Who may use the HTTP daemon: a non-loopback bind needs a bearer token, and each principal
 /// a well-formed name and a long token of its own.
@@ -1330,6 +1327,7 @@ mod tests {
     /// A rule that never sees a value of its kind would pass everything without a word.
     #[test]
     fn every_rule_fits_its_settings_type_and_passes_the_default() {
+        use crate::rules::Rule;
         let tree = to_tree(&Config::default());
         for s in SETTINGS {
             let value = lookup(&tree, s.key).unwrap_or_else(|| panic!("{}", s.key));

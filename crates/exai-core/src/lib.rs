@@ -2,10 +2,10 @@
 //! data paths and their lock, private file modes, logging, the activity log and lock-free
 //! metrics.
 //!
-//! Configuration is layered one way: [`Source`] and the errors at the bottom, the typed
-//! choices and the settings registry above them, the timeout hierarchy beside the registry, and
-//! the loader (`config`) on top, using all of them. Those lower pieces are reached through the
-//! names exported here; the other modules are public as they are.
+//! Configuration is layered one way: [`Source`] and the errors at the bottom, the typed values,
+//! the registry's rules and the settings registry above them, the timeout hierarchy beside the
+//! registry, and the loader (`config`) on top, using all of them. Those lower pieces are reached
+//! through the names exported here; the other modules are public as they are.
 
 pub mod access;
 pub mod activity;
@@ -17,6 +17,7 @@ pub mod logging;
 pub mod metrics;
 pub mod paths;
 pub mod private;
+mod rules;
 pub mod settings;
 mod source;
 pub mod text;
