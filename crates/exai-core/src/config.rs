@@ -3,6 +3,10 @@
 //! command-line flags. Every value remembers where it came from, so an error can name the key,
 //! the source and what is allowed.
 //!
+//! Values are parsed once, here: each is checked against its rule in the settings registry
+//! once every source is applied, then the whole tree becomes the typed [`Config`], then the
+//! conditions that involve several keys are checked. Other crates read typed fields only.
+//!
 //! The trust boundary: the user's environment, the data directory and files the user names are
 //! trusted. A project directory is not — MCP clients start `exai serve` in whatever project is
 //! open — so a `.env` in the working directory is never read for settings: it could send the
@@ -11,15 +15,23 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use toml::Value;
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, Expected};
 use crate::paths;
+use crate::rules::{HTTP_EMBEDDINGS_URL, HTTP_URL, Shape};
 use crate::settings::{self, NON_SETTING_ENV, SETTINGS, Setting};
 use crate::timeouts::TimeoutHierarchy;
+
+pub use crate::source::Source;
+pub use crate::timeouts::TimeoutConfig;
+pub use crate::values::{
+    CustomProvider, EmbedBackend, EmbedPrecision, ModelOverride, ToolFamily, ToolProfile,
+};
 
 /// A secret string. Its `Debug` and `Display` never show the value.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +70,7 @@ impl fmt::Display for Secret {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    pub listen: String,
+    pub listen: SocketAddr,
     pub auth_token: Secret,
     pub allowed_origins: Vec<String>,
     pub allowed_hosts: Vec<String>,
@@ -80,15 +92,6 @@ pub struct ShimConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TimeoutConfig {
-    pub workflow_tool_secs: f64,
-    pub simple_tool_secs: f64,
-    pub expert_analysis_secs: f64,
-    pub model_multipliers: BTreeMap<String, f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LoggingConfig {
     pub level: String,
     pub file_max_mb: u64,
@@ -99,13 +102,12 @@ pub struct LoggingConfig {
 #[serde(deny_unknown_fields)]
 pub struct ToolsConfig {
     pub disabled: Vec<String>,
-    pub disabled_families: Vec<String>,
+    pub disabled_families: Vec<ToolFamily>,
     pub diagnostics: bool,
     pub allowed_roots: Vec<String>,
     pub allowed_private_paths: Vec<String>,
     pub max_output_tokens: u64,
-    /// Which tools `tools/list` shows: one of [`PROFILES`].
-    pub profile: String,
+    pub profile: ToolProfile,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,39 +131,6 @@ pub struct ProvidersConfig {
     pub max_file_bytes: u64,
 }
 
-/// An OpenAI-compatible server of the user's (`providers.custom.<name>`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CustomProvider {
-    /// Base URL, e.g. `http://127.0.0.1:11434/v1`.
-    pub url: String,
-    /// Models it serves.
-    #[serde(default)]
-    pub models: Vec<String>,
-    /// Environment variable holding its API key; empty: no key.
-    #[serde(default)]
-    pub api_key_env: String,
-    /// Context window assumed for its models when `providers.models` says nothing.
-    #[serde(default)]
-    pub context_window: Option<u64>,
-}
-
-/// Fields of a model registry entry to add or override (`providers.models.<name>`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelOverride {
-    pub provider: Option<String>,
-    pub context_window: Option<u64>,
-    pub max_output: Option<u64>,
-    pub thinking: Option<bool>,
-    pub vision: Option<bool>,
-    pub web_search: Option<bool>,
-    pub files: Option<bool>,
-    pub price_in: Option<f64>,
-    pub price_out: Option<f64>,
-    pub aliases: Option<Vec<String>>,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThreadsConfig {
@@ -172,8 +141,8 @@ pub struct ThreadsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbedConfig {
-    pub backend: String,
-    pub precision: String,
+    pub backend: EmbedBackend,
+    pub precision: EmbedPrecision,
     pub onnx_runtime: String,
     pub model: String,
     pub remote_url: String,
@@ -237,16 +206,11 @@ pub struct OpsConfig {
     pub backup_keep: u64,
 }
 
-/// The tool families that can be switched off as a whole.
-pub const FAMILIES: &[&str] = &["ai", "kb", "ops"];
-/// Tool profiles: what `tools/list` shows a client (the other tools stay callable).
-pub const PROFILES: &[&str] = &["lean", "kb", "ai", "full"];
-
 impl Default for Config {
     fn default() -> Self {
         Self {
             server: ServerConfig {
-                listen: "127.0.0.1:8079".into(),
+                listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8079)),
                 auth_token: Secret::default(),
                 allowed_origins: vec![],
                 allowed_hosts: vec![],
@@ -279,7 +243,7 @@ impl Default for Config {
                 allowed_roots: vec![],
                 allowed_private_paths: vec![],
                 max_output_tokens: 25_000,
-                profile: "lean".into(),
+                profile: ToolProfile::Lean,
             },
             providers: ProvidersConfig {
                 default_model: "auto".into(),
@@ -314,8 +278,8 @@ impl Default for Config {
                 connect_retry_secs: 30.0,
             },
             embed: EmbedConfig {
-                backend: "auto".into(),
-                precision: "int8".into(),
+                backend: EmbedBackend::Auto,
+                precision: EmbedPrecision::Int8,
                 onnx_runtime: String::new(),
                 model: String::new(),
                 remote_url: "http://127.0.0.1:11434/v1".into(),
@@ -332,32 +296,6 @@ impl Default for Config {
                 ann_min_vectors: 20_000,
                 categories: BTreeMap::new(),
             },
-        }
-    }
-}
-
-/// Where a value came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    Default,
-    File(PathBuf),
-    DotEnv {
-        path: PathBuf,
-        var: String,
-    },
-    Env(String),
-    /// A command-line flag such as `--listen`.
-    Flag(String),
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Default => f.write_str("default"),
-            Source::File(p) => write!(f, "{}", p.display()),
-            Source::DotEnv { path, var } => write!(f, "{var} in {}", path.display()),
-            Source::Env(var) => write!(f, "environment variable {var}"),
-            Source::Flag(flag) => write!(f, "command-line flag {flag}"),
         }
     }
 }
@@ -507,6 +445,10 @@ impl Loaded {
     }
 }
 
+/// Where each key's value came from, for keys not left at their default. The values themselves
+/// are built up in one TOML tree shaped like [`Config`].
+type Sources = BTreeMap<&'static str, Source>;
+
 /// Load and validate the configuration.
 pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
     let data_dir = paths::data_dir(
@@ -517,59 +459,111 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
     .ok_or(ConfigError::NoDataDir)?;
 
     let mut tree = to_tree(&Config::default());
-    let mut sources: BTreeMap<&'static str, Source> = BTreeMap::new();
-
-    let file = match (&inputs.config_file, inputs.var("EXAI_CONFIG")) {
-        (Some(p), _) => Some((p.clone(), true)),
-        (None, Some(p)) => Some((PathBuf::from(p), true)),
-        (None, None) => Some((data_dir.join("exai.toml"), false)),
-    };
-    let mut file_read = None;
-    if let Some((path, required)) = file {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                apply_file(&mut tree, &mut sources, &path, &text)?;
-                file_read = Some(path);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {}
-            Err(e) => {
-                return Err(ConfigError::Read {
-                    path,
-                    reason: e.to_string(),
-                });
-            }
-        }
-    }
-
-    let mut env_files = Vec::new();
-    let data_env = data_dir.join(".env");
-    if data_env.is_file() {
-        apply_env_file(&mut tree, &mut sources, &data_env)?;
-        env_files.push(data_env);
-    }
-    for path in &inputs.env_files {
-        apply_env_file(&mut tree, &mut sources, path)?;
-        env_files.push(path.clone());
-    }
+    let mut sources = Sources::new();
+    let file = apply_config_file(&mut tree, &mut sources, inputs, &data_dir)?;
+    let env_files = apply_env_files(&mut tree, &mut sources, inputs, &data_dir)?;
     let ignored_project_env = inputs
         .working_dir
         .as_deref()
         .and_then(|dir| project_env(&dir.join(".env"), &env_files));
+    apply_process_env(&mut tree, &mut sources, inputs)?;
+    apply_flags(&mut tree, &mut sources, inputs)?;
+    check_process_env_names(inputs)?;
 
+    let source_of = |key: &str| sources.get(key).cloned().unwrap_or(Source::Default);
+    let config = typed(tree, &source_of)?;
+    let timeouts =
+        TimeoutHierarchy::derive(&config.timeouts).map_err(|e| e.into_config_error(&source_of))?;
+    Ok(Loaded {
+        config,
+        sources,
+        data_dir,
+        file,
+        env_files,
+        ignored_project_env,
+        timeouts,
+    })
+}
+
+/// The configuration file named by `--config` or `EXAI_CONFIG` (which must exist), else the
+/// data directory's `exai.toml` if there is one. Returns the file read.
+fn apply_config_file(
+    tree: &mut Value,
+    sources: &mut Sources,
+    inputs: &Inputs,
+    data_dir: &Path,
+) -> Result<Option<PathBuf>, ConfigError> {
+    let (path, required) = match (&inputs.config_file, inputs.var("EXAI_CONFIG")) {
+        (Some(p), _) => (p.clone(), true),
+        (None, Some(p)) => (PathBuf::from(p), true),
+        (None, None) => (data_dir.join("exai.toml"), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            apply_file(tree, sources, &path, &text)?;
+            Ok(Some(path))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
+        Err(e) => Err(ConfigError::Read {
+            path,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// The data directory's `.env`, then the ones the user named. Returns the files read.
+fn apply_env_files(
+    tree: &mut Value,
+    sources: &mut Sources,
+    inputs: &Inputs,
+    data_dir: &Path,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut read = Vec::new();
+    let data_env = data_dir.join(".env");
+    if data_env.is_file() {
+        apply_env_file(tree, sources, &data_env)?;
+        read.push(data_env);
+    }
+    for path in &inputs.env_files {
+        apply_env_file(tree, sources, path)?;
+        read.push(path.clone());
+    }
+    Ok(read)
+}
+
+/// The process environment's values for every setting.
+fn apply_process_env(
+    tree: &mut Value,
+    sources: &mut Sources,
+    inputs: &Inputs,
+) -> Result<(), ConfigError> {
     // Aliases are listed in priority order, so the canonical name is applied last and wins.
     for setting in SETTINGS {
         for name in setting.env_names().iter().rev() {
             if let Some(value) = inputs.var(name) {
-                apply_setting(
-                    &mut tree,
-                    &mut sources,
-                    setting,
-                    value,
-                    Source::Env(name.clone()),
-                )?;
+                apply_setting(tree, sources, setting, value, Source::Env(name.clone()))?;
             }
         }
     }
+    Ok(())
+}
+
+/// An `EXAI_*` variable that is no setting is a typo to point out, not to ignore.
+fn check_process_env_names(inputs: &Inputs) -> Result<(), ConfigError> {
+    for (name, _) in &inputs.env {
+        if name.starts_with("EXAI_") && settings::by_env(name).is_none() {
+            check_known_env(name, &Source::Env(name.clone()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Command-line flags, applied last.
+fn apply_flags(
+    tree: &mut Value,
+    sources: &mut Sources,
+    inputs: &Inputs,
+) -> Result<(), ConfigError> {
     for (key, flag, value) in &inputs.flags {
         let setting = settings::find(key).ok_or_else(|| ConfigError::UnknownKey {
             key: key.to_string(),
@@ -577,19 +571,20 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
             hint: None,
         })?;
         apply_setting(
-            &mut tree,
-            &mut sources,
+            tree,
+            sources,
             setting,
             value,
             Source::Flag(flag.to_string()),
         )?;
     }
-    for (name, _) in &inputs.env {
-        if name.starts_with("EXAI_") && settings::by_env(name).is_none() {
-            check_known_env(name, &Source::Env(name.clone()))?;
-        }
-    }
+    Ok(())
+}
 
+/// The checked, typed configuration: each value against its registry rule, the conversion,
+/// then the conditions that involve several keys.
+fn typed(tree: Value, source: &dyn Fn(&str) -> Source) -> Result<Config, ConfigError> {
+    check_rules(&tree, source)?;
     let config: Config = tree
         .try_into()
         .map_err(|e: toml::de::Error| ConfigError::Invalid {
@@ -598,31 +593,12 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
             origin: Source::Default,
             allowed: e.to_string(),
         })?;
-    let loaded_sources = sources.clone();
-    validate(&config, &|key| {
-        loaded_sources.get(key).cloned().unwrap_or(Source::Default)
-    })?;
-    let timeouts = TimeoutHierarchy::derive(&config.timeouts).map_err(|e| {
-        e.into_config_error(&|key| sources.get(key).cloned().unwrap_or(Source::Default))
-    })?;
-
-    Ok(Loaded {
-        config,
-        sources,
-        data_dir,
-        file: file_read,
-        env_files,
-        ignored_project_env,
-        timeouts,
-    })
+    check_joint(&config, source)?;
+    Ok(config)
 }
 
 /// Apply a trusted `.env` file: our variables set settings, others' are left alone.
-fn apply_env_file(
-    tree: &mut Value,
-    sources: &mut BTreeMap<&'static str, Source>,
-    path: &Path,
-) -> Result<(), ConfigError> {
+fn apply_env_file(tree: &mut Value, sources: &mut Sources, path: &Path) -> Result<(), ConfigError> {
     let read_error = |reason: String| ConfigError::Read {
         path: path.to_path_buf(),
         reason,
@@ -687,7 +663,7 @@ fn render(value: &Value) -> String {
 
 fn apply_file(
     tree: &mut Value,
-    sources: &mut BTreeMap<&'static str, Source>,
+    sources: &mut Sources,
     path: &Path,
     text: &str,
 ) -> Result<(), ConfigError> {
@@ -710,18 +686,8 @@ fn apply_file(
             .cloned()
             .unwrap_or(Value::Boolean(false));
         let text = render(&value);
-        let value = if STRUCTURED.contains(&setting.key) {
-            check_structured(setting.key, value)
-        } else {
-            coerce(value, &current)
-        }
-        .and_then(|v| check_table_kind(setting.key, &v).map(|()| v))
-        .map_err(|allowed| ConfigError::Invalid {
-            key: setting.key.into(),
-            value: shown(setting, &text),
-            origin: source.clone(),
-            allowed,
-        })?;
+        let value = from_file(setting, value, &current)
+            .map_err(|e| reject(setting, &text, source.clone(), e))?;
         set(tree, setting.key, value);
         sources.insert(setting.key, source);
     }
@@ -751,8 +717,31 @@ fn set(tree: &mut Value, key: &str, value: Value) {
     }
 }
 
+/// A value from the file in the shape its setting is written in, or what is allowed.
+fn from_file(setting: &Setting, value: Value, like: &Value) -> Result<Value, Expected> {
+    match setting.shape {
+        Shape::Plain | Shape::Trimmed => coerce(value, like),
+        Shape::NumberTable { says } => match value {
+            Value::Table(t) if t.values().all(|v| v.is_float() || v.is_integer()) => {
+                Ok(Value::Table(
+                    t.into_iter()
+                        .map(|(k, v)| {
+                            let n = v.as_float().or(v.as_integer().map(|i| i as f64));
+                            (k, Value::Float(n.unwrap_or(0.0)))
+                        })
+                        .collect(),
+                ))
+            }
+            _ => Err(Expected::new(says)),
+        },
+        Shape::ListTable { .. } | Shape::Structured(_) => {
+            setting.shape.check(&value).map(|()| value)
+        }
+    }
+}
+
 /// A file value converted to the type of the default it replaces, or what is allowed.
-fn coerce(value: Value, like: &Value) -> Result<Value, String> {
+fn coerce(value: Value, like: &Value) -> Result<Value, Expected> {
     match (like, value) {
         (Value::Float(_), Value::Integer(i)) => Ok(Value::Float(i as f64)),
         (Value::Float(_), v @ Value::Float(_)) => Ok(v),
@@ -762,69 +751,7 @@ fn coerce(value: Value, like: &Value) -> Result<Value, String> {
         (Value::Array(_), Value::Array(items)) if items.iter().all(Value::is_str) => {
             Ok(Value::Array(items))
         }
-        (Value::Table(_), Value::Table(t))
-            if t.values().all(|v| v.is_float() || v.is_integer()) =>
-        {
-            Ok(Value::Table(
-                t.into_iter()
-                    .map(|(k, v)| {
-                        (
-                            k,
-                            Value::Float(
-                                v.as_float()
-                                    .or(v.as_integer().map(|i| i as f64))
-                                    .unwrap_or(0.0),
-                            ),
-                        )
-                    })
-                    .collect(),
-            ))
-        }
-        (like, _) => Err(type_name(like).to_string()),
-    }
-}
-
-/// Settings whose value is a table of tables: any shape in the file (JSON in the environment),
-/// checked against its type here so an error names the key.
-const STRUCTURED: &[&str] = &["providers.custom", "providers.models", "server.tokens"];
-
-fn check_structured(key: &str, value: Value) -> Result<Value, String> {
-    let checked = match key {
-        "providers.custom" => value
-            .clone()
-            .try_into::<BTreeMap<String, CustomProvider>>()
-            .map(|_| ())
-            .map_err(|e| {
-                format!("a table of names to {{ url, models, api_key_env, context_window }} ({e})")
-            }),
-        "providers.models" => value
-            .clone()
-            .try_into::<BTreeMap<String, ModelOverride>>()
-            .map(|_| ())
-            .map_err(|e| format!("a table of model names to registry fields ({e})")),
-        "server.tokens" => value
-            .clone()
-            .try_into::<BTreeMap<String, String>>()
-            .map(|_| ())
-            .map_err(|_| "a table of principal names to tokens, e.g. { alice = \"…\" } (env: the table as JSON)".into()),
-        _ => Ok(()),
-    };
-    checked.map(|()| value)
-}
-
-/// Map-valued settings hold one kind of value each; say which when the kind is wrong.
-fn check_table_kind(key: &str, value: &Value) -> Result<(), String> {
-    let Value::Table(t) = value else {
-        return Ok(());
-    };
-    match key {
-        "timeouts.model_multipliers" if !t.values().all(Value::is_float) => {
-            Err("a table of model names to numbers, e.g. { \"kimi-thinking-preview\" = 2.0 } (env: model=2.0,other=1.5)".into())
-        }
-        "kb.categories" if !t.values().all(Value::is_array) => Err(
-            "a table of categories to keyword lists, e.g. { recipes = [\"recipe\"] } (env: recipes=recipe|cookbook)".into(),
-        ),
-        _ => Ok(()),
+        (like, _) => Err(Expected::new(type_name(like))),
     }
 }
 
@@ -835,27 +762,27 @@ fn type_name(like: &Value) -> &'static str {
         Value::Boolean(_) => "true or false",
         Value::String(_) => "a string",
         Value::Array(_) => "a list of strings",
-        Value::Table(_) => "a table of names to numbers",
+        Value::Table(_) => "a table",
         Value::Datetime(_) => "a date",
     }
 }
 
 /// Parse an environment string as the type of the default it replaces.
-fn parse_env(text: &str, like: &Value) -> Result<Value, String> {
+fn parse_env(text: &str, like: &Value) -> Result<Value, Expected> {
     let text_trim = text.trim();
     match like {
         Value::Float(_) => text_trim
             .parse::<f64>()
             .map(Value::Float)
-            .map_err(|_| "a number".into()),
+            .map_err(|_| Expected::new("a number")),
         Value::Integer(_) => text_trim
             .parse::<i64>()
             .map(Value::Integer)
-            .map_err(|_| "a whole number".into()),
+            .map_err(|_| Expected::new("a whole number")),
         Value::Boolean(_) => match text_trim.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(Value::Boolean(true)),
             "0" | "false" | "no" | "off" => Ok(Value::Boolean(false)),
-            _ => Err("true/false, 1/0, yes/no or on/off".into()),
+            _ => Err(Expected::new("true/false, 1/0, yes/no or on/off")),
         },
         Value::String(_) => Ok(Value::String(text.to_string())),
         Value::Array(_) => Ok(Value::Array(
@@ -870,7 +797,7 @@ fn parse_env(text: &str, like: &Value) -> Result<Value, String> {
             for pair in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 let (name, number) = pair
                     .split_once('=')
-                    .ok_or_else(|| String::from("comma-separated name=number pairs"))?;
+                    .ok_or_else(|| Expected::new("comma-separated name=number pairs"))?;
                 let value = match number.trim().parse::<f64>() {
                     Ok(n) => Value::Float(n),
                     Err(_) => Value::Array(
@@ -886,13 +813,13 @@ fn parse_env(text: &str, like: &Value) -> Result<Value, String> {
             }
             Ok(Value::Table(table))
         }
-        Value::Datetime(_) => Err("a date".into()),
+        Value::Datetime(_) => Err(Expected::new("a date")),
     }
 }
 
 fn apply_env_var(
     tree: &mut Value,
-    sources: &mut BTreeMap<&'static str, Source>,
+    sources: &mut Sources,
     name: &str,
     value: &str,
     source: Source,
@@ -923,7 +850,7 @@ fn check_known_env(name: &str, source: &Source) -> Result<(), ConfigError> {
 
 fn apply_setting(
     tree: &mut Value,
-    sources: &mut BTreeMap<&'static str, Source>,
+    sources: &mut Sources,
     setting: &'static Setting,
     text: &str,
     source: Source,
@@ -931,27 +858,20 @@ fn apply_setting(
     let like = lookup(tree, setting.key)
         .cloned()
         .unwrap_or(Value::String(String::new()));
-    let parsed = if STRUCTURED.contains(&setting.key) {
-        serde_json::from_str::<serde_json::Value>(text)
-            .map_err(|e| format!("a JSON object ({e})"))
-            .and_then(|json| Value::try_from(json).map_err(|e| format!("a JSON object ({e})")))
-            .and_then(|v| check_structured(setting.key, v))
-    } else {
-        parse_env(text, &like)
+    let parsed = match setting.shape {
+        Shape::Structured(_) => serde_json::from_str::<serde_json::Value>(text)
+            .map_err(|e| Expected::new(format!("a JSON object ({e})")))
+            .and_then(|json| {
+                Value::try_from(json).map_err(|e| Expected::new(format!("a JSON object ({e})")))
+            }),
+        Shape::Trimmed => Ok(Value::String(text.trim().to_string())),
+        Shape::Plain | Shape::NumberTable { .. } | Shape::ListTable { .. } => {
+            parse_env(text, &like)
+        }
     };
-    let mut value = parsed
-        .and_then(|v| check_table_kind(setting.key, &v).map(|()| v))
-        .map_err(|allowed| ConfigError::Invalid {
-            key: setting.key.into(),
-            value: shown(setting, text),
-            origin: source.clone(),
-            allowed,
-        })?;
-    if setting.key == "logging.level"
-        && let Value::String(s) = &mut value
-    {
-        *s = s.trim().to_string();
-    }
+    let value = parsed
+        .and_then(|v| setting.shape.check(&v).map(|()| v))
+        .map_err(|e| reject(setting, text, source.clone(), e))?;
     set(tree, setting.key, value);
     sources.insert(setting.key, source);
     Ok(())
@@ -965,250 +885,94 @@ fn shown(setting: &Setting, text: &str) -> String {
     }
 }
 
-/// Range and format checks that types alone cannot express.
-fn validate(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), ConfigError> {
-    let invalid = |key: &str, value: String, allowed: String| ConfigError::Invalid {
+/// The error for a value of `setting` that is not what it allows; secrets stay redacted.
+fn reject(setting: &Setting, text: &str, origin: Source, expected: Expected) -> ConfigError {
+    let value = match expected.part {
+        Some(part) if !setting.secret => part,
+        _ => shown(setting, text),
+    };
+    ConfigError::Invalid {
+        key: setting.key.into(),
+        value,
+        origin,
+        allowed: expected.allowed,
+    }
+}
+
+/// Every setting's value against its rule in the registry, in the registry's order.
+fn check_rules(tree: &Value, source: &dyn Fn(&str) -> Source) -> Result<(), ConfigError> {
+    for setting in SETTINGS {
+        let Some(value) = lookup(tree, setting.key) else {
+            continue;
+        };
+        setting
+            .rule
+            .check(value)
+            .map_err(|e| reject(setting, &shown_value(value), source(setting.key), e))?;
+    }
+    Ok(())
+}
+
+/// A value as an error message shows it: numbers as Rust prints them (`601`, not `601.0`).
+fn shown_value(value: &Value) -> String {
+    match value {
+        Value::Float(f) => f.to_string(),
+        other => render(other),
+    }
+}
+
+/// The conditions that involve more than one setting ([`Rule::Joint`]), on the typed values;
+/// the timeout hierarchy is checked where it is derived.
+fn check_joint(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), ConfigError> {
+    let invalid = |key: &str, value: String, allowed: &str| ConfigError::Invalid {
         key: key.to_string(),
         value,
         origin: source(key),
-        allowed,
+        allowed: allowed.to_string(),
     };
-    let listen = &config.server.listen;
-    if listen.parse::<std::net::SocketAddr>().is_err() {
-        return Err(invalid(
-            "server.listen",
-            listen.clone(),
-            "an IP address and port such as 127.0.0.1:8079 or [::1]:8079".into(),
-        ));
-    }
-    for origin in &config.server.allowed_origins {
-        if origin != "null" && !origin.contains("://") {
-            return Err(invalid(
-                "server.allowed_origins",
-                origin.clone(),
-                "origins with a scheme, e.g. https://app.example.com:443 or http://localhost:*"
-                    .into(),
-            ));
-        }
-    }
-    if !(1024..=1024 * 1024 * 1024).contains(&config.server.max_body_bytes) {
-        return Err(invalid(
-            "server.max_body_bytes",
-            config.server.max_body_bytes.to_string(),
-            "1024 to 1073741824 bytes".into(),
-        ));
-    }
-    let url = &config.shim.url;
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(invalid(
-            "shim.url",
-            url.clone(),
-            "an http:// or https:// URL such as http://127.0.0.1:8079/mcp".into(),
-        ));
-    }
-    if tracing_subscriber::EnvFilter::try_new(&config.logging.level).is_err() {
-        return Err(invalid(
-            "logging.level",
-            config.logging.level.clone(),
-            "error, warn, info, debug, trace or a tracing directive like exai=debug".into(),
-        ));
-    }
-    if !(1..=10_240).contains(&config.logging.file_max_mb) {
-        return Err(invalid(
-            "logging.file_max_mb",
-            config.logging.file_max_mb.to_string(),
-            "1 to 10240".into(),
-        ));
-    }
-    if !(1..=100).contains(&config.logging.file_count) {
-        return Err(invalid(
-            "logging.file_count",
-            config.logging.file_count.to_string(),
-            "1 to 100".into(),
-        ));
-    }
-    if !PROFILES.contains(&config.tools.profile.as_str()) {
-        return Err(invalid(
-            "tools.profile",
-            config.tools.profile.clone(),
-            format!("one of {}", PROFILES.join(", ")),
-        ));
-    }
-    for family in &config.tools.disabled_families {
-        if !FAMILIES.contains(&family.as_str()) {
-            return Err(invalid(
-                "tools.disabled_families",
-                family.clone(),
-                format!("any of {}", FAMILIES.join(", ")),
-            ));
-        }
-    }
-    if !["auto", "local", "onnx", "candle", "remote", "none"]
-        .contains(&config.embed.backend.as_str())
-    {
-        return Err(invalid(
-            "embed.backend",
-            config.embed.backend.clone(),
-            "auto, onnx, candle, remote or none".into(),
-        ));
-    }
-    if !["fp32", "int8"].contains(&config.embed.precision.as_str()) {
-        return Err(invalid(
-            "embed.precision",
-            config.embed.precision.clone(),
-            "fp32 or int8".into(),
-        ));
-    }
-    if !(1..=1024).contains(&config.embed.batch_size) {
-        return Err(invalid(
-            "embed.batch_size",
-            config.embed.batch_size.to_string(),
-            "1 to 1024".into(),
-        ));
-    }
-    if config.embed.backend == "remote"
-        && !(config.embed.remote_url.starts_with("http://")
-            || config.embed.remote_url.starts_with("https://"))
+    let embed = &config.embed;
+    if embed.backend == EmbedBackend::Remote
+        && let Err(e) = HTTP_EMBEDDINGS_URL.check(&Value::String(embed.remote_url.clone()))
     {
         return Err(invalid(
             "embed.remote_url",
-            config.embed.remote_url.clone(),
-            "an http:// or https:// URL such as http://127.0.0.1:11434/v1".into(),
+            embed.remote_url.clone(),
+            &e.allowed,
         ));
     }
-    if !(32..=8192).contains(&config.kb.chunk_tokens) {
-        return Err(invalid(
-            "kb.chunk_tokens",
-            config.kb.chunk_tokens.to_string(),
-            "32 to 8192".into(),
-        ));
-    }
-    if config.kb.chunk_overlap >= config.kb.chunk_tokens / 2 {
+    let kb = &config.kb;
+    if kb.chunk_overlap >= kb.chunk_tokens / 2 {
         return Err(invalid(
             "kb.chunk_overlap",
-            config.kb.chunk_overlap.to_string(),
-            format!(
+            kb.chunk_overlap.to_string(),
+            &format!(
                 "less than half of kb.chunk_tokens ({})",
-                config.kb.chunk_tokens / 2
+                kb.chunk_tokens / 2
             ),
         ));
     }
-    if !(1..=1_000_000).contains(&config.kb.max_chunks_per_file) {
-        return Err(invalid(
-            "kb.max_chunks_per_file",
-            config.kb.max_chunks_per_file.to_string(),
-            "1 to 1000000".into(),
-        ));
-    }
-    if config.kb.ann_min_vectors > 1_000_000_000 {
-        return Err(invalid(
-            "kb.ann_min_vectors",
-            config.kb.ann_min_vectors.to_string(),
-            "0 (always exact) to 1000000000".into(),
-        ));
-    }
-    if config.kb.max_file_bytes < 1024 {
-        return Err(invalid(
-            "kb.max_file_bytes",
-            config.kb.max_file_bytes.to_string(),
-            "at least 1024".into(),
-        ));
-    }
-    if !(1_000..=1_000_000).contains(&config.tools.max_output_tokens) {
-        return Err(invalid(
-            "tools.max_output_tokens",
-            config.tools.max_output_tokens.to_string(),
-            "1000 to 1000000".into(),
-        ));
-    }
-    let p = &config.providers;
-    let ranges = [
-        ("providers.max_concurrent", p.max_concurrent, 1, 10_000),
-        (
-            "providers.max_concurrent_per_provider",
-            p.max_concurrent_per_provider,
-            1,
-            10_000,
-        ),
-        (
-            "providers.max_concurrent_per_session",
-            p.max_concurrent_per_session,
-            1,
-            10_000,
-        ),
-        ("providers.max_retries", p.max_retries, 0, 10),
-        (
-            "providers.max_file_bytes",
-            p.max_file_bytes,
-            1024,
-            100 * 1024 * 1024,
-        ),
-        ("threads.max_turns", config.threads.max_turns, 2, 1000),
-        ("ops.backup_keep", config.ops.backup_keep, 1, 10_000),
-        ("database.pool_size", config.database.pool_size, 1, 1_000),
-    ];
-    for (key, value, low, high) in ranges {
-        if !(low..=high).contains(&value) {
-            return Err(invalid(key, value.to_string(), format!("{low} to {high}")));
+    for custom in config.providers.custom.values() {
+        if let Err(e) = HTTP_URL.check(&Value::String(custom.url.clone())) {
+            return Err(invalid("providers.custom", custom.url.clone(), &e.allowed));
         }
     }
-    let db = &config.database;
-    for (key, value) in [
-        ("database.statement_timeout_secs", db.statement_timeout_secs),
-        ("database.connect_retry_secs", db.connect_retry_secs),
-    ] {
-        if !(0.0..=3600.0).contains(&value) {
-            return Err(invalid(
-                key,
-                value.to_string(),
-                "0 to 3600 (0: none)".into(),
-            ));
-        }
-    }
-    if let Some(url) = db.postgres_url()
-        && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    check_bind(&config.server, &invalid)
+}
+
+/// Who may use the HTTP daemon: a non-loopback bind needs a bearer token, and each principal
+/// a well-formed name and a long token of its own.
+fn check_bind(
+    server: &ServerConfig,
+    invalid: &dyn Fn(&str, String, &str) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if !server.listen.ip().is_loopback() && !server.auth_token.is_set() && server.tokens.is_empty()
     {
         return Err(invalid(
-            "database.url",
-            "<redacted>".into(),
-            "a postgres:// or postgresql:// URL (empty: SQLite files in the data directory)".into(),
-        ));
-    }
-    if !(config.threads.ttl_hours > 0.0 && config.threads.ttl_hours <= 24.0 * 365.0) {
-        return Err(invalid(
-            "threads.ttl_hours",
-            config.threads.ttl_hours.to_string(),
-            "more than 0 and at most 8760 (a year)".into(),
-        ));
-    }
-    let urls = [
-        ("providers.kimi_api_url", &p.kimi_api_url),
-        ("providers.glm_api_url", &p.glm_api_url),
-        ("providers.openai_api_url", &p.openai_api_url),
-        ("providers.openrouter_api_url", &p.openrouter_api_url),
-    ];
-    let custom_urls = p.custom.values().map(|c| ("providers.custom", &c.url));
-    for (key, url) in urls.into_iter().chain(custom_urls) {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(invalid(
-                key,
-                url.clone(),
-                "an http:// or https:// URL".into(),
-            ));
-        }
-    }
-    let ip_is_loopback = listen
-        .parse::<std::net::SocketAddr>()
-        .map(|a| a.ip().is_loopback())
-        .unwrap_or(false);
-    if !ip_is_loopback && !config.server.auth_token.is_set() && config.server.tokens.is_empty() {
-        return Err(invalid(
             "server.listen",
-            listen.clone(),
-            "a loopback address (127.0.0.1, ::1) unless EXAI_AUTH_TOKEN is set: a non-loopback bind requires a bearer token".into(),
+            server.listen.to_string(),
+            "a loopback address (127.0.0.1, ::1) unless EXAI_AUTH_TOKEN is set: a non-loopback bind requires a bearer token",
         ));
     }
-    let server = &config.server;
     for (name, token) in &server.tokens {
         let valid_name = !name.is_empty()
             && name.len() <= 64
@@ -1219,61 +983,31 @@ fn validate(config: &Config, source: &dyn Fn(&str) -> Source) -> Result<(), Conf
             return Err(invalid(
                 "server.tokens",
                 name.clone(),
-                "principal names of 1 to 64 letters, digits, '-', '_', '.' or '@'".into(),
+                "principal names of 1 to 64 letters, digits, '-', '_', '.' or '@'",
             ));
         }
         if token.expose().len() < 16 {
             return Err(invalid(
                 "server.tokens",
                 format!("{name} = <redacted>"),
-                "tokens of at least 16 characters".into(),
+                "tokens of at least 16 characters",
             ));
         }
     }
     let mut seen_tokens: Vec<&str> = vec![];
-    for token in server.tokens.values().map(Secret::expose).chain(
-        server
-            .auth_token
-            .is_set()
-            .then(|| server.auth_token.expose()),
-    ) {
+    let auth_token = server
+        .auth_token
+        .is_set()
+        .then(|| server.auth_token.expose());
+    for token in server.tokens.values().map(Secret::expose).chain(auth_token) {
         if seen_tokens.contains(&token) {
             return Err(invalid(
                 "server.tokens",
                 "<redacted>".into(),
-                "a different token for every principal (and server.auth_token)".into(),
+                "a different token for every principal (and server.auth_token)",
             ));
         }
         seen_tokens.push(token);
-    }
-    if !(0.5..=600.0).contains(&server.header_read_timeout_secs) {
-        return Err(invalid(
-            "server.header_read_timeout_secs",
-            server.header_read_timeout_secs.to_string(),
-            "0.5 to 600 seconds".into(),
-        ));
-    }
-    for (key, value, low, high) in [
-        ("server.max_connections", server.max_connections, 1, 100_000),
-        ("server.max_sessions", server.max_sessions, 1, 100_000),
-    ] {
-        if !(low..=high).contains(&value) {
-            return Err(invalid(key, value.to_string(), format!("{low} to {high}")));
-        }
-    }
-    if !(10.0..=30.0 * 86_400.0).contains(&server.session_idle_secs) {
-        return Err(invalid(
-            "server.session_idle_secs",
-            server.session_idle_secs.to_string(),
-            "10 to 2592000 seconds (30 days)".into(),
-        ));
-    }
-    if config.server.auth_token.is_set() && config.server.auth_token.expose().len() < 16 {
-        return Err(invalid(
-            "server.auth_token",
-            "<redacted>".into(),
-            "a token of at least 16 characters".into(),
-        ));
     }
     Ok(())
 }
@@ -1592,6 +1326,67 @@ mod tests {
         let (_d, i) = inputs(&[("EXAI_KB_ANN_MIN_VECTORS", "5000000000")]);
         let err = load(&i).unwrap_err().to_string();
         assert!(err.contains("kb.ann_min_vectors"), "{err}");
+    }
+
+    /// A rule that never sees a value of its kind would pass everything without a word.
+    #[test]
+    fn every_rule_fits_its_settings_type_and_passes_the_default() {
+        use crate::rules::Rule;
+        let tree = to_tree(&Config::default());
+        for s in SETTINGS {
+            let value = lookup(&tree, s.key).unwrap_or_else(|| panic!("{}", s.key));
+            let fits = matches!(
+                (s.rule, value),
+                (Rule::Any | Rule::Joint, _)
+                    | (Rule::Whole { .. }, Value::Integer(_))
+                    | (Rule::Number { .. }, Value::Float(_))
+                    | (Rule::EachOf(_) | Rule::Origins, Value::Array(_))
+                    | (
+                        Rule::OneOf { .. }
+                            | Rule::HttpUrl { .. }
+                            | Rule::SocketAddr
+                            | Rule::LogFilter
+                            | Rule::MinChars { .. }
+                            | Rule::PostgresUrl,
+                        Value::String(_),
+                    )
+            );
+            assert!(fits, "{}: {:?} on {value:?}", s.key, s.rule);
+            assert!(s.rule.check(value).is_ok(), "{}: default refused", s.key);
+        }
+    }
+
+    #[test]
+    fn table_settings_read_from_the_file_in_their_shape() {
+        let (dir, i) = inputs(&[]);
+        std::fs::write(
+            dir.path().join("exai.toml"),
+            "[kb.categories]\nrecipes = [\"recipe\", \"cookbook\"]\n[timeouts.model_multipliers]\nslow = 2\n",
+        )
+        .unwrap();
+        let c = load(&i).unwrap().config;
+        assert_eq!(c.kb.categories["recipes"], vec!["recipe", "cookbook"]);
+        assert_eq!(c.timeouts.model_multipliers["slow"], 2.0);
+        std::fs::write(
+            dir.path().join("exai.toml"),
+            "[timeouts]\nmodel_multipliers = 3\n",
+        )
+        .unwrap();
+        let err = load(&i).unwrap_err().to_string();
+        assert!(err.contains("model names to numbers"), "{err}");
+        let (_d, i) = inputs(&[("EXAI_SERVER_TOKENS", "[1]")]);
+        let err = load(&i).unwrap_err().to_string();
+        assert!(err.contains("principal names to tokens"), "{err}");
+    }
+
+    #[test]
+    fn negative_whole_numbers_name_their_key() {
+        let (_d, i) = inputs(&[("EXAI_LOGGING_FILE_COUNT", "-3")]);
+        let err = load(&i).unwrap_err().to_string();
+        assert!(
+            err.contains("logging.file_count") && err.contains("1 to 100"),
+            "{err}"
+        );
     }
 
     #[test]

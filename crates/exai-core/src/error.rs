@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::Source;
+use crate::source::Source;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -31,4 +31,33 @@ pub enum ConfigError {
 impl ConfigError {
     /// The process exit code for configuration errors.
     pub const EXIT_CODE: i32 = 2;
+}
+
+/// A value that is not what its setting allows, before the key and the value's source are
+/// known: parsing and the settings registry's rules say what they expected, the loader adds
+/// where the value came from.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("expected {allowed}")]
+pub struct Expected {
+    /// What the setting allows, e.g. `1 to 100`.
+    pub allowed: String,
+    /// The offending part when it is not the whole value (one entry of a list).
+    pub part: Option<String>,
+}
+
+impl Expected {
+    pub fn new(allowed: impl Into<String>) -> Self {
+        Self {
+            allowed: allowed.into(),
+            part: None,
+        }
+    }
+
+    /// Blame one entry of a list rather than the whole value.
+    pub fn at(part: impl Into<String>, allowed: impl Into<String>) -> Self {
+        Self {
+            allowed: allowed.into(),
+            part: Some(part.into()),
+        }
+    }
 }

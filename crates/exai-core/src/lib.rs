@@ -1,24 +1,34 @@
 //! Shared ground for every exai crate: configuration with provenance, the timeout hierarchy,
 //! data paths and their lock, private file modes, logging, the activity log and lock-free
 //! metrics.
+//!
+//! Configuration is layered one way: [`Source`] and the errors at the bottom, the typed values,
+//! the registry's rules and the settings registry above them, the timeout hierarchy beside the
+//! registry, and the loader (`config`) on top, using all of them. Those lower pieces are reached
+//! through the names exported here; the other modules are public as they are.
 
 pub mod access;
 pub mod activity;
 pub mod config;
 pub mod env_import;
-pub mod error;
+mod error;
 pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod paths;
 pub mod private;
+mod rules;
 pub mod settings;
+mod source;
 pub mod text;
-pub mod timeouts;
+mod timeouts;
+mod values;
 
-pub use config::{Config, Loaded, Secret, Source};
-pub use error::ConfigError;
-pub use timeouts::TimeoutHierarchy;
+pub use config::{Config, Loaded, Secret};
+pub use error::{ConfigError, Expected};
+pub use source::Source;
+pub use timeouts::{HierarchyError, TimeoutConfig, TimeoutHierarchy};
+pub use values::{EmbedBackend, EmbedPrecision, ToolFamily, ToolProfile};
 
 /// The exai version, from Cargo.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

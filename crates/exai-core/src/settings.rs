@@ -1,6 +1,13 @@
-//! The registry of every configuration key: its environment names, whether it is a secret, and
-//! what it does. Loading, `exai config show`, the README's configuration table and the tests that
-//! keep that table honest all read this one list.
+//! The registry of every configuration key: its environment names, whether it is a secret, how
+//! it is written, the values it allows and what it does. Loading, validation, `exai config
+//! show`, the configuration table in the docs and the tests that keep that table honest all read
+//! this one list.
+
+use crate::rules::{
+    HTTP_URL, custom_providers, model_overrides, named_tokens, number, whole, whole_says,
+};
+pub use crate::rules::{Rule, Shape};
+use crate::values::{EmbedBackend, EmbedPrecision, ToolFamily, ToolProfile};
 
 /// One configurable key.
 #[derive(Debug, Clone, Copy)]
@@ -12,6 +19,10 @@ pub struct Setting {
     pub aliases: &'static [&'static str],
     /// Secrets are redacted in every output and never logged.
     pub secret: bool,
+    /// How the value is written in the file and in the environment.
+    pub shape: Shape,
+    /// What values are allowed beyond the type of the default.
+    pub rule: Rule,
     /// One line for the configuration table.
     pub doc: &'static str,
 }
@@ -74,80 +85,98 @@ pub const NON_SETTING_ENV: &[(&str, &str)] = &[
     ),
 ];
 
+/// One line a setting: `key [aliases] secret {shape}? (rule) doc;` — the shape only where it is
+/// not [`Shape::Plain`].
 macro_rules! settings {
-    ($( $key:literal [$($alias:literal),*] $secret:literal $doc:literal ;)*) => {
+    ($( $key:literal [$($alias:literal),*] $secret:literal $({$shape:expr})? ($rule:expr) $doc:literal ;)*) => {
         pub const SETTINGS: &[Setting] = &[
-            $( Setting { key: $key, aliases: &[$($alias),*], secret: $secret, doc: $doc }, )*
+            $( Setting {
+                key: $key,
+                aliases: &[$($alias),*],
+                secret: $secret,
+                shape: shape_or_plain!($($shape)?),
+                rule: $rule,
+                doc: $doc,
+            }, )*
         ];
     };
 }
 
+macro_rules! shape_or_plain {
+    () => {
+        Shape::Plain
+    };
+    ($shape:expr) => {
+        $shape
+    };
+}
+
 settings! {
-    "server.listen" [] false "Address of the HTTP daemon (`exai daemon`). Any non-loopback address requires `server.auth_token`.";
-    "server.auth_token" ["EXAI_AUTH_TOKEN"] true "Bearer token every HTTP request must carry. Required for a non-loopback bind.";
-    "server.allowed_origins" [] false "Browser origins allowed besides loopback ones (`http://localhost:*` etc.). Entries need a scheme.";
-    "server.allowed_hosts" [] false "`Host` header values allowed besides loopback names (needed behind a proxy or on a LAN address).";
-    "server.max_body_bytes" [] false "Largest accepted HTTP request body in bytes; larger bodies get 413.";
-    "server.tokens" [] true "Named bearer tokens, e.g. `{ alice = \"…\", ci = \"…\" }` (env: the table as JSON): each name is a principal that owns its conversation threads and index jobs. With neither these nor `server.auth_token`, everything belongs to the local user.";
-    "server.header_read_timeout_secs" [] false "How long the HTTP daemon waits for a request's headers before closing the connection.";
-    "server.max_connections" [] false "Open HTTP connections at most; further connections wait in the kernel's backlog.";
-    "server.max_sessions" [] false "MCP sessions at most; a new session over the cap gets 503 with `Retry-After`.";
-    "server.session_idle_secs" [] false "An MCP session with no request for this long is closed (the client starts a new one).";
-    "shim.url" [] false "Daemon endpoint the stdio shim forwards to.";
-    "shim.autostart" [] false "Start `exai daemon` when the shim finds none answering.";
-    "timeouts.workflow_tool_secs" ["WORKFLOW_TOOL_TIMEOUT_SECS"] false "Workflow tool timeout T. Daemon, shim and client timeouts derive from it (1.5·T, 2·T, 2.5·T).";
-    "timeouts.simple_tool_secs" ["SIMPLE_TOOL_TIMEOUT_SECS"] false "Timeout of simple (single request) tools; at most T.";
-    "timeouts.expert_analysis_secs" ["EXPERT_ANALYSIS_TIMEOUT_SECS"] false "Deadline of the expert-model call inside a workflow tool; below T.";
-    "timeouts.model_multipliers" [] false "Per-model timeout multipliers, e.g. `{ \"kimi-thinking-preview\" = 2.0 }` (env: `model=2.0,other=1.5`).";
-    "logging.level" ["RUST_LOG"] false "Log filter (`error`, `warn`, `info`, `debug`, `trace` or a tracing directive).";
-    "logging.file_max_mb" [] false "Size at which `logs/exai.log` rotates, in MB.";
-    "logging.file_count" [] false "Rotated log files kept besides the current one.";
-    "tools.disabled" ["DISABLED_TOOLS"] false "Tools to switch off (comma separated in env). `version`, `health` and `listmodels` always stay on.";
-    "tools.profile" [] false "Which tools `tools/list` shows: `lean` (search_docs, get_document, chat, consensus and `enable_tools`, which lists the rest and shows them on request), `kb`, `ai` or `full`. Hidden tools stay callable; per client: `exai serve --profile`, `exai shim --profile`, or the daemon's `/mcp/PROFILE` path.";
-    "tools.disabled_families" [] false "Tool families to switch off: `ai`, `kb`, `ops`.";
-    "tools.diagnostics" [] false "Turn on the `diag` family (`ping`: a delay with progress notifications, for testing clients, shims and timeouts).";
-    "tools.allowed_roots" [] false "Directories that tools may read (`index_path`, files sent to models); empty: the server's working directory, unless that is `/` or the home directory. `..`, symlink escapes, device files, dot-files, secret files and the data directory are refused.";
-    "tools.allowed_private_paths" [] false "Dot-files, dot-directories or secret-looking files (e.g. a `.docs` folder) that tools and indexing may read all the same; each path and everything under it.";
-    "tools.max_output_tokens" ["MAX_MCP_OUTPUT_TOKENS"] false "Largest tool output, in tokens (about 4 characters each); longer output is truncated with a note.";
-    "providers.default_model" ["DEFAULT_MODEL"] false "Model used when a tool call names none; `auto` picks one per call.";
-    "providers.kimi_api_key" ["KIMI_API_KEY", "MOONSHOT_API_KEY"] true "Moonshot Kimi API key.";
-    "providers.kimi_api_url" ["KIMI_API_URL"] false "Moonshot Kimi API base URL.";
-    "providers.glm_api_key" ["GLM_API_KEY", "ZHIPUAI_API_KEY"] true "ZhipuAI GLM API key.";
-    "providers.glm_api_url" ["GLM_API_URL"] false "ZhipuAI GLM API base URL.";
-    "providers.openai_api_key" ["OPENAI_API_KEY"] true "OpenAI API key.";
-    "providers.openai_api_url" ["OPENAI_API_URL"] false "OpenAI API base URL.";
-    "providers.openrouter_api_key" ["OPENROUTER_API_KEY"] true "OpenRouter API key.";
-    "providers.openrouter_api_url" [] false "OpenRouter API base URL.";
-    "providers.custom" [] false "Other OpenAI-compatible servers (Ollama, vLLM, a gateway), e.g. `{ local = { url = \"http://127.0.0.1:11434/v1\", models = [\"llama3.1:8b\"], api_key_env = \"\" } }`; the key is read from the variable `api_key_env` names (env: the table as JSON).";
-    "providers.models" [] false "Models to add or override in the registry, e.g. `{ \"glm-4.6\" = { price_in = 0.5 } }`; fields: provider, context_window, max_output, thinking, vision, web_search, files, price_in, price_out (USD per million tokens), aliases; timeout multipliers live in `timeouts.model_multipliers` (env: the table as JSON).";
-    "providers.max_concurrent" [] false "Provider requests in flight at once, over all providers; more get OVER_CAPACITY with a retry_after.";
-    "providers.max_concurrent_per_provider" [] false "Provider requests in flight at once to one provider.";
-    "providers.max_concurrent_per_session" [] false "Provider requests in flight at once for one MCP session.";
-    "providers.max_retries" [] false "Retries after a 429, 5xx or network error (never after 400 context-length, 401 or 403).";
-    "providers.max_file_bytes" [] false "Largest file a tool call may send to a model, in bytes.";
-    "threads.ttl_hours" [] false "A conversation thread expires this long after its last turn.";
-    "threads.max_turns" [] false "Most turns in one conversation thread.";
-    "embed.backend" [] false "Embeddings for semantic search: `auto` (ONNX Runtime when its library and the ONNX model are present, else candle), `onnx`, `candle` (pure Rust), `remote` (an OpenAI-compatible /v1/embeddings) or `none` (keyword search only). `local` means `auto`.";
-    "embed.precision" [] false "Local model precision: `int8` (quantized ONNX graph, about 1.6x faster, Rust Book hybrid nDCG@10 0.9185 vs 0.9131) or `fp32` (exact). Without ONNX Runtime or an int8 graph exai uses fp32. Vectors of different precisions never share an index.";
-    "embed.onnx_runtime" ["ORT_DYLIB_PATH"] false "Path of the ONNX Runtime library (`libonnxruntime.so`); empty: a pip-installed `onnxruntime` package or the usual system locations.";
-    "embed.model" [] false "Directory of the local model (Hugging Face layout); empty: `models/all-MiniLM-L6-v2` in the data directory, downloaded from the hub where reachable.";
-    "embed.remote_url" [] false "Base URL of the OpenAI-compatible embeddings API (`embed.backend = remote`).";
-    "embed.remote_model" [] false "Model name sent to the remote embeddings API.";
-    "embed.remote_api_key" [] true "API key for the remote embeddings API.";
-    "embed.batch_size" [] false "Texts per embedding forward pass or request.";
-    "kb.database" [] false "Knowledge base database file; empty: `kb.sqlite` in the data directory.";
-    "kb.max_file_bytes" [] false "Files larger than this are skipped when indexing.";
-    "kb.max_chunks_per_file" [] false "Most chunks one file may produce, so one giant file cannot flood the index.";
-    "kb.chunk_tokens" [] false "Most word pieces per chunk (the embedding model reads 256).";
-    "kb.chunk_overlap" [] false "Word pieces repeated between consecutive chunks of a long section.";
-    "kb.ann_min_vectors" [] false "Semantic search goes through an HNSW index (a file next to the database, rebuilt when stale) from this many distinct vectors on (chunks with equal text share one), and scans them exactly below it; 0: always exact. The default is where the exact scan passes about 5 ms on two cores.";
-    "kb.categories" [] false "Category keywords, replacing or adding to the built-in map, e.g. `{ recipes = [\"recipe\", \"cookbook\"] }` (env: `recipes=recipe|cookbook,setup=install`).";
-    "ops.backup_dir" [] false "Where `exai db backup` writes backups; empty: `backups/` in the data directory.";
-    "ops.backup_keep" [] false "Backups `exai db backup` keeps in its directory (the newest); older ones are removed.";
-    "database.url" [] true "PostgreSQL (with pgvector) shared by several daemons, e.g. `postgres://user:password@host:5432/exai?sslmode=verify-full` (a Supabase connection string works unchanged; sslmode takes libpq's values, sslrootcert a CA file). Holds the knowledge base, conversation threads, validation runs and index jobs. Empty: SQLite files in the data directory.";
-    "database.pool_size" [] false "PostgreSQL connections one exai process opens at most.";
-    "database.statement_timeout_secs" [] false "PostgreSQL `statement_timeout` of every connection, in seconds (0: none).";
-    "database.connect_retry_secs" [] false "How long exai keeps retrying, with backoff, when PostgreSQL does not answer at start (0: fail at once).";
+    "server.listen" [] false (Rule::SocketAddr) "Address of the HTTP daemon (`exai daemon`). Any non-loopback address requires `server.auth_token`.";
+    "server.auth_token" ["EXAI_AUTH_TOKEN"] true (Rule::MinChars { min: 16, says: "a token of at least 16 characters" }) "Bearer token every HTTP request must carry. Required for a non-loopback bind.";
+    "server.allowed_origins" [] false (Rule::Origins) "Browser origins allowed besides loopback ones (`http://localhost:*` etc.). Entries need a scheme.";
+    "server.allowed_hosts" [] false (Rule::Any) "`Host` header values allowed besides loopback names (needed behind a proxy or on a LAN address).";
+    "server.max_body_bytes" [] false (whole_says(1024, 1024 * 1024 * 1024, "1024 to 1073741824 bytes")) "Largest accepted HTTP request body in bytes; larger bodies get 413.";
+    "server.tokens" [] true {Shape::Structured(named_tokens)} (Rule::Joint) "Named bearer tokens, e.g. `{ alice = \"…\", ci = \"…\" }` (env: the table as JSON): each name is a principal that owns its conversation threads and index jobs. With neither these nor `server.auth_token`, everything belongs to the local user.";
+    "server.header_read_timeout_secs" [] false (number(0.5, 600.0, "0.5 to 600 seconds")) "How long the HTTP daemon waits for a request's headers before closing the connection.";
+    "server.max_connections" [] false (whole(1, 100_000)) "Open HTTP connections at most; further connections wait in the kernel's backlog.";
+    "server.max_sessions" [] false (whole(1, 100_000)) "MCP sessions at most; a new session over the cap gets 503 with `Retry-After`.";
+    "server.session_idle_secs" [] false (number(10.0, 30.0 * 86_400.0, "10 to 2592000 seconds (30 days)")) "An MCP session with no request for this long is closed (the client starts a new one).";
+    "shim.url" [] false (Rule::HttpUrl { says: "an http:// or https:// URL such as http://127.0.0.1:8079/mcp" }) "Daemon endpoint the stdio shim forwards to.";
+    "shim.autostart" [] false (Rule::Any) "Start `exai daemon` when the shim finds none answering.";
+    "timeouts.workflow_tool_secs" ["WORKFLOW_TOOL_TIMEOUT_SECS"] false (Rule::Joint) "Workflow tool timeout T. Daemon, shim and client timeouts derive from it (1.5·T, 2·T, 2.5·T).";
+    "timeouts.simple_tool_secs" ["SIMPLE_TOOL_TIMEOUT_SECS"] false (Rule::Joint) "Timeout of simple (single request) tools; at most T.";
+    "timeouts.expert_analysis_secs" ["EXPERT_ANALYSIS_TIMEOUT_SECS"] false (Rule::Joint) "Deadline of the expert-model call inside a workflow tool; below T.";
+    "timeouts.model_multipliers" [] false {Shape::NumberTable { says: "a table of model names to numbers, e.g. { \"kimi-thinking-preview\" = 2.0 } (env: model=2.0,other=1.5)" }} (Rule::Joint) "Per-model timeout multipliers, e.g. `{ \"kimi-thinking-preview\" = 2.0 }` (env: `model=2.0,other=1.5`).";
+    "logging.level" ["RUST_LOG"] false {Shape::Trimmed} (Rule::LogFilter) "Log filter (`error`, `warn`, `info`, `debug`, `trace` or a tracing directive).";
+    "logging.file_max_mb" [] false (whole(1, 10_240)) "Size at which `logs/exai.log` rotates, in MB.";
+    "logging.file_count" [] false (whole(1, 100)) "Rotated log files kept besides the current one.";
+    "tools.disabled" ["DISABLED_TOOLS"] false (Rule::Any) "Tools to switch off (comma separated in env). `version`, `health` and `listmodels` always stay on.";
+    "tools.profile" [] false (Rule::OneOf { names: ToolProfile::NAMES, says: "lean, kb, ai or full" }) "Which tools `tools/list` shows: `lean` (search_docs, get_document, chat, consensus and `enable_tools`, which lists the rest and shows them on request), `kb`, `ai` or `full`. Hidden tools stay callable; per client: `exai serve --profile`, `exai shim --profile`, or the daemon's `/mcp/PROFILE` path.";
+    "tools.disabled_families" [] false (Rule::EachOf(ToolFamily::NAMES)) "Tool families to switch off: `ai`, `kb`, `ops`.";
+    "tools.diagnostics" [] false (Rule::Any) "Turn on the `diag` family (`ping`: a delay with progress notifications, for testing clients, shims and timeouts).";
+    "tools.allowed_roots" [] false (Rule::Any) "Directories that tools may read (`index_path`, files sent to models); empty: the server's working directory, unless that is `/` or the home directory. `..`, symlink escapes, device files, dot-files, secret files and the data directory are refused.";
+    "tools.allowed_private_paths" [] false (Rule::Any) "Dot-files, dot-directories or secret-looking files (e.g. a `.docs` folder) that tools and indexing may read all the same; each path and everything under it.";
+    "tools.max_output_tokens" ["MAX_MCP_OUTPUT_TOKENS"] false (whole(1_000, 1_000_000)) "Largest tool output, in tokens (about 4 characters each); longer output is truncated with a note.";
+    "providers.default_model" ["DEFAULT_MODEL"] false (Rule::Any) "Model used when a tool call names none; `auto` picks one per call.";
+    "providers.kimi_api_key" ["KIMI_API_KEY", "MOONSHOT_API_KEY"] true (Rule::Any) "Moonshot Kimi API key.";
+    "providers.kimi_api_url" ["KIMI_API_URL"] false (HTTP_URL) "Moonshot Kimi API base URL.";
+    "providers.glm_api_key" ["GLM_API_KEY", "ZHIPUAI_API_KEY"] true (Rule::Any) "ZhipuAI GLM API key.";
+    "providers.glm_api_url" ["GLM_API_URL"] false (HTTP_URL) "ZhipuAI GLM API base URL.";
+    "providers.openai_api_key" ["OPENAI_API_KEY"] true (Rule::Any) "OpenAI API key.";
+    "providers.openai_api_url" ["OPENAI_API_URL"] false (HTTP_URL) "OpenAI API base URL.";
+    "providers.openrouter_api_key" ["OPENROUTER_API_KEY"] true (Rule::Any) "OpenRouter API key.";
+    "providers.openrouter_api_url" [] false (HTTP_URL) "OpenRouter API base URL.";
+    "providers.custom" [] false {Shape::Structured(custom_providers)} (Rule::Joint) "Other OpenAI-compatible servers (Ollama, vLLM, a gateway), e.g. `{ local = { url = \"http://127.0.0.1:11434/v1\", models = [\"llama3.1:8b\"], api_key_env = \"\" } }`; the key is read from the variable `api_key_env` names (env: the table as JSON).";
+    "providers.models" [] false {Shape::Structured(model_overrides)} (Rule::Any) "Models to add or override in the registry, e.g. `{ \"glm-4.6\" = { price_in = 0.5 } }`; fields: provider, context_window, max_output, thinking, vision, web_search, files, price_in, price_out (USD per million tokens), aliases; timeout multipliers live in `timeouts.model_multipliers` (env: the table as JSON).";
+    "providers.max_concurrent" [] false (whole(1, 10_000)) "Provider requests in flight at once, over all providers; more get OVER_CAPACITY with a retry_after.";
+    "providers.max_concurrent_per_provider" [] false (whole(1, 10_000)) "Provider requests in flight at once to one provider.";
+    "providers.max_concurrent_per_session" [] false (whole(1, 10_000)) "Provider requests in flight at once for one MCP session.";
+    "providers.max_retries" [] false (whole(0, 10)) "Retries after a 429, 5xx or network error (never after 400 context-length, 401 or 403).";
+    "providers.max_file_bytes" [] false (whole(1024, 100 * 1024 * 1024)) "Largest file a tool call may send to a model, in bytes.";
+    "threads.ttl_hours" [] false (Rule::Number { min: 0.0, max: 24.0 * 365.0, above_min: true, says: "more than 0 and at most 8760 (a year)" }) "A conversation thread expires this long after its last turn.";
+    "threads.max_turns" [] false (whole(2, 1000)) "Most turns in one conversation thread.";
+    "embed.backend" [] false (Rule::OneOf { names: EmbedBackend::NAMES, says: "auto, onnx, candle, remote or none" }) "Embeddings for semantic search: `auto` (ONNX Runtime when its library and the ONNX model are present, else candle), `onnx`, `candle` (pure Rust), `remote` (an OpenAI-compatible /v1/embeddings) or `none` (keyword search only). `local` means `auto`.";
+    "embed.precision" [] false (Rule::OneOf { names: EmbedPrecision::NAMES, says: "fp32 or int8" }) "Local model precision: `int8` (quantized ONNX graph, about 1.6x faster, Rust Book hybrid nDCG@10 0.9185 vs 0.9131) or `fp32` (exact). Without ONNX Runtime or an int8 graph exai uses fp32. Vectors of different precisions never share an index.";
+    "embed.onnx_runtime" ["ORT_DYLIB_PATH"] false (Rule::Any) "Path of the ONNX Runtime library (`libonnxruntime.so`); empty: a pip-installed `onnxruntime` package or the usual system locations.";
+    "embed.model" [] false (Rule::Any) "Directory of the local model (Hugging Face layout); empty: `models/all-MiniLM-L6-v2` in the data directory, downloaded from the hub where reachable.";
+    "embed.remote_url" [] false (Rule::Joint) "Base URL of the OpenAI-compatible embeddings API (`embed.backend = remote`).";
+    "embed.remote_model" [] false (Rule::Any) "Model name sent to the remote embeddings API.";
+    "embed.remote_api_key" [] true (Rule::Any) "API key for the remote embeddings API.";
+    "embed.batch_size" [] false (whole(1, 1024)) "Texts per embedding forward pass or request.";
+    "kb.database" [] false (Rule::Any) "Knowledge base database file; empty: `kb.sqlite` in the data directory.";
+    "kb.max_file_bytes" [] false (whole_says(1024, i64::MAX, "at least 1024")) "Files larger than this are skipped when indexing.";
+    "kb.max_chunks_per_file" [] false (whole(1, 1_000_000)) "Most chunks one file may produce, so one giant file cannot flood the index.";
+    "kb.chunk_tokens" [] false (whole(32, 8192)) "Most word pieces per chunk (the embedding model reads 256).";
+    "kb.chunk_overlap" [] false (Rule::Joint) "Word pieces repeated between consecutive chunks of a long section.";
+    "kb.ann_min_vectors" [] false (whole_says(0, 1_000_000_000, "0 (always exact) to 1000000000")) "Semantic search goes through an HNSW index (a file next to the database, rebuilt when stale) from this many distinct vectors on (chunks with equal text share one), and scans them exactly below it; 0: always exact. The default is where the exact scan passes about 5 ms on two cores.";
+    "kb.categories" [] false {Shape::ListTable { says: "a table of categories to keyword lists, e.g. { recipes = [\"recipe\"] } (env: recipes=recipe|cookbook)" }} (Rule::Any) "Category keywords, replacing or adding to the built-in map, e.g. `{ recipes = [\"recipe\", \"cookbook\"] }` (env: `recipes=recipe|cookbook,setup=install`).";
+    "ops.backup_dir" [] false (Rule::Any) "Where `exai db backup` writes backups; empty: `backups/` in the data directory.";
+    "ops.backup_keep" [] false (whole(1, 10_000)) "Backups `exai db backup` keeps in its directory (the newest); older ones are removed.";
+    "database.url" [] true (Rule::PostgresUrl) "PostgreSQL (with pgvector) shared by several daemons, e.g. `postgres://user:password@host:5432/exai?sslmode=verify-full` (a Supabase connection string works unchanged; sslmode takes libpq's values, sslrootcert a CA file). Holds the knowledge base, conversation threads, validation runs and index jobs. Empty: SQLite files in the data directory.";
+    "database.pool_size" [] false (whole(1, 1_000)) "PostgreSQL connections one exai process opens at most.";
+    "database.statement_timeout_secs" [] false (number(0.0, 3600.0, "0 to 3600 (0: none)")) "PostgreSQL `statement_timeout` of every connection, in seconds (0: none).";
+    "database.connect_retry_secs" [] false (number(0.0, 3600.0, "0 to 3600 (0: none)")) "How long exai keeps retrying, with backoff, when PostgreSQL does not answer at start (0: fail at once).";
 }
 
 /// The setting with this dotted key.

@@ -2,11 +2,24 @@
 //! so that the innermost layer always reports an error before an outer one gives up. This is the
 //! only place that turns configured seconds into layer deadlines.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::config::{Source, TimeoutConfig};
+use serde::{Deserialize, Serialize};
+
 use crate::error::ConfigError;
+use crate::source::Source;
+
+/// The `timeouts` section of the configuration: what the hierarchy is derived from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutConfig {
+    pub workflow_tool_secs: f64,
+    pub simple_tool_secs: f64,
+    pub expert_analysis_secs: f64,
+    pub model_multipliers: BTreeMap<String, f64>,
+}
 
 /// Longest deadline any layer may have, in seconds.
 pub const MAX_SECS: f64 = 3600.0;
@@ -33,17 +46,19 @@ pub struct TimeoutHierarchy {
 }
 
 /// Why a hierarchy is invalid, and which key to blame.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{key}: {reason}")]
 pub struct HierarchyError {
     pub key: &'static str,
     pub reason: String,
 }
 
 impl HierarchyError {
+    /// The configuration error, naming where the blamed key's value came from.
     pub fn into_config_error(self, source: &dyn Fn(&str) -> Source) -> ConfigError {
         ConfigError::Hierarchy {
             origin: source(self.key),
-            reason: format!("{}: {}", self.key, self.reason),
+            reason: self.to_string(),
         }
     }
 }

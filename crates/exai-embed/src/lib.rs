@@ -175,6 +175,28 @@ impl FromStr for Backend {
     }
 }
 
+impl From<exai_core::EmbedPrecision> for Precision {
+    fn from(p: exai_core::EmbedPrecision) -> Self {
+        match p {
+            exai_core::EmbedPrecision::Fp32 => Precision::Fp32,
+            exai_core::EmbedPrecision::Int8 => Precision::Int8,
+        }
+    }
+}
+
+impl From<exai_core::EmbedBackend> for Backend {
+    fn from(b: exai_core::EmbedBackend) -> Self {
+        use exai_core::EmbedBackend as Configured;
+        match b {
+            Configured::Auto | Configured::Local => Backend::Auto,
+            Configured::Onnx => Backend::Onnx,
+            Configured::Candle => Backend::Candle,
+            Configured::Remote => Backend::Remote,
+            Configured::None => Backend::None,
+        }
+    }
+}
+
 /// Everything [`build`] needs; filled from exai's configuration.
 #[derive(Clone)]
 pub struct EmbedSettings {

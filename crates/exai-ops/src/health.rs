@@ -479,10 +479,7 @@ fn postgres_checks(loaded: &Loaded, out: &mut Vec<Check>) {
 
 fn embedding_check(loaded: &Loaded) -> Check {
     use exai_embed::Backend;
-    let settings = match exai_server::knowledge::embed_settings(loaded) {
-        Ok(s) => s,
-        Err(e) => return check("embedding", Status::Fail, e.to_string()),
-    };
+    let settings = exai_server::knowledge::embed_settings(loaded);
     let e = &loaded.config.embed;
     match settings.backend {
         Backend::None => check(

@@ -62,7 +62,7 @@ pub struct NoArgs {}
 impl ExaiServer {
     /// A session with the configured profile (`tools.profile`).
     pub fn new(state: Arc<AppState>) -> Self {
-        let profile = Profile::of(&state.loaded.config);
+        let profile = state.loaded.config.tools.profile;
         Self::with_profile(state, profile)
     }
 
@@ -97,7 +97,7 @@ impl ExaiServer {
             .iter()
             .filter(|t| {
                 shown.contains(t.name.as_ref())
-                    || registry::spec(&t.name).is_some_and(|s| self.profile.lists(s))
+                    || registry::spec(&t.name).is_some_and(|s| registry::lists(self.profile, s))
             })
             .map(crate::schema::lean_tool)
             .collect()

@@ -1,5 +1,6 @@
 //! The health report served by the `health` tool and `GET /health`.
 
+use exai_core::EmbedBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::state::AppState;
@@ -117,15 +118,14 @@ impl HealthReport {
             },
             knowledge: Knowledge {
                 database: state.knowledge.describe(),
-                embed_backend: state.loaded.config.embed.backend.clone(),
+                embed_backend: state.loaded.config.embed.backend.to_string(),
                 embed_model: match state.knowledge.embed_problem() {
                     Some(problem) => format!("unavailable: {problem}"),
-                    None => match state.loaded.config.embed.backend.as_str() {
-                        "none" => "none: keyword search only".into(),
-                        "remote" => format!("{} at {}", state.loaded.config.embed.remote_model, state.loaded.config.embed.remote_url),
-                        _ => crate::knowledge::embed_settings(&state.loaded)
+                    None => match state.loaded.config.embed.backend {
+                        EmbedBackend::None => "none: keyword search only".into(),
+                        EmbedBackend::Remote => format!("{} at {}", state.loaded.config.embed.remote_model, state.loaded.config.embed.remote_url),
+                        _ => exai_embed::locate_local_model(&crate::knowledge::embed_settings(&state.loaded))
                             .ok()
-                            .and_then(|s| exai_embed::locate_local_model(&s).ok())
                             .map_or_else(
                                 || "not installed yet (downloaded on first use where the hub is reachable; see scripts/install-model.sh)".into(),
                                 |p| p.display().to_string(),

@@ -502,7 +502,7 @@ fn app(
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(state.clone())
-        .nest_service("/mcp", endpoint(Profile::of(&state.loaded.config)));
+        .nest_service("/mcp", endpoint(state.loaded.config.tools.profile));
     for profile in Profile::ALL {
         router = router.route_service(&format!("/mcp/{}", profile.as_str()), endpoint(profile));
     }

@@ -38,10 +38,10 @@ pub fn kb_describe(loaded: &Loaded) -> String {
     }
 }
 
-pub fn embed_settings(loaded: &Loaded) -> Result<EmbedSettings, exai_embed::EmbedError> {
+pub fn embed_settings(loaded: &Loaded) -> EmbedSettings {
     let e = &loaded.config.embed;
-    let backend: Backend = e.backend.parse()?;
-    let mut precision: Precision = e.precision.parse()?;
+    let backend = Backend::from(e.backend);
+    let mut precision = Precision::from(e.precision);
     // int8 is the default for ONNX Runtime; candle runs fp32 only, so an explicit
     // `backend = candle` with the default precision means fp32 rather than an error.
     if backend == Backend::Candle && loaded.source("embed.precision") == exai_core::Source::Default
@@ -49,7 +49,7 @@ pub fn embed_settings(loaded: &Loaded) -> Result<EmbedSettings, exai_embed::Embe
         precision = Precision::Fp32;
     }
     let onnx_runtime = e.onnx_runtime.trim();
-    Ok(EmbedSettings {
+    EmbedSettings {
         backend,
         precision,
         onnx_runtime: (!onnx_runtime.is_empty()).then(|| PathBuf::from(onnx_runtime)),
@@ -63,7 +63,7 @@ pub fn embed_settings(loaded: &Loaded) -> Result<EmbedSettings, exai_embed::Embe
             .then(|| e.remote_api_key.expose().to_string()),
         remote_dim: None,
         batch_size: usize::try_from(e.batch_size).unwrap_or(32),
-    })
+    }
 }
 
 pub fn kb_options(loaded: &Loaded) -> (KbOptions, CategoryMap) {
@@ -86,7 +86,7 @@ pub fn kb_options(loaded: &Loaded) -> (KbOptions, CategoryMap) {
 pub fn build_embedder(
     loaded: &Loaded,
 ) -> Result<Option<Arc<dyn Embedder>>, exai_embed::EmbedError> {
-    exai_embed::build(&embed_settings(loaded)?)
+    exai_embed::build(&embed_settings(loaded))
 }
 
 pub fn open_kb(loaded: &Loaded, embedder: Option<Arc<dyn Embedder>>) -> Result<Kb, KbError> {

@@ -103,43 +103,15 @@ const LEAN: &[&str] = &[
 ];
 
 /// What `tools/list` shows (`tools.profile`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Profile {
-    Lean,
-    Kb,
-    Ai,
-    Full,
-}
+pub use exai_core::ToolProfile as Profile;
 
-impl Profile {
-    pub const ALL: [Profile; 4] = [Profile::Lean, Profile::Kb, Profile::Ai, Profile::Full];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Profile::Lean => "lean",
-            Profile::Kb => "kb",
-            Profile::Ai => "ai",
-            Profile::Full => "full",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Profile> {
-        Profile::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-
-    /// The configured profile (validated when the configuration loads).
-    pub fn of(config: &Config) -> Profile {
-        Profile::parse(&config.tools.profile).unwrap_or(Profile::Lean)
-    }
-
-    /// Whether this profile lists `spec` before the client asks for more.
-    pub fn lists(self, spec: &ToolSpec) -> bool {
-        match self {
-            Profile::Full => spec.name != ENABLE_TOOLS,
-            Profile::Lean => LEAN.contains(&spec.name),
-            Profile::Kb => matches!(spec.family, Family::Kb | Family::Core | Family::Diag),
-            Profile::Ai => matches!(spec.family, Family::Ai | Family::Core | Family::Diag),
-        }
+/// Whether `profile` lists `spec` before the client asks for more.
+pub fn lists(profile: Profile, spec: &ToolSpec) -> bool {
+    match profile {
+        Profile::Full => spec.name != ENABLE_TOOLS,
+        Profile::Lean => LEAN.contains(&spec.name),
+        Profile::Kb => matches!(spec.family, Family::Kb | Family::Core | Family::Diag),
+        Profile::Ai => matches!(spec.family, Family::Ai | Family::Core | Family::Diag),
     }
 }
 
@@ -154,7 +126,10 @@ pub fn enabled(spec: &ToolSpec, config: &Config) -> bool {
         Family::Core => true,
         Family::Diag => tools.diagnostics && !tools.disabled.iter().any(|d| d == spec.name),
         family => {
-            !tools.disabled_families.iter().any(|f| f == family.as_str())
+            !tools
+                .disabled_families
+                .iter()
+                .any(|f| f.as_str() == family.as_str())
                 && !tools.disabled.iter().any(|d| d == spec.name)
         }
     }

@@ -424,11 +424,11 @@ fn server_config(
     l.data_dir = data_dir.to_path_buf();
     let c = &mut l.config;
     c.kb.database = String::new();
-    c.embed.backend = "none".into();
+    c.embed.backend = exai_core::EmbedBackend::None;
     c.tools.allowed_roots = vec![files.display().to_string()];
     c.tools.diagnostics = false;
     // Every tool is checked, so every tool is listed.
-    c.tools.profile = "full".into();
+    c.tools.profile = exai_core::ToolProfile::Full;
     // A small output cap would drop the structured answers the checks read; the cap itself is
     // checked by chat/edge_cases against the default.
     c.tools.max_output_tokens = c.tools.max_output_tokens.max(25_000);

@@ -184,7 +184,9 @@ impl Reporter {
 pub fn index(args: IndexArgs, loaded: &Loaded) -> Result<ExitCode> {
     let kb = open(
         loaded,
-        !args.no_embed && !args.dry_run && loaded.config.embed.backend != "none",
+        !args.no_embed
+            && !args.dry_run
+            && loaded.config.embed.backend != exai_core::EmbedBackend::None,
     )?;
     let req = exai_kb::IndexRequest {
         roots: args.paths,

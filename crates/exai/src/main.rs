@@ -329,12 +329,7 @@ async fn run(cli: Cli, loaded: Loaded, inputs: Inputs) -> Result<ExitCode> {
         Command::Daemon { action: None, .. } => {
             let activity = init_logs(&loaded)?;
             warn_unknown_disabled(&loaded);
-            let listen = loaded
-                .config
-                .server
-                .listen
-                .parse()
-                .context("server.listen")?;
+            let listen = loaded.config.server.listen;
             daemon::run(loaded, listen, activity).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -515,7 +510,7 @@ fn config_action(action: ConfigAction, loaded: &Loaded, inputs: &Inputs) -> Resu
         }
         ConfigAction::Paths => {
             let paths = DataPaths::new(loaded.data_dir.clone());
-            let settings = exai_server::knowledge::embed_settings(loaded)?;
+            let settings = exai_server::knowledge::embed_settings(loaded);
             let model = exai_embed::locate_local_model(&settings)
                 .ok()
                 .map(|p| p.display().to_string());
@@ -649,7 +644,7 @@ async fn daemon_action(action: DaemonAction, loaded: Loaded) -> Result<ExitCode>
             let old = daemon::running(&pid_path)?;
             let listen = listen
                 .or_else(|| old.as_ref().map(|r| r.listen.clone()))
-                .unwrap_or_else(|| loaded.config.server.listen.clone());
+                .unwrap_or_else(|| loaded.config.server.listen.to_string());
             if old.is_some() {
                 let record = daemon::stop(&pid_path, grace).await?;
                 println!("stopped daemon pid {}", record.pid);
@@ -664,7 +659,7 @@ async fn daemon_action(action: DaemonAction, loaded: Loaded) -> Result<ExitCode>
                     r.listen
                 );
             }
-            let listen = listen.unwrap_or_else(|| loaded.config.server.listen.clone());
+            let listen = listen.unwrap_or_else(|| loaded.config.server.listen.to_string());
             start_background(&loaded, &listen, token.as_deref()).await
         }
     }
