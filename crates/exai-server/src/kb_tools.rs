@@ -54,6 +54,9 @@ pub struct SearchDocsArgs {
     pub context: Option<u32>,
     /// Only the best chunk of each document.
     pub group_by_document: Option<bool>,
+    /// Tokens the answer may take (default MAX_MCP_OUTPUT_TOKENS); whole hits fill it.
+    #[schemars(range(min = 100))]
+    pub max_tokens: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -151,7 +154,8 @@ impl ExaiServer {
 impl ExaiServer {
     #[tool(
         description = "Search the indexed documentation (keyword + semantic). Hits give title, section, path and snippet; get_chunk or get_document for the full text.",
-        annotations(read_only_hint = true, open_world_hint = false)
+        annotations(read_only_hint = true, open_world_hint = false),
+        output_schema = crate::answer::search_output_schema()
     )]
     async fn search_docs(
         &self,
@@ -178,6 +182,9 @@ impl ExaiServer {
         req.min_score = args.min_score;
         req.context = args.context.unwrap_or(0) as usize;
         req.group_by_document = args.group_by_document.unwrap_or(false);
+        let budget = args
+            .max_tokens
+            .map_or(self.state.loaded.config.tools.max_output_tokens, u64::from);
         let started = Instant::now();
         let mut response = blocking(move || kb.search(&req)).await?;
         // By the mode that ran: hybrid without an embedder runs as keyword.
@@ -189,7 +196,12 @@ impl ExaiServer {
                 .notes
                 .push(format!("semantic search is off: {problem}"));
         }
-        json(&response)
+        let answer =
+            crate::answer::search_answer(&response, usize::try_from(budget).unwrap_or(usize::MAX));
+        let mut result =
+            CallToolResult::success(vec![rmcp::model::ContentBlock::text(answer.text)]);
+        result.structured_content = Some(answer.structured);
+        Ok(result)
     }
 
     #[tool(

@@ -2,6 +2,7 @@
 //! daemon life (pid file, signals, graceful drain) and the HTTP guard (Host, Origin, bearer).
 
 mod ai_tools;
+pub mod answer;
 mod argcheck;
 pub mod daemon;
 pub mod handler;

@@ -95,3 +95,43 @@ fn lean_is_the_default_and_lists_the_everyday_tools_and_the_way_to_the_rest() {
     );
     assert!(names.iter().any(|n| n == "consensus"));
 }
+
+/// A search answer cut to a budget stays within it in `cl100k_base` tokens, whatever the text:
+/// English, code, CJK, emoji.
+#[test]
+fn budgeted_search_answers_never_exceed_the_budget() {
+    use exai_kb::{Mode, SearchHit, SearchResponse};
+    let bpe = tiktoken_rs::cl100k_base().unwrap();
+    let texts = [
+        "The borrow checker ensures references never outlive the data they point to. ".repeat(12),
+        "fn main() { let v: Vec<u8> = (0..=255).collect(); println!(\"{:?}\", &v[..4]); }\n"
+            .repeat(8),
+        "所有権はRustの最も特徴的な機能であり、ガベージコレクタなしでメモリ安全性を保証します。"
+            .repeat(6),
+        "🦀 ✨ → ≤ ≥ ∞ ".repeat(30),
+    ];
+    let hits: Vec<SearchHit> = (0..40)
+        .map(|i| {
+            serde_json::from_value(serde_json::json!({
+                "chunk_id": i, "doc_id": i / 3, "score": 0.5, "title": format!("Chapter {i}"),
+                "section": "Section", "source": "book", "path": format!("ch{i:02}.html"),
+                "technology": "rust", "category": "guide", "doc_type": "text", "position": i,
+                "snippet": texts[i as usize % texts.len()], "before": [], "after": []
+            }))
+            .unwrap()
+        })
+        .collect();
+    let response = SearchResponse {
+        query: "ownership and borrowing".into(),
+        mode: Mode::Hybrid,
+        hits,
+        notes: vec![],
+        chunks_without_vectors: 0,
+        took_ms: 3.2,
+    };
+    for budget in [150, 300, 1_000, 2_500, 5_000, 25_000] {
+        let answer = exai_server::answer::search_answer(&response, budget);
+        let used = bpe.encode_with_special_tokens(&answer.text).len();
+        assert!(used <= budget, "budget {budget}: {used} tokens");
+    }
+}
