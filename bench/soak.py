@@ -160,6 +160,9 @@ def scrubbed_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("EXAI_")}
     env["EXAI_HOME"] = str(home)
     env["EXAI_EMBED_BACKEND"] = "none"  # keyword-only: no model to find or download
+    # The load calls index_path and job_status, which the lean default does not list (the SDK
+    # would warn on every call that it cannot check their structured answers).
+    env["EXAI_TOOLS_PROFILE"] = "full"
     env.update(extra)
     return env
 
