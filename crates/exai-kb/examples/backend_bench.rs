@@ -38,7 +38,8 @@ use std::time::Instant;
 use exai_embed::{EmbedError, Embedder, ModelIdentity};
 use exai_kb::index::embedding_text;
 use exai_kb::{
-    CategoryMap, Filters, IndexRequest, Kb, KbOptions, Location, Mode, SearchRequest, Store,
+    CategoryMap, Filters, IndexRequest, Kb, KbOptions, Location, Mode, PgStore, SearchRequest,
+    Store,
 };
 
 fn arg(name: &str) -> Option<String> {
@@ -1149,9 +1150,9 @@ fn main() {
         format!("{label}: {}", parts.join(", "))
     };
     let count_before = count_check("before the search rounds");
-    let pg_stats = match pg_loc.open_store().unwrap() {
-        Store::Postgres(p) => p.stats().unwrap(),
-        Store::Sqlite(_) => unreachable!(),
+    let pg_stats = match &pg_loc {
+        Location::Postgres(pool) => PgStore::open(pool).unwrap().stats().unwrap(),
+        Location::Sqlite(_) => unreachable!(),
     };
     let sqlite_bytes = std::fs::metadata(&sqlite_path).map_or(0, |m| m.len());
     let ann_bytes = std::fs::metadata(exai_kb::ann::ann_path(&sqlite_path)).map_or(0, |m| m.len());

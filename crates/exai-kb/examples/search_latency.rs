@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use exai_kb::{CategoryMap, Filters, Kb, KbOptions, Mode, SearchRequest};
+use exai_kb::{CategoryMap, Filters, Kb, KbOptions, Mode, SearchRequest, StoreBackend};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();

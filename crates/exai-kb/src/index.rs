@@ -385,22 +385,17 @@ impl Kb {
             _ => embedder.identity().key(),
         };
         store.claim_embed_model(&key)?;
-        // PostgreSQL: one process embeds at a time (several daemons share the store; the
-        // others would compute the same vectors). The lock dies with its connection.
-        if let Store::Postgres(pg) = &*store {
-            if !pg.try_lock_embedding()? {
-                tracing::info!(
-                    "another exai process is embedding this knowledge base; its vectors appear as it commits them"
-                );
-                return Ok((0, store.count_texts_without_vectors()?));
-            }
-            let out = self.embed_loop(store, embedder, progress, cancel);
-            if let Store::Postgres(pg) = &*store {
-                pg.unlock_embedding()?;
-            }
-            return out;
+        // One process embeds a shared store at a time (the others would compute the same
+        // vectors). The lock dies with its connection.
+        if !store.try_lock_embedding()? {
+            tracing::info!(
+                "another exai process is embedding this knowledge base; its vectors appear as it commits them"
+            );
+            return Ok((0, store.count_texts_without_vectors()?));
         }
-        self.embed_loop(store, embedder, progress, cancel)
+        let out = self.embed_loop(store, embedder, progress, cancel);
+        store.unlock_embedding()?;
+        out
     }
 
     fn embed_loop(

@@ -28,7 +28,10 @@ pub use error::{KbError, Result};
 pub use index::{IndexReport, IndexRequest, Progress};
 pub use model::{ContextChunk, DocType, Filters, Mode, SearchHit, SearchRequest, SearchResponse};
 pub use store::NewDocument;
-pub use store::{ChunkRecord, Count, DocRecord, PgStats, PgStore, SourceInfo, SqliteStore, Store};
+pub use store::{
+    ChunkRecord, Count, DocRecord, Location, PgStats, PgStore, SharedLogic, SourceInfo,
+    SqliteStore, Store, StoreBackend,
+};
 use vectors::VectorIndex;
 
 /// Knobs of the knowledge base (from configuration).
@@ -84,55 +87,22 @@ struct LoadedVectors {
     loaded_at: Instant,
 }
 
-/// Where a knowledge base lives.
-#[derive(Debug, Clone)]
-pub enum Location {
-    /// One SQLite file (the embedded default); vectors are searched in memory.
-    Sqlite(PathBuf),
-    /// PostgreSQL with pgvector, shared by several daemons; vectors are searched in the server.
-    Postgres(Arc<exai_pg::Pool>),
-}
-
-impl Location {
-    /// The file path, or the server URL with its password redacted.
-    pub fn describe(&self) -> String {
-        match self {
-            Location::Sqlite(p) => p.display().to_string(),
-            Location::Postgres(pool) => pool.target().to_string(),
-        }
-    }
-
-    /// `sqlite` or `postgres`.
-    pub fn backend(&self) -> &'static str {
-        match self {
-            Location::Sqlite(_) => "sqlite",
-            Location::Postgres(_) => "postgres",
-        }
-    }
-
-    /// A new connection (creating and migrating the schema if needed).
-    pub fn open_store(&self) -> Result<Store> {
-        Ok(match self {
-            Location::Sqlite(p) => Store::Sqlite(SqliteStore::open(p)?),
-            Location::Postgres(pool) => Store::Postgres(Box::new(PgStore::open(pool)?)),
-        })
-    }
-}
-
 /// The knowledge base: one database (a SQLite file or PostgreSQL), an optional embedder, and
 /// (SQLite) the derived in-memory vector index.
 pub struct Kb {
     location: Location,
-    /// The SQLite file (`None` on PostgreSQL), for the derived ANN index beside it.
-    path: PathBuf,
+    /// Where the ANN graph of the in-memory vector index is saved (`None` where the database
+    /// searches its vectors itself).
+    ann_base: Option<PathBuf>,
     embedder: Option<Arc<dyn Embedder>>,
     options: KbOptions,
     categories: CategoryMap,
     readers: Mutex<Vec<Store>>,
-    /// Keyword-term statistics, one cache for every reader (SQLite).
+    /// Keyword-term statistics, one cache for every reader (where the backend keeps them).
     term_stats: Option<store::SharedTermStats>,
     vectors: RwLock<Option<LoadedVectors>>,
-    /// PostgreSQL: chunks without a vector, at a store generation (one count per change).
+    /// Chunks without a vector, at a store generation (one count per change), where the
+    /// in-memory vector index does not count them.
     missing: Mutex<Option<(u64, u64)>>,
     reload: Mutex<()>,
     /// Set while a background thread builds the ANN index.
@@ -221,6 +191,21 @@ pub fn index_embedding(store: &Store) -> Result<Option<IndexEmbedding>> {
     Ok(Some(IndexEmbedding::new(model, store.embed_backends()?)))
 }
 
+/// Give each hit the chunks around it in its section (`context` before and after).
+fn add_neighbours(store: &Store, hits: &mut [SearchHit], context: usize) -> Result<()> {
+    for h in hits {
+        let (before, after) = store.neighbours(h.doc_id, h.position, &h.section, context)?;
+        let conv = |c: ChunkRecord| ContextChunk {
+            chunk_id: c.id,
+            position: c.position,
+            text: c.text,
+        };
+        h.before = before.into_iter().map(conv).collect();
+        h.after = after.into_iter().map(conv).collect();
+    }
+    Ok(())
+}
+
 fn closest(value: &str, valid: &[String]) -> Option<String> {
     let lower = value.to_lowercase();
     valid
@@ -265,21 +250,21 @@ impl Kb {
                 tracing::warn!(stored = %stored, configured = %key, "the index's vectors come from another model; semantic search is off until `exai index --reembed`");
             }
         }
-        let path = match &location {
-            Location::Sqlite(p) => p.clone(),
-            Location::Postgres(_) => PathBuf::new(),
+        let ann_base = location.derived_files().map(Path::to_path_buf);
+        let term_stats = store.term_stats();
+        let readers = if store.keep_between_calls() {
+            vec![store]
+        } else {
+            Vec::new()
         };
         Ok(Self {
             location,
-            path,
+            ann_base,
             embedder,
             options,
             categories,
-            term_stats: match &store {
-                Store::Sqlite(s) => Some(s.term_stats()),
-                Store::Postgres(_) => None,
-            },
-            readers: Mutex::new(vec![store]),
+            term_stats,
+            readers: Mutex::new(readers),
             vectors: RwLock::new(None),
             missing: Mutex::new(None),
             reload: Mutex::new(()),
@@ -307,31 +292,25 @@ impl Kb {
 
     /// A fresh connection for writing (one per indexing run).
     pub fn writer(&self) -> Result<Store> {
-        match &self.location {
-            Location::Sqlite(p) => Ok(Store::Sqlite(SqliteStore::open(p)?)),
-            Location::Postgres(pool) => Ok(Store::Postgres(Box::new(PgStore::attach(pool)?))),
-        }
+        self.location.connect()
     }
 
     /// Run `f` with a pooled read connection.
     pub fn with_reader<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
-        if let Location::Postgres(pool) = &self.location {
-            // The connection pool is the pool; a connection goes back when the store drops.
-            return f(&Store::Postgres(Box::new(PgStore::attach(pool)?)));
-        }
         let pooled = self.readers.lock().ok().and_then(|mut p| p.pop());
         let store = match pooled {
             Some(s) => s,
             None => {
-                let mut store = SqliteStore::open(&self.path)?;
+                let mut store = self.location.connect()?;
                 if let Some(shared) = &self.term_stats {
                     store.share_term_stats(shared.clone());
                 }
-                Store::Sqlite(store)
+                store
             }
         };
         let out = f(&store);
-        if let Ok(mut pool) = self.readers.lock()
+        if store.keep_between_calls()
+            && let Ok(mut pool) = self.readers.lock()
             && pool.len() < 8
         {
             pool.push(store);
@@ -341,10 +320,6 @@ impl Kb {
 
     /// Whether the index's vectors come from the configured embedder.
     fn vectors_usable(&self, store: &Store) -> Result<bool> {
-        self.model_usable(store.embed_model()?)
-    }
-
-    fn vectors_usable_sqlite(&self, store: &SqliteStore) -> Result<bool> {
         self.model_usable(store.embed_model()?)
     }
 
@@ -374,7 +349,7 @@ impl Kb {
 
     /// The vector index, rebuilt when the store has moved on (at most every `vector_refresh`
     /// while it keeps moving).
-    fn current_vectors(&self, store: &SqliteStore) -> Result<(Arc<VectorIndex>, u64)> {
+    fn current_vectors(&self, store: &Store) -> Result<(Arc<VectorIndex>, u64)> {
         let generation = store.generation()?;
         if let Ok(guard) = self.vectors.read()
             && let Some(v) = guard.as_ref()
@@ -388,7 +363,7 @@ impl Kb {
 
     fn load_vectors(
         &self,
-        store: &SqliteStore,
+        store: &Store,
         generation: u64,
         ann_in_background: bool,
     ) -> Result<(Arc<VectorIndex>, u64)> {
@@ -422,24 +397,22 @@ impl Kb {
 
     /// Give `index` its ANN index when it is big enough: load the file when it matches, else
     /// build it, in a background thread (`background`; search scans exactly meanwhile) or here.
-    fn attach_ann(
-        &self,
-        store: &SqliteStore,
-        index: &Arc<VectorIndex>,
-        background: bool,
-    ) -> Result<()> {
+    fn attach_ann(&self, store: &Store, index: &Arc<VectorIndex>, background: bool) -> Result<()> {
         use std::sync::atomic::Ordering;
         if !ann::wanted(index.distinct(), self.options.ann_min_vectors) || index.ann().is_some() {
             return Ok(());
         }
+        let Some(base) = &self.ann_base else {
+            return Ok(());
+        };
         let Some(model) = store.embed_model()? else {
             return Ok(());
         };
-        if ann::try_load(index, &self.path, &model) {
+        if index.try_load_ann(base, &model) {
             return Ok(());
         }
         if !background {
-            ann::build_and_save(index, &self.path, &model)?;
+            index.build_and_save_ann(base, &model)?;
             return Ok(());
         }
         if !self.options.ann_build_on_search {
@@ -456,11 +429,11 @@ impl Kb {
         if let Ok(mut last) = self.ann_last_build.lock() {
             *last = Some(Instant::now());
         }
-        let (index, path, building) = (index.clone(), self.path.clone(), self.ann_building.clone());
+        let (index, base, building) = (index.clone(), base.clone(), self.ann_building.clone());
         let spawned = std::thread::Builder::new()
             .name("exai-ann-build".into())
             .spawn(move || {
-                if let Err(e) = ann::build_and_save(&index, &path, &model) {
+                if let Err(e) = index.build_and_save_ann(&base, &model) {
                     tracing::warn!(
                         "building the ANN index failed ({e}); semantic search stays exact"
                     );
@@ -477,13 +450,13 @@ impl Kb {
     /// Make the ANN index match the store now (load or build it, here), e.g. at the end of an
     /// indexing run. `None` when the store has too few vectors for one.
     pub fn refresh_ann(&self) -> Result<Option<ann::AnnHeader>> {
+        let Some(base) = &self.ann_base else {
+            // The database keeps its vector index itself.
+            return Ok(None);
+        };
         self.with_reader(|store| {
-            let Store::Sqlite(store) = store else {
-                // PostgreSQL keeps its HNSW index itself.
-                return Ok(None);
-            };
-            if !self.vectors_usable_sqlite(store)? {
-                return ann::refresh(store, self.options.ann_min_vectors);
+            if !self.vectors_usable(store)? {
+                return vectors::refresh_ann(store.backend_ref(), base, self.options.ann_min_vectors);
             }
             let (index, _) = self.load_vectors(store, store.generation()?, false)?;
             self.attach_ann(store, &index, false)?;
@@ -527,152 +500,32 @@ impl Kb {
         Ok(())
     }
 
-    /// One search.
+    /// One search: check the request, retrieve candidates by keyword and by meaning, rank
+    /// them, read the chunks shown and add their neighbours.
     pub fn search(&self, req: &SearchRequest) -> Result<SearchResponse> {
         let started = Instant::now();
-        if req.query.trim().is_empty() {
-            return Err(KbError::Invalid("the query is empty".into()));
-        }
-        if req.query.len() > MAX_QUERY_BYTES {
-            return Err(KbError::Invalid(format!(
-                "the query is {} bytes; at most {MAX_QUERY_BYTES}: ask a question or give \
-                 keywords, not a document",
-                req.query.len()
-            )));
-        }
-        let words = store::query_terms(&req.query).len();
-        if words > MAX_QUERY_TERMS {
-            return Err(KbError::Invalid(format!(
-                "the query has {words} distinct words; at most {MAX_QUERY_TERMS}: keep the \
-                 words that matter"
-            )));
-        }
-        if !(1..=100).contains(&req.limit) {
-            return Err(KbError::Invalid(format!(
-                "limit must be 1–100, not {}",
-                req.limit
-            )));
-        }
-        if req.context > 3 {
-            return Err(KbError::Invalid(format!(
-                "context must be 0–3 chunks, not {}",
-                req.context
-            )));
-        }
+        search::check_request(req)?;
         self.with_reader(|store| {
             self.validate_filters(store, &req.filters)?;
             let mut notes = Vec::new();
-            let mut mode = req.mode;
-            let semantic_ok = self.vectors_usable(store)?;
-            if mode != Mode::Keyword && !semantic_ok {
-                notes.push(match &self.embedder {
-                    None => "no embedding model is configured: keyword results only; see `exai health`".to_string(),
-                    Some(_) => "the index's vectors come from another model: keyword results only until `exai index --reembed`".to_string(),
-                });
-                mode = Mode::Keyword;
-            }
-            let pool = (req.limit * if req.group_by_document { 10 } else { 4 }).max(50);
-            let embedder = match mode {
-                Mode::Keyword => None,
-                _ => Some(self.embedder.as_ref().ok_or_else(|| KbError::Embed("no embedder".into()))?),
-            };
-            let embed = |e: &Arc<dyn Embedder>| e.embed_query(&req.query).map_err(|e| KbError::Embed(e.to_string()));
-            // Hybrid: the query is embedded on another core while FTS5 ranks on this one.
-            let (keyword, query_vector) = match (mode, embedder) {
-                (Mode::Hybrid, Some(e)) => std::thread::scope(|s| {
-                    let embedding = s.spawn(|| embed(e));
-                    let keyword = store.keyword_search(&req.query, &req.filters, pool);
-                    let vector = embedding.join().unwrap_or_else(|_| Err(KbError::Embed("the query embedding panicked".into())));
-                    (keyword, Some(vector))
-                }),
-                (Mode::Semantic, Some(e)) => (Ok(Vec::new()), Some(embed(e))),
-                _ => (store.keyword_search(&req.query, &req.filters, pool), None),
-            };
-            let keyword = keyword?;
-            let (semantic, missing) = if let Some(q) = query_vector {
-                let q = q?;
-                let (semantic, missing) = match store {
-                    Store::Sqlite(s) => {
-                        let (index, missing) = self.current_vectors(s)?;
-                        (index.search(&q, &req.filters, pool), missing)
+            let mode = self.usable_mode(store, req.mode, &mut notes)?;
+            let pool = search::candidate_pool(req);
+            let (keyword, query_vector) = self.keyword_and_query_vector(store, req, mode, pool)?;
+            let (semantic, missing) = match query_vector {
+                Some(q) => {
+                    let (semantic, missing) = self.semantic_search(store, &q, &req.filters, pool)?;
+                    if missing > 0 {
+                        notes.push(format!("{missing} chunks have no vector yet (embedding in progress or pending): semantic search does not see them, keyword search does"));
                     }
-                    Store::Postgres(p) => {
-                        let missing = self.missing_cached(store)?;
-                        (p.vector_search(&q, &req.filters, pool)?, missing)
-                    }
-                };
-                if missing > 0 {
-                    notes.push(format!("{missing} chunks have no vector yet (embedding in progress or pending): semantic search does not see them, keyword search does"));
+                    (semantic, missing)
                 }
-                (semantic, missing)
-            } else {
-                (Vec::new(), self.missing_cached(store).unwrap_or(0))
+                None => (Vec::new(), self.missing_cached(store).unwrap_or(0)),
             };
-            let cosine: std::collections::HashMap<i64, f32> = semantic.iter().copied().collect();
-            let ranked: Vec<(i64, f32, Option<usize>, Option<usize>)> = match mode {
-                Mode::Hybrid => search::rrf(&keyword, &semantic),
-                Mode::Keyword => keyword.iter().enumerate().map(|(i, (id, s))| (*id, *s, Some(i + 1), None)).collect(),
-                Mode::Semantic => semantic.iter().enumerate().map(|(i, (id, s))| (*id, *s, None, Some(i + 1))).collect(),
-            };
-            let mut ranked: Vec<_> = ranked.into_iter().filter(|r| req.min_score.is_none_or(|m| r.1 >= m)).collect();
-            if !req.group_by_document {
-                // Only these are shown: the rest need no text read.
-                ranked.truncate(req.limit);
-            }
+            let ranked = search::rank(req, mode, &keyword, &semantic);
             let records = store.chunks(&ranked.iter().map(|r| r.0).collect::<Vec<_>>())?;
-            let by_id: std::collections::HashMap<i64, &ChunkRecord> = records.iter().map(|c| (c.id, c)).collect();
-            let terms = search::terms(&req.query);
-            let mut hits: Vec<SearchHit> = Vec::new();
-            let mut per_doc: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
-            for (id, score, krank, vrank) in &ranked {
-                let Some(c) = by_id.get(id) else { continue };
-                if req.group_by_document {
-                    let seen = per_doc.entry(c.doc_id).or_insert(0);
-                    *seen += 1;
-                    if *seen > 1 {
-                        continue;
-                    }
-                }
-                if hits.len() >= req.limit {
-                    if req.group_by_document {
-                        continue;
-                    }
-                    break;
-                }
-                hits.push(SearchHit {
-                    chunk_id: c.id,
-                    doc_id: c.doc_id,
-                    score: (*score * 10_000.0).round() / 10_000.0,
-                    keyword_rank: *krank,
-                    semantic_rank: *vrank,
-                    cosine: cosine.get(id).map(|c| (c * 10_000.0).round() / 10_000.0),
-                    title: c.title.clone(),
-                    section: c.section.clone(),
-                    source: c.source.clone(),
-                    path: c.path.clone(),
-                    uri: c.uri.clone(),
-                    technology: c.technology.clone(),
-                    category: c.category.clone(),
-                    doc_type: c.doc_type,
-                    position: c.position,
-                    snippet: search::snippet(&c.text, &terms, 320),
-                    before: Vec::new(),
-                    after: Vec::new(),
-                    more_in_document: None,
-                });
-            }
-            if req.group_by_document {
-                for h in &mut hits {
-                    h.more_in_document = per_doc.get(&h.doc_id).map(|n| n - 1);
-                }
-            }
+            let mut hits = search::hits(req, &ranked, &records, &semantic);
             if req.context > 0 {
-                for h in &mut hits {
-                    let (before, after) = store.neighbours(h.doc_id, h.position, &h.section, req.context)?;
-                    let conv = |c: ChunkRecord| ContextChunk { chunk_id: c.id, position: c.position, text: c.text };
-                    h.before = before.into_iter().map(conv).collect();
-                    h.after = after.into_iter().map(conv).collect();
-                }
+                add_neighbours(store, &mut hits, req.context)?;
             }
             Ok(SearchResponse {
                 query: req.query.clone(),
@@ -683,6 +536,71 @@ impl Kb {
                 took_ms: (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
             })
         })
+    }
+
+    /// The mode asked for, or keyword search (saying why in `notes`) when the index's vectors
+    /// cannot serve it.
+    fn usable_mode(&self, store: &Store, asked: Mode, notes: &mut Vec<String>) -> Result<Mode> {
+        if asked == Mode::Keyword || self.vectors_usable(store)? {
+            return Ok(asked);
+        }
+        notes.push(match &self.embedder {
+            None => "no embedding model is configured: keyword results only; see `exai health`".to_string(),
+            Some(_) => "the index's vectors come from another model: keyword results only until `exai index --reembed`".to_string(),
+        });
+        Ok(Mode::Keyword)
+    }
+
+    /// The keyword candidates and the query's vector, as `mode` needs them. Hybrid embeds the
+    /// query on another core while the keyword index ranks on this one.
+    fn keyword_and_query_vector(
+        &self,
+        store: &Store,
+        req: &SearchRequest,
+        mode: Mode,
+        pool: usize,
+    ) -> Result<(Vec<(i64, f32)>, Option<Vec<f32>>)> {
+        let embedder = match mode {
+            Mode::Keyword => None,
+            _ => Some(
+                self.embedder
+                    .as_ref()
+                    .ok_or_else(|| KbError::Embed("no embedder".into()))?,
+            ),
+        };
+        let embed = |e: &Arc<dyn Embedder>| {
+            e.embed_query(&req.query)
+                .map_err(|e| KbError::Embed(e.to_string()))
+        };
+        let (keyword, query_vector) = match (mode, embedder) {
+            (Mode::Hybrid, Some(e)) => std::thread::scope(|s| {
+                let embedding = s.spawn(|| embed(e));
+                let keyword = store.keyword_search(&req.query, &req.filters, pool);
+                let vector = embedding.join().unwrap_or_else(|_| {
+                    Err(KbError::Embed("the query embedding panicked".into()))
+                });
+                (keyword, Some(vector))
+            }),
+            (Mode::Semantic, Some(e)) => (Ok(Vec::new()), Some(embed(e))),
+            _ => (store.keyword_search(&req.query, &req.filters, pool), None),
+        };
+        Ok((keyword?, query_vector.transpose()?))
+    }
+
+    /// The `k` nearest chunks to `query` and how many chunks have no vector: in the database
+    /// when it searches its vectors itself, else in the in-memory vector index.
+    fn semantic_search(
+        &self,
+        store: &Store,
+        query: &[f32],
+        filters: &Filters,
+        k: usize,
+    ) -> Result<(Vec<(i64, f32)>, u64)> {
+        if let Some(found) = store.vector_search(query, filters, k)? {
+            return Ok((found, self.missing_cached(store)?));
+        }
+        let (index, missing) = self.current_vectors(store)?;
+        Ok((index.search(query, filters, k), missing))
     }
 
     pub fn get_chunk(&self, id: i64, context: usize) -> Result<ChunkWithContext> {

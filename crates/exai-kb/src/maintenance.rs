@@ -6,7 +6,7 @@ use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::store::{SCHEMA_VERSION, SqliteStore};
+use crate::store::{SCHEMA_VERSION, SharedLogic, SqliteStore, StoreBackend};
 
 /// What `exai db verify` found. `problems` fail the check; `warnings` do not.
 #[derive(Debug, Clone, Serialize)]
@@ -524,8 +524,8 @@ mod tests {
             .unwrap();
         let absent = store.verify(false).unwrap().ann;
         assert!(!absent.present);
-        assert!(crate::ann::refresh(&store, 3).unwrap().is_none());
-        let built = crate::ann::refresh(&store, 1).unwrap().unwrap();
+        assert!(crate::vectors::refresh_ann(&store, store.path(), 3).unwrap().is_none());
+        let built = crate::vectors::refresh_ann(&store, store.path(), 1).unwrap().unwrap();
         let report = store.verify(false).unwrap();
         assert!(report.ann.present && report.ann.fresh, "{:?}", report.ann);
         assert_eq!(report.ann.generation, Some(built.generation));
@@ -541,7 +541,7 @@ mod tests {
             "{:?}",
             report.warnings
         );
-        assert!(crate::ann::refresh(&store, 1).unwrap().is_some());
+        assert!(crate::vectors::refresh_ann(&store, store.path(), 1).unwrap().is_some());
         assert!(store.verify(false).unwrap().ann.fresh);
         std::fs::write(crate::ann::ann_path(store.path()), b"junk").unwrap();
         let report = store.verify(false).unwrap();

@@ -1,6 +1,149 @@
-//! Fusing keyword and semantic results, snippets, and result shaping.
+//! The steps of a search that need no database: checking the request, fusing keyword and
+//! semantic results, snippets, and shaping the hits.
 
 use std::collections::HashMap;
+
+use crate::error::{KbError, Result};
+use crate::model::{Mode, SearchHit, SearchRequest};
+use crate::store::ChunkRecord;
+use crate::{MAX_QUERY_BYTES, MAX_QUERY_TERMS};
+
+/// A chunk in the final order: (chunk id, score, keyword rank, semantic rank).
+pub type Ranked = (i64, f32, Option<usize>, Option<usize>);
+
+/// Refuse a request whose query or limits are out of bounds, before any work.
+pub fn check_request(req: &SearchRequest) -> Result<()> {
+    if req.query.trim().is_empty() {
+        return Err(KbError::Invalid("the query is empty".into()));
+    }
+    if req.query.len() > MAX_QUERY_BYTES {
+        return Err(KbError::Invalid(format!(
+            "the query is {} bytes; at most {MAX_QUERY_BYTES}: ask a question or give \
+             keywords, not a document",
+            req.query.len()
+        )));
+    }
+    let words = crate::store::query_terms(&req.query).len();
+    if words > MAX_QUERY_TERMS {
+        return Err(KbError::Invalid(format!(
+            "the query has {words} distinct words; at most {MAX_QUERY_TERMS}: keep the \
+             words that matter"
+        )));
+    }
+    if !(1..=100).contains(&req.limit) {
+        return Err(KbError::Invalid(format!(
+            "limit must be 1–100, not {}",
+            req.limit
+        )));
+    }
+    if req.context > 3 {
+        return Err(KbError::Invalid(format!(
+            "context must be 0–3 chunks, not {}",
+            req.context
+        )));
+    }
+    Ok(())
+}
+
+/// How many candidates each retriever returns: several per hit shown, more when hits are
+/// grouped by document (most candidates then fold into a document already shown).
+pub fn candidate_pool(req: &SearchRequest) -> usize {
+    (req.limit * if req.group_by_document { 10 } else { 4 }).max(50)
+}
+
+/// The candidates in their final order: fused (hybrid) or as one retriever ranked them,
+/// without those under `min_score`, and cut to the hits shown unless they are grouped later.
+pub fn rank(
+    req: &SearchRequest,
+    mode: Mode,
+    keyword: &[(i64, f32)],
+    semantic: &[(i64, f32)],
+) -> Vec<Ranked> {
+    let ranked: Vec<Ranked> = match mode {
+        Mode::Hybrid => rrf(keyword, semantic),
+        Mode::Keyword => keyword
+            .iter()
+            .enumerate()
+            .map(|(i, (id, s))| (*id, *s, Some(i + 1), None))
+            .collect(),
+        Mode::Semantic => semantic
+            .iter()
+            .enumerate()
+            .map(|(i, (id, s))| (*id, *s, None, Some(i + 1)))
+            .collect(),
+    };
+    let mut ranked: Vec<Ranked> = ranked
+        .into_iter()
+        .filter(|r| req.min_score.is_none_or(|m| r.1 >= m))
+        .collect();
+    if !req.group_by_document {
+        // Only these are shown: the rest need no text read.
+        ranked.truncate(req.limit);
+    }
+    ranked
+}
+
+fn round4(x: f32) -> f32 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+/// The hits shown, from the ranked candidates and their chunks: at most `req.limit`, one per
+/// document when grouping (each then says how many more of its chunks ranked), with snippets.
+pub fn hits(
+    req: &SearchRequest,
+    ranked: &[Ranked],
+    records: &[ChunkRecord],
+    semantic: &[(i64, f32)],
+) -> Vec<SearchHit> {
+    let cosine: HashMap<i64, f32> = semantic.iter().copied().collect();
+    let by_id: HashMap<i64, &ChunkRecord> = records.iter().map(|c| (c.id, c)).collect();
+    let terms = terms(&req.query);
+    let mut hits: Vec<SearchHit> = Vec::new();
+    let mut per_doc: HashMap<i64, usize> = HashMap::new();
+    for (id, score, krank, vrank) in ranked {
+        let Some(c) = by_id.get(id) else { continue };
+        if req.group_by_document {
+            let seen = per_doc.entry(c.doc_id).or_insert(0);
+            *seen += 1;
+            if *seen > 1 {
+                continue;
+            }
+        }
+        if hits.len() >= req.limit {
+            if req.group_by_document {
+                continue;
+            }
+            break;
+        }
+        hits.push(SearchHit {
+            chunk_id: c.id,
+            doc_id: c.doc_id,
+            score: round4(*score),
+            keyword_rank: *krank,
+            semantic_rank: *vrank,
+            cosine: cosine.get(id).map(|c| round4(*c)),
+            title: c.title.clone(),
+            section: c.section.clone(),
+            source: c.source.clone(),
+            path: c.path.clone(),
+            uri: c.uri.clone(),
+            technology: c.technology.clone(),
+            category: c.category.clone(),
+            doc_type: c.doc_type,
+            position: c.position,
+            snippet: snippet(&c.text, &terms, 320),
+            before: Vec::new(),
+            after: Vec::new(),
+            more_in_document: None,
+        });
+    }
+    if req.group_by_document {
+        for h in &mut hits {
+            h.more_in_document = per_doc.get(&h.doc_id).map(|n| n - 1);
+        }
+    }
+    hits
+}
 
 /// Reciprocal-rank-fusion constant (the usual 60): rank r contributes 1 / (K + r).
 pub const RRF_K: f32 = 60.0;

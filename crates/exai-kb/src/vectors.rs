@@ -13,7 +13,11 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use crate::ann::{AnnIndex, AnnSource};
+use std::path::Path;
+
+use crate::ann::{self, AnnFile, AnnHeader, AnnIndex, AnnSource, ann_path, read};
+use crate::error::Result;
+use crate::store::{SharedLogic, StoreBackend};
 use crate::model::Filters;
 use crate::store::VectorMeta;
 
@@ -360,6 +364,81 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
+/// The ANN graph on disk beside the database, for an in-memory index.
+impl VectorIndex {
+    /// Attach the ANN file's index to `index` when the file matches it exactly. Returns false when
+    /// the file is missing, stale or corrupt (a corrupt one is reported and left to be replaced by
+    /// the rebuild), so the caller builds.
+    pub fn try_load_ann(&self, db: &Path, model: &str) -> bool {
+            let index = self;
+        if index.ann().is_some() {
+            return true;
+        }
+        let path = ann_path(db);
+        let source = index.ann_source(model);
+        match read(&path) {
+            AnnFile::Missing => false,
+            AnnFile::Corrupt(why) => {
+                tracing::warn!(file = %path.display(), "discarding a corrupt ANN index ({why}); rebuilding it");
+                false
+            }
+            AnnFile::Present(header, _) if !header.matches(&source) => {
+                tracing::info!(
+                    file = %path.display(),
+                    built_from = header.generation,
+                    current = source.generation,
+                    "the ANN index is stale; rebuilding it (exact search meanwhile)"
+                );
+                false
+            }
+            AnnFile::Present(header, payload) => match AnnIndex::load(header, &payload) {
+                Ok(ann) => index.attach_ann(ann, model),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), "discarding an unloadable ANN index ({e}); rebuilding it");
+                    false
+                }
+            },
+        }
+    }
+
+    /// Build the ANN index over `index`'s rows, write it next to the database and attach it.
+    pub fn build_and_save_ann(&self, db: &Path, model: &str) -> Result<AnnHeader> {
+            let index = self;
+        let started = std::time::Instant::now();
+        let mut ann = index.build_ann(model)?;
+        ann.save(&ann_path(db))?;
+        let header = ann.header.clone();
+        index.attach_ann(ann, model);
+        tracing::info!(
+            vectors = header.vectors,
+            generation = header.generation,
+            seconds = started.elapsed().as_secs_f64(),
+            "ANN index built"
+        );
+        Ok(header)
+    }
+}
+
+/// Make the ANN file of `store` match it (load when fresh, else build and write), for
+/// `exai index` and `exai db reindex`. `None` when the store has fewer than `min_vectors`
+/// vectors or no embedding model.
+pub fn refresh_ann(store: &dyn StoreBackend, db: &Path, min_vectors: usize) -> Result<Option<AnnHeader>> {
+    let Some(model) = store.embed_model()? else {
+        return Ok(None);
+    };
+    // The generation first: a change committed while the vectors are read labels the index
+    // older than its rows, so it is rebuilt again, never trusted wrongly.
+    let generation = store.generation()?;
+    let index = VectorIndex::build(store.vectors()?, generation);
+    if !ann::wanted(index.distinct(), min_vectors) {
+        return Ok(None);
+    }
+    if index.try_load_ann(db, &model) {
+        return Ok(index.ann().map(|a| a.header.clone()));
+    }
+    index.build_and_save_ann(db, &model).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,5 +548,242 @@ mod tests {
         let b: Vec<f32> = (0..389).map(|i| (i as f32).cos()).collect();
         let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
         assert!((dot(&a, &b) - naive).abs() < 1e-3);
+    }
+}
+
+#[cfg(test)]
+mod ann_tests {
+    use super::*;
+    use crate::ann::*;
+
+    fn try_load(index: &VectorIndex, db: &Path, model: &str) -> bool {
+        index.try_load_ann(db, model)
+    }
+
+    fn build_and_save(index: &VectorIndex, db: &Path, model: &str) -> Result<AnnHeader> {
+        index.build_and_save_ann(db, model)
+    }
+    use crate::model::{DocType, Filters};
+    use crate::store::VectorMeta;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> f32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+        }
+        fn unit(&mut self, dim: usize) -> Vec<f32> {
+            let v: Vec<f32> = (0..dim).map(|_| self.next()).collect();
+            normalised(v)
+        }
+    }
+
+    fn normalised(mut v: Vec<f32>) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= n);
+        v
+    }
+
+    /// Random unit vectors around random centres: like sentence embeddings, they have
+    /// neighbourhoods (uniform noise in 384 dimensions has none, and no ANN index finds
+    /// neighbours there; BENCHMARKS.md shows that worst case).
+    pub(crate) fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = Rng(seed);
+        let centres: Vec<Vec<f32>> = (0..(n / 20).max(1)).map(|_| rng.unit(dim)).collect();
+        (0..n)
+            .map(|i| {
+                let noise = rng.unit(dim);
+                let c = &centres[i % centres.len()];
+                normalised(c.iter().zip(&noise).map(|(c, e)| c + 0.6 * e).collect())
+            })
+            .collect()
+    }
+
+    fn rows(vectors: Vec<Vec<f32>>) -> Vec<(i64, Vec<f32>, VectorMeta)> {
+        vectors
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let source = if i % 10 == 0 { "rare" } else { "common" };
+                let meta = VectorMeta {
+                    source: source.into(),
+                    technology: "t".into(),
+                    category: "c".into(),
+                    path: format!("{source}/{i}"),
+                    doc_type: DocType::Text,
+                };
+                (i as i64 * 3 + 1, v, meta)
+            })
+            .collect()
+    }
+
+    /// Queries near the data (a question lands near its answers), not at random.
+    fn queries(data: &[Vec<f32>], n: usize) -> Vec<Vec<f32>> {
+        let mut rng = Rng(0xDEADBEEF);
+        (0..n)
+            .map(|i| {
+                let v = &data[(i * 7919) % data.len()];
+                let noise = rng.unit(v.len());
+                normalised(v.iter().zip(&noise).map(|(x, e)| x + 0.3 * e).collect())
+            })
+            .collect()
+    }
+
+    fn recall(index: &VectorIndex, ann: &AnnIndex, filters: &Filters, qs: &[Vec<f32>]) -> f64 {
+        let mut found = 0;
+        let mut total = 0;
+        for q in qs {
+            let exact: Vec<i64> = index
+                .search_exact(q, filters, 10)
+                .iter()
+                .map(|h| h.0)
+                .collect();
+            let approx = index.search_ann(ann, q, filters, 10);
+            total += exact.len();
+            found += approx.iter().filter(|h| exact.contains(&h.0)).count();
+        }
+        found as f64 / total as f64
+    }
+
+    #[test]
+    fn recall_at_10_against_the_exact_scan() {
+        let dim = 384;
+        let data = clustered(4000, dim, 7);
+        let qs = queries(&data, 100);
+        let index = VectorIndex::build(rows(data), 1);
+        let ann = index.build_ann("m:384:fp32").unwrap();
+        let r = recall(&index, &ann, &Filters::default(), &qs);
+        assert!(r >= 0.95, "recall@10 {r}");
+        // Filtered: every hit passes the filter, and the fallback makes the answer exact.
+        let rare = Filters {
+            sources: vec!["rare".into()],
+            ..Default::default()
+        };
+        let r = recall(&index, &ann, &rare, &qs);
+        assert!(r >= 0.95, "filtered recall@10 {r}");
+        assert!(index.attach_ann(ann, "m:384:fp32"));
+        for q in &qs {
+            let hits = index.search(q, &rare, 10);
+            assert_eq!(hits.len(), 10);
+            assert!(hits.iter().all(|h| (h.0 - 1) / 3 % 10 == 0), "{hits:?}");
+        }
+    }
+
+    /// Documentation repeats itself: here every distinct vector stands for 1 to 7 chunks (the
+    /// std docs: 3.7 chunks per distinct text). The graph holds each vector once, so
+    /// duplicates cannot crowd the neighbour lists, and recall is counted by chunk.
+    #[test]
+    fn recall_holds_when_chunks_repeat_their_vectors() {
+        let dim = 64;
+        let distinct = clustered(2000, dim, 11);
+        let mut repeated = Vec::new();
+        for (i, v) in distinct.iter().enumerate() {
+            for _ in 0..(1 + i % 7) {
+                repeated.push(v.clone());
+            }
+        }
+        let qs = queries(&distinct, 100);
+        let index = VectorIndex::build(rows(repeated), 1);
+        assert_eq!(index.distinct(), 2000);
+        assert!(index.len() > 7000);
+        let ann = index.build_ann("m:64:fp32").unwrap();
+        assert_eq!(ann.header.vectors, 2000);
+        let r = recall(&index, &ann, &Filters::default(), &qs);
+        assert!(r >= 0.95, "recall@10 {r}");
+    }
+
+    #[test]
+    fn big_indexes_get_a_denser_graph() {
+        assert_eq!(graph_params(20_000), (CONNECTIVITY, EXPANSION_ADD));
+        assert_eq!(graph_params(DENSE_FROM - 1), (16, 128));
+        assert_eq!(graph_params(1_000_000), (32, 256));
+    }
+
+    #[test]
+    fn search_breadth_grows_with_the_index() {
+        assert_eq!(search_breadth(0), EXPANSION_SEARCH);
+        assert_eq!(search_breadth(50_000), EXPANSION_SEARCH);
+        assert_eq!(search_breadth(200_000), 512);
+        assert_eq!(search_breadth(1_000_000), 2_048);
+        assert_eq!(search_breadth(usize::MAX / 1024), 2_048);
+    }
+
+    #[test]
+    fn selective_filters_fall_back_to_the_exact_scan() {
+        let dim = 32;
+        let data = clustered(500, dim, 3);
+        let q = queries(&data, 1).remove(0);
+        let index = VectorIndex::build(rows(data), 1);
+        assert!(index.attach_ann(index.build_ann("m:32:fp32").unwrap(), "m:32:fp32"));
+        let one = Filters {
+            path_prefix: Some("rare/40".into()),
+            ..Default::default()
+        };
+        let hits = index.search(&q, &one, 10);
+        assert_eq!(hits, index.search_exact(&q, &one, 10));
+        let mut ids: Vec<i64> = hits.iter().map(|h| h.0).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, vec![40 * 3 + 1, 400 * 3 + 1]);
+        // Scores are exact cosines even through the graph.
+        let unfiltered = index.search(&q, &Filters::default(), 5);
+        let exact = index.search_exact(&q, &Filters::default(), 5);
+        for (a, e) in unfiltered.iter().zip(&exact) {
+            if a.0 == e.0 {
+                assert_eq!(a.1, e.1);
+            }
+        }
+    }
+
+    #[test]
+    fn a_saved_index_loads_only_for_the_same_vectors() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("kb.sqlite");
+        let dim = 16;
+        let index = VectorIndex::build(rows(clustered(300, dim, 5)), 4);
+        build_and_save(&index, &db, "m:16:fp32").unwrap();
+        assert!(index.ann().is_some());
+        let again = VectorIndex::build(rows(clustered(300, dim, 5)), 4);
+        assert!(try_load(&again, &db, "m:16:fp32"));
+        let q = queries(&clustered(300, dim, 5), 1).remove(0);
+        assert_eq!(
+            again.search(&q, &Filters::default(), 5),
+            index.search(&q, &Filters::default(), 5)
+        );
+        // Another generation, model or row set: stale.
+        let newer = VectorIndex::build(rows(clustered(300, dim, 5)), 5);
+        assert!(!try_load(&newer, &db, "m:16:fp32"));
+        let other_model = VectorIndex::build(rows(clustered(300, dim, 5)), 4);
+        assert!(!try_load(&other_model, &db, "n:16:fp32"));
+        let fewer = VectorIndex::build(rows(clustered(299, dim, 5)), 4);
+        assert!(!try_load(&fewer, &db, "m:16:fp32"));
+        assert!(fewer.ann().is_none());
+        assert_eq!(inspect(&ann_path(&db)).unwrap().unwrap().generation, 4);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_detected_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("kb.sqlite");
+        let dim = 16;
+        let index = VectorIndex::build(rows(clustered(200, dim, 9)), 2);
+        build_and_save(&index, &db, "m:16:fp32").unwrap();
+        let path = ann_path(&db);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 10;
+        bytes[last] ^= 0xFF;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(inspect(&path).unwrap_err().contains("checksum"));
+        let fresh = VectorIndex::build(rows(clustered(200, dim, 9)), 2);
+        assert!(!try_load(&fresh, &db, "m:16:fp32"));
+        build_and_save(&fresh, &db, "m:16:fp32").unwrap();
+        assert!(inspect(&path).unwrap().is_some());
+        std::fs::write(&path, b"EXAIANN\x01garbage").unwrap();
+        assert!(inspect(&path).is_err());
+        std::fs::write(&path, b"nonsense").unwrap();
+        assert!(inspect(&path).unwrap_err().contains("not an exai ANN file"));
+        assert!(remove(&db).unwrap());
+        assert!(inspect(&path).unwrap().is_none());
     }
 }

@@ -459,10 +459,10 @@ fn the_store_contract_holds_on_both_backends() {
             ["onnx", "candle"],
             "{name}"
         );
-        if let Store::Postgres(pg) = &store {
-            let hits = pg
-                .vector_search(&[0.9, 0.1, 0.0], &Filters::default(), 10)
-                .unwrap();
+        if let Some(hits) = store
+            .vector_search(&[0.9, 0.1, 0.0], &Filters::default(), 10)
+            .unwrap()
+        {
             assert_eq!(hits.len(), 2, "both chunks share the vector");
             assert!((hits[0].1 - 0.9939).abs() < 1e-3, "{hits:?}");
         }
@@ -480,6 +480,51 @@ fn the_store_contract_holds_on_both_backends() {
         assert_eq!(store.totals().unwrap(), (0, 0));
         assert!(store.sources().unwrap().is_empty());
         assert!(store.quick_check().unwrap().is_empty(), "{name}");
+    }
+}
+
+/// Make the database refuse to record `embed_model`, as a write that fails half-way would.
+fn refuse_model_records(location: &Location, db: Option<&TestDatabase>) {
+    match (location, db) {
+        (Location::Sqlite(path), _) => rusqlite::Connection::open(path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER refuse_model BEFORE INSERT ON meta WHEN NEW.key = 'embed_model'
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+            )
+            .unwrap(),
+        (Location::Postgres(_), Some(db)) => {
+            exai_pg::postgres::Client::connect(&db.url, exai_pg::postgres::NoTls)
+                .unwrap()
+                .batch_execute(
+                    "CREATE FUNCTION refuse_model() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+                     CREATE TRIGGER refuse_model BEFORE INSERT ON kb_meta FOR EACH ROW
+                     WHEN (NEW.key = 'embed_model') EXECUTE FUNCTION refuse_model();",
+                )
+                .unwrap()
+        }
+        (Location::Postgres(_), None) => unreachable!("a PostgreSQL location has its database"),
+    }
+}
+
+#[test]
+fn a_model_claim_that_fails_leaves_the_old_record_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (location, db) in backends("claim", tmp.path()) {
+        let name = location.backend();
+        let store: Store = location.open_store().unwrap();
+        store.claim_embed_model("a:3:fp32").unwrap();
+        store.record_embed_backend("onnx").unwrap();
+        refuse_model_records(&location, db.as_ref());
+        // No vectors yet, so another model may replace the record: its write fails midway.
+        assert!(store.claim_embed_model("b:3:fp32").is_err(), "{name}");
+        assert_eq!(
+            store.embed_model().unwrap().as_deref(),
+            Some("a:3:fp32"),
+            "{name}"
+        );
+        assert_eq!(store.embed_backends().unwrap(), ["onnx"], "{name}");
     }
 }
 

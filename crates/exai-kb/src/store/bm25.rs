@@ -29,6 +29,7 @@ use rusqlite::{params, params_from_iter};
 use crate::error::Result;
 use crate::model::Filters;
 use crate::store::query_terms;
+use crate::store::SharedLogic;
 use crate::store::sqlite::{SqliteStore, filter_sql};
 
 /// FTS5's `bm25()` constant: a term's share saturates at `idf · (K1 + 1)`.
@@ -47,7 +48,7 @@ const MAX_CACHED_TERMS: usize = 20_000;
 
 /// Document frequencies of query terms at one store generation.
 #[derive(Debug, Default)]
-pub(crate) struct TermStats {
+pub struct TermStats {
     generation: Option<u64>,
     chunks: f64,
     df: HashMap<String, f64>,
@@ -88,7 +89,7 @@ fn top_k(mut rows: Vec<(i64, f64)>, k: usize) -> Vec<(i64, f32)> {
 impl SqliteStore {
     /// BM25 over title, section and text (weights 4:2:1), best first, with filters. Scores are
     /// positive: higher is better.
-    pub fn keyword_search(
+    pub fn bm25_search(
         &self,
         query: &str,
         filters: &Filters,
@@ -97,7 +98,7 @@ impl SqliteStore {
         Ok(self.keyword_search_planned(query, filters, k)?.0)
     }
 
-    /// [`Self::keyword_search`], saying how it was answered.
+    /// [`Self::bm25_search`], saying how it was answered.
     pub fn keyword_search_planned(
         &self,
         query: &str,
@@ -331,6 +332,8 @@ mod tests {
 
     /// 40 documents × 20 chunks over a vocabulary shaped like documentation: words in 90, 60,
     /// 30 and 12 % of the chunks, and 300 rarer ones with uneven counts and chunk lengths.
+    use crate::store::StoreBackend;
+
     fn corpus() -> (tempfile::TempDir, SqliteStore) {
         use crate::model::{DocType, NewChunk};
         use crate::store::NewDocument;

@@ -19,7 +19,8 @@ use pgvector::Vector;
 use crate::error::{KbError, Result};
 use crate::model::{DocType, Filters, NewChunk};
 use crate::store::{
-    ChunkRecord, Count, DocRecord, NewDocument, SourceInfo, hash_text, now, query_terms,
+    ChunkRecord, Column, Count, DocRecord, NewDocument, SharedLogic, SourceInfo, StoreBackend,
+    VectorMeta, claim_writes, hash_text, now, query_terms,
 };
 
 /// The schema, step by step (component `kb` in `exai_schema`).
@@ -202,79 +203,13 @@ impl PgStore {
         })
     }
 
-    pub fn schema_version(&self) -> Result<i64> {
-        self.with(|c| Ok(exai_pg::schema_version(&mut **c, "kb")?))
-    }
-
     /// The schema this build writes.
     pub fn known_schema_version() -> i64 {
         MIGRATIONS.len() as i64
     }
 
-    fn meta(&self, key: &str) -> Result<Option<String>> {
-        self.with(|c| {
-            Ok(
-                c.query_opt("SELECT value FROM kb_meta WHERE key = $1", &[&key])
-                    .map_err(exai_pg::PgError::from)?
-                    .map(|r| r.get(0)),
-            )
-        })
-    }
-
-    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO kb_meta(key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                &[&key, &value],
-            )
-            .map_err(exai_pg::PgError::from)?;
-            Ok(())
-        })
-    }
-
-    pub fn generation(&self) -> Result<u64> {
-        Ok(self
-            .meta("generation")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0))
-    }
-
-    pub fn embed_model(&self) -> Result<Option<String>> {
-        self.meta("embed_model")
-    }
-
-    /// Record the model the vectors come from (refusing another one while vectors exist), fix
-    /// the vector column's dimension and build the HNSW index for it.
-    pub fn claim_embed_model(&self, key: &str) -> Result<()> {
-        let stored = self.embed_model()?;
-        if let Some(stored) = &stored {
-            if stored == key {
-                return self.ensure_hnsw(key);
-            }
-            let vectors = self.count("SELECT count(*) FROM kb_embeddings")?;
-            if vectors > 0 {
-                return Err(KbError::ModelMismatch {
-                    stored: stored.clone(),
-                    configured: key.to_string(),
-                });
-            }
-        }
-        self.with(|c| {
-            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
-            tx.execute(
-                "DELETE FROM kb_meta WHERE key IN ('embed_model', 'embed_backends')",
-                &[],
-            )
-            .map_err(exai_pg::PgError::from)?;
-            tx.execute(
-                "INSERT INTO kb_meta(key, value) VALUES ('embed_model', $1)",
-                &[&key],
-            )
-            .map_err(exai_pg::PgError::from)?;
-            tx.commit().map_err(exai_pg::PgError::from)?;
-            Ok(())
-        })?;
-        self.ensure_hnsw(key)
+    pub fn schema_version(&self) -> Result<i64> {
+        self.with(|c| Ok(exai_pg::schema_version(&mut **c, "kb")?))
     }
 
     /// Give the vector column the model's dimension and an HNSW index (idempotent).
@@ -315,191 +250,6 @@ impl PgStore {
         })
     }
 
-    pub fn embed_backends(&self) -> Result<Vec<String>> {
-        Ok(self
-            .meta("embed_backends")?
-            .map(|v| {
-                v.split(',')
-                    .filter(|b| !b.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
-    pub fn record_embed_backend(&self, backend: &str) -> Result<()> {
-        let mut backends = self.embed_backends()?;
-        if backends.iter().any(|b| b == backend) {
-            return Ok(());
-        }
-        backends.push(backend.to_string());
-        self.set_meta("embed_backends", &backends.join(","))
-    }
-
-    pub fn drop_vectors(&self) -> Result<u64> {
-        self.with(|c| {
-            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
-            let n = tx
-                .execute("DELETE FROM kb_embeddings", &[])
-                .map_err(exai_pg::PgError::from)?;
-            tx.execute(
-                "DELETE FROM kb_meta WHERE key IN ('embed_model', 'embed_backends')",
-                &[],
-            )
-            .map_err(exai_pg::PgError::from)?;
-            tx.execute(BUMP_GENERATION, &[])
-                .map_err(exai_pg::PgError::from)?;
-            tx.commit().map_err(exai_pg::PgError::from)?;
-            Ok(n)
-        })
-    }
-
-    pub fn upsert_source(&self, name: &str, roots: &[String], technology: &str) -> Result<()> {
-        let roots = serde_json::json!(roots);
-        let t = now();
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO kb_sources(name, roots, technology, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
-                 ON CONFLICT (name) DO UPDATE SET roots = $2, technology = $3, updated_at = $4",
-                &[&name, &roots, &technology, &t],
-            )
-            .map_err(exai_pg::PgError::from)?;
-            Ok(())
-        })
-    }
-
-    pub fn document_hashes(&self, source: &str) -> Result<HashMap<String, String>> {
-        self.with(|c| {
-            Ok(c.query(
-                "SELECT path, hash FROM kb_documents WHERE source = $1",
-                &[&source],
-            )
-            .map_err(exai_pg::PgError::from)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect())
-        })
-    }
-
-    /// Replace documents and their chunks in one transaction: all or nothing.
-    pub fn replace_documents(&self, docs: &[(NewDocument<'_>, Vec<NewChunk>)]) -> Result<()> {
-        let indexed_at = now();
-        self.with(|c| {
-            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
-            let del = tx
-                .prepare("DELETE FROM kb_documents WHERE source = $1 AND path = $2")
-                .map_err(exai_pg::PgError::from)?;
-            let ins_doc = tx
-                .prepare(
-                    "INSERT INTO kb_documents(source, path, uri, title, format, technology, category, hash, bytes, metadata, indexed_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-                )
-                .map_err(exai_pg::PgError::from)?;
-            let ins_chunks = tx
-                .prepare(&format!(
-                    "INSERT INTO kb_chunks(doc_id, position, section, text, tokens, doc_type, text_hash, tsv)
-                     SELECT $1, u.p, u.s, u.t, u.k, u.d, u.h,
-                            setweight(to_tsvector('{TS_CONFIG}', $2), 'A')
-                            || setweight(to_tsvector('{TS_CONFIG}', u.s), 'B')
-                            || setweight(to_tsvector('{TS_CONFIG}', u.t), 'D')
-                     FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[]) AS u(p, s, t, k, d, h)"
-                ))
-                .map_err(exai_pg::PgError::from)?;
-            for (doc, chunks) in docs {
-                tx.execute(&del, &[&doc.source, &doc.path])
-                    .map_err(exai_pg::PgError::from)?;
-                let metadata = serde_json::Value::Object(doc.metadata.clone());
-                let id: i64 = tx
-                    .query_one(
-                        &ins_doc,
-                        &[
-                            &doc.source,
-                            &doc.path,
-                            &doc.uri,
-                            &doc.title,
-                            &doc.format,
-                            &doc.technology,
-                            &doc.category,
-                            &doc.hash,
-                            &(doc.bytes as i64),
-                            &metadata,
-                            &indexed_at,
-                        ],
-                    )
-                    .map_err(exai_pg::PgError::from)?
-                    .get(0);
-                if chunks.is_empty() {
-                    continue;
-                }
-                let positions: Vec<i64> = chunks.iter().map(|c| c.position as i64).collect();
-                let sections: Vec<&str> = chunks.iter().map(|c| c.section.as_str()).collect();
-                let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
-                let tokens: Vec<i64> = chunks.iter().map(|c| c.tokens as i64).collect();
-                let types: Vec<&str> = chunks.iter().map(|c| c.doc_type.as_str()).collect();
-                let hashes: Vec<String> = chunks.iter().map(|c| hash_text(&c.text)).collect();
-                tx.execute(
-                    &ins_chunks,
-                    &[&id, &doc.title, &positions, &sections, &texts, &tokens, &types, &hashes],
-                )
-                .map_err(exai_pg::PgError::from)?;
-            }
-            tx.execute(BUMP_GENERATION, &[])
-                .map_err(exai_pg::PgError::from)?;
-            tx.commit().map_err(exai_pg::PgError::from)?;
-            Ok(())
-        })
-    }
-
-    pub fn delete_documents(&self, source: &str, paths: &[String]) -> Result<u64> {
-        self.with(|c| {
-            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
-            let n = tx
-                .execute(
-                    "DELETE FROM kb_documents WHERE source = $1 AND path = ANY($2)",
-                    &[&source, &paths],
-                )
-                .map_err(exai_pg::PgError::from)?;
-            tx.execute(BUMP_GENERATION, &[])
-                .map_err(exai_pg::PgError::from)?;
-            tx.commit().map_err(exai_pg::PgError::from)?;
-            Ok(n)
-        })
-    }
-
-    pub fn remove_source(&self, source: &str) -> Result<u64> {
-        self.with(|c| {
-            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
-            let n = tx
-                .execute("DELETE FROM kb_documents WHERE source = $1", &[&source])
-                .map_err(exai_pg::PgError::from)?;
-            tx.execute("DELETE FROM kb_sources WHERE name = $1", &[&source])
-                .map_err(exai_pg::PgError::from)?;
-            tx.execute(BUMP_GENERATION, &[])
-                .map_err(exai_pg::PgError::from)?;
-            tx.commit().map_err(exai_pg::PgError::from)?;
-            Ok(n)
-        })
-    }
-
-    pub fn texts_without_vectors(
-        &self,
-        limit: usize,
-    ) -> Result<Vec<(String, String, String, String)>> {
-        self.with(|c| {
-            Ok(c.query(
-                "SELECT DISTINCT ON (c.text_hash) c.text_hash, d.title, c.section, c.text
-                 FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id
-                 WHERE NOT EXISTS (SELECT 1 FROM kb_embeddings e WHERE e.text_hash = c.text_hash)
-                 ORDER BY c.text_hash LIMIT $1",
-                &[&(limit as i64)],
-            )
-            .map_err(exai_pg::PgError::from)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect())
-        })
-    }
-
     fn count(&self, sql: &str) -> Result<u64> {
         self.with(|c| {
             let n: i64 = c
@@ -508,301 +258,6 @@ impl PgStore {
                 .get(0);
             Ok(u64::try_from(n).unwrap_or(0))
         })
-    }
-
-    pub fn count_texts_without_vectors(&self) -> Result<u64> {
-        self.count("SELECT count(DISTINCT text_hash) FROM kb_chunks c WHERE NOT EXISTS (SELECT 1 FROM kb_embeddings e WHERE e.text_hash = c.text_hash)")
-    }
-
-    pub fn count_chunks_without_vectors(&self) -> Result<u64> {
-        self.count("SELECT count(*) FROM kb_chunks c WHERE NOT EXISTS (SELECT 1 FROM kb_embeddings e WHERE e.text_hash = c.text_hash)")
-    }
-
-    /// Store vectors (by text hash) in one transaction.
-    pub fn put_vectors(&self, vectors: &[(String, Vec<f32>)]) -> Result<()> {
-        self.with(|c| {
-            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
-            let ins = tx
-                .prepare(
-                    "INSERT INTO kb_embeddings(text_hash, vector) VALUES ($1, $2)
-                     ON CONFLICT (text_hash) DO UPDATE SET vector = EXCLUDED.vector",
-                )
-                .map_err(exai_pg::PgError::from)?;
-            for (hash, v) in vectors {
-                tx.execute(&ins, &[hash, &Vector::from(v.clone())])
-                    .map_err(exai_pg::PgError::from)?;
-            }
-            tx.execute(BUMP_GENERATION, &[])
-                .map_err(exai_pg::PgError::from)?;
-            tx.commit().map_err(exai_pg::PgError::from)?;
-            Ok(())
-        })
-    }
-
-    /// Weighted full-text match, best first, scores positive (higher is better).
-    pub fn keyword_search(
-        &self,
-        query: &str,
-        filters: &Filters,
-        k: usize,
-    ) -> Result<Vec<(i64, f32)>> {
-        let terms = query_terms(query);
-        if terms.is_empty() {
-            return Ok(Vec::new());
-        }
-        let tsquery = terms.join(" | ");
-        let (filter, args) = filter_sql(filters, 3);
-        let join = if filter.is_empty() {
-            ""
-        } else {
-            " JOIN kb_documents d ON d.id = c.doc_id"
-        };
-        let sql = format!(
-            "SELECT c.id, ts_rank({TS_WEIGHTS}, c.tsv, q, 1)::real AS score
-             FROM kb_chunks c{join}, to_tsquery('{TS_CONFIG}', $1) q
-             WHERE c.tsv @@ q{filter}
-             ORDER BY score DESC, c.id LIMIT $2"
-        );
-        let k = k as i64;
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tsquery, &k];
-        params.extend(refs(&args));
-        self.with(|c| {
-            Ok(c.query(&sql, &params)
-                .map_err(exai_pg::PgError::from)?
-                .iter()
-                .map(|r| (r.get::<_, i64>(0), r.get::<_, f32>(1)))
-                .collect())
-        })
-    }
-
-    /// Nearest chunks by cosine similarity through the HNSW index; with filters that leave
-    /// fewer than `k` among the index's candidates, an exact scan of the filtered chunks.
-    pub fn vector_search(
-        &self,
-        query: &[f32],
-        filters: &Filters,
-        k: usize,
-    ) -> Result<Vec<(i64, f32)>> {
-        let q = Vector::from(query.to_vec());
-        let (filter, args) = filter_sql(filters, 3);
-        let join = if filter.is_empty() {
-            ""
-        } else {
-            " JOIN kb_documents d ON d.id = c.doc_id"
-        };
-        let k_sql = k as i64;
-        let ef = (k * 2).clamp(64, 1000);
-        let run = |c: &mut Conn, exact: bool| -> Result<Vec<(i64, f32)>> {
-            // `+ 0` keeps the planner off the index: an exact scan.
-            let order = if exact {
-                "(e.vector <=> $1) + 0"
-            } else {
-                "e.vector <=> $1"
-            };
-            let sql = format!(
-                "SELECT c.id, (1 - (e.vector <=> $1))::real
-                 FROM kb_embeddings e JOIN kb_chunks c ON c.text_hash = e.text_hash{join}
-                 WHERE true{filter}
-                 ORDER BY {order} LIMIT $2"
-            );
-            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&q, &k_sql];
-            params.extend(refs(&args));
-            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
-            tx.batch_execute(&format!("SET LOCAL hnsw.ef_search = {ef}"))
-                .map_err(exai_pg::PgError::from)?;
-            let rows = tx.query(&sql, &params).map_err(exai_pg::PgError::from)?;
-            tx.commit().map_err(exai_pg::PgError::from)?;
-            Ok(rows
-                .iter()
-                .map(|r| (r.get::<_, i64>(0), r.get::<_, f32>(1)))
-                .collect())
-        };
-        self.with(|c| {
-            let found = run(c, false)?;
-            if found.len() >= k || filter.is_empty() {
-                return Ok(found);
-            }
-            run(c, true)
-        })
-    }
-
-    pub fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkRecord>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids_vec = ids.to_vec();
-        let mut found: Vec<ChunkRecord> = self.with(|c| {
-            Ok(c.query(
-                &format!("SELECT {CHUNK_COLUMNS} FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE c.id = ANY($1)"),
-                &[&ids_vec],
-            )
-            .map_err(exai_pg::PgError::from)?
-            .iter()
-            .map(chunk_from_row)
-            .collect())
-        })?;
-        let order: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        found.sort_by_key(|c| order.get(&c.id).copied().unwrap_or(usize::MAX));
-        Ok(found)
-    }
-
-    pub fn neighbours(
-        &self,
-        doc_id: i64,
-        position: i64,
-        section: &str,
-        n: usize,
-    ) -> Result<(Vec<ChunkRecord>, Vec<ChunkRecord>)> {
-        if n == 0 {
-            return Ok((Vec::new(), Vec::new()));
-        }
-        let (lo, hi) = (position - n as i64, position + n as i64);
-        let all: Vec<ChunkRecord> = self.with(|c| {
-            Ok(c.query(
-                &format!("SELECT {CHUNK_COLUMNS} FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id
-                          WHERE c.doc_id = $1 AND c.section = $2 AND c.position BETWEEN $3 AND $4 AND c.position <> $5 ORDER BY c.position"),
-                &[&doc_id, &section, &lo, &hi, &position],
-            )
-            .map_err(exai_pg::PgError::from)?
-            .iter()
-            .map(chunk_from_row)
-            .collect())
-        })?;
-        Ok(all.into_iter().partition(|c| c.position < position))
-    }
-
-    pub fn document_chunks(&self, doc_id: i64) -> Result<Vec<ChunkRecord>> {
-        self.with(|c| {
-            Ok(c.query(
-                &format!("SELECT {CHUNK_COLUMNS} FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE c.doc_id = $1 ORDER BY c.position"),
-                &[&doc_id],
-            )
-            .map_err(exai_pg::PgError::from)?
-            .iter()
-            .map(chunk_from_row)
-            .collect())
-        })
-    }
-
-    pub fn document(
-        &self,
-        doc_id: Option<i64>,
-        source_path: Option<(&str, &str)>,
-    ) -> Result<DocRecord> {
-        let base = "SELECT d.id, d.source, d.path, d.uri, d.title, d.format, d.technology, d.category, d.hash, d.bytes, d.metadata, d.indexed_at,
-                    (SELECT count(*) FROM kb_chunks c WHERE c.doc_id = d.id) FROM kb_documents d";
-        let row = self.with(|c| {
-            Ok(match (doc_id, source_path) {
-                (Some(id), _) => c
-                    .query_opt(&format!("{base} WHERE d.id = $1"), &[&id])
-                    .map_err(exai_pg::PgError::from)?,
-                (None, Some((source, path))) => c
-                    .query_opt(
-                        &format!("{base} WHERE d.path = $2 AND ($1 = '' OR d.source = $1) ORDER BY d.id LIMIT 1"),
-                        &[&source, &path],
-                    )
-                    .map_err(exai_pg::PgError::from)?,
-                (None, None) => return Err(KbError::Invalid("give a document id or a path".into())),
-            })
-        })?;
-        let Some(r) = row else {
-            return Err(KbError::NotFound(match (doc_id, source_path) {
-                (Some(id), _) => format!("document {id}"),
-                (_, Some((s, p))) => format!("document `{p}` in source `{s}`"),
-                _ => "document".into(),
-            }));
-        };
-        Ok(doc_from_row(&r))
-    }
-
-    pub fn sources(&self) -> Result<Vec<SourceInfo>> {
-        self.with(|c| {
-            Ok(c.query(
-                "SELECT s.name, s.roots, s.technology, s.created_at, s.updated_at,
-                        (SELECT count(*) FROM kb_documents d WHERE d.source = s.name),
-                        (SELECT count(*) FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE d.source = s.name),
-                        (SELECT count(*) FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE d.source = s.name
-                            AND NOT EXISTS (SELECT 1 FROM kb_embeddings e WHERE e.text_hash = c.text_hash))
-                 FROM kb_sources s ORDER BY s.name",
-                &[],
-            )
-            .map_err(exai_pg::PgError::from)?
-            .iter()
-            .map(|r| {
-                let roots: serde_json::Value = r.get(1);
-                SourceInfo {
-                    name: r.get(0),
-                    roots: serde_json::from_value(roots).unwrap_or_default(),
-                    technology: r.get(2),
-                    created_at: r.get(3),
-                    updated_at: r.get(4),
-                    documents: r.get(5),
-                    chunks: r.get(6),
-                    chunks_without_vectors: r.get(7),
-                }
-            })
-            .collect())
-        })
-    }
-
-    pub fn counts(&self, column: &str) -> Result<Vec<Count>> {
-        let column = match column {
-            "technology" => "technology",
-            "category" => "category",
-            "source" => "source",
-            other => return Err(KbError::Invalid(format!("cannot count by {other}"))),
-        };
-        self.with(|c| {
-            Ok(c.query(
-                &format!(
-                    "SELECT d.{column}, count(DISTINCT d.id), count(c.id) FROM kb_documents d LEFT JOIN kb_chunks c ON c.doc_id = d.id
-                     GROUP BY d.{column} ORDER BY d.{column}"
-                ),
-                &[],
-            )
-            .map_err(exai_pg::PgError::from)?
-            .iter()
-            .map(|r| Count {
-                name: r.get(0),
-                documents: r.get(1),
-                chunks: r.get(2),
-            })
-            .collect())
-        })
-    }
-
-    /// Distinct values of a document column (`column` is one of a fixed few, never input).
-    pub(crate) fn distinct_values(&self, column: &str) -> Result<Vec<String>> {
-        self.with(|c| {
-            Ok(c.query(
-                &format!("SELECT DISTINCT {column} FROM kb_documents ORDER BY {column}"),
-                &[],
-            )
-            .map_err(exai_pg::PgError::from)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect())
-        })
-    }
-
-    pub fn totals(&self) -> Result<(u64, u64)> {
-        Ok((
-            self.count("SELECT count(*) FROM kb_documents")?,
-            self.count("SELECT count(*) FROM kb_chunks")?,
-        ))
-    }
-
-    /// The server answers and the schema is this build's.
-    pub fn quick_check(&self) -> Result<Vec<String>> {
-        let mut problems = Vec::new();
-        let v = self.schema_version()?;
-        if v != MIGRATIONS.len() as i64 {
-            problems.push(format!(
-                "kb schema version {v}, this build writes {}",
-                MIGRATIONS.len()
-            ));
-        }
-        Ok(problems)
     }
 
     /// Take the knowledge base's embedding lock for this connection's session, if free.
@@ -826,20 +281,6 @@ impl PgStore {
             )
             .map_err(exai_pg::PgError::from)?;
             Ok(())
-        })
-    }
-
-    /// Every vector by text hash, in hash order, `limit` from `after` (for `exai db copy`).
-    pub fn vectors_page(&self, after: &str, limit: usize) -> Result<Vec<(String, Vec<f32>)>> {
-        self.with(|c| {
-            Ok(c.query(
-                "SELECT text_hash, vector FROM kb_embeddings WHERE text_hash > $1 ORDER BY text_hash LIMIT $2",
-                &[&after, &(limit as i64)],
-            )
-            .map_err(exai_pg::PgError::from)?
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, Vector>(1).to_vec()))
-            .collect())
         })
     }
 
@@ -909,10 +350,587 @@ pub struct PgStats {
     pub generation: u64,
 }
 
-/// Export, import and checks for `exai db copy|verify` (the operations toolkit).
-impl PgStore {
+/// PostgreSQL's dialect of the store (the shared logic is in [`super::Store`]).
+impl StoreBackend for PgStore {
+    fn describe(&self) -> String {
+        self.target.clone()
+    }
+
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn schema_version(&self) -> Result<i64> {
+        PgStore::schema_version(self)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            Ok(
+                c.query_opt("SELECT value FROM kb_meta WHERE key = $1", &[&key])
+                    .map_err(exai_pg::PgError::from)?
+                    .map(|r| r.get(0)),
+            )
+        })
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO kb_meta(key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[&key, &value],
+            )
+            .map_err(exai_pg::PgError::from)?;
+            Ok(())
+        })
+    }
+
+    /// Record the model the vectors come from (deciding with [`claim_writes`] in one
+    /// transaction, under a lock that orders concurrent claims), then fix the vector column's
+    /// dimension and build the HNSW index for it.
+    fn claim_embed_model(&self, key: &str) -> Result<()> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('exai-kb-embed-model'))",
+                &[],
+            )
+            .map_err(exai_pg::PgError::from)?;
+            let stored: Option<String> = tx
+                .query_opt("SELECT value FROM kb_meta WHERE key = 'embed_model'", &[])
+                .map_err(exai_pg::PgError::from)?
+                .map(|r| r.get(0));
+            let writes = claim_writes(stored.as_deref(), key, || {
+                Ok(tx
+                    .query_one("SELECT EXISTS (SELECT 1 FROM kb_embeddings)", &[])
+                    .map_err(exai_pg::PgError::from)?
+                    .get(0))
+            })?;
+            if writes {
+                tx.execute(
+                    "DELETE FROM kb_meta WHERE key IN ('embed_model', 'embed_backends')",
+                    &[],
+                )
+                .map_err(exai_pg::PgError::from)?;
+                tx.execute(
+                    "INSERT INTO kb_meta(key, value) VALUES ('embed_model', $1)",
+                    &[&key],
+                )
+                .map_err(exai_pg::PgError::from)?;
+            }
+            tx.commit().map_err(exai_pg::PgError::from)?;
+            Ok(())
+        })?;
+        self.ensure_hnsw(key)
+    }
+
+    fn drop_vectors(&self) -> Result<u64> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            let n = tx
+                .execute("DELETE FROM kb_embeddings", &[])
+                .map_err(exai_pg::PgError::from)?;
+            tx.execute(
+                "DELETE FROM kb_meta WHERE key IN ('embed_model', 'embed_backends')",
+                &[],
+            )
+            .map_err(exai_pg::PgError::from)?;
+            tx.execute(BUMP_GENERATION, &[])
+                .map_err(exai_pg::PgError::from)?;
+            tx.commit().map_err(exai_pg::PgError::from)?;
+            Ok(n)
+        })
+    }
+
+    fn upsert_source(&self, name: &str, roots: &[String], technology: &str) -> Result<()> {
+        let roots = serde_json::json!(roots);
+        let t = now();
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO kb_sources(name, roots, technology, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
+                 ON CONFLICT (name) DO UPDATE SET roots = $2, technology = $3, updated_at = $4",
+                &[&name, &roots, &technology, &t],
+            )
+            .map_err(exai_pg::PgError::from)?;
+            Ok(())
+        })
+    }
+
+    fn document_hashes(&self, source: &str) -> Result<HashMap<String, String>> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT path, hash FROM kb_documents WHERE source = $1",
+                &[&source],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })
+    }
+
+    fn replace_documents(&mut self, docs: &[(NewDocument<'_>, Vec<NewChunk>)]) -> Result<()> {
+        let indexed_at = now();
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            let del = tx
+                .prepare("DELETE FROM kb_documents WHERE source = $1 AND path = $2")
+                .map_err(exai_pg::PgError::from)?;
+            let ins_doc = tx
+                .prepare(
+                    "INSERT INTO kb_documents(source, path, uri, title, format, technology, category, hash, bytes, metadata, indexed_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                )
+                .map_err(exai_pg::PgError::from)?;
+            let ins_chunks = tx
+                .prepare(&format!(
+                    "INSERT INTO kb_chunks(doc_id, position, section, text, tokens, doc_type, text_hash, tsv)
+                     SELECT $1, u.p, u.s, u.t, u.k, u.d, u.h,
+                            setweight(to_tsvector('{TS_CONFIG}', $2), 'A')
+                            || setweight(to_tsvector('{TS_CONFIG}', u.s), 'B')
+                            || setweight(to_tsvector('{TS_CONFIG}', u.t), 'D')
+                     FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[]) AS u(p, s, t, k, d, h)"
+                ))
+                .map_err(exai_pg::PgError::from)?;
+            for (doc, chunks) in docs {
+                tx.execute(&del, &[&doc.source, &doc.path])
+                    .map_err(exai_pg::PgError::from)?;
+                let metadata = serde_json::Value::Object(doc.metadata.clone());
+                let id: i64 = tx
+                    .query_one(
+                        &ins_doc,
+                        &[
+                            &doc.source,
+                            &doc.path,
+                            &doc.uri,
+                            &doc.title,
+                            &doc.format,
+                            &doc.technology,
+                            &doc.category,
+                            &doc.hash,
+                            &(doc.bytes as i64),
+                            &metadata,
+                            &indexed_at,
+                        ],
+                    )
+                    .map_err(exai_pg::PgError::from)?
+                    .get(0);
+                if chunks.is_empty() {
+                    continue;
+                }
+                let positions: Vec<i64> = chunks.iter().map(|c| c.position as i64).collect();
+                let sections: Vec<&str> = chunks.iter().map(|c| c.section.as_str()).collect();
+                let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+                let tokens: Vec<i64> = chunks.iter().map(|c| c.tokens as i64).collect();
+                let types: Vec<&str> = chunks.iter().map(|c| c.doc_type.as_str()).collect();
+                let hashes: Vec<String> = chunks.iter().map(|c| hash_text(&c.text)).collect();
+                tx.execute(
+                    &ins_chunks,
+                    &[&id, &doc.title, &positions, &sections, &texts, &tokens, &types, &hashes],
+                )
+                .map_err(exai_pg::PgError::from)?;
+            }
+            tx.execute(BUMP_GENERATION, &[])
+                .map_err(exai_pg::PgError::from)?;
+            tx.commit().map_err(exai_pg::PgError::from)?;
+            Ok(())
+        })
+    }
+
+    fn delete_documents(&mut self, source: &str, paths: &[String]) -> Result<u64> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM kb_documents WHERE source = $1 AND path = ANY($2)",
+                    &[&source, &paths],
+                )
+                .map_err(exai_pg::PgError::from)?;
+            tx.execute(BUMP_GENERATION, &[])
+                .map_err(exai_pg::PgError::from)?;
+            tx.commit().map_err(exai_pg::PgError::from)?;
+            Ok(n)
+        })
+    }
+
+    fn remove_source(&mut self, source: &str) -> Result<u64> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            let n = tx
+                .execute("DELETE FROM kb_documents WHERE source = $1", &[&source])
+                .map_err(exai_pg::PgError::from)?;
+            tx.execute("DELETE FROM kb_sources WHERE name = $1", &[&source])
+                .map_err(exai_pg::PgError::from)?;
+            tx.execute(BUMP_GENERATION, &[])
+                .map_err(exai_pg::PgError::from)?;
+            tx.commit().map_err(exai_pg::PgError::from)?;
+            Ok(n)
+        })
+    }
+
+    fn texts_without_vectors(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String, String)>> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT DISTINCT ON (c.text_hash) c.text_hash, d.title, c.section, c.text
+                 FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id
+                 WHERE NOT EXISTS (SELECT 1 FROM kb_embeddings e WHERE e.text_hash = c.text_hash)
+                 ORDER BY c.text_hash LIMIT $1",
+                &[&(limit as i64)],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect())
+        })
+    }
+
+    fn count_texts_without_vectors(&self) -> Result<u64> {
+        self.count("SELECT count(DISTINCT text_hash) FROM kb_chunks c WHERE NOT EXISTS (SELECT 1 FROM kb_embeddings e WHERE e.text_hash = c.text_hash)")
+    }
+
+    fn count_chunks_without_vectors(&self) -> Result<u64> {
+        self.count("SELECT count(*) FROM kb_chunks c WHERE NOT EXISTS (SELECT 1 FROM kb_embeddings e WHERE e.text_hash = c.text_hash)")
+    }
+
+    fn put_vectors(&mut self, vectors: &[(String, Vec<f32>)]) -> Result<()> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            let ins = tx
+                .prepare(
+                    "INSERT INTO kb_embeddings(text_hash, vector) VALUES ($1, $2)
+                     ON CONFLICT (text_hash) DO UPDATE SET vector = EXCLUDED.vector",
+                )
+                .map_err(exai_pg::PgError::from)?;
+            for (hash, v) in vectors {
+                tx.execute(&ins, &[hash, &Vector::from(v.clone())])
+                    .map_err(exai_pg::PgError::from)?;
+            }
+            tx.execute(BUMP_GENERATION, &[])
+                .map_err(exai_pg::PgError::from)?;
+            tx.commit().map_err(exai_pg::PgError::from)?;
+            Ok(())
+        })
+    }
+
+    /// Weighted full-text match, best first, scores positive (higher is better).
+    fn keyword_search(
+        &self,
+        query: &str,
+        filters: &Filters,
+        k: usize,
+    ) -> Result<Vec<(i64, f32)>> {
+        let terms = query_terms(query);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tsquery = terms.join(" | ");
+        let (filter, args) = filter_sql(filters, 3);
+        let join = if filter.is_empty() {
+            ""
+        } else {
+            " JOIN kb_documents d ON d.id = c.doc_id"
+        };
+        let sql = format!(
+            "SELECT c.id, ts_rank({TS_WEIGHTS}, c.tsv, q, 1)::real AS score
+             FROM kb_chunks c{join}, to_tsquery('{TS_CONFIG}', $1) q
+             WHERE c.tsv @@ q{filter}
+             ORDER BY score DESC, c.id LIMIT $2"
+        );
+        let k = k as i64;
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tsquery, &k];
+        params.extend(refs(&args));
+        self.with(|c| {
+            Ok(c.query(&sql, &params)
+                .map_err(exai_pg::PgError::from)?
+                .iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, f32>(1)))
+                .collect())
+        })
+    }
+
+    /// Nearest chunks by cosine similarity through the HNSW index; with filters that leave
+    /// fewer than `k` among the index's candidates, an exact scan of the filtered chunks.
+    fn vector_search(
+        &self,
+        query: &[f32],
+        filters: &Filters,
+        k: usize,
+    ) -> Result<Option<Vec<(i64, f32)>>> {
+        let q = Vector::from(query.to_vec());
+        let (filter, args) = filter_sql(filters, 3);
+        let join = if filter.is_empty() {
+            ""
+        } else {
+            " JOIN kb_documents d ON d.id = c.doc_id"
+        };
+        let k_sql = k as i64;
+        let ef = (k * 2).clamp(64, 1000);
+        let run = |c: &mut Conn, exact: bool| -> Result<Vec<(i64, f32)>> {
+            // `+ 0` keeps the planner off the index: an exact scan.
+            let order = if exact {
+                "(e.vector <=> $1) + 0"
+            } else {
+                "e.vector <=> $1"
+            };
+            let sql = format!(
+                "SELECT c.id, (1 - (e.vector <=> $1))::real
+                 FROM kb_embeddings e JOIN kb_chunks c ON c.text_hash = e.text_hash{join}
+                 WHERE true{filter}
+                 ORDER BY {order} LIMIT $2"
+            );
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&q, &k_sql];
+            params.extend(refs(&args));
+            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            tx.batch_execute(&format!("SET LOCAL hnsw.ef_search = {ef}"))
+                .map_err(exai_pg::PgError::from)?;
+            let rows = tx.query(&sql, &params).map_err(exai_pg::PgError::from)?;
+            tx.commit().map_err(exai_pg::PgError::from)?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, f32>(1)))
+                .collect())
+        };
+        self.with(|c| {
+            let found = run(c, false)?;
+            if found.len() >= k || filter.is_empty() {
+                return Ok(found);
+            }
+            run(c, true)
+        })
+        .map(Some)
+    }
+
+    fn vectors(&self) -> Result<Vec<(i64, Vec<f32>, VectorMeta)>> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT c.id, e.vector, d.source, d.technology, d.category, d.path, c.doc_type
+                 FROM kb_chunks c JOIN kb_embeddings e ON e.text_hash = c.text_hash JOIN kb_documents d ON d.id = c.doc_id
+                 ORDER BY c.id",
+                &[],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(|r| {
+                let doc_type: String = r.get(6);
+                (
+                    r.get::<_, i64>(0),
+                    r.get::<_, Vector>(1).to_vec(),
+                    VectorMeta {
+                        source: r.get(2),
+                        technology: r.get(3),
+                        category: r.get(4),
+                        path: r.get(5),
+                        doc_type: DocType::parse(&doc_type).unwrap_or(DocType::Text),
+                    },
+                )
+            })
+            .collect())
+        })
+    }
+
+    fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkRecord>> {
+        let ids = ids.to_vec();
+        self.with(|c| {
+            Ok(c.query(
+                &format!("SELECT {CHUNK_COLUMNS} FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE c.id = ANY($1)"),
+                &[&ids],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(chunk_from_row)
+            .collect())
+        })
+    }
+
+    fn section_chunks(
+        &self,
+        doc_id: i64,
+        section: &str,
+        from: i64,
+        to: i64,
+        position: i64,
+    ) -> Result<Vec<ChunkRecord>> {
+        self.with(|c| {
+            Ok(c.query(
+                &format!("SELECT {CHUNK_COLUMNS} FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id
+                          WHERE c.doc_id = $1 AND c.section = $2 AND c.position BETWEEN $3 AND $4 AND c.position <> $5 ORDER BY c.position"),
+                &[&doc_id, &section, &from, &to, &position],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(chunk_from_row)
+            .collect())
+        })
+    }
+
+    fn document_chunks(&self, doc_id: i64) -> Result<Vec<ChunkRecord>> {
+        self.with(|c| {
+            Ok(c.query(
+                &format!("SELECT {CHUNK_COLUMNS} FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE c.doc_id = $1 ORDER BY c.position"),
+                &[&doc_id],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(chunk_from_row)
+            .collect())
+        })
+    }
+
+    fn find_document(
+        &self,
+        doc_id: Option<i64>,
+        source_path: Option<(&str, &str)>,
+    ) -> Result<Option<DocRecord>> {
+        let base = "SELECT d.id, d.source, d.path, d.uri, d.title, d.format, d.technology, d.category, d.hash, d.bytes, d.metadata, d.indexed_at,
+                    (SELECT count(*) FROM kb_chunks c WHERE c.doc_id = d.id) FROM kb_documents d";
+        let row = self.with(|c| {
+            Ok(match (doc_id, source_path) {
+                (Some(id), _) => c
+                    .query_opt(&format!("{base} WHERE d.id = $1"), &[&id])
+                    .map_err(exai_pg::PgError::from)?,
+                (None, Some((source, path))) => c
+                    .query_opt(
+                        &format!("{base} WHERE d.path = $2 AND ($1 = '' OR d.source = $1) ORDER BY d.id LIMIT 1"),
+                        &[&source, &path],
+                    )
+                    .map_err(exai_pg::PgError::from)?,
+                (None, None) => None,
+            })
+        })?;
+        Ok(row.as_ref().map(doc_from_row))
+    }
+
+    fn sources(&self) -> Result<Vec<SourceInfo>> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT s.name, s.roots, s.technology, s.created_at, s.updated_at,
+                        (SELECT count(*) FROM kb_documents d WHERE d.source = s.name),
+                        (SELECT count(*) FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE d.source = s.name),
+                        (SELECT count(*) FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE d.source = s.name
+                            AND NOT EXISTS (SELECT 1 FROM kb_embeddings e WHERE e.text_hash = c.text_hash))
+                 FROM kb_sources s ORDER BY s.name",
+                &[],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(|r| {
+                let roots: serde_json::Value = r.get(1);
+                SourceInfo {
+                    name: r.get(0),
+                    roots: serde_json::from_value(roots).unwrap_or_default(),
+                    technology: r.get(2),
+                    created_at: r.get(3),
+                    updated_at: r.get(4),
+                    documents: r.get(5),
+                    chunks: r.get(6),
+                    chunks_without_vectors: r.get(7),
+                }
+            })
+            .collect())
+        })
+    }
+
+    fn counts(&self, column: Column) -> Result<Vec<Count>> {
+        let column = column.as_str();
+        self.with(|c| {
+            Ok(c.query(
+                &format!(
+                    "SELECT d.{column}, count(DISTINCT d.id), count(c.id) FROM kb_documents d LEFT JOIN kb_chunks c ON c.doc_id = d.id
+                     GROUP BY d.{column} ORDER BY d.{column}"
+                ),
+                &[],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(|r| Count {
+                name: r.get(0),
+                documents: r.get(1),
+                chunks: r.get(2),
+            })
+            .collect())
+        })
+    }
+
+    fn distinct_values(&self, column: Column) -> Result<Vec<String>> {
+        let column = column.as_str();
+        self.with(|c| {
+            Ok(c.query(
+                &format!("SELECT DISTINCT {column} FROM kb_documents ORDER BY {column}"),
+                &[],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+        })
+    }
+
+    fn totals(&self) -> Result<(u64, u64)> {
+        Ok((
+            self.count("SELECT count(*) FROM kb_documents")?,
+            self.count("SELECT count(*) FROM kb_chunks")?,
+        ))
+    }
+
+    /// The server answers and the schema is this build's.
+    fn quick_check(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let v = self.schema_version()?;
+        if v != MIGRATIONS.len() as i64 {
+            problems.push(format!(
+                "kb schema version {v}, this build writes {}",
+                MIGRATIONS.len()
+            ));
+        }
+        Ok(problems)
+    }
+
+    /// Every vector by text hash, in hash order, `limit` from `after` (for `exai db copy`).
+    fn vectors_page(&self, after: &str, limit: usize) -> Result<Vec<(String, Vec<f32>)>> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT text_hash, vector FROM kb_embeddings WHERE text_hash > $1 ORDER BY text_hash LIMIT $2",
+                &[&after, &(limit as i64)],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, Vector>(1).to_vec()))
+            .collect())
+        })
+    }
+
+    fn keyword_ranking(&self) -> &'static str {
+        "ts_rank"
+    }
+
+    /// Several daemons share the database: one embeds, the others wait for its vectors.
+    fn try_lock_embedding(&self) -> Result<bool> {
+        PgStore::try_lock_embedding(self)
+    }
+
+    fn unlock_embedding(&self) -> Result<()> {
+        PgStore::unlock_embedding(self)
+    }
+
+    /// The connection pool is the pool; a connection goes back when the store drops.
+    fn keep_between_calls(&self) -> bool {
+        false
+    }
+
+    /// PostgreSQL keeps its own statistics.
+    fn term_stats(&self) -> Option<super::SharedTermStats> {
+        None
+    }
+
+    fn share_term_stats(&mut self, _shared: super::SharedTermStats) {}
+
+    // Export and import for `exai db copy`.
+
     /// Documents with an id above `after`, in id order (insertion order), `limit` at most.
-    pub fn documents_page(&self, after: i64, limit: usize) -> Result<Vec<DocRecord>> {
+    fn documents_page(&self, after: i64, limit: usize) -> Result<Vec<DocRecord>> {
         self.with(|c| {
             Ok(c.query(
                 "SELECT d.id, d.source, d.path, d.uri, d.title, d.format, d.technology, d.category, d.hash, d.bytes, d.metadata, d.indexed_at,
@@ -928,7 +946,7 @@ impl PgStore {
     }
 
     /// Every chunk of these documents, by document and position.
-    pub fn chunks_of_documents(&self, doc_ids: &[i64]) -> Result<Vec<ChunkRecord>> {
+    fn chunks_of_documents(&self, doc_ids: &[i64]) -> Result<Vec<ChunkRecord>> {
         let ids = doc_ids.to_vec();
         self.with(|c| {
             Ok(c.query(
@@ -946,7 +964,7 @@ impl PgStore {
     }
 
     /// The vector stored for a chunk text.
-    pub fn vector(&self, text_hash: &str) -> Result<Option<Vec<f32>>> {
+    fn vector(&self, text_hash: &str) -> Result<Option<Vec<f32>>> {
         self.with(|c| {
             Ok(c.query_opt(
                 "SELECT vector FROM kb_embeddings WHERE text_hash = $1",
@@ -958,12 +976,12 @@ impl PgStore {
     }
 
     /// Vectors stored (one per distinct chunk text, orphans included).
-    pub fn count_vectors(&self) -> Result<u64> {
+    fn count_vectors(&self) -> Result<u64> {
         self.count("SELECT count(*) FROM kb_embeddings")
     }
 
     /// Store vectors (by text hash) with one statement per batch, in one transaction.
-    pub fn import_vectors(&self, vectors: &[(String, Vec<f32>)]) -> Result<()> {
+    fn import_vectors(&mut self, vectors: &[(String, Vec<f32>)]) -> Result<()> {
         let hashes: Vec<&str> = vectors.iter().map(|(h, _)| h.as_str()).collect();
         let values: Vec<Vector> = vectors
             .iter()
@@ -988,7 +1006,7 @@ impl PgStore {
     /// one transaction, keeping the schema, and leave the vector column without a dimension or
     /// HNSW index, so the next model claimed builds its index in bulk over the loaded vectors:
     /// the destination of a copy.
-    pub fn clear_for_import(&self) -> Result<()> {
+    fn clear_for_import(&mut self) -> Result<()> {
         self.with(|c| {
             let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
             tx.execute(
@@ -1008,7 +1026,10 @@ impl PgStore {
             Ok(())
         })
     }
+}
 
+/// Checks for `exai db verify` (the operations toolkit).
+impl PgStore {
     /// Check the knowledge base in PostgreSQL: schema version, pgvector, the HNSW index (once a
     /// model is claimed), vector dimensions against the model identity, rows pointing at
     /// missing rows, and vectors no chunk uses. Reads only.

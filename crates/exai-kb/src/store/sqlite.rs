@@ -11,8 +11,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_ite
 use crate::error::{KbError, Result};
 use crate::model::{DocType, Filters, NewChunk};
 use crate::store::{
-    ChunkRecord, Count, DocRecord, NewDocument, SourceInfo, VectorMeta, decode_vector,
-    encode_vector, hash_text, now,
+    ChunkRecord, Column, Count, DocRecord, NewDocument, SourceInfo, StoreBackend, VectorMeta,
+    claim_writes, decode_vector, encode_vector, hash_text, now,
 };
 
 /// Every committed change bumps this counter; derived indexes compare it to know they are stale.
@@ -254,16 +254,6 @@ impl SqliteStore {
         &self.path
     }
 
-    /// This connection's cache of keyword-term statistics.
-    pub(crate) fn term_stats(&self) -> super::SharedTermStats {
-        self.term_stats.clone()
-    }
-
-    /// Use a cache of term statistics shared with other connections of the same database.
-    pub(crate) fn share_term_stats(&mut self, shared: super::SharedTermStats) {
-        self.term_stats = shared;
-    }
-
     fn configure(&self) -> rusqlite::Result<()> {
         self.conn.busy_timeout(Duration::from_secs(5))?;
         self.conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -314,6 +304,17 @@ impl SqliteStore {
         map_open_error(&self.path, e)
     }
 
+    /// A write transaction that takes the lock at its start, so what it reads cannot change
+    /// before it writes.
+    fn immediate(&self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+        rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
+    }
+
+    pub(crate) fn bump_generation(&self) -> Result<()> {
+        self.conn.execute(BUMP_GENERATION, [])?;
+        Ok(())
+    }
+
     fn migrate(&self) -> Result<()> {
         let version = self.schema_version()?;
         if version > SCHEMA_VERSION {
@@ -328,6 +329,22 @@ impl SqliteStore {
             )).map_err(|e| self.corrupt_or(e))?;
         }
         Ok(())
+    }
+
+}
+
+/// SQLite's dialect of the store (the shared logic is in [`super::Store`]).
+impl StoreBackend for SqliteStore {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn schema_version(&self) -> Result<i64> {
+        SqliteStore::schema_version(self)
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>> {
@@ -345,84 +362,43 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Bumped by every committed change; derived in-memory indexes compare it to know they are stale.
-    pub fn generation(&self) -> Result<u64> {
-        Ok(self
-            .meta("generation")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0))
-    }
-
-    pub(crate) fn bump_generation(&self) -> Result<()> {
-        self.conn.execute(BUMP_GENERATION, [])?;
+    fn claim_embed_model(&self, key: &str) -> Result<()> {
+        let tx = self.immediate()?;
+        let stored: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'embed_model'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let has_vectors = || -> Result<bool> {
+            Ok(tx.query_row("SELECT EXISTS (SELECT 1 FROM embeddings)", [], |r| r.get(0))?)
+        };
+        if claim_writes(stored.as_deref(), key, has_vectors)? {
+            tx.execute(
+                "DELETE FROM meta WHERE key IN ('embed_model', 'embed_backends')",
+                [],
+            )?;
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES ('embed_model', ?)",
+                [key],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
-    /// The identity of the model whose vectors the index holds, if any.
-    pub fn embed_model(&self) -> Result<Option<String>> {
-        self.meta("embed_model")
-    }
-
-    /// Record the model the index's vectors come from; refuses a different one unless the
-    /// vectors are dropped first ([`SqliteStore::drop_vectors`]).
-    pub fn claim_embed_model(&self, key: &str) -> Result<()> {
-        match self.embed_model()? {
-            Some(stored) if stored != key => {
-                let has_vectors: i64 =
-                    self.conn
-                        .query_row("SELECT count(*) FROM embeddings", [], |r| r.get(0))?;
-                if has_vectors > 0 {
-                    return Err(KbError::ModelMismatch {
-                        stored,
-                        configured: key.to_string(),
-                    });
-                }
-                self.conn
-                    .execute("DELETE FROM meta WHERE key = 'embed_backends'", [])?;
-                self.set_meta("embed_model", key)
-            }
-            Some(_) => Ok(()),
-            None => self.set_meta("embed_model", key),
-        }
-    }
-
-    /// The back ends (`onnx`, `candle`, `remote`) that computed the index's vectors, in order of
-    /// first use; empty for an index written before exai recorded them. Not part of the model
-    /// identity: candle and ONNX Runtime fp32 vectors are the same and may share an index.
-    pub fn embed_backends(&self) -> Result<Vec<String>> {
-        Ok(self
-            .meta("embed_backends")?
-            .map(|v| {
-                v.split(',')
-                    .filter(|b| !b.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
-    /// Note that `backend` computes vectors for this index (after [`SqliteStore::claim_embed_model`]).
-    pub fn record_embed_backend(&self, backend: &str) -> Result<()> {
-        let mut backends = self.embed_backends()?;
-        if backends.iter().any(|b| b == backend) {
-            return Ok(());
-        }
-        backends.push(backend.to_string());
-        self.set_meta("embed_backends", &backends.join(","))
-    }
-
-    /// Remove every vector (for `--reembed` with another model).
-    pub fn drop_vectors(&self) -> Result<u64> {
-        let n = self.conn.execute("DELETE FROM embeddings", [])?;
-        self.conn.execute(
+    fn drop_vectors(&self) -> Result<u64> {
+        let tx = self.immediate()?;
+        let n = tx.execute("DELETE FROM embeddings", [])?;
+        tx.execute(
             "DELETE FROM meta WHERE key IN ('embed_model', 'embed_backends')",
             [],
         )?;
-        self.bump_generation()?;
+        tx.execute(BUMP_GENERATION, [])?;
+        tx.commit()?;
         Ok(n as u64)
     }
 
-    pub fn upsert_source(&self, name: &str, roots: &[String], technology: &str) -> Result<()> {
+    fn upsert_source(&self, name: &str, roots: &[String], technology: &str) -> Result<()> {
         let roots = serde_json::to_string(roots).unwrap_or_else(|_| "[]".into());
         let t = now();
         self.conn.execute(
@@ -434,7 +410,7 @@ impl SqliteStore {
     }
 
     /// Content hashes of a source's documents, by path.
-    pub fn document_hashes(
+    fn document_hashes(
         &self,
         source: &str,
     ) -> Result<std::collections::HashMap<String, String>> {
@@ -449,7 +425,7 @@ impl SqliteStore {
 
     /// Replace documents and their chunks in one transaction each batch: all or nothing, so a
     /// killed run never leaves half a document.
-    pub fn replace_documents(&mut self, docs: &[(NewDocument<'_>, Vec<NewChunk>)]) -> Result<()> {
+    fn replace_documents(&mut self, docs: &[(NewDocument<'_>, Vec<NewChunk>)]) -> Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -510,7 +486,7 @@ impl SqliteStore {
     }
 
     /// Delete documents (and their chunks) by path.
-    pub fn delete_documents(&mut self, source: &str, paths: &[String]) -> Result<u64> {
+    fn delete_documents(&mut self, source: &str, paths: &[String]) -> Result<u64> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -534,7 +510,7 @@ impl SqliteStore {
     }
 
     /// Remove a whole source. Returns the number of documents removed.
-    pub fn remove_source(&mut self, source: &str) -> Result<u64> {
+    fn remove_source(&mut self, source: &str) -> Result<u64> {
         let paths: Vec<String> = {
             let mut stmt = self
                 .conn
@@ -549,7 +525,7 @@ impl SqliteStore {
     }
 
     /// Distinct chunk texts that have no vector yet: (text hash, title, section, text).
-    pub fn texts_without_vectors(
+    fn texts_without_vectors(
         &self,
         limit: usize,
     ) -> Result<Vec<(String, String, String, String)>> {
@@ -564,7 +540,7 @@ impl SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn count_texts_without_vectors(&self) -> Result<u64> {
+    fn count_texts_without_vectors(&self) -> Result<u64> {
         let n: i64 = self.conn.query_row(
             "SELECT count(DISTINCT text_hash) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.text_hash = c.text_hash)",
             [],
@@ -573,7 +549,7 @@ impl SqliteStore {
         Ok(n as u64)
     }
 
-    pub fn count_chunks_without_vectors(&self) -> Result<u64> {
+    fn count_chunks_without_vectors(&self) -> Result<u64> {
         let n: i64 = self.conn.query_row(
             "SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.text_hash = c.text_hash)",
             [],
@@ -582,7 +558,7 @@ impl SqliteStore {
         Ok(n as u64)
     }
 
-    pub fn put_vectors(&mut self, vectors: &[(String, Vec<f32>)]) -> Result<()> {
+    fn put_vectors(&mut self, vectors: &[(String, Vec<f32>)]) -> Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -600,7 +576,7 @@ impl SqliteStore {
     }
 
     /// Every (chunk id, vector, filter fields) for the in-memory vector index.
-    pub fn vectors(&self) -> Result<Vec<(i64, Vec<f32>, VectorMeta)>> {
+    fn vectors(&self) -> Result<Vec<(i64, Vec<f32>, VectorMeta)>> {
         let mut stmt = self.conn.prepare(
             "SELECT c.id, e.vector, d.source, d.technology, d.category, d.path, c.doc_type
              FROM chunks c JOIN embeddings e ON e.text_hash = c.text_hash JOIN documents d ON d.id = c.doc_id
@@ -624,60 +600,34 @@ impl SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkRecord>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
+    fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkRecord>> {
         let sql = format!(
             "SELECT {CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({})",
             vec!["?"; ids.len()].join(",")
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(ids.iter()), chunk_from_row)?;
-        let mut found: Vec<ChunkRecord> = rows.collect::<rusqlite::Result<_>>()?;
-        found.sort_by_key(|c| ids.iter().position(|id| *id == c.id).unwrap_or(usize::MAX));
-        Ok(found)
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn chunk(&self, id: i64) -> Result<ChunkRecord> {
-        self.chunks(&[id])?
-            .into_iter()
-            .next()
-            .ok_or_else(|| KbError::NotFound(format!("chunk {id}; search again for current ids")))
-    }
-
-    /// Chunks of the same document and section around `position`.
-    pub fn neighbours(
+    fn section_chunks(
         &self,
         doc_id: i64,
-        position: i64,
         section: &str,
-        n: usize,
-    ) -> Result<(Vec<ChunkRecord>, Vec<ChunkRecord>)> {
-        if n == 0 {
-            return Ok((Vec::new(), Vec::new()));
-        }
+        from: i64,
+        to: i64,
+        position: i64,
+    ) -> Result<Vec<ChunkRecord>> {
         let sql = format!(
             "SELECT {CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.doc_id
              WHERE c.doc_id = ? AND c.section = ? AND c.position BETWEEN ? AND ? AND c.position != ? ORDER BY c.position"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(
-            params![
-                doc_id,
-                section,
-                position - n as i64,
-                position + n as i64,
-                position
-            ],
-            chunk_from_row,
-        )?;
-        let all: Vec<ChunkRecord> = rows.collect::<rusqlite::Result<_>>()?;
-        let (before, after) = all.into_iter().partition(|c| c.position < position);
-        Ok((before, after))
+        let rows = stmt.query_map(params![doc_id, section, from, to, position], chunk_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn document_chunks(&self, doc_id: i64) -> Result<Vec<ChunkRecord>> {
+    fn document_chunks(&self, doc_id: i64) -> Result<Vec<ChunkRecord>> {
         let sql = format!(
             "SELECT {CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.doc_id = ? ORDER BY c.position"
         );
@@ -686,31 +636,24 @@ impl SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn document(
+    fn find_document(
         &self,
         doc_id: Option<i64>,
         source_path: Option<(&str, &str)>,
-    ) -> Result<DocRecord> {
+    ) -> Result<Option<DocRecord>> {
         let base = "SELECT d.id, d.source, d.path, d.uri, d.title, d.format, d.technology, d.category, d.hash, d.bytes, d.metadata, d.indexed_at,
                     (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id) FROM documents d";
-        let found = match (doc_id, source_path) {
+        Ok(match (doc_id, source_path) {
             (Some(id), _) => self.conn.query_row(&format!("{base} WHERE d.id = ?"), [id], doc_from_row).optional()?,
             (None, Some((source, path))) => self
                 .conn
                 .query_row(&format!("{base} WHERE d.path = ?2 AND (?1 = '' OR d.source = ?1) ORDER BY d.id LIMIT 1"), params![source, path], doc_from_row)
                 .optional()?,
-            (None, None) => return Err(KbError::Invalid("give a document id or a path".into())),
-        };
-        found.ok_or_else(|| {
-            KbError::NotFound(match (doc_id, source_path) {
-                (Some(id), _) => format!("document {id}"),
-                (_, Some((s, p))) => format!("document `{p}` in source `{s}`"),
-                _ => "document".into(),
-            })
+            (None, None) => None,
         })
     }
 
-    pub fn sources(&self) -> Result<Vec<SourceInfo>> {
+    fn sources(&self) -> Result<Vec<SourceInfo>> {
         let mut stmt = self.conn.prepare(
             "SELECT s.name, s.roots, s.technology, s.created_at, s.updated_at,
                     (SELECT count(*) FROM documents d WHERE d.source = s.name),
@@ -735,14 +678,8 @@ impl SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Distinct values of `technology` or `category` with counts.
-    pub fn counts(&self, column: &str) -> Result<Vec<Count>> {
-        let column = match column {
-            "technology" => "technology",
-            "category" => "category",
-            "source" => "source",
-            other => return Err(KbError::Invalid(format!("cannot count by {other}"))),
-        };
+    fn counts(&self, column: Column) -> Result<Vec<Count>> {
+        let column = column.as_str();
         let mut stmt = self.conn.prepare(&format!(
             "SELECT d.{column}, count(DISTINCT d.id), count(c.id) FROM documents d LEFT JOIN chunks c ON c.doc_id = d.id
              GROUP BY d.{column} ORDER BY d.{column}"
@@ -757,8 +694,8 @@ impl SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Distinct values of a document column (`column` is one of a fixed few, never input).
-    pub(crate) fn distinct_values(&self, column: &str) -> Result<Vec<String>> {
+    fn distinct_values(&self, column: Column) -> Result<Vec<String>> {
+        let column = column.as_str();
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT DISTINCT {column} FROM documents ORDER BY {column}"
         ))?;
@@ -766,7 +703,7 @@ impl SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn totals(&self) -> Result<(u64, u64)> {
+    fn totals(&self) -> Result<(u64, u64)> {
         let docs: i64 = self
             .conn
             .query_row("SELECT count(*) FROM documents", [], |r| r.get(0))?;
@@ -777,7 +714,7 @@ impl SqliteStore {
     }
 
     /// SQLite's own quick check plus FTS row count against chunks.
-    pub fn quick_check(&self) -> Result<Vec<String>> {
+    fn quick_check(&self) -> Result<Vec<String>> {
         let mut problems = Vec::new();
         let ok: String = self
             .conn
@@ -788,13 +725,53 @@ impl SqliteStore {
         }
         Ok(problems)
     }
-}
 
-/// Export and import for `exai db copy`: whole documents and vectors page by page, and a
-/// clean slate to copy into.
-impl SqliteStore {
+    fn keyword_search(&self, query: &str, filters: &Filters, k: usize) -> Result<Vec<(i64, f32)>> {
+        self.bm25_search(query, filters, k)
+    }
+
+    fn keyword_ranking(&self) -> &'static str {
+        "bm25"
+    }
+
+    /// SQLite leaves vectors to the in-memory index (`crate::vectors`), built from
+    /// [`StoreBackend::vectors`].
+    fn vector_search(
+        &self,
+        _query: &[f32],
+        _filters: &Filters,
+        _k: usize,
+    ) -> Result<Option<Vec<(i64, f32)>>> {
+        Ok(None)
+    }
+
+    /// One file on one machine: SQLite's own write lock already serialises the writers.
+    fn try_lock_embedding(&self) -> Result<bool> {
+        Ok(true)
+    }
+
+    fn unlock_embedding(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// A connection carries its page cache and prepared statements: readers are kept.
+    fn keep_between_calls(&self) -> bool {
+        true
+    }
+
+    fn term_stats(&self) -> Option<super::SharedTermStats> {
+        Some(self.term_stats.clone())
+    }
+
+    fn share_term_stats(&mut self, shared: super::SharedTermStats) {
+        self.term_stats = shared;
+    }
+
+    // Export and import for `exai db copy`: whole documents and vectors page by page, and a
+    // clean slate to copy into.
+
     /// Documents with an id above `after`, in id order (insertion order), `limit` at most.
-    pub fn documents_page(&self, after: i64, limit: usize) -> Result<Vec<DocRecord>> {
+    fn documents_page(&self, after: i64, limit: usize) -> Result<Vec<DocRecord>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT d.id, d.source, d.path, d.uri, d.title, d.format, d.technology, d.category, d.hash, d.bytes, d.metadata, d.indexed_at,
                     (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id)
@@ -805,7 +782,7 @@ impl SqliteStore {
     }
 
     /// Every chunk of these documents, by document and position.
-    pub fn chunks_of_documents(&self, doc_ids: &[i64]) -> Result<Vec<ChunkRecord>> {
+    fn chunks_of_documents(&self, doc_ids: &[i64]) -> Result<Vec<ChunkRecord>> {
         let mut out = Vec::new();
         // SQLite caps the number of parameters of one statement.
         for ids in doc_ids.chunks(500) {
@@ -822,7 +799,7 @@ impl SqliteStore {
     }
 
     /// Vectors by text hash, in hash order, `limit` from the one after `after`.
-    pub fn vectors_page(&self, after: &str, limit: usize) -> Result<Vec<(String, Vec<f32>)>> {
+    fn vectors_page(&self, after: &str, limit: usize) -> Result<Vec<(String, Vec<f32>)>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT text_hash, vector FROM embeddings WHERE text_hash > ? ORDER BY text_hash LIMIT ?",
         )?;
@@ -834,7 +811,7 @@ impl SqliteStore {
     }
 
     /// The vector stored for a chunk text.
-    pub fn vector(&self, text_hash: &str) -> Result<Option<Vec<f32>>> {
+    fn vector(&self, text_hash: &str) -> Result<Option<Vec<f32>>> {
         Ok(self
             .conn
             .query_row(
@@ -846,8 +823,12 @@ impl SqliteStore {
             .map(|b| decode_vector(&b)))
     }
 
+    fn import_vectors(&mut self, vectors: &[(String, Vec<f32>)]) -> Result<()> {
+        self.put_vectors(vectors)
+    }
+
     /// Vectors stored (one per distinct chunk text, orphans included).
-    pub fn count_vectors(&self) -> Result<u64> {
+    fn count_vectors(&self) -> Result<u64> {
         let n: i64 = self
             .conn
             .query_row("SELECT count(*) FROM embeddings", [], |r| r.get(0))?;
@@ -856,7 +837,7 @@ impl SqliteStore {
 
     /// Empty the knowledge base (sources, documents, chunks, keyword index, vectors and the
     /// model identity) in one transaction, keeping the schema: the destination of a copy.
-    pub fn clear_for_import(&mut self) -> Result<()> {
+    fn clear_for_import(&mut self) -> Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -874,6 +855,7 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SharedLogic;
 
     fn doc<'a>(
         path: &'a str,
