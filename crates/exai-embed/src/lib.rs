@@ -239,6 +239,38 @@ impl std::fmt::Debug for EmbedSettings {
     }
 }
 
+impl EmbedSettings {
+    /// The settings of the `embed.*` configuration. int8 is the default for ONNX Runtime;
+    /// candle runs fp32 only, so an explicit `backend = candle` with the default precision
+    /// means fp32 rather than an error.
+    pub fn from_config(loaded: &exai_core::Loaded) -> EmbedSettings {
+        let e = &loaded.config.embed;
+        let backend = Backend::from(e.backend);
+        let mut precision = Precision::from(e.precision);
+        if backend == Backend::Candle
+            && loaded.source("embed.precision") == exai_core::Source::Default
+        {
+            precision = Precision::Fp32;
+        }
+        let onnx_runtime = e.onnx_runtime.trim();
+        EmbedSettings {
+            backend,
+            precision,
+            onnx_runtime: (!onnx_runtime.is_empty()).then(|| PathBuf::from(onnx_runtime)),
+            model: (!e.model.trim().is_empty()).then(|| PathBuf::from(e.model.trim())),
+            data_dir: loaded.data_dir.clone(),
+            remote_url: e.remote_url.clone(),
+            remote_model: e.remote_model.clone(),
+            remote_api_key: e
+                .remote_api_key
+                .is_set()
+                .then(|| e.remote_api_key.expose().to_string()),
+            remote_dim: None,
+            batch_size: usize::try_from(e.batch_size).unwrap_or(32),
+        }
+    }
+}
+
 /// Build the configured embedder. `Ok(None)` for [`Backend::None`] (keyword-only search).
 ///
 /// - Auto: ONNX Runtime when [`plan_onnx`] finds the library and the ONNX model; for int8

@@ -5,6 +5,7 @@
 pub mod ann;
 pub mod category;
 pub mod chunk;
+pub mod config;
 pub mod error;
 pub mod eval;
 pub mod index;
@@ -80,6 +81,9 @@ impl Default for KbOptions {
         }
     }
 }
+
+/// Chunk ids with their scores, best first.
+type Scored = Vec<(i64, f32)>;
 
 struct LoadedVectors {
     index: Arc<VectorIndex>,
@@ -456,7 +460,11 @@ impl Kb {
         };
         self.with_reader(|store| {
             if !self.vectors_usable(store)? {
-                return vectors::refresh_ann(store.backend_ref(), base, self.options.ann_min_vectors);
+                return vectors::refresh_ann(
+                    store.backend_ref(),
+                    base,
+                    self.options.ann_min_vectors,
+                );
             }
             let (index, _) = self.load_vectors(store, store.generation()?, false)?;
             self.attach_ann(store, &index, false)?;
@@ -559,7 +567,7 @@ impl Kb {
         req: &SearchRequest,
         mode: Mode,
         pool: usize,
-    ) -> Result<(Vec<(i64, f32)>, Option<Vec<f32>>)> {
+    ) -> Result<(Scored, Option<Vec<f32>>)> {
         let embedder = match mode {
             Mode::Keyword => None,
             _ => Some(
@@ -576,9 +584,9 @@ impl Kb {
             (Mode::Hybrid, Some(e)) => std::thread::scope(|s| {
                 let embedding = s.spawn(|| embed(e));
                 let keyword = store.keyword_search(&req.query, &req.filters, pool);
-                let vector = embedding.join().unwrap_or_else(|_| {
-                    Err(KbError::Embed("the query embedding panicked".into()))
-                });
+                let vector = embedding
+                    .join()
+                    .unwrap_or_else(|_| Err(KbError::Embed("the query embedding panicked".into())));
                 (keyword, Some(vector))
             }),
             (Mode::Semantic, Some(e)) => (Ok(Vec::new()), Some(embed(e))),
@@ -595,7 +603,7 @@ impl Kb {
         query: &[f32],
         filters: &Filters,
         k: usize,
-    ) -> Result<(Vec<(i64, f32)>, u64)> {
+    ) -> Result<(Scored, u64)> {
         if let Some(found) = store.vector_search(query, filters, k)? {
             return Ok((found, self.missing_cached(store)?));
         }

@@ -524,8 +524,14 @@ mod tests {
             .unwrap();
         let absent = store.verify(false).unwrap().ann;
         assert!(!absent.present);
-        assert!(crate::vectors::refresh_ann(&store, store.path(), 3).unwrap().is_none());
-        let built = crate::vectors::refresh_ann(&store, store.path(), 1).unwrap().unwrap();
+        assert!(
+            crate::vectors::refresh_ann(&store, store.path(), 3)
+                .unwrap()
+                .is_none()
+        );
+        let built = crate::vectors::refresh_ann(&store, store.path(), 1)
+            .unwrap()
+            .unwrap();
         let report = store.verify(false).unwrap();
         assert!(report.ann.present && report.ann.fresh, "{:?}", report.ann);
         assert_eq!(report.ann.generation, Some(built.generation));
@@ -541,7 +547,11 @@ mod tests {
             "{:?}",
             report.warnings
         );
-        assert!(crate::vectors::refresh_ann(&store, store.path(), 1).unwrap().is_some());
+        assert!(
+            crate::vectors::refresh_ann(&store, store.path(), 1)
+                .unwrap()
+                .is_some()
+        );
         assert!(store.verify(false).unwrap().ann.fresh);
         std::fs::write(crate::ann::ann_path(store.path()), b"junk").unwrap();
         let report = store.verify(false).unwrap();

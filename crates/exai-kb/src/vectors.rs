@@ -17,9 +17,9 @@ use std::path::Path;
 
 use crate::ann::{self, AnnFile, AnnHeader, AnnIndex, AnnSource, ann_path, read};
 use crate::error::Result;
-use crate::store::{SharedLogic, StoreBackend};
 use crate::model::Filters;
 use crate::store::VectorMeta;
+use crate::store::{SharedLogic, StoreBackend};
 
 #[derive(Debug, Default)]
 pub struct VectorIndex {
@@ -370,7 +370,7 @@ impl VectorIndex {
     /// the file is missing, stale or corrupt (a corrupt one is reported and left to be replaced by
     /// the rebuild), so the caller builds.
     pub fn try_load_ann(&self, db: &Path, model: &str) -> bool {
-            let index = self;
+        let index = self;
         if index.ann().is_some() {
             return true;
         }
@@ -403,7 +403,7 @@ impl VectorIndex {
 
     /// Build the ANN index over `index`'s rows, write it next to the database and attach it.
     pub fn build_and_save_ann(&self, db: &Path, model: &str) -> Result<AnnHeader> {
-            let index = self;
+        let index = self;
         let started = std::time::Instant::now();
         let mut ann = index.build_ann(model)?;
         ann.save(&ann_path(db))?;
@@ -422,7 +422,11 @@ impl VectorIndex {
 /// Make the ANN file of `store` match it (load when fresh, else build and write), for
 /// `exai index` and `exai db reindex`. `None` when the store has fewer than `min_vectors`
 /// vectors or no embedding model.
-pub fn refresh_ann(store: &dyn StoreBackend, db: &Path, min_vectors: usize) -> Result<Option<AnnHeader>> {
+pub fn refresh_ann(
+    store: &dyn StoreBackend,
+    db: &Path,
+    min_vectors: usize,
+) -> Result<Option<AnnHeader>> {
     let Some(model) = store.embed_model()? else {
         return Ok(None);
     };

@@ -273,7 +273,7 @@ fn open_source(endpoint: &Endpoint, database: &DatabaseConfig) -> Result<(Store,
                     path.display()
                 )));
             }
-            Ok((Store::Sqlite(store), None))
+            Ok((store.into(), None))
         }
         Endpoint::Postgres(url) => {
             let pool = pg::connect(url, database)?;
@@ -285,10 +285,7 @@ fn open_source(endpoint: &Endpoint, database: &DatabaseConfig) -> Result<(Store,
                 )));
             }
             let identity = database_identity(&pool)?;
-            Ok((
-                Store::Postgres(Box::new(PgStore::open(&pool)?)),
-                Some(identity),
-            ))
+            Ok((PgStore::open(&pool)?.into(), Some(identity)))
         }
     }
 }
@@ -299,14 +296,11 @@ fn open_destination(
     database: &DatabaseConfig,
 ) -> Result<(Store, Option<String>)> {
     match endpoint {
-        Endpoint::Sqlite(path) => Ok((Store::Sqlite(SqliteStore::open(path)?), None)),
+        Endpoint::Sqlite(path) => Ok((SqliteStore::open(path)?.into(), None)),
         Endpoint::Postgres(url) => {
             let pool = pg::connect(url, database)?;
             let identity = database_identity(&pool)?;
-            Ok((
-                Store::Postgres(Box::new(PgStore::open(&pool)?)),
-                Some(identity),
-            ))
+            Ok((PgStore::open(&pool)?.into(), Some(identity)))
         }
     }
 }
@@ -617,7 +611,7 @@ pub fn copy(
     let verification = verify(
         &src,
         &dst,
-        from.backend() == to.backend(),
+        src.keyword_ranking() == dst.keyword_ranking(),
         &digest,
         &samples,
         options,
@@ -673,28 +667,34 @@ fn keys(store: &Store, hits: &[(i64, f32)]) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Semantic search over the stored vectors: exact over SQLite's (as the in-memory index without
-/// its approximate graph), through the HNSW index in PostgreSQL.
+/// Semantic search over the stored vectors: in the database where it searches them itself
+/// (PostgreSQL's HNSW index), else exact over an in-memory index of them (SQLite's, without its
+/// approximate graph), built on the first query.
 struct Semantic<'a> {
     store: &'a Store,
-    exact: Option<VectorIndex>,
+    exact: std::cell::OnceCell<VectorIndex>,
 }
 
 impl<'a> Semantic<'a> {
     fn new(store: &'a Store) -> Result<Semantic<'a>> {
-        let exact = match store {
-            Store::Sqlite(s) => Some(VectorIndex::build(s.vectors()?, 0)),
-            Store::Postgres(_) => None,
-        };
-        Ok(Semantic { store, exact })
+        Ok(Semantic {
+            store,
+            exact: std::cell::OnceCell::new(),
+        })
     }
 
     fn search(&self, query: &[f32]) -> Result<Vec<(i64, f32)>> {
-        match (self.store, &self.exact) {
-            (_, Some(index)) => Ok(index.search_exact(query, &Filters::default(), TOP)),
-            (Store::Postgres(p), None) => Ok(p.vector_search(query, &Filters::default(), TOP)?),
-            (Store::Sqlite(_), None) => Ok(Vec::new()),
+        if let Some(found) = self.store.vector_search(query, &Filters::default(), TOP)? {
+            return Ok(found);
         }
+        let index = match self.exact.get() {
+            Some(index) => index,
+            None => {
+                let built = VectorIndex::build(self.store.vectors()?, 0);
+                self.exact.get_or_init(|| built)
+            }
+        };
+        Ok(index.search_exact(query, &Filters::default(), TOP))
     }
 }
 
@@ -748,7 +748,7 @@ fn compare(results: Vec<(String, Vec<String>, Vec<String>)>, required: Option<&s
 fn verify(
     src: &Store,
     dst: &Store,
-    same_backend: bool,
+    same_ranking: bool,
     src_digest: &Digest,
     samples: &[Sample],
     options: &CopyOptions,
@@ -825,8 +825,8 @@ fn verify(
         report(done);
     }
     let keyword =
-        (!picked.is_empty()).then(|| compare(keyword_results, same_backend.then_some("identical")));
-    if !same_backend {
+        (!picked.is_empty()).then(|| compare(keyword_results, same_ranking.then_some("identical")));
+    if !same_ranking {
         notes.push(
             "keyword ranking differs across backends by design (PostgreSQL ts_rank without inverse document frequency, SQLite BM25): its overlap is reported, not required".into(),
         );

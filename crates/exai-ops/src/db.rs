@@ -100,7 +100,7 @@ fn backup_file_name(name: &str) -> Option<&'static str> {
 /// Where this configuration keeps database `name` (`kb.database` for the knowledge base).
 fn live_path(loaded: &Loaded, name: &str) -> Option<PathBuf> {
     match name {
-        "kb" => Some(exai_server::knowledge::kb_path(loaded)),
+        "kb" => Some(exai_kb::config::sqlite_path(loaded)),
         _ => backup_file_name(name).map(|file| loaded.data_dir.join(file)),
     }
 }
@@ -345,7 +345,7 @@ pub fn compact(loaded: &Loaded) -> Result<Vec<Compacted>> {
 
 /// Rebuild the knowledge base's derived indexes (keyword index, SQLite indexes, statistics).
 pub fn reindex(loaded: &Loaded) -> Result<u64> {
-    let path = exai_server::knowledge::kb_path(loaded);
+    let path = exai_kb::config::sqlite_path(loaded);
     if !path.exists() {
         return Err(DbError::Invalid(format!(
             "no knowledge base at {} yet; `exai index PATH --source NAME` creates it",
@@ -356,8 +356,8 @@ pub fn reindex(loaded: &Loaded) -> Result<u64> {
     let rows = store.reindex()?;
     // The ANN index is derived too: drop it and build it again from the vectors.
     exai_kb::ann::remove(&path)?;
-    let (options, _) = exai_server::knowledge::kb_options(loaded);
-    exai_kb::ann::refresh(&store, options.ann_min_vectors)?;
+    let options = exai_kb::KbOptions::from_config(loaded);
+    exai_kb::vectors::refresh_ann(&store, &path, options.ann_min_vectors)?;
     Ok(rows)
 }
 
@@ -418,7 +418,7 @@ impl Migration {
 /// The knowledge base's schema against this build's; `check` only reports. (The conversation
 /// and tracking stores migrate themselves when they open.)
 pub fn migrate(loaded: &Loaded, check: bool) -> Result<Vec<Migration>> {
-    let path = exai_server::knowledge::kb_path(loaded);
+    let path = exai_kb::config::sqlite_path(loaded);
     if !path.exists() {
         return Ok(Vec::new());
     }

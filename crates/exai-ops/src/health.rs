@@ -317,7 +317,7 @@ fn database_checks(loaded: &Loaded, out: &mut Vec<Check>) {
             ));
             if let Some(m) = &kb.embed_model {
                 let how = exai_kb::SqliteStore::open_readonly(&file.path)
-                    .and_then(|s| exai_kb::index_embedding(&exai_kb::Store::Sqlite(s)))
+                    .and_then(|s| exai_kb::index_embedding(&s.into()))
                     .ok()
                     .flatten()
                     .map(|e| e.describe())
@@ -479,7 +479,7 @@ fn postgres_checks(loaded: &Loaded, out: &mut Vec<Check>) {
 
 fn embedding_check(loaded: &Loaded) -> Check {
     use exai_embed::Backend;
-    let settings = exai_server::knowledge::embed_settings(loaded);
+    let settings = exai_embed::EmbedSettings::from_config(loaded);
     let e = &loaded.config.embed;
     match settings.backend {
         Backend::None => check(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use exai_core::config::{Config, DatabaseConfig};
 use exai_kb::model::{DocType, NewChunk};
 use exai_kb::store::NewDocument;
-use exai_kb::{Filters, SqliteStore, Store};
+use exai_kb::{Filters, SharedLogic, SqliteStore, Store, StoreBackend};
 use exai_ops::copy::{self, CopyOptions, Endpoint};
 use exai_ops::pg;
 use exai_pg::testing::TestDatabase;
@@ -228,8 +228,8 @@ fn sqlite_to_postgres_to_sqlite_round_trip_is_verified() {
     assert_verified(&back);
 
     // Both SQLite ends hold the same documents (hashes, uris, metadata) and rank alike.
-    let a = Store::Sqlite(SqliteStore::open(&first).unwrap());
-    let b = Store::Sqlite(SqliteStore::open(&second).unwrap());
+    let a = Store::from(SqliteStore::open(&first).unwrap());
+    let b = Store::from(SqliteStore::open(&second).unwrap());
     assert_eq!(doc_rows(&a), doc_rows(&b));
     assert_eq!(
         a.document_hashes("guide").unwrap(),

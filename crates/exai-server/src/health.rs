@@ -124,7 +124,7 @@ impl HealthReport {
                     None => match state.loaded.config.embed.backend {
                         EmbedBackend::None => "none: keyword search only".into(),
                         EmbedBackend::Remote => format!("{} at {}", state.loaded.config.embed.remote_model, state.loaded.config.embed.remote_url),
-                        _ => exai_embed::locate_local_model(&crate::knowledge::embed_settings(&state.loaded))
+                        _ => exai_embed::locate_local_model(&exai_embed::EmbedSettings::from_config(&state.loaded))
                             .ok()
                             .map_or_else(
                                 || "not installed yet (downloaded on first use where the hub is reachable; see scripts/install-model.sh)".into(),

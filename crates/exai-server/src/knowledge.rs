@@ -1,98 +1,13 @@
 //! The knowledge base as the server and the CLI see it: built from configuration, opened once
 //! and lazily (the embedding model loads off the startup path), shared by every session.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use exai_core::Loaded;
-use exai_embed::{Backend, EmbedSettings, Embedder, Precision};
-use exai_kb::{CategoryMap, ChunkOptions, Kb, KbError, KbOptions, Location};
+use exai_embed::Embedder;
+use exai_kb::Kb;
 
 use crate::jobs::Jobs;
-
-/// The database file: `kb.database`, else `kb.sqlite` in the data directory.
-pub fn kb_path(loaded: &Loaded) -> PathBuf {
-    let configured = loaded.config.kb.database.trim();
-    if configured.is_empty() {
-        loaded.data_dir.join("kb.sqlite")
-    } else {
-        PathBuf::from(configured)
-    }
-}
-
-/// Where the knowledge base lives: PostgreSQL when `database.url` is set (the process's shared
-/// pool, connecting with the start-up retries on first use), else the SQLite file.
-pub fn kb_location(loaded: &Loaded) -> Result<Location, KbError> {
-    match exai_pg::from_config(&loaded.config.database)? {
-        Some(pool) => Ok(Location::Postgres(pool)),
-        None => Ok(Location::Sqlite(kb_path(loaded))),
-    }
-}
-
-/// The knowledge base's database as it may be shown: the file path, or the PostgreSQL URL
-/// with its password redacted.
-pub fn kb_describe(loaded: &Loaded) -> String {
-    match loaded.config.database.postgres_url() {
-        Some(url) => exai_pg::redact(url),
-        None => kb_path(loaded).display().to_string(),
-    }
-}
-
-pub fn embed_settings(loaded: &Loaded) -> EmbedSettings {
-    let e = &loaded.config.embed;
-    let backend = Backend::from(e.backend);
-    let mut precision = Precision::from(e.precision);
-    // int8 is the default for ONNX Runtime; candle runs fp32 only, so an explicit
-    // `backend = candle` with the default precision means fp32 rather than an error.
-    if backend == Backend::Candle && loaded.source("embed.precision") == exai_core::Source::Default
-    {
-        precision = Precision::Fp32;
-    }
-    let onnx_runtime = e.onnx_runtime.trim();
-    EmbedSettings {
-        backend,
-        precision,
-        onnx_runtime: (!onnx_runtime.is_empty()).then(|| PathBuf::from(onnx_runtime)),
-        model: (!e.model.trim().is_empty()).then(|| PathBuf::from(e.model.trim())),
-        data_dir: loaded.data_dir.clone(),
-        remote_url: e.remote_url.clone(),
-        remote_model: e.remote_model.clone(),
-        remote_api_key: e
-            .remote_api_key
-            .is_set()
-            .then(|| e.remote_api_key.expose().to_string()),
-        remote_dim: None,
-        batch_size: usize::try_from(e.batch_size).unwrap_or(32),
-    }
-}
-
-pub fn kb_options(loaded: &Loaded) -> (KbOptions, CategoryMap) {
-    let k = &loaded.config.kb;
-    let options = KbOptions {
-        chunk: ChunkOptions {
-            max_tokens: usize::try_from(k.chunk_tokens).unwrap_or(200),
-            overlap_tokens: usize::try_from(k.chunk_overlap).unwrap_or(32),
-            max_chunks_per_file: usize::try_from(k.max_chunks_per_file).unwrap_or(2000),
-        },
-        max_file_bytes: k.max_file_bytes,
-        ann_min_vectors: usize::try_from(k.ann_min_vectors).unwrap_or(usize::MAX),
-        access: loaded.access(),
-        ..KbOptions::default()
-    };
-    (options, CategoryMap::with_overrides(&k.categories))
-}
-
-/// Build the configured embedder (blocking: loads model weights).
-pub fn build_embedder(
-    loaded: &Loaded,
-) -> Result<Option<Arc<dyn Embedder>>, exai_embed::EmbedError> {
-    exai_embed::build(&embed_settings(loaded))
-}
-
-pub fn open_kb(loaded: &Loaded, embedder: Option<Arc<dyn Embedder>>) -> Result<Kb, KbError> {
-    let (options, categories) = kb_options(loaded);
-    Kb::open_at(kb_location(loaded)?, embedder, options, categories)
-}
 
 /// After a failed open, calls get the same error for this long before exai tries again (so a
 /// database that is down costs each call nothing, and one that comes back is used again).
@@ -134,23 +49,15 @@ impl Knowledge {
         }
     }
 
-    /// The SQLite file (also named when PostgreSQL is configured; then unused).
-    pub fn path(&self) -> PathBuf {
-        kb_path(&self.loaded)
-    }
-
     /// The database as it may be shown: the file, or the redacted PostgreSQL URL.
     pub fn describe(&self) -> String {
-        kb_describe(&self.loaded)
+        exai_kb::config::describe(&self.loaded)
     }
 
-    /// `sqlite` or `postgres`.
-    pub fn backend(&self) -> &'static str {
-        if self.loaded.config.database.postgres_url().is_some() {
-            "postgres"
-        } else {
-            "sqlite"
-        }
+    /// (documents, chunks) without opening the knowledge base; `None` where counting would
+    /// connect to a server (see [`exai_kb::config::peek_totals`]).
+    pub fn peek_totals(&self) -> Result<Option<(u64, u64)>, exai_kb::KbError> {
+        exai_kb::config::peek_totals(&self.loaded)
     }
 
     /// The knowledge base, opening it (and loading the embedder) on first call. An embedder
@@ -173,11 +80,11 @@ impl Knowledge {
         let loaded = self.loaded.clone();
         let built = self.embedder.get().cloned();
         let opened = tokio::task::spawn_blocking(move || {
-            let built = built.unwrap_or_else(|| match build_embedder(&loaded) {
+            let built = built.unwrap_or_else(|| match exai_kb::config::build_embedder(&loaded) {
                 Ok(e) => (e, None),
                 Err(e) => (None, Some(e.to_string())),
             });
-            let kb = open_kb(&loaded, built.0.clone()).map_err(|e| e.to_string());
+            let kb = Kb::open_configured(&loaded, built.0.clone()).map_err(|e| e.to_string());
             (built, kb)
         })
         .await

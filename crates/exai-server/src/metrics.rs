@@ -258,16 +258,12 @@ async fn index_size(state: &Arc<AppState>) -> Option<(u64, u64)> {
     } else {
         None
     };
-    let path = state.knowledge.path();
-    let postgres = state.knowledge.backend() == "postgres";
+    let state = state.clone();
     let counted = tokio::task::spawn_blocking(move || match kb {
         Some(kb) => kb.with_reader(|s| s.totals()).map(Some),
-        // Not opened yet: counting would connect from a scrape; the first use opens it.
-        None if postgres => Ok(None),
-        None if !path.exists() => Ok(Some((0, 0))),
-        None => exai_kb::SqliteStore::open_readonly(&path)
-            .and_then(|s| s.totals())
-            .map(Some),
+        // Not opened yet: read the file if it is one; a server is not connected to from a
+        // scrape (the first use opens it).
+        None => state.knowledge.peek_totals(),
     })
     .await;
     match counted {

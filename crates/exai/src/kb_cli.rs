@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use exai_core::Loaded;
-use exai_kb::{DocType, Filters, Kb, Mode, Progress, SearchRequest};
-use exai_server::knowledge;
+use exai_kb::{CategoryMap, DocType, Filters, Kb, KbOptions, Mode, Progress, SearchRequest};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Args)]
@@ -95,7 +94,7 @@ pub struct EvalArgs {
 }
 
 fn open(loaded: &Loaded, need_embedder: bool) -> Result<Kb> {
-    let embedder = match knowledge::build_embedder(loaded) {
+    let embedder = match exai_kb::config::build_embedder(loaded) {
         Ok(e) => e,
         Err(e) if !need_embedder => {
             eprintln!("note: semantic search is off ({e})");
@@ -105,13 +104,15 @@ fn open(loaded: &Loaded, need_embedder: bool) -> Result<Kb> {
     };
     // One command, one process: a background ANN build would die with it (`exai index`
     // refreshes the index file at its end; searches meanwhile scan exactly).
-    let (mut options, categories) = knowledge::kb_options(loaded);
-    options.ann_build_on_search = false;
+    let options = KbOptions {
+        ann_build_on_search: false,
+        ..KbOptions::from_config(loaded)
+    };
     Ok(Kb::open_at(
-        knowledge::kb_location(loaded)?,
+        exai_kb::config::location(loaded)?,
         embedder,
         options,
-        categories,
+        CategoryMap::from_config(loaded),
     )?)
 }
 

@@ -510,7 +510,7 @@ fn config_action(action: ConfigAction, loaded: &Loaded, inputs: &Inputs) -> Resu
         }
         ConfigAction::Paths => {
             let paths = DataPaths::new(loaded.data_dir.clone());
-            let settings = exai_server::knowledge::embed_settings(loaded);
+            let settings = exai_embed::EmbedSettings::from_config(loaded);
             let model = exai_embed::locate_local_model(&settings)
                 .ok()
                 .map(|p| p.display().to_string());
@@ -523,7 +523,7 @@ fn config_action(action: ConfigAction, loaded: &Loaded, inputs: &Inputs) -> Resu
                 serde_json::json!({
                     "data_dir": loaded.data_dir,
                     "config_file": loaded.file,
-                    "database": exai_server::knowledge::kb_describe(loaded),
+                    "database": exai_kb::config::describe(loaded),
                     "model_dir": model,
                     "default_model_dir": default_model,
                     "log_file": paths.log_file(),

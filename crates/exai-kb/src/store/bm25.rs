@@ -28,8 +28,8 @@ use rusqlite::{params, params_from_iter};
 
 use crate::error::Result;
 use crate::model::Filters;
-use crate::store::query_terms;
 use crate::store::SharedLogic;
+use crate::store::query_terms;
 use crate::store::sqlite::{SqliteStore, filter_sql};
 
 /// FTS5's `bm25()` constant: a term's share saturates at `idf · (K1 + 1)`.
@@ -89,12 +89,7 @@ fn top_k(mut rows: Vec<(i64, f64)>, k: usize) -> Vec<(i64, f32)> {
 impl SqliteStore {
     /// BM25 over title, section and text (weights 4:2:1), best first, with filters. Scores are
     /// positive: higher is better.
-    pub fn bm25_search(
-        &self,
-        query: &str,
-        filters: &Filters,
-        k: usize,
-    ) -> Result<Vec<(i64, f32)>> {
+    pub fn bm25_search(&self, query: &str, filters: &Filters, k: usize) -> Result<Vec<(i64, f32)>> {
         Ok(self.keyword_search_planned(query, filters, k)?.0)
     }
 

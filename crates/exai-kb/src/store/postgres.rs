@@ -568,10 +568,7 @@ impl StoreBackend for PgStore {
         })
     }
 
-    fn texts_without_vectors(
-        &self,
-        limit: usize,
-    ) -> Result<Vec<(String, String, String, String)>> {
+    fn texts_without_vectors(&self, limit: usize) -> Result<Vec<(String, String, String, String)>> {
         self.with(|c| {
             Ok(c.query(
                 "SELECT DISTINCT ON (c.text_hash) c.text_hash, d.title, c.section, c.text
@@ -616,12 +613,7 @@ impl StoreBackend for PgStore {
     }
 
     /// Weighted full-text match, best first, scores positive (higher is better).
-    fn keyword_search(
-        &self,
-        query: &str,
-        filters: &Filters,
-        k: usize,
-    ) -> Result<Vec<(i64, f32)>> {
+    fn keyword_search(&self, query: &str, filters: &Filters, k: usize) -> Result<Vec<(i64, f32)>> {
         let terms = query_terms(query);
         if terms.is_empty() {
             return Ok(Vec::new());

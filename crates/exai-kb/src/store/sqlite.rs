@@ -330,7 +330,6 @@ impl SqliteStore {
         }
         Ok(())
     }
-
 }
 
 /// SQLite's dialect of the store (the shared logic is in [`super::Store`]).
@@ -365,9 +364,11 @@ impl StoreBackend for SqliteStore {
     fn claim_embed_model(&self, key: &str) -> Result<()> {
         let tx = self.immediate()?;
         let stored: Option<String> = tx
-            .query_row("SELECT value FROM meta WHERE key = 'embed_model'", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'embed_model'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?;
         let has_vectors = || -> Result<bool> {
             Ok(tx.query_row("SELECT EXISTS (SELECT 1 FROM embeddings)", [], |r| r.get(0))?)
@@ -410,10 +411,7 @@ impl StoreBackend for SqliteStore {
     }
 
     /// Content hashes of a source's documents, by path.
-    fn document_hashes(
-        &self,
-        source: &str,
-    ) -> Result<std::collections::HashMap<String, String>> {
+    fn document_hashes(&self, source: &str) -> Result<std::collections::HashMap<String, String>> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT path, hash FROM documents WHERE source = ?")?;
@@ -525,10 +523,7 @@ impl StoreBackend for SqliteStore {
     }
 
     /// Distinct chunk texts that have no vector yet: (text hash, title, section, text).
-    fn texts_without_vectors(
-        &self,
-        limit: usize,
-    ) -> Result<Vec<(String, String, String, String)>> {
+    fn texts_without_vectors(&self, limit: usize) -> Result<Vec<(String, String, String, String)>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT c.text_hash, d.title, c.section, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id
              WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.text_hash = c.text_hash)
