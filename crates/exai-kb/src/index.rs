@@ -127,6 +127,38 @@ fn prepare(
     })
 }
 
+/// What every batch of one indexing run shares.
+struct Batch<'a> {
+    req: &'a IndexRequest,
+    /// Content hashes of the source's stored documents, by path.
+    known: &'a std::collections::HashMap<String, String>,
+    /// The source's technology (a document's own metadata may name another).
+    technology: &'a str,
+}
+
+impl Batch<'_> {
+    /// Count prepared files into the report (added or updated, by format, chunks written and
+    /// dropped), warning about files cut at `kb.max_chunks_per_file`.
+    fn count(&self, writes: &[Prepared], report: &mut IndexReport) {
+        for p in writes {
+            *report
+                .by_format
+                .entry(p.format.as_str().to_string())
+                .or_default() += 1;
+            if self.known.contains_key(&p.rel) {
+                report.updated += 1;
+            } else {
+                report.added += 1;
+            }
+            report.chunks_written += p.chunks.len();
+            report.chunks_dropped += p.dropped;
+            if p.dropped > 0 {
+                tracing::warn!(file = %p.rel, dropped = p.dropped, "file exceeds kb.max_chunks_per_file; the rest of it is not indexed");
+            }
+        }
+    }
+}
+
 fn file_hash(c: &Candidate, max_bytes: u64) -> Option<String> {
     exai_core::access::read_capped(&c.path, max_bytes)
         .ok()
@@ -144,7 +176,9 @@ pub fn embedding_text(title: &str, section: &str, text: &str) -> String {
 }
 
 impl Kb {
-    /// Run one indexing request. `progress` is called from the indexing thread.
+    /// Run one indexing request: check it, find the files, write the changed ones batch by
+    /// batch, drop the ones gone (`prune`), then embed the new texts and refresh the ANN index.
+    /// `progress` is called from the indexing thread.
     pub fn index(
         &self,
         req: &IndexRequest,
@@ -152,30 +186,7 @@ impl Kb {
         cancel: &AtomicBool,
     ) -> Result<IndexReport> {
         let started = Instant::now();
-        if req.source.trim().is_empty() || req.source.contains(['/', '\\']) {
-            return Err(KbError::Invalid(format!(
-                "invalid source name `{}`: use a short name like `react` or `rust-book`",
-                req.source
-            )));
-        }
-        if req.roots.is_empty() {
-            return Err(KbError::Invalid("give at least one path to index".into()));
-        }
-        let mut roots = Vec::new();
-        for r in &req.roots {
-            let root = std::fs::canonicalize(r).map_err(|source| KbError::Io {
-                path: r.clone(),
-                source,
-            })?;
-            if let Some(reason) = self.options.access.named_root_reason(&root) {
-                return Err(KbError::Invalid(format!(
-                    "`{}` is private ({reason}) and is never indexed; to index it on purpose, add \
-                     it to tools.allowed_private_paths",
-                    r.display()
-                )));
-            }
-            roots.push(root);
-        }
+        let roots = self.checked_roots(req)?;
         let walk = WalkOptions {
             include: req.include.clone(),
             exclude: req.exclude.clone(),
@@ -207,119 +218,20 @@ impl Kb {
             let root_names: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
             store.upsert_source(&req.source, &root_names, &technology)?;
         }
-
+        let batch = Batch {
+            req,
+            known: &known,
+            technology: &technology,
+        };
         let total = discovery.candidates.len();
         let mut done = 0usize;
         let mut chunks_total = 0usize;
-        let seen: std::collections::HashSet<&str> = discovery
-            .candidates
-            .iter()
-            .map(|c| c.rel.as_str())
-            .collect();
-        for batch in discovery.candidates.chunks(WRITE_BATCH) {
+        for files in discovery.candidates.chunks(WRITE_BATCH) {
             if cancel.load(Ordering::Relaxed) {
                 return Err(KbError::Cancelled);
             }
-            // Unchanged files (same content hash) cost one read and nothing else.
-            let todo: Vec<&Candidate> = batch
-                .iter()
-                .filter(|c| match known.get(&c.rel) {
-                    Some(old) => {
-                        file_hash(c, self.options.max_file_bytes).as_deref() != Some(old.as_str())
-                    }
-                    None => true,
-                })
-                .collect();
-            report.unchanged += batch.len() - todo.len();
-            let prepared: Vec<(String, std::result::Result<Prepared, SkipReason>)> = todo
-                .par_iter()
-                .map(|c| {
-                    (
-                        c.rel.clone(),
-                        prepare(c, &self.options.chunk, self.options.max_file_bytes),
-                    )
-                })
-                .collect();
-            let mut writes = Vec::new();
-            for (rel, p) in prepared {
-                match p {
-                    Ok(p) => writes.push(p),
-                    Err(reason) => {
-                        *report
-                            .skipped
-                            .entry(reason.as_str().to_string())
-                            .or_default() += 1;
-                        if known.contains_key(&rel) && !req.dry_run {
-                            // The file no longer yields content: drop the stale copy.
-                            report.removed += store.delete_documents(&req.source, &[rel])? as usize;
-                        }
-                    }
-                }
-            }
-            for p in &writes {
-                *report
-                    .by_format
-                    .entry(p.format.as_str().to_string())
-                    .or_default() += 1;
-                if known.contains_key(&p.rel) {
-                    report.updated += 1;
-                } else {
-                    report.added += 1;
-                }
-                report.chunks_written += p.chunks.len();
-                report.chunks_dropped += p.dropped;
-                if p.dropped > 0 {
-                    tracing::warn!(file = %p.rel, dropped = p.dropped, "file exceeds kb.max_chunks_per_file; the rest of it is not indexed");
-                }
-            }
-            chunks_total += writes.iter().map(|p| p.chunks.len()).sum::<usize>();
-            if !req.dry_run && !writes.is_empty() {
-                let categories: Vec<String> = writes
-                    .iter()
-                    .map(|p| {
-                        let explicit = p.doc.metadata.get("category").and_then(|v| v.as_str());
-                        self.categories.infer(&p.rel, &p.doc.title, explicit)
-                    })
-                    .collect();
-                let techs: Vec<String> = writes
-                    .iter()
-                    .map(|p| {
-                        req.technology
-                            .clone()
-                            .or_else(|| {
-                                p.doc
-                                    .metadata
-                                    .get("technology")
-                                    .and_then(|v| v.as_str())
-                                    .map(str::to_string)
-                            })
-                            .unwrap_or_else(|| technology.clone())
-                    })
-                    .collect();
-                let docs: Vec<(NewDocument<'_>, Vec<NewChunk>)> = writes
-                    .iter()
-                    .zip(categories.iter().zip(&techs))
-                    .map(|(p, (category, tech))| {
-                        (
-                            NewDocument {
-                                source: &req.source,
-                                path: &p.rel,
-                                uri: Some(&p.uri),
-                                title: &p.doc.title,
-                                format: p.format.as_str(),
-                                technology: tech,
-                                category,
-                                hash: &p.hash,
-                                bytes: p.bytes,
-                                metadata: &p.doc.metadata,
-                            },
-                            p.chunks.clone(),
-                        )
-                    })
-                    .collect();
-                store.replace_documents(&docs)?;
-            }
-            done += batch.len();
+            chunks_total += self.index_batch(&mut store, &batch, files, &mut report)?;
+            done += files.len();
             progress(&Progress::Files {
                 done,
                 total,
@@ -327,6 +239,11 @@ impl Kb {
             });
         }
         if req.prune && !req.dry_run {
+            let seen: std::collections::HashSet<&str> = discovery
+                .candidates
+                .iter()
+                .map(|c| c.rel.as_str())
+                .collect();
             let gone: Vec<String> = known
                 .keys()
                 .filter(|k| !seen.contains(k.as_str()))
@@ -340,12 +257,165 @@ impl Kb {
         } else {
             0.0
         };
+        self.after_writing(&mut store, req, progress, cancel, &mut report)?;
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    /// The request's roots, resolved, after checking its source name; a private root is
+    /// refused.
+    fn checked_roots(&self, req: &IndexRequest) -> Result<Vec<PathBuf>> {
+        if req.source.trim().is_empty() || req.source.contains(['/', '\\']) {
+            return Err(KbError::Invalid(format!(
+                "invalid source name `{}`: use a short name like `react` or `rust-book`",
+                req.source
+            )));
+        }
+        if req.roots.is_empty() {
+            return Err(KbError::Invalid("give at least one path to index".into()));
+        }
+        let mut roots = Vec::new();
+        for r in &req.roots {
+            let root = std::fs::canonicalize(r).map_err(|source| KbError::Io {
+                path: r.clone(),
+                source,
+            })?;
+            if let Some(reason) = self.options.access.named_root_reason(&root) {
+                return Err(KbError::Invalid(format!(
+                    "`{}` is private ({reason}) and is never indexed; to index it on purpose, add \
+                     it to tools.allowed_private_paths",
+                    r.display()
+                )));
+            }
+            roots.push(root);
+        }
+        Ok(roots)
+    }
+
+    /// Index one batch of files: skip the unchanged, parse and chunk the others in parallel,
+    /// drop the stored copy of a file that no longer yields content, and write the rest in one
+    /// transaction. Returns the chunks the batch yielded.
+    fn index_batch(
+        &self,
+        store: &mut Store,
+        batch: &Batch<'_>,
+        files: &[Candidate],
+        report: &mut IndexReport,
+    ) -> Result<usize> {
+        let req = batch.req;
+        // Unchanged files (same content hash) cost one read and nothing else.
+        let todo: Vec<&Candidate> = files
+            .iter()
+            .filter(|c| match batch.known.get(&c.rel) {
+                Some(old) => {
+                    file_hash(c, self.options.max_file_bytes).as_deref() != Some(old.as_str())
+                }
+                None => true,
+            })
+            .collect();
+        report.unchanged += files.len() - todo.len();
+        let prepared: Vec<(String, std::result::Result<Prepared, SkipReason>)> = todo
+            .par_iter()
+            .map(|c| {
+                (
+                    c.rel.clone(),
+                    prepare(c, &self.options.chunk, self.options.max_file_bytes),
+                )
+            })
+            .collect();
+        let mut writes = Vec::new();
+        for (rel, p) in prepared {
+            match p {
+                Ok(p) => writes.push(p),
+                Err(reason) => {
+                    *report
+                        .skipped
+                        .entry(reason.as_str().to_string())
+                        .or_default() += 1;
+                    if batch.known.contains_key(&rel) && !req.dry_run {
+                        // The file no longer yields content: drop the stale copy.
+                        report.removed += store.delete_documents(&req.source, &[rel])? as usize;
+                    }
+                }
+            }
+        }
+        batch.count(&writes, report);
+        if !req.dry_run && !writes.is_empty() {
+            self.write_documents(store, batch, &writes)?;
+        }
+        Ok(writes.iter().map(|p| p.chunks.len()).sum())
+    }
+
+    /// Store prepared files with their category and technology, in one transaction.
+    fn write_documents(
+        &self,
+        store: &mut Store,
+        batch: &Batch<'_>,
+        writes: &[Prepared],
+    ) -> Result<()> {
+        let req = batch.req;
+        let categories: Vec<String> = writes
+            .iter()
+            .map(|p| {
+                let explicit = p.doc.metadata.get("category").and_then(|v| v.as_str());
+                self.categories.infer(&p.rel, &p.doc.title, explicit)
+            })
+            .collect();
+        let techs: Vec<String> = writes
+            .iter()
+            .map(|p| {
+                req.technology
+                    .clone()
+                    .or_else(|| {
+                        p.doc
+                            .metadata
+                            .get("technology")
+                            .and_then(|v| v.as_str())
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_else(|| batch.technology.to_string())
+            })
+            .collect();
+        let docs: Vec<(NewDocument<'_>, Vec<NewChunk>)> = writes
+            .iter()
+            .zip(categories.iter().zip(&techs))
+            .map(|(p, (category, tech))| {
+                (
+                    NewDocument {
+                        source: &req.source,
+                        path: &p.rel,
+                        uri: Some(&p.uri),
+                        title: &p.doc.title,
+                        format: p.format.as_str(),
+                        technology: tech,
+                        category,
+                        hash: &p.hash,
+                        bytes: p.bytes,
+                        metadata: &p.doc.metadata,
+                    },
+                    p.chunks.clone(),
+                )
+            })
+            .collect();
+        store.replace_documents(&docs)
+    }
+
+    /// After the files: embed the texts without a vector (all of them again with `reembed`)
+    /// unless told not to, and bring the ANN index up to date.
+    fn after_writing(
+        &self,
+        store: &mut Store,
+        req: &IndexRequest,
+        progress: &(dyn Fn(&Progress) + Sync),
+        cancel: &AtomicBool,
+        report: &mut IndexReport,
+    ) -> Result<()> {
         if !req.dry_run && !req.skip_embedding {
             if req.reembed {
                 let dropped = store.drop_vectors()?;
                 tracing::info!(dropped, "dropped all vectors for re-embedding");
             }
-            let (embedded, _) = self.embed_pending_with(&mut store, progress, cancel)?;
+            let (embedded, _) = self.embed_pending_with(store, progress, cancel)?;
             report.texts_embedded = embedded;
         }
         report.texts_without_vectors = store.count_texts_without_vectors()?;
@@ -355,8 +425,7 @@ impl Kb {
             self.refresh_ann()?;
         }
         report.embedding_model = self.embedder.as_ref().map(|e| e.identity().key());
-        report.seconds = started.elapsed().as_secs_f64();
-        Ok(report)
+        Ok(())
     }
 
     /// Embed every chunk text that has no vector, in committed batches. Returns (embedded, left).

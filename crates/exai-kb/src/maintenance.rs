@@ -6,7 +6,10 @@ use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::store::{SCHEMA_VERSION, SharedLogic, SqliteStore, StoreBackend};
+use crate::store::{
+    SCHEMA_VERSION, SharedLogic, SqliteStore, StoreBackend, dimension_problems,
+    pending_vectors_warning,
+};
 
 /// What `exai db verify` found. `problems` fail the check; `warnings` do not.
 #[derive(Debug, Clone, Serialize)]
@@ -133,6 +136,64 @@ impl SqliteStore {
         } else {
             "quick_check"
         };
+        problems.extend(self.integrity_problems(pragma)?);
+        let schema_version = self.schema_version()?;
+        if schema_version != SCHEMA_VERSION {
+            problems.push(format!(
+                "schema version {schema_version}, this build writes {SCHEMA_VERSION}; run `exai db migrate`"
+            ));
+        }
+        let documents = self.count("SELECT count(*) FROM documents")?;
+        let chunks = self.count("SELECT count(*) FROM chunks")?;
+        // A contentless FTS5 table keeps one size row per indexed chunk.
+        let fts_rows = self.count("SELECT count(*) FROM chunks_fts_docsize")?;
+        problems.extend(self.keyword_index_problems()?);
+        let vectors = self.count("SELECT count(*) FROM embeddings")?;
+        let embed_model = self.embed_model()?;
+        let expected_dim = embed_model.as_deref().and_then(identity_dim);
+        let dims = self.vector_dims()?;
+        problems.extend(dimension_problems(expected_dim, &dims));
+        let chunks_without_vectors = self.count_chunks_without_vectors()?;
+        warnings.extend(pending_vectors_warning(
+            chunks_without_vectors,
+            embed_model.is_some(),
+        ));
+        let orphan_vectors = self.count(
+            "SELECT count(*) FROM embeddings WHERE text_hash NOT IN (SELECT text_hash FROM chunks)",
+        )?;
+        if orphan_vectors > 0 {
+            warnings.push(format!(
+                "{orphan_vectors} vector(s) belong to no chunk; `exai db compact` removes them"
+            ));
+        }
+        let generation = self.generation()?;
+        let ann = self.ann_status(generation, embed_model.as_deref());
+        if ann.present && !ann.fresh {
+            warnings.push(format!("ANN index {}", ann.describe(generation)));
+        }
+        Ok(VerifyReport {
+            schema_version,
+            integrity: pragma.into(),
+            documents,
+            chunks,
+            fts_rows,
+            vectors,
+            expected_dim,
+            dims,
+            chunks_without_vectors,
+            orphan_vectors,
+            embed_model,
+            generation,
+            ann,
+            problems,
+            warnings,
+        })
+    }
+
+    /// What SQLite's own check (`pragma`: `integrity_check` or `quick_check`) and its foreign
+    /// key check find.
+    fn integrity_problems(&self, pragma: &str) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
         let mut stmt = self
             .conn
             .prepare(&format!("PRAGMA {pragma}"))
@@ -162,16 +223,12 @@ impl SqliteStore {
                 fk.join(", ")
             ));
         }
-        let schema_version = self.schema_version()?;
-        if schema_version != SCHEMA_VERSION {
-            problems.push(format!(
-                "schema version {schema_version}, this build writes {SCHEMA_VERSION}; run `exai db migrate`"
-            ));
-        }
-        let documents = self.count("SELECT count(*) FROM documents")?;
-        let chunks = self.count("SELECT count(*) FROM chunks")?;
-        // A contentless FTS5 table keeps one size row per indexed chunk.
-        let fts_rows = self.count("SELECT count(*) FROM chunks_fts_docsize")?;
+        Ok(problems)
+    }
+
+    /// The keyword index against the chunks: rows missing or stray, and FTS5's own check.
+    fn keyword_index_problems(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
         let missing = self.count(
             "SELECT count(*) FROM chunks WHERE id NOT IN (SELECT id FROM chunks_fts_docsize)",
         )?;
@@ -201,14 +258,16 @@ impl SqliteStore {
                 "keyword index integrity check failed ({e}); run `exai db reindex`"
             )),
         }
-        let vectors = self.count("SELECT count(*) FROM embeddings")?;
-        let embed_model = self.embed_model()?;
-        let expected_dim = embed_model.as_deref().and_then(identity_dim);
-        let dims: Vec<(usize, u64)> = {
-            let mut stmt = self.conn.prepare(
-                "SELECT length(vector) / 4, count(*) FROM embeddings GROUP BY 1 ORDER BY 2 DESC",
-            )?;
-            stmt.query_map([], |r| {
+        Ok(problems)
+    }
+
+    /// Distinct vector dimensions with their counts, most common first.
+    fn vector_dims(&self) -> Result<Vec<(usize, u64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT length(vector) / 4, count(*) FROM embeddings GROUP BY 1 ORDER BY 2 DESC",
+        )?;
+        let dims = stmt
+            .query_map([], |r| {
                 let d: i64 = r.get(0)?;
                 let n: i64 = r.get(1)?;
                 Ok((
@@ -216,42 +275,14 @@ impl SqliteStore {
                     u64::try_from(n).unwrap_or(0),
                 ))
             })?
-            .collect::<rusqlite::Result<_>>()?
-        };
-        match (expected_dim, dims.as_slice()) {
-            (_, []) => {}
-            (Some(want), found) => {
-                let wrong: u64 = found.iter().filter(|(d, _)| *d != want).map(|p| p.1).sum();
-                if wrong > 0 {
-                    problems.push(format!(
-                        "{wrong} vector(s) do not have the model's dimension {want}; run `exai index --reembed`"
-                    ));
-                }
-            }
-            (None, _) => problems.push(
-                "vectors are stored but no embedding model is recorded; run `exai index --reembed`"
-                    .into(),
-            ),
-        }
-        if dims.len() > 1 && expected_dim.is_none() {
-            problems.push(format!("vectors of {} different dimensions", dims.len()));
-        }
-        let chunks_without_vectors = self.count_chunks_without_vectors()?;
-        if chunks_without_vectors > 0 && embed_model.is_some() {
-            warnings.push(format!(
-                "{chunks_without_vectors} chunk(s) have no vector yet (semantic search skips them); `exai index` embeds them"
-            ));
-        }
-        let orphan_vectors = self.count(
-            "SELECT count(*) FROM embeddings WHERE text_hash NOT IN (SELECT text_hash FROM chunks)",
-        )?;
-        if orphan_vectors > 0 {
-            warnings.push(format!(
-                "{orphan_vectors} vector(s) belong to no chunk; `exai db compact` removes them"
-            ));
-        }
-        let generation = self.generation()?;
-        let ann = match crate::ann::inspect(&crate::ann::ann_path(self.path())) {
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(dims)
+    }
+
+    /// The ANN file beside the database: absent, fresh (built from this generation's vectors
+    /// of this model), stale or corrupt.
+    fn ann_status(&self, generation: u64, embed_model: Option<&str>) -> AnnStatus {
+        match crate::ann::inspect(&crate::ann::ann_path(self.path())) {
             Ok(None) => AnnStatus {
                 present: false,
                 generation: None,
@@ -262,7 +293,7 @@ impl SqliteStore {
             },
             Ok(Some(h)) => AnnStatus {
                 present: true,
-                fresh: h.generation == generation && Some(&h.model) == embed_model.as_ref(),
+                fresh: h.generation == generation && Some(h.model.as_str()) == embed_model,
                 generation: Some(h.generation),
                 vectors: Some(h.vectors),
                 model: Some(h.model),
@@ -276,27 +307,7 @@ impl SqliteStore {
                 fresh: false,
                 corrupt: Some(why),
             },
-        };
-        if ann.present && !ann.fresh {
-            warnings.push(format!("ANN index {}", ann.describe(generation)));
         }
-        Ok(VerifyReport {
-            schema_version,
-            integrity: pragma.into(),
-            documents,
-            chunks,
-            fts_rows,
-            vectors,
-            expected_dim,
-            dims,
-            chunks_without_vectors,
-            orphan_vectors,
-            embed_model,
-            generation,
-            ann,
-            problems,
-            warnings,
-        })
     }
 
     fn file_bytes(&self) -> u64 {

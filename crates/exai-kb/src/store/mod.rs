@@ -212,6 +212,45 @@ pub(crate) fn claim_writes(
     }
 }
 
+/// What `verify` says of the stored vectors' dimensions (`dims`: each dimension found with its
+/// count) against the model's (`expected`), on every backend.
+pub(crate) fn dimension_problems(expected: Option<usize>, dims: &[(usize, u64)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    match (expected, dims) {
+        (_, []) => {}
+        (Some(want), found) => {
+            let wrong: u64 = found.iter().filter(|(d, _)| *d != want).map(|p| p.1).sum();
+            if wrong > 0 {
+                problems.push(format!(
+                    "{wrong} vector(s) do not have the model's dimension {want}; run `exai index --reembed`"
+                ));
+            }
+        }
+        (None, found) => {
+            problems.push(
+                "vectors are stored but no embedding model is recorded; run `exai index --reembed`"
+                    .into(),
+            );
+            if found.len() > 1 {
+                problems.push(format!("vectors of {} different dimensions", found.len()));
+            }
+        }
+    }
+    problems
+}
+
+/// What `verify` says of chunks still waiting for a vector (only once a model is recorded).
+pub(crate) fn pending_vectors_warning(
+    chunks_without_vectors: u64,
+    has_model: bool,
+) -> Option<String> {
+    (chunks_without_vectors > 0 && has_model).then(|| {
+        format!(
+            "{chunks_without_vectors} chunk(s) have no vector yet (semantic search skips them); `exai index` embeds them"
+        )
+    })
+}
+
 /// What a storage backend implements, in its own SQL dialect. Callers use [`Store`], which adds
 /// the logic every backend shares; the capability methods (`vector_search`,
 /// `try_lock_embedding`, `keyword_ranking`, `keep_between_calls`) say how a backend differs,

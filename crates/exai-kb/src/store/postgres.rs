@@ -20,7 +20,8 @@ use crate::error::{KbError, Result};
 use crate::model::{DocType, Filters, NewChunk};
 use crate::store::{
     ChunkRecord, Column, Count, DocRecord, NewDocument, SharedLogic, SourceInfo, StoreBackend,
-    VectorMeta, claim_writes, hash_text, now, query_terms,
+    VectorMeta, claim_writes, dimension_problems, hash_text, now, pending_vectors_warning,
+    query_terms,
 };
 
 /// The schema, step by step (component `kb` in `exai_schema`).
@@ -1089,25 +1090,7 @@ impl PgStore {
                 .map(|r| r.get(0));
             Ok((column.and_then(|d| usize::try_from(d).ok()), dims, hnsw))
         })?;
-        match (expected_dim, dims.as_slice()) {
-            (_, []) => {}
-            (Some(want), found) => {
-                let wrong: u64 = found.iter().filter(|(d, _)| *d != want).map(|p| p.1).sum();
-                if wrong > 0 {
-                    problems.push(format!(
-                        "{wrong} vector(s) do not have the model's dimension {want}; run `exai index --reembed`"
-                    ));
-                }
-            }
-            (None, found) => {
-                problems.push(
-                    "vectors are stored but no embedding model is recorded; run `exai index --reembed`".into(),
-                );
-                if found.len() > 1 {
-                    problems.push(format!("vectors of {} different dimensions", found.len()));
-                }
-            }
-        }
+        problems.extend(dimension_problems(expected_dim, &dims));
         if let (Some(want), Some(column)) = (expected_dim, column_dim)
             && want != column
         {
@@ -1143,11 +1126,10 @@ impl PgStore {
             ));
         }
         let chunks_without_vectors = self.count_chunks_without_vectors()?;
-        if chunks_without_vectors > 0 && embed_model.is_some() {
-            warnings.push(format!(
-                "{chunks_without_vectors} chunk(s) have no vector yet (semantic search skips them); `exai index` embeds them"
-            ));
-        }
+        warnings.extend(pending_vectors_warning(
+            chunks_without_vectors,
+            embed_model.is_some(),
+        ));
         let orphan_vectors = self.count(
             "SELECT count(*) FROM kb_embeddings e WHERE NOT EXISTS (SELECT 1 FROM kb_chunks c WHERE c.text_hash = e.text_hash)",
         )?;
