@@ -1031,23 +1031,8 @@ impl PgStore {
         let mut warnings = Vec::new();
         let known = MIGRATIONS.len() as i64;
         let schema_version = self.schema_version()?;
-        if schema_version < known {
-            problems.push(format!(
-                "kb schema version {schema_version}, this build writes {known}; run `exai db migrate`"
-            ));
-        } else if schema_version > known {
-            problems.push(format!(
-                "kb schema version {schema_version} is newer than this build knows ({known}); upgrade exai"
-            ));
-        }
-        let pgvector: Option<String> = self.with(|c| {
-            Ok(c.query_opt(
-                "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
-                &[],
-            )
-            .map_err(exai_pg::PgError::from)?
-            .map(|r| r.get(0)))
-        })?;
+        problems.extend(schema_problem(schema_version, known));
+        let pgvector = self.pgvector_version()?;
         if pgvector.is_none() {
             problems.push(
                 "pgvector is not installed in this database; run `CREATE EXTENSION vector;` (Supabase: Database → Extensions → vector)".into(),
@@ -1059,37 +1044,11 @@ impl PgStore {
         let expected_dim = embed_model
             .as_deref()
             .and_then(crate::maintenance::identity_dim);
-        let (column_dim, dims, hnsw_valid) = self.with(|c| {
-            let column: Option<i32> = c
-                .query_one(
-                    "SELECT NULLIF(atttypmod, -1) FROM pg_attribute WHERE attrelid = 'kb_embeddings'::regclass AND attname = 'vector'",
-                    &[],
-                )
-                .map_err(exai_pg::PgError::from)?
-                .get(0);
-            let dims: Vec<(usize, u64)> = c
-                .query(
-                    "SELECT vector_dims(vector), count(*) FROM kb_embeddings GROUP BY 1 ORDER BY 2 DESC",
-                    &[],
-                )
-                .map_err(exai_pg::PgError::from)?
-                .iter()
-                .map(|r| {
-                    (
-                        usize::try_from(r.get::<_, i32>(0)).unwrap_or(0),
-                        u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
-                    )
-                })
-                .collect();
-            let hnsw: Option<bool> = c
-                .query_opt(
-                    "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
-                    &[&HNSW_INDEX],
-                )
-                .map_err(exai_pg::PgError::from)?
-                .map(|r| r.get(0));
-            Ok((column.and_then(|d| usize::try_from(d).ok()), dims, hnsw))
-        })?;
+        let VectorLayout {
+            column_dim,
+            dims,
+            hnsw_valid,
+        } = self.vector_layout()?;
         problems.extend(dimension_problems(expected_dim, &dims));
         if let (Some(want), Some(column)) = (expected_dim, column_dim)
             && want != column
@@ -1099,15 +1058,7 @@ impl PgStore {
             ));
         }
         if embed_model.is_some() {
-            match hnsw_valid {
-                Some(true) => {}
-                Some(false) => problems.push(format!(
-                    "the HNSW index {HNSW_INDEX} is invalid (a build was interrupted); run `REINDEX INDEX {HNSW_INDEX};`"
-                )),
-                None => problems.push(format!(
-                    "the HNSW index {HNSW_INDEX} is missing; the next `exai index` run builds it (semantic search scans exactly meanwhile)"
-                )),
-            }
+            problems.extend(hnsw_problem(hnsw_valid));
         }
         let orphan_chunks = self.count(
             "SELECT count(*) FROM kb_chunks c WHERE NOT EXISTS (SELECT 1 FROM kb_documents d WHERE d.id = c.doc_id)",
@@ -1158,6 +1109,91 @@ impl PgStore {
             problems,
             warnings,
         })
+    }
+
+    fn pgvector_version(&self) -> Result<Option<String>> {
+        self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
+                &[],
+            )
+            .map_err(exai_pg::PgError::from)?
+            .map(|r| r.get(0)))
+        })
+    }
+
+    /// The vector column's declared dimension, the dimensions stored, and the HNSW index.
+    fn vector_layout(&self) -> Result<VectorLayout> {
+        self.with(|c| {
+            let column: Option<i32> = c
+                .query_one(
+                    "SELECT NULLIF(atttypmod, -1) FROM pg_attribute WHERE attrelid = 'kb_embeddings'::regclass AND attname = 'vector'",
+                    &[],
+                )
+                .map_err(exai_pg::PgError::from)?
+                .get(0);
+            let dims: Vec<(usize, u64)> = c
+                .query(
+                    "SELECT vector_dims(vector), count(*) FROM kb_embeddings GROUP BY 1 ORDER BY 2 DESC",
+                    &[],
+                )
+                .map_err(exai_pg::PgError::from)?
+                .iter()
+                .map(|r| {
+                    (
+                        usize::try_from(r.get::<_, i32>(0)).unwrap_or(0),
+                        u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+                    )
+                })
+                .collect();
+            let hnsw_valid: Option<bool> = c
+                .query_opt(
+                    "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+                    &[&HNSW_INDEX],
+                )
+                .map_err(exai_pg::PgError::from)?
+                .map(|r| r.get(0));
+            Ok(VectorLayout {
+                column_dim: column.and_then(|d| usize::try_from(d).ok()),
+                dims,
+                hnsw_valid,
+            })
+        })
+    }
+}
+
+/// How the vectors are laid out in PostgreSQL (see [`PgVerifyReport`] for each field).
+struct VectorLayout {
+    column_dim: Option<usize>,
+    dims: Vec<(usize, u64)>,
+    hnsw_valid: Option<bool>,
+}
+
+/// What `verify` says of the schema version against the one this build writes.
+fn schema_problem(found: i64, known: i64) -> Option<String> {
+    if found < known {
+        Some(format!(
+            "kb schema version {found}, this build writes {known}; run `exai db migrate`"
+        ))
+    } else if found > known {
+        Some(format!(
+            "kb schema version {found} is newer than this build knows ({known}); upgrade exai"
+        ))
+    } else {
+        None
+    }
+}
+
+/// What `verify` says of the HNSW index once a model is recorded (valid, invalid, absent).
+fn hnsw_problem(valid: Option<bool>) -> Option<String> {
+    match valid {
+        Some(true) => None,
+        Some(false) => Some(format!(
+            "the HNSW index {HNSW_INDEX} is invalid (a build was interrupted); run `REINDEX INDEX {HNSW_INDEX};`"
+        )),
+        None => Some(format!(
+            "the HNSW index {HNSW_INDEX} is missing; the next `exai index` run builds it (semantic search scans exactly meanwhile)"
+        )),
     }
 }
 
