@@ -158,6 +158,16 @@ fn filter_sql(filters: &Filters, first: usize) -> (String, Vec<Box<dyn ToSql + S
     (sql, args)
 }
 
+/// The vector column's declared dimension (`None`: not fixed yet).
+fn vector_column_dim(c: &mut Conn) -> Result<Option<i32>> {
+    Ok(c.query_one(
+        "SELECT NULLIF(atttypmod, -1) FROM pg_attribute WHERE attrelid = 'kb_embeddings'::regclass AND attname = 'vector'",
+        &[],
+    )
+    .map_err(exai_pg::PgError::from)?
+    .get(0))
+}
+
 fn refs(args: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
     args.iter()
         .map(|a| a.as_ref() as &(dyn ToSql + Sync))
@@ -219,13 +229,7 @@ impl PgStore {
             return Ok(());
         };
         self.with(|c| {
-            let current: Option<i32> = c
-                .query_one(
-                    "SELECT NULLIF(atttypmod, -1) FROM pg_attribute WHERE attrelid = 'kb_embeddings'::regclass AND attname = 'vector'",
-                    &[],
-                )
-                .map_err(exai_pg::PgError::from)?
-                .get(0);
+            let current = vector_column_dim(c)?;
             let exists: bool = c
                 .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HNSW_INDEX])
                 .map_err(exai_pg::PgError::from)?
@@ -1125,13 +1129,7 @@ impl PgStore {
     /// The vector column's declared dimension, the dimensions stored, and the HNSW index.
     fn vector_layout(&self) -> Result<VectorLayout> {
         self.with(|c| {
-            let column: Option<i32> = c
-                .query_one(
-                    "SELECT NULLIF(atttypmod, -1) FROM pg_attribute WHERE attrelid = 'kb_embeddings'::regclass AND attname = 'vector'",
-                    &[],
-                )
-                .map_err(exai_pg::PgError::from)?
-                .get(0);
+            let column = vector_column_dim(c)?;
             let dims: Vec<(usize, u64)> = c
                 .query(
                     "SELECT vector_dims(vector), count(*) FROM kb_embeddings GROUP BY 1 ORDER BY 2 DESC",

@@ -507,19 +507,23 @@ impl StoreBackend for SqliteStore {
         Ok(removed)
     }
 
-    /// Remove a whole source. Returns the number of documents removed.
+    /// Remove a whole source in one transaction. Returns the number of documents removed.
     fn remove_source(&mut self, source: &str) -> Result<u64> {
-        let paths: Vec<String> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT path FROM documents WHERE source = ?")?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let ids: Vec<i64> = {
+            let mut stmt = tx.prepare("SELECT id FROM documents WHERE source = ?")?;
             stmt.query_map([source], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?
         };
-        let n = self.delete_documents(source, &paths)?;
-        self.conn
-            .execute("DELETE FROM sources WHERE name = ?", [source])?;
-        Ok(n)
+        for id in &ids {
+            delete_document_tx(&tx, *id)?;
+        }
+        tx.execute("DELETE FROM sources WHERE name = ?", [source])?;
+        tx.execute(BUMP_GENERATION, [])?;
+        tx.commit()?;
+        Ok(ids.len() as u64)
     }
 
     /// Distinct chunk texts that have no vector yet: (text hash, title, section, text).
