@@ -258,8 +258,6 @@ pub(crate) fn pending_vectors_warning(
 pub trait StoreBackend: Send {
     /// Where the data lives: the file path, or the server URL with its password redacted.
     fn describe(&self) -> String;
-    /// `sqlite` or `postgres`, for reports and logs.
-    fn name(&self) -> &'static str;
     fn schema_version(&self) -> Result<i64>;
     /// A value of the store's key-value metadata (`generation`, `embed_model`, …).
     fn meta(&self, key: &str) -> Result<Option<String>>;
@@ -416,11 +414,6 @@ impl Store {
     /// Where the data lives: the file path, or the server URL with its password redacted.
     pub fn describe(&self) -> String {
         self.backend.describe()
-    }
-
-    /// `sqlite` or `postgres`, for reports.
-    pub fn backend(&self) -> &'static str {
-        self.backend.name()
     }
 
     pub fn schema_version(&self) -> Result<i64> {

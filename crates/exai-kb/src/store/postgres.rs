@@ -361,10 +361,6 @@ impl StoreBackend for PgStore {
         self.target.clone()
     }
 
-    fn name(&self) -> &'static str {
-        "postgres"
-    }
-
     fn schema_version(&self) -> Result<i64> {
         PgStore::schema_version(self)
     }

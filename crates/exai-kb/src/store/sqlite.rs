@@ -338,10 +338,6 @@ impl StoreBackend for SqliteStore {
         self.path.display().to_string()
     }
 
-    fn name(&self) -> &'static str {
-        "sqlite"
-    }
-
     fn schema_version(&self) -> Result<i64> {
         SqliteStore::schema_version(self)
     }
