@@ -220,11 +220,13 @@ def test_stdin_from_a_file_and_stdio_over_a_socket_pair(home, tmp_path):
 
 
 def test_invalid_config_refuses_to_start(home):
-    proc = subprocess.run([exai_bin(), "serve"], env=base_env(home, EXPERT_ANALYSIS_TIMEOUT_SECS="50"),
+    # A simple tool timeout above the workflow timeout (an expert-analysis timeout above it is
+    # lowered with a notice instead, as the Python server's defaults need).
+    proc = subprocess.run([exai_bin(), "serve"], env=base_env(home, SIMPLE_TOOL_TIMEOUT_SECS="50"),
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
     assert proc.returncode == 2
     err = proc.stderr.decode()
-    assert "timeouts.expert_analysis_secs" in err and "EXPERT_ANALYSIS_TIMEOUT_SECS" in err
+    assert "timeouts.simple_tool_secs" in err and "SIMPLE_TOOL_TIMEOUT_SECS" in err
 
 
 async def test_long_output_is_truncated_with_a_note(home):

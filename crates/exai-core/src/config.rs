@@ -12,10 +12,18 @@
 //! open — so a `.env` in the working directory is never read for settings: it could send the
 //! user's keys to another host, load a library or widen what tools may read. It is only looked
 //! at to warn that it was ignored and how to adopt it (`exai config import`, `--env-file`).
+//!
+//! The Python servers' operators bring their `.env`: its variables either set the matching key
+//! (aliases in the registry; `EXAI_WS_HOST`/`EXAI_WS_PORT` and the per-provider in-flight
+//! limits combined here) or become one notice line per reason exai no longer needs them. Those
+//! notices, unknown `EXAI_*` variables (a typo is pointed out, but an unrelated `EXAI_BIN` in a
+//! shell must not stop every command) and an expert-analysis timeout lowered below the workflow
+//! timeout are returned in [`Loaded::notices`] for the binary to print; unknown keys in a
+//! configuration file stay errors.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -23,9 +31,9 @@ use toml::Value;
 
 use crate::error::{ConfigError, Expected};
 use crate::paths;
-use crate::rules::{HTTP_EMBEDDINGS_URL, HTTP_URL, Shape};
-use crate::settings::{self, NON_SETTING_ENV, SETTINGS, Setting};
-use crate::timeouts::TimeoutHierarchy;
+use crate::rules::{HTTP_EMBEDDINGS_URL, HTTP_URL, Shape, log_level};
+use crate::settings::{self, LEGACY_COMBINED, NON_SETTING_ENV, SETTINGS, Setting};
+use crate::timeouts::{MAX_SECS, TimeoutHierarchy};
 
 pub use crate::source::Source;
 pub use crate::timeouts::TimeoutConfig;
@@ -360,6 +368,9 @@ pub struct Loaded {
     /// A `.env` in the working directory that holds exai settings and was not applied.
     pub ignored_project_env: Option<IgnoredEnv>,
     pub timeouts: TimeoutHierarchy,
+    /// Lines to print once at start: variables read but not needed, unknown `EXAI_*`
+    /// variables, values adjusted to fit. Never values of secrets.
+    pub notices: Vec<String>,
 }
 
 /// A project's `.env` left unread, with the exai variables it would have set.
@@ -460,18 +471,24 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
 
     let mut tree = to_tree(&Config::default());
     let mut sources = Sources::new();
+    let mut notes = Notes::default();
     let file = apply_config_file(&mut tree, &mut sources, inputs, &data_dir)?;
-    let env_files = apply_env_files(&mut tree, &mut sources, inputs, &data_dir)?;
+    let env_files = apply_env_files(&mut tree, &mut sources, &mut notes, inputs, &data_dir)?;
     let ignored_project_env = inputs
         .working_dir
         .as_deref()
         .and_then(|dir| project_env(&dir.join(".env"), &env_files));
-    apply_process_env(&mut tree, &mut sources, inputs)?;
+    apply_process_env(&mut tree, &mut sources, &mut notes, inputs)?;
     apply_flags(&mut tree, &mut sources, inputs)?;
-    check_process_env_names(inputs)?;
+    check_process_env_names(inputs, &mut notes);
 
     let source_of = |key: &str| sources.get(key).cloned().unwrap_or(Source::Default);
-    let config = typed(tree, &source_of)?;
+    let mut config = typed(tree, &source_of)?;
+    let mut notices = notes.lines();
+    notices.extend(clamp_expert(&mut config.timeouts, &source_of));
+    if !sources.contains_key("shim.url") {
+        config.shim.url = format!("http://{}/mcp", connect_addr(config.server.listen));
+    }
     let timeouts =
         TimeoutHierarchy::derive(&config.timeouts).map_err(|e| e.into_config_error(&source_of))?;
     Ok(Loaded {
@@ -482,7 +499,202 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
         env_files,
         ignored_project_env,
         timeouts,
+        notices,
     })
+}
+
+/// What loading has to say besides errors, gathered while the sources are applied.
+#[derive(Debug, Default)]
+struct Notes {
+    /// Variables exai does not need, by the reason (one line each).
+    retired: Vec<(&'static str, Vec<String>)>,
+    other: Vec<String>,
+}
+
+impl Notes {
+    fn retire(&mut self, name: &str, why: &'static str) {
+        match self.retired.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, names)) if names.iter().any(|n| n == name) => {}
+            Some((_, names)) => names.push(name.to_string()),
+            None => self.retired.push((why, vec![name.to_string()])),
+        }
+    }
+
+    /// An `EXAI_*` variable that is neither a setting nor one of exai's other variables.
+    fn unknown(&mut self, name: &str, source: &Source) {
+        if NON_SETTING_ENV.iter().any(|(n, _)| *n == name) {
+            return;
+        }
+        let names: Vec<String> = SETTINGS
+            .iter()
+            .map(Setting::env_name)
+            .chain(NON_SETTING_ENV.iter().map(|(n, _)| n.to_string()))
+            .collect();
+        let hint = settings::closest(name, names.iter().map(String::as_str))
+            .map(|h| format!("; did you mean `{h}`?"))
+            .unwrap_or_default();
+        let line = format!("ignored {source}: not an exai setting{hint}");
+        if !self.other.contains(&line) {
+            self.other.push(line);
+        }
+    }
+
+    fn lines(self) -> Vec<String> {
+        self.retired
+            .into_iter()
+            .map(|(why, names)| format!("{}: not read, since {why}", names.join(", ")))
+            .chain(self.other)
+            .collect()
+    }
+}
+
+/// An expert-analysis deadline at or above the workflow tool timeout that contains it, lowered
+/// to just below: the Python server's defaults (45 s and 60 s) ran that way, the expert call
+/// being cut off by the tool's own deadline. Values out of range are left for the hierarchy
+/// to refuse.
+fn clamp_expert(timeouts: &mut TimeoutConfig, source: &dyn Fn(&str) -> Source) -> Option<String> {
+    let t = timeouts.workflow_tool_secs;
+    let expert = timeouts.expert_analysis_secs;
+    let in_range = |x: f64| x.is_finite() && x > 0.0 && x <= MAX_SECS;
+    if !(in_range(t) && in_range(expert) && expert >= t) {
+        return None;
+    }
+    // A second, or a tenth of a short timeout, for the tool to report what the expert missed.
+    let clamped = t - (t / 10.0).min(1.0);
+    timeouts.expert_analysis_secs = clamped;
+    Some(format!(
+        "timeouts.expert_analysis_secs {expert} s ({}) is not below the workflow tool timeout \
+         {t} s ({}) that contains it: using {clamped} s",
+        source("timeouts.expert_analysis_secs"),
+        source("timeouts.workflow_tool_secs"),
+    ))
+}
+
+/// Where a client reaches a daemon listening on `listen`: an unspecified address (all
+/// interfaces) is reached on loopback.
+fn connect_addr(listen: SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
+}
+
+/// The Python daemon's variables that need combining ([`LEGACY_COMBINED`]), from one source,
+/// applied before that source's other variables so a registry name in it wins.
+fn apply_legacy(
+    tree: &mut Value,
+    sources: &mut Sources,
+    notes: &mut Notes,
+    vars: &[(String, String, Source)],
+) -> Result<(), ConfigError> {
+    // An empty value is a template's "unset", as for the Python daemon's defaults.
+    let get = |name: &str| {
+        vars.iter()
+            .rev()
+            .find(|(n, v, _)| n == name && !v.trim().is_empty())
+    };
+    let (host, port) = (get("EXAI_WS_HOST"), get("EXAI_WS_PORT"));
+    if host.is_some() || port.is_some() {
+        let listen = registered("server.listen")?;
+        let current = lookup(tree, listen.key)
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<SocketAddr>().ok())
+            .unwrap_or(Config::default().server.listen);
+        let invalid =
+            |(_, text, source): &(String, String, Source), allowed: &str| ConfigError::Invalid {
+                key: listen.key.into(),
+                value: text.clone(),
+                origin: source.clone(),
+                allowed: allowed.into(),
+            };
+        let ip = match host {
+            Some(var) => match var.1.trim() {
+                "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                text => text.parse::<IpAddr>().map_err(|_| {
+                    invalid(
+                        var,
+                        "an IP address such as 127.0.0.1, 0.0.0.0 or ::1, or localhost",
+                    )
+                })?,
+            },
+            None => current.ip(),
+        };
+        let port_number = match port {
+            Some(var) => var
+                .1
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| invalid(var, "a port number from 1 to 65535"))?,
+            None => current.port(),
+        };
+        let source = match (host, port) {
+            (Some((_, _, source)), Some(_)) => renamed(source, "EXAI_WS_HOST and EXAI_WS_PORT"),
+            (Some((_, _, source)), None) | (None, Some((_, _, source))) => source.clone(),
+            (None, None) => Source::Default,
+        };
+        let addr = SocketAddr::new(ip, port_number).to_string();
+        apply_setting(tree, sources, listen, &addr, source)?;
+    }
+
+    let limits: Vec<_> = ["EXAI_WS_KIMI_MAX_INFLIGHT", "EXAI_WS_GLM_MAX_INFLIGHT"]
+        .into_iter()
+        .filter_map(get)
+        .collect();
+    if !limits.is_empty() {
+        let setting = registered("providers.max_concurrent_per_provider")?;
+        let mut parsed = Vec::new();
+        for (name, text, source) in limits {
+            let n = text
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| Expected::new("a whole number"))
+                .and_then(|n| setting.rule.check(&Value::Integer(n)).map(|()| n))
+                .map_err(|e| reject(setting, text, source.clone(), e))?;
+            parsed.push((n, name, text, source));
+        }
+        parsed.sort_by_key(|(n, ..)| *n);
+        if let [(low, low_name, ..), (high, high_name, ..)] = parsed.as_slice()
+            && low != high
+        {
+            notes.other.push(format!(
+                "{low_name}={low} and {high_name}={high}: exai has one limit per provider, \
+                 providers.max_concurrent_per_provider = {high} (the larger)"
+            ));
+        }
+        if let Some((_, _, text, source)) = parsed.last() {
+            apply_setting(tree, sources, setting, text, (*source).clone())?;
+        }
+    }
+    Ok(())
+}
+
+/// The same place with another variable named (two variables that set one key).
+fn renamed(source: &Source, var: &str) -> Source {
+    match source {
+        Source::DotEnv { path, .. } => Source::DotEnv {
+            path: path.clone(),
+            var: var.to_string(),
+        },
+        Source::Env(_) => Source::Env(var.to_string()),
+        other => other.clone(),
+    }
+}
+
+/// A key the loader names itself; missing only if the registry and this file disagree.
+fn registered(key: &str) -> Result<&'static Setting, ConfigError> {
+    settings::find(key).ok_or_else(|| ConfigError::UnknownKey {
+        key: key.to_string(),
+        origin: Source::Default,
+        hint: None,
+    })
+}
+
+fn is_combined(name: &str) -> bool {
+    LEGACY_COMBINED.iter().any(|(n, _)| *n == name)
 }
 
 /// The configuration file named by `--config` or `EXAI_CONFIG` (which must exist), else the
@@ -515,17 +727,18 @@ fn apply_config_file(
 fn apply_env_files(
     tree: &mut Value,
     sources: &mut Sources,
+    notes: &mut Notes,
     inputs: &Inputs,
     data_dir: &Path,
 ) -> Result<Vec<PathBuf>, ConfigError> {
     let mut read = Vec::new();
     let data_env = data_dir.join(".env");
     if data_env.is_file() {
-        apply_env_file(tree, sources, &data_env)?;
+        apply_env_file(tree, sources, notes, &data_env)?;
         read.push(data_env);
     }
     for path in &inputs.env_files {
-        apply_env_file(tree, sources, path)?;
+        apply_env_file(tree, sources, notes, path)?;
         read.push(path.clone());
     }
     Ok(read)
@@ -535,8 +748,16 @@ fn apply_env_files(
 fn apply_process_env(
     tree: &mut Value,
     sources: &mut Sources,
+    notes: &mut Notes,
     inputs: &Inputs,
 ) -> Result<(), ConfigError> {
+    let legacy: Vec<(String, String, Source)> = inputs
+        .env
+        .iter()
+        .filter(|(name, _)| is_combined(name))
+        .map(|(name, value)| (name.clone(), value.clone(), Source::Env(name.clone())))
+        .collect();
+    apply_legacy(tree, sources, notes, &legacy)?;
     // Aliases are listed in priority order, so the canonical name is applied last and wins.
     for setting in SETTINGS {
         for name in setting.env_names().iter().rev() {
@@ -548,14 +769,18 @@ fn apply_process_env(
     Ok(())
 }
 
-/// An `EXAI_*` variable that is no setting is a typo to point out, not to ignore.
-fn check_process_env_names(inputs: &Inputs) -> Result<(), ConfigError> {
+/// An `EXAI_*` variable that is no setting may be a typo to point out, or the Python daemon's.
+/// Other programs' variables in the environment are none of exai's business, even where the
+/// Python server used the same generic name (`DEBUG`, `TZ`).
+fn check_process_env_names(inputs: &Inputs, notes: &mut Notes) {
     for (name, _) in &inputs.env {
-        if name.starts_with("EXAI_") && settings::by_env(name).is_none() {
-            check_known_env(name, &Source::Env(name.clone()))?;
+        if name.starts_with("EXAI_") && settings::by_env(name).is_none() && !is_combined(name) {
+            match settings::retired(name) {
+                Some(why) => notes.retire(name, why),
+                None => notes.unknown(name, &Source::Env(name.clone())),
+            }
         }
     }
-    Ok(())
 }
 
 /// Command-line flags, applied last.
@@ -597,20 +822,50 @@ fn typed(tree: Value, source: &dyn Fn(&str) -> Source) -> Result<Config, ConfigE
     Ok(config)
 }
 
-/// Apply a trusted `.env` file: our variables set settings, others' are left alone.
-fn apply_env_file(tree: &mut Value, sources: &mut Sources, path: &Path) -> Result<(), ConfigError> {
+/// Apply a trusted `.env` file: our variables set settings, the Python servers' are mapped or
+/// noted, other programs' are left alone.
+fn apply_env_file(
+    tree: &mut Value,
+    sources: &mut Sources,
+    notes: &mut Notes,
+    path: &Path,
+) -> Result<(), ConfigError> {
     let read_error = |reason: String| ConfigError::Read {
         path: path.to_path_buf(),
         reason,
     };
-    let iter = dotenvy::from_path_iter(path).map_err(|e| read_error(e.to_string()))?;
-    for item in iter {
-        let (name, value) = item.map_err(|e| read_error(e.to_string()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| read_error(e.to_string()))?;
+    // Editors on Windows, where the Python servers ran, start files with a byte order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut vars = Vec::new();
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
+        let (name, value) = match item {
+            Ok(pair) => pair,
+            // python-dotenv reads values dotenvy refuses (an unquoted `C:\path`); one exai
+            // does not use need not parse, but one of ours must, or its value would be lost.
+            Err(dotenvy::Error::LineParse(part, at)) => {
+                match crate::env_import::name_of_value(text, &part) {
+                    Some(name) if settings::by_env(name).is_none() && !is_combined(name) => {
+                        if let Some(why) = settings::retired(name) {
+                            notes.retire(name, why);
+                        }
+                        continue;
+                    }
+                    _ => return Err(read_error(dotenvy::Error::LineParse(part, at).to_string())),
+                }
+            }
+            Err(e) => return Err(read_error(e.to_string())),
+        };
         let source = Source::DotEnv {
             path: path.to_path_buf(),
             var: name.clone(),
         };
-        apply_env_var(tree, sources, &name, &value, source)?;
+        vars.push((name, value, source));
+    }
+    let (legacy, vars): (Vec<_>, Vec<_>) = vars.into_iter().partition(|(n, ..)| is_combined(n));
+    apply_legacy(tree, sources, notes, &legacy)?;
+    for (name, value, source) in vars {
+        apply_env_var(tree, sources, notes, &name, &value, source)?;
     }
     Ok(())
 }
@@ -721,6 +976,10 @@ fn set(tree: &mut Value, key: &str, value: Value) {
 fn from_file(setting: &Setting, value: Value, like: &Value) -> Result<Value, Expected> {
     match setting.shape {
         Shape::Plain | Shape::Trimmed => coerce(value, like),
+        Shape::LogLevel => match coerce(value, like)? {
+            Value::String(s) => Ok(Value::String(log_level(&s))),
+            other => Ok(other),
+        },
         Shape::NumberTable { says } => match value {
             Value::Table(t) if t.values().all(|v| v.is_float() || v.is_integer()) => {
                 Ok(Value::Table(
@@ -817,35 +1076,26 @@ fn parse_env(text: &str, like: &Value) -> Result<Value, Expected> {
     }
 }
 
+/// One variable of a trusted `.env` file (not one of [`LEGACY_COMBINED`]).
 fn apply_env_var(
     tree: &mut Value,
     sources: &mut Sources,
+    notes: &mut Notes,
     name: &str,
     value: &str,
     source: Source,
 ) -> Result<(), ConfigError> {
-    match settings::by_env(name) {
-        Some(setting) => apply_setting(tree, sources, setting, value, source),
-        // A shared `.env` may hold other programs' variables; only our prefix must be known.
-        None if name.starts_with("EXAI_") => check_known_env(name, &source),
-        None => Ok(()),
+    if let Some(setting) = settings::by_env(name) {
+        return apply_setting(tree, sources, setting, value, source);
     }
-}
-
-fn check_known_env(name: &str, source: &Source) -> Result<(), ConfigError> {
-    if NON_SETTING_ENV.iter().any(|(n, _)| *n == name) {
-        return Ok(());
+    // A shared `.env` may hold other programs' variables: only the Python servers' are worth a
+    // word, and an unknown one of our prefix.
+    match settings::retired(name) {
+        Some(why) => notes.retire(name, why),
+        None if name.starts_with("EXAI_") => notes.unknown(name, &source),
+        None => {}
     }
-    let names: Vec<String> = SETTINGS
-        .iter()
-        .map(Setting::env_name)
-        .chain(NON_SETTING_ENV.iter().map(|(n, _)| n.to_string()))
-        .collect();
-    Err(ConfigError::UnknownKey {
-        key: name.to_string(),
-        origin: source.clone(),
-        hint: settings::closest(name, names.iter().map(String::as_str)).map(str::to_string),
-    })
+    Ok(())
 }
 
 fn apply_setting(
@@ -865,6 +1115,7 @@ fn apply_setting(
                 Value::try_from(json).map_err(|e| Expected::new(format!("a JSON object ({e})")))
             }),
         Shape::Trimmed => Ok(Value::String(text.trim().to_string())),
+        Shape::LogLevel => Ok(Value::String(log_level(text))),
         Shape::Plain | Shape::NumberTable { .. } | Shape::ListTable { .. } => {
             parse_env(text, &like)
         }
@@ -1236,12 +1487,379 @@ mod tests {
     }
 
     #[test]
-    fn unknown_exai_env_is_refused_but_foreign_env_is_not() {
-        let (_d, i) = inputs(&[("EXAI_SERVER_LISTN", "x"), ("PATH", "/bin")]);
+    fn unknown_exai_env_is_a_notice_with_a_hint_and_foreign_env_is_not_mentioned() {
+        let (dir, i) = inputs(&[
+            ("EXAI_SERVER_LISTN", "x"),
+            ("EXAI_BIN", "/usr/bin/exai"),
+            ("PATH", "/bin"),
+            ("DEBUG", "1"),
+        ]);
+        std::fs::write(
+            dir.path().join(".env"),
+            "EXAI_KB_CHUNK_TOKEN=100
+",
+        )
+        .unwrap();
+        let loaded = load(&i).unwrap();
+        let notices = loaded.notices.join("\n");
+        assert!(
+            notices.contains("environment variable EXAI_SERVER_LISTN")
+                && notices.contains("did you mean `EXAI_SERVER_LISTEN`?"),
+            "{notices}"
+        );
+        assert!(
+            notices.contains("EXAI_KB_CHUNK_TOKEN in")
+                && notices.contains("did you mean `EXAI_KB_CHUNK_TOKENS`?"),
+            "{notices}"
+        );
+        assert!(notices.contains("EXAI_BIN"), "{notices}");
+        assert!(
+            !notices.contains("PATH") && !notices.contains("DEBUG"),
+            "{notices}"
+        );
+        assert_eq!(loaded.notices.len(), 3, "{notices}");
+        assert_eq!(loaded.config.server.listen, Config::default().server.listen);
+    }
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    fn fixture_names(name: &str) -> Vec<String> {
+        let text = std::fs::read_to_string(fixture(name)).unwrap();
+        text.lines()
+            .filter(|l| !l.trim_start_matches('\u{feff}').starts_with('#'))
+            .filter_map(|l| l.split_once('=').map(|(name, _)| name.to_string()))
+            .collect()
+    }
+
+    /// Every variable of the file is mapped to a key or named in a notice, none as unknown.
+    fn assert_every_variable_is_accounted_for(file: &str, loaded: &Loaded) {
+        let notices = loaded.notices.join("\n");
+        assert!(!notices.contains("not an exai setting"), "{notices}");
+        for name in fixture_names(file) {
+            let mapped = settings::by_env(&name).is_some() || is_combined(&name);
+            let noted = loaded.notices.iter().any(|line| {
+                line.split(": ")
+                    .next()
+                    .is_some_and(|names| names.split(", ").any(|n| n == name))
+            });
+            assert!(
+                mapped != noted,
+                "{name}: mapped {mapped}, noted {noted}\n{notices}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_python_servers_env_loads_as_the_data_directorys_env() {
+        let (dir, i) = inputs(&[]);
+        let dotenv = dir.path().join(".env");
+        std::fs::copy(fixture("python-server.env"), &dotenv).unwrap();
+        let loaded = load(&i).unwrap();
+        let c = &loaded.config;
+        let from = |var: &str| Source::DotEnv {
+            path: dotenv.clone(),
+            var: var.into(),
+        };
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8079");
+        assert_eq!(
+            loaded.source("server.listen"),
+            from("EXAI_WS_HOST and EXAI_WS_PORT")
+        );
+        assert_eq!(c.shim.url, "http://127.0.0.1:8079/mcp");
+        assert!(!c.server.auth_token.is_set());
+        assert_eq!(loaded.source("server.auth_token"), from("EXAI_WS_TOKEN"));
+        assert_eq!(c.server.max_body_bytes, 16_777_216);
+        assert_eq!(c.providers.max_concurrent, 24);
+        assert_eq!(c.providers.max_concurrent_per_session, 8);
+        assert_eq!(c.providers.max_concurrent_per_provider, 6);
+        assert_eq!(
+            loaded.source("providers.max_concurrent_per_provider"),
+            from("EXAI_WS_KIMI_MAX_INFLIGHT")
+        );
+        assert_eq!(c.providers.kimi_api_url, "https://api.moonshot.ai/v1");
+        assert_eq!(
+            loaded.source("providers.kimi_api_url"),
+            from("KIMI_API_URL")
+        );
+        assert_eq!(c.providers.glm_api_url, "https://api.z.ai/api/paas/v4");
+        assert_eq!(
+            loaded.source("providers.glm_api_url"),
+            from("ZHIPUAI_BASE_URL")
+        );
+        assert_eq!(c.providers.default_model, "glm-4.5-flash");
+        assert_eq!(c.logging.level, "info");
+        assert_eq!(loaded.source("logging.level"), from("LOG_LEVEL"));
+        assert_eq!(c.threads.ttl_hours, 24.0);
+        assert_eq!(c.timeouts.workflow_tool_secs, 45.0);
+        assert_eq!(c.timeouts.simple_tool_secs, 30.0);
+        assert_eq!(c.timeouts.expert_analysis_secs, 44.0);
+        assert_eq!(loaded.timeouts.expert_analysis, 44.0);
+        assert_eq!(loaded.timeouts.daemon, 68.0);
+
+        let notices = loaded.notices.join("\n");
+        for expected in [
+            "timeouts.expert_analysis_secs 60 s (EXPERT_ANALYSIS_TIMEOUT_SECS in",
+            "workflow tool timeout 45 s (WORKFLOW_TOOL_TIMEOUT_SECS in",
+            "using 44 s",
+            "EXAI_WS_GLM_MAX_INFLIGHT=4 and EXAI_WS_KIMI_MAX_INFLIGHT=6",
+            "providers.max_concurrent_per_provider = 6 (the larger)",
+        ] {
+            assert!(notices.contains(expected), "{expected}\n{notices}");
+        }
+        let line_of = |name: &str| {
+            loaded
+                .notices
+                .iter()
+                .find(|l| {
+                    l.split(": ")
+                        .next()
+                        .is_some_and(|n| n.split(", ").any(|n| n == name))
+                })
+                .cloned()
+                .unwrap_or_else(|| panic!("no notice names {name}\n{notices}"))
+        };
+        let storage = line_of("SUPABASE_URL");
+        assert!(storage.contains("database.url") && storage.contains("REDIS_PASSWORD"));
+        assert_eq!(line_of("VECTOR_DB_PATH"), storage);
+        assert!(line_of("GLM_TIMEOUT_SECS").contains("timeouts.model_multipliers"));
+        assert!(line_of("KIMI_TIMEOUT_SECS").contains("providers.max_retries"));
+        assert!(line_of("EXAI_WS_PING_INTERVAL").contains("Streamable HTTP"));
+        assert!(line_of("EX_ALLOWED_EXTERNAL_PREFIXES").contains("tools.allowed_roots"));
+        // One line per reason, however many variables share it.
+        assert_eq!(
+            loaded.notices.len(),
+            settings::RETIRED_ENV.len() + 2,
+            "{notices}"
+        );
+        assert_every_variable_is_accounted_for("python-server.env", &loaded);
+    }
+
+    #[test]
+    fn the_newest_python_env_loads_with_its_port_and_token() {
+        let (dir, i) = inputs(&[]);
+        std::fs::copy(
+            fixture("python-server-2025-11.env"),
+            dir.path().join(".env"),
+        )
+        .unwrap();
+        let loaded = load(&i).unwrap();
+        let c = &loaded.config;
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:3010");
+        assert_eq!(c.shim.url, "http://127.0.0.1:3010/mcp");
+        assert_eq!(c.server.auth_token.expose(), "your_websocket_token_here");
+        assert_eq!(c.timeouts.workflow_tool_secs, 46.0);
+        assert_eq!(c.timeouts.expert_analysis_secs, 45.0);
+        assert_eq!(c.logging.level, "info");
+        assert_every_variable_is_accounted_for("python-server-2025-11.env", &loaded);
+        assert!(!loaded.notices.join("\n").contains("your_"));
+    }
+
+    #[test]
+    fn bad_values_of_the_python_servers_variables_are_errors_naming_them() {
+        for (name, value, key) in [
+            ("EXAI_WS_PORT", "80x", "server.listen"),
+            ("EXAI_WS_PORT", "70000", "server.listen"),
+            ("EXAI_WS_HOST", "my-host", "server.listen"),
+            (
+                "EXAI_WS_GLM_MAX_INFLIGHT",
+                "0",
+                "providers.max_concurrent_per_provider",
+            ),
+            (
+                "EXAI_WS_KIMI_MAX_INFLIGHT",
+                "many",
+                "providers.max_concurrent_per_provider",
+            ),
+            (
+                "EXAI_WS_GLOBAL_MAX_INFLIGHT",
+                "-1",
+                "providers.max_concurrent",
+            ),
+            ("EXAI_WS_MAX_BYTES", "10", "server.max_body_bytes"),
+            ("CONVERSATION_TIMEOUT_HOURS", "0", "threads.ttl_hours"),
+            ("KIMI_BASE_URL", "api.moonshot.ai", "providers.kimi_api_url"),
+        ] {
+            // In the data directory's .env and in the environment alike.
+            let (dir, i) = inputs(&[]);
+            std::fs::write(dir.path().join(".env"), format!("{name}={value}\n")).unwrap();
+            let err = load(&i).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains(key), "{name}: {err}");
+            let (_d, i) = inputs(&[(name, value)]);
+            let err = load(&i).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains(key), "{name}: {err}");
+        }
+        let (_d, i) = inputs(&[("EXAI_WS_TOKEN", "short-secret")]);
         let err = load(&i).unwrap_err().to_string();
         assert!(
-            err.contains("EXAI_SERVER_LISTN") && err.contains("EXAI_SERVER_LISTEN"),
+            err.contains("EXAI_WS_TOKEN")
+                && err.contains("at least 16")
+                && !err.contains("short-secret"),
             "{err}"
+        );
+        // A LAN address needs a token, whichever name set it.
+        let (_d, i) = inputs(&[("EXAI_WS_HOST", "0.0.0.0")]);
+        let err = load(&i).unwrap_err().to_string();
+        assert!(
+            err.contains("EXAI_WS_HOST") && err.contains("bearer token"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn host_and_port_each_keep_the_others_part_and_registry_names_win() {
+        let (_d, i) = inputs(&[("EXAI_WS_PORT", "9000")]);
+        assert_eq!(
+            load(&i).unwrap().config.server.listen.to_string(),
+            "127.0.0.1:9000"
+        );
+        let (_d, i) = inputs(&[
+            ("EXAI_WS_HOST", "0.0.0.0"),
+            ("EXAI_WS_TOKEN", "0123456789abcdef0"),
+        ]);
+        let loaded = load(&i).unwrap();
+        assert_eq!(loaded.config.server.listen.to_string(), "0.0.0.0:8079");
+        assert_eq!(loaded.config.shim.url, "http://127.0.0.1:8079/mcp");
+        let (_d, i) = inputs(&[("EXAI_WS_HOST", "::1"), ("EXAI_WS_PORT", "8081")]);
+        let loaded = load(&i).unwrap();
+        assert_eq!(loaded.config.shim.url, "http://[::1]:8081/mcp");
+        assert_eq!(
+            loaded.source("server.listen"),
+            Source::Env("EXAI_WS_HOST and EXAI_WS_PORT".into())
+        );
+        // The file's port and the environment's host make one address.
+        let (dir, i) = inputs(&[("EXAI_WS_HOST", "localhost")]);
+        std::fs::write(
+            dir.path().join("exai.toml"),
+            "[server]\nlisten = \"127.0.0.2:8090\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            load(&i).unwrap().config.server.listen.to_string(),
+            "127.0.0.1:8090"
+        );
+        // EXAI_SERVER_LISTEN wins over the pair from the same source, whatever the order.
+        let (dir, i) = inputs(&[
+            ("EXAI_WS_PORT", "9001"),
+            ("EXAI_SERVER_LISTEN", "127.0.0.1:9002"),
+        ]);
+        assert_eq!(
+            load(&i).unwrap().config.server.listen.to_string(),
+            "127.0.0.1:9002"
+        );
+        drop(dir);
+        let (dir, i) = inputs(&[]);
+        std::fs::write(
+            dir.path().join(".env"),
+            "EXAI_SERVER_LISTEN=127.0.0.1:9002\nEXAI_WS_PORT=9001\n",
+        )
+        .unwrap();
+        assert_eq!(
+            load(&i).unwrap().config.server.listen.to_string(),
+            "127.0.0.1:9002"
+        );
+        // An explicit shim.url is kept.
+        let (_d, i) = inputs(&[
+            ("EXAI_WS_PORT", "9000"),
+            ("EXAI_SHIM_URL", "http://127.0.0.1:7000/mcp"),
+        ]);
+        assert_eq!(
+            load(&i).unwrap().config.shim.url,
+            "http://127.0.0.1:7000/mcp"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_value_is_skipped_only_where_exai_does_not_read_it() {
+        let (dir, i) = inputs(&[]);
+        let dotenv = dir.path().join(".env");
+        std::fs::write(
+            &dotenv,
+            "OTHER_APP=C:\\x\\y\nTEST_FILES_DIR=C:\\t\nEXAI_WS_PORT=9000\n",
+        )
+        .unwrap();
+        let loaded = load(&i).unwrap();
+        assert_eq!(loaded.config.server.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(loaded.notices.len(), 1, "{:?}", loaded.notices);
+        assert!(loaded.notices[0].starts_with("TEST_FILES_DIR: not read"));
+        std::fs::write(&dotenv, "KIMI_API_URL=C:\\x\\y\n").unwrap();
+        let err = load(&i).unwrap_err().to_string();
+        assert!(err.contains(".env") && err.contains("C:"), "{err}");
+    }
+
+    #[test]
+    fn python_log_levels_read_as_tracing_levels() {
+        for (python, ours) in [
+            ("WARNING", "warn"),
+            ("CRITICAL", "error"),
+            ("DEBUG", "debug"),
+            (" info ", "info"),
+            ("exai=debug", "exai=debug"),
+        ] {
+            let (_d, i) = inputs(&[("LOG_LEVEL", python)]);
+            assert_eq!(load(&i).unwrap().config.logging.level, ours, "{python}");
+        }
+        let (_d, i) = inputs(&[("LOG_LEVEL", "WARNING"), ("RUST_LOG", "trace")]);
+        assert_eq!(load(&i).unwrap().config.logging.level, "trace");
+        let (dir, i) = inputs(&[]);
+        std::fs::write(
+            dir.path().join("exai.toml"),
+            "[logging]\nlevel = \"WARNING\"\n",
+        )
+        .unwrap();
+        assert_eq!(load(&i).unwrap().config.logging.level, "warn");
+    }
+
+    #[test]
+    fn expert_timeout_at_or_above_the_workflow_timeout_is_lowered_with_a_notice() {
+        let (dir, i) = inputs(&[]);
+        std::fs::write(
+            dir.path().join("exai.toml"),
+            "[timeouts]\nworkflow_tool_secs = 5\nsimple_tool_secs = 5\nexpert_analysis_secs = 5\n",
+        )
+        .unwrap();
+        let loaded = load(&i).unwrap();
+        assert_eq!(loaded.config.timeouts.expert_analysis_secs, 4.5);
+        assert!(
+            loaded.notices[0].contains("exai.toml"),
+            "{:?}",
+            loaded.notices
+        );
+        // Below it: untouched, no notice.
+        let (_d, i) = inputs(&[("EXPERT_ANALYSIS_TIMEOUT_SECS", "45")]);
+        let loaded = load(&i).unwrap();
+        assert_eq!(loaded.config.timeouts.expert_analysis_secs, 45.0);
+        assert!(loaded.notices.is_empty(), "{:?}", loaded.notices);
+        // Out of range is still refused, and so is every other rule of the hierarchy.
+        let (_d, i) = inputs(&[("EXPERT_ANALYSIS_TIMEOUT_SECS", "5000")]);
+        let err = load(&i).unwrap_err().to_string();
+        assert!(err.contains("EXPERT_ANALYSIS_TIMEOUT_SECS"), "{err}");
+        let (_d, i) = inputs(&[("SIMPLE_TOOL_TIMEOUT_SECS", "50")]);
+        let err = load(&i).unwrap_err().to_string();
+        assert!(err.contains("SIMPLE_TOOL_TIMEOUT_SECS"), "{err}");
+    }
+
+    #[test]
+    fn the_python_daemons_variables_in_the_environment_are_noted_other_generic_names_not() {
+        let (_d, i) = inputs(&[
+            ("EXAI_WS_PING_INTERVAL", "45"),
+            ("EXAI_HEALTH_WRITER_INTERVAL", "10"),
+            ("SUPABASE_URL", "https://x.supabase.co"),
+            ("TZ", "UTC"),
+        ]);
+        let loaded = load(&i).unwrap();
+        let notices = loaded.notices.join("\n");
+        assert!(
+            notices.contains("EXAI_WS_PING_INTERVAL: not read")
+                && notices.contains("EXAI_HEALTH_WRITER_INTERVAL: not read"),
+            "{notices}"
+        );
+        assert!(
+            !notices.contains("SUPABASE") && !notices.contains("TZ"),
+            "{notices}"
         );
     }
 

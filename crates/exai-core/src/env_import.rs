@@ -96,6 +96,19 @@ fn defined_name(line: &str) -> Option<&str> {
     valid.then_some(name)
 }
 
+/// The variable whose line in `text` holds `value` as written (what a dotenv parse error
+/// quotes), if exactly one line does.
+pub(crate) fn name_of_value<'a>(text: &'a str, value: &str) -> Option<&'a str> {
+    let value = value.trim();
+    let mut names = text.lines().filter_map(|line| {
+        let name = defined_name(line)?;
+        let (_, written) = line.split_once('=')?;
+        (!value.is_empty() && written.trim() == value).then_some(name)
+    });
+    let name = names.next()?;
+    names.next().is_none().then_some(name)
+}
+
 /// A value written so that dotenv parsers read it back unchanged.
 fn quote(value: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:@,+=%".contains(c);

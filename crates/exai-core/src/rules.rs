@@ -16,6 +16,10 @@ pub enum Shape {
     Plain,
     /// A string read without its surrounding blanks (`RUST_LOG` values often carry some).
     Trimmed,
+    /// A log filter: trimmed, and a lone level name of Python's `logging` (the old servers'
+    /// `LOG_LEVEL`) read as tracing's nearest. Tracing would take `WARNING` as a target name
+    /// and silently log nothing of exai's.
+    LogLevel,
     /// A table of names to numbers (env: `name=number,…`).
     NumberTable { says: &'static str },
     /// A table of names to keyword lists (env: `name=a|b,…`).
@@ -34,7 +38,7 @@ impl Shape {
             _ => Err(Expected::new(says)),
         };
         match self {
-            Shape::Plain | Shape::Trimmed => Ok(()),
+            Shape::Plain | Shape::Trimmed | Shape::LogLevel => Ok(()),
             Shape::NumberTable { says } => table_of(says, Value::is_float),
             Shape::ListTable { says } => table_of(says, |v| {
                 v.as_array()
@@ -43,6 +47,21 @@ impl Shape {
             Shape::Structured(check) => check(value),
         }
     }
+}
+
+/// A log filter as [`Shape::LogLevel`] reads it.
+pub(crate) fn log_level(text: &str) -> String {
+    let text = text.trim();
+    let level = match text.to_ascii_lowercase().as_str() {
+        "critical" | "fatal" | "error" => "error",
+        "warning" | "warn" => "warn",
+        "info" => "info",
+        "debug" => "debug",
+        "trace" => "trace",
+        "notset" => "trace",
+        _ => return text.to_string(),
+    };
+    level.to_string()
 }
 
 pub(crate) fn custom_providers(value: &Value) -> Result<(), Expected> {

@@ -85,6 +85,190 @@ pub const NON_SETTING_ENV: &[(&str, &str)] = &[
     ),
 ];
 
+/// The Python daemon's variables that set one key together or pick between two values, so they
+/// are no aliases: the loader combines them (see `config::apply_legacy`).
+pub const LEGACY_COMBINED: &[(&str, &str)] = &[
+    ("EXAI_WS_HOST", "server.listen"),
+    ("EXAI_WS_PORT", "server.listen"),
+    (
+        "EXAI_WS_KIMI_MAX_INFLIGHT",
+        "providers.max_concurrent_per_provider",
+    ),
+    (
+        "EXAI_WS_GLM_MAX_INFLIGHT",
+        "providers.max_concurrent_per_provider",
+    ),
+];
+
+/// Variables of the Python servers (EX-AI-MCP-Server's `.env.example`, the vector server's
+/// guide) that exai has no use for, grouped by why. Each group becomes one notice line naming
+/// the variables a `.env` file held, so an operator's old file loads and says what it no
+/// longer does. A name ending in `_` stands for every variable with that prefix; names that
+/// set a key (aliases, [`LEGACY_COMBINED`]) are matched before these.
+pub const RETIRED_ENV: &[(&[&str], &str)] = &[
+    (
+        &[
+            "EXAI_WS_",
+            "SHIM_LISTEN_PORT",
+            "EX_SESSION_SCOPE_",
+            "EX_ENSURE_NONEMPTY_FIRST",
+            "EXAI_PORT_CHECK_TIMEOUT",
+        ],
+        "exai serves MCP over stdio and Streamable HTTP (`exai daemon` on `server.listen`, `exai shim`), not the Python daemon's WebSocket protocol, so there is no handshake, ping, coalescing or result cache to tune",
+    ),
+    (
+        &[
+            "EXAI_HEALTH_WRITER_",
+            "EXAI_SEMAPHORE_HEALTH_CHECK_INTERVAL",
+            "PERFORMANCE_METRICS_ENABLED",
+            "METRICS_",
+            "DIAGNOSTICS",
+            "AGENTIC_ENABLE_LOGGING",
+        ],
+        "the daemon answers `/health`, `/ready` and `/metrics` (Prometheus) live and `exai health` reads them; there is no health file or separate metrics port",
+    ),
+    (
+        &[
+            "SUPABASE_",
+            "REDIS_",
+            "CONVERSATION_STORAGE_BACKEND",
+            "UPLOAD_FILES_IMMEDIATELY",
+            "ENABLE_FALLBACK",
+            "KIMI_UPLOAD_TO_SUPABASE",
+            "KIMI_SUPABASE_TIMEOUT",
+            "MESSAGE_BUS_",
+            "VECTOR_DB_PATH",
+        ],
+        "exai keeps conversation threads, the knowledge base and its vectors in its data directory (SQLite) or in PostgreSQL with `database.url` (a Supabase connection string works there), not in Redis, the Supabase API or a separate vector store",
+    ),
+    (
+        &[
+            "GLM_TIMEOUT_SECS",
+            "KIMI_TIMEOUT_SECS",
+            "KIMI_WEB_SEARCH_TIMEOUT_SECS",
+            "EX_HTTP_TIMEOUT_SECONDS",
+            "KIMI_CHAT_TOOL_TIMEOUT_",
+            "KIMI_MF_CHAT_TIMEOUT_SECS",
+            "KIMI_STREAM_TIMEOUT_SECS",
+            "GLM_WEBSEARCH_TIMEOUT_SECS",
+            "KIMI_FILES_UPLOAD_TIMEOUT_SECS",
+            "KIMI_FILES_FETCH_",
+            "THINKDEEP_EXPERT_TIMEOUT_SECS",
+            "EXPERT_HEARTBEAT_INTERVAL_SECS",
+            "KIMI_SEMAPHORE_TIMEOUT",
+            "CIRCUIT_BREAKER_",
+            "FALLBACK_TO_WEBSOCKET",
+        ],
+        "every provider call's deadline derives from the tool timeouts (`timeouts.simple_tool_secs`, `timeouts.workflow_tool_secs`, `timeouts.expert_analysis_secs`, per model `timeouts.model_multipliers`) and one retry loop handles 429, 5xx and network errors (`providers.max_retries`)",
+    ),
+    (
+        &[
+            "KIMI_DEFAULT_MODEL",
+            "GLM_DEFAULT_MODEL",
+            "KIMI_QUALITY_MODEL",
+            "GLM_QUALITY_MODEL",
+            "KIMI_SPEED_MODEL",
+            "KIMI_THINKING_MODEL",
+            "KIMI_PREFERRED_MODELS",
+            "GLM_PREFERRED_MODELS",
+            "ROUTER_",
+            "HYBRID_",
+            "FAST_MODEL_DEFAULT",
+            "LONG_MODEL_DEFAULT",
+            "DEFAULT_MAX_OUTPUT_TOKENS",
+            "KIMI_MAX_OUTPUT_TOKENS",
+            "GLM_MAX_OUTPUT_TOKENS",
+            "ENFORCE_MAX_TOKENS",
+            "EXPERT_ANALYSIS_AUTO_UPGRADE",
+            "MINIMAX_",
+        ],
+        "exai's model registry chooses models (`providers.default_model`, `auto` picks one per call) and knows each model's output limit and capabilities; add or change models with `providers.models` and other OpenAI-compatible servers with `providers.custom`",
+    ),
+    (
+        &[
+            "EXPERT_ANALYSIS_ENABLED",
+            "EXPERT_ANALYSIS_THINKING_MODE",
+            "EXPERT_ANALYSIS_INCLUDE_FILES",
+            "EXPERT_ANALYSIS_MAX_FILE_",
+            "DEFAULT_USE_ASSISTANT_MODEL",
+            "USE_MESSAGE_ARRAYS",
+            "GLM_ENABLE_WEB_BROWSING",
+            "GLM_WEBSEARCH_",
+            "GLM_ACCEPT_LANGUAGE",
+            "GLM_STREAM_ENABLED",
+            "KIMI_STREAM_",
+            "KIMI_EXTRACT_REASONING",
+            "KIMI_CACHE_TOKEN_",
+            "KIMI_MAX_HEADER_LEN",
+        ],
+        "each tool call makes these choices through its arguments (`use_assistant_model`, `thinking_mode`, `use_websearch`, files) and the model registry's capabilities; there is no server-wide switch",
+    ),
+    (
+        &[
+            "EMBEDDINGS_PROVIDER",
+            "KIMI_EMBED_MODEL",
+            "GLM_EMBED_MODEL",
+            "GLM_EMBEDDINGS_BASE_URL",
+            "EXTERNAL_EMBEDDINGS_URL",
+        ],
+        "the knowledge base computes its embeddings with `embed.backend`: a local model, or `remote` with `embed.remote_url` and `embed.remote_model`",
+    ),
+    (
+        &[
+            "EX_ALLOW_EXTERNAL_PATHS",
+            "EX_ALLOWED_EXTERNAL_PREFIXES",
+            "EX_DRIVE_MAPPINGS",
+            "EX_DEBUG_PATH_CONVERSION",
+            "EX_ALLOW_RELATIVE_PATHS",
+            "SECURE_INPUTS_ENFORCED",
+            "STRICT_FILE_SIZE_REJECTION",
+            "TOOL_CALL_MAX_SIZE",
+            "FILE_UPLOAD_MAX_SIZE",
+            "KIMI_FILES_",
+            "TEST_FILES_DIR",
+        ],
+        "tools read only the directories in `tools.allowed_roots` (list the old allowed prefixes there), path checks are always on, and sizes are capped by `providers.max_file_bytes` and `server.max_body_bytes`",
+    ),
+    (
+        &[
+            "MAX_CONNECTIONS",
+            "MAX_CONNECTIONS_PER_IP",
+            "RATE_LIMIT_",
+            "SESSION_TIMEOUT_SECS",
+            "SESSION_MAX_CONCURRENT",
+            "SESSION_CLEANUP_INTERVAL",
+        ],
+        "the daemon's limits are `server.max_connections`, `server.max_sessions` and `server.session_idle_secs`, and provider calls in flight are capped by `providers.max_concurrent*`; there is no per-address rate limit",
+    ),
+    (
+        &[
+            "PYTHONUNBUFFERED",
+            "PYTHONIOENCODING",
+            "ENVIRONMENT",
+            "ENV_FILE",
+            "DEBUG",
+            "TZ",
+        ],
+        "they set up the Python process, and exai is one binary that reads the data directory's `.env` and the files named by `--env-file` or `EXAI_ENV_FILE`, and logs more with `logging.level`",
+    ),
+];
+
+/// Why exai does not need this Python server's variable, if it is one.
+pub fn retired(name: &str) -> Option<&'static str> {
+    RETIRED_ENV
+        .iter()
+        .find(|(names, _)| {
+            names.iter().any(|n| {
+                if n.ends_with('_') {
+                    name.starts_with(n)
+                } else {
+                    name == *n
+                }
+            })
+        })
+        .map(|(_, why)| *why)
+}
+
 /// One line a setting: `key [aliases] secret {shape}? (rule) doc;` — the shape only where it is
 /// not [`Shape::Plain`].
 macro_rules! settings {
@@ -112,23 +296,23 @@ macro_rules! shape_or_plain {
 }
 
 settings! {
-    "server.listen" [] false (Rule::SocketAddr) "Address of the HTTP daemon (`exai daemon`). Any non-loopback address requires `server.auth_token`.";
-    "server.auth_token" ["EXAI_AUTH_TOKEN"] true (Rule::MinChars { min: 16, says: "a token of at least 16 characters" }) "Bearer token every HTTP request must carry. Required for a non-loopback bind.";
+    "server.listen" [] false (Rule::SocketAddr) "Address of the HTTP daemon (`exai daemon`). Any non-loopback address requires `server.auth_token`. The Python daemon's `EXAI_WS_HOST` and `EXAI_WS_PORT` set it too (either alone keeps the other part).";
+    "server.auth_token" ["EXAI_AUTH_TOKEN", "EXAI_WS_TOKEN"] true (Rule::MinChars { min: 16, says: "a token of at least 16 characters" }) "Bearer token every HTTP request must carry. Required for a non-loopback bind.";
     "server.allowed_origins" [] false (Rule::Origins) "Browser origins allowed besides loopback ones (`http://localhost:*` etc.). Entries need a scheme.";
     "server.allowed_hosts" [] false (Rule::Any) "`Host` header values allowed besides loopback names (needed behind a proxy or on a LAN address).";
-    "server.max_body_bytes" [] false (whole_says(1024, 1024 * 1024 * 1024, "1024 to 1073741824 bytes")) "Largest accepted HTTP request body in bytes; larger bodies get 413.";
+    "server.max_body_bytes" ["EXAI_WS_MAX_BYTES"] false (whole_says(1024, 1024 * 1024 * 1024, "1024 to 1073741824 bytes")) "Largest accepted HTTP request body in bytes; larger bodies get 413.";
     "server.tokens" [] true {Shape::Structured(named_tokens)} (Rule::Joint) "Named bearer tokens, e.g. `{ alice = \"…\", ci = \"…\" }` (env: the table as JSON): each name is a principal that owns its conversation threads and index jobs. With neither these nor `server.auth_token`, everything belongs to the local user.";
     "server.header_read_timeout_secs" [] false (number(0.5, 600.0, "0.5 to 600 seconds")) "How long the HTTP daemon waits for a request's headers before closing the connection.";
     "server.max_connections" [] false (whole(1, 100_000)) "Open HTTP connections at most; further connections wait in the kernel's backlog.";
     "server.max_sessions" [] false (whole(1, 100_000)) "MCP sessions at most; a new session over the cap gets 503 with `Retry-After`.";
     "server.session_idle_secs" [] false (number(10.0, 30.0 * 86_400.0, "10 to 2592000 seconds (30 days)")) "An MCP session with no request for this long is closed (the client starts a new one).";
-    "shim.url" [] false (Rule::HttpUrl { says: "an http:// or https:// URL such as http://127.0.0.1:8079/mcp" }) "Daemon endpoint the stdio shim forwards to.";
+    "shim.url" [] false (Rule::HttpUrl { says: "an http:// or https:// URL such as http://127.0.0.1:8079/mcp" }) "Daemon endpoint the stdio shim forwards to; unset: `/mcp` at the address of `server.listen` (loopback for an unspecified address such as 0.0.0.0).";
     "shim.autostart" [] false (Rule::Any) "Start `exai daemon` when the shim finds none answering.";
     "timeouts.workflow_tool_secs" ["WORKFLOW_TOOL_TIMEOUT_SECS"] false (Rule::Joint) "Workflow tool timeout T. Daemon, shim and client timeouts derive from it (1.5·T, 2·T, 2.5·T).";
     "timeouts.simple_tool_secs" ["SIMPLE_TOOL_TIMEOUT_SECS"] false (Rule::Joint) "Timeout of simple (single request) tools; at most T.";
-    "timeouts.expert_analysis_secs" ["EXPERT_ANALYSIS_TIMEOUT_SECS"] false (Rule::Joint) "Deadline of the expert-model call inside a workflow tool; below T.";
+    "timeouts.expert_analysis_secs" ["EXPERT_ANALYSIS_TIMEOUT_SECS"] false (Rule::Joint) "Deadline of the expert-model call inside a workflow tool; below T (a value at or above T is lowered to just below it, with a notice).";
     "timeouts.model_multipliers" [] false {Shape::NumberTable { says: "a table of model names to numbers, e.g. { \"kimi-thinking-preview\" = 2.0 } (env: model=2.0,other=1.5)" }} (Rule::Joint) "Per-model timeout multipliers, e.g. `{ \"kimi-thinking-preview\" = 2.0 }` (env: `model=2.0,other=1.5`).";
-    "logging.level" ["RUST_LOG"] false {Shape::Trimmed} (Rule::LogFilter) "Log filter (`error`, `warn`, `info`, `debug`, `trace` or a tracing directive).";
+    "logging.level" ["RUST_LOG", "LOG_LEVEL"] false {Shape::LogLevel} (Rule::LogFilter) "Log filter (`error`, `warn`, `info`, `debug`, `trace` or a tracing directive); the Python servers' level names read as the nearest (`WARNING` as `warn`, `CRITICAL` as `error`).";
     "logging.file_max_mb" [] false (whole(1, 10_240)) "Size at which `logs/exai.log` rotates, in MB.";
     "logging.file_count" [] false (whole(1, 100)) "Rotated log files kept besides the current one.";
     "tools.disabled" ["DISABLED_TOOLS"] false (Rule::Any) "Tools to switch off (comma separated in env). `version`, `health` and `listmodels` always stay on.";
@@ -140,21 +324,21 @@ settings! {
     "tools.max_output_tokens" ["MAX_MCP_OUTPUT_TOKENS"] false (whole(1_000, 1_000_000)) "Largest tool output, in tokens (about 4 characters each); longer output is truncated with a note.";
     "providers.default_model" ["DEFAULT_MODEL"] false (Rule::Any) "Model used when a tool call names none; `auto` picks one per call.";
     "providers.kimi_api_key" ["KIMI_API_KEY", "MOONSHOT_API_KEY"] true (Rule::Any) "Moonshot Kimi API key.";
-    "providers.kimi_api_url" ["KIMI_API_URL"] false (HTTP_URL) "Moonshot Kimi API base URL.";
+    "providers.kimi_api_url" ["KIMI_API_URL", "KIMI_BASE_URL"] false (HTTP_URL) "Moonshot Kimi API base URL.";
     "providers.glm_api_key" ["GLM_API_KEY", "ZHIPUAI_API_KEY"] true (Rule::Any) "ZhipuAI GLM API key.";
-    "providers.glm_api_url" ["GLM_API_URL"] false (HTTP_URL) "ZhipuAI GLM API base URL.";
+    "providers.glm_api_url" ["GLM_API_URL", "GLM_BASE_URL", "ZHIPUAI_API_URL", "ZHIPUAI_BASE_URL"] false (HTTP_URL) "ZhipuAI GLM API base URL.";
     "providers.openai_api_key" ["OPENAI_API_KEY"] true (Rule::Any) "OpenAI API key.";
     "providers.openai_api_url" ["OPENAI_API_URL"] false (HTTP_URL) "OpenAI API base URL.";
     "providers.openrouter_api_key" ["OPENROUTER_API_KEY"] true (Rule::Any) "OpenRouter API key.";
     "providers.openrouter_api_url" [] false (HTTP_URL) "OpenRouter API base URL.";
     "providers.custom" [] false {Shape::Structured(custom_providers)} (Rule::Joint) "Other OpenAI-compatible servers (Ollama, vLLM, a gateway), e.g. `{ local = { url = \"http://127.0.0.1:11434/v1\", models = [\"llama3.1:8b\"], api_key_env = \"\" } }`; the key is read from the variable `api_key_env` names (env: the table as JSON).";
     "providers.models" [] false {Shape::Structured(model_overrides)} (Rule::Any) "Models to add or override in the registry, e.g. `{ \"glm-4.6\" = { price_in = 0.5 } }`; fields: provider, context_window, max_output, thinking, vision, web_search, files, price_in, price_out (USD per million tokens), aliases; timeout multipliers live in `timeouts.model_multipliers` (env: the table as JSON).";
-    "providers.max_concurrent" [] false (whole(1, 10_000)) "Provider requests in flight at once, over all providers; more get OVER_CAPACITY with a retry_after.";
-    "providers.max_concurrent_per_provider" [] false (whole(1, 10_000)) "Provider requests in flight at once to one provider.";
-    "providers.max_concurrent_per_session" [] false (whole(1, 10_000)) "Provider requests in flight at once for one MCP session.";
+    "providers.max_concurrent" ["EXAI_WS_GLOBAL_MAX_INFLIGHT"] false (whole(1, 10_000)) "Provider requests in flight at once, over all providers; more get OVER_CAPACITY with a retry_after.";
+    "providers.max_concurrent_per_provider" [] false (whole(1, 10_000)) "Provider requests in flight at once to one provider (from the Python daemon's `EXAI_WS_KIMI_MAX_INFLIGHT` and `EXAI_WS_GLM_MAX_INFLIGHT`: the larger).";
+    "providers.max_concurrent_per_session" ["EXAI_WS_SESSION_MAX_INFLIGHT"] false (whole(1, 10_000)) "Provider requests in flight at once for one MCP session.";
     "providers.max_retries" [] false (whole(0, 10)) "Retries after a 429, 5xx or network error (never after 400 context-length, 401 or 403).";
     "providers.max_file_bytes" [] false (whole(1024, 100 * 1024 * 1024)) "Largest file a tool call may send to a model, in bytes.";
-    "threads.ttl_hours" [] false (Rule::Number { min: 0.0, max: 24.0 * 365.0, above_min: true, says: "more than 0 and at most 8760 (a year)" }) "A conversation thread expires this long after its last turn.";
+    "threads.ttl_hours" ["CONVERSATION_TIMEOUT_HOURS"] false (Rule::Number { min: 0.0, max: 24.0 * 365.0, above_min: true, says: "more than 0 and at most 8760 (a year)" }) "A conversation thread expires this long after its last turn.";
     "threads.max_turns" [] false (whole(2, 1000)) "Most turns in one conversation thread.";
     "embed.backend" [] false (Rule::OneOf { names: EmbedBackend::NAMES, says: "auto, onnx, candle, remote or none" }) "Embeddings for semantic search: `auto` (ONNX Runtime when its library and the ONNX model are present, else candle), `onnx`, `candle` (pure Rust), `remote` (an OpenAI-compatible /v1/embeddings) or `none` (keyword search only). `local` means `auto`.";
     "embed.precision" [] false (Rule::OneOf { names: EmbedPrecision::NAMES, says: "fp32 or int8" }) "Local model precision: `int8` (quantized ONNX graph, about 1.6x faster, Rust Book hybrid nDCG@10 0.9185 vs 0.9131) or `fp32` (exact). Without ONNX Runtime or an int8 graph exai uses fp32. Vectors of different precisions never share an index.";

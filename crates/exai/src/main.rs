@@ -58,7 +58,7 @@ enum Command {
     },
     /// Serve MCP over stdio, forwarding everything to a shared daemon.
     Shim {
-        /// Daemon endpoint (default: shim.url, http://127.0.0.1:8079/mcp).
+        /// Daemon endpoint (default: shim.url, else /mcp at server.listen: http://127.0.0.1:8079/mcp).
         #[arg(long, value_name = "URL")]
         url: Option<String>,
         /// Do not start a daemon when none answers.
@@ -212,6 +212,9 @@ fn main() -> ExitCode {
     );
     if let Some(ignored) = loaded.ignored_project_env.as_ref().filter(|_| !importing) {
         eprintln!("exai: warning: {ignored}");
+    }
+    for notice in &loaded.notices {
+        eprintln!("exai: notice: {notice}");
     }
     // Held until the process exits, so `exai db restore` never swaps a database in use here.
     let _data_lock = match ops_cli::hold_data_lock(&cli.command, &loaded) {
