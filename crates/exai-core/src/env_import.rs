@@ -32,7 +32,15 @@ pub fn plan(source: &Path, target: &Path) -> Result<ImportPlan, ConfigError> {
     let iter = dotenvy::from_path_iter(source).map_err(|e| read_error(source, e.to_string()))?;
     for item in iter {
         let (name, value) = item.map_err(|e| read_error(source, e.to_string()))?;
+        // The Python daemon's address and limits set exai's keys too (combined at load).
+        let legacy = settings::LEGACY_COMBINED.iter().any(|(n, _)| *n == name);
         match settings::by_env(&name) {
+            None if legacy => {
+                wanted.retain(|(n, _)| n != &name);
+                plan.imported.retain(|(n, _)| n != &name);
+                plan.imported.push((name.clone(), value.clone()));
+                wanted.push((name, value));
+            }
             Some(setting) => {
                 let shown = if setting.secret {
                     "<redacted>".to_string()

@@ -187,8 +187,8 @@ fn a_projects_dotenv_is_ignored_with_a_warning_and_can_be_imported() {
     );
     assert!(!text(&out.stderr).contains("warning"));
 
-    // A dry run writes nothing; an import writes the data directory's .env, private, and leaves
-    // out what is not an exai setting (the Python daemon's own variables).
+    // A dry run writes nothing; an import writes the data directory's .env, private, with the
+    // Python daemon's address (which sets server.listen), and leaves out other programs' variables.
     let mut python_env = std::fs::read_to_string(&env_file).unwrap();
     python_env.push_str("EXAI_WS_PORT=8765\nLOG_FORMAT=json\n");
     std::fs::write(&env_file, python_env).unwrap();
@@ -200,7 +200,8 @@ fn a_projects_dotenv_is_ignored_with_a_warning_and_can_be_imported() {
     let shown = text(&out.stdout);
     assert!(
         shown.contains("imported KIMI_API_KEY=<redacted>")
-            && shown.contains("skipped EXAI_WS_PORT")
+            && shown.contains("imported EXAI_WS_PORT=8765")
+            && shown.contains("other programs' variables")
             && !shown.contains("sk-from-project-file"),
         "{shown}"
     );
