@@ -153,6 +153,7 @@ mod tests {
 
     #[test]
     fn imports_only_our_variables_and_keeps_the_rest_of_the_target() {
+        // EXAI_WS_PORT is the Python daemon's port: it sets server.listen, so it comes along.
         let dir = tempfile::tempdir().unwrap();
         let source = dir.path().join("python.env");
         std::fs::write(
@@ -172,15 +173,16 @@ mod tests {
             plan.imported,
             [
                 ("KIMI_API_KEY".to_string(), "<redacted>".to_string()),
+                ("EXAI_WS_PORT".to_string(), "8765".to_string()),
                 ("DEFAULT_MODEL".to_string(), "glm-4.5".to_string()),
                 ("SIMPLE_TOOL_TIMEOUT_SECS".to_string(), "25".to_string()),
             ]
         );
-        assert_eq!(plan.unknown, ["EXAI_WS_PORT"]);
+        assert!(plan.unknown.is_empty());
         assert_eq!(plan.foreign, 1);
         assert_eq!(
             plan.text,
-            "# mine\nOTHER=1\nSIMPLE_TOOL_TIMEOUT_SECS=25\nKIMI_API_KEY=sk-abc\nDEFAULT_MODEL=glm-4.5\n"
+            "# mine\nOTHER=1\nSIMPLE_TOOL_TIMEOUT_SECS=25\nKIMI_API_KEY=sk-abc\nEXAI_WS_PORT=8765\nDEFAULT_MODEL=glm-4.5\n"
         );
     }
 

@@ -1,4 +1,4 @@
-//! The always-on tools: `version`, `health`, `listmodels`.
+//! The always-on tools: `version`, `health`, `listmodels`, `enable_tools`.
 
 use serde_json::json;
 
@@ -151,6 +151,30 @@ pub fn cases() -> Vec<Case> {
                         "{primary} is configured but not listed as available"
                     );
                 }
+                Ok(())
+            }
+        ),
+        case!(
+            "enable_tools",
+            "basic",
+            "in the full profile nothing is hidden; a made-up name is refused with the way to the list",
+            |s| {
+                let r = s.call("enable_tools", json!({})).await?.success()?;
+                check!(
+                    r.text == "Every tool is listed already.",
+                    "listing with nothing hidden said {:?}",
+                    r.text
+                );
+                let r = s
+                    .call("enable_tools", json!({ "enable": ["no_such_tool"] }))
+                    .await?
+                    .refusal()?;
+                check!(
+                    r.text.contains("unknown tool `no_such_tool`")
+                        && r.text.contains("enable_tools without arguments"),
+                    "refusal {:?}",
+                    r.text
+                );
                 Ok(())
             }
         ),
