@@ -16,6 +16,7 @@ pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod paths;
+pub mod pidfile;
 pub mod private;
 mod rules;
 pub mod settings;
