@@ -21,6 +21,7 @@ pub mod private;
 mod rules;
 pub mod settings;
 mod source;
+pub mod sqlite_schema;
 pub mod text;
 mod timeouts;
 mod values;

@@ -7,16 +7,16 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use exai_core::sqlite_schema::SchemaError;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{
     Backend, MAX_CHAIN, NewThread, NewTurn, Standing, ThreadError, ThreadSummary, Turn, Writer,
 };
 
-/// The SQLite schema this build writes; each step of [`MIGRATIONS`] brings it one up. The
-/// version is kept per component in `schema_version` (shared with the validation tracking tables
-/// in the same file), not in `PRAGMA user_version`.
-pub(super) const SCHEMA: i64 = 2;
+/// The SQLite schema this build writes; each step of [`MIGRATIONS`] brings it one up (see
+/// `exai_core::sqlite_schema`).
+pub(super) const SCHEMA: i64 = MIGRATIONS.len() as i64;
 
 const COMPONENT: &str = "threads";
 
@@ -50,39 +50,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX threads_owner_updated ON threads(owner, updated_at);",
 ];
 
-/// Bring the file's thread tables to [`SCHEMA`] in one immediate transaction, so two processes
-/// opening it at once migrate it once.
+/// Bring the file's thread tables to [`SCHEMA`].
 fn migrate(db: &mut Connection) -> Result<(), ThreadError> {
-    db.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_version (
-            component TEXT PRIMARY KEY,
-            version INTEGER NOT NULL
-        );",
-    )?;
-    let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let found: i64 = tx
-        .query_row(
-            "SELECT version FROM schema_version WHERE component = ?1",
-            [COMPONENT],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0);
-    if found > SCHEMA {
-        return Err(ThreadError::NewerSchema { found });
-    }
-    for (step, sql) in (1..).zip(MIGRATIONS) {
-        if step > found {
-            tx.execute_batch(sql)?;
-        }
-    }
-    tx.execute(
-        "INSERT INTO schema_version (component, version) VALUES (?1, ?2)
-         ON CONFLICT(component) DO UPDATE SET version = excluded.version",
-        params![COMPONENT, SCHEMA],
-    )?;
-    tx.commit()?;
-    Ok(())
+    exai_core::sqlite_schema::migrate(db, COMPONENT, MIGRATIONS).map_err(|e| match e {
+        SchemaError::Sqlite(e) => ThreadError::Store(e),
+        SchemaError::Newer { found } => ThreadError::NewerSchema { found },
+    })
 }
 
 pub(super) fn now() -> i64 {

@@ -4,14 +4,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use exai_core::sqlite_schema::SchemaError;
+use rusqlite::{Connection, params};
 
 use super::{
     CaseResult, Grade, NewRun, RunRow, Totals, TrackError, TrackingStore, now, to_i64, to_u64,
 };
 
 /// The schema this build writes. Each step in [`MIGRATIONS`] brings the tables one version up.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 pub(super) const COMPONENT: &str = "validation";
 
@@ -96,41 +97,14 @@ impl SqliteTracking {
 }
 
 fn version(db: &Connection) -> Result<i64, TrackError> {
-    Ok(db
-        .query_row(
-            "SELECT version FROM schema_version WHERE component = ?1",
-            [COMPONENT],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0))
+    Ok(exai_core::sqlite_schema::version(db, COMPONENT)?)
 }
 
 fn migrate(db: &mut Connection) -> Result<(), TrackError> {
-    db.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_version (
-            component TEXT PRIMARY KEY,
-            version INTEGER NOT NULL
-        );",
-    )?;
-    let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let found = version(&tx)?;
-    if found > SCHEMA_VERSION {
-        return Err(TrackError::NewerSchema { found });
-    }
-    for (i, step) in MIGRATIONS.iter().enumerate() {
-        let target = i64::try_from(i + 1).unwrap_or(i64::MAX);
-        if target > found {
-            tx.execute_batch(step)?;
-        }
-    }
-    tx.execute(
-        "INSERT INTO schema_version (component, version) VALUES (?1, ?2)
-         ON CONFLICT(component) DO UPDATE SET version = excluded.version",
-        params![COMPONENT, SCHEMA_VERSION],
-    )?;
-    tx.commit()?;
-    Ok(())
+    exai_core::sqlite_schema::migrate(db, COMPONENT, MIGRATIONS).map_err(|e| match e {
+        SchemaError::Sqlite(e) => TrackError::Sqlite(e),
+        SchemaError::Newer { found } => TrackError::NewerSchema { found },
+    })
 }
 
 impl TrackingStore for SqliteTracking {
