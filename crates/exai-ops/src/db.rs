@@ -607,7 +607,7 @@ fn remove_abandoned(root: &Path) -> Vec<String> {
             .and_then(|n| n.rsplit_once('.'))
             .and_then(|(_, pid)| pid.parse::<u32>().ok());
         if let Some(pid) = pid
-            && !exai_server::daemon::alive(pid)
+            && !exai_core::pidfile::alive(pid)
             && std::fs::remove_dir_all(&path).is_ok()
         {
             removed.push(path.display().to_string());

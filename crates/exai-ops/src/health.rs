@@ -107,10 +107,31 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// `GET {base}/health` of a daemon as JSON, if it answers.
+pub async fn fetch_health(base: &str, token: Option<&str>) -> Result<serde_json::Value, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut req = client.get(format!("{base}/health"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("{base}/health: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("{base}/health answered {status}"));
+    }
+    resp.json().await.map_err(|e| e.to_string())
+}
+
 async fn daemon_checks(loaded: &Loaded, out: &mut Vec<Check>) {
     let pid_file = DataPaths::new(loaded.data_dir.clone()).pid_file();
-    let stale = exai_server::daemon::read_pid(&pid_file).ok().flatten();
-    let record = match exai_server::daemon::running(&pid_file) {
+    let stale = exai_core::pidfile::read_pid(&pid_file).ok().flatten();
+    let record = match exai_core::pidfile::running(&pid_file) {
         Ok(Some(r)) => r,
         Ok(None) => {
             let note = match stale {
@@ -133,8 +154,8 @@ async fn daemon_checks(loaded: &Loaded, out: &mut Vec<Check>) {
     };
     let auth = &loaded.config.server.auth_token;
     let token = auth.is_set().then(|| auth.expose().to_string());
-    let base = exai_server::daemon::base_url(&record.listen);
-    match exai_server::daemon::fetch_health(&base, token.as_deref()).await {
+    let base = exai_core::pidfile::base_url(&record.listen);
+    match fetch_health(&base, token.as_deref()).await {
         Ok(h) => {
             let status = h["status"].as_str().unwrap_or("?").to_string();
             let mut c = check(

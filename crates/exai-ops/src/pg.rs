@@ -19,8 +19,7 @@ use crate::db::{DbError, Migration};
 
 pub use exai_pg::redact;
 
-/// The components that keep tables in PostgreSQL, as named in `exai_schema`.
-pub const COMPONENTS: [&str; 4] = ["kb", "threads", "tracking", "jobs"];
+use exai_pg::schema::Component;
 
 /// How long one connection attempt of an operations command may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -84,9 +83,9 @@ impl Server {
 
     /// e.g. `kb 1, threads 1, tracking 1, jobs not created yet`.
     pub fn describe_components(&self) -> String {
-        COMPONENTS
+        exai_pg::schema::ALL
             .iter()
-            .filter_map(|c| self.components.get(*c).map(|v| (c, v)))
+            .filter_map(|c| self.components.get(c.name).map(|v| (c.name, v)))
             .map(|(c, v)| {
                 if *v == 0 {
                     format!("{c} not created yet")
@@ -115,11 +114,8 @@ pub fn server(pool: &Arc<Pool>, database: &DatabaseConfig) -> Result<Server, PgE
         &[],
     )?;
     let mut components = BTreeMap::new();
-    for component in COMPONENTS {
-        components.insert(
-            component.to_string(),
-            exai_pg::schema_version(&mut *c, component)?,
-        );
+    for component in exai_pg::schema::ALL {
+        components.insert(component.name.to_string(), component.version(&mut *c)?);
     }
     Ok(Server {
         target: pool.target().to_string(),
@@ -275,9 +271,9 @@ pub fn stats(url: &str, database: &DatabaseConfig) -> Result<PgStatsReport, DbEr
     Ok(PgStatsReport { server, kb, tables })
 }
 
-/// Bring every component's tables to this build's schema (`check`: only report). The knowledge
-/// base, conversation threads and validation tracking migrate here; the index-job table is
-/// created by the first daemon that runs an index job (its version is reported).
+/// Bring every component's tables (knowledge base, conversation threads, validation tracking,
+/// index jobs: `exai_pg::schema::ALL`) to this build's schema; `check` only reports. A database
+/// already current is left untouched.
 pub fn migrate(
     url: &str,
     database: &DatabaseConfig,
@@ -285,72 +281,35 @@ pub fn migrate(
 ) -> Result<Vec<Migration>, DbError> {
     let pool = connect(url, database)?;
     let before = server(&pool, database).map_err(|e| e.at(pool.target()))?;
-    let version = |component: &str| -> Result<i64, DbError> {
-        let mut c = pool.get()?;
-        Ok(exai_pg::schema_version(&mut *c, component)?)
-    };
-    let mut out = Vec::new();
-    let kb_from = before.kb_schema();
-    let kb_to = PgStore::known_schema_version();
-    let kb_applied = !check && kb_from < kb_to;
-    if kb_applied {
-        exai_kb::Location::Postgres(pool.clone()).open_store()?;
+    exai_pg::schema::ALL
+        .iter()
+        .map(|component| {
+            let from = before.components.get(component.name).copied().unwrap_or(0);
+            migrate_component(&pool, component, from, check)
+        })
+        .collect()
+}
+
+fn migrate_component(
+    pool: &Arc<Pool>,
+    component: &Component,
+    from: i64,
+    check: bool,
+) -> Result<Migration, DbError> {
+    let to = component.known_version();
+    let applied = !check && from < to;
+    if applied {
+        let mut conn = pool.get()?;
+        component
+            .migrate(&mut conn, pool.target())
+            .map_err(|e| e.at(pool.target()))?;
     }
-    out.push(Migration {
-        name: "kb".into(),
+    Ok(Migration {
+        name: component.name.into(),
         backend: "postgres".into(),
-        from: kb_from,
-        to: kb_to,
-        applied: kb_applied,
+        from,
+        to,
+        applied,
         note: None,
-    });
-    for component in ["threads", "tracking"] {
-        let from = before.components.get(component).copied().unwrap_or(0);
-        if check {
-            out.push(Migration {
-                name: component.into(),
-                backend: "postgres".into(),
-                from,
-                to: from,
-                applied: false,
-                note: Some(
-                    "migrated to this build's schema by `exai db migrate` or on first use".into(),
-                ),
-            });
-            continue;
-        }
-        match component {
-            "threads" => {
-                exai_tools::ThreadStore::open_postgres(pool.clone(), Duration::from_secs(3600), 2)
-                    .map_err(|e| DbError::Invalid(format!("threads: {e}")))?;
-            }
-            _ => {
-                exai_validate::track::PgTracking::open(pool.clone())
-                    .map_err(|e| DbError::Invalid(format!("tracking: {e}")))?;
-            }
-        }
-        let to = version(component)?;
-        out.push(Migration {
-            name: component.into(),
-            backend: "postgres".into(),
-            from,
-            to,
-            applied: to > from,
-            note: None,
-        });
-    }
-    let jobs = before.components.get("jobs").copied().unwrap_or(0);
-    out.push(Migration {
-        name: "jobs".into(),
-        backend: "postgres".into(),
-        from: jobs,
-        to: jobs,
-        applied: false,
-        note: Some(if jobs == 0 {
-            "created by the first daemon that runs an index job".into()
-        } else {
-            "migrated by the daemons when they open it".into()
-        }),
-    });
-    Ok(out)
+    })
 }

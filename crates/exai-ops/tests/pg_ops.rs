@@ -442,17 +442,55 @@ fn migrate_brings_every_component_up() {
     let kb = pending.iter().find(|m| m.name == "kb").unwrap();
     assert!(kb.pending() && kb.from == 0, "{pending:?}");
     let done = pg::migrate(&db.url, &database(), false).unwrap();
-    for name in ["kb", "threads", "tracking"] {
+    for name in ["kb", "threads", "tracking", "jobs"] {
         let m = done.iter().find(|m| m.name == name).unwrap();
         assert!(m.applied && m.from == 0 && m.to >= 1, "{m:?}");
     }
-    let jobs = done.iter().find(|m| m.name == "jobs").unwrap();
-    assert!(!jobs.applied && jobs.note.is_some());
     let again = pg::migrate(&db.url, &database(), false).unwrap();
     assert!(again.iter().all(|m| !m.applied), "{again:?}");
     let server = pg::server(&pg::connect(&db.url, &database()).unwrap(), &database()).unwrap();
     assert!(server.pgvector.is_some());
     assert!(server.components["threads"] >= 1 && server.components["tracking"] >= 1);
+    assert!(server.components["jobs"] >= 1);
+}
+
+/// `exai db migrate` on a fresh database creates every component's tables, the index jobs' too
+/// (which once waited for the first daemon to run a job), at the version the daemons expect.
+#[test]
+fn migrate_creates_every_table_on_a_fresh_database() {
+    let Some(db) = TestDatabase::create("pgmigratefresh") else {
+        return;
+    };
+    pg::migrate(&db.url, &database(), false).unwrap();
+    let mut c = exai_pg::postgres::Client::connect(&db.url, exai_pg::postgres::NoTls).unwrap();
+    for table in [
+        "kb_documents",
+        "threads",
+        "thread_turns",
+        "test_runs",
+        "index_jobs",
+    ] {
+        let exists: bool = c
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .unwrap()
+            .get(0);
+        assert!(exists, "{table} was not created");
+    }
+    for component in exai_pg::schema::ALL {
+        assert_eq!(
+            component.version(&mut c).unwrap(),
+            component.known_version(),
+            "{}",
+            component.name
+        );
+    }
+    // The principal column of the jobs table's second step is there.
+    c.execute(
+        "INSERT INTO index_jobs (job_id, kind, source, path, state, phase, owner, started_at, principal)
+         VALUES ('j', 'index', 's', '', 'running', 'starting', 'h:1', now(), 'alice')",
+        &[],
+    )
+    .unwrap();
 }
 
 #[test]

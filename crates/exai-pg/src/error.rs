@@ -42,6 +42,19 @@ pub enum PgError {
 
 pub type Result<T> = std::result::Result<T, PgError>;
 
+/// `From<postgres::Error>` for a store's error type that already converts from [`PgError`], so
+/// its PostgreSQL code writes `?` on the client's calls: `exai_pg::from_postgres!(KbError);`.
+#[macro_export]
+macro_rules! from_postgres {
+    ($error:ty) => {
+        impl From<$crate::postgres::Error> for $error {
+            fn from(e: $crate::postgres::Error) -> Self {
+                <$error>::from($crate::PgError::from(e))
+            }
+        }
+    };
+}
+
 impl PgError {
     /// Whether the connection itself failed (server gone, network), as opposed to a bad
     /// statement: the caller may retry once the server is back.

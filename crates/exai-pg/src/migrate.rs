@@ -1,6 +1,6 @@
-//! Versioned migrations. Each component (kb, threads, tracking) keeps its own version in
-//! `exai_schema`; a transaction-scoped advisory lock makes daemons that start together apply
-//! each step once.
+//! Versioned migrations. Each component (kb, threads, tracking, jobs: see [`crate::schema`])
+//! keeps its own version in `exai_schema`; a transaction-scoped advisory lock makes daemons that
+//! start together apply each step once.
 
 use postgres::GenericClient;
 

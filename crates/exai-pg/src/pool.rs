@@ -330,6 +330,15 @@ impl PoolOptions {
     }
 }
 
+/// Let go of a handle on `pool`. The last handle closes its connections, which blocks: on an
+/// async worker, that happens on a thread of its own.
+pub fn release(pool: &Arc<Pool>) {
+    if Arc::strong_count(pool) == 1 && tokio::runtime::Handle::try_current().is_ok() {
+        let pool = Arc::clone(pool);
+        std::thread::spawn(move || drop(pool));
+    }
+}
+
 static SHARED: Mutex<Vec<(String, Arc<Pool>)>> = Mutex::new(Vec::new());
 
 /// The process's one pool for `url`: the knowledge base, threads, tracking and jobs share it.

@@ -1,6 +1,9 @@
 //! Throwaway databases for tests, on the server `scripts/test.sh` starts (from the PyPI package
 //! pgserver) and names in `EXAI_TEST_DATABASE_URL`. Without that variable a test is skipped,
 //! unless `EXAI_REQUIRE_POSTGRES=1` (which the test command sets) makes that a failure.
+//!
+//! [`both_backends!`](crate::both_backends) runs one store's behaviour tests on SQLite and on
+//! PostgreSQL, so every store proves the same contract on both the same way.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -49,6 +52,43 @@ pub fn with_database(url: &str, name: &str) -> String {
         out.push_str(q);
     }
     out
+}
+
+/// One test per behaviour and backend: `mod sqlite` and `mod postgres`, each with a `#[test]` per
+/// name that calls the suite's function of that name with a place to open stores in. The SQLite
+/// place is built from a fresh temporary directory (`tempfile::TempDir`, a dev-dependency of the
+/// caller), the PostgreSQL one from a fresh [`TestDatabase`]; without a test server the
+/// PostgreSQL tests are skipped (see [`server_url`]).
+///
+/// ```ignore
+/// exai_pg::both_backends!(sqlite: SqliteFile, postgres: PgDatabase; records_runs, refuses_newer);
+/// ```
+#[macro_export]
+macro_rules! both_backends {
+    (sqlite: $sqlite:path, postgres: $postgres:path; $($name:ident),* $(,)?) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(&$sqlite(tempfile::tempdir().unwrap()));
+                }
+            )*
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(db) = $crate::testing::TestDatabase::create(stringify!($name)) {
+                        super::$name(&$postgres(db));
+                    }
+                }
+            )*
+        }
+    };
 }
 
 impl TestDatabase {

@@ -8,19 +8,12 @@ use exai_core::Loaded;
 use exai_core::activity::ActivityLog;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
-use serde::{Deserialize, Serialize};
+
+use exai_core::pidfile::write_pid;
+pub use exai_core::pidfile::{PidFileError, PidRecord, alive, base_url, read_pid, running};
 
 use crate::http::{self, ServeError};
 use crate::state::{AppState, Transport};
-
-/// What the pid file says about a running daemon.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PidRecord {
-    pub pid: u32,
-    pub listen: String,
-    pub started_at: String,
-    pub version: String,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -30,67 +23,14 @@ pub enum DaemonError {
     AlreadyRunning { pid: u32, listen: String },
     #[error("no exai daemon is running (no live process in {})", path.display())]
     NotRunning { path: PathBuf },
-    #[error("pid file {}: {reason}", path.display())]
-    PidFile { path: PathBuf, reason: String },
+    #[error(transparent)]
+    PidFile(#[from] PidFileError),
     #[error("daemon (pid {pid}) did not stop within {secs} s even after SIGKILL")]
     WouldNotStop { pid: u32, secs: u64 },
     #[error("cannot start the daemon: {0}")]
     Spawn(String),
     #[error(transparent)]
     Serve(#[from] ServeError),
-}
-
-/// Read the pid file; `Ok(None)` when there is none.
-pub fn read_pid(path: &Path) -> Result<Option<PidRecord>, DaemonError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| DaemonError::PidFile {
-                path: path.to_path_buf(),
-                reason: format!("unreadable ({e}); remove it if no daemon runs"),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(DaemonError::PidFile {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        }),
-    }
-}
-
-/// Whether a process with this pid exists (signal 0 probes without sending anything).
-pub fn alive(pid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pid) else {
-        return false;
-    };
-    match signal::kill(Pid::from_raw(raw), None) {
-        Ok(()) => !is_zombie(pid),
-        Err(nix::errno::Errno::EPERM) => true,
-        Err(_) => false,
-    }
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
-        .unwrap_or(false)
-}
-
-/// The live daemon's record, removing a stale pid file on the way.
-pub fn running(path: &Path) -> Result<Option<PidRecord>, DaemonError> {
-    match read_pid(path)? {
-        Some(record) if alive(record.pid) => Ok(Some(record)),
-        Some(record) => {
-            tracing::warn!(
-                pid = record.pid,
-                "removing stale pid file {}",
-                path.display()
-            );
-            let _ = std::fs::remove_file(path);
-            Ok(None)
-        }
-        None => Ok(None),
-    }
 }
 
 struct PidFileGuard(PathBuf);
@@ -104,20 +44,6 @@ impl Drop for PidFileGuard {
             let _ = std::fs::remove_file(&self.0);
         }
     }
-}
-
-fn write_pid(path: &Path, record: &PidRecord) -> Result<(), DaemonError> {
-    let err = |e: std::io::Error| DaemonError::PidFile {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    if let Some(dir) = path.parent() {
-        exai_core::private::create_dir_all(dir).map_err(err)?;
-    }
-    let tmp = path.with_extension("pid.tmp");
-    let text = serde_json::to_string(record).unwrap_or_default();
-    exai_core::private::write(&tmp, text).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -258,37 +184,4 @@ pub async fn wait_ready(base: &str, token: Option<&str>, limit: Duration) -> boo
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
-}
-
-/// `GET {base}/health` as JSON, if the daemon answers.
-pub async fn fetch_health(base: &str, token: Option<&str>) -> Result<serde_json::Value, String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut req = client.get(format!("{base}/health"));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| format!("{base}/health: {e}"))?;
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(format!("{base}/health answered {status}"));
-    }
-    resp.json().await.map_err(|e| e.to_string())
-}
-
-/// `http://ADDR` for a listen address (IPv6 in brackets; an unspecified IP → loopback).
-pub fn base_url(listen: &str) -> String {
-    match listen.parse::<SocketAddr>() {
-        Ok(addr) if addr.ip().is_unspecified() => {
-            let ip = if addr.is_ipv6() { "[::1]" } else { "127.0.0.1" };
-            format!("http://{ip}:{}", addr.port())
-        }
-        Ok(addr) => format!("http://{addr}"),
-        Err(_) => format!("http://{listen}"),
-    }
 }

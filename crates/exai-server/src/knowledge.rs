@@ -9,10 +9,6 @@ use exai_kb::Kb;
 
 use crate::jobs::Jobs;
 
-/// After a failed open, calls get the same error for this long before exai tries again (so a
-/// database that is down costs each call nothing, and one that comes back is used again).
-const REOPEN_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// The configured embedder, built once (loading weights is slow), and why not when it failed.
 type BuiltEmbedder = (Option<Arc<dyn Embedder>>, Option<String>);
 
@@ -21,8 +17,10 @@ pub struct Knowledge {
     loaded: Loaded,
     kb: std::sync::OnceLock<Arc<Kb>>,
     embedder: std::sync::OnceLock<BuiltEmbedder>,
-    /// Held while opening; the last failure and when, so it is retried after `REOPEN_AFTER`.
-    opening: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
+    /// Held while opening; after a failure, calls get the same error for
+    /// [`exai_pg::REOPEN_AFTER`] before exai tries again (so a database that is down costs each
+    /// call nothing, and one that comes back is used again).
+    opening: tokio::sync::Mutex<exai_pg::Reopening<Arc<Kb>>>,
     /// Why semantic search is off, when the embedder could not be built.
     pub embed_problem: std::sync::Mutex<Option<String>>,
     pub jobs: Jobs,
@@ -44,7 +42,7 @@ impl Knowledge {
             loaded,
             kb: std::sync::OnceLock::new(),
             embedder: std::sync::OnceLock::new(),
-            opening: tokio::sync::Mutex::new(None),
+            opening: tokio::sync::Mutex::default(),
             embed_problem: std::sync::Mutex::new(None),
         }
     }
@@ -63,23 +61,25 @@ impl Knowledge {
     /// The knowledge base, opening it (and loading the embedder) on first call. An embedder
     /// that cannot be built leaves keyword search working and says why in `embed_problem`. A
     /// database that cannot be opened (PostgreSQL down, a locked or corrupt file) is an error
-    /// for `REOPEN_AFTER`, then tried again, so the server recovers when it is back.
+    /// for `exai_pg::REOPEN_AFTER`, then tried again, so the server recovers when it is back.
     pub async fn get(&self) -> Result<Arc<Kb>, String> {
         if let Some(kb) = self.kb.get() {
             return Ok(kb.clone());
         }
-        let mut failed = self.opening.lock().await;
-        if let Some(kb) = self.kb.get() {
-            return Ok(kb.clone());
-        }
-        if let Some((at, e)) = failed.as_ref()
-            && at.elapsed() < REOPEN_AFTER
-        {
-            return Err(e.clone());
-        }
+        let mut opening = self.opening.lock().await;
+        let kb = opening
+            .get_or_open_async(|| self.open())
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = self.kb.set(kb.clone());
+        Ok(kb)
+    }
+
+    /// Build the embedder (once) and open the knowledge base, off the async workers.
+    async fn open(&self) -> Result<Arc<Kb>, String> {
         let loaded = self.loaded.clone();
         let built = self.embedder.get().cloned();
-        let opened = tokio::task::spawn_blocking(move || {
+        let (built, kb) = tokio::task::spawn_blocking(move || {
             let built = built.unwrap_or_else(|| match exai_kb::config::build_embedder(&loaded) {
                 Ok(e) => (e, None),
                 Err(e) => (None, Some(e.to_string())),
@@ -88,14 +88,7 @@ impl Knowledge {
             (built, kb)
         })
         .await
-        .map_err(|e| format!("knowledge base task failed: {e}"));
-        let (built, kb) = match opened {
-            Ok(pair) => pair,
-            Err(e) => {
-                *failed = Some((std::time::Instant::now(), e.clone()));
-                return Err(e);
-            }
-        };
+        .map_err(|e| format!("knowledge base task failed: {e}"))?;
         if self.embedder.get().is_none() {
             if let Some(p) = &built.1 {
                 tracing::warn!("semantic search is off: {p}");
@@ -105,19 +98,10 @@ impl Knowledge {
             }
             let _ = self.embedder.set(built);
         }
-        match kb {
-            Ok(kb) => {
-                let kb = Arc::new(kb);
-                let _ = self.kb.set(kb.clone());
-                *failed = None;
-                Ok(kb)
-            }
-            Err(e) => {
-                tracing::error!("knowledge base unavailable: {e}");
-                *failed = Some((std::time::Instant::now(), e.clone()));
-                Err(e)
-            }
-        }
+        kb.map(Arc::new).map_err(|e| {
+            tracing::error!("knowledge base unavailable: {e}");
+            e
+        })
     }
 
     pub fn is_open(&self) -> bool {

@@ -601,7 +601,8 @@ async fn daemon_action(action: DaemonAction, loaded: Loaded) -> Result<ExitCode>
                 return Ok(ExitCode::FAILURE);
             };
             let health =
-                daemon::fetch_health(&daemon::base_url(&record.listen), token.as_deref()).await;
+                exai_ops::health::fetch_health(&daemon::base_url(&record.listen), token.as_deref())
+                    .await;
             if json {
                 let health = health.unwrap_or_else(|e| serde_json::json!({ "error": e }));
                 println!(

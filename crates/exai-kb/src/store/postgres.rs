@@ -24,52 +24,9 @@ use crate::store::{
     query_terms,
 };
 
-/// The schema, step by step (component `kb` in `exai_schema`).
-const MIGRATIONS: &[&str] = &[r#"
-CREATE TABLE kb_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT INTO kb_meta(key, value) VALUES ('generation', '0');
-CREATE TABLE kb_sources (
-    name TEXT PRIMARY KEY,
-    roots JSONB NOT NULL DEFAULT '[]',
-    technology TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE kb_documents (
-    id BIGSERIAL PRIMARY KEY,
-    source TEXT NOT NULL REFERENCES kb_sources(name) ON DELETE CASCADE,
-    path TEXT NOT NULL,
-    uri TEXT,
-    title TEXT NOT NULL,
-    format TEXT NOT NULL,
-    technology TEXT NOT NULL,
-    category TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    bytes BIGINT NOT NULL,
-    metadata JSONB NOT NULL DEFAULT '{}',
-    indexed_at TEXT NOT NULL,
-    UNIQUE (source, path)
-);
-CREATE INDEX kb_documents_by_filter ON kb_documents(source, technology, category);
-CREATE TABLE kb_chunks (
-    id BIGSERIAL PRIMARY KEY,
-    doc_id BIGINT NOT NULL REFERENCES kb_documents(id) ON DELETE CASCADE,
-    position BIGINT NOT NULL,
-    section TEXT NOT NULL,
-    text TEXT NOT NULL,
-    tokens BIGINT NOT NULL,
-    doc_type TEXT NOT NULL,
-    text_hash TEXT NOT NULL,
-    tsv TSVECTOR NOT NULL
-);
-CREATE INDEX kb_chunks_by_doc ON kb_chunks(doc_id, position);
-CREATE INDEX kb_chunks_by_hash ON kb_chunks(text_hash);
-CREATE INDEX kb_chunks_tsv ON kb_chunks USING GIN (tsv);
-CREATE TABLE kb_embeddings (
-    text_hash TEXT PRIMARY KEY,
-    vector VECTOR NOT NULL
-);
-"#];
+/// The schema, step by step (component `kb` in `exai_schema`; the SQL is in exai-pg, with every
+/// component's, so `exai db migrate` covers them all).
+const MIGRATIONS: &[&str] = exai_pg::schema::KB.steps;
 
 /// The text-search configuration: English stemming, as SQLite's porter tokenizer.
 const TS_CONFIG: &str = "english";
