@@ -851,7 +851,10 @@ fn apply_env_file(
                         }
                         continue;
                     }
-                    _ => return Err(read_error(dotenvy::Error::LineParse(part, at).to_string())),
+                    _ => {
+                        let error = dotenvy::Error::LineParse(part, at);
+                        return Err(read_error(env_syntax_error(text, error)));
+                    }
                 }
             }
             Err(e) => return Err(read_error(e.to_string())),
@@ -868,6 +871,60 @@ fn apply_env_file(
         apply_env_var(tree, sources, notes, &name, &value, source)?;
     }
     Ok(())
+}
+
+/// Where a `.env` stops parsing, without the line: dotenvy's own message quotes it, and the
+/// line may hold a key.
+fn env_syntax_error(text: &str, error: dotenvy::Error) -> String {
+    match error {
+        dotenvy::Error::LineParse(line, index) => {
+            // dotenvy hands back the logical line (several for a quoted value spanning lines),
+            // and its length when it reached the end of the file inside quotes.
+            let start = text.find(line.as_str());
+            match start {
+                Some(start) if index >= line.len() => {
+                    let (line, _) = line_column(text, start);
+                    format!("line {line}: a quoted value that is never closed")
+                }
+                Some(start) => {
+                    let (line, column) = line_column(text, start + index);
+                    format!(
+                        "line {line}, column {column}: not NAME=value (a character a name or an \
+                         unquoted value cannot hold)"
+                    )
+                }
+                None => "a line that is not NAME=value".into(),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Where a TOML file stops parsing and why, without the line: the `toml` crate's message
+/// quotes it, and it may hold a key.
+fn toml_syntax_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim();
+    match error.span() {
+        Some(span) => {
+            let (line, column) = line_column(text, span.start);
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_string(),
+    }
+}
+
+/// The 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
 }
 
 /// The working directory's `.env` when it holds exai settings and is none of the files read.
@@ -926,7 +983,7 @@ fn apply_file(
         .parse()
         .map_err(|e: toml::de::Error| ConfigError::Read {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            reason: toml_syntax_error(text, &e),
         })?;
     let mut leaves = Vec::new();
     flatten(&Value::Table(parsed), String::new(), &mut leaves);
@@ -1281,6 +1338,56 @@ mod tests {
                 flags: Vec::new(),
             },
         )
+    }
+
+    /// Fuzzing finding (`config_load`): a TOML syntax error quoted the line, and with it the
+    /// key on that line.
+    #[test]
+    fn toml_syntax_errors_give_the_place_not_the_line() {
+        for (text, place) in [
+            (
+                "[providers]\nkimi_api_key = \"sk-leak-toml-0123456789\n",
+                "line 2, column",
+            ),
+            (
+                "providers.openai_api_key = \"sk-leak-toml-0123456789\" junk\n",
+                "line 1, column 54",
+            ),
+        ] {
+            let (dir, i) = inputs(&[]);
+            std::fs::write(dir.path().join("exai.toml"), text).unwrap();
+            let message = load(&i).unwrap_err().to_string();
+            assert!(!message.contains("sk-leak"), "{message}");
+            assert!(message.contains(place), "{message}");
+            assert!(message.contains("exai.toml"), "{message}");
+        }
+    }
+
+    /// Fuzzing finding (`config_load`): a `.env` line dotenvy cannot parse was quoted whole in
+    /// the error, key included.
+    #[test]
+    fn env_syntax_errors_give_the_place_not_the_line() {
+        for (text, place) in [
+            (
+                "EXAI_SERVER_LISTEN=127.0.0.1:1\nGLM_API_KEY=sk-leak-env-5555555555 x\n",
+                "line 2, column 36",
+            ),
+            (
+                "EXAI_SERVER_LISTEN=127.0.0.1:1\nGLM_API_KEY=sk-leak-env-5555555555 'x\n",
+                "line 2: a quoted value that is never closed",
+            ),
+            (
+                "KIMI_API_KEY=\"sk-leak-env-0123456789\nEXAI_SERVER_LISTEN=127.0.0.1:1\n",
+                "line 1: a quoted value that is never closed",
+            ),
+        ] {
+            let (dir, i) = inputs(&[]);
+            std::fs::write(dir.path().join(".env"), text).unwrap();
+            let message = load(&i).unwrap_err().to_string();
+            assert!(!message.contains("sk-leak"), "{message}");
+            assert!(message.contains(place), "{message}");
+            assert!(message.contains(".env"), "{message}");
+        }
     }
 
     #[test]
