@@ -315,6 +315,18 @@ mod tests {
         assert_eq!(fts("read_line").as_deref(), Some("\"read_line\""));
     }
 
+    /// Fuzzing finding (`keyword_query` seed): lower-casing `İ` gives `i` and a combining dot,
+    /// which is neither a letter nor a digit, so the term was not only word characters.
+    #[test]
+    fn lower_casing_keeps_terms_to_word_characters() {
+        assert_eq!(query_terms("İstanbul"), vec!["istanbul"]);
+        assert_eq!(query_terms("İ İ i"), vec!["i"]);
+        assert_eq!(
+            fts("ǅemal İSTANBUL").as_deref(),
+            Some("\"ǆemal\" OR \"istanbul\"")
+        );
+    }
+
     struct Rng(u64);
     impl Rng {
         fn below(&mut self, n: u64) -> u64 {

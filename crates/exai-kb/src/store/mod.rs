@@ -134,8 +134,14 @@ pub fn query_terms(text: &str) -> Vec<String> {
         if word.is_empty() {
             continue;
         }
-        let lower = word.to_lowercase();
-        if seen.insert(lower.clone()) {
+        // Lower-casing can add characters that are neither (`İ` becomes `i` and a combining
+        // dot): keep the word's letters and digits only.
+        let lower: String = word
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if !lower.is_empty() && seen.insert(lower.clone()) {
             terms.push(lower);
         }
     }
