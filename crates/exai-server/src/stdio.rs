@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
 
+
 const PIPE_CAPACITY: usize = 1 << 20;
 
 fn error_line(code: i64, message: &str) -> String {
@@ -102,7 +103,10 @@ where
                 if trimmed.is_empty() {
                     continue;
                 }
-                if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(trimmed) {
+                // Parsed in full: skipping over values (`IgnoredAny`) lets through invalid UTF-8
+                // in strings, lone surrogates and nesting past the parser's depth limit, which
+                // the SDK then drops without an answer.
+                if let Err(e) = serde_json::from_slice::<serde_json::Value>(trimmed) {
                     tracing::warn!("malformed JSON from client: {e}");
                     let _ = replies
                         .send(error_line(-32700, &format!("Parse error: {e}")))
@@ -303,5 +307,41 @@ mod tests {
             }
         }
         assert_eq!(out, vec!["short\n", "<25>", "ok\n", "last"]);
+    }
+
+    /// Fuzzing finding (`line_filter`): lines the SDK cannot parse (invalid UTF-8 in a string, a
+    /// lone surrogate, nesting deeper than serde_json's limit) were passed on as JSON, and the
+    /// SDK dropped them without an answer. Each now gets a -32700 reply.
+    #[tokio::test]
+    async fn lines_the_sdk_cannot_parse_are_answered() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let lines: Vec<Vec<u8>> = vec![
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{\"x\":\"\xff\"}}"
+                .to_vec(),
+            br#"{"jsonrpc":"2.0","id":2,"method":"ping","params":{"x":"\ud800"}}"#.to_vec(),
+            deep.into_bytes(),
+        ];
+        let mut input = lines.join(&b'\n');
+        input.extend_from_slice(b"\n{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}\n");
+        let mut to_sdk = Vec::new();
+        let (tx, mut rx) = mpsc::channel(8);
+        filter_input(
+            &input[..],
+            &mut to_sdk,
+            tx,
+            1 << 20,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            to_sdk,
+            b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}\n"
+        );
+        for _ in &lines {
+            let reply = rx.try_recv().unwrap();
+            assert!(reply.contains("-32700"), "{reply}");
+        }
+        assert!(rx.try_recv().is_err());
     }
 }
