@@ -41,6 +41,8 @@ pub use crate::values::{
     CustomProvider, EmbedBackend, EmbedPrecision, ModelOverride, ToolFamily, ToolProfile,
 };
 
+pub mod fuzz;
+
 /// A secret string. Its `Debug` and `Display` never show the value.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use exai_kb::ingest::fuzz;
+use exai_kb::store::fuzz as store_fuzz;
 
 fn corpus(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -45,4 +46,9 @@ fn markdown_extract_corpus() {
 #[test]
 fn chunker_corpus() {
     replay("chunker", fuzz::chunker);
+}
+
+#[test]
+fn keyword_query_corpus() {
+    replay("keyword_query", store_fuzz::keyword_query);
 }

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
 
+pub mod fuzz;
 
 const PIPE_CAPACITY: usize = 1 << 20;
 

@@ -65,12 +65,24 @@ pub enum KeywordPlan {
     Fallback,
 }
 
-fn or_query(terms: &[&str]) -> String {
+/// The FTS5 query matching any of `terms` (each a phrase, so nothing in it is query syntax).
+pub(super) fn or_query(terms: &[&str]) -> String {
     terms
         .iter()
-        .map(|t| format!("\"{t}\""))
+        .map(|t| term_query(t))
         .collect::<Vec<_>>()
         .join(" OR ")
+}
+
+/// The FTS5 query matching one term, for its document frequency.
+pub(super) fn term_query(term: &str) -> String {
+    format!("\"{term}\"")
+}
+
+/// The FTS5 query of rare-first's second step: rows holding a rare term, where every term
+/// (the common ones too) adds to the score. Both arguments are [`or_query`]s.
+pub(super) fn rare_and_any(rare: &str, common: &str) -> String {
+    format!("({rare}) AND ({common} OR {rare})")
 }
 
 /// FTS5's inverse document frequency.
@@ -177,7 +189,7 @@ impl SqliteStore {
             r
         } else {
             let partial: HashMap<i64, f64> = r.into_iter().collect();
-            let both = format!("({rare_q}) AND ({} OR {rare_q})", or_query(&scoring));
+            let both = rare_and_any(&rare_q, &or_query(&scoring));
             self.ranked_all(&both, filters)?
                 .into_iter()
                 .map(|(id, s)| (id, s - partial.get(&id).copied().unwrap_or(0.0)))
@@ -264,7 +276,7 @@ impl SqliteStore {
             if df.is_none() {
                 let n: i64 = self.conn.query_row(
                     "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
-                    [format!("\"{term}\"")],
+                    [term_query(term)],
                     |r| r.get(0),
                 )?;
                 *df = Some(n as f64);

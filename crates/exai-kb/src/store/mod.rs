@@ -9,6 +9,7 @@
 
 mod bm25;
 mod export;
+pub mod fuzz;
 mod location;
 pub mod postgres;
 pub mod sqlite;

@@ -38,7 +38,7 @@ fn delete_document_tx(tx: &rusqlite::Transaction<'_>, doc_id: i64) -> rusqlite::
 /// The schema this build writes.
 pub const SCHEMA_VERSION: i64 = 1;
 
-const SCHEMA_V1: &str = r#"
+pub(super) const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sources (
     name TEXT PRIMARY KEY,
