@@ -470,7 +470,64 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, ConfigError> {
         inputs.var("HOME"),
     )
     .ok_or(ConfigError::NoDataDir)?;
+    // A secret can reach a message as another key's value: a `.env` line such as
+    // `EXAI_SERVER_LISTEN=${KIMI_API_KEY}` is expanded before exai sees it.
+    load_from(inputs, data_dir.clone()).map_err(|e| e.redact(&known_secrets(inputs, &data_dir)))
+}
 
+/// Shorter secret values are not looked for in messages: "true" or "8079" would garble them.
+const MIN_REDACTED_SECRET: usize = 6;
+
+/// Every value the inputs give to a secret setting, as far as they parse: the environment,
+/// the `.env` files and the configuration file.
+fn known_secrets(inputs: &Inputs, data_dir: &Path) -> Vec<String> {
+    let secret_env = |name: &str| settings::by_env(name).is_some_and(|s| s.secret);
+    // dotenvy expands `${NAME}` from the process environment, which may differ from `inputs`.
+    let process = std::env::vars_os()
+        .filter_map(|(n, v)| Some((n.into_string().ok()?, v.into_string().ok()?)));
+    let mut found: Vec<String> = inputs
+        .env
+        .iter()
+        .cloned()
+        .chain(process)
+        .filter(|(name, _)| secret_env(name))
+        .map(|(_, value)| value)
+        .collect();
+    for path in std::iter::once(data_dir.join(".env")).chain(inputs.env_files.iter().cloned()) {
+        if let Ok(iter) = dotenvy::from_path_iter(&path) {
+            found.extend(
+                iter.filter_map(Result::ok)
+                    .filter(|(name, _)| secret_env(name))
+                    .map(|(_, value)| value),
+            );
+        }
+    }
+    let file = (inputs.config_file.clone())
+        .or_else(|| inputs.var("EXAI_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| data_dir.join("exai.toml"));
+    if let Some(tree) = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .map(Value::Table)
+    {
+        for setting in SETTINGS.iter().filter(|s| s.secret) {
+            match lookup(&tree, setting.key) {
+                Some(Value::String(s)) => found.push(s.clone()),
+                Some(Value::Table(t)) => {
+                    found.extend(t.values().filter_map(Value::as_str).map(str::to_string));
+                }
+                _ => {}
+            }
+        }
+    }
+    found.retain(|s| s.chars().count() >= MIN_REDACTED_SECRET);
+    // Longest first, so a secret holding another is replaced whole.
+    found.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    found.dedup();
+    found
+}
+
+fn load_from(inputs: &Inputs, data_dir: PathBuf) -> Result<Loaded, ConfigError> {
     let mut tree = to_tree(&Config::default());
     let mut sources = Sources::new();
     let mut notes = Notes::default();
@@ -1390,6 +1447,23 @@ mod tests {
             assert!(message.contains(place), "{message}");
             assert!(message.contains(".env"), "{message}");
         }
+    }
+
+    /// Found while reviewing the `config_load` harness's blind spots, then confirmed with it:
+    /// dotenvy expands `${NAME}`, so a `.env` can hand a secret to a key whose error shows its
+    /// value.
+    #[test]
+    fn a_secret_expanded_into_another_key_is_redacted_in_its_error() {
+        let (dir, i) = inputs(&[]);
+        std::fs::write(
+            dir.path().join(".env"),
+            "KIMI_API_KEY=sk-subst-0123456789\nEXAI_SERVER_LISTEN=${KIMI_API_KEY}\n",
+        )
+        .unwrap();
+        let message = load(&i).unwrap_err().to_string();
+        assert!(!message.contains("sk-subst"), "{message}");
+        assert!(message.contains("<redacted>"), "{message}");
+        assert!(message.contains("server.listen"), "{message}");
     }
 
     #[test]

@@ -31,6 +31,45 @@ pub enum ConfigError {
 impl ConfigError {
     /// The process exit code for configuration errors.
     pub const EXIT_CODE: i32 = 2;
+
+    /// This error with every occurrence of the given secret values replaced by `<redacted>`.
+    pub fn redact(self, secrets: &[String]) -> Self {
+        let scrub = |mut text: String| {
+            for secret in secrets.iter().filter(|s| !s.is_empty()) {
+                if text.contains(secret.as_str()) {
+                    text = text.replace(secret.as_str(), "<redacted>");
+                }
+            }
+            text
+        };
+        match self {
+            ConfigError::UnknownKey { key, origin, hint } => ConfigError::UnknownKey {
+                key: scrub(key),
+                origin,
+                hint,
+            },
+            ConfigError::Invalid {
+                key,
+                value,
+                origin,
+                allowed,
+            } => ConfigError::Invalid {
+                key,
+                value: scrub(value),
+                origin,
+                allowed: scrub(allowed),
+            },
+            ConfigError::Hierarchy { reason, origin } => ConfigError::Hierarchy {
+                reason: scrub(reason),
+                origin,
+            },
+            ConfigError::Read { path, reason } => ConfigError::Read {
+                path,
+                reason: scrub(reason),
+            },
+            ConfigError::NoDataDir => ConfigError::NoDataDir,
+        }
+    }
 }
 
 /// A value that is not what its setting allows, before the key and the value's source are
