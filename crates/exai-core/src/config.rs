@@ -934,7 +934,7 @@ fn apply_env_file(
 
 /// Where a `.env` stops parsing, without the line: dotenvy's own message quotes it, and the
 /// line may hold a key.
-fn env_syntax_error(text: &str, error: dotenvy::Error) -> String {
+pub(crate) fn env_syntax_error(text: &str, error: dotenvy::Error) -> String {
     match error {
         dotenvy::Error::LineParse(line, index) => {
             // dotenvy hands back the logical line (several for a quoted value spanning lines),

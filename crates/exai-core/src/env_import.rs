@@ -29,9 +29,10 @@ pub fn plan(source: &Path, target: &Path) -> Result<ImportPlan, ConfigError> {
     };
     let mut plan = ImportPlan::default();
     let mut wanted: Vec<(String, String)> = Vec::new();
-    let iter = dotenvy::from_path_iter(source).map_err(|e| read_error(source, e.to_string()))?;
-    for item in iter {
-        let (name, value) = item.map_err(|e| read_error(source, e.to_string()))?;
+    let text = std::fs::read_to_string(source).map_err(|e| read_error(source, e.to_string()))?;
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
+        let (name, value) =
+            item.map_err(|e| read_error(source, crate::config::env_syntax_error(&text, e)))?;
         // The Python daemon's address and limits set exai's keys too (combined at load).
         let legacy = settings::LEGACY_COMBINED.iter().any(|(n, _)| *n == name);
         match settings::by_env(&name) {
@@ -150,6 +151,24 @@ pub fn target(data_dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Same leak as the loader's (`config_load` fuzzing): dotenvy's message quotes the line it
+    /// cannot parse, key and all.
+    #[test]
+    fn a_line_that_does_not_parse_is_not_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("python.env");
+        std::fs::write(
+            &source,
+            "LOG_FORMAT=json\nKIMI_API_KEY=sk-leak-0123456789 x\n",
+        )
+        .unwrap();
+        let message = plan(&source, &dir.path().join("data.env"))
+            .unwrap_err()
+            .to_string();
+        assert!(!message.contains("sk-leak"), "{message}");
+        assert!(message.contains("line 2, column 33"), "{message}");
+    }
 
     #[test]
     fn imports_only_our_variables_and_keeps_the_rest_of_the_target() {
