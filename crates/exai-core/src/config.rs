@@ -903,7 +903,8 @@ fn apply_env_file(
             // python-dotenv reads values dotenvy refuses (an unquoted `C:\path`); one exai
             // does not use need not parse, but one of ours must, or its value would be lost.
             Err(dotenvy::Error::LineParse(part, at)) => {
-                match crate::env_import::name_of_value(text, &part) {
+                let name = crate::env_import::name_of_value(text, &part);
+                match name {
                     Some(name) if settings::by_env(name).is_none() && !is_combined(name) => {
                         if let Some(why) = settings::retired(name) {
                             notes.retire(name, why);
@@ -912,7 +913,15 @@ fn apply_env_file(
                     }
                     _ => {
                         let error = dotenvy::Error::LineParse(part, at);
-                        return Err(read_error(env_syntax_error(text, error)));
+                        // A setting that is not secret shows its value, as its other errors
+                        // do; any other line may hold a key and is only located.
+                        let shown = name.and_then(settings::by_env).is_some_and(|s| !s.secret);
+                        let reason = if shown {
+                            error.to_string()
+                        } else {
+                            env_syntax_error(text, error)
+                        };
+                        return Err(read_error(reason));
                     }
                 }
             }

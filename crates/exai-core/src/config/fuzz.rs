@@ -105,11 +105,13 @@ pub fn load_config(data: &[u8]) {
         .to_string()
         .replace(&dir.display().to_string(), "<data dir>");
     let given = text.as_ref();
-    for secret in secrets {
+    for (i, secret) in secrets.iter().enumerate() {
         // A value that appears in the input more often than it was given to secrets was also
-        // given to something else, which may be shown.
+        // given to something else (a name, another key), which may be shown. The harness's
+        // marker is given outside the input, so any copy of it in the input is such a use.
+        let given_elsewhere = if i == 0 { 0 } else { 1 };
         let checked = secret.chars().count() >= MIN_CHECKED_SECRET
-            && given.matches(secret.as_str()).count() <= 1;
+            && given.matches(secret.as_str()).count() <= given_elsewhere;
         assert!(
             !checked || !message.contains(secret.as_str()),
             "the error shows the secret {secret:?}: {message}"
