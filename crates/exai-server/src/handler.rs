@@ -113,7 +113,9 @@ impl ExaiServer {
         self.tool_router
             .list_all()
             .iter()
-            .filter(|t| !listed.iter().any(|l| l == t.name.as_ref()))
+            .filter(|t| {
+                t.name != registry::ENABLE_TOOLS && !listed.iter().any(|l| l == t.name.as_ref())
+            })
             .map(|t| {
                 let family = registry::spec(&t.name).map_or("core", |s| s.family.as_str());
                 let description = t.description.as_deref().unwrap_or_default();

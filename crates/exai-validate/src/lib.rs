@@ -111,7 +111,10 @@ fn filter_text(values: &[String]) -> Option<String> {
 async fn run_case(system: &System, case: &Case) -> CaseResult {
     system.reset_tally();
     let started = Instant::now();
-    let outcome = if !system.tools.iter().any(|t| t == case.tool) {
+    // `enable_tools` is always on but listed only where a profile hides something.
+    let on = case.tool == exai_server::registry::ENABLE_TOOLS
+        || system.tools.iter().any(|t| t == case.tool);
+    let outcome = if !on {
         Err(Problem::Skip(format!(
             "`{}` is switched off by the configuration (tools.disabled, tools.disabled_families)",
             case.tool
