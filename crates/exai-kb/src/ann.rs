@@ -16,22 +16,21 @@ use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 use crate::error::{KbError, Result};
 
 const MAGIC: &[u8; 8] = b"EXAIANN\x01";
-/// Graph degree and construction breadth: 50k 384-d vectors build in under a minute on two
-/// cores (BENCHMARKS.md).
+/// Graph degree and construction breadth: the smallest that keep a 50k-vector build short
+/// (build times in BENCHMARKS.md, "exact scan vs HNSW").
 pub const CONNECTIVITY: usize = 16;
 pub const EXPANSION_ADD: usize = 128;
-/// Search breadth (usearch never searches narrower than the number of results asked for): 64
-/// gave recall@10 0.93 on 50k vectors around the Rust Book's, 128 brings it above 0.95.
+/// Search breadth (usearch never searches narrower than the number of results asked for): the
+/// narrowest that keeps recall@10 above 0.95 at 50k vectors (BENCHMARKS.md).
 pub const EXPANSION_SEARCH: usize = 128;
 
 /// Vectors from which the graph is built denser.
 pub const DENSE_FROM: usize = 250_000;
 
 /// Graph degree and construction breadth for `vectors` points: [`CONNECTIVITY`] and
-/// [`EXPANSION_ADD`] below [`DENSE_FROM`], twice both above. On 1M synthetic 384-d vectors
-/// scattered around real ones, M 16 / ef_add 128 reached recall@10 0.62 at search breadth 128 and
-/// 0.90 at 2,048 (p99 18.7 ms), built in 409 s; M 32 / ef_add 256 reached 0.984 (p99 27 ms),
-/// built in 930 s on two cores (BENCHMARKS.md).
+/// [`EXPANSION_ADD`] below [`DENSE_FROM`], twice both above: at a million vectors the sparser
+/// graph falls short of the recall target even at the widest breadth, the denser one meets it at
+/// about twice the build time (BENCHMARKS.md, "A million vectors").
 pub fn graph_params(vectors: usize) -> (usize, usize) {
     if vectors >= DENSE_FROM {
         (2 * CONNECTIVITY, 2 * EXPANSION_ADD)
@@ -42,9 +41,8 @@ pub fn graph_params(vectors: usize) -> (usize, usize) {
 
 /// How many candidates a search walks the graph for at `vectors` distinct vectors: the default
 /// breadth up to 50k, then growing with the index (at most 2,048). Recall falls as a graph
-/// grows: on 1M synthetic 384-d vectors scattered around real ones, the M 16 graph gave
-/// recall@10 0.62 at 128, 0.82 at 512 and 0.90 at 2,048 (p99 3.4, 9.3 and 18.7 ms); the denser
-/// graph used there ([`graph_params`]) costs the same at every breadth (BENCHMARKS.md).
+/// grows; a wider search wins it back at a latency cost within the target (BENCHMARKS.md, "A
+/// million vectors").
 pub fn search_breadth(vectors: usize) -> usize {
     (EXPANSION_SEARCH * vectors / 50_000).clamp(EXPANSION_SEARCH, 2_048)
 }

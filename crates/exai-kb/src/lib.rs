@@ -65,8 +65,8 @@ pub const MAX_QUERY_BYTES: usize = 4096;
 /// Most distinct words in a query; each costs a keyword lookup.
 pub const MAX_QUERY_TERMS: usize = 64;
 
-/// Default of `kb.ann_min_vectors`: where the exact scan's p50 passes about 5 ms on a 2-core
-/// machine (BENCHMARKS.md).
+/// Default of `kb.ann_min_vectors`: the size from which the exact scan costs more than the HNSW
+/// graph (BENCHMARKS.md, "Semantic search, exact scan vs HNSW").
 pub const DEFAULT_ANN_MIN_VECTORS: usize = 20_000;
 
 impl Default for KbOptions {

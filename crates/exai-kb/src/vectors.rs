@@ -6,9 +6,9 @@
 //! filters, the exact scan answers.
 //!
 //! The matrix holds each distinct vector once, and every chunk row points at its vector.
-//! Documentation repeats itself (rustdoc's std pages: 76,816 chunks, 20,624 distinct texts), and
-//! thousands of identical points ruin an HNSW graph (their neighbour lists fill with copies of
-//! each other: recall@10 0.66 on those docs); the scan also gets cheaper by the same factor.
+//! Documentation repeats itself (rustdoc repeats boilerplate thousands of times), and identical
+//! points ruin an HNSW graph (their neighbour lists fill with copies of each other; BENCHMARKS.md,
+//! "SQLite against PostgreSQL + pgvector"); the scan also gets cheaper by the same factor.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;

@@ -1,8 +1,8 @@
 //! BM25 through FTS5 without ranking every chunk that shares a common word with the query.
 //!
-//! FTS5 computes `bm25()` for every row that matches an OR-query before it can sort: on the std
-//! docs "implement" is in 85 % of the chunks and "type" in 35 %, so a question naming them
-//! ranks ~70,000 rows (~110 ms) to return 50. BM25 is a sum over the query's terms, and a term
+//! FTS5 computes `bm25()` for every row that matches an OR-query before it can sort: a common
+//! word is in most chunks of a corpus, so a question naming one ranks nearly the whole corpus to
+//! return 50 (BENCHMARKS.md, "Keyword search on SQLite, rare terms first"). BM25 is a sum over the query's terms, and a term
 //! in many chunks adds little: at most `idf · (k1 + 1)` (FTS5's `bm25()` with k1 = 1.2; idf is
 //! clamped to 1e-6 for a term in more than half the chunks). So, as Lucene's common-terms
 //! query does, only the rarer terms choose the candidates and every query term scores them:
@@ -39,7 +39,7 @@ const COMMON_SHARE: f64 = 0.05;
 /// The ranks the bound proves. Deeper ranks (hybrid search asks for 50 to fuse) come from the
 /// chunks holding a rare term, best first by their full scores: proving them too would pull
 /// the next common terms in as candidates far more often (on the std docs the 50th score is
-/// much lower than the 20th) and cost 2-3× for ranks that RRF weighs least.
+/// much lower than the 20th) and cost several times as much for ranks that RRF weighs least.
 const EXACT_RANKS: usize = 20;
 /// FTS5 counts rows itself; a margin keeps a rounding difference on the safe side of a bound.
 const BOUND_MARGIN: f64 = 1.01;

@@ -267,8 +267,9 @@ impl SqliteStore {
     /// SQLite's default 2 MiB cache, which the bundled build shares between all connections of
     /// a process (SQLITE_ENABLE_MEMORY_MANAGEMENT: one LRU for every cache), stopped caching
     /// for an older reader once another connection had streamed the vectors through its own:
-    /// counting the chunks without a vector then read 947 MB in 4 KB system calls (280 ms
-    /// instead of 25). With the map, pages are read in place and no connection evicts another's.
+    /// counting the chunks without a vector then re-read the file in 4 KB system calls on every
+    /// probe (BENCHMARKS.md). With the map, pages are read in place and no connection evicts
+    /// another's.
     fn configure_cache(&self) -> rusqlite::Result<()> {
         self.conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
         self.conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
