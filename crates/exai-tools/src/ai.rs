@@ -286,19 +286,7 @@ impl AiService {
     /// a failed one is reported (once) to the owner's call that continues the thread.
     pub async fn settled(&self, owner: &str, id: &str) -> Result<(), ToolError> {
         let key: ThreadKey = (owner.to_string(), id.to_string());
-        let running: Vec<Write> = self
-            .writes
-            .running
-            .lock()
-            .ok()
-            .and_then(|m| {
-                m.get(&key)
-                    .map(|l| l.iter().map(|(_, w)| w.clone()).collect())
-            })
-            .unwrap_or_default();
-        for write in running {
-            let _ = write.await;
-        }
+        self.written(&key).await;
         let failure = self
             .writes
             .failed
@@ -311,6 +299,24 @@ impl AiService {
                  from the turns that were"
             )))),
             None => Ok(()),
+        }
+    }
+
+    /// Wait until the writes to thread `key` that answers have not waited for are done (a failure
+    /// is logged, and reported by [`AiService::settled`] to the call that continues the thread).
+    async fn written(&self, key: &ThreadKey) {
+        let running: Vec<Write> = self
+            .writes
+            .running
+            .lock()
+            .ok()
+            .and_then(|m| {
+                m.get(key)
+                    .map(|l| l.iter().map(|(_, w)| w.clone()).collect())
+            })
+            .unwrap_or_default();
+        for write in running {
+            let _ = write.await;
         }
     }
 
@@ -545,6 +551,12 @@ impl AiService {
                 },
             ],
         )?;
+        // Other daemons read a shared store: the next call of this conversation may reach one of
+        // them, so there the answer waits for its turn to be stored.
+        if self.threads()?.shared() {
+            self.written(&(ctx.principal.clone(), thread_id.clone()))
+                .await;
+        }
         let continued_from = input
             .continuation_id
             .clone()

@@ -161,6 +161,12 @@ trait Backend: Send + Sync {
     /// `SQLite` or `PostgreSQL`, for logs and errors.
     fn name(&self) -> &'static str;
 
+    /// Whether other daemons read these threads (a shared server): then a turn is written before
+    /// its answer goes out, since the next call of the conversation may reach another daemon.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// `owner`'s thread `id`, if it exists (expired or not).
     fn standing(&self, owner: &str, id: &str) -> Result<Option<Standing>, ThreadError>;
 
@@ -272,6 +278,11 @@ impl ThreadStore {
     /// Which database holds the threads, for logs and errors.
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    /// Whether other daemons read these threads, so a turn must be stored before it is answered.
+    pub fn shared(&self) -> bool {
+        self.backend.shared()
     }
 
     /// A fresh thread id; the thread exists once [`ThreadsOf::record`] writes its first turns.

@@ -80,6 +80,10 @@ impl Backend for PgThreads {
         "PostgreSQL"
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn standing(&self, owner: &str, id: &str) -> Result<Option<Standing>, ThreadError> {
         standing(&mut *self.conn()?, owner, id, false)
     }
