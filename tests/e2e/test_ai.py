@@ -232,6 +232,23 @@ async def test_long_answers_are_truncated_not_failed(home, mock_llm, tmp_path):
         d.stop()
 
 
+async def test_chat_answers_within_its_token_budget(ai_daemon, mock_llm):
+    long = "word " * 2000
+    out = await session_call(ai_daemon.url, "chat", {"prompt": f"[[mock:reply={long}]]", "model": "glm-4.6",
+                                                     "max_tokens": 300})
+    assert not out.is_error
+    # The provider is asked for at most the budget less the footer's share, and says it stopped.
+    sent = [r for r in mock_requests(mock_llm) if r["path"] == "/v1/chat/completions"][-1]["body"]
+    assert sent["max_tokens"] == 220
+    result = structured(out)
+    assert result["finish_reason"] == "length" and len(result["content"]) <= 220 * 4
+    assert "stopped at its token limit" in out.content[0].text
+    # Without a budget the whole answer comes back.
+    whole = structured(await session_call(ai_daemon.url, "chat", {"prompt": f"[[mock:reply={long}]]",
+                                                                  "model": "glm-4.6"}))
+    assert whole["finish_reason"] == "stop" and len(whole["content"]) >= 9_000
+
+
 @pytest.mark.parametrize("tool", ["analyze", "refactor", "secaudit", "testgen", "tracer", "docgen", "debug"])
 async def test_every_workflow_tool_consults_its_expert(ai_daemon, mock_llm, tool):
     out = structured(await session_call(ai_daemon.url, tool, {

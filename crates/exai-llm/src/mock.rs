@@ -274,6 +274,15 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Byt
             )
         }
     };
+    // As a provider does: an answer longer than `max_tokens` (four characters a token here)
+    // stops there, with finish_reason `length`.
+    let (content, finish) = match request["max_tokens"].as_u64() {
+        Some(limit) if content.len().div_ceil(4) as u64 > limit => {
+            let keep = usize::try_from(limit.saturating_mul(4)).unwrap_or(usize::MAX);
+            (exai_core::text::clip(&content, keep).to_string(), "length")
+        }
+        _ => (content, "stop"),
+    };
     let thinking = request["thinking"]["type"] == "enabled";
     let web = request["tools"]
         .as_array()
@@ -307,7 +316,7 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Byt
             "id": "chatcmpl-mock",
             "object": "chat.completion",
             "model": model,
-            "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": "stop" }],
+            "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": finish }],
             "usage": usage,
         });
         if let Some(r) = reasoning {
@@ -342,7 +351,7 @@ async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Byt
     if truncate {
         events.truncate(events.len().div_ceil(2).max(1));
     } else {
-        let mut last = chunk(json!({}), json!("stop"));
+        let mut last = chunk(json!({}), json!(finish));
         last["usage"] = usage;
         if let Some(w) = web_results {
             last["web_search"] = w;

@@ -43,6 +43,9 @@ pub struct ChatArgs {
     /// Chunks to send with docs_query (default 5).
     #[schemars(range(min = 1, max = 10))]
     pub docs_limit: Option<u32>,
+    /// Tokens the answer may take; the model is asked to answer within it.
+    #[schemars(range(min = 100))]
+    pub max_tokens: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -223,8 +226,18 @@ fn render(text: String, structured: Value) -> CallToolResult {
     r
 }
 
+/// What the footer under an answer (model, tokens, cost, continuation) takes of a budget.
+const FOOTER_TOKENS: u64 = 80;
+
 fn footer(v: &Value) -> String {
     let mut lines = Vec::new();
+    if v["finish_reason"].as_str() == Some("length") {
+        lines.push(
+            "the answer stopped at its token limit (max_tokens, or the model's own): continue the \
+             conversation for the rest"
+                .to_string(),
+        );
+    }
     if let (Some(model), Some(provider)) = (v["model"].as_str(), v["provider"].as_str()) {
         lines.push(format!(
             "model: {model} ({provider}); tokens in/out: {}/{}; cost: ${:.6}",
@@ -601,6 +614,9 @@ impl ExaiServer {
             _ => Vec::new(),
         };
         let input = TurnInput {
+            max_tokens: args
+                .max_tokens
+                .map(|t| u64::from(t).saturating_sub(FOOTER_TOKENS).max(1)),
             tool: "chat".into(),
             prompt: args.prompt,
             files: args.files.unwrap_or_default(),
@@ -630,6 +646,7 @@ impl ExaiServer {
             .filter(|f| !f.is_empty())
             .map(|f| format!("Focus on: {}", f.join(", ")));
         let input = TurnInput {
+            max_tokens: None,
             tool: "thinkdeep".into(),
             prompt: args.prompt,
             files: args.files.unwrap_or_default(),
@@ -1100,6 +1117,7 @@ impl ExaiServer {
         }
         drop(ctx);
         let input = TurnInput {
+            max_tokens: None,
             tool: "kimi_chat_with_files".into(),
             prompt: args.prompt,
             files: Vec::new(),

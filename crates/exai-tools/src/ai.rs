@@ -100,6 +100,8 @@ pub struct TurnInput {
     pub deep: bool,
     /// Extra context placed before the prompt (a git diff, consolidated findings).
     pub context: Option<String>,
+    /// The longest answer to ask the model for, in tokens (the caller's budget for it).
+    pub max_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -510,7 +512,7 @@ impl AiService {
             },
             messages,
             temperature: input.temperature,
-            max_tokens: None,
+            max_tokens: input.max_tokens,
             thinking,
             web_search: input.web_search,
             session: ctx.session.clone(),

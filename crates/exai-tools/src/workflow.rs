@@ -288,6 +288,7 @@ impl AiService {
         let expert = self
             .turn(
                 TurnInput {
+                    max_tokens: None,
                     tool: tool.into(),
                     prompt: summary,
                     files: consolidated.relevant_files.clone(),
