@@ -205,15 +205,6 @@ fn open(config: &DatabaseConfig, component: &Component) -> Result<Arc<Pool>, PgE
     Ok(pool)
 }
 
-impl Drop for LazyPool {
-    /// The last handle on a pool closes its connections, which blocks: not on an async worker.
-    fn drop(&mut self) {
-        if let Source::Ready(pool) = &self.source {
-            crate::pool::release(pool);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

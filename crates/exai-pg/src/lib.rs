@@ -18,7 +18,7 @@ pub mod testing;
 pub use error::{PgError, Result};
 pub use lazy::{LazyError, LazyPool, OpenError, REOPEN_AFTER, Reopening};
 pub use migrate::{ensure_vector, migrate, schema_version};
-pub use pool::{Conn, Pool, PoolOptions, from_config, release, shared};
+pub use pool::{Conn, Pool, PoolOptions, from_config, shared};
 pub use schema::Component;
 pub use url::{DatabaseUrl, SslMode, is_postgres_url, redact};
 

@@ -310,6 +310,25 @@ impl std::ops::DerefMut for Conn {
     }
 }
 
+impl Drop for Pool {
+    /// Closing a connection blocks (the client drives its own runtime to say goodbye), which
+    /// panics on an async worker: when the last handle goes there, the idle connections close
+    /// on a thread of their own.
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let state = match self.state.get_mut() {
+            Ok(state) => state,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let idle = std::mem::take(&mut state.idle);
+        if !idle.is_empty() {
+            std::thread::spawn(move || drop(idle));
+        }
+    }
+}
+
 impl Drop for Conn {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
@@ -327,15 +346,6 @@ impl PoolOptions {
             start_retry: Duration::from_secs_f64(db.connect_retry_secs),
             ..Default::default()
         }
-    }
-}
-
-/// Let go of a handle on `pool`. The last handle closes its connections, which blocks: on an
-/// async worker, that happens on a thread of its own.
-pub fn release(pool: &Arc<Pool>) {
-    if Arc::strong_count(pool) == 1 && tokio::runtime::Handle::try_current().is_ok() {
-        let pool = Arc::clone(pool);
-        std::thread::spawn(move || drop(pool));
     }
 }
 
