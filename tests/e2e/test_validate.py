@@ -108,3 +108,56 @@ def test_failures_fail_the_command_and_missing_keys_skip(home):
                    EXAI_AUTH_TOKEN="0123456789abcdef0123")
     assert out.returncode == 0, out.stdout + out.stderr
     assert history(home)[0]["passed"] == 2
+
+
+def test_weekly_review_by_day_and_by_tool(home):
+    """`validate history --since 7d --by-day --by-tool`: the window's runs per day and per tool,
+    against the week before (a run moved back in time stands for last week's)."""
+    import sqlite3
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    for provider, env in (("mock", {}), ("live", {"GLM_API_KEY": "k", "GLM_API_URL": dead}), ("mock", {})):
+        out = run_exai(home, "validate", "--provider", provider, "--tools", "chat,version", "--variations", "basic",
+                       **env)
+        assert out.returncode in (0, 1), out.stdout + out.stderr
+    runs = state_rows(home, "SELECT id, started_at FROM test_runs ORDER BY id")
+    assert len(runs) == 3
+    # The first run goes back nine days: last week's, outside the window.
+    with sqlite3.connect(home / "state.sqlite") as db:
+        db.execute("UPDATE test_runs SET started_at = ? WHERE id = ?",
+                   (_days_ago(9), runs[0]["id"]))
+
+    out = run_exai(home, "validate", "history", "--since", "7d", "--by-day", "--by-tool", "--json")
+    assert out.returncode == 0, out.stderr
+    review = json.loads(out.stdout)
+    s = review["summary"]
+    assert (s["runs"], s["previous_runs"]) == (2, 1)
+    assert s["cases"]["failed"] == 1 and s["cases"]["passed"] == 3
+    assert s["pass_rate"] == 0.75 and s["previous_pass_rate"] == 1.0 and round(s["trend_pp"], 6) == -25.0
+    assert [r["id"] for r in review["runs"]] == [runs[2]["id"], runs[1]["id"]]
+    [today] = review["days"]
+    assert today["runs"] == 2 and today["pass_rate"] == 0.75
+    chat, version = review["tools"]
+    assert chat["tool"] == "chat" and chat["runs"] == 2 and chat["cases"]["failed"] == 1
+    assert chat["failing"] == [["basic", 1]] and "answered with an error" in chat["last_error"]
+    assert chat["pass_rate"] == 0.5 and chat["previous_pass_rate"] == 1.0
+    assert version["tool"] == "version" and version["pass_rate"] == 1.0 and version["failing"] == []
+
+    text = run_exai(home, "validate", "history", "--since", "7d", "--by-day", "--by-tool")
+    assert text.returncode == 0, text.stderr
+    assert "2 run(s) since" in text.stdout and "previous 7d: 1 run(s), pass rate 100.0%" in text.stdout
+    assert "↓ -25.0" in text.stdout and "basic ×1" in text.stdout and "day (UTC)" in text.stdout
+
+    # --by-tool alone reviews the last 7 days; a window with no runs says so.
+    assert run_exai(home, "validate", "history", "--by-tool", "--json").returncode == 0
+    with sqlite3.connect(home / "state.sqlite") as db:
+        db.execute("UPDATE test_runs SET started_at = ?", (_days_ago(9),))
+    empty = run_exai(home, "validate", "history", "--since", "7d")
+    assert empty.returncode == 0 and "no validation runs since" in empty.stdout
+    bad = run_exai(home, "validate", "history", "--since", "soon")
+    assert bad.returncode != 0 and "--since" in bad.stderr
+
+
+def _days_ago(days: int) -> str:
+    import datetime
+    t = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=days)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"

@@ -4,11 +4,13 @@
 //! over Streamable HTTP to an exai server in this process; see [`system`]) against the
 //! configured providers or the built-in mock, checks what the answer says, and is stored in
 //! `test_runs` / `test_results` ([`track`]). With a watcher model each output is also graded
-//! ([`watcher`]). [`report`] prints the pass-rate table and the history.
+//! ([`watcher`]). [`report`] prints the pass-rate table and the history, [`review`] a window of
+//! runs per day and per tool (the weekly review).
 
 pub mod cases;
 pub mod check;
 pub mod report;
+pub mod review;
 pub mod system;
 pub mod track;
 pub mod watcher;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::RunReport;
 use crate::track::{CaseResult, Grade, RunRow, Status, Totals};
 
-fn percent(rate: Option<f64>) -> String {
+pub(crate) fn percent(rate: Option<f64>) -> String {
     rate.map_or_else(|| "—".into(), |r| format!("{:.1}%", r * 100.0))
 }
 
@@ -164,7 +164,7 @@ fn trends(runs: &[RunRow]) -> Vec<Option<f64>> {
         .collect()
 }
 
-fn arrow(trend: Option<f64>) -> String {
+pub(crate) fn arrow(trend: Option<f64>) -> String {
     match trend {
         None => String::new(),
         Some(t) if t > 0.05 => format!("↑ +{t:.1}"),

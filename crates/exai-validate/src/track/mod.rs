@@ -19,6 +19,8 @@ mod tests;
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use exai_core::Loaded;
 use exai_pg::PgError;
 use serde::Serialize;
@@ -51,6 +53,17 @@ pub enum Status {
 }
 
 impl Status {
+    /// The status a row stores; anything else reads as an error (the schema's CHECK allows no
+    /// other value).
+    pub fn from_stored(text: &str) -> Status {
+        match text {
+            "PASS" => Status::Pass,
+            "FAIL" => Status::Fail,
+            "SKIP" => Status::Skip,
+            _ => Status::Error,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pass => "PASS",
@@ -162,6 +175,19 @@ pub struct RunRow {
     pub mean_grade: Option<f64>,
 }
 
+/// One case's result as the weekly review reads it: which run, when, and how it ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultRow {
+    pub run_id: i64,
+    /// When its run started (RFC 3339, UTC).
+    pub started_at: String,
+    pub provider: String,
+    pub tool: String,
+    pub variation: String,
+    pub status: Status,
+    pub error: Option<String>,
+}
+
 /// The tracking tables, whatever database holds them.
 pub trait TrackingStore: Send {
     /// Record a run as started; returns its id.
@@ -177,12 +203,22 @@ pub trait TrackingStore: Send {
     ) -> Result<(), TrackError>;
     /// The newest `limit` runs, newest first.
     fn runs(&self, limit: usize) -> Result<Vec<RunRow>, TrackError>;
+    /// The runs started at or after `since`, newest first.
+    fn runs_since(&self, since: DateTime<Utc>) -> Result<Vec<RunRow>, TrackError>;
+    /// The case results of the runs started at or after `since`, newest run first.
+    fn results_since(&self, since: DateTime<Utc>) -> Result<Vec<ResultRow>, TrackError>;
 }
 
 exai_pg::from_postgres!(TrackError);
 
 fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    stored_time(Utc::now())
+}
+
+/// Times as both backends hand them out (and SQLite stores them): RFC 3339 in UTC with
+/// milliseconds, so that text order is time order.
+pub fn stored_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn to_i64(n: u64) -> i64 {

@@ -8,20 +8,18 @@ use exai_pg::Pool;
 use exai_pg::postgres;
 use exai_pg::schema::TRACKING;
 
-use super::{CaseResult, Grade, NewRun, RunRow, Totals, TrackError, TrackingStore, to_i64, to_u64};
+use chrono::{DateTime, Utc};
+
+use super::{
+    CaseResult, Grade, NewRun, ResultRow, RunRow, Status, Totals, TrackError, TrackingStore,
+    stored_time, to_i64, to_u64,
+};
 
 /// The PostgreSQL backend. The client blocks, and the validation run calls the store from async
 /// code, so inside a runtime each call runs on a short-lived thread of its own (the caller
 /// waits, as it would on SQLite).
 pub struct PgTracking {
     pool: Arc<Pool>,
-}
-
-impl Drop for PgTracking {
-    /// The last handle on a pool closes its connections, which blocks: not on an async worker.
-    fn drop(&mut self) {
-        exai_pg::release(&self.pool);
-    }
 }
 
 /// Run `f` where a blocking PostgreSQL client may run: here, or on a scoped thread when this
@@ -38,10 +36,6 @@ pub(super) fn off_runtime<T: Send>(
             .join()
             .map_err(|_| TrackError::Task("the database call panicked".into()))?
     })
-}
-
-fn pg_time(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 impl PgTracking {
@@ -173,22 +167,60 @@ impl TrackingStore for PgTracking {
 
     fn runs(&self, limit: usize) -> Result<Vec<RunRow>, TrackError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.select_runs("ORDER BY r.id DESC LIMIT $1", limit)
+    }
+
+    fn runs_since(&self, since: DateTime<Utc>) -> Result<Vec<RunRow>, TrackError> {
+        self.select_runs("WHERE r.started_at >= $1 ORDER BY r.id DESC", since)
+    }
+
+    fn results_since(&self, since: DateTime<Utc>) -> Result<Vec<ResultRow>, TrackError> {
         self.with(|c| {
             let rows = c.query(
-                "SELECT r.id, r.started_at, r.finished_at, r.provider, r.exai_version, r.tools_filter,
-                        r.variations_filter, r.watcher_model, r.total, r.passed, r.failed, r.skipped,
-                        r.errored, r.pass_rate, r.duration_ms, r.tokens_in, r.tokens_out, r.cost_usd,
-                        (SELECT AVG(g.grade)::float8 FROM test_grades g JOIN test_results t ON t.id = g.result_id
-                          WHERE t.run_id = r.id AND g.grade IS NOT NULL)
-                 FROM test_runs r ORDER BY r.id DESC LIMIT $1",
-                &[&limit],
+                "SELECT t.run_id, r.started_at, r.provider, t.tool, t.variation, t.status, t.error
+                 FROM test_results t JOIN test_runs r ON r.id = t.run_id
+                 WHERE r.started_at >= $1 ORDER BY t.run_id DESC, t.id",
+                &[&since],
             )?;
+            Ok(rows
+                .iter()
+                .map(|r| ResultRow {
+                    run_id: r.get(0),
+                    started_at: stored_time(r.get(1)),
+                    provider: r.get(2),
+                    tool: r.get(3),
+                    variation: r.get(4),
+                    status: Status::from_stored(r.get(5)),
+                    error: r.get(6),
+                })
+                .collect())
+        })
+    }
+}
+
+impl PgTracking {
+    /// The runs `tail` (a WHERE/ORDER/LIMIT clause with one parameter) selects.
+    fn select_runs<P: postgres::types::ToSql + Sync + Send>(
+        &self,
+        tail: &str,
+        param: P,
+    ) -> Result<Vec<RunRow>, TrackError> {
+        let sql = format!(
+            "SELECT r.id, r.started_at, r.finished_at, r.provider, r.exai_version, r.tools_filter,
+                    r.variations_filter, r.watcher_model, r.total, r.passed, r.failed, r.skipped,
+                    r.errored, r.pass_rate, r.duration_ms, r.tokens_in, r.tokens_out, r.cost_usd,
+                    (SELECT AVG(g.grade)::float8 FROM test_grades g JOIN test_results t ON t.id = g.result_id
+                      WHERE t.run_id = r.id AND g.grade IS NOT NULL)
+             FROM test_runs r {tail}"
+        );
+        self.with(move |c| {
+            let rows = c.query(&sql, &[&param])?;
             Ok(rows
                 .iter()
                 .map(|r| RunRow {
                     id: r.get(0),
-                    started_at: pg_time(r.get(1)),
-                    finished_at: r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(2).map(pg_time),
+                    started_at: stored_time(r.get(1)),
+                    finished_at: r.get::<_, Option<DateTime<Utc>>>(2).map(stored_time),
                     provider: r.get(3),
                     exai_version: r.get(4),
                     tools_filter: r.get(5),

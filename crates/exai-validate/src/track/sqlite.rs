@@ -4,11 +4,13 @@
 use std::path::Path;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use exai_core::sqlite_schema::SchemaError;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, ToSql, params};
 
 use super::{
-    CaseResult, Grade, NewRun, RunRow, Totals, TrackError, TrackingStore, now, to_i64, to_u64,
+    CaseResult, Grade, NewRun, ResultRow, RunRow, Status, Totals, TrackError, TrackingStore, now,
+    stored_time, to_i64, to_u64,
 };
 
 /// The schema this build writes. Each step in [`MIGRATIONS`] brings the tables one version up.
@@ -196,15 +198,52 @@ impl TrackingStore for SqliteTracking {
     }
 
     fn runs(&self, limit: usize) -> Result<Vec<RunRow>, TrackError> {
+        self.select_runs(
+            "ORDER BY r.id DESC LIMIT ?1",
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        )
+    }
+
+    fn runs_since(&self, since: DateTime<Utc>) -> Result<Vec<RunRow>, TrackError> {
+        self.select_runs(
+            "WHERE r.started_at >= ?1 ORDER BY r.id DESC",
+            stored_time(since),
+        )
+    }
+
+    fn results_since(&self, since: DateTime<Utc>) -> Result<Vec<ResultRow>, TrackError> {
         let mut stmt = self.db.prepare(
+            "SELECT t.run_id, r.started_at, r.provider, t.tool, t.variation, t.status, t.error
+             FROM test_results t JOIN test_runs r ON r.id = t.run_id
+             WHERE r.started_at >= ?1 ORDER BY t.run_id DESC, t.id",
+        )?;
+        let rows = stmt.query_map([stored_time(since)], |r| {
+            Ok(ResultRow {
+                run_id: r.get(0)?,
+                started_at: r.get(1)?,
+                provider: r.get(2)?,
+                tool: r.get(3)?,
+                variation: r.get(4)?,
+                status: Status::from_stored(&r.get::<_, String>(5)?),
+                error: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+impl SqliteTracking {
+    /// The runs `tail` (a WHERE/ORDER/LIMIT clause with one parameter) selects.
+    fn select_runs(&self, tail: &str, param: impl ToSql) -> Result<Vec<RunRow>, TrackError> {
+        let mut stmt = self.db.prepare(&format!(
             "SELECT r.id, r.started_at, r.finished_at, r.provider, r.exai_version, r.tools_filter,
                     r.variations_filter, r.watcher_model, r.total, r.passed, r.failed, r.skipped,
                     r.errored, r.pass_rate, r.duration_ms, r.tokens_in, r.tokens_out, r.cost_usd,
                     (SELECT AVG(g.grade) FROM test_grades g JOIN test_results t ON t.id = g.result_id
                       WHERE t.run_id = r.id AND g.grade IS NOT NULL)
-             FROM test_runs r ORDER BY r.id DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+             FROM test_runs r {tail}"
+        ))?;
+        let rows = stmt.query_map([param], |r| {
             Ok(RunRow {
                 id: r.get(0)?,
                 started_at: r.get(1)?,

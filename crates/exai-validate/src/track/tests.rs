@@ -78,6 +78,7 @@ exai_pg::both_backends!(
     sqlite: SqliteFile,
     postgres: PgDatabase;
     records_runs_results_and_grades,
+    reads_a_window_of_runs_and_their_results,
     refuses_a_newer_schema,
     works_from_async_code
 );
@@ -182,6 +183,77 @@ fn records_runs_results_and_grades(place: &dyn Place) {
     let store = place.open();
     assert_eq!(store.runs(10).unwrap().len(), 2);
     assert_eq!(place.version(), SCHEMA_VERSION);
+}
+
+/// The weekly review reads the runs started since a time, and their results, on both backends.
+fn reads_a_window_of_runs_and_their_results(place: &dyn Place) {
+    let mut store = place.open();
+    let day = chrono::Duration::days(1);
+    let mut ids = Vec::new();
+    for (days_ago, statuses) in [
+        (10, [Status::Pass, Status::Pass]),
+        (3, [Status::Pass, Status::Fail]),
+        (0, [Status::Error, Status::Skip]),
+    ] {
+        let started = chrono::Utc::now() - day * days_ago;
+        let run = store
+            .begin_run(&NewRun {
+                started_at: stored_time(started),
+                provider: "mock".into(),
+                tools_filter: None,
+                variations_filter: None,
+                watcher_model: None,
+            })
+            .unwrap();
+        let mut totals = Totals::default();
+        for (i, status) in statuses.into_iter().enumerate() {
+            let mut r = result(status);
+            r.variation = format!("v{i}");
+            r.error = (status != Status::Pass).then(|| format!("{status:?} in run {run}"));
+            store.add_result(run, &r).unwrap();
+            totals.add(&r);
+        }
+        store
+            .finish_run(run, &totals, Duration::from_millis(10))
+            .unwrap();
+        ids.push(run);
+    }
+    let since = chrono::Utc::now() - day * 7;
+    let runs = store.runs_since(since).unwrap();
+    let run_ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
+    assert_eq!(
+        run_ids,
+        [ids[2], ids[1]],
+        "newest first, the old run left out"
+    );
+    assert_eq!((runs[1].passed, runs[1].failed), (1, 1));
+    let results = store.results_since(since).unwrap();
+    let seen: Vec<(i64, &str, Status)> = results
+        .iter()
+        .map(|r| (r.run_id, r.variation.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (ids[2], "v0", Status::Error),
+            (ids[2], "v1", Status::Skip),
+            (ids[1], "v0", Status::Pass),
+            (ids[1], "v1", Status::Fail),
+        ]
+    );
+    assert_eq!(results[0].started_at, runs[0].started_at);
+    assert_eq!(
+        results[3].error.as_deref(),
+        Some(format!("Fail in run {}", ids[1]).as_str())
+    );
+    assert_eq!(results[0].provider, "mock");
+    assert!(
+        store
+            .runs_since(chrono::Utc::now() + day)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.results_since(since - day * 30).unwrap().len(), 6);
 }
 
 fn refuses_a_newer_schema(place: &dyn Place) {
