@@ -106,6 +106,7 @@ pub struct LoggingConfig {
     pub level: String,
     pub file_max_mb: u64,
     pub file_count: u64,
+    pub archive_keep_days: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,6 +215,8 @@ impl DatabaseConfig {
 pub struct OpsConfig {
     pub backup_dir: String,
     pub backup_keep: u64,
+    /// More files `exai db backup` copies besides the databases and the configuration.
+    pub backup_extra: Vec<PathBuf>,
 }
 
 impl Default for Config {
@@ -245,6 +248,7 @@ impl Default for Config {
                 level: "info".into(),
                 file_max_mb: 20,
                 file_count: 5,
+                archive_keep_days: 90,
             },
             tools: ToolsConfig {
                 disabled: vec![],
@@ -280,6 +284,7 @@ impl Default for Config {
             ops: OpsConfig {
                 backup_dir: String::new(),
                 backup_keep: 7,
+                backup_extra: Vec::new(),
             },
             database: DatabaseConfig {
                 url: Secret::default(),
@@ -2150,7 +2155,10 @@ mod tests {
                 (Rule::Any | Rule::Joint, _)
                     | (Rule::Whole { .. }, Value::Integer(_))
                     | (Rule::Number { .. }, Value::Float(_))
-                    | (Rule::EachOf(_) | Rule::Origins, Value::Array(_))
+                    | (
+                        Rule::EachOf(_) | Rule::Origins | Rule::AbsolutePaths,
+                        Value::Array(_)
+                    )
                     | (
                         Rule::OneOf { .. }
                             | Rule::HttpUrl { .. }

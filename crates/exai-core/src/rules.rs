@@ -138,6 +138,9 @@ pub enum Rule {
     MinChars { min: usize, says: &'static str },
     /// Empty, or a PostgreSQL URL.
     PostgresUrl,
+    /// A list of absolute paths: a relative one would name a different file from each working
+    /// directory, and a restore writes to it.
+    AbsolutePaths,
 }
 
 pub(crate) const fn whole(min: i64, max: i64) -> Rule {
@@ -255,6 +258,15 @@ impl Rule {
                 }
                 "a postgres:// or postgresql:// URL (empty: SQLite files in the data directory)"
                     .into()
+            }
+            (Rule::AbsolutePaths, Value::Array(items)) => {
+                return match strings(items).find(|p| !std::path::Path::new(p).is_absolute()) {
+                    Some(wrong) => Err(Expected::at(
+                        wrong,
+                        "absolute paths, e.g. /etc/exai/extra.env",
+                    )),
+                    None => Ok(()),
+                };
             }
             // Values of another type were refused when they were read.
             _ => return Ok(()),

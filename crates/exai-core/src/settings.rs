@@ -315,6 +315,7 @@ settings! {
     "logging.level" ["RUST_LOG", "LOG_LEVEL"] false {Shape::LogLevel} (Rule::LogFilter) "Log filter (`error`, `warn`, `info`, `debug`, `trace` or a tracing directive); the Python servers' level names read as the nearest (`WARNING` as `warn`, `CRITICAL` as `error`).";
     "logging.file_max_mb" [] false (whole(1, 10_240)) "Size at which `logs/exai.log` rotates, in MB.";
     "logging.file_count" [] false (whole(1, 100)) "Rotated log files kept besides the current one.";
+    "logging.archive_keep_days" [] false (whole(1, 36_500)) "Days `exai logs archive` keeps the compressed archives of rotated logs (in `logs/archives/`), counted from each archive's newest entry; older archives are deleted.";
     "tools.disabled" ["DISABLED_TOOLS"] false (Rule::Any) "Tools to switch off (comma separated in env). `version`, `health` and `listmodels` always stay on.";
     "tools.profile" [] false (Rule::OneOf { names: ToolProfile::NAMES, says: "lean, kb, ai or full" }) "Which tools `tools/list` shows: `lean` (search_docs, get_document, chat, consensus and `enable_tools`, which lists the rest and shows them on request), `kb`, `ai` or `full`. Hidden tools stay callable; per client: `exai serve --profile`, `exai shim --profile`, or the daemon's `/mcp/PROFILE` path.";
     "tools.disabled_families" [] false (Rule::EachOf(ToolFamily::NAMES)) "Tool families to switch off: `ai`, `kb`, `ops`.";
@@ -357,6 +358,7 @@ settings! {
     "kb.categories" [] false {Shape::ListTable { says: "a table of categories to keyword lists, e.g. { recipes = [\"recipe\"] } (env: recipes=recipe|cookbook)" }} (Rule::Any) "Category keywords, replacing or adding to the built-in map, e.g. `{ recipes = [\"recipe\", \"cookbook\"] }` (env: `recipes=recipe|cookbook,setup=install`).";
     "ops.backup_dir" [] false (Rule::Any) "Where `exai db backup` writes backups; empty: `backups/` in the data directory.";
     "ops.backup_keep" [] false (whole(1, 10_000)) "Backups `exai db backup` keeps in its directory (the newest); older ones are removed.";
+    "ops.backup_extra" [] false (Rule::AbsolutePaths) "More files `exai db backup` copies besides the databases, `exai.toml` and the data directory's `.env` (absolute paths of regular files, e.g. a `--env-file`; a symbolic link is refused: list its target). `exai db restore --with-config` puts them back where they were when this list still names them.";
     "database.url" [] true (Rule::PostgresUrl) "PostgreSQL (with pgvector) shared by several daemons, e.g. `postgres://user:password@host:5432/exai?sslmode=verify-full` (a Supabase connection string works unchanged; sslmode takes libpq's values, sslrootcert a CA file). Holds the knowledge base, conversation threads, validation runs and index jobs. Empty: SQLite files in the data directory.";
     "database.pool_size" [] false (whole(1, 1_000)) "PostgreSQL connections one exai process opens at most.";
     "database.statement_timeout_secs" [] false (number(0.0, 3600.0, "0 to 3600 (0: none)")) "PostgreSQL `statement_timeout` of every connection, in seconds (0: none).";

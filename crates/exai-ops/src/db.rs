@@ -6,7 +6,9 @@
 //! (`VACUUM INTO`, which reads one snapshot while the daemon goes on writing) and a
 //! `manifest.json` with time, sizes, row counts, schema versions and a BLAKE3 checksum per file.
 //! It appears only once complete (written under a `.partial` name, then renamed); the `.partial`
-//! directory a killed backup leaves behind is removed by the next backup.
+//! directory a killed backup leaves behind is removed by the next backup. The configuration
+//! files travel in the same manifest (see `config_files`); a restore puts them back only when
+//! asked.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -20,7 +22,13 @@ use exai_kb::maintenance::{CompactReport, DbStats, VerifyReport};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+mod config_files;
+pub use config_files::{ConfigEntry, ConfigKind, RestoredConfig, SkippedConfig};
+
 pub const MANIFEST: &str = "manifest.json";
+/// The manifest format this version writes: 2 added the configuration files; a format 1
+/// manifest (databases only) still restores.
+const MANIFEST_FORMAT: u32 = 2;
 const BACKUP_PREFIX: &str = "exai-backup-";
 const PARTIAL_SUFFIX: &str = ".partial";
 
@@ -461,6 +469,9 @@ pub struct Manifest {
     pub exai_version: String,
     pub data_dir: String,
     pub files: Vec<ManifestFile>,
+    /// The configuration files (absent from manifests of format 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<ConfigEntry>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -508,6 +519,8 @@ pub fn backup(loaded: &Loaded, root: &Path, keep: usize) -> Result<BackupReport>
     let partial = root.join(format!(".{name}.{}{PARTIAL_SUFFIX}", std::process::id()));
     private::create_dir_all(&partial).map_err(io(&partial))?;
     let result = (|| -> Result<Manifest> {
+        // First: a wrong `ops.backup_extra` fails before the long database copies.
+        let config = config_files::back_up(loaded, &partial)?;
         let mut files = Vec::new();
         for db in &dbs {
             let file = backup_file_name(&db.name).ok_or_else(|| {
@@ -541,11 +554,12 @@ pub fn backup(loaded: &Loaded, root: &Path, keep: usize) -> Result<BackupReport>
             });
         }
         let manifest = Manifest {
-            format: 1,
+            format: MANIFEST_FORMAT,
             created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             exai_version: env!("CARGO_PKG_VERSION").into(),
             data_dir: loaded.data_dir.display().to_string(),
             files,
+            config,
         };
         let text =
             serde_json::to_string_pretty(&manifest).map_err(|e| DbError::Invalid(e.to_string()))?;
@@ -713,7 +727,21 @@ fn check_manifest_names(manifest: &Manifest, backup: &Path) -> Result<()> {
             backup.display()
         )));
     }
-    Ok(())
+    check_format_and_config(manifest, backup)
+}
+
+/// A manifest from a newer exai may hold what this one would restore wrongly; configuration
+/// entries follow their own naming rules.
+fn check_format_and_config(manifest: &Manifest, backup: &Path) -> Result<()> {
+    if manifest.format > MANIFEST_FORMAT {
+        return Err(DbError::Invalid(format!(
+            "{}: manifest format {} was written by a newer exai ({}); this one reads up to format {MANIFEST_FORMAT}: restore it with that version",
+            backup.display(),
+            manifest.format,
+            manifest.exai_version
+        )));
+    }
+    config_files::check_names(&manifest.config, backup)
 }
 
 /// Check a backup without touching the live databases: only databases exai keeps, every file
@@ -756,6 +784,7 @@ pub fn verify_backup(backup: &Path) -> Result<Manifest> {
             )));
         }
     }
+    config_files::verify(&manifest.config, &dir)?;
     Ok(manifest)
 }
 
@@ -796,12 +825,34 @@ struct Planned {
 /// back what it changed, and the databases swapped before it, so a restore applies completely
 /// or not at all.
 pub fn restore(loaded: &Loaded, backup: &Path) -> Result<Vec<RestoredFile>> {
+    restore_with_config(loaded, backup, false).map(|r| r.databases)
+}
+
+/// What a restore put back.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    pub databases: Vec<RestoredFile>,
+    /// Configuration files written back (`with_config` only).
+    pub config: Vec<RestoredConfig>,
+    /// Configuration files in the backup that were not written back, and why.
+    pub config_skipped: Vec<SkippedConfig>,
+}
+
+/// [`restore`], and with `with_config` the backup's configuration files too, after the
+/// databases and under the same rule: if writing one fails, the configuration files written so
+/// far and the databases are put back as they were.
+pub fn restore_with_config(loaded: &Loaded, backup: &Path, with_config: bool) -> Result<Restored> {
     let manifest = read_manifest(backup)?;
     check_manifest_names(&manifest, backup)?;
     let _lock = exai_core::lock::DataLock::exclusive(&loaded.data_dir)?;
     verify_backup(backup)?;
     let dir = backup_dir(backup);
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let (config_plan, config_skipped) = if with_config {
+        config_files::plan(loaded, &manifest.config, &dir)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let mut plan = Vec::new();
     for f in &manifest.files {
         let target = live_path(loaded, &f.name)
@@ -851,15 +902,60 @@ pub fn restore(loaded: &Loaded, backup: &Path) -> Result<Vec<RestoredFile>> {
             }
         }
     }
-    Ok(plan
-        .iter()
-        .zip(done)
-        .map(|(p, swapped)| RestoredFile {
-            name: p.name.clone(),
-            path: p.target.display().to_string(),
-            kept: swapped.keep.map(|k| k.display().to_string()),
-        })
-        .collect())
+    let config = match config_files::apply(&config_plan, &stamp) {
+        Ok(config) => config,
+        Err(failed) => return Err(undo_config_restore(failed, &done)),
+    };
+    Ok(Restored {
+        databases: plan
+            .iter()
+            .zip(done)
+            .map(|(p, swapped)| RestoredFile {
+                name: p.name.clone(),
+                path: p.target.display().to_string(),
+                kept: swapped.keep.map(|k| k.display().to_string()),
+            })
+            .collect(),
+        config,
+        config_skipped,
+    })
+}
+
+/// A configuration file could not be written: put back the ones written and the databases.
+fn undo_config_restore(failed: config_files::Failed, swapped: &[Swapped]) -> DbError {
+    let config_files::Failed { error, written } = failed;
+    let mut undo: Vec<String> = Vec::new();
+    for w in written.iter().rev() {
+        if let Err(e) = w.undo() {
+            undo.push(e);
+        }
+    }
+    for s in swapped.iter().rev() {
+        if let Err(e) = s.undo() {
+            undo.push(e);
+        }
+    }
+    let outcome = if undo.is_empty() {
+        "the databases and configuration files were put back as they were; nothing changed".into()
+    } else {
+        format!(
+            "putting the previous files back failed too: {}",
+            undo.join("; ")
+        )
+    };
+    DbError::Invalid(format!(
+        "restoring the configuration failed ({error}); {outcome}"
+    ))
+}
+
+/// The newest complete backup under `root` (`exai db restore latest`).
+pub fn latest_backup(root: &Path) -> Result<PathBuf> {
+    list_backups(root).pop().ok_or_else(|| {
+        DbError::Invalid(format!(
+            "no complete backup in {}; `exai db backup` makes one (or name a backup directory)",
+            root.display()
+        ))
+    })
 }
 
 /// `<target>.replaced-<stamp>`, with a counter when an earlier restore in the same second took

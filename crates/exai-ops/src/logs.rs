@@ -1,6 +1,7 @@
 //! `exai logs`: the rotating log (`logs/exai.log`, `.1` … older) and the activity log
 //! (`logs/activity.jsonl`, one record per tool call) read as one time-ordered stream, filtered
-//! by level, pattern, time and tool, optionally followed as it grows; and pruning of old files.
+//! by level, pattern, time and tool, optionally followed as it grows; pruning of old files; and
+//! archiving: rotated files compressed into `logs/archives/`, kept for a number of days.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -12,6 +13,8 @@ use exai_core::activity::ActivityRecord;
 use exai_core::paths::DataPaths;
 use regex::Regex;
 use serde::Serialize;
+
+pub mod archive;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -238,6 +241,10 @@ fn push_activity_text(out: &mut Vec<Entry>, text: &str) {
 
 /// Every entry of both logs (rotated files included), in time order.
 pub fn read_all(paths: &DataPaths) -> Vec<Entry> {
+    time_ordered(read_live_and_rotated(paths))
+}
+
+fn read_live_and_rotated(paths: &DataPaths) -> Vec<Entry> {
     let mut out = Vec::new();
     for file in rotated_set(&paths.log_file()) {
         if let Ok(text) = std::fs::read_to_string(&file) {
@@ -249,7 +256,11 @@ pub fn read_all(paths: &DataPaths) -> Vec<Entry> {
             push_activity_text(&mut out, &text);
         }
     }
-    // Stable: lines without a time keep their place after the entry before them.
+    out
+}
+
+/// Sort by time. Stable: lines without a time keep their place after the entry before them.
+fn time_ordered(out: Vec<Entry>) -> Vec<Entry> {
     let mut last = None;
     let mut keyed: Vec<(Option<DateTime<Utc>>, usize, Entry)> = out
         .into_iter()
@@ -277,6 +288,18 @@ pub fn activity_records(paths: &DataPaths) -> Vec<ActivityRecord> {
         }
     }
     out
+}
+
+/// [`collect`] over the archives in `logs/archives/` too; also returns the archives that could
+/// not be read.
+pub fn collect_with_archives(paths: &DataPaths, filter: &Filter) -> (Vec<Entry>, Vec<String>) {
+    let (mut all, problems) = archive::read_archives(paths);
+    all.extend(read_live_and_rotated(paths));
+    let entries = time_ordered(all)
+        .into_iter()
+        .filter(|e| filter.matches(e))
+        .collect();
+    (entries, problems)
 }
 
 pub fn collect(paths: &DataPaths, filter: &Filter) -> Vec<Entry> {

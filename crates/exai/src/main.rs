@@ -95,7 +95,7 @@ enum Command {
     /// The daily check: daemon, config, providers, databases, embedding model, disk, logs.
     /// Exit 0 ok, 1 warnings, 2 failures.
     Health(ops_cli::HealthArgs),
-    /// Read the log and the activity log (filter, follow), or prune old files.
+    /// Read the log and the activity log (filter, follow, archived), or prune and archive old files.
     Logs(ops_cli::LogsArgs),
     /// Calls, error rate, latency percentiles, tokens and cost per tool, provider and model.
     Stats(ops_cli::StatsArgs),

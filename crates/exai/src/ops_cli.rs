@@ -157,6 +157,9 @@ pub struct LogsArgs {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+    /// Read the compressed archives in logs/archives/ too (`exai logs archive` writes them).
+    #[arg(long, conflicts_with = "follow")]
+    archived: bool,
     #[command(subcommand)]
     action: Option<LogsAction>,
 }
@@ -168,6 +171,82 @@ enum LogsAction {
         #[arg(long, value_name = "DURATION")]
         older_than: String,
     },
+    /// Compress rotated log and activity files (not the live ones) into logs/archives/, then
+    /// delete archives older than the retention.
+    Archive {
+        /// Keep archives this many days (default: logging.archive_keep_days).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=36_500))]
+        keep_days: Option<u64>,
+        /// Only say what would be archived and deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn logs_archive(
+    paths: &DataPaths,
+    keep_days: Option<u64>,
+    dry_run: bool,
+    loaded: &Loaded,
+) -> Result<ExitCode> {
+    let days = keep_days.unwrap_or(loaded.config.logging.archive_keep_days);
+    let keep = Duration::from_secs(days.saturating_mul(86_400));
+    let report = logs::archive::archive(paths, keep, dry_run).context("archiving logs")?;
+    let would = if dry_run { "would " } else { "" };
+    for p in &report.abandoned {
+        println!("removed unfinished archive {}", p.display());
+    }
+    for a in &report.archived {
+        let files: Vec<String> = a.files.iter().map(|f| f.display().to_string()).collect();
+        if dry_run {
+            println!(
+                "would archive {} ({}) into {}",
+                files.join(", "),
+                human_bytes(a.bytes_in),
+                a.path.display()
+            );
+        } else {
+            println!(
+                "archived {} ({} -> {}) into {}",
+                files.join(", "),
+                human_bytes(a.bytes_in),
+                human_bytes(a.bytes_out),
+                a.path.display()
+            );
+        }
+    }
+    for (p, n) in &report.expired {
+        println!(
+            "{would}delete {} ({}): older than {days} day(s)",
+            p.display(),
+            human_bytes(*n)
+        );
+    }
+    if report.archived.is_empty() && report.expired.is_empty() {
+        println!(
+            "nothing to archive: no rotated file in {} and no archive older than {days} day(s)",
+            paths.logs().display()
+        );
+    }
+    if dry_run {
+        println!("dry run: nothing was changed");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Archives `exai logs` did not read, said once so a search that found nothing is not taken
+/// for the whole history.
+fn note_unread_archives(paths: &DataPaths) {
+    let archives = logs::archive::list(&logs::archive::archives_dir(paths));
+    if !archives.is_empty() {
+        let bytes: u64 = archives.iter().map(|(_, m)| m.len()).sum();
+        eprintln!(
+            "note: {} archive(s) ({}) in {} not read; add --archived to include them",
+            archives.len(),
+            human_bytes(bytes),
+            logs::archive::archives_dir(paths).display()
+        );
+    }
 }
 
 fn print_entry(e: &logs::Entry, json: bool) -> Result<()> {
@@ -201,6 +280,9 @@ pub async fn logs(args: LogsArgs, loaded: &Loaded) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(LogsAction::Archive { keep_days, dry_run }) = args.action {
+        return logs_archive(&paths, keep_days, dry_run, loaded);
+    }
     let filter = logs::Filter {
         max_level: if args.errors {
             Some(logs::Level::Error)
@@ -231,7 +313,16 @@ pub async fn logs(args: LogsArgs, loaded: &Loaded) -> Result<ExitCode> {
             None
         },
     };
-    let entries = logs::collect(&paths, &filter);
+    let entries = if args.archived {
+        let (entries, problems) = logs::collect_with_archives(&paths, &filter);
+        for p in problems {
+            eprintln!("warning: cannot read the archive {p}");
+        }
+        entries
+    } else {
+        note_unread_archives(&paths);
+        logs::collect(&paths, &filter)
+    };
     let skip = args.lines.map_or(0, |n| entries.len().saturating_sub(n));
     for e in &entries[skip..] {
         print_entry(e, args.json)?;
@@ -361,15 +452,23 @@ pub enum DbAction {
         #[arg(long)]
         json: bool,
     },
-    /// List the backups in the backups directory.
+    /// List the backups in the backups directory, with what each holds.
     Backups { path: Option<PathBuf> },
     /// Verify a backup, then swap it in atomically, keeping the replaced files.
     Restore {
-        /// The backup directory (or its manifest.json).
+        /// The backup directory (or its manifest.json), or `latest`: the newest complete backup
+        /// in the backups directory.
         path: PathBuf,
         /// Only verify the backup; change nothing.
         #[arg(long)]
         check: bool,
+        /// Also put back the configuration files the backup holds (exai.toml, the data
+        /// directory's .env, ops.backup_extra files), keeping the current ones aside.
+        #[arg(long)]
+        with_config: bool,
+        /// Where `latest` looks (default: ops.backup_dir, else backups/ in the data directory).
+        #[arg(long, value_name = "DIR")]
+        backups: Option<PathBuf>,
     },
     /// Bring the knowledge base's schema up to this version (`--check`: report only; exit 1
     /// when a migration is pending).
@@ -609,7 +708,15 @@ pub fn db(action: DbAction, loaded: &Loaded) -> Result<ExitCode> {
         DbAction::Compact { json } => db_compact(json, loaded),
         DbAction::Backup { path, keep, json } => db_backup(path, keep, json, loaded),
         DbAction::Backups { path } => db_backups(path, loaded),
-        DbAction::Restore { path, check } => db_restore(path, check, loaded),
+        DbAction::Restore {
+            path,
+            check,
+            with_config,
+            backups,
+        } => {
+            let path = resolve_backup(path, backups, loaded)?;
+            db_restore(path, check, with_config, loaded)
+        }
         DbAction::Migrate { check } => db_migrate(check, loaded),
         DbAction::Stats { json } => db_stats(json, loaded),
         DbAction::Reindex => db_reindex(loaded),
@@ -768,6 +875,19 @@ fn db_backup(
                 rows.join(", ")
             );
         }
+        for c in &report.manifest.config {
+            println!(
+                "  {} {}: {}, blake3 {}…{}",
+                c.kind.label(),
+                c.original,
+                human_bytes(c.bytes),
+                &c.blake3[..16],
+                c.link_target
+                    .as_ref()
+                    .map(|t| format!(" (a symbolic link; the copy holds {t})"))
+                    .unwrap_or_default()
+            );
+        }
         for p in &report.pruned {
             println!("  removed old backup {p}");
         }
@@ -783,29 +903,60 @@ fn db_backups(path: Option<PathBuf>, loaded: &Loaded) -> Result<ExitCode> {
     }
     for dir in all {
         let m = db::read_manifest(&dir)?;
-        let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
+        let bytes: u64 = m.files.iter().map(|f| f.bytes).sum::<u64>()
+            + m.config.iter().map(|c| c.bytes).sum::<u64>();
         println!(
             "{}  {}  {}  {}",
             m.created_at,
             human_bytes(bytes),
-            m.files
-                .iter()
-                .map(|f| f.name.as_str())
-                .collect::<Vec<_>>()
-                .join("+"),
+            backup_contents(&m),
             dir.display()
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn db_restore(path: PathBuf, check: bool, loaded: &Loaded) -> Result<ExitCode> {
+/// `latest` names the newest complete backup; anything else is a path.
+fn resolve_backup(path: PathBuf, backups: Option<PathBuf>, loaded: &Loaded) -> Result<PathBuf> {
+    if path.as_os_str() != "latest" {
+        return Ok(path);
+    }
+    let root = db::backup_root(loaded, backups.as_deref());
+    let latest = db::latest_backup(&root)?;
+    println!("latest backup: {}", latest.display());
+    Ok(latest)
+}
+
+/// What a backup holds, in one line: `kb+state; config: exai.toml, .env, 1 extra`.
+fn backup_contents(m: &db::Manifest) -> String {
+    let dbs = m
+        .files
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect::<Vec<_>>()
+        .join("+");
+    if m.config.is_empty() {
+        return dbs;
+    }
+    let config: Vec<String> = m
+        .config
+        .iter()
+        .map(|c| match c.kind {
+            db::ConfigKind::Extra => c.original.clone(),
+            _ => c.file.clone(),
+        })
+        .collect();
+    format!("{dbs}; config: {}", config.join(", "))
+}
+
+fn db_restore(path: PathBuf, check: bool, with_config: bool, loaded: &Loaded) -> Result<ExitCode> {
     if check {
         let m = db::verify_backup(&path)?;
         println!(
-            "backup of {} verified: {} file(s), checksums and integrity ok",
+            "backup of {} verified: {} database(s) and {} configuration file(s), checksums and integrity ok",
             m.created_at,
-            m.files.len()
+            m.files.len(),
+            m.config.len()
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -813,8 +964,8 @@ fn db_restore(path: PathBuf, check: bool, loaded: &Loaded) -> Result<ExitCode> {
         loaded,
         "restore it with PostgreSQL's own tools (`pg_restore`, or the provider's point-in-time recovery). `exai db restore` restores the local SQLite files only",
     );
-    let restored = db::restore(loaded, &path)?;
-    for r in &restored {
+    let restored = db::restore_with_config(loaded, &path, with_config)?;
+    for r in &restored.databases {
         match &r.kept {
             Some(k) => println!(
                 "restored {} -> {} (replaced file kept as {k})",
@@ -823,7 +974,54 @@ fn db_restore(path: PathBuf, check: bool, loaded: &Loaded) -> Result<ExitCode> {
             None => println!("restored {} -> {}", r.name, r.path),
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(print_config_restore(&restored, with_config, &path))
+}
+
+/// The configuration part of a restore; exit 1 when a file the backup holds was not put back.
+fn print_config_restore(
+    restored: &db::Restored,
+    with_config: bool,
+    backup: &std::path::Path,
+) -> ExitCode {
+    if !with_config {
+        if let Ok(m) = db::read_manifest(backup)
+            && !m.config.is_empty()
+        {
+            println!(
+                "the backup also holds {} configuration file(s); they were left as they are (--with-config restores them)",
+                m.config.len()
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
+    if restored.config.is_empty() && restored.config_skipped.is_empty() {
+        println!("the backup holds no configuration files (it was made by an earlier version)");
+    }
+    for c in &restored.config {
+        match (&c.kept, c.unchanged) {
+            (_, true) => println!("{} {}: unchanged", c.kind.label(), c.path),
+            (Some(k), _) => println!(
+                "restored {} {} (replaced file kept as {k})",
+                c.kind.label(),
+                c.path
+            ),
+            (None, _) => println!("restored {} {}", c.kind.label(), c.path),
+        }
+    }
+    for s in &restored.config_skipped {
+        println!(
+            "NOT restored: {} {}: {}; its copy is {}",
+            s.kind.label(),
+            s.original,
+            s.reason,
+            s.in_backup
+        );
+    }
+    if restored.config_skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn db_migrate(check: bool, loaded: &Loaded) -> Result<ExitCode> {
