@@ -35,6 +35,15 @@ pub struct ActivityRecord {
     /// Why this model was chosen (`auto` routing), when a model was called.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
+    /// The MCP client's name and version as its `initialize` gave them (`clientInfo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_version: Option<String>,
+    /// Who the call acted for: the name of the bearer token of `server.tokens` it carried, or
+    /// `local` (stdio, no token, the unnamed `server.auth_token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }
 
 /// Appends records; cheap to clone and share between sessions.

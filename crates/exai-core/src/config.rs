@@ -463,6 +463,17 @@ impl Loaded {
     }
 }
 
+/// The settings whose values differ between two configurations, in registry order: what a
+/// configuration reload changes. Names only, so the answer never carries a secret.
+pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
+    let (old, new) = (to_tree(old), to_tree(new));
+    SETTINGS
+        .iter()
+        .filter(|s| lookup(&old, s.key) != lookup(&new, s.key))
+        .map(|s| s.key)
+        .collect()
+}
+
 /// Where each key's value came from, for keys not left at their default. The values themselves
 /// are built up in one TOML tree shaped like [`Config`].
 type Sources = BTreeMap<&'static str, Source>;
@@ -1396,6 +1407,28 @@ fn check_bind(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changed_keys_name_what_differs() {
+        let old = Config::default();
+        let mut new = old.clone();
+        assert!(changed_keys(&old, &new).is_empty());
+        new.providers.kimi_api_key = Secret::new("another-key");
+        new.server
+            .tokens
+            .insert("alice".into(), Secret::new("alice-token"));
+        new.server.max_sessions += 1;
+        let mut changed = changed_keys(&old, &new);
+        changed.sort_unstable();
+        assert_eq!(
+            changed,
+            [
+                "providers.kimi_api_key",
+                "server.max_sessions",
+                "server.tokens"
+            ]
+        );
+    }
 
     fn inputs(env: &[(&str, &str)]) -> (tempfile::TempDir, Inputs) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

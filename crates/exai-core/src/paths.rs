@@ -40,6 +40,10 @@ impl DataPaths {
     pub fn pid_file(&self) -> PathBuf {
         self.root.join("exai.pid")
     }
+    /// The daemon's answer to its latest configuration reload, for `exai daemon reload`.
+    pub fn reload_file(&self) -> PathBuf {
+        self.root.join("reload.json")
+    }
     pub fn root(&self) -> &Path {
         &self.root
     }

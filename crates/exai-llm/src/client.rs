@@ -94,16 +94,26 @@ pub struct OpenAiCompatible {
     endpoint: Endpoint,
     http: reqwest::Client,
     pub cache_tokens: CacheTokens,
-    pub metrics: ProviderMetrics,
+    /// Shared with the client that replaces this one on a configuration reload.
+    pub metrics: Arc<ProviderMetrics>,
 }
 
 impl OpenAiCompatible {
     pub fn new(endpoint: Endpoint, http: reqwest::Client) -> Self {
+        Self::counting_into(endpoint, http, Arc::default())
+    }
+
+    /// A client whose requests are counted in `metrics` (those of the client it replaces).
+    pub fn counting_into(
+        endpoint: Endpoint,
+        http: reqwest::Client,
+        metrics: Arc<ProviderMetrics>,
+    ) -> Self {
         Self {
             endpoint,
             http,
             cache_tokens: CacheTokens::default(),
-            metrics: ProviderMetrics::default(),
+            metrics,
         }
     }
 

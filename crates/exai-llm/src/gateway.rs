@@ -90,6 +90,25 @@ pub struct Gateway {
 impl Gateway {
     /// Providers and models from the configuration; `env` resolves custom servers' key variables.
     pub fn from_config(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Gateway {
+        Gateway::build(config, env, None)
+    }
+
+    /// The gateway for a reloaded configuration, replacing `previous`: a provider configured in
+    /// both keeps counting into the same metrics, so `/metrics` totals survive a key rotation.
+    /// Calls running on `previous` finish there, under its limits.
+    pub fn reconfigured(
+        config: &Config,
+        env: &dyn Fn(&str) -> Option<String>,
+        previous: &Gateway,
+    ) -> Gateway {
+        Gateway::build(config, env, Some(previous))
+    }
+
+    fn build(
+        config: &Config,
+        env: &dyn Fn(&str) -> Option<String>,
+        previous: Option<&Gateway>,
+    ) -> Gateway {
         let p = &config.providers;
         let endpoints = providers::endpoints(p, env);
         let http = reqwest::Client::builder()
@@ -102,9 +121,17 @@ impl Gateway {
             .iter()
             .filter(|e| e.is_configured())
             .map(|e| {
+                let metrics = previous
+                    .and_then(|g| g.providers.get(&e.id))
+                    .map(|old| old.metrics.clone())
+                    .unwrap_or_default();
                 (
                     e.id.clone(),
-                    Arc::new(OpenAiCompatible::new(e.clone(), http.clone())),
+                    Arc::new(OpenAiCompatible::counting_into(
+                        e.clone(),
+                        http.clone(),
+                        metrics,
+                    )),
                 )
             })
             .collect();
@@ -155,7 +182,7 @@ impl Gateway {
         let mut providers: Vec<(&str, &ProviderMetrics)> = self
             .providers
             .iter()
-            .map(|(id, p)| (id.as_str(), &p.metrics))
+            .map(|(id, p)| (id.as_str(), &*p.metrics))
             .collect();
         providers.sort_unstable_by_key(|(id, _)| *id);
         crate::metrics::encode(enc, &providers, self.in_flight());

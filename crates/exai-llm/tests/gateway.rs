@@ -363,3 +363,25 @@ async fn no_provider_and_unknown_models_are_clear() {
     c.web_search = true;
     assert_eq!(gw.complete(c).await.unwrap_err().kind(), "unsupported");
 }
+
+/// A configuration reload rotates a key: the new gateway sends the new key, the provider
+/// refuses the old one, and the provider's counters carry on from the gateway replaced.
+#[tokio::test]
+async fn a_reconfigured_gateway_uses_the_new_key_and_keeps_counting() {
+    let mock = MockServer::start(Some(KEY.into())).await.unwrap();
+    let old = Gateway::from_config(&config(&mock, "revoked-key", "revoked-key"), &|_| None);
+    let e = old.complete(call("glm-4.6", "before")).await.unwrap_err();
+    assert_eq!(e.kind(), "auth", "{e}");
+    let new = Gateway::reconfigured(&config(&mock, KEY, KEY), &|_| None, &old);
+    let done = new.complete(call("glm-4.6", "after")).await.unwrap();
+    assert!(done.content.contains("after"));
+    let m = &new.provider("glm").unwrap().metrics;
+    assert_eq!(
+        m.requests(Operation::Chat, "auth"),
+        1,
+        "counted before the reload"
+    );
+    assert_eq!(m.requests(Operation::Chat, "ok"), 1);
+    let authorized: Vec<bool> = mock.requests().iter().map(|r| r.authorized).collect();
+    assert_eq!(authorized, [false, true]);
+}

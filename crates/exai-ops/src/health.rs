@@ -174,8 +174,10 @@ async fn daemon_checks(loaded: &Loaded, out: &mut Vec<Check>) {
                     h["inflight_calls"]
                 ),
             );
+            let more = refusal_and_reload_checks(&h);
             c.data = serde_json::json!({ "pid": record.pid, "listen": record.listen, "health": h });
             out.push(c);
+            out.extend(more);
         }
         Err(e) => out.push(check(
             "daemon",
@@ -199,6 +201,67 @@ async fn daemon_checks(loaded: &Loaded, out: &mut Vec<Check>) {
         c.data = serde_json::json!({ "rss_bytes": rss });
         out.push(c);
     }
+}
+
+/// From a daemon's `/health`: the requests it refused (by reason, since its start) and how its
+/// latest configuration reload went.
+fn refusal_and_reload_checks(health: &serde_json::Value) -> Vec<Check> {
+    let mut out = Vec::new();
+    if let Some(refused) = health["http"]["refused"].as_object() {
+        let counts: Vec<(&String, u64)> = refused
+            .iter()
+            .filter_map(|(reason, n)| Some((reason, n.as_u64()?)))
+            .collect();
+        let total: u64 = counts.iter().map(|(_, n)| n).sum();
+        let detail = if total == 0 {
+            "no request refused since the daemon started".to_string()
+        } else {
+            let by: Vec<String> = counts
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(reason, n)| format!("{reason} {n}"))
+                .collect();
+            format!(
+                "{total} request(s) refused since the daemon started ({}); the log names each client address",
+                by.join(", ")
+            )
+        };
+        let mut c = check("http_refused", Status::Ok, detail);
+        c.data = serde_json::json!({ "total": total, "by_reason": refused });
+        out.push(c);
+    }
+    let reload = &health["last_reload"];
+    if reload.is_object() {
+        let at = reload["at"].as_str().unwrap_or("?");
+        let restart: Vec<&str> = reload["restart_needed"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        let mut c = if reload["accepted"] != true {
+            check(
+                "config_reload",
+                Status::Warn,
+                format!(
+                    "the reload at {at} was refused, the daemon runs its previous configuration: {}",
+                    reload["error"].as_str().unwrap_or("?")
+                ),
+            )
+        } else if !restart.is_empty() {
+            check(
+                "config_reload",
+                Status::Warn,
+                format!(
+                    "reloaded at {at}; changed settings wait for `exai daemon restart`: {}",
+                    restart.join(", ")
+                ),
+            )
+        } else {
+            check("config_reload", Status::Ok, format!("reloaded at {at}"))
+        };
+        c.data = reload.clone();
+        out.push(c);
+    }
+    out
 }
 
 fn config_check(loaded: &Loaded) -> Check {
@@ -691,5 +754,32 @@ mod tests {
     fn worst_status_wins() {
         assert!(Status::Fail > Status::Warn && Status::Warn > Status::Ok);
         assert_eq!(Status::Warn.exit_code(), 1);
+    }
+
+    #[test]
+    fn refusals_and_reloads_from_health() {
+        let quiet = serde_json::json!({ "http": { "refused": { "token": 0, "origin": 0 } } });
+        let checks = refusal_and_reload_checks(&quiet);
+        assert_eq!(checks.len(), 1);
+        assert!(checks[0].detail.starts_with("no request refused"));
+        let busy = serde_json::json!({
+            "http": { "refused": { "token": 3, "origin": 0, "body_too_large": 1 } },
+            "last_reload": { "at": "2026-12-06T10:00:00Z", "accepted": false, "error": "bad key" },
+        });
+        let checks = refusal_and_reload_checks(&busy);
+        assert_eq!(checks[0].data["total"], 4);
+        assert!(
+            checks[0].detail.contains("token 3") && checks[0].detail.contains("body_too_large 1")
+        );
+        assert!(!checks[0].detail.contains("origin"));
+        assert_eq!(checks[1].status, Status::Warn);
+        assert!(checks[1].detail.contains("refused") && checks[1].detail.contains("bad key"));
+        let pending = serde_json::json!({ "last_reload": {
+            "at": "t", "accepted": true, "restart_needed": ["server.listen"] } });
+        let checks = refusal_and_reload_checks(&pending);
+        assert_eq!(checks[0].status, Status::Warn);
+        assert!(checks[0].detail.contains("server.listen"));
+        // Over stdio, or from an older daemon: nothing to say.
+        assert!(refusal_and_reload_checks(&serde_json::json!({})).is_empty());
     }
 }

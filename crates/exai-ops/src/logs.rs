@@ -467,6 +467,9 @@ mod tests {
             tokens_out: None,
             cost_usd: None,
             route: None,
+            client: None,
+            client_version: None,
+            principal: None,
         };
         serde_json::to_string(&r).unwrap() + "\n"
     }

@@ -1,5 +1,5 @@
 //! `exai stats`: calls, error rate, latency percentiles, tokens and cost per tool and per
-//! provider, from the activity records.
+//! provider, from the activity records; with `--by-client`, per MCP client and per principal.
 
 use std::collections::BTreeMap;
 
@@ -91,6 +91,52 @@ fn rows(map: BTreeMap<String, Acc>) -> Vec<Row> {
     rows
 }
 
+/// Calls per MCP client (`name version` from its `initialize`) and per principal (the named
+/// bearer token, or `local`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ClientStats {
+    pub since: Option<String>,
+    pub by_client: Vec<Row>,
+    pub by_principal: Vec<Row>,
+}
+
+/// Records written before clients were recorded, or calls from a client that never said.
+pub const UNKNOWN_CLIENT: &str = "(not recorded)";
+
+/// Aggregate the records at or after `since` by client and by principal.
+pub fn by_client<'a>(
+    records: impl IntoIterator<Item = &'a ActivityRecord>,
+    since: Option<DateTime<Utc>>,
+) -> ClientStats {
+    let (mut clients, mut principals) = (BTreeMap::new(), BTreeMap::new());
+    for r in records.into_iter().filter(|r| within(r, since)) {
+        let client = match (&r.client, &r.client_version) {
+            (Some(name), Some(version)) if !version.is_empty() => format!("{name} {version}"),
+            (Some(name), _) => name.clone(),
+            (None, _) => UNKNOWN_CLIENT.to_string(),
+        };
+        clients.entry(client).or_insert_with(Acc::default).add(r);
+        let principal = r.principal.as_deref().unwrap_or(UNKNOWN_CLIENT);
+        principals
+            .entry(principal.to_string())
+            .or_insert_with(Acc::default)
+            .add(r);
+    }
+    ClientStats {
+        since: since.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        by_client: rows(clients),
+        by_principal: rows(principals),
+    }
+}
+
+/// Whether a record is at or after `since`; one without a readable time counts.
+fn within(r: &ActivityRecord, since: Option<DateTime<Utc>>) -> bool {
+    match (since, DateTime::parse_from_rfc3339(&r.time)) {
+        (Some(s), Ok(t)) => t.with_timezone(&Utc) >= s,
+        _ => true,
+    }
+}
+
 /// Aggregate the records at or after `since`.
 pub fn compute<'a>(
     records: impl IntoIterator<Item = &'a ActivityRecord>,
@@ -159,7 +205,54 @@ mod tests {
             tokens_out: provider.map(|_| 10),
             cost_usd: provider.map(|_| 0.001),
             route: None,
+            client: None,
+            client_version: None,
+            principal: None,
         }
+    }
+
+    #[test]
+    fn groups_by_client_and_principal() {
+        let from = |client: Option<(&str, &str)>, principal: Option<&str>, ok: bool| {
+            let mut rec = r("2026-12-01T10:00:00Z", "chat", 20.0, ok, Some("glm"));
+            rec.client = client.map(|c| c.0.to_string());
+            rec.client_version = client.map(|c| c.1.to_string());
+            rec.principal = principal.map(str::to_string);
+            rec
+        };
+        let mut old = from(None, None, true);
+        old.time = "2026-11-01T10:00:00Z".into();
+        let records = [
+            from(Some(("claude-code", "2.0.1")), Some("alice"), true),
+            from(Some(("claude-code", "2.0.1")), Some("alice"), false),
+            from(Some(("mcp", "")), Some("local"), true),
+            from(None, None, true),
+            old,
+        ];
+        let s = by_client(&records, Some("2026-12-01T00:00:00Z".parse().unwrap()));
+        let clients: Vec<(&str, u64, u64)> = s
+            .by_client
+            .iter()
+            .map(|r| (r.name.as_str(), r.calls, r.errors))
+            .collect();
+        assert_eq!(
+            clients,
+            [
+                ("claude-code 2.0.1", 2, 1),
+                ("(not recorded)", 1, 0),
+                ("mcp", 1, 0)
+            ]
+        );
+        let principals: Vec<(&str, u64)> = s
+            .by_principal
+            .iter()
+            .map(|r| (r.name.as_str(), r.calls))
+            .collect();
+        assert_eq!(
+            principals,
+            [("alice", 2), ("(not recorded)", 1), ("local", 1)]
+        );
+        assert_eq!(s.by_client[0].p50_ms, 20.0);
     }
 
     #[test]

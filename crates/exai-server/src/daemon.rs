@@ -1,4 +1,5 @@
-//! Daemon life: the pid file, running until a signal, and `exai daemon status|stop|restart`.
+//! Daemon life: the pid file, running until a signal (SIGHUP reloads the configuration, see
+//! `reload`), and `exai daemon status|stop|restart|reload`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,15 @@ pub enum DaemonError {
     WouldNotStop { pid: u32, secs: u64 },
     #[error("cannot start the daemon: {0}")]
     Spawn(String),
+    #[error("cannot signal the daemon (pid {pid}): {reason}")]
+    Signal { pid: u32, reason: String },
+    #[error(
+        "the daemon (pid {pid}) did not answer the reload within {secs} s (no new answer in {}); see its log (`exai logs`)",
+        file.display()
+    )]
+    NoReloadAnswer { pid: u32, file: PathBuf, secs: u64 },
+    #[error("cannot watch for SIGHUP (configuration reload): {0}")]
+    Hangup(std::io::Error),
     #[error(transparent)]
     Serve(#[from] ServeError),
 }
@@ -62,9 +72,11 @@ pub async fn termination_signal() {
     }
 }
 
-/// Run the HTTP daemon in the foreground until SIGTERM/SIGINT.
+/// Run the HTTP daemon in the foreground until SIGTERM/SIGINT; SIGHUP reloads the
+/// configuration from `inputs`, what `loaded` was loaded from.
 pub async fn run(
     loaded: Loaded,
+    inputs: exai_core::config::Inputs,
     listen: SocketAddr,
     activity: Option<ActivityLog>,
 ) -> Result<(), DaemonError> {
@@ -80,6 +92,7 @@ pub async fn run(
     let listener = http::bind(listen).await?;
     let bound = listener.local_addr().map_err(ServeError::Io)?;
     let state = AppState::new(loaded, Transport::Http, activity).with_listen(bound);
+    crate::reload::on_hangup(state.clone(), inputs).map_err(DaemonError::Hangup)?;
     write_pid(
         &pid_path,
         &PidRecord {

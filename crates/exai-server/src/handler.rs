@@ -286,7 +286,7 @@ impl ExaiServer {
 impl ExaiServer {
     /// The tool's deadline; a call naming a model with a timeout multiplier gets its share.
     fn deadline(&self, tool: &str, model: Option<&str>) -> Duration {
-        let t = &self.state.loaded.timeouts;
+        let t = &self.state.config().timeouts;
         match registry::spec(tool).map(|s| s.timeout) {
             Some(TimeoutClass::Workflow) => t.workflow_tool_for(model),
             _ => t.simple_tool_for(model),
@@ -326,6 +326,7 @@ impl ExaiServer {
             .and_then(|p| p.headers.get("mcp-session-id"))
             .and_then(|v| v.to_str().ok())
             .map_or_else(|| self.state.transport.as_str().to_string(), str::to_string);
+        let client = context.peer.peer_info();
         log.record(&exai_core::activity::ActivityRecord {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             tool: tool.to_string(),
@@ -342,8 +343,18 @@ impl ExaiServer {
             tokens_out: result.and_then(|v| v["usage"]["completion_tokens"].as_u64()),
             cost_usd: result.and_then(|v| v["cost_usd"].as_f64()),
             route: result.and_then(|v| v["route"].as_str()).map(str::to_string),
+            client: client.as_ref().map(|c| clip(&c.client_info.name)),
+            client_version: client.as_ref().map(|c| clip(&c.client_info.version)),
+            principal: Some(crate::http::Principal::of(context).name().to_string()),
         });
     }
+}
+
+/// What a client says about itself is recorded for `exai stats --by-client`, at most this long.
+const CLIENT_INFO_BYTES: usize = 100;
+
+fn clip(text: &str) -> String {
+    exai_core::text::clip(text, CLIENT_INFO_BYTES).to_string()
 }
 
 /// Characters per token used to turn `tools.max_output_tokens` into a size.

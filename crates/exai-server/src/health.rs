@@ -56,6 +56,9 @@ pub struct HealthReport {
     pub timeouts: Timeouts,
     pub providers: Providers,
     pub knowledge: Knowledge,
+    /// The latest configuration reload's answer (absent before the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reload: Option<crate::reload::ReloadOutcome>,
 }
 
 /// Open connections and MCP sessions, each with its cap.
@@ -65,6 +68,10 @@ pub struct HttpLoad {
     pub max_connections: u64,
     pub sessions_open: u64,
     pub max_sessions: u64,
+    /// Requests refused since the start, by reason (`host`, `origin`, `token`,
+    /// `body_too_large`, `body_timeout`, `sessions_full`).
+    #[serde(default)]
+    pub refused: std::collections::BTreeMap<String, u64>,
 }
 
 impl HttpLoad {
@@ -74,14 +81,20 @@ impl HttpLoad {
             max_connections: m.connections_max.get(),
             sessions_open: m.sessions_open.get(),
             max_sessions: m.sessions_max.get(),
+            refused: m
+                .refusals()
+                .map(|(reason, n)| (reason.as_str().to_string(), n))
+                .collect(),
         }
     }
 }
 
 impl HealthReport {
     pub fn collect(state: &AppState, tools: Vec<String>) -> Self {
-        let t = &state.loaded.timeouts;
-        let p = &state.loaded.config.providers;
+        // Timeouts and providers as in force: a reload may have changed them.
+        let config = state.config();
+        let t = &config.timeouts;
+        let p = &config.config.providers;
         Self {
             status: if state.is_draining() {
                 "draining"
@@ -134,6 +147,7 @@ impl HealthReport {
                 },
                 opened: state.knowledge.is_open(),
             },
+            last_reload: state.last_reload(),
         }
     }
 }

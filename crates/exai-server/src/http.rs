@@ -1,14 +1,16 @@
 //! The HTTP daemon: Streamable HTTP MCP at `/mcp`, `GET /health`, `GET /ready`, `GET /metrics`,
 //! behind one guard that checks `Host`, `Origin` and the bearer token on every request and names
 //! the request's [`Principal`]. The listener's limits (header-read timeout, connection cap) live
-//! in `listener`, the MCP sessions' (cap, owner, idle expiry) in `sessions`.
+//! in `listener`, the MCP sessions' (cap, owner, idle expiry) in `sessions`; every refusal is
+//! logged and counted by `refusal`.
 
 mod listener;
+mod refusal;
 mod sessions;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -26,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::handler::ExaiServer;
 use crate::health::HealthReport;
+use crate::metrics::Refusal;
 use crate::registry::Profile;
 use crate::state::AppState;
 use listener::Limits;
@@ -72,7 +75,9 @@ impl Principal {
 
 const LOOPBACK_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
 
-/// What the guard lets through. Built once from the configuration.
+/// What the guard lets through. Built from the configuration, again after a reload: tokens
+/// follow the configuration in force, hosts and origins stay as started (the SDK's own checks
+/// were built with them).
 #[derive(Debug, Clone)]
 pub struct Guard {
     /// Each accepted bearer token and the principal it stands for; empty when no token is
@@ -86,13 +91,15 @@ pub struct Guard {
 impl Guard {
     pub fn from_state(state: &AppState, bind: SocketAddr) -> Self {
         let server = &state.loaded.config.server;
-        let mut tokens: Vec<(Principal, String)> = server
+        let current = state.config();
+        let in_force = &current.config.server;
+        let mut tokens: Vec<(Principal, String)> = in_force
             .tokens
             .iter()
             .map(|(name, token)| (Principal::named(name), token.expose().to_string()))
             .collect();
-        if server.auth_token.is_set() {
-            tokens.push((Principal::local(), server.auth_token.expose().to_string()));
+        if in_force.auth_token.is_set() {
+            tokens.push((Principal::local(), in_force.auth_token.expose().to_string()));
         }
         // DNS rebinding only threatens unauthenticated servers: with a token and no explicit
         // list, any Host is accepted so LAN and proxy names work.
@@ -205,12 +212,56 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     response
 }
 
-async fn guard(State(guard): State<Arc<Guard>>, mut request: Request, next: Next) -> Response {
+/// The guard in force, rebuilt on the first request after a configuration reload.
+struct GuardState {
+    state: Arc<AppState>,
+    bind: SocketAddr,
+    /// The guard and the configuration generation it was built from.
+    built: RwLock<(u64, Arc<Guard>)>,
+}
+
+impl GuardState {
+    fn new(state: Arc<AppState>, bind: SocketAddr) -> GuardState {
+        let built = (
+            state.config_generation(),
+            Arc::new(Guard::from_state(&state, bind)),
+        );
+        GuardState {
+            state,
+            bind,
+            built: RwLock::new(built),
+        }
+    }
+
+    fn current(&self) -> Arc<Guard> {
+        let generation = self.state.config_generation();
+        {
+            let built = self.built.read().unwrap_or_else(PoisonError::into_inner);
+            if built.0 == generation {
+                return built.1.clone();
+            }
+        }
+        let guard = Arc::new(Guard::from_state(&self.state, self.bind));
+        *self.built.write().unwrap_or_else(PoisonError::into_inner) = (generation, guard.clone());
+        guard
+    }
+}
+
+async fn guard(State(cell): State<Arc<GuardState>>, mut request: Request, next: Next) -> Response {
+    let guard = cell.current();
+    let refused = |reason: Refusal, detail: &str| {
+        refusal::refused(
+            &cell.state.metrics.transport,
+            refusal::peer(&request),
+            reason,
+            detail,
+        )
+    };
     let headers = request.headers();
     if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok())
         && !guard.host_allowed(host)
     {
-        tracing::warn!(host, "refused request: Host not allowed");
+        refused(Refusal::Host, &format!("Host {host:?} not allowed"));
         return refuse(
             StatusCode::FORBIDDEN,
             "Host header not allowed; add it to server.allowed_hosts (EXAI_SERVER_ALLOWED_HOSTS)",
@@ -222,7 +273,7 @@ async fn guard(State(guard): State<Arc<Guard>>, mut request: Request, next: Next
             .map(|o| guard.origin_allowed(o))
             .unwrap_or(false);
         if !allowed {
-            tracing::warn!(origin = ?origin, "refused request: Origin not allowed");
+            refused(Refusal::Origin, &format!("Origin {origin:?} not allowed"));
             return refuse(
                 StatusCode::FORBIDDEN,
                 "Origin not allowed; add it to server.allowed_origins (EXAI_SERVER_ALLOWED_ORIGINS)",
@@ -230,7 +281,12 @@ async fn guard(State(guard): State<Arc<Guard>>, mut request: Request, next: Next
         }
     }
     let Some(principal) = guard.authenticate(headers) else {
-        tracing::warn!("refused request: missing or wrong bearer token");
+        let offered = if headers.contains_key(header::AUTHORIZATION) {
+            "wrong bearer token"
+        } else {
+            "no bearer token"
+        };
+        refused(Refusal::Token, offered);
         return refuse(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token (Authorization: Bearer <token>, the token being EXAI_AUTH_TOKEN or one of server.tokens)",
@@ -274,6 +330,10 @@ struct Probe {
 ///   end a session before its last answers have left, and an idle session is not closed while
 ///   one of its calls runs.
 async fn mcp_gate(State(gate): State<Arc<McpGate>>, request: Request, next: Next) -> Response {
+    let peer = refusal::peer(&request);
+    let refused = |reason, detail: &str| {
+        refusal::refused(&gate.state.metrics.transport, peer, reason, detail)
+    };
     let Some(principal) = request.extensions().get::<Principal>().cloned() else {
         return refuse(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -316,7 +376,7 @@ async fn mcp_gate(State(gate): State<Arc<McpGate>>, request: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     let too_large = || {
-        tracing::warn!(limit, "refused request: body too large");
+        refused(Refusal::BodyTooLarge, &format!("body over {limit} bytes"));
         refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("request body exceeds {limit} bytes (server.max_body_bytes)"),
@@ -331,7 +391,7 @@ async fn mcp_gate(State(gate): State<Arc<McpGate>>, request: Request, next: Next
         Ok(Ok(b)) => b,
         Ok(Err(_)) => return too_large(),
         Err(_) => {
-            tracing::warn!("refused request: body not received in time");
+            refused(Refusal::BodyTimeout, "body not received in time");
             return refuse(
                 StatusCode::REQUEST_TIMEOUT,
                 &format!(
@@ -366,7 +426,12 @@ async fn mcp_gate(State(gate): State<Arc<McpGate>>, request: Request, next: Next
             Some(slot) => Some(slot),
             None => {
                 let id = probe.and_then(|p| p.id).unwrap_or(serde_json::Value::Null);
-                return over_capacity(id, gate.sessions.max());
+                let max = gate.sessions.max();
+                refused(
+                    Refusal::SessionsFull,
+                    &format!("new MCP session over the cap of {max} (server.max_sessions)"),
+                );
+                return over_capacity(id, max);
             }
         }
     } else {
@@ -399,10 +464,6 @@ fn session_not_found() -> Response {
 
 /// 503 for an `initialize` while every session slot is taken.
 fn over_capacity(id: serde_json::Value, max: usize) -> Response {
-    tracing::warn!(
-        max_sessions = max,
-        "refused a new MCP session: all slots in use (server.max_sessions)"
-    );
     let body = serde_json::json!({
         "jsonrpc": "2.0",
         "id": id,
@@ -461,7 +522,8 @@ fn app(
     bind: SocketAddr,
     sessions_ct: CancellationToken,
 ) -> (Router, Arc<Sessions>) {
-    let guard_cfg = Arc::new(Guard::from_state(&state, bind));
+    let guard_state = Arc::new(GuardState::new(state.clone(), bind));
+    let guard_cfg = guard_state.current();
     let server = &state.loaded.config.server;
     let mut mcp_config = StreamableHttpServerConfig::default()
         .with_cancellation_token(sessions_ct)
@@ -507,7 +569,7 @@ fn app(
         router = router.route_service(&format!("/mcp/{}", profile.as_str()), endpoint(profile));
     }
     let router = router
-        .layer(middleware::from_fn_with_state(guard_cfg, guard))
+        .layer(middleware::from_fn_with_state(guard_state, guard))
         // A bug that panics in a handler still answers (500, logged) instead of dropping the
         // connection without a word.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked));
@@ -577,13 +639,15 @@ pub async fn serve(
     let sessions_ct = CancellationToken::new();
     let (app, sessions) = app(state.clone(), bind, sessions_ct.clone());
     tokio::spawn(sessions.sweep(sessions_ct.clone()));
-    let grace = state.loaded.timeouts.shutdown_grace();
+    // Read when stopping: timeouts may have been reloaded since the start.
+    let grace = |state: &AppState| state.config().timeouts.shutdown_grace();
     let stopping = CancellationToken::new();
     {
         let state = state.clone();
         let stopping = stopping.clone();
         tokio::spawn(async move {
             shutdown.await;
+            let grace = grace(&state);
             state.start_draining();
             stopping.cancel();
             let inflight = state.inflight();
@@ -614,7 +678,7 @@ pub async fn serve(
     );
     let hard_stop = async {
         stopping.cancelled().await;
-        tokio::time::sleep(grace + Duration::from_secs(5)).await;
+        tokio::time::sleep(grace(&state) + Duration::from_secs(5)).await;
     };
     tokio::select! {
         () = server => {}

@@ -1,5 +1,6 @@
 //! exai's MCP server: the tool handler, stdio and Streamable HTTP transports, the stdio shim,
-//! daemon life (pid file, signals, graceful drain) and the HTTP guard (Host, Origin, bearer).
+//! daemon life (pid file, signals, graceful drain, configuration reload) and the HTTP guard
+//! (Host, Origin, bearer).
 
 mod ai_tools;
 pub mod answer;
@@ -13,6 +14,7 @@ mod kb_tools;
 pub mod knowledge;
 pub mod metrics;
 pub mod registry;
+pub mod reload;
 mod schema;
 pub mod shim;
 pub mod state;

@@ -80,10 +80,51 @@ pub struct ServerMetrics {
     pub transport: Arc<TransportMetrics>,
 }
 
+/// Why the daemon refused an HTTP request: the `reason` label of `exai_http_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 403: `Host` not allowed.
+    Host,
+    /// 403: `Origin` not allowed.
+    Origin,
+    /// 401: bearer token missing or wrong.
+    Token,
+    /// 413: body over `server.max_body_bytes`.
+    BodyTooLarge,
+    /// 408: body not received within `server.header_read_timeout_secs`.
+    BodyTimeout,
+    /// 503: every MCP session slot taken (`server.max_sessions`).
+    SessionsFull,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 6] = [
+        Refusal::Host,
+        Refusal::Origin,
+        Refusal::Token,
+        Refusal::BodyTooLarge,
+        Refusal::BodyTimeout,
+        Refusal::SessionsFull,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Host => "host",
+            Refusal::Origin => "origin",
+            Refusal::Token => "token",
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::BodyTimeout => "body_timeout",
+            Refusal::SessionsFull => "sessions_full",
+        }
+    }
+}
+
 /// What the HTTP listener and the session manager count, against their caps
 /// (`server.max_connections`, `server.max_sessions`).
 #[derive(Debug, Default)]
 pub struct TransportMetrics {
+    /// Refused requests, by [`Refusal::ALL`] order.
+    refused: [Counter; Refusal::ALL.len()],
     pub connections_open: Gauge,
     pub connections_max: Gauge,
     /// Connections that arrived at the cap and waited for a slot.
@@ -99,7 +140,26 @@ pub struct TransportMetrics {
 }
 
 impl TransportMetrics {
+    pub fn count_refusal(&self, reason: Refusal) {
+        self.refused[reason as usize].inc();
+    }
+
+    /// Refused requests by reason, every reason listed.
+    pub fn refusals(&self) -> impl Iterator<Item = (Refusal, u64)> + '_ {
+        Refusal::ALL
+            .into_iter()
+            .map(|r| (r, self.refused[r as usize].get()))
+    }
+
     fn encode(&self, enc: &mut Encoder) {
+        enc.family(
+            "exai_http_refused_total",
+            Kind::Counter,
+            "HTTP requests refused, by reason (host, origin, token, body_too_large, body_timeout, sessions_full).",
+        );
+        for (reason, count) in self.refusals() {
+            enc.sample(&[("reason", reason.as_str())], count);
+        }
         let families: [(&str, Kind, &str, u64); 8] = [
             (
                 "exai_http_connections_open",
@@ -414,5 +474,24 @@ mod tests {
             )
         );
         assert!(text.contains("exai_kb_search_duration_seconds_count{mode=\"semantic\"} 0\n"));
+    }
+
+    #[test]
+    fn refusals_by_reason_start_at_zero() {
+        let m = TransportMetrics::default();
+        m.count_refusal(Refusal::Token);
+        m.count_refusal(Refusal::Token);
+        m.count_refusal(Refusal::BodyTooLarge);
+        let mut enc = Encoder::new();
+        m.encode(&mut enc);
+        let text = enc.finish();
+        for line in [
+            "exai_http_refused_total{reason=\"token\"} 2",
+            "exai_http_refused_total{reason=\"body_too_large\"} 1",
+            "exai_http_refused_total{reason=\"origin\"} 0",
+            "exai_http_refused_total{reason=\"sessions_full\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
     }
 }

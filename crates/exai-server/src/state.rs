@@ -1,8 +1,13 @@
 //! What every session of one process shares: configuration, the activity log, metrics, start
 //! time and the count of calls in flight (graceful shutdown waits for it to reach zero).
+//!
+//! The configuration has two faces: `loaded`, as the process started, and [`AppState::config`],
+//! the latest one a reload accepted. Settings that apply on reload (keys, tokens, provider
+//! limits, timeouts; see `reload`) are read through `config()` where they are used; the others
+//! keep their startup value until a restart.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
 use exai_core::Loaded;
@@ -12,18 +17,38 @@ use exai_llm::Gateway;
 use exai_tools::AiService;
 use tokio::sync::Notify;
 
-/// The lazily built AI service.
+/// The lazily built AI service, replaced whole when a reload changes its configuration.
 #[derive(Default)]
-struct Ai(std::sync::OnceLock<Arc<AiService>>);
+struct Ai(RwLock<Option<Arc<AiService>>>);
+
+impl Ai {
+    fn get(&self) -> Option<Arc<AiService>> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
 
 impl std::fmt::Debug for Ai {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.get().is_some() {
+        f.write_str(if self.get().is_some() {
             "Ai(ready)"
         } else {
             "Ai(lazy)"
         })
     }
+}
+
+/// The configuration in force and how it got there.
+#[derive(Debug)]
+struct Live {
+    config: RwLock<Arc<Loaded>>,
+    /// Bumped by every accepted reload, so a cache of derived values (the HTTP guard's tokens)
+    /// knows when to rebuild.
+    generation: AtomicU64,
+    /// The latest reload's answer; `None` until the first.
+    last_reload: Mutex<Option<crate::reload::ReloadOutcome>>,
 }
 
 /// Which transport this process serves.
@@ -44,7 +69,10 @@ impl Transport {
 
 #[derive(Debug)]
 pub struct AppState {
+    /// The configuration as the process started. What a reload can change is read through
+    /// [`AppState::config`] instead.
     pub loaded: Loaded,
+    live: Live,
     pub paths: DataPaths,
     pub transport: Transport,
     pub started: Instant,
@@ -98,6 +126,11 @@ impl AppState {
         Arc::new(Self {
             knowledge,
             access: loaded.access(),
+            live: Live {
+                config: RwLock::new(Arc::new(loaded.clone())),
+                generation: AtomicU64::new(0),
+                last_reload: Mutex::new(None),
+            },
             loaded,
             paths,
             transport,
@@ -120,28 +153,79 @@ impl AppState {
         self
     }
 
-    /// The AI tools' service: providers and conversation threads, set up on first use so that
-    /// starting the server stays fast.
-    pub fn ai(&self) -> Arc<AiService> {
-        self.ai
-            .0
-            .get_or_init(|| {
-                let env = |name: &str| std::env::var(name).ok();
-                let gateway = Arc::new(Gateway::from_config(&self.loaded.config, &env));
-                Arc::new(AiService::new(
-                    gateway,
-                    self.paths.root.join("state.sqlite"),
-                    self.access.clone(),
-                    &self.loaded.config,
-                    self.loaded.timeouts.clone(),
-                ))
-            })
+    /// The configuration in force: the startup one until a reload replaces it.
+    pub fn config(&self) -> Arc<Loaded> {
+        self.live
+            .config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
+    /// How many reloads have been accepted.
+    pub fn config_generation(&self) -> u64 {
+        self.live.generation.load(Ordering::SeqCst)
+    }
+
+    /// The latest reload's answer, if there was one.
+    pub fn last_reload(&self) -> Option<crate::reload::ReloadOutcome> {
+        self.live.last_reload.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Put an accepted configuration in force: the AI service, if it is running, is rebuilt on
+    /// it (calls in flight finish on the old one).
+    pub(crate) fn install_config(&self, new: Loaded) {
+        let new = Arc::new(new);
+        // The configuration first: an AI service set up meanwhile is then built on it, or is
+        // already there to be rebuilt below.
+        *self
+            .live
+            .config
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = new.clone();
+        self.live.generation.fetch_add(1, Ordering::SeqCst);
+        let mut ai = self.ai.0.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = ai.as_ref() {
+            let gateway = Gateway::reconfigured(&new.config, &process_env, &old.gateway);
+            *ai = Some(Arc::new(old.reconfigured(
+                Arc::new(gateway),
+                &new.config,
+                new.timeouts.clone(),
+            )));
+        }
+    }
+
+    pub(crate) fn set_last_reload(&self, outcome: crate::reload::ReloadOutcome) {
+        if let Ok(mut last) = self.live.last_reload.lock() {
+            *last = Some(outcome);
+        }
+    }
+
+    /// The AI tools' service: providers and conversation threads, set up on first use so that
+    /// starting the server stays fast.
+    pub fn ai(&self) -> Arc<AiService> {
+        if let Some(ai) = self.ai.get() {
+            return ai;
+        }
+        let mut slot = self.ai.0.write().unwrap_or_else(PoisonError::into_inner);
+        slot.get_or_insert_with(|| Arc::new(self.new_ai())).clone()
+    }
+
+    fn new_ai(&self) -> AiService {
+        let config = self.config();
+        let gateway = Arc::new(Gateway::from_config(&config.config, &process_env));
+        AiService::new(
+            gateway,
+            self.paths.root.join("state.sqlite"),
+            self.access.clone(),
+            &config.config,
+            config.timeouts.clone(),
+        )
+    }
+
     /// The AI service if a call has set it up; never sets it up.
-    pub fn ai_started(&self) -> Option<&Arc<AiService>> {
-        self.ai.0.get()
+    pub fn ai_started(&self) -> Option<Arc<AiService>> {
+        self.ai.get()
     }
 
     /// Count a tool call in flight until the guard drops.
@@ -180,6 +264,12 @@ impl AppState {
         self.calls.wait_idle().await;
         self.responses.wait_idle().await;
     }
+}
+
+/// Custom providers name the variable holding their key; it is read from the process
+/// environment, which a reload does not change.
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 pub struct InflightGuard {

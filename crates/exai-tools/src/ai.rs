@@ -223,6 +223,27 @@ impl AiService {
         }
     }
 
+    /// The service for a reloaded configuration: a new gateway (keys, models, limits) and
+    /// timeouts, over the same conversation store and its writes in flight, so a call after the
+    /// reload still waits for a turn a call before it was writing. Thread settings and file
+    /// access stay as the process started (they need a restart).
+    pub fn reconfigured(
+        &self,
+        gateway: Arc<Gateway>,
+        config: &exai_core::Config,
+        timeouts: TimeoutHierarchy,
+    ) -> AiService {
+        AiService {
+            gateway,
+            threads: self.threads.clone(),
+            access: self.access.clone(),
+            max_file_bytes: config.providers.max_file_bytes,
+            max_turns: self.max_turns,
+            timeouts,
+            writes: self.writes.clone(),
+        }
+    }
+
     /// Write a turn's rows on the blocking pool without waiting for them: the answer goes out
     /// while SQLite (or PostgreSQL) commits. [`AiService::settled`] orders later reads after it.
     fn record_in_background(

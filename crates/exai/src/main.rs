@@ -131,6 +131,13 @@ enum DaemonAction {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+    /// Make the running daemon read its configuration again (SIGHUP) without dropping sessions:
+    /// keys, tokens, provider limits and timeouts apply; other changed settings are named as
+    /// needing a restart. Exit 0 accepted, 2 refused (the old configuration stays), 1 no answer.
+    Reload {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -196,6 +203,15 @@ fn main() -> ExitCode {
     }
     if let Command::MockLlm { listen, api_key } = &cli.command {
         return mock_llm(listen, api_key.clone());
+    }
+    // Before loading: the daemon judges the new configuration itself (from its own environment),
+    // and a configuration this command cannot load is exactly what it must report.
+    if let Command::Daemon {
+        action: Some(DaemonAction::Reload { json }),
+        ..
+    } = &cli.command
+    {
+        return daemon_reload(*json);
     }
     let loaded = match exai_core::config::load(&inputs) {
         Ok(l) => l,
@@ -333,7 +349,7 @@ async fn run(cli: Cli, loaded: Loaded, inputs: Inputs) -> Result<ExitCode> {
             let activity = init_logs(&loaded)?;
             warn_unknown_disabled(&loaded);
             let listen = loaded.config.server.listen;
-            daemon::run(loaded, listen, activity).await?;
+            daemon::run(loaded, inputs, listen, activity).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Daemon {
@@ -655,6 +671,7 @@ async fn daemon_action(action: DaemonAction, loaded: Loaded) -> Result<ExitCode>
             }
             start_background(&loaded, &listen, token.as_deref()).await
         }
+        DaemonAction::Reload { json } => Ok(daemon_reload(json)),
         DaemonAction::Start { listen } => {
             if let Some(r) = daemon::running(&pid_path)? {
                 bail!(
@@ -666,6 +683,65 @@ async fn daemon_action(action: DaemonAction, loaded: Loaded) -> Result<ExitCode>
             let listen = listen.unwrap_or_else(|| loaded.config.server.listen.to_string());
             start_background(&loaded, &listen, token.as_deref()).await
         }
+    }
+}
+
+/// `exai daemon reload`: signal the daemon of this data directory and print its answer.
+fn daemon_reload(json: bool) -> ExitCode {
+    let var = |name: &str| std::env::var(name).ok();
+    let Some(dir) = exai_core::paths::data_dir(
+        var("EXAI_HOME").as_deref(),
+        var("XDG_DATA_HOME").as_deref(),
+        var("HOME").as_deref(),
+    ) else {
+        eprintln!("exai: {}", exai_core::ConfigError::NoDataDir);
+        return ExitCode::from(2);
+    };
+    let outcome = match exai_server::reload::request(&DataPaths::new(dir), Duration::from_secs(15))
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("exai: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome).unwrap_or_default()
+        );
+    } else if let Some(error) = &outcome.error {
+        eprintln!(
+            "exai: reload refused by the daemon (pid {}); it keeps its configuration: {error}",
+            outcome.pid
+        );
+    } else {
+        let list = |keys: &[String]| {
+            if keys.is_empty() {
+                "nothing changed".to_string()
+            } else {
+                keys.join(", ")
+            }
+        };
+        println!(
+            "reloaded (daemon pid {}): applied: {}",
+            outcome.pid,
+            list(&outcome.applied)
+        );
+        for notice in &outcome.notices {
+            println!("notice: {notice}");
+        }
+        if !outcome.restart_needed.is_empty() {
+            println!(
+                "needs a restart to take effect (`exai daemon restart`): {}",
+                outcome.restart_needed.join(", ")
+            );
+        }
+    }
+    if outcome.accepted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
     }
 }
 

@@ -352,6 +352,10 @@ pub struct StatsArgs {
     /// Only calls from this long ago on: 1h, 24h, 7d… (default: everything kept).
     #[arg(long, value_name = "DURATION")]
     since: Option<String>,
+    /// Per MCP client (name and version from its `initialize`) and per principal (the named
+    /// bearer token of server.tokens, or `local`) instead of per tool, provider and model.
+    #[arg(long)]
+    by_client: bool,
     #[arg(long)]
     json: bool,
 }
@@ -391,6 +395,9 @@ pub fn stats(args: StatsArgs, loaded: &Loaded) -> Result<ExitCode> {
         None => None,
     };
     let records = logs::activity_records(&paths);
+    if args.by_client {
+        return print_by_client(&stats::by_client(&records, since), args.json);
+    }
     let s = stats::compute(&records, since);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
@@ -422,6 +429,18 @@ pub fn stats(args: StatsArgs, loaded: &Loaded) -> Result<ExitCode> {
     print_rows("tool", &s.by_tool);
     print_rows("provider", &s.by_provider);
     print_rows("model", &s.by_model);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_by_client(s: &stats::ClientStats, json: bool) -> Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+    } else if s.by_client.is_empty() {
+        println!("no tool calls recorded");
+    } else {
+        print_rows("client", &s.by_client);
+        print_rows("principal", &s.by_principal);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
