@@ -388,6 +388,17 @@ struct Sample {
     first_chunk: Option<String>,
 }
 
+impl Sample {
+    fn of(d: &DocRecord, chunks: &[&ChunkRecord]) -> Sample {
+        Sample {
+            source: d.source.clone(),
+            path: d.path.clone(),
+            title: d.title.clone(),
+            first_chunk: chunks.first().map(|c| hash_text(&c.text)),
+        }
+    }
+}
+
 /// One page of documents with their chunks, grouped by document (chunks come ordered by
 /// document id).
 fn group<'a>(
@@ -449,164 +460,26 @@ pub fn copy(
     progress: &dyn Fn(&Progress),
 ) -> Result<CopyReport> {
     let started = std::time::Instant::now();
-    if from.same_as(to) {
-        return Err(DbError::Invalid(format!(
-            "--from and --to are the same knowledge base ({})",
-            from.describe()
-        )));
-    }
-    let (src, src_identity) = open_source(from, database)?;
-    let (mut dst, dst_identity) = open_destination(to, database)?;
-    if src_identity.is_some() && src_identity == dst_identity {
-        return Err(DbError::Invalid(format!(
-            "--from and --to are the same knowledge base ({} and {} reach one database)",
-            from.describe(),
-            to.describe()
-        )));
-    }
-    let before = Counts::of(&dst)?;
-    let replaced = if !before.is_empty() || dst.embed_model()?.is_some() {
-        if !options.force {
-            return Err(DbError::Invalid(format!(
-                "{} already holds a knowledge base ({}); pass --force to replace it",
-                to.describe(),
-                before.describe()
-            )));
-        }
-        dst.clear_for_import()?;
-        Some(before)
-    } else {
-        None
-    };
-    if let Endpoint::Sqlite(path) = to {
-        // Derived from the old contents (its generation may even match the new one's).
-        exai_kb::ann::remove(path)?;
-    }
+    let (src, mut dst) = open_pair(from, to, database)?;
+    let replaced = make_room(&mut dst, to, options.force)?;
     let totals = Counts::of(&src)?;
     for s in src.sources()? {
         dst.upsert_source(&s.name, &s.roots, &s.technology)?;
     }
-
-    let mut digest = Digest::default();
-    let mut samples: Vec<Sample> = Vec::new();
-    let mut after = 0;
-    let mut done = 0u64;
-    progress(&Progress {
-        phase: Phase::Documents,
-        done,
-        total: totals.documents,
-    });
-    loop {
-        let docs = src.documents_page(after, PAGE_DOCS)?;
-        let Some(last) = docs.last() else { break };
-        after = last.id;
-        let ids: Vec<i64> = docs.iter().map(|d| d.id).collect();
-        let chunks = src.chunks_of_documents(&ids)?;
-        let grouped = group(&docs, &chunks);
-        let metadata: Vec<serde_json::Map<String, serde_json::Value>> = grouped
-            .iter()
-            .map(|(d, _)| d.metadata.as_object().cloned().unwrap_or_default())
-            .collect();
-        let mut batch: Vec<(NewDocument<'_>, Vec<NewChunk>)> = Vec::new();
-        let mut batch_chunks = 0;
-        for ((d, cs), meta) in grouped.iter().zip(&metadata) {
-            digest.add_document(d, cs);
-            samples.push(Sample {
-                source: d.source.clone(),
-                path: d.path.clone(),
-                title: d.title.clone(),
-                first_chunk: cs.first().map(|c| hash_text(&c.text)),
-            });
-            let new_chunks: Vec<NewChunk> = cs
-                .iter()
-                .map(|c| NewChunk {
-                    position: usize::try_from(c.position).unwrap_or(0),
-                    section: c.section.clone(),
-                    text: c.text.clone(),
-                    tokens: usize::try_from(c.tokens).unwrap_or(0),
-                    doc_type: c.doc_type,
-                })
-                .collect();
-            batch_chunks += new_chunks.len();
-            batch.push((
-                NewDocument {
-                    source: &d.source,
-                    path: &d.path,
-                    uri: d.uri.as_deref(),
-                    title: &d.title,
-                    format: &d.format,
-                    technology: &d.technology,
-                    category: &d.category,
-                    hash: &d.hash,
-                    bytes: u64::try_from(d.bytes).unwrap_or(0),
-                    metadata: meta,
-                },
-                new_chunks,
-            ));
-            if batch_chunks >= options.batch_chunks {
-                dst.replace_documents(&batch)?;
-                done += batch.len() as u64;
-                batch.clear();
-                batch_chunks = 0;
-                progress(&Progress {
-                    phase: Phase::Documents,
-                    done,
-                    total: totals.documents,
-                });
-            }
-        }
-        if !batch.is_empty() {
-            dst.replace_documents(&batch)?;
-            done += batch.len() as u64;
-            progress(&Progress {
-                phase: Phase::Documents,
-                done,
-                total: totals.documents,
-            });
-        }
-    }
-
-    let mut after = String::new();
-    let mut vectors = 0u64;
-    progress(&Progress {
-        phase: Phase::Vectors,
-        done: 0,
-        total: totals.vectors,
-    });
-    loop {
-        let page = src.vectors_page(&after, options.batch_vectors.max(1))?;
-        let Some(last) = page.last() else { break };
-        after = last.0.clone();
-        for (h, v) in &page {
-            digest.add_vector(h, v);
-        }
-        dst.import_vectors(&page)?;
-        vectors += page.len() as u64;
-        progress(&Progress {
-            phase: Phase::Vectors,
-            done: vectors,
-            total: totals.vectors,
-        });
-    }
-
-    let embed_model = src.embed_model()?;
-    let embed_backends = src.embed_backends()?;
-    if let Some(model) = &embed_model {
-        progress(&Progress {
-            phase: Phase::Index,
-            done: 0,
-            total: 1,
-        });
-        dst.claim_embed_model(model)?;
-        for b in &embed_backends {
-            dst.record_embed_backend(b)?;
-        }
-        progress(&Progress {
-            phase: Phase::Index,
-            done: 1,
-            total: 1,
-        });
-    }
+    let mut transfer = Transfer {
+        src: &src,
+        dst: &mut dst,
+        options,
+        progress,
+        digest: Digest::default(),
+        samples: Vec::new(),
+    };
+    transfer.documents(totals.documents)?;
+    transfer.vectors(totals.vectors)?;
+    let (embed_model, embed_backends) = transfer.embed_model()?;
+    let Transfer {
+        digest, samples, ..
+    } = transfer;
 
     let verification = verify(
         &src,
@@ -629,6 +502,187 @@ pub fn copy(
         seconds: started.elapsed().as_secs_f64(),
         verification,
     })
+}
+
+/// Open the source and the destination, refusing two endpoints that name (or, for PostgreSQL,
+/// reach) one knowledge base: the copy would empty what it reads.
+fn open_pair(from: &Endpoint, to: &Endpoint, database: &DatabaseConfig) -> Result<(Store, Store)> {
+    if from.same_as(to) {
+        return Err(DbError::Invalid(format!(
+            "--from and --to are the same knowledge base ({})",
+            from.describe()
+        )));
+    }
+    let (src, src_identity) = open_source(from, database)?;
+    let (dst, dst_identity) = open_destination(to, database)?;
+    if src_identity.is_some() && src_identity == dst_identity {
+        return Err(DbError::Invalid(format!(
+            "--from and --to are the same knowledge base ({} and {} reach one database)",
+            from.describe(),
+            to.describe()
+        )));
+    }
+    Ok((src, dst))
+}
+
+/// Refuse a destination that holds a knowledge base unless `force`, which empties it; returns
+/// what was replaced.
+fn make_room(dst: &mut Store, to: &Endpoint, force: bool) -> Result<Option<Counts>> {
+    let before = Counts::of(dst)?;
+    let replaced = if !before.is_empty() || dst.embed_model()?.is_some() {
+        if !force {
+            return Err(DbError::Invalid(format!(
+                "{} already holds a knowledge base ({}); pass --force to replace it",
+                to.describe(),
+                before.describe()
+            )));
+        }
+        dst.clear_for_import()?;
+        Some(before)
+    } else {
+        None
+    };
+    if let Endpoint::Sqlite(path) = to {
+        // Derived from the old contents (its generation may even match the new one's).
+        exai_kb::ann::remove(path)?;
+    }
+    Ok(replaced)
+}
+
+/// The copy under way: both stores, and the source's side of the proof (its digest and the
+/// documents sample queries may come from), gathered while the rows pass through.
+struct Transfer<'a> {
+    src: &'a Store,
+    dst: &'a mut Store,
+    options: &'a CopyOptions,
+    progress: &'a dyn Fn(&Progress),
+    digest: Digest,
+    samples: Vec<Sample>,
+}
+
+/// Documents with their chunks, ready for one write transaction.
+type Batch<'a> = Vec<(NewDocument<'a>, Vec<NewChunk>)>;
+
+impl Transfer<'_> {
+    fn report(&self, phase: Phase, done: u64, total: u64) {
+        (self.progress)(&Progress { phase, done, total });
+    }
+
+    /// Copy every document with its chunks, a page at a time, in batches of whole documents
+    /// of about `batch_chunks` chunks.
+    fn documents(&mut self, total: u64) -> Result<()> {
+        let mut after = 0;
+        let mut done = 0u64;
+        self.report(Phase::Documents, done, total);
+        loop {
+            let docs = self.src.documents_page(after, PAGE_DOCS)?;
+            let Some(last) = docs.last() else { break };
+            after = last.id;
+            let ids: Vec<i64> = docs.iter().map(|d| d.id).collect();
+            let chunks = self.src.chunks_of_documents(&ids)?;
+            let grouped = group(&docs, &chunks);
+            let metadata: Vec<serde_json::Map<String, serde_json::Value>> = grouped
+                .iter()
+                .map(|(d, _)| d.metadata.as_object().cloned().unwrap_or_default())
+                .collect();
+            let mut batch: Batch<'_> = Vec::new();
+            let mut batch_chunks = 0;
+            for ((d, cs), meta) in grouped.iter().zip(&metadata) {
+                self.digest.add_document(d, cs);
+                self.samples.push(Sample::of(d, cs));
+                batch_chunks += cs.len();
+                batch.push((new_document(d, meta), new_chunks(cs)));
+                if batch_chunks >= self.options.batch_chunks {
+                    done += self.write(&mut batch)?;
+                    batch_chunks = 0;
+                    self.report(Phase::Documents, done, total);
+                }
+            }
+            if !batch.is_empty() {
+                done += self.write(&mut batch)?;
+                self.report(Phase::Documents, done, total);
+            }
+        }
+        Ok(())
+    }
+
+    /// Write one batch in one transaction and empty it; returns how many documents it held.
+    fn write(&mut self, batch: &mut Batch<'_>) -> Result<u64> {
+        self.dst.replace_documents(batch)?;
+        let written = batch.len() as u64;
+        batch.clear();
+        Ok(written)
+    }
+
+    /// Copy every vector, a transaction per page of `batch_vectors`.
+    fn vectors(&mut self, total: u64) -> Result<()> {
+        let mut after = String::new();
+        let mut done = 0u64;
+        self.report(Phase::Vectors, done, total);
+        loop {
+            let page = self
+                .src
+                .vectors_page(&after, self.options.batch_vectors.max(1))?;
+            let Some(last) = page.last() else { break };
+            after = last.0.clone();
+            for (h, v) in &page {
+                self.digest.add_vector(h, v);
+            }
+            self.dst.import_vectors(&page)?;
+            done += page.len() as u64;
+            self.report(Phase::Vectors, done, total);
+        }
+        Ok(())
+    }
+
+    /// Record the source's embedding model and the back ends that computed its vectors (on
+    /// PostgreSQL claiming the model builds the HNSW index); returns both for the report.
+    fn embed_model(&mut self) -> Result<(Option<String>, Vec<String>)> {
+        let embed_model = self.src.embed_model()?;
+        let embed_backends = self.src.embed_backends()?;
+        if let Some(model) = &embed_model {
+            self.report(Phase::Index, 0, 1);
+            self.dst.claim_embed_model(model)?;
+            for b in &embed_backends {
+                self.dst.record_embed_backend(b)?;
+            }
+            self.report(Phase::Index, 1, 1);
+        }
+        Ok((embed_model, embed_backends))
+    }
+}
+
+/// A document as the destination stores it.
+fn new_document<'a>(
+    d: &'a DocRecord,
+    metadata: &'a serde_json::Map<String, serde_json::Value>,
+) -> NewDocument<'a> {
+    NewDocument {
+        source: &d.source,
+        path: &d.path,
+        uri: d.uri.as_deref(),
+        title: &d.title,
+        format: &d.format,
+        technology: &d.technology,
+        category: &d.category,
+        hash: &d.hash,
+        bytes: u64::try_from(d.bytes).unwrap_or(0),
+        metadata,
+    }
+}
+
+/// A document's chunks as the destination stores them, at the same positions.
+fn new_chunks(chunks: &[&ChunkRecord]) -> Vec<NewChunk> {
+    chunks
+        .iter()
+        .map(|c| NewChunk {
+            position: usize::try_from(c.position).unwrap_or(0),
+            section: c.section.clone(),
+            text: c.text.clone(),
+            tokens: usize::try_from(c.tokens).unwrap_or(0),
+            doc_type: c.doc_type,
+        })
+        .collect()
 }
 
 /// The sample: documents spread evenly over (source, path) order whose titles make a query,
@@ -745,6 +799,28 @@ fn compare(results: Vec<(String, Vec<String>, Vec<String>)>, required: Option<&s
     }
 }
 
+/// Verification's progress: the destination's rows scanned, then one step per sample query.
+struct Ticker<'a> {
+    done: u64,
+    total: u64,
+    progress: &'a dyn Fn(&Progress),
+}
+
+impl Ticker<'_> {
+    fn report(&self, done: u64) {
+        (self.progress)(&Progress {
+            phase: Phase::Verify,
+            done,
+            total: self.total,
+        });
+    }
+
+    fn step(&mut self) {
+        self.done += 1;
+        self.report(self.done);
+    }
+}
+
 fn verify(
     src: &Store,
     dst: &Store,
@@ -754,8 +830,6 @@ fn verify(
     options: &CopyOptions,
     progress: &dyn Fn(&Progress),
 ) -> Result<Verification> {
-    let mut problems = Vec::new();
-    let mut notes = Vec::new();
     let from = Counts::of(src)?;
     let to = Counts::of(dst)?;
     let picked = pick(samples, options.queries);
@@ -764,80 +838,108 @@ fn verify(
     } else {
         Vec::new()
     };
-    let total = to.documents + to.vectors + (picked.len() + by_vector.len()) as u64;
-    let report = |done: u64| {
-        progress(&Progress {
-            phase: Phase::Verify,
-            done,
-            total,
-        })
+    let mut ticker = Ticker {
+        done: to.documents + to.vectors,
+        total: to.documents + to.vectors + (picked.len() + by_vector.len()) as u64,
+        progress,
     };
-    let counts_equal = from == to;
-    if !counts_equal {
-        problems.push(format!(
-            "counts differ: source {}, destination {}",
-            from.describe(),
-            to.describe()
-        ));
-    }
-    let dst_digest = scan(dst, &report)?;
-    let content_equal = dst_digest.documents == src_digest.documents;
-    if !content_equal {
-        problems.push(
-            "the documents and chunks differ (checksums of source, path, hash, metadata, positions, sections and texts)".into(),
-        );
-    }
-    let vectors_equal = dst_digest.vectors == src_digest.vectors;
-    if !vectors_equal {
-        problems.push("the vectors differ (checksum by text hash)".into());
-    }
-    let (src_model, dst_model) = (src.embed_model()?, dst.embed_model()?);
-    let model_equal = src_model == dst_model && src.embed_backends()? == dst.embed_backends()?;
-    if !model_equal {
-        problems.push(format!(
-            "the embedding model differs: source {}, destination {}",
-            src_model.as_deref().unwrap_or("none"),
-            dst_model.as_deref().unwrap_or("none")
-        ));
-    }
-    // The source may have changed while it was copied (an index run elsewhere).
-    if from.documents != samples.len() as u64 {
-        problems.push(format!(
-            "the source changed while it was copied ({} documents read, {} now); copy again with --force",
-            samples.len(),
-            from.documents
-        ));
-    }
-
-    let mut done = to.documents + to.vectors;
-    let mut keyword_results = Vec::new();
-    for s in &picked {
-        let a = keys(
-            src,
-            &src.keyword_search(&s.title, &Filters::default(), TOP)?,
-        )?;
-        let b = keys(
-            dst,
-            &dst.keyword_search(&s.title, &Filters::default(), TOP)?,
-        )?;
-        keyword_results.push((s.title.clone(), a, b));
-        done += 1;
-        report(done);
-    }
-    let keyword =
-        (!picked.is_empty()).then(|| compare(keyword_results, same_ranking.then_some("identical")));
+    let mut v = Verification {
+        ok: false,
+        from,
+        to,
+        counts_equal: from == to,
+        content_equal: false,
+        vectors_equal: false,
+        model_equal: false,
+        keyword: None,
+        semantic: None,
+        problems: Vec::new(),
+        notes: Vec::new(),
+    };
+    v.check_contents(src, dst, src_digest, samples, &ticker)?;
+    v.keyword = compare_keyword(src, dst, &picked, same_ranking, &mut ticker)?;
     if !same_ranking {
-        notes.push(
+        v.notes.push(
             "keyword ranking differs across backends by design (PostgreSQL ts_rank without inverse document frequency, SQLite BM25): its overlap is reported, not required".into(),
         );
     }
+    v.compare_semantic(src, dst, &by_vector, &mut ticker)?;
+    v.judge_rankings();
+    v.ok = v.problems.is_empty();
+    Ok(v)
+}
 
-    let semantic = if !by_vector.is_empty() {
+impl Verification {
+    /// Counts, checksums and model identity: the destination scanned into a digest and held
+    /// against the one the copy read from the source.
+    fn check_contents(
+        &mut self,
+        src: &Store,
+        dst: &Store,
+        src_digest: &Digest,
+        samples: &[Sample],
+        ticker: &Ticker<'_>,
+    ) -> Result<()> {
+        if !self.counts_equal {
+            self.problems.push(format!(
+                "counts differ: source {}, destination {}",
+                self.from.describe(),
+                self.to.describe()
+            ));
+        }
+        let dst_digest = scan(dst, &|done| ticker.report(done))?;
+        self.content_equal = dst_digest.documents == src_digest.documents;
+        if !self.content_equal {
+            self.problems.push(
+                "the documents and chunks differ (checksums of source, path, hash, metadata, positions, sections and texts)".into(),
+            );
+        }
+        self.vectors_equal = dst_digest.vectors == src_digest.vectors;
+        if !self.vectors_equal {
+            self.problems
+                .push("the vectors differ (checksum by text hash)".into());
+        }
+        let (src_model, dst_model) = (src.embed_model()?, dst.embed_model()?);
+        self.model_equal =
+            src_model == dst_model && src.embed_backends()? == dst.embed_backends()?;
+        if !self.model_equal {
+            self.problems.push(format!(
+                "the embedding model differs: source {}, destination {}",
+                src_model.as_deref().unwrap_or("none"),
+                dst_model.as_deref().unwrap_or("none")
+            ));
+        }
+        // The source may have changed while it was copied (an index run elsewhere).
+        if self.from.documents != samples.len() as u64 {
+            self.problems.push(format!(
+                "the source changed while it was copied ({} documents read, {} now); copy again with --force",
+                samples.len(),
+                self.from.documents
+            ));
+        }
+        Ok(())
+    }
+
+    /// The semantic top 10 on both sides for the vector of each sampled document's first
+    /// chunk, or a note saying why there is nothing to compare.
+    fn compare_semantic(
+        &mut self,
+        src: &Store,
+        dst: &Store,
+        by_vector: &[&Sample],
+        ticker: &mut Ticker<'_>,
+    ) -> Result<()> {
+        if by_vector.is_empty() {
+            self.notes.push(
+                "no vectors: semantic results not compared (counts and checksums prove the copy)"
+                    .into(),
+            );
+            return Ok(());
+        }
         let (src_search, dst_search) = (Semantic::new(src)?, Semantic::new(dst)?);
         let mut results = Vec::new();
-        for s in &by_vector {
-            done += 1;
-            report(done);
+        for s in by_vector {
+            ticker.step();
             let Some(hash) = &s.first_chunk else { continue };
             let Some(vector) = src.vector(hash)? else {
                 continue;
@@ -851,50 +953,59 @@ fn verify(
             ));
         }
         if results.is_empty() {
-            notes.push(
+            self.notes.push(
                 "none of the sampled chunks has a vector: semantic results not compared".into(),
             );
-            None
         } else {
-            Some(compare(results, Some("overlap >= 0.9")))
+            self.semantic = Some(compare(results, Some("overlap >= 0.9")));
         }
-    } else {
-        notes.push(
-            "no vectors: semantic results not compared (counts and checksums prove the copy)"
-                .into(),
-        );
-        None
-    };
+        Ok(())
+    }
 
-    if let Some(k) = &keyword
-        && !k.passed
-    {
-        problems.push(format!(
-            "keyword top {TOP} identical for {} of {} sample queries; the same backend must rank alike",
-            k.identical, k.queries
-        ));
+    /// Problems for the comparisons that did not reach what they require.
+    fn judge_rankings(&mut self) {
+        if let Some(k) = &self.keyword
+            && !k.passed
+        {
+            self.problems.push(format!(
+                "keyword top {TOP} identical for {} of {} sample queries; the same backend must rank alike",
+                k.identical, k.queries
+            ));
+        }
+        if let Some(s) = &self.semantic
+            && !s.passed
+        {
+            self.problems.push(format!(
+                "semantic top {TOP} overlap {:.2} on average (required {MIN_OVERLAP})",
+                s.mean_overlap
+            ));
+        }
     }
-    if let Some(s) = &semantic
-        && !s.passed
-    {
-        problems.push(format!(
-            "semantic top {TOP} overlap {:.2} on average (required {MIN_OVERLAP})",
-            s.mean_overlap
-        ));
+}
+
+/// The keyword top 10 on both sides for each sampled title; required identical only between
+/// two stores that rank alike.
+fn compare_keyword(
+    src: &Store,
+    dst: &Store,
+    picked: &[&Sample],
+    same_ranking: bool,
+    ticker: &mut Ticker<'_>,
+) -> Result<Option<Comparison>> {
+    let mut results = Vec::new();
+    for s in picked {
+        let a = keys(
+            src,
+            &src.keyword_search(&s.title, &Filters::default(), TOP)?,
+        )?;
+        let b = keys(
+            dst,
+            &dst.keyword_search(&s.title, &Filters::default(), TOP)?,
+        )?;
+        results.push((s.title.clone(), a, b));
+        ticker.step();
     }
-    Ok(Verification {
-        ok: problems.is_empty(),
-        from,
-        to,
-        counts_equal,
-        content_equal,
-        vectors_equal,
-        model_equal,
-        keyword,
-        semantic,
-        problems,
-        notes,
-    })
+    Ok((!picked.is_empty()).then(|| compare(results, same_ranking.then_some("identical"))))
 }
 
 #[cfg(test)]
