@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::files::{self, FileContext, FileError};
 use crate::prompts;
-use crate::threads::{NewThread, NewTurn, ThreadError, ThreadStore, ThreadsOf};
+use crate::threads::{NewThread, NewTurn, ThreadError, ThreadStore, ThreadsOf, Turn};
 
 /// Time kept back from the tool's deadline so the provider call fails first, with its own error.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(750);
@@ -419,167 +419,26 @@ impl AiService {
             .model
             .clone()
             .unwrap_or_else(|| self.gateway.default_model().to_string());
-        let (window, output_reserve) = self.window(Some(&model_name));
-        let title: String = input.prompt.chars().take(80).collect();
-        // Nothing is written before the model answers: a new thread and both turns go to the store
-        // in one transaction afterwards, so a failed call leaves no empty thread behind.
-        let (thread_id, new_thread, history, remaining) = match &input.continuation_id {
-            Some(id) => {
-                self.settled(&ctx.principal, id).await?;
-                let given = id.clone();
-                let (history, remaining) = self
-                    .in_threads(&ctx.principal, move |t| Ok(t.resume(&given)?))
-                    .await?;
-                if remaining < 2 {
-                    // A full thread continues in a child that inherits its history, rather than
-                    // failing the call: the agent gets the new id with the answer.
-                    let child = NewThread {
-                        parent: Some(id.clone()),
-                        tool: input.tool.clone(),
-                        title,
-                    };
-                    (ThreadStore::new_id(), Some(child), history, self.max_turns)
-                } else {
-                    (id.clone(), None, history, remaining)
-                }
-            }
-            None => {
-                let new = NewThread {
-                    parent: None,
-                    tool: input.tool.clone(),
-                    title,
-                };
-                (ThreadStore::new_id(), Some(new), Vec::new(), self.max_turns)
-            }
-        };
-        let usable = window.saturating_sub(output_reserve);
-        let prompt_tokens = (input.prompt.len() as u64
-            + input.context.as_ref().map_or(0, String::len) as u64)
-            .div_ceil(files::CHARS_PER_TOKEN);
-        // Files: this turn's first, then those earlier turns referred to, newest first, once each.
-        let mut file_list = input.files.clone();
-        for turn in history.iter().rev() {
-            for f in &turn.files {
-                if !file_list.contains(f) {
-                    file_list.push(f.clone());
-                }
-            }
-        }
-        let file_budget = (usable.saturating_sub(prompt_tokens)) * 2 / 5;
-        let file_ctx = files::gather(&file_list, &self.access, self.max_file_bytes, file_budget)?;
-        // History: newest turns first within what is left, then restored to order.
-        let mut history_budget = usable
-            .saturating_sub(prompt_tokens)
-            .saturating_sub(file_ctx.tokens)
-            .saturating_mul(3)
-            / 4;
-        let mut kept = Vec::new();
-        for turn in history.iter().rev() {
-            let t = (turn.content.len() as u64).div_ceil(files::CHARS_PER_TOKEN) + 4;
-            if t > history_budget {
-                break;
-            }
-            history_budget -= t;
-            kept.push(turn);
-        }
-        kept.reverse();
-        let mut system = prompts::system(&input.tool);
-        if !input.grounding.is_empty() {
-            system.push_str(
-                "\n\nDocumentation excerpts from the user's knowledge base follow the files. Prefer them \
-                 over memory when they answer the question, and cite them as [doc N].",
-            );
-        }
-        let mut messages = vec![Message::system(system)];
-        for turn in &kept {
-            messages.push(if turn.role == "assistant" {
-                Message::assistant(turn.content.clone())
-            } else {
-                Message::user(turn.content.clone())
-            });
-        }
-        let mut user = String::new();
-        if !file_ctx.text.is_empty() {
-            user.push_str("Files:\n\n");
-            user.push_str(&file_ctx.text);
-        }
-        for (i, g) in input.grounding.iter().enumerate() {
-            user.push_str(&format!(
-                "[doc {}] {} — {} ({})\n{}\n\n",
-                i + 1,
-                g.title,
-                g.section,
-                g.path,
-                g.text
-            ));
-        }
-        if let Some(c) = &input.context {
-            user.push_str(c);
-            user.push_str("\n\n");
-        }
-        user.push_str(&input.prompt);
-        messages.push(Message::user(user));
-        let thinking = input.thinking.unwrap_or(if input.deep {
-            ThinkingMode::High
-        } else {
-            ThinkingMode::Low
-        }) >= ThinkingMode::Medium;
+        let thread = self.thread_for(&input, ctx).await?;
+        let (file_ctx, kept) = self.fit_context(&input, &model_name, &thread.history)?;
+        let history_turns = kept.len();
         let call = Call {
             model: model_name.clone(),
-            category: if input.deep {
-                Category::Deep
-            } else {
-                Category::Fast
-            },
-            messages,
+            category: input.category(),
+            messages: turn_messages(&input, &kept, &file_ctx),
             temperature: input.temperature,
             max_tokens: input.max_tokens,
-            thinking,
+            thinking: input.thinks(),
             web_search: input.web_search,
             session: ctx.session.clone(),
             deadline: self.deadline(ctx, Some(&model_name), expert),
             progress: ctx.progress.clone(),
             cancel: ctx.cancel.clone(),
-            cache_key: Some(format!("{thread_id}:{}", input.tool)),
+            cache_key: Some(format!("{}:{}", thread.id, input.tool)),
         };
         let completion = self.gateway.complete(call).await?;
-        // The answer does not wait for the store: what the write would return is known, and a
-        // thread too small for a turn fails here as the write would.
-        if remaining < 2 {
-            return Err(ThreadError::Full {
-                id: thread_id,
-                max: self.max_turns,
-            }
-            .into());
-        }
-        let remaining_turns = remaining - 2;
-        self.record_in_background(
-            &ctx.principal,
-            thread_id.clone(),
-            new_thread,
-            vec![
-                OwnedTurn {
-                    role: "user",
-                    content: input.prompt.clone(),
-                    files: input.files.clone(),
-                    tool: input.tool.clone(),
-                    model: None,
-                },
-                OwnedTurn {
-                    role: "assistant",
-                    content: completion.content.clone(),
-                    files: Vec::new(),
-                    tool: input.tool.clone(),
-                    model: Some(completion.model.clone()),
-                },
-            ],
-        )?;
-        // Other daemons read a shared store: the next call of this conversation may reach one of
-        // them, so there the answer waits for its turn to be stored.
-        if self.threads()?.shared() {
-            self.written(&(ctx.principal.clone(), thread_id.clone()))
-                .await;
-        }
+        let (thread_id, remaining_turns) =
+            self.record_turn(&input, ctx, thread, &completion).await?;
         let continued_from = input
             .continuation_id
             .clone()
@@ -591,8 +450,126 @@ impl AiService {
             completion,
             files: file_ctx,
             docs_used: input.grounding,
-            history_turns: kept.len(),
+            history_turns,
         })
+    }
+
+    /// The thread a turn goes to and the history it continues. Nothing is written before the
+    /// model answers: a new thread and both turns go to the store in one transaction afterwards,
+    /// so a failed call leaves no empty thread behind.
+    async fn thread_for(&self, input: &TurnInput, ctx: &CallCtx) -> Result<Place, ToolError> {
+        let title: String = input.prompt.chars().take(80).collect();
+        let Some(id) = &input.continuation_id else {
+            let new = NewThread {
+                parent: None,
+                tool: input.tool.clone(),
+                title,
+            };
+            return Ok(Place {
+                id: ThreadStore::new_id(),
+                new: Some(new),
+                history: Vec::new(),
+                remaining: self.max_turns,
+            });
+        };
+        self.settled(&ctx.principal, id).await?;
+        let given = id.clone();
+        let (history, remaining) = self
+            .in_threads(&ctx.principal, move |t| Ok(t.resume(&given)?))
+            .await?;
+        if remaining >= 2 {
+            return Ok(Place {
+                id: id.clone(),
+                new: None,
+                history,
+                remaining,
+            });
+        }
+        // A full thread continues in a child that inherits its history, rather than failing the
+        // call: the agent gets the new id with the answer.
+        let child = NewThread {
+            parent: Some(id.clone()),
+            tool: input.tool.clone(),
+            title,
+        };
+        Ok(Place {
+            id: ThreadStore::new_id(),
+            new: Some(child),
+            history,
+            remaining: self.max_turns,
+        })
+    }
+
+    /// What goes to the model besides the prompt, within its window: files in two fifths of what
+    /// the prompt leaves, then the newest history turns in three quarters of what the files leave.
+    fn fit_context<'h>(
+        &self,
+        input: &TurnInput,
+        model: &str,
+        history: &'h [Turn],
+    ) -> Result<(FileContext, Vec<&'h Turn>), ToolError> {
+        let (window, output_reserve) = self.window(Some(model));
+        let usable = window.saturating_sub(output_reserve);
+        let prompt_tokens = (input.prompt.len() as u64
+            + input.context.as_ref().map_or(0, String::len) as u64)
+            .div_ceil(files::CHARS_PER_TOKEN);
+        let file_budget = (usable.saturating_sub(prompt_tokens)) * 2 / 5;
+        let file_ctx = files::gather(
+            &files_to_send(input, history),
+            &self.access,
+            self.max_file_bytes,
+            file_budget,
+        )?;
+        let history_budget = usable
+            .saturating_sub(prompt_tokens)
+            .saturating_sub(file_ctx.tokens)
+            .saturating_mul(3)
+            / 4;
+        Ok((file_ctx, newest_within(history, history_budget)))
+    }
+
+    /// Store the prompt and the answer as the turn's two rows without waiting for them (on a
+    /// shared store, waiting); returns the thread's id and the turns left in it.
+    async fn record_turn(
+        &self,
+        input: &TurnInput,
+        ctx: &CallCtx,
+        thread: Place,
+        completion: &Completion,
+    ) -> Result<(String, u64), ToolError> {
+        // The answer does not wait for the store: what the write would return is known, and a
+        // thread too small for a turn fails here as the write would.
+        if thread.remaining < 2 {
+            return Err(ThreadError::Full {
+                id: thread.id,
+                max: self.max_turns,
+            }
+            .into());
+        }
+        let turns = vec![
+            OwnedTurn {
+                role: "user",
+                content: input.prompt.clone(),
+                files: input.files.clone(),
+                tool: input.tool.clone(),
+                model: None,
+            },
+            OwnedTurn {
+                role: "assistant",
+                content: completion.content.clone(),
+                files: Vec::new(),
+                tool: input.tool.clone(),
+                model: Some(completion.model.clone()),
+            },
+        ];
+        self.record_in_background(&ctx.principal, thread.id.clone(), thread.new, turns)?;
+        // Other daemons read a shared store: the next call of this conversation may reach one of
+        // them, so there the answer waits for its turn to be stored.
+        if self.threads()?.shared() {
+            self.written(&(ctx.principal.clone(), thread.id.clone()))
+                .await;
+        }
+        Ok((thread.id, thread.remaining - 2))
     }
 
     /// Several models assess one proposal, each from its stance, concurrently; one failing does
@@ -602,16 +579,7 @@ impl AiService {
         input: ConsensusInput,
         ctx: &CallCtx,
     ) -> Result<ConsensusOutput, ToolError> {
-        if input.models.is_empty() {
-            return Err(ToolError::Invalid(
-                "`models` needs at least one entry, e.g. [{\"model\": \"kimi-k2-0905-preview\", \"stance\": \"for\"}, {\"model\": \"glm-4.6\", \"stance\": \"against\"}]".into(),
-            ));
-        }
-        if input.models.len() > 8 {
-            return Err(ToolError::Invalid(
-                "`models` takes at most 8 entries".into(),
-            ));
-        }
+        check_panel(&input.models)?;
         let (window, reserve) = self.window(None);
         let file_ctx = files::gather(
             &input.files,
@@ -619,109 +587,8 @@ impl AiService {
             self.max_file_bytes,
             window.saturating_sub(reserve) / 3,
         )?;
-        let mut tasks = Vec::new();
-        for entry in &input.models {
-            let stance = entry.stance.unwrap_or(Stance::Neutral);
-            let stance_text = entry
-                .stance_prompt
-                .clone()
-                .unwrap_or_else(|| stance.instruction().to_string());
-            let mut user = String::new();
-            if !file_ctx.text.is_empty() {
-                user.push_str("Files:\n\n");
-                user.push_str(&file_ctx.text);
-            }
-            user.push_str(&format!(
-                "Your stance: {stance_text}\n\nProposal:\n{}",
-                input.prompt
-            ));
-            let call = Call {
-                model: entry.model.clone(),
-                category: Category::Deep,
-                messages: vec![
-                    Message::system(prompts::system("consensus")),
-                    Message::user(user),
-                ],
-                temperature: Some(0.2),
-                max_tokens: None,
-                thinking: true,
-                web_search: false,
-                session: ctx.session.clone(),
-                deadline: self.deadline(ctx, Some(&entry.model), true),
-                progress: None,
-                cancel: ctx.cancel.clone(),
-                cache_key: None,
-            };
-            let gateway = self.gateway.clone();
-            tasks.push(async move { (gateway.complete(call).await, stance) });
-        }
-        let results = futures::future::join_all(tasks).await;
-        let mut opinions = Vec::new();
-        for (entry, (result, stance)) in input.models.iter().zip(results) {
-            opinions.push(match result {
-                Ok(c) => Opinion {
-                    model: c.model.clone(),
-                    stance,
-                    status: "ok".into(),
-                    error: None,
-                    completion: Some(c),
-                },
-                Err(LlmError::Cancelled) => return Err(LlmError::Cancelled.into()),
-                Err(e) => Opinion {
-                    model: entry.model.clone(),
-                    stance,
-                    status: e.kind().into(),
-                    error: Some(e.to_string()),
-                    completion: None,
-                },
-            });
-        }
-        let answered: Vec<&Opinion> = opinions.iter().filter(|o| o.completion.is_some()).collect();
-        let synthesis = if answered.is_empty() || !input.synthesize {
-            None
-        } else {
-            let mut text = format!("Proposal:\n{}\n\n", input.prompt);
-            for o in &answered {
-                if let Some(c) = &o.completion {
-                    text.push_str(&format!(
-                        "--- {} (stance: {:?}) ---\n{}\n\n",
-                        o.model, o.stance, c.content
-                    ));
-                }
-            }
-            let model = input
-                .synthesis_model
-                .clone()
-                .or_else(|| {
-                    answered
-                        .first()
-                        .and_then(|o| o.completion.as_ref())
-                        .map(|c| c.model.clone())
-                })
-                .unwrap_or_else(|| "auto".into());
-            let call = Call {
-                model: model.clone(),
-                category: Category::Deep,
-                messages: vec![
-                    Message::system(prompts::system("consensus_synthesis")),
-                    Message::user(text),
-                ],
-                temperature: Some(0.2),
-                max_tokens: None,
-                thinking: false,
-                web_search: false,
-                session: ctx.session.clone(),
-                deadline: self.deadline(ctx, Some(&model), false),
-                progress: ctx.progress.clone(),
-                cancel: ctx.cancel.clone(),
-                cache_key: None,
-            };
-            match self.gateway.complete(call).await {
-                Ok(c) => Some(Ok(c)),
-                Err(LlmError::Cancelled) => return Err(LlmError::Cancelled.into()),
-                Err(e) => Some(Err(e.to_string())),
-            }
-        };
+        let opinions = self.opinions(&input, &file_ctx, ctx).await?;
+        let synthesis = self.synthesis(&input, &opinions, ctx).await?;
         let summary = match &synthesis {
             Some(Ok(c)) => c.content.clone(),
             _ => opinions
@@ -734,38 +601,7 @@ impl AiService {
                 .collect::<Vec<_>>()
                 .join("\n\n"),
         };
-        if let Some(given) = &input.continuation_id {
-            self.settled(&ctx.principal, given).await?;
-        }
-        let id = {
-            let (given, prompt, files) = (
-                input.continuation_id.clone(),
-                input.prompt.clone(),
-                input.files.clone(),
-            );
-            self.in_threads(&ctx.principal, move |t| {
-                let (id, new) = NewThread::or_continue(given, "consensus", &prompt);
-                let mut turns = vec![NewTurn {
-                    role: "user",
-                    content: &prompt,
-                    files: &files,
-                    tool: "consensus",
-                    model: None,
-                }];
-                if !summary.is_empty() {
-                    turns.push(NewTurn {
-                        role: "assistant",
-                        content: &summary,
-                        files: &[],
-                        tool: "consensus",
-                        model: None,
-                    });
-                }
-                t.record(&id, new.as_ref(), &turns)?;
-                Ok(id)
-            })
-            .await?
-        };
+        let id = self.record_consensus(&input, ctx, summary).await?;
         Ok(ConsensusOutput {
             continuation_id: id,
             opinions,
@@ -774,6 +610,300 @@ impl AiService {
             files: file_ctx,
         })
     }
+
+    /// Every model's assessment from its stance, asked concurrently. A model that fails gives an
+    /// opinion that carries its error; cancellation ends the call.
+    async fn opinions(
+        &self,
+        input: &ConsensusInput,
+        file_ctx: &FileContext,
+        ctx: &CallCtx,
+    ) -> Result<Vec<Opinion>, ToolError> {
+        let tasks: Vec<_> = input
+            .models
+            .iter()
+            .map(|entry| {
+                let stance = entry.stance.unwrap_or(Stance::Neutral);
+                let call = self.opinion_call(entry, stance, &input.prompt, file_ctx, ctx);
+                let gateway = self.gateway.clone();
+                async move { (gateway.complete(call).await, stance) }
+            })
+            .collect();
+        let results = futures::future::join_all(tasks).await;
+        input
+            .models
+            .iter()
+            .zip(results)
+            .map(|(entry, (result, stance))| match result {
+                Ok(c) => Ok(Opinion {
+                    model: c.model.clone(),
+                    stance,
+                    status: "ok".into(),
+                    error: None,
+                    completion: Some(c),
+                }),
+                Err(LlmError::Cancelled) => Err(LlmError::Cancelled.into()),
+                Err(e) => Ok(Opinion {
+                    model: entry.model.clone(),
+                    stance,
+                    status: e.kind().into(),
+                    error: Some(e.to_string()),
+                    completion: None,
+                }),
+            })
+            .collect()
+    }
+
+    /// One panel model's call: the files, its stance, then the proposal.
+    fn opinion_call(
+        &self,
+        entry: &ConsensusModel,
+        stance: Stance,
+        proposal: &str,
+        file_ctx: &FileContext,
+        ctx: &CallCtx,
+    ) -> Call {
+        let stance_text = entry
+            .stance_prompt
+            .clone()
+            .unwrap_or_else(|| stance.instruction().to_string());
+        let mut user = String::new();
+        if !file_ctx.text.is_empty() {
+            user.push_str("Files:\n\n");
+            user.push_str(&file_ctx.text);
+        }
+        user.push_str(&format!(
+            "Your stance: {stance_text}\n\nProposal:\n{proposal}"
+        ));
+        Call {
+            model: entry.model.clone(),
+            category: Category::Deep,
+            messages: vec![
+                Message::system(prompts::system("consensus")),
+                Message::user(user),
+            ],
+            temperature: Some(0.2),
+            max_tokens: None,
+            thinking: true,
+            web_search: false,
+            session: ctx.session.clone(),
+            deadline: self.deadline(ctx, Some(&entry.model), true),
+            progress: None,
+            cancel: ctx.cancel.clone(),
+            cache_key: None,
+        }
+    }
+
+    /// One model's synthesis of the opinions that answered: by `synthesis_model`, else the first
+    /// model that answered. `None` when none answered or none was asked for; its failure is
+    /// reported beside the opinions, not as the call's error (cancellation still ends the call).
+    async fn synthesis(
+        &self,
+        input: &ConsensusInput,
+        opinions: &[Opinion],
+        ctx: &CallCtx,
+    ) -> Result<Option<Result<Completion, String>>, ToolError> {
+        let answered: Vec<&Opinion> = opinions.iter().filter(|o| o.completion.is_some()).collect();
+        if answered.is_empty() || !input.synthesize {
+            return Ok(None);
+        }
+        let mut text = format!("Proposal:\n{}\n\n", input.prompt);
+        for o in &answered {
+            if let Some(c) = &o.completion {
+                text.push_str(&format!(
+                    "--- {} (stance: {:?}) ---\n{}\n\n",
+                    o.model, o.stance, c.content
+                ));
+            }
+        }
+        let model = input
+            .synthesis_model
+            .clone()
+            .or_else(|| {
+                answered
+                    .first()
+                    .and_then(|o| o.completion.as_ref())
+                    .map(|c| c.model.clone())
+            })
+            .unwrap_or_else(|| "auto".into());
+        let call = Call {
+            model: model.clone(),
+            category: Category::Deep,
+            messages: vec![
+                Message::system(prompts::system("consensus_synthesis")),
+                Message::user(text),
+            ],
+            temperature: Some(0.2),
+            max_tokens: None,
+            thinking: false,
+            web_search: false,
+            session: ctx.session.clone(),
+            deadline: self.deadline(ctx, Some(&model), false),
+            progress: ctx.progress.clone(),
+            cancel: ctx.cancel.clone(),
+            cache_key: None,
+        };
+        match self.gateway.complete(call).await {
+            Ok(c) => Ok(Some(Ok(c))),
+            Err(LlmError::Cancelled) => Err(LlmError::Cancelled.into()),
+            Err(e) => Ok(Some(Err(e.to_string()))),
+        }
+    }
+
+    /// Store the proposal and the summary (when there is one) in the given thread or a new one;
+    /// returns its id.
+    async fn record_consensus(
+        &self,
+        input: &ConsensusInput,
+        ctx: &CallCtx,
+        summary: String,
+    ) -> Result<String, ToolError> {
+        if let Some(given) = &input.continuation_id {
+            self.settled(&ctx.principal, given).await?;
+        }
+        let (given, prompt, files) = (
+            input.continuation_id.clone(),
+            input.prompt.clone(),
+            input.files.clone(),
+        );
+        self.in_threads(&ctx.principal, move |t| {
+            let (id, new) = NewThread::or_continue(given, "consensus", &prompt);
+            let mut turns = vec![NewTurn {
+                role: "user",
+                content: &prompt,
+                files: &files,
+                tool: "consensus",
+                model: None,
+            }];
+            if !summary.is_empty() {
+                turns.push(NewTurn {
+                    role: "assistant",
+                    content: &summary,
+                    files: &[],
+                    tool: "consensus",
+                    model: None,
+                });
+            }
+            t.record(&id, new.as_ref(), &turns)?;
+            Ok(id)
+        })
+        .await
+    }
+}
+
+/// At least one model and at most eight on a consensus panel.
+fn check_panel(models: &[ConsensusModel]) -> Result<(), ToolError> {
+    if models.is_empty() {
+        return Err(ToolError::Invalid(
+            "`models` needs at least one entry, e.g. [{\"model\": \"kimi-k2-0905-preview\", \"stance\": \"for\"}, {\"model\": \"glm-4.6\", \"stance\": \"against\"}]".into(),
+        ));
+    }
+    if models.len() > 8 {
+        return Err(ToolError::Invalid(
+            "`models` takes at most 8 entries".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Where a turn goes: the thread it continues (or the new one it starts, with the row to create)
+/// and what came before.
+struct Place {
+    id: String,
+    new: Option<NewThread>,
+    history: Vec<Turn>,
+    /// Turns the thread still takes.
+    remaining: u64,
+}
+
+impl TurnInput {
+    fn category(&self) -> Category {
+        if self.deep {
+            Category::Deep
+        } else {
+            Category::Fast
+        }
+    }
+
+    /// Whether the model should think: as asked, else for a deep turn.
+    fn thinks(&self) -> bool {
+        self.thinking.unwrap_or(if self.deep {
+            ThinkingMode::High
+        } else {
+            ThinkingMode::Low
+        }) >= ThinkingMode::Medium
+    }
+}
+
+/// The files a turn sends: its own first, then those earlier turns referred to, newest first,
+/// once each.
+fn files_to_send(input: &TurnInput, history: &[Turn]) -> Vec<String> {
+    let mut file_list = input.files.clone();
+    for turn in history.iter().rev() {
+        for f in &turn.files {
+            if !file_list.contains(f) {
+                file_list.push(f.clone());
+            }
+        }
+    }
+    file_list
+}
+
+/// The newest history turns that fit in `budget` tokens, in conversation order.
+fn newest_within(history: &[Turn], mut budget: u64) -> Vec<&Turn> {
+    let mut kept = Vec::new();
+    for turn in history.iter().rev() {
+        let t = (turn.content.len() as u64).div_ceil(files::CHARS_PER_TOKEN) + 4;
+        if t > budget {
+            break;
+        }
+        budget -= t;
+        kept.push(turn);
+    }
+    kept.reverse();
+    kept
+}
+
+/// The system prompt, the kept history, then one user message: files, documentation excerpts,
+/// extra context and the prompt.
+fn turn_messages(input: &TurnInput, kept: &[&Turn], file_ctx: &FileContext) -> Vec<Message> {
+    let mut system = prompts::system(&input.tool);
+    if !input.grounding.is_empty() {
+        system.push_str(
+            "\n\nDocumentation excerpts from the user's knowledge base follow the files. Prefer them \
+             over memory when they answer the question, and cite them as [doc N].",
+        );
+    }
+    let mut messages = vec![Message::system(system)];
+    for turn in kept {
+        messages.push(if turn.role == "assistant" {
+            Message::assistant(turn.content.clone())
+        } else {
+            Message::user(turn.content.clone())
+        });
+    }
+    let mut user = String::new();
+    if !file_ctx.text.is_empty() {
+        user.push_str("Files:\n\n");
+        user.push_str(&file_ctx.text);
+    }
+    for (i, g) in input.grounding.iter().enumerate() {
+        user.push_str(&format!(
+            "[doc {}] {} — {} ({})\n{}\n\n",
+            i + 1,
+            g.title,
+            g.section,
+            g.path,
+            g.text
+        ));
+    }
+    if let Some(c) = &input.context {
+        user.push_str(c);
+        user.push_str("\n\n");
+    }
+    user.push_str(&input.prompt);
+    messages.push(Message::user(user));
+    messages
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
