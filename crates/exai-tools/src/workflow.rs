@@ -176,55 +176,9 @@ impl AiService {
         options: StepOptions,
         ctx: &CallCtx,
     ) -> Result<StepOutput, ToolError> {
-        if !WORKFLOW_TOOLS.contains(&tool) {
-            return Err(ToolError::Invalid(format!(
-                "`{tool}` is not a workflow tool"
-            )));
-        }
-        if step.step_number == 0 || step.total_steps == 0 {
-            return Err(ToolError::Invalid(
-                "step_number and total_steps start at 1".into(),
-            ));
-        }
-        if step.step.trim().is_empty() {
-            return Err(ToolError::Invalid(
-                "`step` must describe what this step does".into(),
-            ));
-        }
-        let recorded =
-            serde_json::to_string(&step).map_err(|e| ToolError::Invalid(e.to_string()))?;
-        if let Some(given) = &options.continuation_id {
-            self.settled(&ctx.principal, given).await?;
-        }
-        let (id, steps) = {
-            let (given, tool, title, files) = (
-                options.continuation_id.clone(),
-                tool.to_string(),
-                step.step.clone(),
-                step.relevant_files.clone(),
-            );
-            self.in_threads(&ctx.principal, move |t| {
-                let (id, new) = NewThread::or_continue(given, &tool, &title);
-                let turn = NewTurn {
-                    role: "user",
-                    content: &recorded,
-                    files: &files,
-                    tool: &tool,
-                    model: None,
-                };
-                t.record(&id, new.as_ref(), &[turn])?;
-                let steps: Vec<Step> = t
-                    .history(&id)?
-                    .into_iter()
-                    .filter(|turn| turn.role == "user" && turn.tool == tool)
-                    .filter_map(|turn| serde_json::from_str(&turn.content).ok())
-                    .collect();
-                Ok((id, steps))
-            })
-            .await?
-        };
+        check_step(tool, &step)?;
+        let (id, steps) = self.record_step(tool, &step, &options, ctx).await?;
         let consolidated = consolidate(&steps);
-        let total = step.total_steps.max(step.step_number);
         if step.next_step_required {
             let actions: Vec<String> = prompts::required_actions(tool, step.step_number)
                 .into_iter()
@@ -232,15 +186,9 @@ impl AiService {
                 .collect();
             return Ok(StepOutput {
                 status: "pause_for_investigation".into(),
-                tool: tool.into(),
-                continuation_id: id,
-                step_number: step.step_number,
-                total_steps: total,
-                next_step_required: true,
                 required_actions: actions,
                 guidance: step_guidance(tool, step.step_number),
-                consolidated,
-                expert_analysis: None,
+                ..reply(tool, id, &step, consolidated)
             });
         }
         let certain = consolidated.confidence == Some(Confidence::Certain);
@@ -252,45 +200,80 @@ impl AiService {
             };
             return Ok(StepOutput {
                 status: "complete_without_expert".into(),
-                tool: tool.into(),
-                continuation_id: id,
-                step_number: step.step_number,
-                total_steps: total,
-                next_step_required: false,
-                required_actions: Vec::new(),
                 guidance: format!(
                     "The investigation is complete and no expert model was consulted ({why}). Present the consolidated findings to the user."
                 ),
-                consolidated,
-                expert_analysis: None,
+                ..reply(tool, id, &step, consolidated)
             });
         }
-        let mut summary = format!(
-            "The agent finished a {tool} investigation in {} steps.\n\nFindings:\n",
-            consolidated.steps_recorded
+        let expert = self
+            .consult_expert(tool, &id, &consolidated, &options, ctx)
+            .await?;
+        Ok(StepOutput {
+            status: "complete".into(),
+            guidance: "Weigh the expert analysis against your own findings; verify its claims in the code before acting on them.".into(),
+            expert_analysis: Some(expert),
+            ..reply(tool, id, &step, consolidated)
+        })
+    }
+
+    /// Record the step as a user turn of the tool's thread (a new one without a continuation)
+    /// and read back every step recorded there, oldest first; returns the thread's id too.
+    async fn record_step(
+        &self,
+        tool: &str,
+        step: &Step,
+        options: &StepOptions,
+        ctx: &CallCtx,
+    ) -> Result<(String, Vec<Step>), ToolError> {
+        let recorded =
+            serde_json::to_string(step).map_err(|e| ToolError::Invalid(e.to_string()))?;
+        if let Some(given) = &options.continuation_id {
+            self.settled(&ctx.principal, given).await?;
+        }
+        let (given, tool, title, files) = (
+            options.continuation_id.clone(),
+            tool.to_string(),
+            step.step.clone(),
+            step.relevant_files.clone(),
         );
-        for f in &consolidated.findings {
-            summary.push_str(&format!("- {f}\n"));
-        }
-        if !consolidated.issues_found.is_empty() {
-            summary.push_str("\nIssues found:\n");
-            for i in &consolidated.issues_found {
-                summary.push_str(&format!("- [{}] {}\n", i.severity, i.description));
-            }
-        }
-        if let Some(h) = &consolidated.hypothesis {
-            summary.push_str(&format!("\nCurrent hypothesis: {h}\n"));
-        }
-        if let Some(c) = consolidated.confidence {
-            summary.push_str(&format!("Agent's confidence: {c:?}\n"));
-        }
-        summary.push_str("\nGive your expert analysis.");
+        self.in_threads(&ctx.principal, move |t| {
+            let (id, new) = NewThread::or_continue(given, &tool, &title);
+            let turn = NewTurn {
+                role: "user",
+                content: &recorded,
+                files: &files,
+                tool: &tool,
+                model: None,
+            };
+            t.record(&id, new.as_ref(), &[turn])?;
+            let steps: Vec<Step> = t
+                .history(&id)?
+                .into_iter()
+                .filter(|turn| turn.role == "user" && turn.tool == tool)
+                .filter_map(|turn| serde_json::from_str(&turn.content).ok())
+                .collect();
+            Ok((id, steps))
+        })
+        .await
+    }
+
+    /// Hand the consolidated findings and the relevant files to the expert model in a turn of
+    /// its own, and record its answer in the workflow's thread `id`.
+    async fn consult_expert(
+        &self,
+        tool: &str,
+        id: &str,
+        consolidated: &Consolidated,
+        options: &StepOptions,
+        ctx: &CallCtx,
+    ) -> Result<TurnOutput, ToolError> {
         let expert = self
             .turn(
                 TurnInput {
                     max_tokens: None,
                     tool: tool.into(),
-                    prompt: summary,
+                    prompt: expert_prompt(tool, consolidated),
                     files: consolidated.relevant_files.clone(),
                     model: options.model.clone(),
                     temperature: options.temperature,
@@ -305,30 +288,80 @@ impl AiService {
                 true,
             )
             .await?;
-        {
-            let (id, tool) = (id.clone(), tool.to_string());
-            let (answer, model) = (
-                expert.completion.content.clone(),
-                expert.completion.model.clone(),
-            );
-            self.in_threads(&ctx.principal, move |t| {
-                Ok(t.add_turn(&id, "assistant", &answer, &[], &tool, Some(&model))?)
-            })
-            .await?;
-        }
-        Ok(StepOutput {
-            status: "complete".into(),
-            tool: tool.into(),
-            continuation_id: id,
-            step_number: step.step_number,
-            total_steps: total,
-            next_step_required: false,
-            required_actions: Vec::new(),
-            guidance: "Weigh the expert analysis against your own findings; verify its claims in the code before acting on them.".into(),
-            consolidated,
-            expert_analysis: Some(expert),
+        let (id, tool) = (id.to_string(), tool.to_string());
+        let (answer, model) = (
+            expert.completion.content.clone(),
+            expert.completion.model.clone(),
+        );
+        self.in_threads(&ctx.principal, move |t| {
+            Ok(t.add_turn(&id, "assistant", &answer, &[], &tool, Some(&model))?)
         })
+        .await?;
+        Ok(expert)
     }
+}
+
+/// Refuse a step before anything is recorded: an unknown tool, steps numbered from 0, an empty
+/// description.
+fn check_step(tool: &str, step: &Step) -> Result<(), ToolError> {
+    if !WORKFLOW_TOOLS.contains(&tool) {
+        return Err(ToolError::Invalid(format!(
+            "`{tool}` is not a workflow tool"
+        )));
+    }
+    if step.step_number == 0 || step.total_steps == 0 {
+        return Err(ToolError::Invalid(
+            "step_number and total_steps start at 1".into(),
+        ));
+    }
+    if step.step.trim().is_empty() {
+        return Err(ToolError::Invalid(
+            "`step` must describe what this step does".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The answer to `step` in thread `id`, before its outcome sets the status and guidance.
+fn reply(tool: &str, id: String, step: &Step, consolidated: Consolidated) -> StepOutput {
+    StepOutput {
+        status: String::new(),
+        tool: tool.into(),
+        continuation_id: id,
+        step_number: step.step_number,
+        total_steps: step.total_steps.max(step.step_number),
+        next_step_required: step.next_step_required,
+        required_actions: Vec::new(),
+        guidance: String::new(),
+        consolidated,
+        expert_analysis: None,
+    }
+}
+
+/// What the expert is asked: the findings, issues, hypothesis and confidence of the
+/// investigation.
+fn expert_prompt(tool: &str, consolidated: &Consolidated) -> String {
+    let mut summary = format!(
+        "The agent finished a {tool} investigation in {} steps.\n\nFindings:\n",
+        consolidated.steps_recorded
+    );
+    for f in &consolidated.findings {
+        summary.push_str(&format!("- {f}\n"));
+    }
+    if !consolidated.issues_found.is_empty() {
+        summary.push_str("\nIssues found:\n");
+        for i in &consolidated.issues_found {
+            summary.push_str(&format!("- [{}] {}\n", i.severity, i.description));
+        }
+    }
+    if let Some(h) = &consolidated.hypothesis {
+        summary.push_str(&format!("\nCurrent hypothesis: {h}\n"));
+    }
+    if let Some(c) = consolidated.confidence {
+        summary.push_str(&format!("Agent's confidence: {c:?}\n"));
+    }
+    summary.push_str("\nGive your expert analysis.");
+    summary
 }
 
 #[cfg(test)]
