@@ -431,8 +431,34 @@ fn postgres_checks(loaded: &Loaded, out: &mut Vec<Check>) {
     let Some(url) = crate::pg::configured(loaded) else {
         return;
     };
-    let database = &loaded.config.database;
-    let target = exai_pg::redact(url);
+    let (pool, server) = match reach_postgres(url, &loaded.config.database) {
+        Ok(reached) => reached,
+        Err(failed) => {
+            out.push(failed);
+            return;
+        }
+    };
+    let known = exai_kb::PgStore::known_schema_version();
+    let kb_schema = server.kb_schema();
+    out.push(postgres_server_check(&pool, &server, known));
+    if kb_schema == 0 {
+        out.push(check(
+            "kb_postgres",
+            Status::Ok,
+            "no knowledge base in PostgreSQL yet (`exai index PATH --source NAME` or `exai db copy` creates it)",
+        ));
+    }
+    if kb_schema == 0 || kb_schema > known {
+        return;
+    }
+    out.push(kb_postgres_check(&pool));
+}
+
+/// The pool and what the server says of itself, or the failing `postgres` check.
+fn reach_postgres(
+    url: &str,
+    database: &exai_core::config::DatabaseConfig,
+) -> Result<(std::sync::Arc<exai_pg::Pool>, crate::pg::Server), Check> {
     let pool = match crate::pg::connect(url, database) {
         Ok(p) => p,
         Err(e) => {
@@ -443,23 +469,27 @@ fn postgres_checks(loaded: &Loaded, out: &mut Vec<Check>) {
                     "{e}; the knowledge base, threads, tracking and index jobs live there (database.url): start the server or fix the URL"
                 ),
             );
-            c.data = serde_json::json!({ "backend": "postgres", "target": target });
-            out.push(c);
-            return;
+            c.data = serde_json::json!({ "backend": "postgres", "target": exai_pg::redact(url) });
+            return Err(c);
         }
     };
-    let server = match crate::pg::server(&pool, database) {
-        Ok(s) => s,
-        Err(e) => {
-            out.push(check(
-                "postgres",
-                Status::Fail,
-                e.at(pool.target()).to_string(),
-            ));
-            return;
-        }
-    };
-    let known = exai_kb::PgStore::known_schema_version();
+    match crate::pg::server(&pool, database) {
+        Ok(server) => Ok((pool, server)),
+        Err(e) => Err(check(
+            "postgres",
+            Status::Fail,
+            e.at(pool.target()).to_string(),
+        )),
+    }
+}
+
+/// The server's check: pgvector where the knowledge base needs it, and a kb schema this build
+/// can use.
+fn postgres_server_check(
+    pool: &std::sync::Arc<exai_pg::Pool>,
+    server: &crate::pg::Server,
+    known: i64,
+) -> Check {
     let kb_schema = server.kb_schema();
     let (status, note) = match (&server.pgvector, &server.pgvector_available) {
         (Some(_), _) => (Status::Ok, String::new()),
@@ -498,24 +528,15 @@ fn postgres_checks(loaded: &Loaded, out: &mut Vec<Check>) {
         ),
     );
     c.data = serde_json::json!({ "backend": "postgres", "server": server, "pool_open": pool.open_connections() });
-    out.push(c);
-    if kb_schema == 0 || kb_schema > known {
-        if kb_schema == 0 {
-            out.push(check(
-                "kb_postgres",
-                Status::Ok,
-                "no knowledge base in PostgreSQL yet (`exai index PATH --source NAME` or `exai db copy` creates it)",
-            ));
-        }
-        return;
-    }
-    let stats = exai_kb::PgStore::attach(&pool).and_then(|s| s.stats());
-    let s = match stats {
+    c
+}
+
+/// The knowledge base in PostgreSQL: its size, and whether its vectors are searchable (the
+/// HNSW index valid, every chunk embedded).
+fn kb_postgres_check(pool: &std::sync::Arc<exai_pg::Pool>) -> Check {
+    let s = match exai_kb::PgStore::attach(pool).and_then(|s| s.stats()) {
         Ok(s) => s,
-        Err(e) => {
-            out.push(check("kb_postgres", Status::Fail, e.to_string()));
-            return;
-        }
+        Err(e) => return check("kb_postgres", Status::Fail, e.to_string()),
     };
     let mut status = Status::Ok;
     let mut detail = format!(
@@ -558,7 +579,7 @@ fn postgres_checks(loaded: &Loaded, out: &mut Vec<Check>) {
     }
     let mut c = check("kb_postgres", status, detail);
     c.data = serde_json::to_value(&s).unwrap_or_default();
-    out.push(c);
+    c
 }
 
 fn embedding_check(loaded: &Loaded) -> Check {
