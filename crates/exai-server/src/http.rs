@@ -331,20 +331,13 @@ struct Probe {
 ///   one of its calls runs.
 async fn mcp_gate(State(gate): State<Arc<McpGate>>, request: Request, next: Next) -> Response {
     let peer = refusal::peer(&request);
-    let refused = |reason, detail: &str| {
-        refusal::refused(&gate.state.metrics.transport, peer, reason, detail)
-    };
     let Some(principal) = request.extensions().get::<Principal>().cloned() else {
         return refuse(
             StatusCode::INTERNAL_SERVER_ERROR,
             "request reached /mcp without passing the guard",
         );
     };
-    let session = request
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let session = session_id(request.headers()).map(str::to_string);
     let activity = match &session {
         Some(id) => match gate.sessions.touch(id, &principal) {
             Some(activity) => Some(activity),
@@ -353,98 +346,31 @@ async fn mcp_gate(State(gate): State<Arc<McpGate>>, request: Request, next: Next
         None => None,
     };
     if request.method() == axum::http::Method::DELETE {
-        // A session ended by the client: rmcp answers 202 Accepted, which the official Python
-        // SDK reports as "Session termination failed: 202"; the session is gone at once, so say
-        // so with 204 No Content (what both official SDKs accept).
-        let mut response = next.run(request).await;
-        if response.status() == StatusCode::ACCEPTED {
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            *response.body_mut() = axum::body::Body::empty();
-        }
-        return response;
+        return end_session(request, next).await;
     }
     if request.method() != axum::http::Method::POST {
         return next.run(request).await;
     }
     let guard = gate.state.enter_response();
     let in_flight = activity.map(|a| gate.sessions.begin(a));
-    let limit = gate.body_limit;
     let (parts, body) = request.into_parts();
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let too_large = || {
-        refused(Refusal::BodyTooLarge, &format!("body over {limit} bytes"));
-        refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request body exceeds {limit} bytes (server.max_body_bytes)"),
-        )
+    let bytes = match gate.read_body(&parts.headers, body, peer).await {
+        Ok(bytes) => bytes,
+        Err(answer) => return answer,
     };
-    if declared.is_some_and(|n| n > limit) {
-        return too_large();
-    }
-    let bytes = match tokio::time::timeout(gate.body_timeout, axum::body::to_bytes(body, limit))
-        .await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => return too_large(),
-        Err(_) => {
-            refused(Refusal::BodyTimeout, "body not received in time");
-            return refuse(
-                StatusCode::REQUEST_TIMEOUT,
-                &format!(
-                    "request body not received within {:.1} s (server.header_read_timeout_secs)",
-                    gate.body_timeout.as_secs_f64()
-                ),
-            );
-        }
+    let probe = match probe(&bytes) {
+        Ok(probe) => probe,
+        Err(answer) => return answer,
     };
-    // A batch (an array) is no `initialize`; anything else must at least be JSON.
-    let probe = match serde_json::from_slice::<Probe>(&bytes) {
-        Ok(probe) => Some(probe),
-        Err(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-            Ok(_) => None,
-            Err(e) => {
-                tracing::warn!("malformed JSON from client: {e}");
-                let body = serde_json::json!({
-                    "jsonrpc": "2.0",
-                    "id": null,
-                    "error": { "code": -32700, "message": format!("Parse error: {e}") },
-                });
-                return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
-            }
-        },
-    };
-    let opening = session.is_none()
-        && probe
-            .as_ref()
-            .is_some_and(|p| p.method.as_deref() == Some("initialize"));
-    let slot = if opening {
-        match gate.sessions.reserve() {
-            Some(slot) => Some(slot),
-            None => {
-                let id = probe.and_then(|p| p.id).unwrap_or(serde_json::Value::Null);
-                let max = gate.sessions.max();
-                refused(
-                    Refusal::SessionsFull,
-                    &format!("new MCP session over the cap of {max} (server.max_sessions)"),
-                );
-                return over_capacity(id, max);
-            }
-        }
-    } else {
-        None
+    let slot = match gate.slot_for(session.is_none(), probe, peer) {
+        Ok(slot) => slot,
+        Err(answer) => return answer,
     };
     let response = next
         .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await;
     if let Some(slot) = slot
-        && let Some(id) = response
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
+        && let Some(id) = session_id(response.headers())
     {
         let id: SessionId = Arc::from(id);
         gate.sessions.bind(id, principal, slot).await;
@@ -455,6 +381,123 @@ async fn mcp_gate(State(gate): State<Arc<McpGate>>, request: Request, next: Next
         chunk
     });
     Response::from_parts(parts, axum::body::Body::from_stream(stream))
+}
+
+/// The `Mcp-Session-Id` header of a request or a response.
+fn session_id(headers: &HeaderMap) -> Option<&str> {
+    headers.get("mcp-session-id").and_then(|v| v.to_str().ok())
+}
+
+/// A session ended by the client: rmcp answers 202 Accepted, which the official Python SDK
+/// reports as "Session termination failed: 202"; the session is gone at once, so say so with 204
+/// No Content (what both official SDKs accept).
+async fn end_session(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        *response.body_mut() = axum::body::Body::empty();
+    }
+    response
+}
+
+impl McpGate {
+    /// Log and count a refusal of `peer`'s request.
+    fn refused(&self, peer: Option<SocketAddr>, reason: Refusal, detail: &str) {
+        refusal::refused(&self.state.metrics.transport, peer, reason, detail);
+    }
+
+    /// The whole `POST` body, or the refusal: 413 past `body_limit` (declared or counted), 408
+    /// when it does not arrive within `body_timeout`.
+    async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        body: axum::body::Body,
+        peer: Option<SocketAddr>,
+    ) -> Result<axum::body::Bytes, Response> {
+        let limit = self.body_limit;
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let too_large = || {
+            self.refused(
+                peer,
+                Refusal::BodyTooLarge,
+                &format!("body over {limit} bytes"),
+            );
+            refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body exceeds {limit} bytes (server.max_body_bytes)"),
+            )
+        };
+        if declared.is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        match tokio::time::timeout(self.body_timeout, axum::body::to_bytes(body, limit)).await {
+            Ok(Ok(b)) => Ok(b),
+            Ok(Err(_)) => Err(too_large()),
+            Err(_) => {
+                self.refused(peer, Refusal::BodyTimeout, "body not received in time");
+                Err(refuse(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &format!(
+                        "request body not received within {:.1} s (server.header_read_timeout_secs)",
+                        self.body_timeout.as_secs_f64()
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// A session slot for an `initialize` outside a session, or the refusal when none is free
+    /// (503); `None` for any other message.
+    fn slot_for(
+        &self,
+        outside_session: bool,
+        probe: Option<Probe>,
+        peer: Option<SocketAddr>,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Response> {
+        let opening = outside_session
+            && probe
+                .as_ref()
+                .is_some_and(|p| p.method.as_deref() == Some("initialize"));
+        if !opening {
+            return Ok(None);
+        }
+        match self.sessions.reserve() {
+            Some(slot) => Ok(Some(slot)),
+            None => {
+                let id = probe.and_then(|p| p.id).unwrap_or(serde_json::Value::Null);
+                let max = self.sessions.max();
+                self.refused(
+                    peer,
+                    Refusal::SessionsFull,
+                    &format!("new MCP session over the cap of {max} (server.max_sessions)"),
+                );
+                Err(over_capacity(id, max))
+            }
+        }
+    }
+}
+
+/// The message's method and id (`None` for a batch, which is no `initialize`), or a JSON-RPC
+/// parse error (400) for a body that is not JSON.
+fn probe(bytes: &[u8]) -> Result<Option<Probe>, Response> {
+    match serde_json::from_slice::<Probe>(bytes) {
+        Ok(probe) => Ok(Some(probe)),
+        Err(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => Ok(None),
+            Err(e) => {
+                tracing::warn!("malformed JSON from client: {e}");
+                let body = serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "id": null,
+                    "error": { "code": -32700, "message": format!("Parse error: {e}") },
+                });
+                Err((StatusCode::BAD_REQUEST, axum::Json(body)).into_response())
+            }
+        },
+    }
 }
 
 /// What the SDK answers for a session it does not know.
