@@ -504,34 +504,9 @@ impl ExaiServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
         let tool = request.name.to_string();
-        if self.state.is_draining() {
-            self.record(
-                &tool,
-                &context,
-                started,
-                Outcome::Error,
-                Some("shutting_down".into()),
-            );
-            return Err(ErrorData::new(
-                ErrorCode::INTERNAL_ERROR,
-                "exai is shutting down and accepts no new calls; retry once it has restarted",
-                None,
-            ));
-        }
-        if let Some(spec) = self.tool_router.get(&tool)
-            && let Err(message) =
-                crate::argcheck::check(&tool, &spec.input_schema, request.arguments.as_ref())
-        {
-            self.record(
-                &tool,
-                &context,
-                started,
-                Outcome::Error,
-                Some("invalid_arguments".into()),
-            );
-            return Ok(CallToolResponse::Complete(CallToolResult::error(vec![
-                ContentBlock::text(message),
-            ])));
+        if let Some((kind, refusal)) = self.refusal(&tool, &request) {
+            self.record(&tool, &context, started, Outcome::Error, Some(kind.into()));
+            return refusal;
         }
         let _inflight = self.state.enter();
         let model = request
@@ -554,31 +529,7 @@ impl ExaiServer {
             }
         };
         match result {
-            Ok(Ok(mut response)) => {
-                let tokens = self.state.loaded.config.tools.max_output_tokens;
-                let max_chars = usize::try_from(tokens * CHARS_PER_TOKEN).unwrap_or(usize::MAX);
-                if let CallToolResponse::Complete(result) = &mut response
-                    && cap_output(result, max_chars)
-                {
-                    tracing::info!(tool = %tool, max_chars, "tool output truncated");
-                }
-                let is_error =
-                    matches!(&response, CallToolResponse::Complete(r) if r.is_error == Some(true));
-                let structured = match &response {
-                    CallToolResponse::Complete(r) => r.structured_content.as_ref(),
-                    _ => None,
-                };
-                let (outcome, kind) = if is_error {
-                    let kind = structured
-                        .and_then(|v| v["error"].as_str())
-                        .unwrap_or("tool_error");
-                    (Outcome::Error, Some(kind.to_string()))
-                } else {
-                    (Outcome::Ok, None)
-                };
-                self.record_with(&tool, &context, started, outcome, kind, structured);
-                Ok(response)
-            }
+            Ok(Ok(response)) => Ok(self.answered(&tool, &context, started, response)),
             Ok(Err(e)) => {
                 self.record(
                     &tool,
@@ -597,19 +548,84 @@ impl ExaiServer {
                     Outcome::Timeout,
                     Some("timeout".into()),
                 );
-                let key = match registry::spec(&tool).map(|s| s.timeout) {
-                    Some(TimeoutClass::Workflow) => "timeouts.workflow_tool_secs",
-                    _ => "timeouts.simple_tool_secs",
-                };
-                Ok(CallToolResponse::Complete(CallToolResult::error(vec![
-                    ContentBlock::text(format!(
-                        "`{tool}` did not finish within its {:.1} s timeout ({key}); the work was stopped",
-                        deadline.as_secs_f64()
-                    )),
-                ])))
+                Ok(timed_out(&tool, deadline))
             }
         }
     }
+
+    /// A call answered before it runs, with the error kind it is recorded under: every call
+    /// while the daemon drains, and arguments that do not fit the tool's schema.
+    fn refusal(
+        &self,
+        tool: &str,
+        request: &CallToolRequestParams,
+    ) -> Option<(&'static str, Result<CallToolResponse, ErrorData>)> {
+        if self.state.is_draining() {
+            return Some((
+                "shutting_down",
+                Err(ErrorData::new(
+                    ErrorCode::INTERNAL_ERROR,
+                    "exai is shutting down and accepts no new calls; retry once it has restarted",
+                    None,
+                )),
+            ));
+        }
+        let spec = self.tool_router.get(tool)?;
+        let message =
+            crate::argcheck::check(tool, &spec.input_schema, request.arguments.as_ref()).err()?;
+        Some((
+            "invalid_arguments",
+            Ok(CallToolResponse::Complete(CallToolResult::error(vec![
+                ContentBlock::text(message),
+            ]))),
+        ))
+    }
+
+    /// A tool's answer capped at `tools.max_output_tokens`, recorded as a success or as the
+    /// error kind the tool put in its structured content.
+    fn answered(
+        &self,
+        tool: &str,
+        context: &RequestContext<RoleServer>,
+        started: Instant,
+        mut response: CallToolResponse,
+    ) -> CallToolResponse {
+        let tokens = self.state.loaded.config.tools.max_output_tokens;
+        let max_chars = usize::try_from(tokens * CHARS_PER_TOKEN).unwrap_or(usize::MAX);
+        if let CallToolResponse::Complete(result) = &mut response
+            && cap_output(result, max_chars)
+        {
+            tracing::info!(tool = %tool, max_chars, "tool output truncated");
+        }
+        let is_error =
+            matches!(&response, CallToolResponse::Complete(r) if r.is_error == Some(true));
+        let structured = match &response {
+            CallToolResponse::Complete(r) => r.structured_content.as_ref(),
+            _ => None,
+        };
+        let (outcome, kind) = if is_error {
+            let kind = structured
+                .and_then(|v| v["error"].as_str())
+                .unwrap_or("tool_error");
+            (Outcome::Error, Some(kind.to_string()))
+        } else {
+            (Outcome::Ok, None)
+        };
+        self.record_with(tool, context, started, outcome, kind, structured);
+        response
+    }
+}
+
+/// The answer to a call that ran out of time, naming the setting that bounds it.
+fn timed_out(tool: &str, deadline: Duration) -> CallToolResponse {
+    let key = match registry::spec(tool).map(|s| s.timeout) {
+        Some(TimeoutClass::Workflow) => "timeouts.workflow_tool_secs",
+        _ => "timeouts.simple_tool_secs",
+    };
+    CallToolResponse::Complete(CallToolResult::error(vec![ContentBlock::text(format!(
+        "`{tool}` did not finish within its {:.1} s timeout ({key}); the work was stopped",
+        deadline.as_secs_f64()
+    ))]))
 }
 
 #[cfg(test)]
