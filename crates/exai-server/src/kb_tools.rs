@@ -148,6 +148,101 @@ impl ExaiServer {
             ErrorData::internal_error(format!("knowledge base unavailable: {e}"), None)
         })
     }
+
+    /// Start `principal`'s index job for `args.source` over `root`, refused while one runs for
+    /// that source (here or, with PostgreSQL, in any daemon on the database), and run it on the
+    /// blocking pool.
+    async fn start_index(
+        &self,
+        args: &IndexPathArgs,
+        root: std::path::PathBuf,
+        principal: &str,
+    ) -> Result<Arc<crate::jobs::Job>, ErrorData> {
+        let jobs = &self.state.knowledge.jobs;
+        // Refused before the knowledge base opens (that may load a model); the start below
+        // checks again, atomically across daemons.
+        if let Some(running) = jobs.running_for(&args.source).await {
+            return Err(ErrorData::invalid_params(
+                crate::jobs::StartError::busy(running, principal).to_string(),
+                None,
+            ));
+        }
+        let kb = self.kb().await?;
+        let job = jobs
+            .start_exclusive(
+                "index",
+                &args.source,
+                vec![root.display().to_string()],
+                principal,
+            )
+            .await
+            .map_err(|e| match e {
+                crate::jobs::StartError::Store(_) => ErrorData::internal_error(e.to_string(), None),
+                _ => ErrorData::invalid_params(e.to_string(), None),
+            })?;
+        let request = exai_kb::IndexRequest {
+            roots: vec![root],
+            source: args.source.clone(),
+            technology: args.technology.clone(),
+            include: args.include.clone().unwrap_or_default(),
+            exclude: args.exclude.clone().unwrap_or_default(),
+            prune: args.prune.unwrap_or(false),
+            ..Default::default()
+        };
+        let worker = job.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic inside indexing must still finish the job, or it reads "running" forever.
+            let run = || kb.index(&request, &|p| worker.progress(p), &worker.cancel);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+                .unwrap_or_else(|payload| {
+                    let message = exai_core::text::panic_message(payload.as_ref());
+                    tracing::error!(panic = %message, "index job panicked");
+                    Err(KbError::Invalid(format!(
+                        "indexing stopped on an internal error (a bug in exai; details in its log): {message}"
+                    )))
+                });
+            worker.finish(result);
+        });
+        Ok(job)
+    }
+}
+
+/// Wait up to `wait` for `job` to finish (less if the client cancels), sending the client a
+/// progress notification whenever the counts move, when it asked for progress.
+async fn follow_job(job: &crate::jobs::Job, wait: Duration, context: &RequestContext<RoleServer>) {
+    let token = context.meta.get_progress_token();
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut last = (usize::MAX, usize::MAX);
+    loop {
+        let finished = job
+            .wait(
+                Duration::from_millis(500)
+                    .min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+            )
+            .await;
+        let s = job.status();
+        if let Some(token) = &token {
+            let (done, total, what) = if s.phase == "embedding" {
+                (s.embedded, s.embed_total, "texts embedded")
+            } else {
+                (s.files_done, s.files_total, "files read")
+            };
+            if (done, total) != last {
+                last = (done, total);
+                let _ = context
+                    .peer
+                    .notify_progress(
+                        ProgressNotificationParam::new(token.clone(), done as f64)
+                            .with_total(total.max(1) as f64)
+                            .with_message(format!("{}: {done}/{total} {what}", s.phase)),
+                    )
+                    .await;
+            }
+        }
+        if finished || tokio::time::Instant::now() >= deadline || context.ct.is_cancelled() {
+            break;
+        }
+    }
 }
 
 #[tool_router(router = kb_router, vis = "pub(crate)")]
@@ -302,52 +397,8 @@ impl ExaiServer {
             .access
             .resolve(&args.path)
             .map_err(|e| ErrorData::invalid_params(e, None))?;
-        let jobs = &self.state.knowledge.jobs;
         let principal = crate::http::Principal::of(&context);
-        // Refused before the knowledge base opens (that may load a model); the start below
-        // checks again, atomically across daemons.
-        if let Some(running) = jobs.running_for(&args.source).await {
-            return Err(ErrorData::invalid_params(
-                crate::jobs::StartError::busy(running, principal.name()).to_string(),
-                None,
-            ));
-        }
-        let kb = self.kb().await?;
-        let job = jobs
-            .start_exclusive(
-                "index",
-                &args.source,
-                vec![root.display().to_string()],
-                principal.name(),
-            )
-            .await
-            .map_err(|e| match e {
-                crate::jobs::StartError::Store(_) => ErrorData::internal_error(e.to_string(), None),
-                _ => ErrorData::invalid_params(e.to_string(), None),
-            })?;
-        let request = exai_kb::IndexRequest {
-            roots: vec![root],
-            source: args.source.clone(),
-            technology: args.technology,
-            include: args.include.unwrap_or_default(),
-            exclude: args.exclude.unwrap_or_default(),
-            prune: args.prune.unwrap_or(false),
-            ..Default::default()
-        };
-        let worker = job.clone();
-        tokio::task::spawn_blocking(move || {
-            // A panic inside indexing must still finish the job, or it reads "running" forever.
-            let run = || kb.index(&request, &|p| worker.progress(p), &worker.cancel);
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
-                .unwrap_or_else(|payload| {
-                    let message = exai_core::text::panic_message(payload.as_ref());
-                    tracing::error!(panic = %message, "index job panicked");
-                    Err(KbError::Invalid(format!(
-                        "indexing stopped on an internal error (a bug in exai; details in its log): {message}"
-                    )))
-                });
-            worker.finish(result);
-        });
+        let job = self.start_index(&args, root, principal.name()).await?;
         // Wait for the job within the tool's own deadline, telling the client how it goes.
         let ceiling = self
             .state
@@ -356,39 +407,7 @@ impl ExaiServer {
             .workflow_tool_for(None)
             .saturating_sub(Duration::from_secs(3));
         let wait = Duration::from_secs(u64::from(args.wait_secs.unwrap_or(20))).min(ceiling);
-        let token = context.meta.get_progress_token();
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut last = (usize::MAX, usize::MAX);
-        loop {
-            let finished = job
-                .wait(
-                    Duration::from_millis(500)
-                        .min(deadline.saturating_duration_since(tokio::time::Instant::now())),
-                )
-                .await;
-            let s = job.status();
-            if let Some(token) = &token {
-                let (done, total, what) = if s.phase == "embedding" {
-                    (s.embedded, s.embed_total, "texts embedded")
-                } else {
-                    (s.files_done, s.files_total, "files read")
-                };
-                if (done, total) != last {
-                    last = (done, total);
-                    let _ = context
-                        .peer
-                        .notify_progress(
-                            ProgressNotificationParam::new(token.clone(), done as f64)
-                                .with_total(total.max(1) as f64)
-                                .with_message(format!("{}: {done}/{total} {what}", s.phase)),
-                        )
-                        .await;
-                }
-            }
-            if finished || tokio::time::Instant::now() >= deadline || context.ct.is_cancelled() {
-                break;
-            }
-        }
+        follow_job(&job, wait, &context).await;
         let status = job.status();
         if status.state == JobState::Failed {
             return Ok(CallToolResult::error(vec![
