@@ -48,3 +48,5 @@ pub enum KbError {
 }
 
 pub type Result<T> = std::result::Result<T, KbError>;
+
+exai_pg::from_postgres!(KbError);

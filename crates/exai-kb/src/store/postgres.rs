@@ -120,8 +120,7 @@ fn vector_column_dim(c: &mut Conn) -> Result<Option<i32>> {
     Ok(c.query_one(
         "SELECT NULLIF(atttypmod, -1) FROM pg_attribute WHERE attrelid = 'kb_embeddings'::regclass AND attname = 'vector'",
         &[],
-    )
-    .map_err(exai_pg::PgError::from)?
+    )?
     .get(0))
 }
 
@@ -188,36 +187,29 @@ impl PgStore {
         self.with(|c| {
             let current = vector_column_dim(c)?;
             let exists: bool = c
-                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HNSW_INDEX])
-                .map_err(exai_pg::PgError::from)?
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HNSW_INDEX])?
                 .get(0);
             if current == Some(dim as i32) && exists {
                 return Ok(());
             }
-            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
-            tx.execute("SELECT pg_advisory_xact_lock(hashtext('kb_embeddings_hnsw'))", &[])
-                .map_err(exai_pg::PgError::from)?;
+            let mut tx = c.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext('kb_embeddings_hnsw'))", &[])?;
             if current != Some(dim as i32) {
                 tx.batch_execute(&format!(
                     "DROP INDEX IF EXISTS {HNSW_INDEX}; ALTER TABLE kb_embeddings ALTER COLUMN vector TYPE vector({dim})"
-                ))
-                .map_err(exai_pg::PgError::from)?;
+                ))?;
             }
             tx.batch_execute(&format!(
                 "CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON kb_embeddings USING hnsw (vector vector_cosine_ops)"
-            ))
-            .map_err(exai_pg::PgError::from)?;
-            tx.commit().map_err(exai_pg::PgError::from)?;
+            ))?;
+            tx.commit()?;
             Ok(())
         })
     }
 
     fn count(&self, sql: &str) -> Result<u64> {
         self.with(|c| {
-            let n: i64 = c
-                .query_one(sql, &[])
-                .map_err(exai_pg::PgError::from)?
-                .get(0);
+            let n: i64 = c.query_one(sql, &[])?.get(0);
             Ok(u64::try_from(n).unwrap_or(0))
         })
     }
@@ -228,8 +220,7 @@ impl PgStore {
             Ok(c.query_one(
                 "SELECT pg_try_advisory_lock(hashtext('exai-kb-embedding'))",
                 &[],
-            )
-            .map_err(exai_pg::PgError::from)?
+            )?
             .get(0))
         })
     }
@@ -240,8 +231,7 @@ impl PgStore {
             c.execute(
                 "SELECT pg_advisory_unlock(hashtext('exai-kb-embedding'))",
                 &[],
-            )
-            .map_err(exai_pg::PgError::from)?;
+            )?;
             Ok(())
         })
     }
@@ -256,21 +246,20 @@ impl PgStore {
             Ok(c.query_opt(
                 "SELECT i.indisvalid, pg_relation_size(i.indexrelid) FROM pg_index i WHERE i.indexrelid = to_regclass($1)",
                 &[&HNSW_INDEX],
-            )
-            .map_err(exai_pg::PgError::from)?
+            )?
             .map(|r| (r.get(0), r.get(1))))
         })?;
         let server: String = self.with(|c| {
-            Ok(c.query_one("SELECT current_setting('server_version')", &[])
-                .map_err(exai_pg::PgError::from)?
-                .get(0))
+            Ok(
+                c.query_one("SELECT current_setting('server_version')", &[])?
+                    .get(0),
+            )
         })?;
         let pgvector: Option<String> = self.with(|c| {
             Ok(c.query_opt(
                 "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
                 &[],
-            )
-            .map_err(exai_pg::PgError::from)?
+            )?
             .map(|r| r.get(0)))
         })?;
         Ok(PgStats {
@@ -325,8 +314,7 @@ impl StoreBackend for PgStore {
     fn meta(&self, key: &str) -> Result<Option<String>> {
         self.with(|c| {
             Ok(
-                c.query_opt("SELECT value FROM kb_meta WHERE key = $1", &[&key])
-                    .map_err(exai_pg::PgError::from)?
+                c.query_opt("SELECT value FROM kb_meta WHERE key = $1", &[&key])?
                     .map(|r| r.get(0)),
             )
         })
@@ -337,8 +325,7 @@ impl StoreBackend for PgStore {
             c.execute(
                 "INSERT INTO kb_meta(key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                 &[&key, &value],
-            )
-            .map_err(exai_pg::PgError::from)?;
+            )?;
             Ok(())
         })
     }
@@ -348,35 +335,30 @@ impl StoreBackend for PgStore {
     /// dimension and build the HNSW index for it.
     fn claim_embed_model(&self, key: &str) -> Result<()> {
         self.with(|c| {
-            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            let mut tx = c.transaction()?;
             tx.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('exai-kb-embed-model'))",
                 &[],
-            )
-            .map_err(exai_pg::PgError::from)?;
+            )?;
             let stored: Option<String> = tx
-                .query_opt("SELECT value FROM kb_meta WHERE key = 'embed_model'", &[])
-                .map_err(exai_pg::PgError::from)?
+                .query_opt("SELECT value FROM kb_meta WHERE key = 'embed_model'", &[])?
                 .map(|r| r.get(0));
             let writes = claim_writes(stored.as_deref(), key, || {
                 Ok(tx
-                    .query_one("SELECT EXISTS (SELECT 1 FROM kb_embeddings)", &[])
-                    .map_err(exai_pg::PgError::from)?
+                    .query_one("SELECT EXISTS (SELECT 1 FROM kb_embeddings)", &[])?
                     .get(0))
             })?;
             if writes {
                 tx.execute(
                     "DELETE FROM kb_meta WHERE key IN ('embed_model', 'embed_backends')",
                     &[],
-                )
-                .map_err(exai_pg::PgError::from)?;
+                )?;
                 tx.execute(
                     "INSERT INTO kb_meta(key, value) VALUES ('embed_model', $1)",
                     &[&key],
-                )
-                .map_err(exai_pg::PgError::from)?;
+                )?;
             }
-            tx.commit().map_err(exai_pg::PgError::from)?;
+            tx.commit()?;
             Ok(())
         })?;
         self.ensure_hnsw(key)
@@ -384,18 +366,14 @@ impl StoreBackend for PgStore {
 
     fn drop_vectors(&self) -> Result<u64> {
         self.with(|c| {
-            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
-            let n = tx
-                .execute("DELETE FROM kb_embeddings", &[])
-                .map_err(exai_pg::PgError::from)?;
+            let mut tx = c.transaction()?;
+            let n = tx.execute("DELETE FROM kb_embeddings", &[])?;
             tx.execute(
                 "DELETE FROM kb_meta WHERE key IN ('embed_model', 'embed_backends')",
                 &[],
-            )
-            .map_err(exai_pg::PgError::from)?;
-            tx.execute(BUMP_GENERATION, &[])
-                .map_err(exai_pg::PgError::from)?;
-            tx.commit().map_err(exai_pg::PgError::from)?;
+            )?;
+            tx.execute(BUMP_GENERATION, &[])?;
+            tx.commit()?;
             Ok(n)
         })
     }
@@ -408,8 +386,7 @@ impl StoreBackend for PgStore {
                 "INSERT INTO kb_sources(name, roots, technology, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
                  ON CONFLICT (name) DO UPDATE SET roots = $2, technology = $3, updated_at = $4",
                 &[&name, &roots, &technology, &t],
-            )
-            .map_err(exai_pg::PgError::from)?;
+            )?;
             Ok(())
         })
     }
@@ -419,8 +396,7 @@ impl StoreBackend for PgStore {
             Ok(c.query(
                 "SELECT path, hash FROM kb_documents WHERE source = $1",
                 &[&source],
-            )
-            .map_err(exai_pg::PgError::from)?
+            )?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect())
@@ -430,16 +406,14 @@ impl StoreBackend for PgStore {
     fn replace_documents(&mut self, docs: &[(NewDocument<'_>, Vec<NewChunk>)]) -> Result<()> {
         let indexed_at = now();
         self.with(|c| {
-            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            let mut tx = c.transaction()?;
             let del = tx
-                .prepare("DELETE FROM kb_documents WHERE source = $1 AND path = $2")
-                .map_err(exai_pg::PgError::from)?;
+                .prepare("DELETE FROM kb_documents WHERE source = $1 AND path = $2")?;
             let ins_doc = tx
                 .prepare(
                     "INSERT INTO kb_documents(source, path, uri, title, format, technology, category, hash, bytes, metadata, indexed_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-                )
-                .map_err(exai_pg::PgError::from)?;
+                )?;
             let ins_chunks = tx
                 .prepare(&format!(
                     "INSERT INTO kb_chunks(doc_id, position, section, text, tokens, doc_type, text_hash, tsv)
@@ -448,11 +422,9 @@ impl StoreBackend for PgStore {
                             || setweight(to_tsvector('{TS_CONFIG}', u.s), 'B')
                             || setweight(to_tsvector('{TS_CONFIG}', u.t), 'D')
                      FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[]) AS u(p, s, t, k, d, h)"
-                ))
-                .map_err(exai_pg::PgError::from)?;
+                ))?;
             for (doc, chunks) in docs {
-                tx.execute(&del, &[&doc.source, &doc.path])
-                    .map_err(exai_pg::PgError::from)?;
+                tx.execute(&del, &[&doc.source, &doc.path])?;
                 let metadata = serde_json::Value::Object(doc.metadata.clone());
                 let id: i64 = tx
                     .query_one(
@@ -470,8 +442,7 @@ impl StoreBackend for PgStore {
                             &metadata,
                             &indexed_at,
                         ],
-                    )
-                    .map_err(exai_pg::PgError::from)?
+                    )?
                     .get(0);
                 if chunks.is_empty() {
                     continue;
@@ -485,43 +456,34 @@ impl StoreBackend for PgStore {
                 tx.execute(
                     &ins_chunks,
                     &[&id, &doc.title, &positions, &sections, &texts, &tokens, &types, &hashes],
-                )
-                .map_err(exai_pg::PgError::from)?;
+                )?;
             }
-            tx.execute(BUMP_GENERATION, &[])
-                .map_err(exai_pg::PgError::from)?;
-            tx.commit().map_err(exai_pg::PgError::from)?;
+            tx.execute(BUMP_GENERATION, &[])?;
+            tx.commit()?;
             Ok(())
         })
     }
 
     fn delete_documents(&mut self, source: &str, paths: &[String]) -> Result<u64> {
         self.with(|c| {
-            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
-            let n = tx
-                .execute(
-                    "DELETE FROM kb_documents WHERE source = $1 AND path = ANY($2)",
-                    &[&source, &paths],
-                )
-                .map_err(exai_pg::PgError::from)?;
-            tx.execute(BUMP_GENERATION, &[])
-                .map_err(exai_pg::PgError::from)?;
-            tx.commit().map_err(exai_pg::PgError::from)?;
+            let mut tx = c.transaction()?;
+            let n = tx.execute(
+                "DELETE FROM kb_documents WHERE source = $1 AND path = ANY($2)",
+                &[&source, &paths],
+            )?;
+            tx.execute(BUMP_GENERATION, &[])?;
+            tx.commit()?;
             Ok(n)
         })
     }
 
     fn remove_source(&mut self, source: &str) -> Result<u64> {
         self.with(|c| {
-            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
-            let n = tx
-                .execute("DELETE FROM kb_documents WHERE source = $1", &[&source])
-                .map_err(exai_pg::PgError::from)?;
-            tx.execute("DELETE FROM kb_sources WHERE name = $1", &[&source])
-                .map_err(exai_pg::PgError::from)?;
-            tx.execute(BUMP_GENERATION, &[])
-                .map_err(exai_pg::PgError::from)?;
-            tx.commit().map_err(exai_pg::PgError::from)?;
+            let mut tx = c.transaction()?;
+            let n = tx.execute("DELETE FROM kb_documents WHERE source = $1", &[&source])?;
+            tx.execute("DELETE FROM kb_sources WHERE name = $1", &[&source])?;
+            tx.execute(BUMP_GENERATION, &[])?;
+            tx.commit()?;
             Ok(n)
         })
     }
@@ -534,8 +496,7 @@ impl StoreBackend for PgStore {
                  WHERE NOT EXISTS (SELECT 1 FROM kb_embeddings e WHERE e.text_hash = c.text_hash)
                  ORDER BY c.text_hash LIMIT $1",
                 &[&(limit as i64)],
-            )
-            .map_err(exai_pg::PgError::from)?
+            )?
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
             .collect())
@@ -552,20 +513,16 @@ impl StoreBackend for PgStore {
 
     fn put_vectors(&mut self, vectors: &[(String, Vec<f32>)]) -> Result<()> {
         self.with(|c| {
-            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
-            let ins = tx
-                .prepare(
-                    "INSERT INTO kb_embeddings(text_hash, vector) VALUES ($1, $2)
+            let mut tx = c.transaction()?;
+            let ins = tx.prepare(
+                "INSERT INTO kb_embeddings(text_hash, vector) VALUES ($1, $2)
                      ON CONFLICT (text_hash) DO UPDATE SET vector = EXCLUDED.vector",
-                )
-                .map_err(exai_pg::PgError::from)?;
+            )?;
             for (hash, v) in vectors {
-                tx.execute(&ins, &[hash, &Vector::from(v.clone())])
-                    .map_err(exai_pg::PgError::from)?;
+                tx.execute(&ins, &[hash, &Vector::from(v.clone())])?;
             }
-            tx.execute(BUMP_GENERATION, &[])
-                .map_err(exai_pg::PgError::from)?;
-            tx.commit().map_err(exai_pg::PgError::from)?;
+            tx.execute(BUMP_GENERATION, &[])?;
+            tx.commit()?;
             Ok(())
         })
     }
@@ -593,8 +550,7 @@ impl StoreBackend for PgStore {
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tsquery, &k];
         params.extend(refs(&args));
         self.with(|c| {
-            Ok(c.query(&sql, &params)
-                .map_err(exai_pg::PgError::from)?
+            Ok(c.query(&sql, &params)?
                 .iter()
                 .map(|r| (r.get::<_, i64>(0), r.get::<_, f32>(1)))
                 .collect())
@@ -633,11 +589,10 @@ impl StoreBackend for PgStore {
             );
             let mut params: Vec<&(dyn ToSql + Sync)> = vec![&q, &k_sql];
             params.extend(refs(&args));
-            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
-            tx.batch_execute(&format!("SET LOCAL hnsw.ef_search = {ef}"))
-                .map_err(exai_pg::PgError::from)?;
-            let rows = tx.query(&sql, &params).map_err(exai_pg::PgError::from)?;
-            tx.commit().map_err(exai_pg::PgError::from)?;
+            let mut tx = c.transaction()?;
+            tx.batch_execute(&format!("SET LOCAL hnsw.ef_search = {ef}"))?;
+            let rows = tx.query(&sql, &params)?;
+            tx.commit()?;
             Ok(rows
                 .iter()
                 .map(|r| (r.get::<_, i64>(0), r.get::<_, f32>(1)))
@@ -660,8 +615,7 @@ impl StoreBackend for PgStore {
                  FROM kb_chunks c JOIN kb_embeddings e ON e.text_hash = c.text_hash JOIN kb_documents d ON d.id = c.doc_id
                  ORDER BY c.id",
                 &[],
-            )
-            .map_err(exai_pg::PgError::from)?
+            )?
             .iter()
             .map(|r| {
                 let doc_type: String = r.get(6);
@@ -687,8 +641,7 @@ impl StoreBackend for PgStore {
             Ok(c.query(
                 &format!("SELECT {CHUNK_COLUMNS} FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE c.id = ANY($1)"),
                 &[&ids],
-            )
-            .map_err(exai_pg::PgError::from)?
+            )?
             .iter()
             .map(chunk_from_row)
             .collect())
@@ -708,8 +661,7 @@ impl StoreBackend for PgStore {
                 &format!("SELECT {CHUNK_COLUMNS} FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id
                           WHERE c.doc_id = $1 AND c.section = $2 AND c.position BETWEEN $3 AND $4 AND c.position <> $5 ORDER BY c.position"),
                 &[&doc_id, &section, &from, &to, &position],
-            )
-            .map_err(exai_pg::PgError::from)?
+            )?
             .iter()
             .map(chunk_from_row)
             .collect())
@@ -721,8 +673,7 @@ impl StoreBackend for PgStore {
             Ok(c.query(
                 &format!("SELECT {CHUNK_COLUMNS} FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE c.doc_id = $1 ORDER BY c.position"),
                 &[&doc_id],
-            )
-            .map_err(exai_pg::PgError::from)?
+            )?
             .iter()
             .map(chunk_from_row)
             .collect())
@@ -739,14 +690,12 @@ impl StoreBackend for PgStore {
         let row = self.with(|c| {
             Ok(match (doc_id, source_path) {
                 (Some(id), _) => c
-                    .query_opt(&format!("{base} WHERE d.id = $1"), &[&id])
-                    .map_err(exai_pg::PgError::from)?,
+                    .query_opt(&format!("{base} WHERE d.id = $1"), &[&id])?,
                 (None, Some((source, path))) => c
                     .query_opt(
                         &format!("{base} WHERE d.path = $2 AND ($1 = '' OR d.source = $1) ORDER BY d.id LIMIT 1"),
                         &[&source, &path],
-                    )
-                    .map_err(exai_pg::PgError::from)?,
+                    )?,
                 (None, None) => None,
             })
         })?;
@@ -763,8 +712,7 @@ impl StoreBackend for PgStore {
                             AND NOT EXISTS (SELECT 1 FROM kb_embeddings e WHERE e.text_hash = c.text_hash))
                  FROM kb_sources s ORDER BY s.name",
                 &[],
-            )
-            .map_err(exai_pg::PgError::from)?
+            )?
             .iter()
             .map(|r| {
                 let roots: serde_json::Value = r.get(1);
@@ -792,8 +740,7 @@ impl StoreBackend for PgStore {
                      GROUP BY d.{column} ORDER BY d.{column}"
                 ),
                 &[],
-            )
-            .map_err(exai_pg::PgError::from)?
+            )?
             .iter()
             .map(|r| Count {
                 name: r.get(0),
@@ -810,8 +757,7 @@ impl StoreBackend for PgStore {
             Ok(c.query(
                 &format!("SELECT DISTINCT {column} FROM kb_documents ORDER BY {column}"),
                 &[],
-            )
-            .map_err(exai_pg::PgError::from)?
+            )?
             .iter()
             .map(|r| r.get(0))
             .collect())
@@ -844,8 +790,7 @@ impl StoreBackend for PgStore {
             Ok(c.query(
                 "SELECT text_hash, vector FROM kb_embeddings WHERE text_hash > $1 ORDER BY text_hash LIMIT $2",
                 &[&after, &(limit as i64)],
-            )
-            .map_err(exai_pg::PgError::from)?
+            )?
             .iter()
             .map(|r| (r.get::<_, String>(0), r.get::<_, Vector>(1).to_vec()))
             .collect())
@@ -887,8 +832,7 @@ impl StoreBackend for PgStore {
                         (SELECT count(*) FROM kb_chunks c WHERE c.doc_id = d.id)
                  FROM kb_documents d WHERE d.id > $1 ORDER BY d.id LIMIT $2",
                 &[&after, &(limit as i64)],
-            )
-            .map_err(exai_pg::PgError::from)?
+            )?
             .iter()
             .map(doc_from_row)
             .collect())
@@ -905,8 +849,7 @@ impl StoreBackend for PgStore {
                      WHERE c.doc_id = ANY($1) ORDER BY c.doc_id, c.position, c.id"
                 ),
                 &[&ids],
-            )
-            .map_err(exai_pg::PgError::from)?
+            )?
             .iter()
             .map(chunk_from_row)
             .collect())
@@ -919,8 +862,7 @@ impl StoreBackend for PgStore {
             Ok(c.query_opt(
                 "SELECT vector FROM kb_embeddings WHERE text_hash = $1",
                 &[&text_hash],
-            )
-            .map_err(exai_pg::PgError::from)?
+            )?
             .map(|r| r.get::<_, Vector>(0).to_vec()))
         })
     }
@@ -938,16 +880,14 @@ impl StoreBackend for PgStore {
             .map(|(_, v)| Vector::from(v.clone()))
             .collect();
         self.with(|c| {
-            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            let mut tx = c.transaction()?;
             tx.execute(
                 "INSERT INTO kb_embeddings(text_hash, vector) SELECT * FROM unnest($1::text[], $2::vector[])
                  ON CONFLICT (text_hash) DO UPDATE SET vector = EXCLUDED.vector",
                 &[&hashes, &values],
-            )
-            .map_err(exai_pg::PgError::from)?;
-            tx.execute(BUMP_GENERATION, &[])
-                .map_err(exai_pg::PgError::from)?;
-            tx.commit().map_err(exai_pg::PgError::from)?;
+            )?;
+            tx.execute(BUMP_GENERATION, &[])?;
+            tx.commit()?;
             Ok(())
         })
     }
@@ -958,21 +898,19 @@ impl StoreBackend for PgStore {
     /// the destination of a copy.
     fn clear_for_import(&mut self) -> Result<()> {
         self.with(|c| {
-            let mut tx = c.transaction().map_err(exai_pg::PgError::from)?;
+            let mut tx = c.transaction()?;
             tx.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('kb_embeddings_hnsw'))",
                 &[],
-            )
-            .map_err(exai_pg::PgError::from)?;
+            )?;
             tx.batch_execute(&format!(
                 "TRUNCATE kb_embeddings, kb_chunks, kb_documents, kb_sources;
                  DELETE FROM kb_meta WHERE key IN ('embed_model', 'embed_backends');
                  DROP INDEX IF EXISTS {HNSW_INDEX};
                  ALTER TABLE kb_embeddings ALTER COLUMN vector TYPE vector;
                  {BUMP_GENERATION}"
-            ))
-            .map_err(exai_pg::PgError::from)?;
-            tx.commit().map_err(exai_pg::PgError::from)?;
+            ))?;
+            tx.commit()?;
             Ok(())
         })
     }
@@ -1073,8 +1011,7 @@ impl PgStore {
             Ok(c.query_opt(
                 "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
                 &[],
-            )
-            .map_err(exai_pg::PgError::from)?
+            )?
             .map(|r| r.get(0)))
         })
     }
@@ -1087,8 +1024,7 @@ impl PgStore {
                 .query(
                     "SELECT vector_dims(vector), count(*) FROM kb_embeddings GROUP BY 1 ORDER BY 2 DESC",
                     &[],
-                )
-                .map_err(exai_pg::PgError::from)?
+                )?
                 .iter()
                 .map(|r| {
                     (
@@ -1101,8 +1037,7 @@ impl PgStore {
                 .query_opt(
                     "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
                     &[&HNSW_INDEX],
-                )
-                .map_err(exai_pg::PgError::from)?
+                )?
                 .map(|r| r.get(0));
             Ok(VectorLayout {
                 column_dim: column.and_then(|d| usize::try_from(d).ok()),
