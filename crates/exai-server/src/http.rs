@@ -360,11 +360,11 @@ async fn mcp_gate(State(gate): State<Arc<McpGate>>, request: Request, next: Next
     };
     let probe = match probe(&bytes) {
         Ok(probe) => probe,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let slot = match gate.slot_for(session.is_none(), probe, peer) {
         Ok(slot) => slot,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let response = next
         .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
@@ -456,7 +456,7 @@ impl McpGate {
         outside_session: bool,
         probe: Option<Probe>,
         peer: Option<SocketAddr>,
-    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Response> {
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Box<Response>> {
         let opening = outside_session
             && probe
                 .as_ref()
@@ -474,7 +474,7 @@ impl McpGate {
                     Refusal::SessionsFull,
                     &format!("new MCP session over the cap of {max} (server.max_sessions)"),
                 );
-                Err(over_capacity(id, max))
+                Err(Box::new(over_capacity(id, max)))
             }
         }
     }
@@ -482,7 +482,7 @@ impl McpGate {
 
 /// The message's method and id (`None` for a batch, which is no `initialize`), or a JSON-RPC
 /// parse error (400) for a body that is not JSON.
-fn probe(bytes: &[u8]) -> Result<Option<Probe>, Response> {
+fn probe(bytes: &[u8]) -> Result<Option<Probe>, Box<Response>> {
     match serde_json::from_slice::<Probe>(bytes) {
         Ok(probe) => Ok(Some(probe)),
         Err(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
@@ -494,7 +494,9 @@ fn probe(bytes: &[u8]) -> Result<Option<Probe>, Response> {
                     "id": null,
                     "error": { "code": -32700, "message": format!("Parse error: {e}") },
                 });
-                Err((StatusCode::BAD_REQUEST, axum::Json(body)).into_response())
+                Err(Box::new(
+                    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response(),
+                ))
             }
         },
     }
