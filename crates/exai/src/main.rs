@@ -118,8 +118,13 @@ enum DaemonAction {
         #[arg(long)]
         json: bool,
     },
-    /// Stop the daemon gracefully (SIGTERM), forcing it after the grace period.
-    Stop,
+    /// Stop the daemon gracefully (SIGTERM), killing it (SIGKILL) after the grace period. The
+    /// pid file's process is checked to be the daemon first; another process is never signalled.
+    Stop {
+        /// Give it only a short grace (2 s) before SIGKILL: for a daemon that hangs.
+        #[arg(long)]
+        force: bool,
+    },
     /// Stop the running daemon and start a new one in the background.
     Restart {
         /// Address for the new daemon (default: the old one's).
@@ -639,9 +644,10 @@ async fn daemon_action(action: DaemonAction, loaded: Loaded) -> Result<ExitCode>
             }
             Ok(ExitCode::SUCCESS)
         }
-        DaemonAction::Stop => {
-            let record = daemon::stop(&pid_path, grace).await?;
-            println!("stopped daemon pid {} ({})", record.pid, record.listen);
+        DaemonAction::Stop { force } => {
+            let grace = if force { FORCE_GRACE.min(grace) } else { grace };
+            let stopped = daemon::stop(&pid_path, grace).await?;
+            report_stopped(&stopped, grace, &pid_path);
             Ok(ExitCode::SUCCESS)
         }
         DaemonAction::Restart { listen } => {
@@ -650,8 +656,8 @@ async fn daemon_action(action: DaemonAction, loaded: Loaded) -> Result<ExitCode>
                 .or_else(|| old.as_ref().map(|r| r.listen.clone()))
                 .unwrap_or_else(|| loaded.config.server.listen.to_string());
             if old.is_some() {
-                let record = daemon::stop(&pid_path, grace).await?;
-                println!("stopped daemon pid {}", record.pid);
+                let stopped = daemon::stop(&pid_path, grace).await?;
+                report_stopped(&stopped, grace, &pid_path);
             }
             start_background(&loaded, &listen, token.as_deref()).await
         }
@@ -666,6 +672,24 @@ async fn daemon_action(action: DaemonAction, loaded: Loaded) -> Result<ExitCode>
             let listen = listen.unwrap_or_else(|| loaded.config.server.listen.to_string());
             start_background(&loaded, &listen, token.as_deref()).await
         }
+    }
+}
+
+/// How long `exai daemon stop --force` lets the daemon finish before SIGKILL.
+const FORCE_GRACE: Duration = Duration::from_secs(2);
+
+fn report_stopped(stopped: &daemon::Stopped, grace: Duration, pid_path: &Path) {
+    let r = &stopped.record;
+    if stopped.killed {
+        println!(
+            "daemon pid {} ({}) did not stop within {} s of SIGTERM: killed it (SIGKILL) and removed its pid file {}",
+            r.pid,
+            r.listen,
+            grace.as_secs(),
+            pid_path.display()
+        );
+    } else {
+        println!("stopped daemon pid {} ({})", r.pid, r.listen);
     }
 }
 
