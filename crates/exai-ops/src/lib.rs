@@ -6,4 +6,5 @@ pub mod db;
 pub mod health;
 pub mod logs;
 pub mod pg;
+pub mod service;
 pub mod stats;

@@ -1,5 +1,6 @@
 //! The `exai` command: wiring only. Configuration errors exit with 2, other failures with 1.
 
+mod admin_cli;
 mod kb_cli;
 mod ops_cli;
 mod validate_cli;
@@ -108,6 +109,17 @@ enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// The models exai can call: providers (configured or the key to set), context windows,
+    /// aliases and availability; what the `listmodels` tool shows.
+    Models {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the daemon as a systemd service: start at boot, restart after a crash.
+    Service {
+        #[command(subcommand)]
+        action: admin_cli::ServiceAction,
     },
 }
 
@@ -405,6 +417,8 @@ async fn run(cli: Cli, loaded: Loaded, inputs: Inputs) -> Result<ExitCode> {
             init_cli_logs(&loaded);
             tokio::task::block_in_place(|| ops_cli::db(action, &loaded))
         }
+        Command::Models { json } => admin_cli::models(json, &loaded),
+        Command::Service { action } => admin_cli::service(action, &loaded),
     }
 }
 

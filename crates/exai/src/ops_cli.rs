@@ -39,7 +39,9 @@ fn opens_databases(command: &crate::Command) -> bool {
         | C::MockLlm { .. }
         | C::Logs(_)
         | C::Stats(_)
-        | C::Config { .. } => false,
+        | C::Config { .. }
+        | C::Models { .. }
+        | C::Service { .. } => false,
     }
 }
 
