@@ -168,6 +168,138 @@ def test_service_install_and_uninstall_user_unit(home, tmp_path):
     assert unit.exists()
 
 
+# ---------------------------------------------------------------------------------------------
+# upgrade
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def installed(tmp_path: Path) -> Path:
+    """A copy of exai installed in its own directory, as an operator's /usr/local/bin/exai."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    exe = bindir / "exai"
+    shutil.copy2(exai_bin(), exe)
+    return exe
+
+
+def installed_run(exe: Path, home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([str(exe), *args], env=base_env(home, EXAI_EMBED_BACKEND="none"),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+def indexed(home: Path, exe: Path, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "guide.md").write_text("# Upgrade guide\n\nThe zanzibarword survives upgrades.\n")
+    out = installed_run(exe, home, "index", str(docs), "--source", "guide")
+    assert out.returncode == 0, out.stderr
+
+
+def hits(home: Path, exe: Path) -> list[str]:
+    out = installed_run(exe, home, "search", "zanzibarword", "--mode", "keyword", "--json")
+    assert out.returncode == 0, out.stderr
+    return [h["path"] for h in json.loads(out.stdout)["hits"]]
+
+
+def health(home: Path) -> dict:
+    record = pid_record(home)
+    assert record, "no daemon"
+    status, body = http_get(f"http://{record['listen']}/health")
+    assert status == 200
+    return body
+
+
+def stop_daemon(exe: Path, home: Path) -> None:
+    if pid_record(home):
+        installed_run(exe, home, "daemon", "stop", "--force")
+
+
+def test_upgrade_to_a_binary_whose_daemon_fails_rolls_back(home, installed, tmp_path):
+    indexed(home, installed, tmp_path)
+    before = hits(home, installed)
+    assert before
+    listen = f"127.0.0.1:{free_port()}"
+    assert installed_run(installed, home, "daemon", "start", "--listen", listen).returncode == 0
+    try:
+        old_pid = health(home)["pid"]
+        # A release that runs, reads the configuration and the databases like this one, but
+        # whose daemon cannot start.
+        broken = tmp_path / "exai-broken"
+        broken.write_text(
+            "#!/bin/sh\n"
+            'if [ "$1" = "--version" ]; then echo "exai 99.0.0"; exit 0; fi\n'
+            'if [ "$1" = "daemon" ] && { [ "$#" -eq 1 ] || [ "$2" = "--listen" ]; }; then\n'
+            '  echo "this release cannot serve" >&2; exit 1\n'
+            "fi\n"
+            f'exec "{exai_bin()}" "$@"\n')
+        broken.chmod(0o755)
+        original = digest(installed)
+        out = installed_run(installed, home, "upgrade", str(broken))
+        assert out.returncode == 1, out.stdout + out.stderr
+        said = out.stdout
+        for step in ("it runs: exai 99.0.0", "backing up the databases", "installing the new binary",
+                     "FAILED: the daemon", "rolling back", "the previous binary is back",
+                     "restoring the databases", "rolled back"):
+            assert step in said, f"{step!r} not said:\n{said}"
+        assert digest(installed) == original
+        assert not (installed.parent / "exai.previous").exists()
+        assert sorted(p.name for p in installed.parent.iterdir()) == ["exai"]
+        h = health(home)
+        assert h["status"] == "ok" and h["pid"] != old_pid and pid_record(home)["listen"] == listen
+        assert hits(home, installed) == before
+    finally:
+        stop_daemon(installed, home)
+
+
+def test_upgrade_to_a_good_binary_keeps_it_and_rollback_puts_the_previous_back(home, installed, tmp_path):
+    indexed(home, installed, tmp_path)
+    listen = f"127.0.0.1:{free_port()}"
+    assert installed_run(installed, home, "daemon", "start", "--listen", listen).returncode == 0
+    try:
+        # Another build of the same release: the same program, different bytes (an ELF file
+        # runs the same with data after its end).
+        new = tmp_path / "exai-new"
+        new.write_bytes(Path(exai_bin()).read_bytes() + b"\0another build\n")
+        new.chmod(0o755)
+        old, fresh = digest(installed), digest(new)
+        old_pid = health(home)["pid"]
+
+        out = installed_run(installed, home, "upgrade", str(new))
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "is healthy" in out.stdout and "done:" in out.stdout, out.stdout
+        previous = installed.parent / "exai.previous"
+        assert digest(installed) == fresh and digest(previous) == old
+        h = health(home)
+        assert h["status"] == "ok" and h["pid"] != old_pid
+        assert Path(f"/proc/{h['pid']}/exe").resolve() == installed
+        assert any(home.joinpath("backups").iterdir()), "no backup taken"
+        assert hits(home, installed)
+
+        out = installed_run(installed, home, "upgrade", "--rollback")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert digest(installed) == old and digest(previous) == fresh
+        assert health(home)["status"] == "ok"
+        assert Path(f"/proc/{health(home)['pid']}/exe").resolve() == installed
+    finally:
+        stop_daemon(installed, home)
+
+
+def test_upgrade_refuses_a_file_that_is_not_exai_and_changes_nothing(home, installed, tmp_path):
+    fake = tmp_path / "not-exai"
+    fake.write_text("#!/bin/sh\necho 'something else 1.0'\n")
+    fake.chmod(0o755)
+    original = digest(installed)
+    out = installed_run(installed, home, "upgrade", str(fake))
+    assert out.returncode == 1 and "did not answer `exai VERSION`" in out.stderr, out.stdout + out.stderr
+    assert digest(installed) == original and sorted(p.name for p in installed.parent.iterdir()) == ["exai"]
+    out = installed_run(installed, home, "upgrade", "--rollback")
+    assert out.returncode == 1 and "no previous binary" in out.stderr, out.stderr
+
+
 def test_the_documented_launchd_plist_is_valid():
     """docs/OPERATIONS.md's macOS plist parses and runs the foreground daemon, restarting only
     after a failure."""

@@ -8,3 +8,4 @@ pub mod logs;
 pub mod pg;
 pub mod service;
 pub mod stats;
+pub mod upgrade;

@@ -3,6 +3,7 @@
 mod admin_cli;
 mod kb_cli;
 mod ops_cli;
+mod upgrade_cli;
 mod validate_cli;
 
 use std::io::IsTerminal;
@@ -121,6 +122,9 @@ enum Command {
         #[command(subcommand)]
         action: admin_cli::ServiceAction,
     },
+    /// Replace this exai binary with a new one: checks, backup, swap (the old one kept as
+    /// exai.previous), migrations, daemon restart and health check; rolls back on failure.
+    Upgrade(upgrade_cli::UpgradeArgs),
 }
 
 #[derive(Subcommand)]
@@ -419,6 +423,7 @@ async fn run(cli: Cli, loaded: Loaded, inputs: Inputs) -> Result<ExitCode> {
         }
         Command::Models { json } => admin_cli::models(json, &loaded),
         Command::Service { action } => admin_cli::service(action, &loaded),
+        Command::Upgrade(args) => upgrade_cli::upgrade(args, &loaded).await,
     }
 }
 

@@ -42,6 +42,9 @@ fn opens_databases(command: &crate::Command) -> bool {
         | C::Config { .. }
         | C::Models { .. }
         | C::Service { .. } => false,
+        // It runs the binaries' own commands, and `db restore` on a rollback needs the lock
+        // exclusively.
+        C::Upgrade(_) => false,
     }
 }
 
