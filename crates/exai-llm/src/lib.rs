@@ -7,6 +7,7 @@ pub mod client;
 pub mod error;
 pub mod gateway;
 pub mod limits;
+pub mod listing;
 pub mod metrics;
 pub mod mock;
 pub mod models;

@@ -6,4 +6,6 @@ pub mod db;
 pub mod health;
 pub mod logs;
 pub mod pg;
+pub mod service;
 pub mod stats;
+pub mod upgrade;

@@ -941,59 +941,8 @@ impl ExaiServer {
         &self,
         Parameters(_): Parameters<NoAiArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let ai = self.ai();
-        let gw = &ai.gateway;
-        let models: Vec<Value> = gw
-            .registry()
-            .all()
-            .map(|m| {
-                let mut v = serde_json::to_value(m).unwrap_or(Value::Null);
-                let reason = gw.unavailable_reason(m);
-                v["available"] = json!(reason.is_none());
-                if let Some(reason) = reason {
-                    v["unavailable_reason"] = json!(reason);
-                }
-                v
-            })
-            .collect();
-        let providers: Vec<Value> = gw
-            .endpoints()
-            .iter()
-            .map(|e| {
-                json!({
-                    "id": e.id,
-                    "flavor": e.flavor,
-                    "base_url": e.base_url,
-                    "configured": e.is_configured(),
-                    "key_variables": e.key_variables,
-                })
-            })
-            .collect();
-        let available = models.iter().filter(|m| m["available"] == true).count();
-        let mut text = format!(
-            "{available} of {} models available; default model: {}\n",
-            models.len(),
-            gw.default_model()
-        );
-        for m in &models {
-            text.push_str(&format!(
-                "- {} ({}; {} tokens){}\n",
-                m["name"].as_str().unwrap_or(""),
-                m["provider"].as_str().unwrap_or(""),
-                m["context_window"],
-                m["unavailable_reason"]
-                    .as_str()
-                    .map(|r| format!(": unavailable, {r}"))
-                    .unwrap_or_default()
-            ));
-        }
-        if available == 0 {
-            text.push_str(&exai_llm::LlmError::NoProvider.to_string());
-        }
-        Ok(render(
-            text,
-            json!({ "default_model": gw.default_model(), "available": available, "models": models, "providers": providers }),
-        ))
+        let listing = self.ai().gateway.listing();
+        Ok(render(listing.text, listing.json))
     }
 
     #[tool(

@@ -11,7 +11,9 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
 use exai_core::pidfile::write_pid;
-pub use exai_core::pidfile::{PidFileError, PidRecord, alive, base_url, read_pid, running};
+pub use exai_core::pidfile::{
+    Identity, PidFileError, PidRecord, alive, base_url, identify, read_pid, running,
+};
 
 use crate::http::{self, ServeError};
 use crate::state::{AppState, Transport};
@@ -26,6 +28,15 @@ pub enum DaemonError {
     NotRunning { path: PathBuf },
     #[error(transparent)]
     PidFile(#[from] PidFileError),
+    #[error(
+        "no exai daemon is running: the pid file {} named a process that is not the daemon ({what}); it was not signalled, and the stale pid file was removed",
+        path.display()
+    )]
+    NotOurs { path: PathBuf, what: String },
+    #[error(
+        "pid {pid} may not be an exai daemon ({why}); not signalling it. If it is, stop it with `kill {pid}`"
+    )]
+    Unidentified { pid: u32, why: String },
     #[error("daemon (pid {pid}) did not stop within {secs} s even after SIGKILL")]
     WouldNotStop { pid: u32, secs: u64 },
     #[error("cannot start the daemon: {0}")]
@@ -117,15 +128,44 @@ pub async fn run(
     Ok(())
 }
 
-/// Send SIGTERM, wait for the grace period, then SIGKILL. Returns the stopped record.
-pub async fn stop(pid_path: &Path, grace: Duration) -> Result<PidRecord, DaemonError> {
+/// How a daemon stopped.
+#[derive(Debug, Clone)]
+pub struct Stopped {
+    pub record: PidRecord,
+    /// It outlived the grace period and was killed (SIGKILL); its pid file was removed.
+    pub killed: bool,
+}
+
+/// Send SIGTERM, wait for the grace period, then SIGKILL. The process is signalled only after
+/// checking it is still the daemon the pid file names (`pidfile::identify`): a pid file left
+/// naming another process is removed as stale, and that process is left alone.
+pub async fn stop(pid_path: &Path, grace: Duration) -> Result<Stopped, DaemonError> {
     let record = running(pid_path)?.ok_or_else(|| DaemonError::NotRunning {
         path: pid_path.to_path_buf(),
     })?;
+    match identify(&record) {
+        Identity::Daemon => {}
+        Identity::Other(what) => {
+            let _ = std::fs::remove_file(pid_path);
+            return Err(DaemonError::NotOurs {
+                path: pid_path.to_path_buf(),
+                what,
+            });
+        }
+        Identity::Unknown(why) => {
+            return Err(DaemonError::Unidentified {
+                pid: record.pid,
+                why,
+            });
+        }
+    }
     let pid = Pid::from_raw(i32::try_from(record.pid).unwrap_or(i32::MAX));
     let _ = signal::kill(pid, Signal::SIGTERM);
     if wait_gone(record.pid, grace).await {
-        return Ok(record);
+        return Ok(Stopped {
+            record,
+            killed: false,
+        });
     }
     tracing::warn!(
         pid = record.pid,
@@ -135,7 +175,10 @@ pub async fn stop(pid_path: &Path, grace: Duration) -> Result<PidRecord, DaemonE
     let _ = signal::kill(pid, Signal::SIGKILL);
     if wait_gone(record.pid, Duration::from_secs(5)).await {
         let _ = std::fs::remove_file(pid_path);
-        return Ok(record);
+        return Ok(Stopped {
+            record,
+            killed: true,
+        });
     }
     Err(DaemonError::WouldNotStop {
         pid: record.pid,

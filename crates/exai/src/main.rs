@@ -1,7 +1,9 @@
 //! The `exai` command: wiring only. Configuration errors exit with 2, other failures with 1.
 
+mod admin_cli;
 mod kb_cli;
 mod ops_cli;
+mod upgrade_cli;
 mod validate_cli;
 
 use std::io::IsTerminal;
@@ -109,6 +111,20 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// The models exai can call: providers (configured or the key to set), context windows,
+    /// aliases and availability; what the `listmodels` tool shows.
+    Models {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the daemon as a systemd service: start at boot, restart after a crash.
+    Service {
+        #[command(subcommand)]
+        action: admin_cli::ServiceAction,
+    },
+    /// Replace this exai binary with a new one: checks, backup, swap (the old one kept as
+    /// exai.previous), migrations, daemon restart and health check; rolls back on failure.
+    Upgrade(upgrade_cli::UpgradeArgs),
 }
 
 #[derive(Subcommand)]
@@ -118,8 +134,13 @@ enum DaemonAction {
         #[arg(long)]
         json: bool,
     },
-    /// Stop the daemon gracefully (SIGTERM), forcing it after the grace period.
-    Stop,
+    /// Stop the daemon gracefully (SIGTERM), killing it (SIGKILL) after the grace period. The
+    /// pid file's process is checked to be the daemon first; another process is never signalled.
+    Stop {
+        /// Give it only a short grace (2 s) before SIGKILL: for a daemon that hangs.
+        #[arg(long)]
+        force: bool,
+    },
     /// Stop the running daemon and start a new one in the background.
     Restart {
         /// Address for the new daemon (default: the old one's).
@@ -416,6 +437,9 @@ async fn run(cli: Cli, loaded: Loaded, inputs: Inputs) -> Result<ExitCode> {
             init_cli_logs(&loaded);
             tokio::task::block_in_place(|| ops_cli::db(action, &loaded))
         }
+        Command::Models { json } => admin_cli::models(json, &loaded),
+        Command::Service { action } => admin_cli::service(action, &loaded),
+        Command::Upgrade(args) => upgrade_cli::upgrade(args, &loaded).await,
     }
 }
 
@@ -655,9 +679,10 @@ async fn daemon_action(action: DaemonAction, loaded: Loaded) -> Result<ExitCode>
             }
             Ok(ExitCode::SUCCESS)
         }
-        DaemonAction::Stop => {
-            let record = daemon::stop(&pid_path, grace).await?;
-            println!("stopped daemon pid {} ({})", record.pid, record.listen);
+        DaemonAction::Stop { force } => {
+            let grace = if force { FORCE_GRACE.min(grace) } else { grace };
+            let stopped = daemon::stop(&pid_path, grace).await?;
+            report_stopped(&stopped, grace, &pid_path);
             Ok(ExitCode::SUCCESS)
         }
         DaemonAction::Restart { listen } => {
@@ -666,8 +691,8 @@ async fn daemon_action(action: DaemonAction, loaded: Loaded) -> Result<ExitCode>
                 .or_else(|| old.as_ref().map(|r| r.listen.clone()))
                 .unwrap_or_else(|| loaded.config.server.listen.to_string());
             if old.is_some() {
-                let record = daemon::stop(&pid_path, grace).await?;
-                println!("stopped daemon pid {}", record.pid);
+                let stopped = daemon::stop(&pid_path, grace).await?;
+                report_stopped(&stopped, grace, &pid_path);
             }
             start_background(&loaded, &listen, token.as_deref()).await
         }
@@ -742,6 +767,24 @@ fn daemon_reload(json: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
+    }
+}
+
+/// How long `exai daemon stop --force` lets the daemon finish before SIGKILL.
+const FORCE_GRACE: Duration = Duration::from_secs(2);
+
+fn report_stopped(stopped: &daemon::Stopped, grace: Duration, pid_path: &Path) {
+    let r = &stopped.record;
+    if stopped.killed {
+        println!(
+            "daemon pid {} ({}) did not stop within {} s of SIGTERM: killed it (SIGKILL) and removed its pid file {}",
+            r.pid,
+            r.listen,
+            grace.as_secs(),
+            pid_path.display()
+        );
+    } else {
+        println!("stopped daemon pid {} ({})", r.pid, r.listen);
     }
 }
 

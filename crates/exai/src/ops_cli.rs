@@ -39,7 +39,12 @@ fn opens_databases(command: &crate::Command) -> bool {
         | C::MockLlm { .. }
         | C::Logs(_)
         | C::Stats(_)
-        | C::Config { .. } => false,
+        | C::Config { .. }
+        | C::Models { .. }
+        | C::Service { .. } => false,
+        // It runs the binaries' own commands, and `db restore` on a rollback needs the lock
+        // exclusively.
+        C::Upgrade(_) => false,
     }
 }
 
