@@ -315,6 +315,7 @@ settings! {
     "logging.level" ["RUST_LOG", "LOG_LEVEL"] false {Shape::LogLevel} (Rule::LogFilter) "Log filter (`error`, `warn`, `info`, `debug`, `trace` or a tracing directive); the Python servers' level names read as the nearest (`WARNING` as `warn`, `CRITICAL` as `error`).";
     "logging.file_max_mb" [] false (whole(1, 10_240)) "Size at which `logs/exai.log` rotates, in MB.";
     "logging.file_count" [] false (whole(1, 100)) "Rotated log files kept besides the current one.";
+    "logging.log_queries" [] false (Rule::Any) "Record the text of `search_docs` queries in the activity log (and in slow-search warnings), for `exai stats --queries`. Off: only the mode, hit count and duration are kept.";
     "tools.disabled" ["DISABLED_TOOLS"] false (Rule::Any) "Tools to switch off (comma separated in env). `version`, `health` and `listmodels` always stay on.";
     "tools.profile" [] false (Rule::OneOf { names: ToolProfile::NAMES, says: "lean, kb, ai or full" }) "Which tools `tools/list` shows: `lean` (search_docs, get_document, chat, consensus and `enable_tools`, which lists the rest and shows them on request), `kb`, `ai` or `full`. Hidden tools stay callable; per client: `exai serve --profile`, `exai shim --profile`, or the daemon's `/mcp/PROFILE` path.";
     "tools.disabled_families" [] false (Rule::EachOf(ToolFamily::NAMES)) "Tool families to switch off: `ai`, `kb`, `ops`.";
@@ -354,9 +355,20 @@ settings! {
     "kb.chunk_tokens" [] false (whole(32, 8192)) "Most word pieces per chunk (the embedding model reads 256).";
     "kb.chunk_overlap" [] false (Rule::Joint) "Word pieces repeated between consecutive chunks of a long section.";
     "kb.ann_min_vectors" [] false (whole_says(0, 1_000_000_000, "0 (always exact) to 1000000000")) "Semantic search goes through an HNSW index (a file next to the database, rebuilt when stale) from this many distinct vectors on (chunks with equal text share one), and scans them exactly below it; 0: always exact. The default is where the exact scan passes about 5 ms on two cores.";
+    "kb.slow_query_ms" [] false (whole_says(0, 3_600_000, "0 to 3600000 milliseconds")) "A knowledge-base search taking at least this long is logged as a warning with its mode, hit count and duration (and its text with `logging.log_queries`); 0 logs every search.";
     "kb.categories" [] false {Shape::ListTable { says: "a table of categories to keyword lists, e.g. { recipes = [\"recipe\"] } (env: recipes=recipe|cookbook)" }} (Rule::Any) "Category keywords, replacing or adding to the built-in map, e.g. `{ recipes = [\"recipe\", \"cookbook\"] }` (env: `recipes=recipe|cookbook,setup=install`).";
     "ops.backup_dir" [] false (Rule::Any) "Where `exai db backup` writes backups; empty: `backups/` in the data directory.";
     "ops.backup_keep" [] false (whole(1, 10_000)) "Backups `exai db backup` keeps in its directory (the newest); older ones are removed.";
+    "ops.sample_interval_secs" [] false (number(1.0, 3600.0, "1 to 3600 seconds")) "How often the daemon records its resident memory, CPU time, open files, database sizes and free disk (for `exai stats --resources`, `exai health` and `exai db stats --history`).";
+    "ops.resource_history_days" [] false (whole(1, 3650)) "Days of resource samples kept; older ones are removed as new ones are written.";
+    "ops.memory_warn_percent" [] false (number(1.0, 100.0, "1 to 100 percent")) "`exai health` warns when the host's memory in use reaches this share of its total.";
+    "ops.memory_review_percent" [] false (number(1.0, 100.0, "1 to 100 percent")) "`exai health` notes that memory use needs a review when the host's memory in use reaches this share (below `ops.memory_warn_percent`).";
+    "ops.memory_growth_mb_per_hour" [] false (number(0.1, 1_000_000.0, "0.1 to 1000000 MiB per hour")) "`exai health` warns when the daemon's resident memory grows faster than this many MiB per hour over the last 24 h (least-squares slope of its samples; see OPERATIONS.md).";
+    "ops.disk_warn_percent" [] false (number(1.0, 100.0, "1 to 100 percent")) "`exai health` warns when the file system of the data directory is this full.";
+    "ops.slo_uptime_percent" [] false (number(0.0, 100.0, "0 to 100 percent")) "Target share of time the daemon is up (from its resource samples), checked by `exai stats --slo` and `exai health`.";
+    "ops.slo_simple_p95_secs" [] false (number(0.001, 3600.0, "0.001 to 3600 seconds")) "Target 95th percentile latency of simple tools (every tool but the workflow tools).";
+    "ops.slo_workflow_p95_secs" [] false (number(0.001, 3600.0, "0.001 to 3600 seconds")) "Target 95th percentile latency of workflow tools.";
+    "ops.slo_error_rate_percent" [] false (number(0.0, 100.0, "0 to 100 percent")) "Target share of tool calls ending in an error or timeout.";
     "database.url" [] true (Rule::PostgresUrl) "PostgreSQL (with pgvector) shared by several daemons, e.g. `postgres://user:password@host:5432/exai?sslmode=verify-full` (a Supabase connection string works unchanged; sslmode takes libpq's values, sslrootcert a CA file). Holds the knowledge base, conversation threads, validation runs and index jobs. Empty: SQLite files in the data directory.";
     "database.pool_size" [] false (whole(1, 1_000)) "PostgreSQL connections one exai process opens at most.";
     "database.statement_timeout_secs" [] false (number(0.0, 3600.0, "0 to 3600 (0: none)")) "PostgreSQL `statement_timeout` of every connection, in seconds (0: none).";

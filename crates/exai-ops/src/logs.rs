@@ -444,6 +444,7 @@ mod tests {
             tokens_out: None,
             cost_usd: None,
             route: None,
+            search: None,
         };
         serde_json::to_string(&r).unwrap() + "\n"
     }

@@ -159,6 +159,7 @@ mod tests {
             tokens_out: provider.map(|_| 10),
             cost_usd: provider.map(|_| 0.001),
             route: None,
+            search: None,
         }
     }
 

@@ -13,6 +13,7 @@ mod kb_tools;
 pub mod knowledge;
 pub mod metrics;
 pub mod registry;
+pub mod sampler;
 mod schema;
 pub mod shim;
 pub mod state;
