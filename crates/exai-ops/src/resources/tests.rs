@@ -116,19 +116,22 @@ fn samples_round_trip_in_time_order_per_instance(place: &dyn Place) {
 }
 
 fn retention_removes_old_samples_when_recording(place: &dyn Place) {
-    let store = Resources::new(place.try_open().unwrap(), 1);
     let day = 86_400;
-    store.record(&sample("a", 0)).unwrap();
-    // The first record prunes (none was due before); the next within the hour does not.
-    store.record(&sample("a", 2 * day)).unwrap();
-    assert_eq!(store.samples(at(-1), None).unwrap().len(), 1);
-    store.record(&sample("a", 2 * day + 60)).unwrap();
-    store.record(&sample("a", -3 * day)).unwrap();
-    assert_eq!(store.samples(at(-4 * day), None).unwrap().len(), 3);
-    // The backend deletes what is older than asked, on every backend alike.
     let backend = place.try_open().unwrap();
-    assert_eq!(backend.delete_before(at(2 * day)).unwrap(), 1);
+    backend.insert(&sample("a", -3 * day)).unwrap();
+    backend.insert(&sample("b", -2 * day)).unwrap();
+    backend.insert(&sample("b", -day + 60)).unwrap();
+    let store = Resources::new(place.try_open().unwrap(), 1);
+    // The first record removes what is more than a day older than it, of every daemon...
+    store.record(&sample("a", 0)).unwrap();
     assert_eq!(store.samples(at(-4 * day), None).unwrap().len(), 2);
+    // ...and the next ones within the hour do not look again.
+    backend.insert(&sample("a", -3 * day)).unwrap();
+    store.record(&sample("a", 60)).unwrap();
+    assert_eq!(store.samples(at(-4 * day), None).unwrap().len(), 4);
+    // A backend deletes what is strictly older than asked.
+    assert_eq!(backend.delete_before(at(-day + 60)).unwrap(), 1);
+    assert_eq!(store.samples(at(-4 * day), None).unwrap().len(), 3);
 }
 
 fn a_newer_schema_is_refused(place: &dyn Place) {
