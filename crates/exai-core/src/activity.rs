@@ -1,6 +1,7 @@
 //! The activity log: `logs/activity.jsonl` (0600, like every log), one JSON line per tool call.
 //! Operators read it with `exai logs` and `exai stats`; it never holds arguments or secrets,
-//! only what happened.
+//! only what happened — except the text of knowledge-base queries, and only when the operator
+//! turned `logging.log_queries` on (`exai stats --queries` lists them).
 
 use std::path::Path;
 
@@ -44,6 +45,20 @@ pub struct ActivityRecord {
     /// `local` (stdio, no token, the unnamed `server.auth_token`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
+    /// A knowledge-base search's mode, hits and (with `logging.log_queries`) text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchActivity>,
+}
+
+/// What a `search_docs` call searched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchActivity {
+    /// The mode that ran (`hybrid`, `keyword`, `semantic`).
+    pub mode: String,
+    pub hits: u64,
+    /// The query, only when `logging.log_queries` is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
 }
 
 /// Appends records; cheap to clone and share between sessions.

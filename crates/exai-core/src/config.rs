@@ -107,6 +107,7 @@ pub struct LoggingConfig {
     pub file_max_mb: u64,
     pub file_count: u64,
     pub archive_keep_days: u64,
+    pub log_queries: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,6 +172,7 @@ pub struct KbConfig {
     pub chunk_tokens: u64,
     pub chunk_overlap: u64,
     pub ann_min_vectors: u64,
+    pub slow_query_ms: u64,
     pub categories: BTreeMap<String, Vec<String>>,
 }
 
@@ -217,6 +219,16 @@ pub struct OpsConfig {
     pub backup_keep: u64,
     /// More files `exai db backup` copies besides the databases and the configuration.
     pub backup_extra: Vec<PathBuf>,
+    pub sample_interval_secs: f64,
+    pub resource_history_days: u64,
+    pub memory_warn_percent: f64,
+    pub memory_review_percent: f64,
+    pub memory_growth_mb_per_hour: f64,
+    pub disk_warn_percent: f64,
+    pub slo_uptime_percent: f64,
+    pub slo_simple_p95_secs: f64,
+    pub slo_workflow_p95_secs: f64,
+    pub slo_error_rate_percent: f64,
 }
 
 impl Default for Config {
@@ -249,6 +261,7 @@ impl Default for Config {
                 file_max_mb: 20,
                 file_count: 5,
                 archive_keep_days: 90,
+                log_queries: false,
             },
             tools: ToolsConfig {
                 disabled: vec![],
@@ -285,6 +298,16 @@ impl Default for Config {
                 backup_dir: String::new(),
                 backup_keep: 7,
                 backup_extra: Vec::new(),
+                sample_interval_secs: 60.0,
+                resource_history_days: 30,
+                memory_warn_percent: 80.0,
+                memory_review_percent: 70.0,
+                memory_growth_mb_per_hour: 5.0,
+                disk_warn_percent: 85.0,
+                slo_uptime_percent: 99.0,
+                slo_simple_p95_secs: 5.0,
+                slo_workflow_p95_secs: 60.0,
+                slo_error_rate_percent: 1.0,
             },
             database: DatabaseConfig {
                 url: Secret::default(),
@@ -309,6 +332,7 @@ impl Default for Config {
                 chunk_tokens: 200,
                 chunk_overlap: 32,
                 ann_min_vectors: 20_000,
+                slow_query_ms: 1000,
                 categories: BTreeMap::new(),
             },
         }

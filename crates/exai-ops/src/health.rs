@@ -47,7 +47,7 @@ pub struct Check {
     pub data: serde_json::Value,
 }
 
-fn check(name: &str, status: Status, detail: impl Into<String>) -> Check {
+pub(crate) fn check(name: &str, status: Status, detail: impl Into<String>) -> Check {
     Check {
         name: name.into(),
         status,
@@ -65,10 +65,13 @@ pub struct Report {
     pub checks: Vec<Check>,
 }
 
-/// Thresholds.
-const DISK_WARN_BYTES: u64 = 1 << 30;
-const DISK_FAIL_BYTES: u64 = 100 << 20;
-const MEMORY_WARN_BYTES: u64 = 2 << 30;
+impl Report {
+    /// Add a check made outside [`run`]; the overall status follows.
+    pub fn add(&mut self, check: Check) {
+        self.status = self.status.max(check.status);
+        self.checks.push(check);
+    }
+}
 
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -155,27 +158,35 @@ async fn daemon_checks(loaded: &Loaded, out: &mut Vec<Check>) {
     let auth = &loaded.config.server.auth_token;
     let token = auth.is_set().then(|| auth.expose().to_string());
     let base = exai_core::pidfile::base_url(&record.listen);
+    let asked = Instant::now();
     match fetch_health(&base, token.as_deref()).await {
         Ok(h) => {
+            let latency_ms = asked.elapsed().as_secs_f64() * 1000.0;
             let status = h["status"].as_str().unwrap_or("?").to_string();
+            let slow = latency_ms > crate::monitor::HEALTH_SLOW_MS;
             let mut c = check(
                 "daemon",
-                if status == "ok" {
+                if status == "ok" && !slow {
                     Status::Ok
                 } else {
                     Status::Warn
                 },
                 format!(
-                    "pid {} on {}, /health {status}, version {}, up {:.0} s, {} call(s) in flight",
+                    "pid {} on {}, /health {status} in {latency_ms:.0} ms{}, version {}, up {:.0} s, {} call(s) in flight",
                     record.pid,
                     record.listen,
+                    if slow {
+                        " (slow: the daemon is overloaded or stalled)"
+                    } else {
+                        ""
+                    },
                     h["version"].as_str().unwrap_or("?"),
                     h["uptime_secs"].as_f64().unwrap_or(0.0),
                     h["inflight_calls"]
                 ),
             );
             let more = refusal_and_reload_checks(&h);
-            c.data = serde_json::json!({ "pid": record.pid, "listen": record.listen, "health": h });
+            c.data = serde_json::json!({ "pid": record.pid, "listen": record.listen, "health_latency_ms": latency_ms, "health": h });
             out.push(c);
             out.extend(more);
         }
@@ -188,19 +199,8 @@ async fn daemon_checks(loaded: &Loaded, out: &mut Vec<Check>) {
             ),
         )),
     }
-    if let Some(rss) = rss_bytes(record.pid) {
-        let mut c = check(
-            "daemon_memory",
-            if rss > MEMORY_WARN_BYTES {
-                Status::Warn
-            } else {
-                Status::Ok
-            },
-            format!("{} resident", human_bytes(rss)),
-        );
-        c.data = serde_json::json!({ "rss_bytes": rss });
-        out.push(c);
-    }
+    out.extend(crate::monitor::memory_check(loaded, rss_bytes(record.pid)));
+    out.push(crate::monitor::memory_trend_check(loaded));
 }
 
 /// From a daemon's `/health`: the requests it refused (by reason, since its start) and how its
@@ -671,28 +671,13 @@ fn disk_checks(loaded: &Loaded, out: &mut Vec<Check>) {
         Ok(s) => {
             let free = s.blocks_available().saturating_mul(s.fragment_size());
             let size = s.blocks().saturating_mul(s.fragment_size());
-            let pct = if size == 0 {
-                0.0
-            } else {
-                free as f64 * 100.0 / size as f64
+            let disk = crate::resources::probe::Disk {
+                free_bytes: free,
+                total_bytes: size,
             };
-            let status = if free < DISK_FAIL_BYTES {
-                Status::Fail
-            } else if free < DISK_WARN_BYTES || pct < 5.0 {
-                Status::Warn
-            } else {
-                Status::Ok
-            };
-            let mut c = check(
-                "disk",
-                status,
-                format!(
-                    "{} free of {} ({pct:.0} %)",
-                    human_bytes(free),
-                    human_bytes(size)
-                ),
-            );
-            c.data = serde_json::json!({ "free_bytes": free, "size_bytes": size });
+            let (status, detail) = crate::monitor::disk_status(loaded, &disk);
+            let mut c = check("disk", status, detail);
+            c.data = serde_json::json!({ "free_bytes": free, "size_bytes": size, "used_percent": disk.used_percent(), "warn_percent": loaded.config.ops.disk_warn_percent });
             out.push(c);
         }
         Err(e) => out.push(check(

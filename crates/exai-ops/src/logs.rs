@@ -470,6 +470,7 @@ mod tests {
             client: None,
             client_version: None,
             principal: None,
+            search: None,
         };
         serde_json::to_string(&r).unwrap() + "\n"
     }

@@ -208,6 +208,7 @@ mod tests {
             client: None,
             client_version: None,
             principal: None,
+            search: None,
         }
     }
 

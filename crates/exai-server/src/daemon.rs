@@ -123,6 +123,7 @@ pub async fn run(
         "exai daemon serving MCP at http://{bound}/mcp"
     );
     tokio::spawn(crate::knowledge::embed_in_background(state.clone()));
+    tokio::spawn(crate::sampler::run(state.clone()));
     http::serve(state, listener, termination_signal()).await?;
     tracing::info!("exai daemon stopped");
     Ok(())

@@ -346,6 +346,7 @@ impl ExaiServer {
             client: client.as_ref().map(|c| clip(&c.client_info.name)),
             client_version: client.as_ref().map(|c| clip(&c.client_info.version)),
             principal: Some(crate::http::Principal::of(context).name().to_string()),
+            search: search_activity(tool, result, self.state.loaded.config.logging.log_queries),
         });
     }
 }
@@ -420,6 +421,25 @@ fn json_len_exceeds(v: &serde_json::Value, max: usize) -> bool {
     }
     let mut counter = Counter { n: 0, max };
     serde_json::to_writer(&mut counter, v).is_err()
+}
+
+/// A search's mode and hit count from `search_docs`' structured result, with its text only when
+/// `logging.log_queries` is on.
+fn search_activity(
+    tool: &str,
+    result: Option<&serde_json::Value>,
+    with_query: bool,
+) -> Option<exai_core::activity::SearchActivity> {
+    let result = result.filter(|_| tool == "search_docs")?;
+    let shown = result["hits"].as_array().map_or(0, Vec::len) as u64;
+    Some(exai_core::activity::SearchActivity {
+        mode: result["mode"].as_str()?.to_string(),
+        hits: shown + result["omitted"].as_u64().unwrap_or(0),
+        query: with_query
+            .then(|| result["query"].as_str())
+            .flatten()
+            .map(|q| exai_core::text::clip_with_ellipsis(q, 500)),
+    })
 }
 
 fn error_kind(e: &ErrorData) -> String {

@@ -282,10 +282,10 @@ impl ExaiServer {
             .map_or(self.state.loaded.config.tools.max_output_tokens, u64::from);
         let started = Instant::now();
         let mut response = blocking(move || kb.search(&req)).await?;
+        let elapsed = started.elapsed();
         // By the mode that ran: hybrid without an embedder runs as keyword.
-        self.state
-            .metrics
-            .record_search(response.mode, started.elapsed());
+        self.state.metrics.record_search(response.mode, elapsed);
+        crate::knowledge::log_if_slow(&self.state.loaded.config, &response, elapsed);
         if let Some(problem) = self.state.knowledge.embed_problem() {
             response
                 .notes

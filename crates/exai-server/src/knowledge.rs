@@ -170,3 +170,26 @@ pub async fn embed_in_background(state: std::sync::Arc<crate::state::AppState>) 
     let status = job.status();
     tracing::info!(state = ?status.state, embedded = status.embedded, "background embedding finished");
 }
+
+/// Log a search that took `kb.slow_query_ms` or longer, as a warning with its mode, hit count
+/// and duration; its text only with `logging.log_queries` (what users search for may be
+/// private).
+pub fn log_if_slow(
+    config: &exai_core::Config,
+    response: &exai_kb::SearchResponse,
+    elapsed: std::time::Duration,
+) {
+    let duration_ms = (elapsed.as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
+    if duration_ms < config.kb.slow_query_ms as f64 {
+        return;
+    }
+    let mode = response.mode.as_str();
+    let hits = response.hits.len();
+    let limit_ms = config.kb.slow_query_ms;
+    if config.logging.log_queries {
+        let query = exai_core::text::clip_with_ellipsis(&response.query, 200);
+        tracing::warn!(mode, hits, duration_ms, limit_ms, query = %query, "slow search");
+    } else {
+        tracing::warn!(mode, hits, duration_ms, limit_ms, "slow search");
+    }
+}

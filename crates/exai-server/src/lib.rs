@@ -15,6 +15,7 @@ pub mod knowledge;
 pub mod metrics;
 pub mod registry;
 pub mod reload;
+pub mod sampler;
 mod schema;
 pub mod shim;
 pub mod state;

@@ -78,6 +78,8 @@ pub struct ServerMetrics {
     searches: [Histogram; MODES.len()],
     /// The HTTP listener's connections and MCP sessions (zero over stdio).
     pub transport: Arc<TransportMetrics>,
+    /// The daemon's newest resource sample.
+    pub resources: crate::sampler::Latest,
 }
 
 /// Why the daemon refused an HTTP request: the `reason` label of `exai_http_refused_total`.
@@ -228,6 +230,7 @@ impl Default for ServerMetrics {
                 .collect(),
             searches: std::array::from_fn(|_| Histogram::new(SEARCH_SECONDS)),
             transport: Arc::default(),
+            resources: crate::sampler::Latest::default(),
         }
     }
 }
@@ -377,6 +380,7 @@ pub async fn render(state: &Arc<AppState>) -> String {
         "Seconds since this process started.",
     );
     enc.sample(&[], state.started.elapsed().as_secs_f64());
+    crate::sampler::encode(state, &mut enc);
     enc.family(
         "exai_tool_calls_in_flight",
         Kind::Gauge,

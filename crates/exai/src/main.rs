@@ -2,6 +2,7 @@
 
 mod admin_cli;
 mod kb_cli;
+mod monitor_cli;
 mod ops_cli;
 mod upgrade_cli;
 mod validate_cli;
@@ -432,7 +433,7 @@ async fn run(cli: Cli, loaded: Loaded, inputs: Inputs) -> Result<ExitCode> {
             ops_cli::health(args, &loaded).await
         }
         Command::Logs(args) => ops_cli::logs(args, &loaded).await,
-        Command::Stats(args) => ops_cli::stats(args, &loaded),
+        Command::Stats(args) => tokio::task::block_in_place(|| ops_cli::stats(args, &loaded)),
         Command::Db { action } => {
             init_cli_logs(&loaded);
             tokio::task::block_in_place(|| ops_cli::db(action, &loaded))

@@ -38,13 +38,13 @@ fn opens_databases(command: &crate::Command) -> bool {
         | C::Shim { .. }
         | C::MockLlm { .. }
         | C::Logs(_)
-        | C::Stats(_)
         | C::Config { .. }
         | C::Models { .. }
         | C::Service { .. } => false,
         // It runs the binaries' own commands, and `db restore` on a rollback needs the lock
         // exclusively.
         C::Upgrade(_) => false,
+        C::Stats(args) => args.reads_databases(),
     }
 }
 
@@ -100,7 +100,11 @@ pub struct HealthArgs {
 }
 
 pub async fn health(args: HealthArgs, loaded: &Loaded) -> Result<ExitCode> {
-    let report = exai_ops::health::run(loaded, args.live).await;
+    let mut report = exai_ops::health::run(loaded, args.live).await;
+    report.add(exai_ops::monitor::slo_check(
+        loaded,
+        &crate::monitor_cli::is_workflow,
+    ));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -354,7 +358,8 @@ pub async fn logs(args: LogsArgs, loaded: &Loaded) -> Result<ExitCode> {
 
 #[derive(Args)]
 pub struct StatsArgs {
-    /// Only calls from this long ago on: 1h, 24h, 7d… (default: everything kept).
+    /// Only calls from this long ago on: 1h, 24h, 7d… (default: everything kept; 24h for
+    /// --resources and --slo).
     #[arg(long, value_name = "DURATION")]
     since: Option<String>,
     /// Per MCP client (name and version from its `initialize`) and per principal (the named
@@ -363,6 +368,28 @@ pub struct StatsArgs {
     by_client: bool,
     #[arg(long)]
     json: bool,
+    /// The daemon's resources over time (resident memory, CPU, open files, host memory, free
+    /// disk, database sizes): minimum, maximum, latest and trend of each series.
+    #[arg(long, conflicts_with_all = ["slo", "queries"])]
+    resources: bool,
+    /// Check the service targets (`ops.slo_*`: uptime, p95 latency of simple and workflow
+    /// tools, error rate); exit 1 when one is missed.
+    #[arg(long, conflicts_with = "queries")]
+    slo: bool,
+    /// The most frequent and the slowest knowledge-base queries (their text is recorded only
+    /// with `logging.log_queries`).
+    #[arg(long)]
+    queries: bool,
+    /// Queries listed with --queries.
+    #[arg(long, default_value_t = 10, requires = "queries")]
+    limit: usize,
+}
+
+impl StatsArgs {
+    /// `--resources` and `--slo` read the resource history in the databases.
+    pub fn reads_databases(&self) -> bool {
+        self.resources || self.slo
+    }
 }
 
 fn print_rows(title: &str, rows: &[stats::Row]) {
@@ -391,6 +418,16 @@ fn print_rows(title: &str, rows: &[stats::Row]) {
 }
 
 pub fn stats(args: StatsArgs, loaded: &Loaded) -> Result<ExitCode> {
+    let since = args.since.as_deref();
+    if args.resources {
+        return crate::monitor_cli::resources(since, args.json, loaded);
+    }
+    if args.slo {
+        return crate::monitor_cli::slo(since, args.json, loaded);
+    }
+    if args.queries {
+        return crate::monitor_cli::queries(since, args.limit, args.json, loaded);
+    }
     let paths = DataPaths::new(loaded.data_dir.clone());
     let since = match &args.since {
         Some(s) => {
@@ -504,6 +541,12 @@ pub enum DbAction {
     Stats {
         #[arg(long)]
         json: bool,
+        /// Each database's size per day and its growth, from the daemon's resource samples.
+        #[arg(long)]
+        history: bool,
+        /// With --history: from this long ago on (default 30d).
+        #[arg(long, value_name = "DURATION", requires = "history")]
+        since: Option<String>,
     },
     /// Rebuild derived indexes: the keyword index from the stored chunks, SQLite indexes and
     /// statistics; running daemons rebuild their vector index.
@@ -742,7 +785,12 @@ pub fn db(action: DbAction, loaded: &Loaded) -> Result<ExitCode> {
             db_restore(path, check, with_config, loaded)
         }
         DbAction::Migrate { check } => db_migrate(check, loaded),
-        DbAction::Stats { json } => db_stats(json, loaded),
+        DbAction::Stats {
+            json,
+            history: true,
+            since,
+        } => crate::monitor_cli::db_history(since.as_deref(), json, loaded),
+        DbAction::Stats { json, .. } => db_stats(json, loaded),
         DbAction::Reindex => db_reindex(loaded),
         DbAction::Copy {
             from,

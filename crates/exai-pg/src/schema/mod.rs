@@ -5,6 +5,7 @@
 
 mod jobs;
 mod kb;
+mod resources;
 mod threads;
 mod tracking;
 
@@ -48,8 +49,15 @@ pub const JOBS: Component = Component {
     needs_vector: false,
 };
 
+/// The daemons' resource samples.
+pub const RESOURCES: Component = Component {
+    name: "resources",
+    steps: resources::STEPS,
+    needs_vector: false,
+};
+
 /// Every component, in the order `exai db migrate` reports them.
-pub const ALL: [&Component; 4] = [&KB, &THREADS, &TRACKING, &JOBS];
+pub const ALL: [&Component; 5] = [&KB, &THREADS, &TRACKING, &JOBS, &RESOURCES];
 
 impl Component {
     /// The version this build writes.
