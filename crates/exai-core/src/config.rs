@@ -2225,7 +2225,7 @@ mod tests {
                     | (Rule::Whole { .. }, Value::Integer(_))
                     | (Rule::Number { .. }, Value::Float(_))
                     | (
-                        Rule::EachOf(_) | Rule::Origins | Rule::AbsolutePaths,
+                        Rule::EachOf(_) | Rule::Origins | Rule::AbsolutePaths | Rule::Patterns,
                         Value::Array(_)
                     )
                     | (

@@ -31,7 +31,8 @@ pub use error::{ConfigError, Expected};
 pub use source::Source;
 pub use timeouts::{HierarchyError, TimeoutConfig, TimeoutHierarchy};
 pub use values::{
-    EmbedBackend, EmbedPrecision, ToolFamily, ToolProfile, UntrustedContent, untrusted_pattern,
+    EmbedBackend, EmbedPrecision, ToolFamily, ToolProfile, UNTRUSTED_PATTERN_SIZE_LIMIT,
+    UntrustedContent, untrusted_pattern,
 };
 
 /// The exai version, from Cargo.

@@ -192,39 +192,40 @@ struct RuleSpec {
     skip_descriptions: bool,
 }
 
-/// The built-in rules. Each is narrow on purpose: documentation says "ignore the previous
+/// The built-in rules. Word boundaries are ASCII (`(?-u:\b)`): a Unicode one stops the regex
+/// engine's fast automaton at the first non-ASCII character of a text. Each is narrow on purpose: documentation says "ignore the previous
 /// example", "you are now ready", "call the function", "print the environment"; the rules need
 /// an instruction-shaped object ("previous instructions", "your API key", "the X tool"), an
 /// address to an AI, or a chat-template token.
 const BUILTIN_RULES: &[RuleSpec] = &[
     RuleSpec {
         name: "ignore-previous",
-        pattern: r"\b(?:ignore|disregard|forget|bypass)\s+(?:(?:all|any|every|the|your|of|these|those)\s+){0,3}(?:previous|prior|above|earlier|preceding|foregoing|original|initial)\s+(?:instructions?|prompts?|directives?|commands?|guidance)\b",
+        pattern: r"(?-u:\b)(?:ignore|disregard|forget|bypass)\s+(?:(?:all|any|every|the|your|of|these|those)\s+){0,3}(?:previous|prior|above|earlier|preceding|foregoing|original|initial)\s+(?:instructions?|prompts?|directives?|commands?|guidance)(?-u:\b)",
         skip_descriptions: true,
     },
     RuleSpec {
         name: "disregard-system",
-        pattern: r"\b(?:ignore|disregard|forget|bypass|override)\s+(?:(?:all|any|the|your)\s+){0,2}(?:system\s+(?:prompts?|messages?|instructions)|guardrails|safety\s+(?:rules|guidelines|instructions))\b",
+        pattern: r"(?-u:\b)(?:ignore|disregard|forget|bypass|override)\s+(?:(?:all|any|the|your)\s+){0,2}(?:system\s+(?:prompts?|messages?|instructions)|guardrails|safety\s+(?:rules|guidelines|instructions))(?-u:\b)",
         skip_descriptions: true,
     },
     RuleSpec {
         name: "you-are-now",
-        pattern: r"\byou\s+are\s+(?:now|no\s+longer)\s+(?:an?\s+|in\s+)?(?:ai\b|assistant|chatbot|language\s+model|llm|dan\b|jailbroken|unrestricted|uncensored|unfiltered|developer\s+mode|free\s+(?:of|from)|bound\s+by|restricted)",
+        pattern: r"(?-u:\b)you\s+are\s+(?:now|no\s+longer)\s+(?:an?\s+|in\s+)?(?:ai(?-u:\b)|assistant|chatbot|language\s+model|llm|dan(?-u:\b)|jailbroken|unrestricted|uncensored|unfiltered|developer\s+mode|free\s+(?:of|from)|bound\s+by|restricted)",
         skip_descriptions: false,
     },
     RuleSpec {
         name: "addressing-ai",
-        pattern: r"\b(?:(?:if|when)\s+you\s+are\s+an?\s+(?:ai|llm|language\s+model|(?:ai\s+)?(?:assistant|agent|chatbot))\b|(?:note|message|instructions?)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?(?:ai|llm|language\s+model|(?:ai\s+)?(?:assistant|agent|chatbot))s?\b|(?:ai|llm|assistant|chatbot|agent|claude|chatgpt|gpt|copilot)s?\s*[,:]\s*(?:please\s+)?(?:ignore|disregard|forget|call|invoke|run|execute|reveal|print|send|output|do\s+not|don't)\b)",
+        pattern: r"(?-u:\b)(?:(?:if|when)\s+you\s+are\s+an?\s+(?:ai|llm|language\s+model|(?:ai\s+)?(?:assistant|agent|chatbot))(?-u:\b)|(?:note|message|instructions?)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?(?:ai|llm|language\s+model|(?:ai\s+)?(?:assistant|agent|chatbot))s?(?-u:\b)|(?:ai|llm|assistant|chatbot|agent|claude|chatgpt|gpt|copilot)s?\s*[,:]\s*(?:please\s+)?(?:ignore|disregard|forget|call|invoke|run|execute|reveal|print|send|output|do\s+not|don't)(?-u:\b))",
         skip_descriptions: false,
     },
     RuleSpec {
         name: "call-tool",
-        pattern: r"\b(?:you\s+(?:must|should|need\s+to|have\s+to)|immediately|now|silently|secretly|please)\s+(?:call|invoke|execute|trigger)\s+(?:the\s+)?`?[A-Za-z0-9_.\-]{1,64}`?\s+tool\b",
+        pattern: r"(?-u:\b)(?:you\s+(?:must|should|need\s+to|have\s+to)|immediately|now|silently|secretly|please)\s+(?:call|invoke|execute|trigger)\s+(?:the\s+)?`?[A-Za-z0-9_.\-]{1,64}`?\s+tool(?-u:\b)",
         skip_descriptions: false,
     },
     RuleSpec {
         name: "reveal-secrets",
-        pattern: r"\b(?:reveal|print|output|show|display|leak|send|share|repeat|disclose|exfiltrate|dump|upload|post|tell\s+me)\s+(?:me\s+|us\s+)?(?:your\s+(?:(?:full|entire|original|hidden|secret|initial)\s+)?(?:system\s+prompt|prompt|instructions|api\s+keys?|secret\s+keys?|secrets|credentials|access\s+tokens?|tokens|passwords?|env(?:ironment)?\s+variables)|the\s+(?:(?:full|entire|original|hidden)\s+)?system\s+prompt)\b",
+        pattern: r"(?-u:\b)(?:reveal|print|output|show|display|leak|send|share|repeat|disclose|exfiltrate|dump|upload|post|tell\s+me)\s+(?:me\s+|us\s+)?(?:your\s+(?:(?:full|entire|original|hidden|secret|initial)\s+)?(?:system\s+prompt|prompt|instructions|api\s+keys?|secret\s+keys?|secrets|credentials|access\s+tokens?|tokens|passwords?|env(?:ironment)?\s+variables)|the\s+(?:(?:full|entire|original|hidden)\s+)?system\s+prompt)(?-u:\b)",
         skip_descriptions: true,
     },
     RuleSpec {
@@ -272,6 +273,9 @@ struct Rule {
 pub struct UntrustedFilter {
     mode: UntrustedContent,
     rules: Vec<Rule>,
+    /// Every rule at once: one pass says whether a text needs the rules one by one (most text
+    /// matches none).
+    any: regex::RegexSet,
     fingerprint: String,
 }
 
@@ -294,7 +298,16 @@ impl UntrustedFilter {
     /// The built-in rules and `extra` patterns (already checked at configuration load, so an
     /// error here means a caller skipped that check).
     pub fn new(mode: UntrustedContent, extra: &[String]) -> Result<Self, regex::Error> {
-        let mut rules = Vec::with_capacity(BUILTIN_RULES.len() + extra.len());
+        let patterns: Vec<&str> = BUILTIN_RULES
+            .iter()
+            .map(|r| r.pattern)
+            .chain(extra.iter().map(String::as_str))
+            .collect();
+        let any = regex::RegexSetBuilder::new(&patterns)
+            .case_insensitive(true)
+            .size_limit(patterns.len() * exai_core::UNTRUSTED_PATTERN_SIZE_LIMIT)
+            .build()?;
+        let mut rules = Vec::with_capacity(patterns.len());
         for spec in BUILTIN_RULES {
             rules.push(Rule {
                 name: spec.name,
@@ -314,6 +327,7 @@ impl UntrustedFilter {
         Ok(Self {
             mode,
             rules,
+            any,
             fingerprint,
         })
     }
@@ -329,6 +343,7 @@ impl UntrustedFilter {
         UntrustedFilter {
             mode,
             rules: builtin.rules.clone(),
+            any: builtin.any.clone(),
             fingerprint: builtin.fingerprint.replacen(
                 UntrustedContent::Drop.as_str(),
                 mode.as_str(),
@@ -396,6 +411,9 @@ impl UntrustedFilter {
 
     /// Like [`UntrustedFilter::instruction_spans`], with the name of the first rule behind each.
     pub fn instruction_matches(&self, text: &str) -> Vec<(Range<usize>, &'static str)> {
+        if !self.any.is_match(text) {
+            return Vec::new();
+        }
         let mut found: Vec<(Range<usize>, &'static str)> = Vec::new();
         for rule in &self.rules {
             for m in rule.regex.find_iter(text) {
