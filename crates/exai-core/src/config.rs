@@ -39,6 +39,7 @@ pub use crate::source::Source;
 pub use crate::timeouts::TimeoutConfig;
 pub use crate::values::{
     CustomProvider, EmbedBackend, EmbedPrecision, ModelOverride, ToolFamily, ToolProfile,
+    UntrustedContent,
 };
 
 pub mod fuzz;
@@ -174,6 +175,8 @@ pub struct KbConfig {
     pub ann_min_vectors: u64,
     pub slow_query_ms: u64,
     pub categories: BTreeMap<String, Vec<String>>,
+    pub untrusted_content: UntrustedContent,
+    pub untrusted_patterns: Vec<String>,
 }
 
 /// The whole configuration. Field names mirror the keys in [`SETTINGS`].
@@ -334,6 +337,8 @@ impl Default for Config {
                 ann_min_vectors: 20_000,
                 slow_query_ms: 1000,
                 categories: BTreeMap::new(),
+                untrusted_content: UntrustedContent::Drop,
+                untrusted_patterns: Vec::new(),
             },
         }
     }
@@ -2190,6 +2195,37 @@ mod tests {
     }
 
     #[test]
+    fn untrusted_settings_are_typed_and_patterns_compiled_at_load() {
+        let (_d, i) = inputs(&[]);
+        let kb = load(&i).unwrap().config.kb;
+        assert_eq!(kb.untrusted_content, UntrustedContent::Drop);
+        assert!(kb.untrusted_patterns.is_empty());
+        let (dir, i) = inputs(&[("EXAI_KB_UNTRUSTED_CONTENT", "mark")]);
+        std::fs::write(
+            dir.path().join("exai.toml"),
+            "[kb]\nuntrusted_patterns = [\"send .{0,40} to https?://\", \"wire money\"]\n",
+        )
+        .unwrap();
+        let kb = load(&i).unwrap().config.kb;
+        assert_eq!(kb.untrusted_content, UntrustedContent::Mark);
+        assert_eq!(kb.untrusted_patterns.len(), 2);
+        let (_d, i) = inputs(&[("EXAI_KB_UNTRUSTED_CONTENT", "strip")]);
+        let err = load(&i).unwrap_err().to_string();
+        assert!(
+            err.contains("kb.untrusted_content") && err.contains("drop, mark or keep"),
+            "{err}"
+        );
+        let (_d, i) = inputs(&[("EXAI_KB_UNTRUSTED_PATTERNS", "fine,(unclosed")]);
+        let err = load(&i).unwrap_err().to_string();
+        assert!(
+            err.contains("kb.untrusted_patterns")
+                && err.contains("(unclosed")
+                && err.contains("regular expression"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn ann_min_vectors_is_range_checked() {
         let (_d, i) = inputs(&[("EXAI_KB_ANN_MIN_VECTORS", "0")]);
         assert_eq!(load(&i).unwrap().config.kb.ann_min_vectors, 0);
@@ -2213,7 +2249,7 @@ mod tests {
                     | (Rule::Whole { .. }, Value::Integer(_))
                     | (Rule::Number { .. }, Value::Float(_))
                     | (
-                        Rule::EachOf(_) | Rule::Origins | Rule::AbsolutePaths,
+                        Rule::EachOf(_) | Rule::Origins | Rule::AbsolutePaths | Rule::Patterns,
                         Value::Array(_)
                     )
                     | (

@@ -30,7 +30,10 @@ pub use config::{Config, Loaded, Secret};
 pub use error::{ConfigError, Expected};
 pub use source::Source;
 pub use timeouts::{HierarchyError, TimeoutConfig, TimeoutHierarchy};
-pub use values::{EmbedBackend, EmbedPrecision, ToolFamily, ToolProfile};
+pub use values::{
+    EmbedBackend, EmbedPrecision, ToolFamily, ToolProfile, UNTRUSTED_PATTERN_SIZE_LIMIT,
+    UntrustedContent, untrusted_pattern,
+};
 
 /// The exai version, from Cargo.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

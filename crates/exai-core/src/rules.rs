@@ -141,6 +141,8 @@ pub enum Rule {
     /// A list of absolute paths: a relative one would name a different file from each working
     /// directory, and a restore writes to it.
     AbsolutePaths,
+    /// A list of regular expressions as `kb.untrusted_patterns` compiles them.
+    Patterns,
 }
 
 pub(crate) const fn whole(min: i64, max: i64) -> Rule {
@@ -267,6 +269,24 @@ impl Rule {
                     )),
                     None => Ok(()),
                 };
+            }
+            (Rule::Patterns, Value::Array(items)) => {
+                for pattern in strings(items) {
+                    if let Err(e) = crate::values::untrusted_pattern(pattern) {
+                        let why = e
+                            .to_string()
+                            .lines()
+                            .last()
+                            .unwrap_or("")
+                            .trim()
+                            .to_string();
+                        return Err(Expected::at(
+                            pattern,
+                            format!("a regular expression (Rust `regex` syntax): {why}"),
+                        ));
+                    }
+                }
+                return Ok(());
             }
             // Values of another type were refused when they were read.
             _ => return Ok(()),

@@ -7,7 +7,7 @@ use crate::rules::{
     HTTP_URL, custom_providers, model_overrides, named_tokens, number, whole, whole_says,
 };
 pub use crate::rules::{Rule, Shape};
-use crate::values::{EmbedBackend, EmbedPrecision, ToolFamily, ToolProfile};
+use crate::values::{EmbedBackend, EmbedPrecision, ToolFamily, ToolProfile, UntrustedContent};
 
 /// One configurable key.
 #[derive(Debug, Clone, Copy)]
@@ -358,6 +358,8 @@ settings! {
     "kb.ann_min_vectors" [] false (whole_says(0, 1_000_000_000, "0 (always exact) to 1000000000")) "Semantic search goes through an HNSW index (a file next to the database, rebuilt when stale) from this many distinct vectors on (chunks with equal text share one), and scans them exactly below it; 0: always exact. The default is where the exact scan passes about 5 ms on two cores.";
     "kb.slow_query_ms" [] false (whole_says(0, 3_600_000, "0 to 3600000 milliseconds")) "A knowledge-base search taking at least this long is logged as a warning with its mode, hit count and duration (and its text with `logging.log_queries`); 0 logs every search.";
     "kb.categories" [] false {Shape::ListTable { says: "a table of categories to keyword lists, e.g. { recipes = [\"recipe\"] } (env: recipes=recipe|cookbook)" }} (Rule::Any) "Category keywords, replacing or adding to the built-in map, e.g. `{ recipes = [\"recipe\", \"cookbook\"] }` (env: `recipes=recipe|cookbook,setup=install`).";
+    "kb.untrusted_content" [] false (Rule::OneOf { names: UntrustedContent::NAMES, says: "drop, mark or keep" }) "What indexing does with text a reader never sees but a model would read (hidden HTML, zero-width and bidirectional control characters, comments) and with sentences that give an AI orders: `drop` leaves it out, `mark` keeps it inside `[untrusted: reason] … [/untrusted]`, `keep` indexes it as written. Every mode counts it per source (`exai sources`). Changing it re-indexes each file on its next `exai index`.";
+    "kb.untrusted_patterns" [] false (Rule::Patterns) "Extra regular expressions (Rust `regex` syntax, matched case-insensitively) for sentences that address an AI, besides the built-in rules, e.g. `[\"(?:send|post) .{0,40} to https?://\"]`. A pattern with a comma must be set in the file (env: comma separated).";
     "ops.backup_dir" [] false (Rule::Any) "Where `exai db backup` writes backups; empty: `backups/` in the data directory.";
     "ops.backup_keep" [] false (whole(1, 10_000)) "Backups `exai db backup` keeps in its directory (the newest); older ones are removed.";
     "ops.backup_extra" [] false (Rule::AbsolutePaths) "More files `exai db backup` copies besides the databases, `exai.toml` and the data directory's `.env` (absolute paths of regular files, e.g. a `--env-file`; a symbolic link is refused: list its target). `exai db restore --with-config` puts them back where they were when this list still names them.";

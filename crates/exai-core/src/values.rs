@@ -143,6 +143,47 @@ impl ToolProfile {
     }
 }
 
+/// What indexing does with text a reader of the page never sees or that addresses an AI
+/// (`kb.untrusted_content`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UntrustedContent {
+    /// Left out of what is indexed.
+    #[default]
+    Drop,
+    /// Indexed inside a visible `[untrusted: reason] … [/untrusted]` marker.
+    Mark,
+    /// Indexed as the file has it (still counted).
+    Keep,
+}
+
+impl UntrustedContent {
+    /// Every spelling the setting accepts.
+    pub const NAMES: &[&str] = &["drop", "mark", "keep"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Drop => "drop",
+            Self::Mark => "mark",
+            Self::Keep => "keep",
+        }
+    }
+}
+
+/// Most bytes of compiled program one `kb.untrusted_patterns` entry may take: every indexed
+/// sentence is matched against each pattern, so a pattern that compiles to a huge automaton
+/// would slow every indexing run.
+pub const UNTRUSTED_PATTERN_SIZE_LIMIT: usize = 1 << 20;
+
+/// An extra instruction pattern (`kb.untrusted_patterns`) as indexing matches it: case-insensitive,
+/// its compiled size bounded. The `regex` crate matches in time linear in the text.
+pub fn untrusted_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .size_limit(UNTRUSTED_PATTERN_SIZE_LIMIT)
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +205,7 @@ mod tests {
         round_trip::<EmbedPrecision>(EmbedPrecision::NAMES);
         round_trip::<ToolFamily>(ToolFamily::NAMES);
         round_trip::<ToolProfile>(ToolProfile::NAMES);
+        round_trip::<UntrustedContent>(UntrustedContent::NAMES);
         assert!(serde_json::from_value::<EmbedBackend>(serde_json::json!("ONNX")).is_err());
     }
 }

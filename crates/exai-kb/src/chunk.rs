@@ -258,6 +258,7 @@ mod tests {
                 doc_type: DocType::Text,
             }],
             metadata: Default::default(),
+            flagged: Default::default(),
         };
         let opts = ChunkOptions {
             max_tokens: 60,

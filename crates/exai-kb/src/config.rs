@@ -10,6 +10,7 @@ use exai_embed::{EmbedSettings, Embedder};
 
 use crate::chunk::ChunkOptions;
 use crate::error::Result;
+use crate::ingest::UntrustedFilter;
 use crate::{CategoryMap, Kb, KbOptions, Location, SqliteStore, StoreBackend};
 
 /// The SQLite file: `kb.database`, else `kb.sqlite` in the data directory (named even when
@@ -59,6 +60,12 @@ impl KbOptions {
     /// The options of the `kb.*` configuration (and the process's path policy).
     pub fn from_config(loaded: &Loaded) -> KbOptions {
         let k = &loaded.config.kb;
+        // Loading the configuration compiled the patterns already, so this cannot fail there.
+        let untrusted = UntrustedFilter::new(k.untrusted_content, &k.untrusted_patterns)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "kb.untrusted_patterns: using the built-in rules only");
+                UntrustedFilter::with_mode(k.untrusted_content)
+            });
         KbOptions {
             chunk: ChunkOptions {
                 max_tokens: usize::try_from(k.chunk_tokens).unwrap_or(200),
@@ -68,6 +75,7 @@ impl KbOptions {
             max_file_bytes: k.max_file_bytes,
             ann_min_vectors: usize::try_from(k.ann_min_vectors).unwrap_or(usize::MAX),
             access: loaded.access(),
+            untrusted: Arc::new(untrusted),
             ..KbOptions::default()
         }
     }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::Kb;
 use crate::chunk::{self, ChunkOptions};
 use crate::error::{KbError, Result};
-use crate::ingest::{self, Candidate, SkipReason, WalkOptions};
+use crate::ingest::{self, Candidate, SkipReason, UntrustedFilter, WalkOptions};
 use crate::model::{Format, NewChunk, ParsedDoc};
 use crate::store::{NewDocument, Store};
 
@@ -73,6 +73,9 @@ pub struct IndexReport {
     pub embedding_model: Option<String>,
     pub seconds: f64,
     pub chunks_per_second: f64,
+    /// Untrusted spans flagged in the files read (`kb.untrusted_content` says what became of
+    /// them).
+    pub flagged: crate::ingest::Flagged,
 }
 
 const WRITE_BATCH: usize = 64;
@@ -96,10 +99,20 @@ struct Prepared {
     dropped: usize,
 }
 
+/// A file's content hash as stored: its bytes and what the untrusted-text filter does to them,
+/// so a file indexed under another `kb.untrusted_content` or other patterns is read again.
+fn content_hash(bytes: &[u8], filter: &UntrustedFilter) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(bytes);
+    hasher.update(filter.fingerprint().as_bytes());
+    hasher.finalize().to_hex().to_string()
+}
+
 fn prepare(
     c: &Candidate,
     opts: &ChunkOptions,
     max_bytes: u64,
+    filter: &UntrustedFilter,
 ) -> std::result::Result<Prepared, SkipReason> {
     // Bounded: a file that grew past the cap since it was found is skipped, not read whole.
     let bytes = exai_core::access::read_capped(&c.path, max_bytes)
@@ -108,9 +121,9 @@ fn prepare(
     if let Some(reason) = ingest::content_skip(c.format, &bytes) {
         return Err(reason);
     }
-    let hash = blake3::hash(&bytes).to_hex().to_string();
+    let hash = content_hash(&bytes, filter);
     let text = String::from_utf8_lossy(&bytes);
-    let doc = ingest::parse(c.format, &text, &c.rel)?;
+    let doc = ingest::parse_with(c.format, &text, &c.rel, filter)?;
     let (chunks, dropped) = chunk::chunk(&doc, opts);
     if chunks.is_empty() {
         return Err(SkipReason::Empty);
@@ -151,6 +164,7 @@ impl Batch<'_> {
                 report.added += 1;
             }
             report.chunks_written += p.chunks.len();
+            report.flagged.add(&p.doc.flagged);
             report.chunks_dropped += p.dropped;
             if p.dropped > 0 {
                 tracing::warn!(file = %p.rel, dropped = p.dropped, "file exceeds kb.max_chunks_per_file; the rest of it is not indexed");
@@ -159,11 +173,11 @@ impl Batch<'_> {
     }
 }
 
-fn file_hash(c: &Candidate, max_bytes: u64) -> Option<String> {
+fn file_hash(c: &Candidate, max_bytes: u64, filter: &UntrustedFilter) -> Option<String> {
     exai_core::access::read_capped(&c.path, max_bytes)
         .ok()
         .flatten()
-        .map(|b| blake3::hash(&b).to_hex().to_string())
+        .map(|b| content_hash(&b, filter))
 }
 
 /// The text an embedder sees for a chunk: title and section give it context.
@@ -308,7 +322,8 @@ impl Kb {
             .iter()
             .filter(|c| match batch.known.get(&c.rel) {
                 Some(old) => {
-                    file_hash(c, self.options.max_file_bytes).as_deref() != Some(old.as_str())
+                    file_hash(c, self.options.max_file_bytes, &self.options.untrusted).as_deref()
+                        != Some(old.as_str())
                 }
                 None => true,
             })
@@ -319,7 +334,12 @@ impl Kb {
             .map(|c| {
                 (
                     c.rel.clone(),
-                    prepare(c, &self.options.chunk, self.options.max_file_bytes),
+                    prepare(
+                        c,
+                        &self.options.chunk,
+                        self.options.max_file_bytes,
+                        &self.options.untrusted,
+                    ),
                 )
             })
             .collect();
@@ -392,6 +412,7 @@ impl Kb {
                         hash: &p.hash,
                         bytes: p.bytes,
                         metadata: &p.doc.metadata,
+                        flagged: p.doc.flagged,
                     },
                     p.chunks.clone(),
                 )

@@ -52,6 +52,9 @@ pub struct KbOptions {
     /// What indexing may read: private files (dot-files, keys, credentials, the data directory)
     /// are left out of every walk, and refused as roots.
     pub access: exai_core::access::PathPolicy,
+    /// What indexing flags as untrusted text and does with it (`kb.untrusted_content`,
+    /// `kb.untrusted_patterns`).
+    pub untrusted: Arc<ingest::UntrustedFilter>,
 }
 
 /// Background ANN builds start at most this often: during a long indexing run the store moves
@@ -78,6 +81,9 @@ impl Default for KbOptions {
             ann_min_vectors: DEFAULT_ANN_MIN_VECTORS,
             ann_build_on_search: true,
             access: exai_core::access::PathPolicy::default(),
+            untrusted: Arc::new(ingest::UntrustedFilter::with_mode(
+                exai_core::UntrustedContent::Drop,
+            )),
         }
     }
 }
@@ -147,6 +153,8 @@ pub struct KbStatus {
     /// How the index's vectors were computed; `None` before the first embedding pass.
     pub index_embedding: Option<IndexEmbedding>,
     pub search_modes: Vec<&'static str>,
+    /// What indexing does with untrusted text (`kb.untrusted_content`): `drop`, `mark`, `keep`.
+    pub untrusted_content: &'static str,
 }
 
 /// How the vectors of an index were computed, from what the index recorded when they were
@@ -687,6 +695,7 @@ impl Kb {
                 } else {
                     vec!["keyword"]
                 },
+                untrusted_content: self.options.untrusted.mode().as_str(),
             })
         })
     }

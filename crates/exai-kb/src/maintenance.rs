@@ -425,6 +425,7 @@ mod tests {
             hash: "h",
             bytes: 10,
             metadata: &meta,
+            flagged: Default::default(),
         };
         let chunk = |position, section: &str, text: &str| NewChunk {
             position,

@@ -64,6 +64,8 @@ pub struct ParsedDoc {
     pub sections: Vec<Section>,
     /// Front matter and similar key/value metadata.
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Spans flagged as untrusted ([`crate::ingest::untrusted`]).
+    pub flagged: crate::ingest::untrusted::Flagged,
 }
 
 /// A chunk ready to store.

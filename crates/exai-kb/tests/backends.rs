@@ -368,6 +368,7 @@ fn doc<'a>(
         hash,
         bytes: 10,
         metadata: meta,
+        flagged: Default::default(),
     }
 }
 
@@ -604,5 +605,180 @@ fn a_database_without_pgvector_says_how_to_enable_it() {
         format!("DROP ROLE IF EXISTS {role}"),
     ] {
         admin.batch_execute(&sql).unwrap();
+    }
+}
+
+/// The corpus of pages with hidden instructions, zero-width characters, comments and a visible
+/// instruction (`tests/fixtures/untrusted`), and the word each flagged part carries.
+const UNTRUSTED_WORDS: &[&str] = &[
+    "hiddenalpha",
+    "hiddenbravo",
+    "hiddencharlie",
+    "hiddendelta",
+    "hiddenecho",
+    "hiddenfoxtrot",
+    "hiddengolf",
+    "hiddenhotel",
+    "hiddenindia",
+];
+
+fn untrusted_kb(location: &Location, mode: exai_core::UntrustedContent) -> Kb {
+    Kb::open_at(
+        location.clone(),
+        None,
+        KbOptions {
+            untrusted: Arc::new(exai_kb::ingest::UntrustedFilter::with_mode(mode)),
+            ..KbOptions::default()
+        },
+        CategoryMap::default(),
+    )
+    .unwrap()
+}
+
+/// Every chunk text of the knowledge base.
+fn all_chunk_texts(location: &Location) -> Vec<String> {
+    let store: Store = location.open_store().unwrap();
+    let docs = store.documents_page(0, 1000).unwrap();
+    let ids: Vec<i64> = docs.iter().map(|d| d.id).collect();
+    store
+        .chunks_of_documents(&ids)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.text)
+        .collect()
+}
+
+#[test]
+fn untrusted_text_is_dropped_marked_kept_and_counted_on_both_backends() {
+    use exai_core::UntrustedContent::{Drop, Keep, Mark};
+    use exai_kb::ingest::Flagged;
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/untrusted");
+    let expected = Flagged {
+        hidden: 5,
+        invisible: 2,
+        comment: 2,
+        instruction: 2,
+    };
+    let keyword = |kb: &Kb, word: &str| search(kb, word, Mode::Keyword, Filters::default());
+    for (location, _db) in backends("untrusted", tmp.path()) {
+        let name = location.backend();
+        // A copy per backend: the end of the test edits a page.
+        let docs = tmp.path().join(format!("docs-{name}"));
+        std::fs::create_dir_all(&docs).unwrap();
+        for page in ["install.html", "configuration.md", "notes.md"] {
+            std::fs::copy(fixtures.join(page), docs.join(page)).unwrap();
+        }
+
+        // drop: nothing flagged reaches a result, the visible text does.
+        let kb = untrusted_kb(&location, Drop);
+        let r = index(&kb, &docs, "widget", "widget");
+        assert_eq!((r.added, r.flagged), (3, expected), "{name}: {r:?}");
+        let source = kb.sources().unwrap().remove(0);
+        assert_eq!(source.flagged, expected, "{name}");
+        for word in UNTRUSTED_WORDS {
+            assert!(
+                keyword(&kb, word).hits.is_empty(),
+                "{name}: {word} reached a result"
+            );
+        }
+        for word in [
+            "installer",
+            "upgrades",
+            "proxy",
+            "NO_PROXY",
+            "ready",
+            "syntax",
+        ] {
+            assert!(
+                !keyword(&kb, word).hits.is_empty(),
+                "{name}: {word} was lost"
+            );
+        }
+        let texts = all_chunk_texts(&location).join("\n");
+        assert!(
+            !texts.contains('\u{200B}') && !texts.contains("untrusted"),
+            "{name}: {texts}"
+        );
+        assert!(
+            texts.contains("Configure the widget in widget.toml."),
+            "{name}: {texts}"
+        );
+        assert_eq!(
+            kb.status().unwrap().untrusted_content,
+            "drop",
+            "{name}: the status says the mode"
+        );
+        drop(kb);
+
+        // mark: another mode re-reads every file; everything flagged is found, inside a marker.
+        let kb = untrusted_kb(&location, Mark);
+        let r = index(&kb, &docs, "widget", "widget");
+        assert_eq!((r.updated, r.unchanged), (3, 0), "{name}: {r:?}");
+        assert_eq!(kb.sources().unwrap()[0].flagged, expected, "{name}");
+        for word in UNTRUSTED_WORDS {
+            let hits = keyword(&kb, word).hits;
+            assert_eq!(hits.len(), 1, "{name}: {word}");
+            let text = kb.get_chunk(hits[0].chunk_id, 0).unwrap().chunk.text;
+            // Markers nest (invisible characters inside a marked sentence): the word is inside
+            // one when more open before it than close.
+            let before = &text[..text.find(word).unwrap()];
+            assert!(
+                before.matches("[untrusted: ").count() > before.matches("[/untrusted]").count(),
+                "{name}: {word} is outside its marker: {text}"
+            );
+        }
+        let texts = all_chunk_texts(&location).join("\n");
+        for marker in [
+            "[untrusted: hidden text]",
+            "[untrusted: comment]",
+            "[untrusted: instruction to an AI]",
+            "[untrusted: invisible characters] U+200B [/untrusted]",
+        ] {
+            assert!(texts.contains(marker), "{name}: no {marker} in {texts}");
+        }
+        let r = index(&kb, &docs, "widget", "widget");
+        assert_eq!(r.unchanged, 3, "{name}: the same mode reads nothing again");
+        drop(kb);
+
+        // keep: indexed as written, counted all the same.
+        let kb = untrusted_kb(&location, Keep);
+        index(&kb, &docs, "widget", "widget");
+        assert_eq!(kb.sources().unwrap()[0].flagged, expected, "{name}");
+        assert_eq!(keyword(&kb, "hiddenhotel").hits.len(), 1, "{name}");
+        assert!(all_chunk_texts(&location).join("\n").contains('\u{200B}'));
+
+        // Re-indexing a document replaces its counts.
+        let page = docs.join("configuration.md");
+        let text = std::fs::read_to_string(&page).unwrap();
+        let without_comment: String = text
+            .lines()
+            .filter(|l| !l.starts_with("<!--"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&page, without_comment).unwrap();
+        let r = index(&kb, &docs, "widget", "widget");
+        assert_eq!(r.updated, 1, "{name}: {r:?}");
+        let flagged = kb.sources().unwrap()[0].flagged;
+        assert_eq!(
+            flagged,
+            Flagged {
+                comment: 1,
+                ..expected
+            },
+            "{name}"
+        );
+        let doc = kb
+            .get_document(None, Some("widget"), Some("configuration.md"))
+            .unwrap()
+            .document;
+        assert_eq!(
+            doc.flagged,
+            Flagged {
+                instruction: 1,
+                ..Flagged::default()
+            },
+            "{name}"
+        );
     }
 }

@@ -668,6 +668,7 @@ fn new_document<'a>(
         hash: &d.hash,
         bytes: u64::try_from(d.bytes).unwrap_or(0),
         metadata,
+        flagged: d.flagged,
     }
 }
 

@@ -108,6 +108,7 @@ fn build_sqlite(path: &Path) -> SqliteStore {
                 hash: &hashes[i],
                 bytes: 100 + i as u64,
                 metadata: &metas[i],
+                flagged: Default::default(),
             },
             chunks,
         ));
@@ -338,6 +339,7 @@ fn a_destination_with_data_needs_force_and_is_then_replaced() {
                 hash: "h",
                 bytes: 1,
                 metadata: &meta,
+                flagged: Default::default(),
             },
             vec![NewChunk {
                 position: 0,

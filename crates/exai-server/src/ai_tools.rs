@@ -268,11 +268,12 @@ fn footer(v: &Value) -> String {
     if let Some(docs) = v["docs_used"].as_array().filter(|d| !d.is_empty()) {
         for (i, d) in docs.iter().enumerate() {
             lines.push(format!(
-                "[doc {}] chunk {}: {} — {} ({})",
+                "[doc {}] chunk {}: {} — {} ({}: {})",
                 i + 1,
                 d["chunk_id"],
                 d["title"].as_str().unwrap_or(""),
                 d["section"].as_str().unwrap_or(""),
+                d["source"].as_str().unwrap_or(""),
                 d["path"].as_str().unwrap_or("")
             ));
         }
@@ -378,9 +379,15 @@ impl ExaiServer {
                     let text = kb.get_chunk(hit.chunk_id, 0)?.chunk.text;
                     out.push(Grounding {
                         chunk_id: hit.chunk_id,
+                        source: hit.source,
                         title: hit.title,
                         section: hit.section,
-                        path: hit.path,
+                        // A page's URL says where it came from; a local file's absolute path
+                        // would tell the provider about the user's machine.
+                        path: hit
+                            .uri
+                            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+                            .unwrap_or(hit.path),
                         score: hit.score,
                         text,
                     });

@@ -77,8 +77,11 @@ pub struct CallCtx {
 #[derive(Debug, Clone, Serialize)]
 pub struct Grounding {
     pub chunk_id: i64,
+    /// The knowledge-base source it was indexed under.
+    pub source: String,
     pub title: String,
     pub section: String,
+    /// Its document's path in the source, or its URL.
     pub path: String,
     pub score: f32,
     #[serde(skip)]
@@ -869,10 +872,8 @@ fn newest_within(history: &[Turn], mut budget: u64) -> Vec<&Turn> {
 fn turn_messages(input: &TurnInput, kept: &[&Turn], file_ctx: &FileContext) -> Vec<Message> {
     let mut system = prompts::system(&input.tool);
     if !input.grounding.is_empty() {
-        system.push_str(
-            "\n\nDocumentation excerpts from the user's knowledge base follow the files. Prefer them \
-             over memory when they answer the question, and cite them as [doc N].",
-        );
+        system.push_str("\n\n");
+        system.push_str(prompts::GROUNDING_NOTE);
     }
     let mut messages = vec![Message::system(system)];
     for turn in kept {
@@ -888,13 +889,13 @@ fn turn_messages(input: &TurnInput, kept: &[&Turn], file_ctx: &FileContext) -> V
         user.push_str(&file_ctx.text);
     }
     for (i, g) in input.grounding.iter().enumerate() {
-        user.push_str(&format!(
-            "[doc {}] {} — {} ({})\n{}\n\n",
+        user.push_str(&prompts::quoted_document(
             i + 1,
-            g.title,
-            g.section,
-            g.path,
-            g.text
+            &g.source,
+            &g.path,
+            &g.title,
+            &g.section,
+            &g.text,
         ));
     }
     if let Some(c) = &input.context {

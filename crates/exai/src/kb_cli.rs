@@ -246,6 +246,12 @@ pub fn index(args: IndexArgs, loaded: &Loaded) -> Result<ExitCode> {
             report.chunks_dropped
         );
     }
+    if report.flagged.total() > 0 {
+        println!(
+            "  untrusted spans flagged in the files read: {} (see kb.untrusted_content)",
+            report.flagged.describe()
+        );
+    }
     if !report.skipped.is_empty() {
         let skipped: Vec<String> = report
             .skipped
@@ -371,13 +377,28 @@ pub fn sources(json: bool, loaded: &Loaded) -> Result<ExitCode> {
         None => println!("index vectors: none yet"),
     }
     println!("search modes: {}", status.search_modes.join(", "));
+    println!(
+        "untrusted content: {} (hidden text, invisible characters, comments and instructions to an AI {})",
+        status.untrusted_content,
+        match status.untrusted_content {
+            "drop" => "are left out of the index",
+            "mark" => "are indexed inside [untrusted: …] markers",
+            _ => "are indexed as written",
+        }
+    );
     if sources.is_empty() {
         println!("no sources indexed yet: `exai index PATH --source NAME`");
     }
     for s in sources {
         println!(
-            "{:<20} {:>7} docs {:>8} chunks {:>8} without vectors  technology {}  updated {}",
-            s.name, s.documents, s.chunks, s.chunks_without_vectors, s.technology, s.updated_at
+            "{:<20} {:>7} docs {:>8} chunks {:>8} without vectors  technology {}  updated {}  flagged: {}",
+            s.name,
+            s.documents,
+            s.chunks,
+            s.chunks_without_vectors,
+            s.technology,
+            s.updated_at,
+            s.flagged.describe()
         );
     }
     Ok(ExitCode::SUCCESS)

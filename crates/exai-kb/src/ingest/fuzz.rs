@@ -41,7 +41,22 @@ fn extract(format: Format, data: &[u8]) {
         return;
     };
     assert!(doc.title.chars().count() <= MAX_HEADING_CHARS + 1);
+    // The default filter drops what it flags: no region marker of an extractor and no
+    // character that only hides is left anywhere.
+    let leaked = |text: &str| {
+        text.chars().any(|c| {
+            matches!(c, '\u{FDD0}'..='\u{FDEF}' | '\u{200B}' | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+        })
+    };
+    assert!(!leaked(&doc.title), "{:?}", doc.title);
     for section in &doc.sections {
+        assert!(!leaked(&section.text), "{:?}", section.text);
+        assert!(
+            !section.headings.iter().any(|h| leaked(h)),
+            "{:?}",
+            section.headings
+        );
         // Levels 1 to 6, each heading below the one before.
         assert!(section.headings.len() <= 6, "{:?}", section.headings);
         for heading in &section.headings {
@@ -81,6 +96,7 @@ pub fn chunker(data: &[u8]) {
             },
         ],
         metadata: Default::default(),
+        flagged: Default::default(),
     };
     check_chunks(&doc, &opts);
 }

@@ -1,6 +1,10 @@
 //! HTML: the main content only. Navigation, sidebars, headers, footers, scripts and styles are
 //! dropped; headings split sections; `<pre>` blocks stay whole as fenced code. Written for
 //! rustdoc and mdBook pages first, and generic enough for most documentation sites.
+//!
+//! What a reader never sees but a model would read — elements hidden by an inline style or the
+//! `hidden` and `aria-hidden` attributes, and comments — becomes a region for
+//! [`super::untrusted`] to flag, drop or mark.
 
 use ego_tree::iter::Edge;
 use ego_tree::{NodeId, NodeRef};
@@ -8,6 +12,7 @@ use scraper::{Html, Node, Selector};
 
 use super::clip_heading;
 use super::html_dom;
+use super::untrusted::{OPEN_COMMENT, OPEN_HIDDEN, region};
 use super::walk::SkipReason;
 use crate::model::{DocType, ParsedDoc, Section};
 
@@ -110,15 +115,16 @@ fn collapse(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The words of an element, without those of skipped descendants: one pass over its subtree.
-fn element_text(node: NodeRef<'_, Node>) -> String {
+/// The words of an element, without those of skipped (and hidden) descendants: one pass over
+/// its subtree.
+fn subtree_text(node: NodeRef<'_, Node>) -> String {
     let mut out = String::new();
     let mut skipping: Option<NodeId> = None;
     for edge in node.traverse() {
         match edge {
             Edge::Open(d) if skipping.is_none() => match d.value() {
                 Node::Text(t) => out.push_str(t),
-                Node::Element(e) if d.id() != node.id() && skip_element(e) => {
+                Node::Element(e) if d.id() != node.id() && (skip_element(e) || hidden(e)) => {
                     skipping = Some(d.id());
                 }
                 _ => {}
@@ -127,21 +133,113 @@ fn element_text(node: NodeRef<'_, Node>) -> String {
             _ => {}
         }
     }
-    clip_heading(collapse(&out).trim_matches('§').trim())
+    out
 }
 
+/// A heading's words.
+fn element_text(node: NodeRef<'_, Node>) -> String {
+    clip_heading(collapse(&subtree_text(node)).trim_matches('§').trim())
+}
+
+/// Parts of a page that are not its content (navigation, scripts, forms, …).
 fn skip_element(e: &scraper::node::Element) -> bool {
     let name = e.name();
     if SKIP_TAGS.contains(&name) {
-        return true;
-    }
-    if e.attr("hidden").is_some() || e.attr("aria-hidden") == Some("true") {
         return true;
     }
     if e.id().is_some_and(|id| SKIP_IDS.contains(&id)) {
         return true;
     }
     e.classes().any(|c| SKIP_CLASSES.contains(&c))
+}
+
+/// Whether a reader never sees the element: the `hidden` attribute (not `until-found`, which
+/// the browser's find reveals), `aria-hidden="true"`, or an inline style that hides it.
+fn hidden(e: &scraper::node::Element) -> bool {
+    if e.attr("hidden")
+        .is_some_and(|v| !v.trim().eq_ignore_ascii_case("until-found"))
+    {
+        return true;
+    }
+    if e.attr("aria-hidden")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        return true;
+    }
+    e.attr("style").is_some_and(hiding_style)
+}
+
+/// Whether an inline style hides its element: `display:none`, `visibility:hidden|collapse`,
+/// `opacity:0`, a zero font size, a zero width or height with the overflow hidden, text indented
+/// or positioned far off the screen. Stylesheets and classes are not read: a class such as
+/// `hidden` often hides only on some screens.
+fn hiding_style(style: &str) -> bool {
+    let mut declarations: Vec<(String, String)> = Vec::new();
+    for declaration in style.split(';') {
+        let Some((property, value)) = declaration.split_once(':') else {
+            continue;
+        };
+        let value: String = value
+            .to_ascii_lowercase()
+            .replace("!important", "")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        declarations.push((property.trim().to_ascii_lowercase(), value));
+    }
+    let get = |name: &str| {
+        declarations
+            .iter()
+            .rev()
+            .find(|(p, _)| p == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let zero = |v: Option<&str>| v.and_then(length).is_some_and(|(n, _)| n == 0.0);
+    if get("display") == Some("none")
+        || matches!(get("visibility"), Some("hidden" | "collapse"))
+        || get("opacity").and_then(|v| v.parse::<f64>().ok()) == Some(0.0)
+        || zero(get("font-size"))
+    {
+        return true;
+    }
+    let clipped = matches!(get("overflow"), Some("hidden" | "clip"));
+    if clipped && (zero(get("height")) || zero(get("width")) || zero(get("max-height"))) {
+        return true;
+    }
+    if get("text-indent").is_some_and(far_off) {
+        return true;
+    }
+    let positioned = matches!(get("position"), Some("absolute" | "fixed"));
+    positioned
+        && ["left", "top", "right"]
+            .iter()
+            .any(|p| get(p).is_some_and(far_off))
+}
+
+/// A CSS length: its number and unit (`px` for a bare number).
+fn length(value: &str) -> Option<(f64, &str)> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+')))
+        .unwrap_or(value.len());
+    let number = value[..split].parse::<f64>().ok()?;
+    let unit = value[split..].trim();
+    Some((number, if unit.is_empty() { "px" } else { unit }))
+}
+
+/// A length that puts text off any screen: at least 500 pixels (or 50 ems, or a whole viewport)
+/// to the left or top.
+fn far_off(value: &str) -> bool {
+    let Some((n, unit)) = length(value) else {
+        return false;
+    };
+    match unit {
+        "px" | "pt" => n <= -500.0,
+        "em" | "rem" | "ch" | "ex" => n <= -50.0,
+        "%" | "vw" | "vh" => n <= -100.0,
+        "in" | "cm" => n <= -5.0,
+        _ => false,
+    }
 }
 
 fn heading_level(name: &str) -> Option<usize> {
@@ -200,6 +298,20 @@ impl Walker {
         }
     }
 
+    /// Text a reader never sees, as a region [`super::untrusted`] flags; apart from the words
+    /// around it.
+    fn region(&mut self, open: char, text: &str) {
+        let region = region(open, text);
+        if region.is_empty() {
+            return;
+        }
+        if !self.current.is_empty() && !self.current.ends_with([' ', '\n']) {
+            self.current.push(' ');
+        }
+        self.current.push_str(&region);
+        self.current.push(' ');
+    }
+
     fn heading(&mut self, level: usize, title: String) {
         self.flush();
         while self.stack.last().is_some_and(|(l, _)| *l >= level) {
@@ -241,10 +353,14 @@ impl Walker {
                     }
                     match node.value() {
                         Node::Text(t) => self.text(t),
+                        Node::Comment(c) => self.region(OPEN_COMMENT, c),
                         Node::Element(e) => {
                             let name = e.name();
                             if skip_element(e) {
                                 passing = Some(node.id());
+                            } else if hidden(e) {
+                                passing = Some(node.id());
+                                self.region(OPEN_HIDDEN, &subtree_text(node));
                             } else if let Some(level) = heading_level(name) {
                                 passing = Some(node.id());
                                 let title = element_text(node);
@@ -349,6 +465,7 @@ pub fn parse(html: &str, fallback_title: &str) -> Result<ParsedDoc, SkipReason> 
         title,
         sections: w.sections,
         metadata,
+        flagged: Default::default(),
     })
 }
 

@@ -5,9 +5,11 @@ pub mod html;
 mod html_dom;
 pub mod markdown;
 pub mod plain;
+pub mod untrusted;
 pub mod walk;
 
 use crate::model::{Format, ParsedDoc};
+pub use untrusted::{Flagged, UntrustedFilter};
 pub use walk::{Candidate, Discovery, SkipReason, WalkOptions, content_skip, discover, format_of};
 
 /// Longest heading kept, in characters. A heading is repeated in every section and chunk under
@@ -22,16 +24,35 @@ pub(crate) fn clip_heading(text: &str) -> String {
     }
 }
 
-/// Parse a file's text by format. `rel` is its path in the source.
+/// Parse a file's text by format with the default handling of untrusted text (flagged spans
+/// dropped). `rel` is its path in the source.
 pub fn parse(format: Format, text: &str, rel: &str) -> Result<ParsedDoc, SkipReason> {
+    parse_with(format, text, rel, UntrustedFilter::builtin())
+}
+
+/// Parse a file's text by format, flagging untrusted text with `filter` (the counts are in
+/// [`ParsedDoc::flagged`]).
+pub fn parse_with(
+    format: Format,
+    text: &str,
+    rel: &str,
+    filter: &UntrustedFilter,
+) -> Result<ParsedDoc, SkipReason> {
     let stem = rel.rsplit('/').next().unwrap_or(rel);
     let stem = stem.rsplit_once('.').map_or(stem, |(s, _)| s);
-    let doc = match format {
-        Format::Markdown => markdown::parse(text, stem),
-        Format::Html => html::parse(text, stem)?,
-        Format::Text => plain::parse_text(text, stem),
-        Format::Code => plain::parse_code(text, rel),
+    // A byte-order mark opening the file is encoding, not text; one inside the text is flagged.
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
+    let text = untrusted::strip_sentinels(text);
+    let mut doc = match format {
+        Format::Markdown => markdown::parse(&text, stem),
+        Format::Html => html::parse(&text, stem)?,
+        Format::Text => plain::parse_text(&text, stem),
+        Format::Code => plain::parse_code(&text, rel),
     };
+    doc.flagged = filter.apply(&mut doc);
+    if doc.title.is_empty() {
+        doc.title = stem.to_string();
+    }
     if doc.sections.iter().all(|s| s.text.trim().is_empty()) {
         return Err(SkipReason::Empty);
     }

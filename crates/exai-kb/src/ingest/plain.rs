@@ -11,6 +11,7 @@ pub fn parse_text(text: &str, title: &str) -> ParsedDoc {
             doc_type: DocType::Text,
         }],
         metadata: Default::default(),
+        flagged: Default::default(),
     }
 }
 
@@ -26,5 +27,6 @@ pub fn parse_code(text: &str, rel: &str) -> ParsedDoc {
             doc_type: DocType::Code,
         }],
         metadata,
+        flagged: Default::default(),
     }
 }

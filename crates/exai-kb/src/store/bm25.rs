@@ -404,6 +404,7 @@ mod tests {
                     hash: path,
                     bytes: 10,
                     metadata: &meta,
+                    flagged: Default::default(),
                 },
                 chunks,
             ));

@@ -25,6 +25,7 @@ pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 use serde::Serialize;
 
 use crate::error::{KbError, Result};
+use crate::ingest::Flagged;
 use crate::model::{DocType, Filters, NewChunk};
 
 /// A document as stored.
@@ -43,6 +44,8 @@ pub struct DocRecord {
     pub metadata: serde_json::Value,
     pub indexed_at: String,
     pub chunks: i64,
+    /// Untrusted spans flagged when the document was indexed.
+    pub flagged: Flagged,
 }
 
 /// A document to store.
@@ -58,6 +61,8 @@ pub struct NewDocument<'a> {
     pub hash: &'a str,
     pub bytes: u64,
     pub metadata: &'a serde_json::Map<String, serde_json::Value>,
+    /// Untrusted spans flagged in it (replacing the counts of its earlier copy).
+    pub flagged: Flagged,
 }
 
 /// A chunk with its document's fields, as search results need them.
@@ -86,6 +91,8 @@ pub struct SourceInfo {
     pub documents: i64,
     pub chunks: i64,
     pub chunks_without_vectors: i64,
+    /// Untrusted spans flagged in its documents, by kind.
+    pub flagged: Flagged,
     pub created_at: String,
     pub updated_at: String,
 }

@@ -17,6 +17,7 @@ use exai_pg::{Conn, Pool};
 use pgvector::Vector;
 
 use crate::error::{KbError, Result};
+use crate::ingest::Flagged;
 use crate::model::{DocType, Filters, NewChunk};
 use crate::store::{
     ChunkRecord, Column, Count, DocRecord, NewDocument, SharedLogic, SourceInfo, StoreBackend,
@@ -67,8 +68,21 @@ fn chunk_from_row(r: &exai_pg::postgres::Row) -> ChunkRecord {
     }
 }
 
+/// The untrusted counts of a document row, after its chunk count.
+const FLAGGED_COLUMNS: &str =
+    "d.flagged_hidden, d.flagged_invisible, d.flagged_comment, d.flagged_instruction";
+
+fn flagged_from_row(r: &exai_pg::postgres::Row, first: usize) -> Flagged {
+    Flagged {
+        hidden: r.get(first),
+        invisible: r.get(first + 1),
+        comment: r.get(first + 2),
+        instruction: r.get(first + 3),
+    }
+}
+
 /// A document row of `SELECT id, source, path, uri, title, format, technology, category, hash,
-/// bytes, metadata, indexed_at, <chunk count>`.
+/// bytes, metadata, indexed_at, <chunk count>, FLAGGED_COLUMNS`.
 fn doc_from_row(r: &exai_pg::postgres::Row) -> DocRecord {
     DocRecord {
         id: r.get(0),
@@ -84,6 +98,7 @@ fn doc_from_row(r: &exai_pg::postgres::Row) -> DocRecord {
         metadata: r.get(10),
         indexed_at: r.get(11),
         chunks: r.get(12),
+        flagged: flagged_from_row(r, 13),
     }
 }
 
@@ -411,8 +426,9 @@ impl StoreBackend for PgStore {
                 .prepare("DELETE FROM kb_documents WHERE source = $1 AND path = $2")?;
             let ins_doc = tx
                 .prepare(
-                    "INSERT INTO kb_documents(source, path, uri, title, format, technology, category, hash, bytes, metadata, indexed_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                    "INSERT INTO kb_documents(source, path, uri, title, format, technology, category, hash, bytes, metadata, indexed_at,
+                        flagged_hidden, flagged_invisible, flagged_comment, flagged_instruction)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
                 )?;
             let ins_chunks = tx
                 .prepare(&format!(
@@ -441,6 +457,10 @@ impl StoreBackend for PgStore {
                             &(doc.bytes as i64),
                             &metadata,
                             &indexed_at,
+                            &doc.flagged.hidden,
+                            &doc.flagged.invisible,
+                            &doc.flagged.comment,
+                            &doc.flagged.instruction,
                         ],
                     )?
                     .get(0);
@@ -685,8 +705,8 @@ impl StoreBackend for PgStore {
         doc_id: Option<i64>,
         source_path: Option<(&str, &str)>,
     ) -> Result<Option<DocRecord>> {
-        let base = "SELECT d.id, d.source, d.path, d.uri, d.title, d.format, d.technology, d.category, d.hash, d.bytes, d.metadata, d.indexed_at,
-                    (SELECT count(*) FROM kb_chunks c WHERE c.doc_id = d.id) FROM kb_documents d";
+        let base = format!("SELECT d.id, d.source, d.path, d.uri, d.title, d.format, d.technology, d.category, d.hash, d.bytes, d.metadata, d.indexed_at,
+                    (SELECT count(*) FROM kb_chunks c WHERE c.doc_id = d.id), {FLAGGED_COLUMNS} FROM kb_documents d");
         let row = self.with(|c| {
             Ok(match (doc_id, source_path) {
                 (Some(id), _) => c
@@ -709,8 +729,17 @@ impl StoreBackend for PgStore {
                         (SELECT count(*) FROM kb_documents d WHERE d.source = s.name),
                         (SELECT count(*) FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE d.source = s.name),
                         (SELECT count(*) FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE d.source = s.name
-                            AND NOT EXISTS (SELECT 1 FROM kb_embeddings e WHERE e.text_hash = c.text_hash))
-                 FROM kb_sources s ORDER BY s.name",
+                            AND NOT EXISTS (SELECT 1 FROM kb_embeddings e WHERE e.text_hash = c.text_hash)),
+                        f.hidden, f.invisible, f.comment, f.instruction
+                 FROM kb_sources s
+                 CROSS JOIN LATERAL (
+                     SELECT coalesce(sum(d.flagged_hidden), 0)::bigint AS hidden,
+                            coalesce(sum(d.flagged_invisible), 0)::bigint AS invisible,
+                            coalesce(sum(d.flagged_comment), 0)::bigint AS comment,
+                            coalesce(sum(d.flagged_instruction), 0)::bigint AS instruction
+                     FROM kb_documents d WHERE d.source = s.name
+                 ) f
+                 ORDER BY s.name",
                 &[],
             )?
             .iter()
@@ -725,6 +754,7 @@ impl StoreBackend for PgStore {
                     documents: r.get(5),
                     chunks: r.get(6),
                     chunks_without_vectors: r.get(7),
+                    flagged: flagged_from_row(r, 8),
                 }
             })
             .collect())
@@ -828,9 +858,9 @@ impl StoreBackend for PgStore {
     fn documents_page(&self, after: i64, limit: usize) -> Result<Vec<DocRecord>> {
         self.with(|c| {
             Ok(c.query(
-                "SELECT d.id, d.source, d.path, d.uri, d.title, d.format, d.technology, d.category, d.hash, d.bytes, d.metadata, d.indexed_at,
-                        (SELECT count(*) FROM kb_chunks c WHERE c.doc_id = d.id)
-                 FROM kb_documents d WHERE d.id > $1 ORDER BY d.id LIMIT $2",
+                &format!("SELECT d.id, d.source, d.path, d.uri, d.title, d.format, d.technology, d.category, d.hash, d.bytes, d.metadata, d.indexed_at,
+                        (SELECT count(*) FROM kb_chunks c WHERE c.doc_id = d.id), {FLAGGED_COLUMNS}
+                 FROM kb_documents d WHERE d.id > $1 ORDER BY d.id LIMIT $2"),
                 &[&after, &(limit as i64)],
             )?
             .iter()

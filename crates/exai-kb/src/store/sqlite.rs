@@ -9,6 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
 
 use crate::error::{KbError, Result};
+use crate::ingest::Flagged;
 use crate::model::{DocType, Filters, NewChunk};
 use crate::store::{
     ChunkRecord, Column, Count, DocRecord, NewDocument, SourceInfo, StoreBackend, VectorMeta,
@@ -36,7 +37,34 @@ fn delete_document_tx(tx: &rusqlite::Transaction<'_>, doc_id: i64) -> rusqlite::
 }
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Version 2: untrusted spans flagged per document, by kind (`ingest::untrusted`).
+const SCHEMA_V2: &str = "
+ALTER TABLE documents ADD COLUMN flagged_hidden INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE documents ADD COLUMN flagged_invisible INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE documents ADD COLUMN flagged_comment INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE documents ADD COLUMN flagged_instruction INTEGER NOT NULL DEFAULT 0;
+";
+
+/// The counts of [`SCHEMA_V2`] over `documents d`; zeros in a file opened read-only at
+/// version 1 (`exai db copy` from an old backup), which has no such columns.
+fn flagged_columns(version: i64) -> &'static str {
+    if version >= 2 {
+        "d.flagged_hidden, d.flagged_invisible, d.flagged_comment, d.flagged_instruction"
+    } else {
+        "0, 0, 0, 0"
+    }
+}
+
+fn flagged_from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Flagged> {
+    Ok(Flagged {
+        hidden: r.get(first)?,
+        invisible: r.get(first + 1)?,
+        comment: r.get(first + 2)?,
+        instruction: r.get(first + 3)?,
+    })
+}
 
 pub(super) const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -95,6 +123,9 @@ const CACHE_KIB: i64 = 16 * 1024;
 pub struct SqliteStore {
     pub(crate) conn: Connection,
     path: PathBuf,
+    /// The schema version the file was at when opened (a read-only open of an older file does
+    /// not migrate it).
+    version: i64,
     /// Document frequencies of query terms (keyword search's planning; see `bm25.rs`), shared
     /// by the read connections of one `Kb`.
     pub(crate) term_stats: super::SharedTermStats,
@@ -159,7 +190,7 @@ pub(crate) fn filter_sql(filters: &Filters) -> (String, Vec<rusqlite::types::Val
 const CHUNK_COLUMNS: &str = "c.id, c.doc_id, c.position, c.section, c.text, c.tokens, c.doc_type, d.title, d.source, d.path, d.uri, d.technology, d.category";
 
 /// A document row of `SELECT id, source, path, uri, title, format, technology, category, hash,
-/// bytes, metadata, indexed_at, <chunk count>`.
+/// bytes, metadata, indexed_at, <chunk count>, <flagged_columns>`.
 fn doc_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DocRecord> {
     let metadata: String = r.get(10)?;
     Ok(DocRecord {
@@ -176,6 +207,7 @@ fn doc_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DocRecord> {
         metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
         indexed_at: r.get(11)?,
         chunks: r.get(12)?,
+        flagged: flagged_from_row(r, 13)?,
     })
 }
 
@@ -206,13 +238,15 @@ impl SqliteStore {
             source,
         })?;
         let conn = Connection::open(path).map_err(|e| map_open_error(path, e))?;
-        let store = Self {
+        let mut store = Self {
             conn,
             path: path.to_path_buf(),
+            version: SCHEMA_VERSION,
             term_stats: Default::default(),
         };
         store.configure().map_err(|e| map_open_error(path, e))?;
         store.migrate()?;
+        store.version = SCHEMA_VERSION;
         Ok(store)
     }
 
@@ -232,12 +266,14 @@ impl SqliteStore {
             .map_err(|e| map_open_error(path, e))?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| map_open_error(path, e))?;
-        let store = Self {
+        let mut store = Self {
             conn,
             path: path.to_path_buf(),
+            version: 0,
             term_stats: Default::default(),
         };
         let version = store.schema_version()?;
+        store.version = version;
         if version > SCHEMA_VERSION {
             return Err(KbError::SchemaTooNew {
                 found: version,
@@ -328,6 +364,13 @@ impl SqliteStore {
             self.conn.execute_batch(&format!(
                 "BEGIN IMMEDIATE; {SCHEMA_V1} INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('rank', 'bm25(4.0, 2.0, 1.0)'); INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', '1'); INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', '0'); COMMIT;"
             )).map_err(|e| self.corrupt_or(e))?;
+        }
+        if version < 2 {
+            self.conn
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {SCHEMA_V2} UPDATE meta SET value = '2' WHERE key = 'schema_version'; COMMIT;"
+                ))
+                .map_err(|e| self.corrupt_or(e))?;
         }
         Ok(())
     }
@@ -428,8 +471,9 @@ impl StoreBackend for SqliteStore {
             let mut find =
                 tx.prepare_cached("SELECT id FROM documents WHERE source = ? AND path = ?")?;
             let mut ins_doc = tx.prepare_cached(
-                "INSERT INTO documents(source, path, uri, title, format, technology, category, hash, bytes, metadata, indexed_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO documents(source, path, uri, title, format, technology, category, hash, bytes, metadata, indexed_at,
+                    flagged_hidden, flagged_invisible, flagged_comment, flagged_instruction)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )?;
             let mut ins_chunk = tx.prepare_cached(
                 "INSERT INTO chunks(doc_id, position, section, text, tokens, doc_type, text_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -457,7 +501,11 @@ impl StoreBackend for SqliteStore {
                     doc.hash,
                     doc.bytes as i64,
                     metadata,
-                    indexed_at
+                    indexed_at,
+                    doc.flagged.hidden,
+                    doc.flagged.invisible,
+                    doc.flagged.comment,
+                    doc.flagged.instruction
                 ])?;
                 let doc_id = tx.last_insert_rowid();
                 for chunk in chunks {
@@ -637,8 +685,8 @@ impl StoreBackend for SqliteStore {
         doc_id: Option<i64>,
         source_path: Option<(&str, &str)>,
     ) -> Result<Option<DocRecord>> {
-        let base = "SELECT d.id, d.source, d.path, d.uri, d.title, d.format, d.technology, d.category, d.hash, d.bytes, d.metadata, d.indexed_at,
-                    (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id) FROM documents d";
+        let base = format!("SELECT d.id, d.source, d.path, d.uri, d.title, d.format, d.technology, d.category, d.hash, d.bytes, d.metadata, d.indexed_at,
+                    (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id), {} FROM documents d", flagged_columns(self.version));
         Ok(match (doc_id, source_path) {
             (Some(id), _) => self.conn.query_row(&format!("{base} WHERE d.id = ?"), [id], doc_from_row).optional()?,
             (None, Some((source, path))) => self
@@ -650,14 +698,23 @@ impl StoreBackend for SqliteStore {
     }
 
     fn sources(&self) -> Result<Vec<SourceInfo>> {
-        let mut stmt = self.conn.prepare(
+        let flagged = if self.version >= 2 {
+            "(SELECT coalesce(sum(d.flagged_hidden), 0) FROM documents d WHERE d.source = s.name),
+             (SELECT coalesce(sum(d.flagged_invisible), 0) FROM documents d WHERE d.source = s.name),
+             (SELECT coalesce(sum(d.flagged_comment), 0) FROM documents d WHERE d.source = s.name),
+             (SELECT coalesce(sum(d.flagged_instruction), 0) FROM documents d WHERE d.source = s.name)"
+        } else {
+            "0, 0, 0, 0"
+        };
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT s.name, s.roots, s.technology, s.created_at, s.updated_at,
                     (SELECT count(*) FROM documents d WHERE d.source = s.name),
                     (SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.source = s.name),
                     (SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.source = s.name
-                        AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.text_hash = c.text_hash))
+                        AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.text_hash = c.text_hash)),
+                    {flagged}
              FROM sources s ORDER BY s.name",
-        )?;
+        ))?;
         let rows = stmt.query_map([], |r| {
             let roots: String = r.get(1)?;
             Ok(SourceInfo {
@@ -669,6 +726,7 @@ impl StoreBackend for SqliteStore {
                 documents: r.get(5)?,
                 chunks: r.get(6)?,
                 chunks_without_vectors: r.get(7)?,
+                flagged: flagged_from_row(r, 8)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -768,11 +826,12 @@ impl StoreBackend for SqliteStore {
 
     /// Documents with an id above `after`, in id order (insertion order), `limit` at most.
     fn documents_page(&self, after: i64, limit: usize) -> Result<Vec<DocRecord>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT d.id, d.source, d.path, d.uri, d.title, d.format, d.technology, d.category, d.hash, d.bytes, d.metadata, d.indexed_at,
-                    (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id)
+                    (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id), {}
              FROM documents d WHERE d.id > ? ORDER BY d.id LIMIT ?",
-        )?;
+            flagged_columns(self.version)
+        ))?;
         let rows = stmt.query_map(params![after, limit as i64], doc_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -869,6 +928,10 @@ mod tests {
             hash,
             bytes: 10,
             metadata: meta,
+            flagged: Flagged {
+                comment: 2,
+                ..Flagged::default()
+            },
         }
     }
 
@@ -965,6 +1028,49 @@ mod tests {
                 .keyword_search("lifetimes", &Filters::default(), 10)
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_version_1_file_reads_with_zero_counts_and_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kb.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&format!(
+                "{SCHEMA_V1} INSERT INTO meta(key, value) VALUES ('schema_version', '1'), ('generation', '0');
+                 INSERT INTO sources(name, created_at, updated_at) VALUES ('s', 't', 't');
+                 INSERT INTO documents(source, path, title, format, technology, category, hash, bytes, indexed_at)
+                 VALUES ('s', 'a.md', 'A', 'markdown', 'rust', 'guides', 'h', 1, 't');"
+            ))
+            .unwrap();
+        }
+        let old = SqliteStore::open_readonly(&path).unwrap();
+        assert_eq!(old.schema_version().unwrap(), 1);
+        assert_eq!(old.sources().unwrap()[0].flagged, Flagged::default());
+        assert_eq!(
+            old.documents_page(0, 10).unwrap()[0].flagged,
+            Flagged::default()
+        );
+        drop(old);
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let meta = serde_json::Map::new();
+        store
+            .replace_documents(&[(doc("a.md", "h2", &meta), vec![chunk(0, "text")])])
+            .unwrap();
+        let flagged = Flagged {
+            comment: 2,
+            ..Flagged::default()
+        };
+        assert_eq!(store.sources().unwrap()[0].flagged, flagged);
+        assert_eq!(
+            store
+                .find_document(None, Some(("s", "a.md")))
+                .unwrap()
+                .unwrap()
+                .flagged,
+            flagged
         );
     }
 

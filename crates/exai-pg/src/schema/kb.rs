@@ -1,8 +1,10 @@
 //! The knowledge base's tables (component `kb`): sources, documents, chunks with their weighted
 //! `tsvector`, and one pgvector embedding per distinct chunk text. The HNSW index is not a step:
-//! the store builds it once it knows the embedding dimension.
+//! the store builds it once it knows the embedding dimension. Step 2: untrusted spans flagged per
+//! document, by kind (the same columns as SQLite's schema version 2).
 
-pub(super) const STEPS: &[&str] = &[r#"
+pub(super) const STEPS: &[&str] = &[
+    r#"
 CREATE TABLE kb_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT INTO kb_meta(key, value) VALUES ('generation', '0');
 CREATE TABLE kb_sources (
@@ -46,4 +48,12 @@ CREATE TABLE kb_embeddings (
     text_hash TEXT PRIMARY KEY,
     vector VECTOR NOT NULL
 );
-"#];
+"#,
+    r#"
+ALTER TABLE kb_documents
+    ADD COLUMN flagged_hidden BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN flagged_invisible BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN flagged_comment BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN flagged_instruction BIGINT NOT NULL DEFAULT 0;
+"#,
+];
