@@ -58,6 +58,28 @@ pub fn write_pid(path: &Path, record: &PidRecord) -> Result<(), PidFileError> {
     std::fs::rename(&tmp, path).map_err(err)
 }
 
+/// Entries of `dir` named `.{prefix}…{.PID}{suffix}`, the temporary name a process gives work in
+/// progress, whose process is gone: what a killed run left behind. Removing them is the caller's
+/// choice (a file or a directory).
+pub fn abandoned(dir: &Path, prefix: &str, suffix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix('.'))
+                .and_then(|n| n.strip_prefix(prefix))
+                .and_then(|n| n.strip_suffix(suffix))
+                .and_then(|n| n.rsplit_once('.'))
+                .and_then(|(_, pid)| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !alive(pid))
+        })
+        .collect()
+}
+
 /// Whether a process with this pid exists (signal 0 probes without sending anything).
 pub fn alive(pid: u32) -> bool {
     let Ok(raw) = i32::try_from(pid) else {

@@ -607,27 +607,11 @@ fn self_contained(path: &Path) -> Result<()> {
 /// was copying. Remove those whose process is gone; one still running keeps its own (the name
 /// carries the pid). A leftover only costs space, so a failure here never stops a backup.
 fn remove_abandoned(root: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return Vec::new();
-    };
-    let mut removed = Vec::new();
-    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-        let pid = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix('.'))
-            .and_then(|n| n.strip_prefix(BACKUP_PREFIX))
-            .and_then(|n| n.strip_suffix(PARTIAL_SUFFIX))
-            .and_then(|n| n.rsplit_once('.'))
-            .and_then(|(_, pid)| pid.parse::<u32>().ok());
-        if let Some(pid) = pid
-            && !exai_core::pidfile::alive(pid)
-            && std::fs::remove_dir_all(&path).is_ok()
-        {
-            removed.push(path.display().to_string());
-        }
-    }
-    removed
+    exai_core::pidfile::abandoned(root, BACKUP_PREFIX, PARTIAL_SUFFIX)
+        .into_iter()
+        .filter(|path| std::fs::remove_dir_all(path).is_ok())
+        .map(|path| path.display().to_string())
+        .collect()
 }
 
 /// Complete backups under `root`, oldest first.

@@ -309,26 +309,10 @@ fn expired(
 
 /// `.partial` archives whose run is gone (the name carries its pid).
 fn remove_abandoned(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut removed = Vec::new();
-    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-        let pid = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .filter(|n| n.starts_with('.'))
-            .and_then(|n| n.strip_suffix(PARTIAL))
-            .and_then(|n| n.rsplit_once('.'))
-            .and_then(|(_, pid)| pid.parse::<u32>().ok());
-        if let Some(pid) = pid
-            && !exai_core::pidfile::alive(pid)
-            && std::fs::remove_file(&path).is_ok()
-        {
-            removed.push(path);
-        }
-    }
-    removed
+    exai_core::pidfile::abandoned(dir, "", PARTIAL)
+        .into_iter()
+        .filter(|path| std::fs::remove_file(path).is_ok())
+        .collect()
 }
 
 /// The entries of every archive, for `exai logs --archived` (an unreadable archive is skipped
