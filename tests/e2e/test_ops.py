@@ -85,7 +85,7 @@ async def test_backup_while_indexing_and_searching_then_restore_elsewhere(home, 
     report = json.loads(backup.stdout)
     manifest = report["manifest"]
     kb = next(f for f in manifest["files"] if f["name"] == "kb")
-    assert kb["schema_version"] == 1 and len(kb["blake3"]) == 64
+    assert kb["schema_version"] == 2 and len(kb["blake3"]) == 64
     backed_docs = kb["tables"]["documents"]
     assert 40 <= backed_docs <= 1540
     assert Path(report["path"], "manifest.json").is_file()
@@ -245,7 +245,7 @@ def test_migrate_stats_compact_reindex(home, tmp_path):
     docs = corpus(tmp_path, "delta", 30, "deltaterm")
     assert ops(home, "index", str(docs), "--source", "delta").returncode == 0
     check = ops(home, "db", "migrate", "--check")
-    assert check.returncode == 0 and "schema 1 (current)" in check.stdout, check.stdout
+    assert check.returncode == 0 and "schema 2 (current)" in check.stdout, check.stdout
     stats = json.loads(ops(home, "db", "stats", "--json").stdout)
     kb = next(s for s in stats if s["name"] == "kb")
     assert kb["kb"]["documents"] == 30 and kb["tables"]["chunks"] == kb["kb"]["chunks"]

@@ -152,7 +152,7 @@ def test_copy_sqlite_to_postgres_and_back(tmp_path, database):
 
     migrate = outputs.run(ops, "db", "migrate", **env)
     assert migrate.returncode == 0, migrate.stderr
-    assert "kb (postgres): schema 1 (current)" in migrate.stdout
+    assert "kb (postgres): schema 2 (current)" in migrate.stdout
     assert "threads (postgres): migrated schema 0 -> 2" in migrate.stdout, migrate.stdout
     assert "jobs (postgres)" in migrate.stdout
 
@@ -179,7 +179,7 @@ def test_copy_sqlite_to_postgres_and_back(tmp_path, database):
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["postgres"]["status"] == "ok", checks["postgres"]
     assert checks["postgres"]["data"]["backend"] == "postgres"
-    assert "pgvector" in checks["postgres"]["detail"] and "kb 1" in checks["postgres"]["detail"]
+    assert "pgvector" in checks["postgres"]["detail"] and "kb 2" in checks["postgres"]["detail"]
     assert checks["kb_postgres"]["status"] == "ok", checks["kb_postgres"]
     assert "36 documents" in checks["kb_postgres"]["detail"]
     # Only the machine itself (a nearly full disk) may warn here.
