@@ -101,7 +101,11 @@ impl Filter {
     }
 }
 
-/// `30s`, `15m`, `1h`, `7d`, `2w` (a bare number is seconds).
+/// The longest duration accepted: windows reach back from now, and a date that far back (or
+/// twice as far, for a comparison window) still exists.
+const MAX_DURATION_DAYS: u64 = 36_500;
+
+/// `30s`, `15m`, `1h`, `7d`, `2w` (a bare number is seconds), at most 100 years.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -121,7 +125,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ));
         }
     };
-    Ok(Duration::from_secs(n.saturating_mul(secs)))
+    let secs = n.saturating_mul(secs);
+    if secs > MAX_DURATION_DAYS * 86_400 {
+        return Err(format!(
+            "`{text}` is longer than {MAX_DURATION_DAYS} days (100 years)"
+        ));
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 /// `path`, then its rotated files, oldest first. Rotation numbers are contiguous (`.1` newest),
@@ -489,6 +499,12 @@ mod tests {
         assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
         assert!(parse_duration("1y").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("36500d").is_ok());
+        assert!(
+            parse_duration("99999999999d")
+                .unwrap_err()
+                .contains("longer than 36500 days")
+        );
     }
 
     #[test]
