@@ -163,7 +163,7 @@ def anyio_backend():
     return "asyncio"
 
 
-KB_TOOLS = {"search_docs", "get_chunk", "get_document", "list_sources", "get_technologies", "get_categories",
+KB_TOOLS = {"search_docs", "get_chunk", "get_document", "list_sources", "get_technologies", "get_categories", "resolve_library",
             "index_path", "job_status", "cancel_job", "remove_source"}
 CORE_TOOLS = {"version", "health", "listmodels"}
 AI_TOOLS = {"chat", "thinkdeep", "consensus", "challenge", "planner", "analyze", "codereview", "debug", "precommit",

@@ -16,7 +16,7 @@ from conftest import base_env, exai_bin, structured
 
 pytestmark = pytest.mark.anyio
 
-KB_TOOLS = {"search_docs", "get_chunk", "get_document", "list_sources", "get_technologies", "get_categories",
+KB_TOOLS = {"search_docs", "get_chunk", "get_document", "list_sources", "get_technologies", "get_categories", "resolve_library",
             "index_path", "job_status", "cancel_job", "remove_source"}
 
 

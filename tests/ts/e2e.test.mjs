@@ -21,7 +21,7 @@ const AI_TOOLS = ['chat', 'thinkdeep', 'consensus', 'challenge', 'planner', 'ana
   'precommit', 'refactor', 'secaudit', 'testgen', 'tracer', 'docgen', 'list_threads', 'glm_web_search',
   'kimi_chat_with_files'];
 const KB_TOOLS = ['search_docs', 'get_chunk', 'get_document', 'list_sources', 'get_technologies',
-  'get_categories', 'index_path', 'job_status', 'cancel_job', 'remove_source'];
+  'get_categories', 'resolve_library', 'index_path', 'job_status', 'cancel_job', 'remove_source'];
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const EXAI_BIN = process.env.EXAI_BIN || resolve(HERE, '../../target/debug/exai');

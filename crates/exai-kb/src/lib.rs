@@ -15,6 +15,7 @@ pub mod model;
 pub mod search;
 pub mod store;
 pub mod vectors;
+pub mod versions;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -218,7 +219,7 @@ fn add_neighbours(store: &Store, hits: &mut [SearchHit], context: usize) -> Resu
     Ok(())
 }
 
-fn closest(value: &str, valid: &[String]) -> Option<String> {
+pub(crate) fn closest(value: &str, valid: &[String]) -> Option<String> {
     let lower = value.to_lowercase();
     valid
         .iter()
@@ -522,8 +523,10 @@ impl Kb {
         let started = Instant::now();
         search::check_request(req)?;
         self.with_reader(|store| {
-            self.validate_filters(store, &req.filters)?;
             let mut notes = Vec::new();
+            let resolved = self.resolve_versions(store, req, &mut notes)?;
+            let req = resolved.as_ref().unwrap_or(req);
+            self.validate_filters(store, &req.filters)?;
             let mode = self.usable_mode(store, req.mode, &mut notes)?;
             let pool = search::candidate_pool(req);
             let (keyword, query_vector) = self.keyword_and_query_vector(store, req, mode, pool)?;
@@ -552,6 +555,67 @@ impl Kb {
                 took_ms: (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
             })
         })
+    }
+
+    /// The request with each library name or `NAME@RANGE` among its sources replaced by the
+    /// indexed version it resolves to (saying which in `notes` when the library has several),
+    /// or `None` when every source is a source's own name and no version was asked for.
+    fn resolve_versions(
+        &self,
+        store: &Store,
+        req: &SearchRequest,
+        notes: &mut Vec<String>,
+    ) -> Result<Option<SearchRequest>> {
+        let version = req.version.as_deref().filter(|v| !v.trim().is_empty());
+        if version.is_some() && req.filters.sources.len() != 1 {
+            return Err(KbError::Invalid(
+                "`version` needs exactly one source: the library whose version it names".into(),
+            ));
+        }
+        let names = store.source_names()?;
+        let exact = |s: &String| names.iter().any(|(n, _)| n == s);
+        if version.is_none() && req.filters.sources.iter().all(exact) {
+            return Ok(None);
+        }
+        let mut out = req.clone();
+        let has_versions = |library: &str| {
+            names
+                .iter()
+                .any(|(n, _)| matches!(versions::split(n), (l, Some(_)) if l == library))
+        };
+        for source in &mut out.filters.sources {
+            if version.is_none() && (exact(source) || !has_versions(versions::split(source).0)) {
+                // A source's own name, or an unknown one `validate_filters` explains.
+                continue;
+            }
+            let r = versions::resolve(&names, source, version)?;
+            if r.versions.len() > 1 {
+                notes.push(format!(
+                    "searched {} ({} of {}: {})",
+                    r.source,
+                    r.chosen_by,
+                    r.library,
+                    r.versions.join(", ")
+                ));
+            }
+            *source = r.source;
+        }
+        Ok(Some(out))
+    }
+
+    /// Every library with its indexed versions, newest first.
+    pub fn libraries(&self) -> Result<Vec<versions::Library>> {
+        self.with_reader(|s| Ok(versions::libraries(&s.source_names()?)))
+    }
+
+    /// The indexed version of `library` that `version` (exact or a semver range; default the
+    /// newest) names, with every version that exists.
+    pub fn resolve_library(
+        &self,
+        library: &str,
+        version: Option<&str>,
+    ) -> Result<versions::Resolved> {
+        self.with_reader(|s| versions::resolve(&s.source_names()?, library, version))
     }
 
     /// The mode asked for, or keyword search (saying why in `notes`) when the index's vectors

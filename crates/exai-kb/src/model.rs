@@ -111,6 +111,8 @@ impl Mode {
 /// Restrictions on which chunks a search may return. Empty lists mean "any".
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Filters {
+    /// Source names; a library name (`react`) or `NAME@RANGE` stands for one of its indexed
+    /// versions, chosen by [`SearchRequest::version`] or else the newest ([`crate::versions`]).
     pub sources: Vec<String>,
     pub technologies: Vec<String>,
     pub categories: Vec<String>,
@@ -130,6 +132,9 @@ pub struct SearchRequest {
     pub context: usize,
     /// Keep only the best chunk of each document.
     pub group_by_document: bool,
+    /// The version of the (one) library in `filters.sources`: exact or a semver range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 impl SearchRequest {
@@ -142,6 +147,7 @@ impl SearchRequest {
             min_score: None,
             context: 0,
             group_by_document: false,
+            version: None,
         }
     }
 }

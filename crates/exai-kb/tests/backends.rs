@@ -782,3 +782,75 @@ fn untrusted_text_is_dropped_marked_kept_and_counted_on_both_backends() {
         );
     }
 }
+
+#[test]
+fn versions_of_one_library_live_side_by_side_on_both_backends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut trees = Vec::new();
+    for (version, word) in [("1.4.0", "alpha"), ("2.0.0", "beta"), ("2.1.3", "gamma")] {
+        let dir = tmp.path().join(version);
+        write(
+            &dir,
+            "guide.md",
+            &format!("# Guide\n\nThe connect function takes a {word} timeout.\n"),
+        );
+        trees.push((version, word, dir));
+    }
+    for (location, _db) in backends("versions", tmp.path()) {
+        let name = location.backend();
+        let kb = open(&location, None);
+        for (version, _, dir) in &trees {
+            index(&kb, dir, &format!("netlib@{version}"), "netlib");
+        }
+        index(&kb, &trees[0].2, "plain", "plain");
+        let word_of = |source: &str, version: Option<&str>| {
+            let mut r = SearchRequest::new("connect timeout");
+            r.mode = Mode::Keyword;
+            r.filters.sources = vec![source.to_string()];
+            r.version = version.map(str::to_string);
+            let resp = kb.search(&r).unwrap();
+            let text = kb.get_chunk(resp.hits[0].chunk_id, 0).unwrap().chunk.text;
+            let word = ["alpha", "beta", "gamma"]
+                .into_iter()
+                .find(|w| text.contains(w))
+                .unwrap();
+            (resp.hits[0].source.clone(), word, resp.notes)
+        };
+        // By default the newest, saying which and what else exists.
+        let (source, word, notes) = word_of("netlib", None);
+        assert_eq!((source.as_str(), word), ("netlib@2.1.3", "gamma"), "{name}");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("newest of netlib: 2.1.3, 2.0.0, 1.4.0")),
+            "{name}: {notes:?}"
+        );
+        assert_eq!(word_of("netlib", Some("^1")).1, "alpha", "{name}");
+        assert_eq!(word_of("netlib", Some("~2.0")).1, "beta", "{name}");
+        assert_eq!(word_of("netlib@2.0.0", None).1, "beta", "{name}");
+        assert_eq!(word_of("netlib@<2", None).1, "alpha", "{name}");
+        assert_eq!(word_of("plain", None).1, "alpha", "{name}");
+        let mut r = SearchRequest::new("connect");
+        r.filters.sources = vec!["netlib".into()];
+        r.version = Some("^3".into());
+        let e = kb.search(&r).unwrap_err().to_string();
+        assert!(e.contains("indexed: 2.1.3, 2.0.0, 1.4.0"), "{name}: {e}");
+        let mut r = SearchRequest::new("connect");
+        r.version = Some("^1".into());
+        let e = kb.search(&r).unwrap_err().to_string();
+        assert!(e.contains("needs exactly one source"), "{name}: {e}");
+
+        let libs = kb.libraries().unwrap();
+        let netlib = libs.iter().find(|l| l.name == "netlib").unwrap();
+        assert_eq!(netlib.versions, ["2.1.3", "2.0.0", "1.4.0"], "{name}");
+        let resolved = kb.resolve_library("netlib", Some(">=2.0.1")).unwrap();
+        assert_eq!(resolved.source, "netlib@2.1.3", "{name}");
+        let info = kb.sources().unwrap();
+        let one = info.iter().find(|s| s.name == "netlib@2.0.0").unwrap();
+        assert_eq!(
+            (one.library.as_str(), one.version.as_deref()),
+            ("netlib", Some("2.0.0")),
+            "{name}"
+        );
+    }
+}

@@ -41,8 +41,10 @@ pub struct SearchDocsArgs {
     /// hybrid (default: keyword and semantic fused), keyword (exact identifiers, error
     /// messages) or semantic (meaning rather than wording).
     pub mode: Option<ModeArg>,
-    /// See list_sources.
+    /// See list_sources; a library name means its newest version.
     pub source: Option<String>,
+    /// The source's version: exact or a semver range like ^18.
+    pub version: Option<String>,
     pub technology: Option<String>,
     pub category: Option<String>,
     pub path_prefix: Option<String>,
@@ -83,6 +85,15 @@ pub struct GetDocumentArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoArgs {}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveLibraryArgs {
+    /// A library name, e.g. react.
+    pub library: String,
+    /// Exact or a semver range; default the newest.
+    pub version: Option<String>,
+}
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -277,6 +288,7 @@ impl ExaiServer {
         req.min_score = args.min_score;
         req.context = args.context.unwrap_or(0) as usize;
         req.group_by_document = args.group_by_document.unwrap_or(false);
+        req.version = args.version;
         let budget = args
             .max_tokens
             .map_or(self.state.loaded.config.tools.max_output_tokens, u64::from);
@@ -349,6 +361,20 @@ impl ExaiServer {
         json(
             &serde_json::json!({ "sources": sources, "status": status, "semantic_search_problem": problem }),
         )
+    }
+
+    #[tool(
+        description = "The indexed version of a library that a version or range names (default the newest), as the source for search_docs, with every indexed version.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn resolve_library(
+        &self,
+        Parameters(args): Parameters<ResolveLibraryArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let kb = self.kb().await?;
+        let resolved =
+            blocking(move || kb.resolve_library(&args.library, args.version.as_deref())).await?;
+        json(&resolved)
     }
 
     #[tool(

@@ -63,6 +63,7 @@ pub const TOOLS: &[ToolSpec] = &[
     t("get_chunk", Kb, Simple),
     t("get_document", Kb, Simple),
     t("list_sources", Kb, Simple),
+    t("resolve_library", Kb, Simple),
     t("get_technologies", Kb, Simple),
     t("get_categories", Kb, Simple),
     t("index_path", Kb, Workflow),

@@ -55,8 +55,12 @@ pub struct SearchArgs {
     /// hybrid, keyword or semantic.
     #[arg(long, default_value = "hybrid")]
     pub mode: String,
+    /// A source, or a library name (its newest version unless --version says otherwise).
     #[arg(long)]
     pub source: Vec<String>,
+    /// The version of the one --source library: exact, or a semver range such as '^18'.
+    #[arg(long = "version", value_name = "VERSION")]
+    pub lib_version: Option<String>,
     #[arg(long)]
     pub technology: Vec<String>,
     #[arg(long)]
@@ -304,6 +308,7 @@ pub fn search(args: SearchArgs, loaded: &Loaded) -> Result<ExitCode> {
     req.min_score = args.min_score;
     req.context = args.context;
     req.group_by_document = args.group;
+    req.version = args.lib_version;
     let resp = kb.search(&req)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&resp)?);
@@ -388,6 +393,9 @@ pub fn sources(json: bool, loaded: &Loaded) -> Result<ExitCode> {
     );
     if sources.is_empty() {
         println!("no sources indexed yet: `exai index PATH --source NAME`");
+    }
+    for lib in kb.libraries()?.iter().filter(|l| l.versions.len() > 1) {
+        println!("versions of {}: {}", lib.name, lib.versions.join(", "));
     }
     for s in sources {
         println!(

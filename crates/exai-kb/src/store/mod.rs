@@ -86,6 +86,11 @@ pub struct ChunkRecord {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SourceInfo {
     pub name: String,
+    /// The library the source is a version of (its name before `@VERSION`, or the whole name).
+    pub library: String,
+    /// The version in its name (`react@18.2.0` → `18.2.0`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub roots: Vec<String>,
     pub technology: String,
     pub documents: i64,
@@ -329,6 +334,8 @@ pub trait StoreBackend: Send {
         source_path: Option<(&str, &str)>,
     ) -> Result<Option<DocRecord>>;
     fn sources(&self) -> Result<Vec<SourceInfo>>;
+    /// Each source's name and last update, by name (cheap: no counts).
+    fn source_names(&self) -> Result<Vec<(String, String)>>;
     fn counts(&self, column: Column) -> Result<Vec<Count>>;
     fn distinct_values(&self, column: Column) -> Result<Vec<String>>;
     /// (documents, chunks).
@@ -584,6 +591,10 @@ impl Store {
     }
     pub fn sources(&self) -> Result<Vec<SourceInfo>> {
         self.backend.sources()
+    }
+    /// Each source's name and last update, by name (cheap: no counts).
+    pub fn source_names(&self) -> Result<Vec<(String, String)>> {
+        self.backend.source_names()
     }
     /// Distinct values of `technology`, `category` or `source` with counts.
     pub fn counts(&self, column: &str) -> Result<Vec<Count>> {

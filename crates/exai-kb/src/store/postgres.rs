@@ -745,8 +745,12 @@ impl StoreBackend for PgStore {
             .iter()
             .map(|r| {
                 let roots: serde_json::Value = r.get(1);
+                let name: String = r.get(0);
+                let (library, version) = crate::versions::split(&name);
                 SourceInfo {
-                    name: r.get(0),
+                    library: library.to_string(),
+                    version: version.map(str::to_string),
+                    name,
                     roots: serde_json::from_value(roots).unwrap_or_default(),
                     technology: r.get(2),
                     created_at: r.get(3),
@@ -778,6 +782,17 @@ impl StoreBackend for PgStore {
                 chunks: r.get(2),
             })
             .collect())
+        })
+    }
+
+    fn source_names(&self) -> Result<Vec<(String, String)>> {
+        self.with(|c| {
+            Ok(
+                c.query("SELECT name, updated_at FROM kb_sources ORDER BY name", &[])?
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect(),
+            )
         })
     }
 

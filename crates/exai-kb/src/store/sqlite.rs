@@ -717,8 +717,12 @@ impl StoreBackend for SqliteStore {
         ))?;
         let rows = stmt.query_map([], |r| {
             let roots: String = r.get(1)?;
+            let name: String = r.get(0)?;
+            let (library, version) = crate::versions::split(&name);
             Ok(SourceInfo {
-                name: r.get(0)?,
+                library: library.to_string(),
+                version: version.map(str::to_string),
+                name,
                 roots: serde_json::from_str(&roots).unwrap_or_default(),
                 technology: r.get(2)?,
                 created_at: r.get(3)?,
@@ -745,6 +749,14 @@ impl StoreBackend for SqliteStore {
                 chunks: r.get(2)?,
             })
         })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn source_names(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name, updated_at FROM sources ORDER BY name")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

@@ -308,6 +308,32 @@ pub fn cases() -> Vec<Case> {
             }
         ),
         case!(
+            kb "resolve_library",
+            "versions",
+            "two indexed versions of one library: the newest by default, a range picks the older, search_docs follows the version, an unknown library is refused with the known ones",
+            |s| {
+                for (version, word) in [("1.2.0", "walrus"), ("2.0.1", "narwhal")] {
+                    let files = [("guide.md", format!("# Guide\n\nThe {word} option sets the pool size.\n"))];
+                    let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+                    index_source(s, &format!("vlib@{version}"), &files, 30).await?.success()?;
+                }
+                let newest = s.call("resolve_library", json!({ "library": "vlib" })).await?.success()?;
+                check!(newest.str("/source") == "vlib@2.0.1", "newest: {}", newest.text);
+                check!(
+                    newest.at("/versions") == &json!(["2.0.1", "1.2.0"]),
+                    "versions {}",
+                    newest.at("/versions")
+                );
+                let older = s.call("resolve_library", json!({ "library": "vlib", "version": "^1" })).await?.success()?;
+                check!(older.str("/source") == "vlib@1.2.0", "^1: {}", older.text);
+                let found = search(s, json!({ "query": "pool size", "mode": "keyword", "source": "vlib", "version": "1.x" })).await?;
+                check!(found.len() == 1 && found[0]["source"] == "vlib@1.2.0", "search with version 1.x: {found:?}");
+                let unknown = s.call("resolve_library", json!({ "library": "no-such-lib" })).await?.refusal()?;
+                contains("the refusal", &unknown.text, "vlib")?;
+                Ok(())
+            }
+        ),
+        case!(
             kb "get_technologies",
             "basic",
             "each fixture technology with its document count",
