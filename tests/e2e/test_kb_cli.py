@@ -52,6 +52,17 @@ def test_index_dry_run_search_sources(home, tmp_path):
     assert "many" in sources.stdout and "keyword search only" in sources.stdout
     (docs / "part1" / "page1.md").unlink()
     (docs / "part2" / "page2.md").write_text("# Changed\n\nnew text\n")
+    (docs / "part3" / "new.md").write_text("# New\n\nnew page\n")
+    (docs / "part4" / "blob.md").write_bytes(b"\x00\x01" * 100)
+    # A dry run lists each file it would add, update, remove or skip, with the reason.
+    plan = json.loads(run(home, "index", str(docs), "--source", "many", "--prune", "--dry-run", "--json").stdout)["plan"]
+    assert {(p["path"], p["action"]) for p in plan} == {
+        ("part3/new.md", "add"), ("part2/page2.md", "update"), ("part1/page1.md", "remove"), ("part4/blob.md", "skip")}
+    assert next(p for p in plan if p["action"] == "skip")["reason"] == "binary"
+    listed = run(home, "index", str(docs), "--source", "many", "--prune", "--dry-run")
+    assert "remove  part1/page1.md  (gone from the source)" in listed.stdout, listed.stdout
+    (docs / "part3" / "new.md").unlink()
+    (docs / "part4" / "blob.md").unlink()
     again = json.loads(run(home, "index", str(docs), "--source", "many", "--prune", "--json").stdout)
     assert (again["unchanged"], again["updated"], again["removed"]) == (28, 1, 1)
 

@@ -76,6 +76,33 @@ pub struct IndexReport {
     /// Untrusted spans flagged in the files read (`kb.untrusted_content` says what became of
     /// them).
     pub flagged: crate::ingest::Flagged,
+    /// With `dry_run`: each file that would be added, updated, removed or skipped, and why
+    /// (unchanged files are only counted).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<PlannedFile>,
+}
+
+/// What indexing would do with one file or page (a dry run's answer).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedFile {
+    pub path: String,
+    /// `add`, `update`, `remove` or `skip`.
+    pub action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl IndexReport {
+    /// Note, in a dry run, what would become of `path`.
+    pub fn plan(&mut self, path: &str, action: &'static str, reason: Option<String>) {
+        if self.dry_run {
+            self.plan.push(PlannedFile {
+                path: path.to_string(),
+                action,
+                reason,
+            });
+        }
+    }
 }
 
 const WRITE_BATCH: usize = 64;
@@ -160,8 +187,10 @@ impl Batch<'_> {
                 .or_default() += 1;
             if self.known.contains_key(&p.rel) {
                 report.updated += 1;
+                report.plan(&p.rel, "update", None);
             } else {
                 report.added += 1;
+                report.plan(&p.rel, "add", None);
             }
             report.chunks_written += p.chunks.len();
             report.flagged.add(&p.doc.flagged);
@@ -178,6 +207,17 @@ fn file_hash(c: &Candidate, max_bytes: u64, filter: &UntrustedFilter) -> Option<
         .ok()
         .flatten()
         .map(|b| content_hash(&b, filter))
+}
+
+/// `file` relative to the root it was found under, for reports.
+fn relative_to(file: &std::path::Path, roots: &[PathBuf]) -> String {
+    roots
+        .iter()
+        .find_map(|r| file.strip_prefix(r).ok())
+        .filter(|rel| !rel.as_os_str().is_empty())
+        .unwrap_or(file)
+        .display()
+        .to_string()
 }
 
 /// The text an embedder sees for a chunk: title and section give it context.
@@ -218,6 +258,13 @@ impl Kb {
                 .skipped
                 .entry(reason.as_str().to_string())
                 .or_default() += files.len();
+            for file in files {
+                report.plan(
+                    &relative_to(file, &roots),
+                    "skip",
+                    Some(reason.as_str().to_string()),
+                );
+            }
         }
         report.files_seen = discovery.candidates.len();
         progress(&Progress::Discovered {
@@ -252,7 +299,7 @@ impl Kb {
                 chunks: chunks_total,
             });
         }
-        if req.prune && !req.dry_run {
+        if req.prune {
             let seen: std::collections::HashSet<&str> = discovery
                 .candidates
                 .iter()
@@ -263,7 +310,14 @@ impl Kb {
                 .filter(|k| !seen.contains(k.as_str()))
                 .cloned()
                 .collect();
-            report.removed += store.delete_documents(&req.source, &gone)? as usize;
+            if req.dry_run {
+                for rel in &gone {
+                    report.plan(rel, "remove", Some("gone from the source".into()));
+                }
+                report.removed += gone.len();
+            } else {
+                report.removed += store.delete_documents(&req.source, &gone)? as usize;
+            }
         }
         let elapsed = started.elapsed().as_secs_f64();
         report.chunks_per_second = if elapsed > 0.0 {
@@ -352,7 +406,13 @@ impl Kb {
                         .skipped
                         .entry(reason.as_str().to_string())
                         .or_default() += 1;
-                    if batch.known.contains_key(&rel) && !req.dry_run {
+                    if !batch.known.contains_key(&rel) {
+                        report.plan(&rel, "skip", Some(reason.as_str().to_string()));
+                    } else if req.dry_run {
+                        let why = format!("no longer yields content: {}", reason.as_str());
+                        report.plan(&rel, "remove", Some(why));
+                        report.removed += 1;
+                    } else {
                         // The file no longer yields content: drop the stale copy.
                         report.removed += store.delete_documents(&req.source, &[rel])? as usize;
                     }

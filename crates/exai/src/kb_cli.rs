@@ -213,6 +213,12 @@ pub fn index(args: IndexArgs, loaded: &Loaded) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
+    for planned in &report.plan {
+        match &planned.reason {
+            Some(reason) => println!("{:<7} {}  ({reason})", planned.action, planned.path),
+            None => println!("{:<7} {}", planned.action, planned.path),
+        }
+    }
     let verb = if report.dry_run {
         "would index"
     } else {
