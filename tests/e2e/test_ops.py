@@ -245,7 +245,7 @@ def test_migrate_stats_compact_reindex(home, tmp_path):
     docs = corpus(tmp_path, "delta", 30, "deltaterm")
     assert ops(home, "index", str(docs), "--source", "delta").returncode == 0
     check = ops(home, "db", "migrate", "--check")
-    assert check.returncode == 0 and "schema 2 (current)" in check.stdout, check.stdout
+    assert check.returncode == 0 and "schema 3 (current)" in check.stdout, check.stdout
     stats = json.loads(ops(home, "db", "stats", "--json").stdout)
     kb = next(s for s in stats if s["name"] == "kb")
     assert kb["kb"]["documents"] == 30 and kb["tables"]["chunks"] == kb["kb"]["chunks"]

@@ -31,7 +31,7 @@ pub use index::{IndexReport, IndexRequest, Progress};
 pub use model::{ContextChunk, DocType, Filters, Mode, SearchHit, SearchRequest, SearchResponse};
 pub use store::NewDocument;
 pub use store::{
-    ChunkRecord, Count, DocRecord, Location, PgStats, PgStore, SharedLogic, SourceInfo,
+    ChunkRecord, Count, DocRecord, Location, PageState, PgStats, PgStore, SharedLogic, SourceInfo,
     SqliteStore, Store, StoreBackend,
 };
 use vectors::VectorIndex;

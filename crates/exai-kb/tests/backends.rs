@@ -854,3 +854,58 @@ fn versions_of_one_library_live_side_by_side_on_both_backends() {
         );
     }
 }
+
+#[test]
+fn origins_and_page_states_round_trip_on_both_backends() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (location, _db) in backends("origins", tmp.path()) {
+        let name = location.backend();
+        let kb = open(&location, None);
+        let mut store = kb.writer().unwrap();
+        store.upsert_source("site", &[], "site").unwrap();
+        let origin = serde_json::json!({"kind": "web", "url": "https://example.org/docs/"});
+        store.set_origin("site", &origin).unwrap();
+        let missing = store.set_origin("nope", &origin).unwrap_err();
+        assert!(matches!(missing, KbError::NotFound(_)), "{name}: {missing}");
+        let page = |url: &str, state: &str| exai_kb::PageState {
+            url: url.into(),
+            path: Some(url.trim_start_matches("https://example.org/").into()),
+            state: state.into(),
+            reason: (state == "failed").then(|| "HTTP 500".to_string()),
+            etag: Some("\"e1\"".into()),
+            last_modified: None,
+            hash: Some("h".into()),
+            links: vec!["https://example.org/docs/b".into()],
+            depth: 2,
+            fetched_at: "2026-12-06T00:00:00Z".into(),
+        };
+        let a = page("https://example.org/docs/a", "indexed");
+        let b = page("https://example.org/docs/b", "failed");
+        store
+            .put_page_states("site", &[a.clone(), b.clone()])
+            .unwrap();
+        let mut a2 = a.clone();
+        a2.etag = Some("\"e2\"".into());
+        store.put_page_states("site", &[a2.clone()]).unwrap();
+        assert_eq!(
+            store.page_states("site").unwrap(),
+            [a2, b.clone()],
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .delete_page_states("site", Some(std::slice::from_ref(&a.url)))
+                .unwrap(),
+            1,
+            "{name}"
+        );
+        assert_eq!(store.page_states("site").unwrap(), [b], "{name}");
+        drop(store);
+        let info = kb.sources().unwrap();
+        assert_eq!(info[0].origin, origin, "{name}");
+        // Removing the source forgets its pages.
+        kb.remove_source("site").unwrap();
+        let store = kb.writer().unwrap();
+        assert!(store.page_states("site").unwrap().is_empty(), "{name}");
+    }
+}

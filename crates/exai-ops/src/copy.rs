@@ -465,6 +465,10 @@ pub fn copy(
     let totals = Counts::of(&src)?;
     for s in src.sources()? {
         dst.upsert_source(&s.name, &s.roots, &s.technology)?;
+        dst.set_origin(&s.name, &s.origin)?;
+        // Validators and links: a refresh after the copy still costs one conditional request
+        // per unchanged page.
+        dst.put_page_states(&s.name, &src.page_states(&s.name)?)?;
     }
     let mut transfer = Transfer {
         src: &src,

@@ -100,6 +100,35 @@ pub struct SourceInfo {
     pub flagged: Flagged,
     pub created_at: String,
     pub updated_at: String,
+    /// Where its documents come from and how they were fetched (a web site, a repository at
+    /// a commit, a package at a version), as the fetching layer wrote it; `{}` for local paths
+    /// indexed before origins were recorded.
+    #[serde(skip_serializing_if = "is_empty_object")]
+    pub origin: serde_json::Value,
+}
+
+fn is_empty_object(v: &serde_json::Value) -> bool {
+    v.as_object().is_none_or(|o| o.is_empty())
+}
+
+/// What the last fetch of one page of a web source found: its validators for a conditional
+/// request next time, its links (a refresh of an unchanged page still follows them), and its
+/// state — `indexed`, `failed` or `skipped` with the reason, or `queued` (found, not yet
+/// fetched: a stopped crawl resumes from these).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct PageState {
+    pub url: String,
+    /// The document it was indexed as.
+    pub path: Option<String>,
+    pub state: String,
+    pub reason: Option<String>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// Hash of the decoded body (identical bodies are indexed once).
+    pub hash: Option<String>,
+    pub links: Vec<String>,
+    pub depth: u32,
+    pub fetched_at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -287,6 +316,14 @@ pub trait StoreBackend: Send {
     /// Remove every vector and the model record, in one transaction.
     fn drop_vectors(&self) -> Result<u64>;
     fn upsert_source(&self, name: &str, roots: &[String], technology: &str) -> Result<()>;
+    /// Record where an existing source comes from ([`SourceInfo::origin`]).
+    fn set_origin(&self, source: &str, origin: &serde_json::Value) -> Result<()>;
+    /// The pages of a web source as last fetched, by URL.
+    fn page_states(&self, source: &str) -> Result<Vec<PageState>>;
+    /// Insert or replace page states of an existing source, in one transaction.
+    fn put_page_states(&mut self, source: &str, pages: &[PageState]) -> Result<()>;
+    /// Forget page states (all of the source's with `urls` = None).
+    fn delete_page_states(&mut self, source: &str, urls: Option<&[String]>) -> Result<u64>;
     fn document_hashes(&self, source: &str) -> Result<std::collections::HashMap<String, String>>;
     /// Replace documents and their chunks in one transaction: all or nothing.
     fn replace_documents(&mut self, docs: &[(NewDocument<'_>, Vec<NewChunk>)]) -> Result<()>;
@@ -467,6 +504,18 @@ impl Store {
     }
     pub fn upsert_source(&self, name: &str, roots: &[String], technology: &str) -> Result<()> {
         self.backend.upsert_source(name, roots, technology)
+    }
+    pub fn set_origin(&self, source: &str, origin: &serde_json::Value) -> Result<()> {
+        self.backend.set_origin(source, origin)
+    }
+    pub fn page_states(&self, source: &str) -> Result<Vec<PageState>> {
+        self.backend.page_states(source)
+    }
+    pub fn put_page_states(&mut self, source: &str, pages: &[PageState]) -> Result<()> {
+        self.backend.put_page_states(source, pages)
+    }
+    pub fn delete_page_states(&mut self, source: &str, urls: Option<&[String]>) -> Result<u64> {
+        self.backend.delete_page_states(source, urls)
     }
     /// Content hashes of a source's documents, by path.
     pub fn document_hashes(

@@ -20,9 +20,9 @@ use crate::error::{KbError, Result};
 use crate::ingest::Flagged;
 use crate::model::{DocType, Filters, NewChunk};
 use crate::store::{
-    ChunkRecord, Column, Count, DocRecord, NewDocument, SharedLogic, SourceInfo, StoreBackend,
-    VectorMeta, claim_writes, dimension_problems, hash_text, now, pending_vectors_warning,
-    query_terms,
+    ChunkRecord, Column, Count, DocRecord, NewDocument, PageState, SharedLogic, SourceInfo,
+    StoreBackend, VectorMeta, claim_writes, dimension_problems, hash_text, now,
+    pending_vectors_warning, query_terms,
 };
 
 /// The schema, step by step (component `kb` in `exai_schema`; the SQL is in exai-pg, with every
@@ -406,6 +406,89 @@ impl StoreBackend for PgStore {
         })
     }
 
+    fn set_origin(&self, source: &str, origin: &serde_json::Value) -> Result<()> {
+        let changed = self.with(|c| {
+            Ok(c.execute(
+                "UPDATE kb_sources SET origin = $2 WHERE name = $1",
+                &[&source, origin],
+            )?)
+        })?;
+        if changed == 0 {
+            return Err(KbError::NotFound(format!("source `{source}`")));
+        }
+        Ok(())
+    }
+
+    fn page_states(&self, source: &str) -> Result<Vec<PageState>> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT url, path, state, reason, etag, last_modified, hash, links, depth, fetched_at
+                 FROM kb_fetched_pages WHERE source = $1 ORDER BY url",
+                &[&source],
+            )?
+            .iter()
+            .map(|r| PageState {
+                url: r.get(0),
+                path: r.get(1),
+                state: r.get(2),
+                reason: r.get(3),
+                etag: r.get(4),
+                last_modified: r.get(5),
+                hash: r.get(6),
+                links: serde_json::from_value(r.get(7)).unwrap_or_default(),
+                depth: u32::try_from(r.get::<_, i32>(8)).unwrap_or(0),
+                fetched_at: r.get(9),
+            })
+            .collect())
+        })
+    }
+
+    fn put_page_states(&mut self, source: &str, pages: &[PageState]) -> Result<()> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let stmt = tx.prepare(
+                "INSERT INTO kb_fetched_pages(source, url, path, state, reason, etag, last_modified, hash, links, depth, fetched_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (source, url) DO UPDATE SET path = $3, state = $4, reason = $5, etag = $6,
+                     last_modified = $7, hash = $8, links = $9, depth = $10, fetched_at = $11",
+            )?;
+            for p in pages {
+                let links = serde_json::json!(p.links);
+                let depth = i32::try_from(p.depth).unwrap_or(i32::MAX);
+                tx.execute(
+                    &stmt,
+                    &[
+                        &source,
+                        &p.url,
+                        &p.path,
+                        &p.state,
+                        &p.reason,
+                        &p.etag,
+                        &p.last_modified,
+                        &p.hash,
+                        &links,
+                        &depth,
+                        &p.fetched_at,
+                    ],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn delete_page_states(&mut self, source: &str, urls: Option<&[String]>) -> Result<u64> {
+        self.with(|c| {
+            Ok(match urls {
+                None => c.execute("DELETE FROM kb_fetched_pages WHERE source = $1", &[&source])?,
+                Some(urls) => c.execute(
+                    "DELETE FROM kb_fetched_pages WHERE source = $1 AND url = ANY($2)",
+                    &[&source, &urls],
+                )?,
+            })
+        })
+    }
+
     fn document_hashes(&self, source: &str) -> Result<HashMap<String, String>> {
         self.with(|c| {
             Ok(c.query(
@@ -730,7 +813,7 @@ impl StoreBackend for PgStore {
                         (SELECT count(*) FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE d.source = s.name),
                         (SELECT count(*) FROM kb_chunks c JOIN kb_documents d ON d.id = c.doc_id WHERE d.source = s.name
                             AND NOT EXISTS (SELECT 1 FROM kb_embeddings e WHERE e.text_hash = c.text_hash)),
-                        f.hidden, f.invisible, f.comment, f.instruction
+                        f.hidden, f.invisible, f.comment, f.instruction, s.origin
                  FROM kb_sources s
                  CROSS JOIN LATERAL (
                      SELECT coalesce(sum(d.flagged_hidden), 0)::bigint AS hidden,
@@ -759,6 +842,7 @@ impl StoreBackend for PgStore {
                     chunks: r.get(6),
                     chunks_without_vectors: r.get(7),
                     flagged: flagged_from_row(r, 8),
+                    origin: r.get(12),
                 }
             })
             .collect())

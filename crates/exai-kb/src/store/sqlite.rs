@@ -12,8 +12,8 @@ use crate::error::{KbError, Result};
 use crate::ingest::Flagged;
 use crate::model::{DocType, Filters, NewChunk};
 use crate::store::{
-    ChunkRecord, Column, Count, DocRecord, NewDocument, SourceInfo, StoreBackend, VectorMeta,
-    claim_writes, decode_vector, encode_vector, hash_text, now,
+    ChunkRecord, Column, Count, DocRecord, NewDocument, PageState, SourceInfo, StoreBackend,
+    VectorMeta, claim_writes, decode_vector, encode_vector, hash_text, now,
 };
 
 /// Every committed change bumps this counter; derived indexes compare it to know they are stale.
@@ -37,7 +37,7 @@ fn delete_document_tx(tx: &rusqlite::Transaction<'_>, doc_id: i64) -> rusqlite::
 }
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Version 2: untrusted spans flagged per document, by kind (`ingest::untrusted`).
 const SCHEMA_V2: &str = "
@@ -45,6 +45,26 @@ ALTER TABLE documents ADD COLUMN flagged_hidden INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE documents ADD COLUMN flagged_invisible INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE documents ADD COLUMN flagged_comment INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE documents ADD COLUMN flagged_instruction INTEGER NOT NULL DEFAULT 0;
+";
+
+/// Version 3: where each source comes from, and the fetch state of web sources' pages
+/// ([`super::PageState`]).
+const SCHEMA_V3: &str = "
+ALTER TABLE sources ADD COLUMN origin TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE IF NOT EXISTS fetched_pages (
+    source TEXT NOT NULL REFERENCES sources(name) ON DELETE CASCADE,
+    url TEXT NOT NULL,
+    path TEXT,
+    state TEXT NOT NULL,
+    reason TEXT,
+    etag TEXT,
+    last_modified TEXT,
+    hash TEXT,
+    links TEXT NOT NULL DEFAULT '[]',
+    depth INTEGER NOT NULL DEFAULT 0,
+    fetched_at TEXT NOT NULL,
+    PRIMARY KEY (source, url)
+);
 ";
 
 /// The counts of [`SCHEMA_V2`] over `documents d`; zeros in a file opened read-only at
@@ -372,6 +392,13 @@ impl SqliteStore {
                 ))
                 .map_err(|e| self.corrupt_or(e))?;
         }
+        if version < 3 {
+            self.conn
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {SCHEMA_V3} UPDATE meta SET value = '3' WHERE key = 'schema_version'; COMMIT;"
+                ))
+                .map_err(|e| self.corrupt_or(e))?;
+        }
         Ok(())
     }
 }
@@ -448,6 +475,92 @@ impl StoreBackend for SqliteStore {
             params![name, roots, technology, t],
         )?;
         Ok(())
+    }
+
+    fn set_origin(&self, source: &str, origin: &serde_json::Value) -> Result<()> {
+        let changed = self.conn.execute(
+            "UPDATE sources SET origin = ?2 WHERE name = ?1",
+            params![source, origin.to_string()],
+        )?;
+        if changed == 0 {
+            return Err(KbError::NotFound(format!("source `{source}`")));
+        }
+        Ok(())
+    }
+
+    fn page_states(&self, source: &str) -> Result<Vec<PageState>> {
+        if self.version < 3 {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT url, path, state, reason, etag, last_modified, hash, links, depth, fetched_at
+             FROM fetched_pages WHERE source = ? ORDER BY url",
+        )?;
+        let rows = stmt.query_map([source], |r| {
+            Ok(PageState {
+                url: r.get(0)?,
+                path: r.get(1)?,
+                state: r.get(2)?,
+                reason: r.get(3)?,
+                etag: r.get(4)?,
+                last_modified: r.get(5)?,
+                hash: r.get(6)?,
+                links: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
+                depth: r.get(8)?,
+                fetched_at: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn put_page_states(&mut self, source: &str, pages: &[PageState]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO fetched_pages(source, url, path, state, reason, etag, last_modified, hash, links, depth, fetched_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for p in pages {
+                let links = serde_json::to_string(&p.links).unwrap_or_else(|_| "[]".into());
+                stmt.execute(params![
+                    source,
+                    p.url,
+                    p.path,
+                    p.state,
+                    p.reason,
+                    p.etag,
+                    p.last_modified,
+                    p.hash,
+                    links,
+                    p.depth,
+                    p.fetched_at
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delete_page_states(&mut self, source: &str, urls: Option<&[String]>) -> Result<u64> {
+        let Some(urls) = urls else {
+            let n = self
+                .conn
+                .execute("DELETE FROM fetched_pages WHERE source = ?", [source])?;
+            return Ok(n as u64);
+        };
+        let tx = self.conn.transaction()?;
+        let mut n = 0;
+        {
+            let mut stmt =
+                tx.prepare_cached("DELETE FROM fetched_pages WHERE source = ? AND url = ?")?;
+            for url in urls {
+                n += stmt.execute(params![source, url])?;
+            }
+        }
+        tx.commit()?;
+        Ok(n as u64)
     }
 
     /// Content hashes of a source's documents, by path.
@@ -706,13 +819,19 @@ impl StoreBackend for SqliteStore {
         } else {
             "0, 0, 0, 0"
         };
+        // A file opened read-only at an older version has no origins.
+        let origin = if self.version >= 3 {
+            "s.origin"
+        } else {
+            "'{}'"
+        };
         let mut stmt = self.conn.prepare(&format!(
             "SELECT s.name, s.roots, s.technology, s.created_at, s.updated_at,
                     (SELECT count(*) FROM documents d WHERE d.source = s.name),
                     (SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.source = s.name),
                     (SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.source = s.name
                         AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.text_hash = c.text_hash)),
-                    {flagged}
+                    {flagged}, {origin}
              FROM sources s ORDER BY s.name",
         ))?;
         let rows = stmt.query_map([], |r| {
@@ -731,6 +850,7 @@ impl StoreBackend for SqliteStore {
                 chunks: r.get(6)?,
                 chunks_without_vectors: r.get(7)?,
                 flagged: flagged_from_row(r, 8)?,
+                origin: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -1060,6 +1180,8 @@ mod tests {
         let old = SqliteStore::open_readonly(&path).unwrap();
         assert_eq!(old.schema_version().unwrap(), 1);
         assert_eq!(old.sources().unwrap()[0].flagged, Flagged::default());
+        assert_eq!(old.sources().unwrap()[0].origin, serde_json::json!({}));
+        assert!(old.page_states("s").unwrap().is_empty());
         assert_eq!(
             old.documents_page(0, 10).unwrap()[0].flagged,
             Flagged::default()

@@ -56,4 +56,21 @@ ALTER TABLE kb_documents
     ADD COLUMN flagged_comment BIGINT NOT NULL DEFAULT 0,
     ADD COLUMN flagged_instruction BIGINT NOT NULL DEFAULT 0;
 "#,
+    r#"
+ALTER TABLE kb_sources ADD COLUMN origin JSONB NOT NULL DEFAULT '{}';
+CREATE TABLE kb_fetched_pages (
+    source TEXT NOT NULL REFERENCES kb_sources(name) ON DELETE CASCADE,
+    url TEXT NOT NULL,
+    path TEXT,
+    state TEXT NOT NULL,
+    reason TEXT,
+    etag TEXT,
+    last_modified TEXT,
+    hash TEXT,
+    links JSONB NOT NULL DEFAULT '[]',
+    depth INTEGER NOT NULL DEFAULT 0,
+    fetched_at TEXT NOT NULL,
+    PRIMARY KEY (source, url)
+);
+"#,
 ];
