@@ -115,20 +115,20 @@ const EMBED_BATCH: usize = 64;
 /// each batch than sorting only within one.
 const EMBED_FETCH: usize = 16 * EMBED_BATCH;
 
-struct Prepared {
-    rel: String,
+pub(crate) struct Prepared {
+    pub(crate) rel: String,
     uri: String,
     format: Format,
-    hash: String,
+    pub(crate) hash: String,
     bytes: u64,
     doc: ParsedDoc,
-    chunks: Vec<NewChunk>,
+    pub(crate) chunks: Vec<NewChunk>,
     dropped: usize,
 }
 
 /// A file's content hash as stored: its bytes and what the untrusted-text filter does to them,
 /// so a file indexed under another `kb.untrusted_content` or other patterns is read again.
-fn content_hash(bytes: &[u8], filter: &UntrustedFilter) -> String {
+pub(crate) fn content_hash(bytes: &[u8], filter: &UntrustedFilter) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(bytes);
     hasher.update(filter.fingerprint().as_bytes());
@@ -145,22 +145,35 @@ fn prepare(
     let bytes = exai_core::access::read_capped(&c.path, max_bytes)
         .map_err(|_| SkipReason::Unreadable)?
         .ok_or(SkipReason::TooLarge)?;
-    if let Some(reason) = ingest::content_skip(c.format, &bytes) {
+    let uri = c.path.display().to_string();
+    prepare_bytes(&c.rel, uri, c.format, &bytes, opts, filter)
+}
+
+/// Parse and chunk one document's bytes (a file's, or a page a fetching layer handed over).
+pub(crate) fn prepare_bytes(
+    rel: &str,
+    uri: String,
+    format: Format,
+    bytes: &[u8],
+    opts: &ChunkOptions,
+    filter: &UntrustedFilter,
+) -> std::result::Result<Prepared, SkipReason> {
+    if let Some(reason) = ingest::content_skip(format, bytes) {
         return Err(reason);
     }
-    let hash = content_hash(&bytes, filter);
-    let text = String::from_utf8_lossy(&bytes);
-    let doc = ingest::parse_with(c.format, &text, &c.rel, filter)?;
+    let hash = content_hash(bytes, filter);
+    let text = String::from_utf8_lossy(bytes);
+    let doc = ingest::parse_with(format, &text, rel, filter)?;
     let (chunks, dropped) = chunk::chunk(&doc, opts);
     if chunks.is_empty() {
         return Err(SkipReason::Empty);
     }
     Ok(Prepared {
-        rel: c.rel.clone(),
-        uri: c.path.display().to_string(),
-        format: c.format,
+        rel: rel.to_string(),
+        uri,
+        format,
         hash,
-        bytes: c.bytes,
+        bytes: bytes.len() as u64,
         doc,
         chunks,
         dropped,
@@ -168,18 +181,18 @@ fn prepare(
 }
 
 /// What every batch of one indexing run shares.
-struct Batch<'a> {
-    req: &'a IndexRequest,
+pub(crate) struct Batch<'a> {
+    pub(crate) req: &'a IndexRequest,
     /// Content hashes of the source's stored documents, by path.
-    known: &'a std::collections::HashMap<String, String>,
+    pub(crate) known: &'a std::collections::HashMap<String, String>,
     /// The source's technology (a document's own metadata may name another).
-    technology: &'a str,
+    pub(crate) technology: &'a str,
 }
 
 impl Batch<'_> {
     /// Count prepared files into the report (added or updated, by format, chunks written and
     /// dropped), warning about files cut at `kb.max_chunks_per_file`.
-    fn count(&self, writes: &[Prepared], report: &mut IndexReport) {
+    pub(crate) fn count(&self, writes: &[Prepared], report: &mut IndexReport) {
         for p in writes {
             *report
                 .by_format
@@ -207,6 +220,16 @@ fn file_hash(c: &Candidate, max_bytes: u64, filter: &UntrustedFilter) -> Option<
         .ok()
         .flatten()
         .map(|b| content_hash(&b, filter))
+}
+
+/// A source name is short and path-free: `react`, `rust-book`, `react@18.2.0`.
+pub(crate) fn check_source_name(source: &str) -> Result<()> {
+    if source.trim().is_empty() || source.contains(['/', '\\']) {
+        return Err(KbError::Invalid(format!(
+            "invalid source name `{source}`: use a short name like `react`, `rust-book` or `react@18.2.0`"
+        )));
+    }
+    Ok(())
 }
 
 /// `file` relative to the root it was found under, for reports.
@@ -333,12 +356,7 @@ impl Kb {
     /// The request's roots, resolved, after checking its source name; a private root is
     /// refused.
     fn checked_roots(&self, req: &IndexRequest) -> Result<Vec<PathBuf>> {
-        if req.source.trim().is_empty() || req.source.contains(['/', '\\']) {
-            return Err(KbError::Invalid(format!(
-                "invalid source name `{}`: use a short name like `react` or `rust-book`",
-                req.source
-            )));
-        }
+        check_source_name(&req.source)?;
         if req.roots.is_empty() {
             return Err(KbError::Invalid("give at least one path to index".into()));
         }
@@ -427,7 +445,7 @@ impl Kb {
     }
 
     /// Store prepared files with their category and technology, in one transaction.
-    fn write_documents(
+    pub(crate) fn write_documents(
         &self,
         store: &mut Store,
         batch: &Batch<'_>,
@@ -483,7 +501,7 @@ impl Kb {
 
     /// After the files: embed the texts without a vector (all of them again with `reembed`)
     /// unless told not to, and bring the ANN index up to date.
-    fn after_writing(
+    pub(crate) fn after_writing(
         &self,
         store: &mut Store,
         req: &IndexRequest,

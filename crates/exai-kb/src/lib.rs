@@ -8,6 +8,7 @@ pub mod chunk;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod feed;
 pub mod index;
 pub mod ingest;
 pub mod maintenance;
@@ -27,7 +28,8 @@ use serde::Serialize;
 pub use category::CategoryMap;
 pub use chunk::ChunkOptions;
 pub use error::{KbError, Result};
-pub use index::{IndexReport, IndexRequest, Progress};
+pub use feed::{Feed, Item};
+pub use index::{IndexReport, IndexRequest, PlannedFile, Progress};
 pub use model::{ContextChunk, DocType, Filters, Mode, SearchHit, SearchRequest, SearchResponse};
 pub use store::NewDocument;
 pub use store::{

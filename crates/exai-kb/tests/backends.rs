@@ -909,3 +909,108 @@ fn origins_and_page_states_round_trip_on_both_backends() {
         assert!(store.page_states("site").unwrap().is_empty(), "{name}");
     }
 }
+
+#[test]
+fn a_feed_indexes_handed_over_documents_batch_by_batch_on_both_backends() {
+    use exai_kb::model::Format;
+    use exai_kb::{IndexRequest, Item};
+    let tmp = tempfile::tempdir().unwrap();
+    let item = |path: &str, format: Format, text: &str| Item {
+        path: path.into(),
+        uri: format!("https://example.org/{path}"),
+        format,
+        bytes: text.as_bytes().to_vec(),
+    };
+    let pages = [
+        item(
+            "guide/intro.html",
+            Format::Html,
+            "<html><head><title>Intro</title></head><body><main><h1>Intro</h1><p>The quokka protocol starts here.</p></main></body></html>",
+        ),
+        item(
+            "guide/setup.md",
+            Format::Markdown,
+            "# Setup\n\nInstall the quokka client.\n",
+        ),
+        item("notes.txt", Format::Text, "Plain notes about wombats.\n"),
+    ];
+    for (location, _db) in backends("feed", tmp.path()) {
+        let name = location.backend();
+        let kb = open(&location, Some(fake("fake")));
+        let request = |dry_run: bool| IndexRequest {
+            source: "site".into(),
+            dry_run,
+            ..Default::default()
+        };
+        let roots = ["https://example.org/".to_string()];
+        let mut feed = kb.feed(request(false), &roots).unwrap();
+        assert!(feed.add(&pages[..2]).unwrap() >= 2, "{name}");
+        // What a stopped run wrote is searchable before it finishes.
+        let hits = search(&kb, "quokka", Mode::Keyword, Filters::default());
+        assert_eq!(hits.hits.len(), 2, "{name}");
+        assert_eq!(
+            hits.hits[0]
+                .uri
+                .as_deref()
+                .map(|u| u.starts_with("https://example.org/guide/")),
+            Some(true),
+            "{name}"
+        );
+        feed.add(&pages[2..]).unwrap();
+        feed.skipped("https://example.org/broken", "HTTP 500");
+        let report = feed.finish(&|_| {}, &AtomicBool::new(false)).unwrap();
+        assert_eq!(
+            (report.added, report.unchanged),
+            (3, 0),
+            "{name}: {report:?}"
+        );
+        assert_eq!(report.skipped.get("HTTP 500"), Some(&1), "{name}");
+        assert_eq!(
+            report.texts_without_vectors, 0,
+            "{name}: embedded at the end"
+        );
+        let info = kb.sources().unwrap();
+        assert_eq!(info[0].roots, roots, "{name}");
+
+        // Again: unchanged bytes cost nothing; a dry run lists a change and a removal.
+        let mut changed = pages.clone();
+        changed[2].bytes = b"Plain notes about echidnas.\n".to_vec();
+        let mut dry = kb.feed(request(true), &roots).unwrap();
+        assert!(
+            dry.is_unchanged("guide/setup.md", &pages[1].bytes),
+            "{name}"
+        );
+        dry.add(&changed[1..]).unwrap();
+        dry.remove(&["guide/intro.html".to_string()]).unwrap();
+        let plan = dry.finish(&|_| {}, &AtomicBool::new(false)).unwrap().plan;
+        let plan: Vec<(&str, &str)> = plan.iter().map(|p| (p.path.as_str(), p.action)).collect();
+        assert_eq!(
+            plan,
+            [("notes.txt", "update"), ("guide/intro.html", "remove")],
+            "{name}"
+        );
+        assert_eq!(
+            search(&kb, "wombats", Mode::Keyword, Filters::default())
+                .hits
+                .len(),
+            1,
+            "{name}: the dry run wrote nothing"
+        );
+        let mut feed = kb.feed(request(false), &roots).unwrap();
+        feed.add(&changed).unwrap();
+        feed.remove(&["guide/intro.html".to_string()]).unwrap();
+        let report = feed.finish(&|_| {}, &AtomicBool::new(false)).unwrap();
+        assert_eq!(
+            (report.unchanged, report.updated, report.removed),
+            (2, 1, 1),
+            "{name}: {report:?}"
+        );
+        assert_eq!(
+            search(&kb, "quokka", Mode::Keyword, Filters::default())
+                .hits
+                .len(),
+            1,
+            "{name}"
+        );
+    }
+}
