@@ -98,8 +98,9 @@ pub struct ResolveLibraryArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IndexPathArgs {
-    /// File or directory under the allowed roots.
-    pub path: String,
+    /// File or directory under the allowed roots; omit to refresh the source from where it
+    /// was indexed.
+    pub path: Option<String>,
     /// Name to file the documents under, e.g. `react`.
     pub source: String,
     /// Default: the source name.
@@ -163,10 +164,37 @@ impl ExaiServer {
     /// Start `principal`'s index job for `args.source` over `root`, refused while one runs for
     /// that source (here or, with PostgreSQL, in any daemon on the database), and run it on the
     /// blocking pool.
+    /// A refresh over MCP reads what the source's origin names: local roots only where
+    /// `index_path` could read them itself (the CLI may have indexed them from anywhere).
+    async fn check_refresh_allowed(&self, source: &str) -> Result<(), ErrorData> {
+        let kb = self.kb().await?;
+        let sources = blocking(move || kb.sources()).await?;
+        let Some(found) = sources.iter().find(|s| s.name == source) else {
+            return Err(kb_error(KbError::UnknownValue {
+                kind: "source",
+                value: source.to_string(),
+                hint: None,
+                valid: sources.into_iter().map(|s| s.name).collect(),
+            }));
+        };
+        let origin = exai_sources::Origin::of(found);
+        if let Some(exai_sources::Origin::Paths { roots, .. }) = origin {
+            for root in roots {
+                self.state.access.resolve(&root).map_err(|e| {
+                    ErrorData::invalid_params(
+                        format!("cannot refresh `{source}` over MCP: {e}; refresh it with `exai refresh {source}`"),
+                        None,
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     async fn start_index(
         &self,
         args: &IndexPathArgs,
-        root: std::path::PathBuf,
+        root: Option<std::path::PathBuf>,
         principal: &str,
     ) -> Result<Arc<crate::jobs::Job>, ErrorData> {
         let jobs = &self.state.knowledge.jobs;
@@ -179,21 +207,17 @@ impl ExaiServer {
             ));
         }
         let kb = self.kb().await?;
+        let roots: Vec<String> = root.iter().map(|r| r.display().to_string()).collect();
         let job = jobs
-            .start_exclusive(
-                "index",
-                &args.source,
-                vec![root.display().to_string()],
-                principal,
-            )
+            .start_exclusive("index", &args.source, roots.clone(), principal)
             .await
             .map_err(|e| match e {
                 crate::jobs::StartError::Store(_) => ErrorData::internal_error(e.to_string(), None),
                 _ => ErrorData::invalid_params(e.to_string(), None),
             })?;
-        let request = exai_kb::IndexRequest {
-            roots: vec![root],
-            source: args.source.clone(),
+        let request = exai_sources::Request {
+            specs: roots,
+            source: Some(args.source.clone()),
             technology: args.technology.clone(),
             include: args.include.clone().unwrap_or_default(),
             exclude: args.exclude.clone().unwrap_or_default(),
@@ -202,8 +226,18 @@ impl ExaiServer {
         };
         let worker = job.clone();
         tokio::task::spawn_blocking(move || {
+            let progress = |p: &exai_kb::Progress| worker.progress(p);
             // A panic inside indexing must still finish the job, or it reads "running" forever.
-            let run = || kb.index(&request, &|p| worker.progress(p), &worker.cancel);
+            let run = || match request.specs.is_empty() {
+                true => exai_sources::refresh(
+                    &kb,
+                    &request.source.clone().unwrap_or_default(),
+                    false,
+                    &progress,
+                    &worker.cancel,
+                ),
+                false => exai_sources::index(&kb, &request, &progress, &worker.cancel),
+            };
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
                 .unwrap_or_else(|payload| {
                     let message = exai_core::text::panic_message(payload.as_ref());
@@ -405,7 +439,7 @@ impl ExaiServer {
     }
 
     #[tool(
-        description = "Index a file or directory (Markdown, HTML, text, code) into a source as a background job; returns its status after wait_secs, then poll job_status. Unchanged files are skipped.",
+        description = "Index a file or directory (Markdown, HTML, text, code) into a source as a background job, or refresh a source (no path); returns its status after wait_secs, then poll job_status. Unchanged files are skipped.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -418,11 +452,18 @@ impl ExaiServer {
         Parameters(args): Parameters<IndexPathArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let root = self
-            .state
-            .access
-            .resolve(&args.path)
-            .map_err(|e| ErrorData::invalid_params(e, None))?;
+        let root = match &args.path {
+            Some(path) => Some(
+                self.state
+                    .access
+                    .resolve(path)
+                    .map_err(|e| ErrorData::invalid_params(e, None))?,
+            ),
+            None => {
+                self.check_refresh_allowed(&args.source).await?;
+                None
+            }
+        };
         let principal = crate::http::Principal::of(&context);
         let job = self.start_index(&args, root, principal.name()).await?;
         // Wait for the job within the tool's own deadline, telling the client how it goes.

@@ -193,9 +193,9 @@ pub fn index(args: IndexArgs, loaded: &Loaded) -> Result<ExitCode> {
             && !args.dry_run
             && loaded.config.embed.backend != exai_core::EmbedBackend::None,
     )?;
-    let req = exai_kb::IndexRequest {
-        roots: args.paths,
-        source: args.source,
+    let req = exai_sources::Request {
+        specs: args.paths.iter().map(|p| p.display().to_string()).collect(),
+        source: Some(args.source),
         technology: args.technology,
         include: args.include,
         exclude: args.exclude,
@@ -206,11 +206,65 @@ pub fn index(args: IndexArgs, loaded: &Loaded) -> Result<ExitCode> {
     };
     let reporter = Reporter::new();
     let cancel = AtomicBool::new(false);
-    let report = kb.index(&req, &|p| reporter.update(p), &cancel);
+    let report = exai_sources::index(&kb, &req, &|p| reporter.update(p), &cancel);
     reporter.finish();
-    let report = report?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    print_report(&report?, args.json)
+}
+
+#[derive(Args)]
+pub struct RefreshArgs {
+    /// The source to refresh (default: every source).
+    pub source: Option<String>,
+    /// Store text now, embed later.
+    #[arg(long)]
+    pub no_embed: bool,
+    /// Print the reports as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn refresh(args: RefreshArgs, loaded: &Loaded) -> Result<ExitCode> {
+    let kb = open(
+        loaded,
+        !args.no_embed && loaded.config.embed.backend != exai_core::EmbedBackend::None,
+    )?;
+    let names: Vec<String> = match args.source {
+        Some(source) => vec![source],
+        None => exai_sources::origins(&kb)?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect(),
+    };
+    if names.is_empty() {
+        println!("no sources to refresh: `exai index PATH --source NAME` first");
+    }
+    let mut failed = 0;
+    for name in names {
+        let reporter = Reporter::new();
+        let cancel = AtomicBool::new(false);
+        let report =
+            exai_sources::refresh(&kb, &name, args.no_embed, &|p| reporter.update(p), &cancel);
+        reporter.finish();
+        match report {
+            Ok(report) => {
+                print_report(&report, args.json)?;
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: refreshing `{name}`: {e}");
+            }
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_report(report: &exai_kb::IndexReport, json: bool) -> Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
         return Ok(ExitCode::SUCCESS);
     }
     for planned in &report.plan {

@@ -76,6 +76,9 @@ enum Command {
     Index(kb_cli::IndexArgs),
     /// Search the knowledge base.
     Search(kb_cli::SearchArgs),
+    /// Fetch and index a source again from where it came (every source without SOURCE):
+    /// unchanged files cost a hash, what disappeared is removed.
+    Refresh(kb_cli::RefreshArgs),
     /// Indexed sources, counts and the embedding model.
     Sources {
         #[arg(long)]
@@ -414,6 +417,10 @@ async fn run(cli: Cli, loaded: Loaded, inputs: Inputs) -> Result<ExitCode> {
         Command::Index(args) => {
             init_cli_logs(&loaded);
             tokio::task::block_in_place(|| kb_cli::index(args, &loaded))
+        }
+        Command::Refresh(args) => {
+            init_cli_logs(&loaded);
+            tokio::task::block_in_place(|| kb_cli::refresh(args, &loaded))
         }
         Command::Search(args) => {
             init_cli_logs(&loaded);

@@ -26,6 +26,7 @@ fn opens_databases(command: &crate::Command) -> bool {
         C::Serve { .. }
         | C::Daemon { action: None, .. }
         | C::Index(_)
+        | C::Refresh(_)
         | C::Search(_)
         | C::Sources { .. }
         | C::Eval(_)
