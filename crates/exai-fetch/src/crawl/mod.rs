@@ -14,7 +14,8 @@
 //! resume frontier) every reached page is requested with its validators; `304` (or an
 //! identical body) is [`CrawlEvent::Unchanged`] and the stored links keep the crawl going, so
 //! an unchanged site costs one conditional request per page; `404`/`410` is
-//! [`CrawlEvent::Gone`]. In a resume (a frontier from a stopped run's summary) the known pages
+//! [`CrawlEvent::Gone`]. A body already indexed under a known URL stays reported under that URL:
+//! its other copies are duplicates even when reached first. In a resume (a frontier from a stopped run's summary) the known pages
 //! are taken as done this run and only the frontier and what it leads to are visited.
 //!
 //! Events go through a bounded channel: when the consumer is behind, the crawl waits. On
@@ -280,6 +281,13 @@ impl<'a> Crawler<'a> {
             renderer: self.opts.renderer.clone(),
             render_slot: Semaphore::new(1),
         }));
+        // A body stays reported under the URL it was indexed with, whichever of its
+        // duplicates this run reaches first.
+        for (url, page) in &self.known {
+            if let Ok(url) = Url::parse(url) {
+                self.bodies.entry(page.hash.clone()).or_insert(url);
+            }
+        }
         if !resume_frontier.is_empty() {
             self.resume(resume_frontier);
             return true;
@@ -289,12 +297,7 @@ impl<'a> Crawler<'a> {
 
     /// A resumed run: the known pages are done, the frontier is what is left.
     fn resume(&mut self, frontier: Vec<FrontierEntry>) {
-        for (url, page) in &self.known {
-            self.seen.insert(url.clone());
-            if let Ok(url) = Url::parse(url) {
-                self.bodies.entry(page.hash.clone()).or_insert(url);
-            }
-        }
+        self.seen.extend(self.known.keys().cloned());
         for entry in frontier {
             if self.seen.insert(entry.url.to_string()) {
                 self.frontier.push_back(entry);
@@ -428,7 +431,7 @@ impl<'a> Crawler<'a> {
             Outcome::Fetched { page, canonical } => {
                 self.settle_page(&entry, *page, canonical).await
             }
-            Outcome::Unchanged => self.settle_unchanged(&entry).await,
+            Outcome::Unchanged => self.settle_unchanged(&entry.url, entry.depth).await,
             Outcome::Gone(status) => {
                 self.summary.gone += 1;
                 self.emit(CrawlEvent::Gone {
@@ -483,6 +486,14 @@ impl<'a> Crawler<'a> {
             self.offer(canonical, entry.depth).await;
             return Ok(());
         }
+        // Redirected to a known page, or a server without validators: compare bodies.
+        if self
+            .known
+            .get(page.url.as_str())
+            .is_some_and(|known| known.hash == page.hash)
+        {
+            return self.settle_unchanged(&page.url, entry.depth).await;
+        }
         if let Some(first) = self
             .bodies
             .get(&page.hash)
@@ -500,24 +511,22 @@ impl<'a> Crawler<'a> {
         Ok(())
     }
 
-    async fn settle_unchanged(&mut self, entry: &FrontierEntry) -> Result<(), Stopped> {
-        self.emit(CrawlEvent::Unchanged {
-            url: entry.url.clone(),
-        })
-        .await?;
+    async fn settle_unchanged(&mut self, url: &Url, depth: u32) -> Result<(), Stopped> {
+        self.emit(CrawlEvent::Unchanged { url: url.clone() })
+            .await?;
         self.summary.unchanged += 1;
-        let Some(known) = self.known.get(entry.url.as_str()) else {
+        let Some(known) = self.known.get(url.as_str()) else {
             return Ok(());
         };
         self.bodies
             .entry(known.hash.clone())
-            .or_insert_with(|| entry.url.clone());
+            .or_insert_with(|| url.clone());
         let links: Vec<Url> = known
             .links
             .iter()
             .filter_map(|l| Url::parse(l).ok())
             .collect();
-        self.offer_links(links, entry.depth + 1).await;
+        self.offer_links(links, depth + 1).await;
         Ok(())
     }
 

@@ -58,7 +58,7 @@ pub(crate) enum Outcome {
         page: Box<Page>,
         canonical: Option<Url>,
     },
-    /// `304`, or a body whose hash equals the known one.
+    /// `304 Not Modified`.
     Unchanged,
     Gone(u16),
     Failed(String),
@@ -99,11 +99,7 @@ impl Visitor {
         if fetched.not_modified() {
             return Outcome::Unchanged;
         }
-        let outcome = self.page(fetched, depth).await;
-        match (&outcome, &known) {
-            (Outcome::Fetched { page, .. }, Some(k)) if page.hash == k.hash => Outcome::Unchanged,
-            _ => outcome,
-        }
+        self.page(fetched, depth).await
     }
 
     /// A fetched document as a page, rendered first when the mode asks for it.

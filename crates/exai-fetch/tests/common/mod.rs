@@ -44,6 +44,8 @@ pub fn book_dir() -> PathBuf {
 #[derive(Default)]
 pub struct ServerState {
     pub hits: Mutex<HashMap<String, usize>>,
+    /// `304` answers by path.
+    pub not_modified: Mutex<HashMap<String, usize>>,
     /// 1 for the first crawl, 2 for the refresh.
     pub round: AtomicU32,
     pub book: PathBuf,
@@ -77,6 +79,16 @@ impl TestServer {
     pub fn hits(&self, path: &str) -> usize {
         self.state
             .hits
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn not_modified(&self, path: &str) -> usize {
+        self.state
+            .not_modified
             .lock()
             .unwrap()
             .get(path)
@@ -211,10 +223,14 @@ async fn handle(State(state): State<Arc<ServerState>>, uri: Uri, headers: Header
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1")
         .to_string();
-    if let Some(rest) = path.strip_prefix("/book/") {
-        return book(&state, rest, &headers);
+    let response = match path.strip_prefix("/book/") {
+        Some(rest) => book(&state, rest, &headers),
+        None => site(&state, &path, &host, &headers).await,
+    };
+    if response.status() == StatusCode::NOT_MODIFIED {
+        *state.not_modified.lock().unwrap().entry(path).or_default() += 1;
     }
-    site(&state, &path, &host, &headers).await
+    response
 }
 
 fn book(state: &ServerState, rest: &str, headers: &HeaderMap) -> Response {
@@ -416,7 +432,10 @@ async fn site(state: &ServerState, path: &str, host: &str, headers: &HeaderMap) 
             let body = format!("<title>Last-Modified only</title>{}", prose("dates"));
             conditional(headers, body.into_bytes(), "text/html", false, true)
         }
-        "/site/canonical.html" => html(format!("<title>Canonical</title>{}", prose("canonical links"))),
+        "/site/canonical.html" => {
+            let body = format!("<title>Canonical</title>{}", prose("canonical links"));
+            conditional(headers, body.into_bytes(), "text/html", true, false)
+        }
         "/site/copy.html" => html(format!(
             "<head><link rel=\"canonical\" href=\"/site/canonical.html\"></head>{}",
             prose("canonical links")
@@ -442,3 +461,58 @@ async fn site(state: &ServerState, path: &str, host: &str, headers: &HeaderMap) 
 }
 
 use futures::StreamExt as _;
+
+/// The Book's HTML files reachable from `start` by `a[href]` within `max_depth` links, found on
+/// disk (not over HTTP), as relative paths with their link depth; files with identical content
+/// are counted once (the first in breadth-first order), as the crawler reports them.
+pub fn book_reachable(start: &str, max_depth: u32) -> HashMap<String, u32> {
+    let dir = book_dir();
+    let base = Url::parse("http://book.invalid/book/").unwrap();
+    let mut depth_of: HashMap<String, u32> = HashMap::from([(start.to_string(), 0)]);
+    let mut queue = std::collections::VecDeque::from([start.to_string()]);
+    let mut order = Vec::new();
+    while let Some(rel) = queue.pop_front() {
+        let depth = depth_of[&rel];
+        let Ok(html) = std::fs::read_to_string(dir.join(&rel)) else {
+            continue;
+        };
+        order.push(rel.clone());
+        if depth == max_depth {
+            continue;
+        }
+        let doc = scraper::Html::parse_document(&html);
+        let sel = scraper::Selector::parse("a[href]").unwrap();
+        let page = base.join(&rel).unwrap();
+        for href in doc.select(&sel).filter_map(|a| a.value().attr("href")) {
+            let Ok(mut url) = page.join(href.trim()) else {
+                continue;
+            };
+            url.set_fragment(None);
+            if url.host_str() != Some("book.invalid") || url.query().is_some() {
+                continue;
+            }
+            let Some(mut target) = url.path().strip_prefix("/book/").map(str::to_string) else {
+                continue;
+            };
+            if target.is_empty() || target.ends_with('/') {
+                target.push_str("index.html");
+            }
+            if target.ends_with(".html")
+                && dir.join(&target).is_file()
+                && !depth_of.contains_key(&target)
+            {
+                depth_of.insert(target.clone(), depth + 1);
+                queue.push_back(target);
+            }
+        }
+    }
+    let mut seen_bodies = std::collections::HashSet::new();
+    order
+        .into_iter()
+        .filter(|rel| seen_bodies.insert(blake3::hash(&std::fs::read(dir.join(rel)).unwrap())))
+        .map(|rel| {
+            let depth = depth_of[&rel];
+            (rel, depth)
+        })
+        .collect()
+}
