@@ -1,6 +1,8 @@
 //! The safe client against a loopback server: redirects, caps, deadlines, retries, encodings
 //! and the address policy.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

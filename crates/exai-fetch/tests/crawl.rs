@@ -1,6 +1,8 @@
 //! The crawler against a loopback server: the test site's special cases, refresh, and the Rust
 //! Book (counts, limits, filters, cancellation and resume).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{HashMap, HashSet};
