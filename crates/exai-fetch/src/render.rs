@@ -6,7 +6,9 @@
 //! subprocess can be bounded absolutely: it runs in a process group of its own, and at the
 //! deadline the whole group (Chromium forks renderer and utility helpers) is killed, so a page
 //! that never finishes loading cannot hang a crawl or leave browsers behind. Its output is
-//! capped, and its profile lives in a fresh temporary directory removed afterwards.
+//! capped, and its profile (and the crash reporter's files, via `HOME`) lives in a fresh
+//! temporary directory removed afterwards; the crash reporter, which detaches from the group,
+//! is found by that directory on its command line and killed too.
 //!
 //! Address policy: the page's host is resolved and checked before Chromium starts, and Chromium
 //! is confined with `--host-resolver-rules` to that host pinned at the checked address; every
@@ -162,6 +164,7 @@ impl Renderer {
             let _ = killpg(group, Signal::SIGKILL);
         }
         let _ = child.wait().await;
+        kill_stragglers(profile.path());
         drop(profile);
         match outcome {
             Err(_) => Err(error(format!(
@@ -200,6 +203,11 @@ impl Renderer {
         .arg(format!("--host-resolver-rules={rules}"))
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(url.as_str())
+        // The crash reporter detaches into a session of its own; pointing its home at the
+        // profile keeps its files there and lets `kill_stragglers` find it.
+        .env("HOME", profile)
+        .env("XDG_CONFIG_HOME", profile.join("config"))
+        .env("XDG_CACHE_HOME", profile.join("cache"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -232,6 +240,31 @@ impl Renderer {
             return Err(format!("the browser exited with {status}"));
         }
         Ok(String::from_utf8_lossy(&output).into_owned())
+    }
+}
+
+/// Kills processes outside the browser's process group that still name `profile` on their
+/// command line (Chromium's crash reporter detaches with `setsid`). The profile directory is
+/// unique to this render, so only processes it started match.
+fn kill_stragglers(profile: &Path) {
+    let marker = profile.as_os_str().as_encoded_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.windows(marker.len()).any(|window| window == marker) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
     }
 }
 
