@@ -14,8 +14,10 @@ const NOT_MAIN_TEXT: &[&str] = &[
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HtmlFacts {
     pub title: Option<String>,
-    /// `a[href]` targets resolved against `<base href>` (or the page URL), fragments removed,
-    /// in document order, without duplicates.
+    /// `a[href]`, `iframe[src]` and `frame[src]` targets resolved against `<base href>` (or the
+    /// page URL), fragments removed, in document order, without duplicates. Frames count
+    /// because generated sites put their table of contents there for script-less readers
+    /// (mdBook's `toc.html`).
     pub links: Vec<Url>,
     /// `<link rel="canonical" href>`, resolved.
     pub canonical: Option<Url>,
@@ -64,12 +66,12 @@ fn resolve(base: &Url, href: &str) -> Option<Url> {
 }
 
 fn links(doc: &Html, base: &Url) -> Vec<Url> {
-    let Some(s) = selector("a[href]") else {
+    let Some(s) = selector("a[href], iframe[src], frame[src]") else {
         return Vec::new();
     };
     let mut seen = std::collections::HashSet::new();
     doc.select(&s)
-        .filter_map(|a| a.value().attr("href"))
+        .filter_map(|e| e.value().attr("href").or_else(|| e.value().attr("src")))
         .filter_map(|href| resolve(base, href))
         .filter(|u| seen.insert(u.clone()))
         .collect()
@@ -116,7 +118,7 @@ mod tests {
         let html = r#"<html><head><title> The
             Title </title><base href="/docs/b/"><link rel="Canonical" href="canon.html"></head>
             <body><a href="x.html#part">x</a><a href="x.html">again</a><a href="../y/">y</a>
-            <a href="https://other/z">z</a><a>no href</a></body></html>"#;
+            <a href="https://other/z">z</a><a>no href</a><iframe src="toc.html"></iframe></body></html>"#;
         let facts = analyse(html, &page);
         assert_eq!(facts.title.as_deref(), Some("The Title"));
         let links: Vec<_> = facts.links.iter().map(Url::as_str).collect();
@@ -125,7 +127,8 @@ mod tests {
             [
                 "http://h/docs/b/x.html",
                 "http://h/docs/y/",
-                "https://other/z"
+                "https://other/z",
+                "http://h/docs/b/toc.html"
             ]
         );
         assert_eq!(

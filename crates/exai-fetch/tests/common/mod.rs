@@ -462,7 +462,7 @@ async fn site(state: &ServerState, path: &str, host: &str, headers: &HeaderMap) 
 
 use futures::StreamExt as _;
 
-/// The Book's HTML files reachable from `start` by `a[href]` within `max_depth` links, found on
+/// The Book's HTML files reachable from `start` by links (`a[href]`, frames) within `max_depth` links, found on
 /// disk (not over HTTP), as relative paths with their link depth; files with identical content
 /// are counted once (the first in breadth-first order), as the crawler reports them.
 pub fn book_reachable(start: &str, max_depth: u32) -> HashMap<String, u32> {
@@ -481,9 +481,12 @@ pub fn book_reachable(start: &str, max_depth: u32) -> HashMap<String, u32> {
             continue;
         }
         let doc = scraper::Html::parse_document(&html);
-        let sel = scraper::Selector::parse("a[href]").unwrap();
+        let sel = scraper::Selector::parse("a[href], iframe[src], frame[src]").unwrap();
         let page = base.join(&rel).unwrap();
-        for href in doc.select(&sel).filter_map(|a| a.value().attr("href")) {
+        for href in doc
+            .select(&sel)
+            .filter_map(|e| e.value().attr("href").or_else(|| e.value().attr("src")))
+        {
             let Ok(mut url) = page.join(href.trim()) else {
                 continue;
             };
