@@ -158,13 +158,14 @@ impl Renderer {
             .id()
             .and_then(|id| i32::try_from(id).ok())
             .map(Pid::from_raw);
+        let mut guard = BrowserGuard {
+            group,
+            profile: profile.path(),
+        };
         let outcome = tokio::time::timeout(self.deadline, self.collect(&mut child)).await;
-        // Chromium's helpers share its process group; end them all whatever happened.
-        if let Some(group) = group {
-            let _ = killpg(group, Signal::SIGKILL);
-        }
+        guard.kill_group();
         let _ = child.wait().await;
-        kill_stragglers(profile.path());
+        drop(guard);
         drop(profile);
         match outcome {
             Err(_) => Err(error(format!(
@@ -240,6 +241,29 @@ impl Renderer {
             return Err(format!("the browser exited with {status}"));
         }
         Ok(String::from_utf8_lossy(&output).into_owned())
+    }
+}
+
+/// Ends a browser however its render ends, including when the render's future is dropped
+/// (a cancelled crawl): the group first, then the processes that left it.
+struct BrowserGuard<'a> {
+    group: Option<Pid>,
+    profile: &'a Path,
+}
+
+impl BrowserGuard<'_> {
+    /// Chromium's helpers share its process group; end them all whatever happened.
+    fn kill_group(&mut self) {
+        if let Some(group) = self.group.take() {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for BrowserGuard<'_> {
+    fn drop(&mut self) {
+        self.kill_group();
+        kill_stragglers(self.profile);
     }
 }
 

@@ -143,3 +143,33 @@ async fn refused_addresses_are_not_rendered() {
         .unwrap_err();
     assert!(matches!(err, FetchError::Refused { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn a_render_dropped_mid_way_leaves_no_process() {
+    let Some(renderer) = chromium() else { return };
+    let server = TestServer::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let renderer = renderer
+        .with_deadline(Duration::from_secs(60))
+        .with_temp_root(profiles.path().to_path_buf());
+    let url = server.url("/render/hang.html");
+    let render = tokio::spawn(async move { renderer.render(&url, &loopback()).await });
+    // Wait until the browser runs (its profile directory exists and it asked for the page).
+    let started = Instant::now();
+    while server.hits("/render/hang.html") == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the browser never requested the page"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!processes_mentioning(profiles.path()).is_empty());
+    // What a cancelled crawl does to a visit in flight.
+    render.abort();
+    let _ = render.await;
+    let left = processes_mentioning(profiles.path());
+    assert!(
+        left.is_empty(),
+        "browser processes survived the dropped render: {left:#?}"
+    );
+}

@@ -203,7 +203,8 @@ pub async fn crawl(
         crawler.run().await;
     } else {
         crawler.summary.cancelled = true;
-        if !resuming && crawler.frontier.is_empty() {
+        let start_queued = crawler.frontier.iter().any(|e| e.url == opts.start);
+        if !resuming && !start_queued {
             crawler.frontier.push_back(FrontierEntry {
                 url: opts.start.clone(),
                 depth: 0,
@@ -317,11 +318,17 @@ impl<'a> Crawler<'a> {
             }
         }
         // The start page is visited even when the globs leave it out: its links lead in.
-        if self.seen.insert(self.opts.start.to_string()) {
-            self.frontier.push_back(FrontierEntry {
-                url: self.opts.start.clone(),
-                depth: 0,
-            });
+        let start = self.opts.start.clone();
+        if self.seen.insert(start.to_string()) {
+            match self.robots.refusal(&start) {
+                Some(reason) => {
+                    let _ = self.skip(start, reason).await;
+                }
+                None => self.frontier.push_back(FrontierEntry {
+                    url: start,
+                    depth: 0,
+                }),
+            }
         }
         if self.opts.use_sitemap {
             let mut roots = self.robots.sitemaps.clone();
@@ -335,7 +342,7 @@ impl<'a> Crawler<'a> {
 
     /// Visits an optional seed file: reported when it exists, silently passed over when not.
     async fn probe(&mut self, url: Url) -> Result<(), Stopped> {
-        if !self.seen.insert(url.to_string()) {
+        if self.robots.refusal(&url).is_some() || !self.seen.insert(url.to_string()) {
             return Ok(());
         }
         let entry = FrontierEntry { url, depth: 0 };

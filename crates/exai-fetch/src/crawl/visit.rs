@@ -14,7 +14,7 @@ use super::seeds::{body_text, markdown_links, markdown_title};
 use super::{KnownPage, Page};
 use crate::client::{Body, Fetched, Format, SafeClient, Validators};
 use crate::error::FetchError;
-use crate::html::analyse;
+use crate::html::{HtmlFacts, analyse};
 use crate::render::{INSTALL_HINT, RenderMode, Renderer, shell_facts};
 
 /// Per-host politeness: at most `n` requests at once, and request starts at least `delay`
@@ -151,8 +151,9 @@ impl Visitor {
     /// Fills an HTML page's title and links (from the rendered DOM when it is rendered) and
     /// returns its canonical URL; `Err` when the page cannot be taken as it is.
     async fn read_html(&self, page: &mut Page) -> Result<Option<Url>, Outcome> {
-        let html = body_text(&page.body).unwrap_or_default();
-        let mut facts = analyse(html, &page.url);
+        let body = std::mem::replace(&mut page.body, Body::Text(String::new()));
+        let (body, mut facts) = analyse_off_thread(body, &page.url).await?;
+        page.body = body;
         let wanted = match self.render {
             RenderMode::Never => false,
             RenderMode::Always => true,
@@ -160,8 +161,7 @@ impl Visitor {
         };
         if wanted {
             let dom = self.render_page(&page.url).await?;
-            facts = analyse(&dom, &page.url);
-            page.body = Body::Text(dom);
+            (page.body, facts) = analyse_off_thread(Body::Text(dom), &page.url).await?;
             page.rendered = true;
         }
         page.title = facts.title;
@@ -183,6 +183,17 @@ impl Visitor {
             .await
             .map_err(|e| Outcome::Failed(e.to_string()))
     }
+}
+
+/// Parses HTML on the blocking pool: a multi-megabyte page would stall the other visits.
+async fn analyse_off_thread(body: Body, url: &Url) -> Result<(Body, HtmlFacts), Outcome> {
+    let url = url.clone();
+    tokio::task::spawn_blocking(move || {
+        let facts = analyse(body_text(&body).unwrap_or_default(), &url);
+        (body, facts)
+    })
+    .await
+    .map_err(|e| Outcome::Failed(format!("HTML analysis failed: {e}")))
 }
 
 fn failure(error: FetchError, known: bool) -> Outcome {
