@@ -1,5 +1,6 @@
 //! Reading files into [`ParsedDoc`]s: discovery ([`walk`]) and one parser per format.
 
+pub mod front_matter;
 pub mod fuzz;
 pub mod html;
 mod html_dom;
@@ -44,7 +45,7 @@ pub fn parse_with(
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     let text = untrusted::strip_sentinels(text);
     let mut doc = match format {
-        Format::Markdown => markdown::parse(&text, stem),
+        Format::Markdown => markdown::parse_file(&text, stem, rel),
         Format::Html => html::parse(&text, stem)?,
         Format::Text => plain::parse_text(&text, stem),
         Format::Code => plain::parse_code(&text, rel),
