@@ -122,8 +122,7 @@ fn prepare(
         return Err(reason);
     }
     let hash = content_hash(&bytes, filter);
-    let text = String::from_utf8_lossy(&bytes);
-    let doc = ingest::parse_with(c.format, &text, &c.rel, filter)?;
+    let doc = ingest::parse_bytes(c.format, &bytes, &c.rel, filter)?;
     let (chunks, dropped) = chunk::chunk(&doc, opts);
     if chunks.is_empty() {
         return Err(SkipReason::Empty);
