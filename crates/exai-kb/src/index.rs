@@ -162,8 +162,7 @@ pub(crate) fn prepare_bytes(
         return Err(reason);
     }
     let hash = content_hash(bytes, filter);
-    let text = String::from_utf8_lossy(bytes);
-    let doc = ingest::parse_with(format, &text, rel, filter)?;
+    let doc = ingest::parse_bytes(format, bytes, rel, filter)?;
     let (chunks, dropped) = chunk::chunk(&doc, opts);
     if chunks.is_empty() {
         return Err(SkipReason::Empty);

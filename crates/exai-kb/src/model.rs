@@ -35,6 +35,7 @@ pub enum Format {
     Html,
     Text,
     Code,
+    Pdf,
 }
 
 impl Format {
@@ -44,6 +45,7 @@ impl Format {
             Format::Html => "html",
             Format::Text => "text",
             Format::Code => "code",
+            Format::Pdf => "pdf",
         }
     }
 }

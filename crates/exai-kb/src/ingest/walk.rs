@@ -42,6 +42,14 @@ pub enum SkipReason {
     Empty,
     Unreadable,
     Malformed,
+    /// A PDF that needs a password.
+    Encrypted,
+    /// A PDF its parsers cannot read (damaged, or a structure they fail on).
+    Corrupt,
+    /// A PDF whose compressed streams inflate past [`super::pdf::MAX_INFLATED_BYTES`].
+    Inflates,
+    /// A file that took longer than its parser's deadline ([`super::pdf::DEADLINE`]).
+    TimedOut,
 }
 
 impl SkipReason {
@@ -59,6 +67,10 @@ impl SkipReason {
             SkipReason::Malformed => {
                 "malformed markup (would build more elements than it has bytes)"
             }
+            SkipReason::Encrypted => "encrypted PDF (needs a password)",
+            SkipReason::Corrupt => "damaged or unsupported PDF",
+            SkipReason::Inflates => "PDF streams inflate past the decompression limit",
+            SkipReason::TimedOut => "took longer than the parse deadline",
         }
     }
 }
@@ -146,6 +158,7 @@ pub fn format_of(path: &Path) -> Option<Format> {
     match ext.as_str() {
         "md" | "mdx" | "markdown" => Some(Format::Markdown),
         "html" | "htm" | "xhtml" => Some(Format::Html),
+        "pdf" => Some(Format::Pdf),
         "txt" | "rst" | "adoc" | "asciidoc" | "org" | "text" => Some(Format::Text),
         e if CODE_EXTENSIONS.contains(&e) => Some(Format::Code),
         _ => None,
@@ -304,6 +317,10 @@ pub fn discover(roots: &[PathBuf], opts: &WalkOptions) -> Result<Discovery> {
 /// Content checks that need the bytes: binary, minified, generated markers.
 pub fn content_skip(format: Format, bytes: &[u8]) -> Option<SkipReason> {
     let head = &bytes[..bytes.len().min(8192)];
+    // A PDF is binary by design; its parser checks it instead.
+    if format == Format::Pdf {
+        return None;
+    }
     if head.contains(&0) {
         return Some(SkipReason::Binary);
     }
