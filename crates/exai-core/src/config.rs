@@ -38,8 +38,8 @@ use crate::timeouts::{MAX_SECS, TimeoutHierarchy};
 pub use crate::source::Source;
 pub use crate::timeouts::TimeoutConfig;
 pub use crate::values::{
-    CustomProvider, EmbedBackend, EmbedPrecision, ModelOverride, ToolFamily, ToolProfile,
-    UntrustedContent,
+    CustomProvider, EmbedBackend, EmbedPrecision, ModelOverride, RenderMode, ToolFamily,
+    ToolProfile, UntrustedContent,
 };
 
 pub mod fuzz;
@@ -177,6 +177,15 @@ pub struct KbConfig {
     pub categories: BTreeMap<String, Vec<String>>,
     pub untrusted_content: UntrustedContent,
     pub untrusted_patterns: Vec<String>,
+    pub fetch_allowed_hosts: Vec<String>,
+    pub fetch_max_page_bytes: u64,
+    pub fetch_page_timeout_secs: f64,
+    pub crawl_max_pages: u64,
+    pub crawl_max_depth: u64,
+    pub crawl_concurrency: u64,
+    pub crawl_delay_ms: u64,
+    pub render: RenderMode,
+    pub refresh_interval_hours: f64,
 }
 
 /// The whole configuration. Field names mirror the keys in [`SETTINGS`].
@@ -339,6 +348,15 @@ impl Default for Config {
                 categories: BTreeMap::new(),
                 untrusted_content: UntrustedContent::Drop,
                 untrusted_patterns: Vec::new(),
+                fetch_allowed_hosts: Vec::new(),
+                fetch_max_page_bytes: 8 * 1024 * 1024,
+                fetch_page_timeout_secs: 30.0,
+                crawl_max_pages: 1000,
+                crawl_max_depth: 5,
+                crawl_concurrency: 2,
+                crawl_delay_ms: 250,
+                render: RenderMode::Auto,
+                refresh_interval_hours: 0.0,
             },
         }
     }

@@ -31,8 +31,8 @@ pub use error::{ConfigError, Expected};
 pub use source::Source;
 pub use timeouts::{HierarchyError, TimeoutConfig, TimeoutHierarchy};
 pub use values::{
-    EmbedBackend, EmbedPrecision, ToolFamily, ToolProfile, UNTRUSTED_PATTERN_SIZE_LIMIT,
-    UntrustedContent, untrusted_pattern,
+    EmbedBackend, EmbedPrecision, RenderMode, ToolFamily, ToolProfile,
+    UNTRUSTED_PATTERN_SIZE_LIMIT, UntrustedContent, untrusted_pattern,
 };
 
 /// The exai version, from Cargo.

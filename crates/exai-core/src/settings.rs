@@ -7,7 +7,9 @@ use crate::rules::{
     HTTP_URL, custom_providers, model_overrides, named_tokens, number, whole, whole_says,
 };
 pub use crate::rules::{Rule, Shape};
-use crate::values::{EmbedBackend, EmbedPrecision, ToolFamily, ToolProfile, UntrustedContent};
+use crate::values::{
+    EmbedBackend, EmbedPrecision, RenderMode, ToolFamily, ToolProfile, UntrustedContent,
+};
 
 /// One configurable key.
 #[derive(Debug, Clone, Copy)]
@@ -360,6 +362,15 @@ settings! {
     "kb.categories" [] false {Shape::ListTable { says: "a table of categories to keyword lists, e.g. { recipes = [\"recipe\"] } (env: recipes=recipe|cookbook)" }} (Rule::Any) "Category keywords, replacing or adding to the built-in map, e.g. `{ recipes = [\"recipe\", \"cookbook\"] }` (env: `recipes=recipe|cookbook,setup=install`).";
     "kb.untrusted_content" [] false (Rule::OneOf { names: UntrustedContent::NAMES, says: "drop, mark or keep" }) "What indexing does with text a reader never sees but a model would read (hidden HTML, zero-width and bidirectional control characters, comments) and with sentences that give an AI orders: `drop` leaves it out, `mark` keeps it inside `[untrusted: reason] … [/untrusted]`, `keep` indexes it as written. Every mode counts it per source (`exai sources`). Changing it re-indexes each file on its next `exai index`.";
     "kb.untrusted_patterns" [] false (Rule::Patterns) "Extra regular expressions (Rust `regex` syntax, matched case-insensitively) for sentences that address an AI, besides the built-in rules, e.g. `[\"(?:send|post) .{0,40} to https?://\"]`. A pattern with a comma must be set in the file (env: comma separated).";
+    "kb.fetch_allowed_hosts" [] false (Rule::Any) "Hosts that fetching (web crawls, git remotes, package registries) may reach although they resolve to a loopback, private, link-local or cloud-metadata address, which are refused otherwise (checked on the resolved address, so a name cannot point a crawl inward): `host` or `host:port`, e.g. `[\"docs.internal:8080\"]`.";
+    "kb.fetch_max_page_bytes" [] false (whole_says(1024, 1024 * 1024 * 1024, "1024 to 1073741824 bytes")) "Largest page or file a fetch reads, after decompression; a larger one is recorded as too large and the crawl goes on.";
+    "kb.fetch_page_timeout_secs" [] false (number(1.0, 600.0, "1 to 600 seconds")) "Deadline of one fetched page (connect, headers and body), and of rendering one page in Chromium.";
+    "kb.crawl_max_pages" [] false (whole(1, 1_000_000)) "Most pages one crawl of a web site indexes (`--max-pages` overrides it per source).";
+    "kb.crawl_max_depth" [] false (whole(0, 1000)) "Most links a crawl follows away from its start page (`--max-depth` overrides it per source).";
+    "kb.crawl_concurrency" [] false (whole(1, 64)) "Requests a crawl has in flight to one host at once.";
+    "kb.crawl_delay_ms" [] false (whole_says(0, 60_000, "0 to 60000 milliseconds")) "Pause between two requests to one host (a site's `Crawl-delay` can lengthen it); 0: as fast as the concurrency allows.";
+    "kb.render" [] false (Rule::OneOf { names: RenderMode::NAMES, says: "auto, always or never" }) "Rendering script-built pages in a local headless Chromium: `auto` renders a page whose server HTML holds no main content (when Chromium is installed; otherwise the page is reported as needing it), `always` every HTML page, `never` none.";
+    "kb.refresh_interval_hours" [] false (number(0.0, 24.0 * 365.0, "0 (off) to 8760 hours")) "How often `exai daemon` refreshes every fetched source (web, git, packages) as a background job: conditional requests, only what changed is re-indexed; 0: never (refresh by hand with `exai refresh`).";
     "ops.backup_dir" [] false (Rule::Any) "Where `exai db backup` writes backups; empty: `backups/` in the data directory.";
     "ops.backup_keep" [] false (whole(1, 10_000)) "Backups `exai db backup` keeps in its directory (the newest); older ones are removed.";
     "ops.backup_extra" [] false (Rule::AbsolutePaths) "More files `exai db backup` copies besides the databases, `exai.toml` and the data directory's `.env` (absolute paths of regular files, e.g. a `--env-file`; a symbolic link is refused: list its target). `exai db restore --with-config` puts them back where they were when this list still names them.";

@@ -170,6 +170,32 @@ impl UntrustedContent {
     }
 }
 
+/// When a crawl renders a page in headless Chromium (`kb.render`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RenderMode {
+    /// Only pages whose server HTML holds no main content, when Chromium is installed.
+    #[default]
+    Auto,
+    /// Every HTML page.
+    Always,
+    /// Never: such pages are reported as needing rendering.
+    Never,
+}
+
+impl RenderMode {
+    /// Every spelling the setting accepts.
+    pub const NAMES: &[&str] = &["auto", "always", "never"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Always => "always",
+            Self::Never => "never",
+        }
+    }
+}
+
 /// Most bytes of compiled program one `kb.untrusted_patterns` entry may take: every indexed
 /// sentence is matched against each pattern, so a pattern that compiles to a huge automaton
 /// would slow every indexing run.
@@ -206,6 +232,7 @@ mod tests {
         round_trip::<ToolFamily>(ToolFamily::NAMES);
         round_trip::<ToolProfile>(ToolProfile::NAMES);
         round_trip::<UntrustedContent>(UntrustedContent::NAMES);
+        round_trip::<RenderMode>(RenderMode::NAMES);
         assert!(serde_json::from_value::<EmbedBackend>(serde_json::json!("ONNX")).is_err());
     }
 }

@@ -51,6 +51,12 @@ pub enum Progress {
         done: usize,
         total: usize,
     },
+    /// A crawl or download: pages fetched (or found unchanged), still queued, failed.
+    Fetching {
+        fetched: usize,
+        queued: usize,
+        failed: usize,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -98,8 +98,8 @@ pub struct ResolveLibraryArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IndexPathArgs {
-    /// File or directory under the allowed roots; omit to refresh the source from where it
-    /// was indexed.
+    /// File or directory under the allowed roots, or a web site's URL; omit to refresh the
+    /// source from where it came.
     pub path: Option<String>,
     /// Name to file the documents under, e.g. `react`.
     pub source: String,
@@ -225,6 +225,7 @@ impl ExaiServer {
             ..Default::default()
         };
         let worker = job.clone();
+        let settings = exai_sources::Settings::from_config(&self.state.loaded.config);
         tokio::task::spawn_blocking(move || {
             let progress = |p: &exai_kb::Progress| worker.progress(p);
             // A panic inside indexing must still finish the job, or it reads "running" forever.
@@ -232,11 +233,12 @@ impl ExaiServer {
                 true => exai_sources::refresh(
                     &kb,
                     &request.source.clone().unwrap_or_default(),
+                    &settings,
                     false,
                     &progress,
                     &worker.cancel,
                 ),
-                false => exai_sources::index(&kb, &request, &progress, &worker.cancel),
+                false => exai_sources::index(&kb, &request, &settings, &progress, &worker.cancel),
             };
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
                 .unwrap_or_else(|payload| {
@@ -439,7 +441,7 @@ impl ExaiServer {
     }
 
     #[tool(
-        description = "Index a file or directory (Markdown, HTML, text, code) into a source as a background job, or refresh a source (no path); returns its status after wait_secs, then poll job_status. Unchanged files are skipped.",
+        description = "Index a file, directory or web site (Markdown, HTML, PDF, text, code) into a source as a background job, or refresh a source (no path); returns its status after wait_secs, then poll job_status. Unchanged files are skipped.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -453,6 +455,8 @@ impl ExaiServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let root = match &args.path {
+            // Fetched over the network under the fetch policy (kb.fetch_allowed_hosts).
+            Some(address) if exai_sources::is_remote(address) => Some(address.into()),
             Some(path) => Some(
                 self.state
                     .access

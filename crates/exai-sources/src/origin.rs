@@ -16,6 +16,8 @@ pub enum Origin {
         #[serde(default)]
         exclude: Vec<String>,
     },
+    /// A web site, crawled.
+    Web(crate::web::WebOrigin),
 }
 
 impl Origin {
@@ -43,6 +45,7 @@ impl Origin {
     pub fn describe(&self) -> String {
         match self {
             Origin::Paths { roots, .. } => format!("paths {}", roots.join(", ")),
+            Origin::Web(web) => format!("web {}", web.url),
         }
     }
 

@@ -1,6 +1,6 @@
 //! `exai index`, `exai search`, `exai sources`, `exai eval`: the knowledge base from the shell.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -15,12 +15,22 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Args)]
 pub struct IndexArgs {
-    /// Files or directories to index.
-    #[arg(required = true)]
+    /// Files or directories to index, or a web site's URL (https://…: crawled within its path).
+    #[arg(required = true, value_name = "PATH|URL")]
     pub paths: Vec<PathBuf>,
-    /// Source name to file the documents under (e.g. react, rust-book).
+    /// Source name to file the documents under (e.g. react, rust-book; for a URL default its
+    /// host).
     #[arg(long)]
-    pub source: String,
+    pub source: Option<String>,
+    /// A crawl's most pages (default kb.crawl_max_pages).
+    #[arg(long, value_name = "N")]
+    pub max_pages: Option<usize>,
+    /// A crawl's most links away from the start page (default kb.crawl_max_depth).
+    #[arg(long, value_name = "N")]
+    pub max_depth: Option<u32>,
+    /// Render script-built pages in headless Chromium: auto, always or never (default kb.render).
+    #[arg(long, value_name = "MODE", value_parser = parse_render)]
+    pub render: Option<exai_core::RenderMode>,
     /// Technology label (default: the source name).
     #[arg(long)]
     pub technology: Option<String>,
@@ -97,6 +107,15 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
+fn parse_render(s: &str) -> std::result::Result<exai_core::RenderMode, String> {
+    match s {
+        "auto" => Ok(exai_core::RenderMode::Auto),
+        "always" => Ok(exai_core::RenderMode::Always),
+        "never" => Ok(exai_core::RenderMode::Never),
+        _ => Err(format!("`{s}`: use auto, always or never")),
+    }
+}
+
 fn open(loaded: &Loaded, need_embedder: bool) -> Result<Kb> {
     let embedder = match exai_kb::config::build_embedder(loaded) {
         Ok(e) => e,
@@ -156,6 +175,16 @@ impl Reporter {
                 chunks,
             } => ("files", *done, *total, format!("{chunks} chunks")),
             Progress::Embedding { done, total } => ("embedding", *done, *total, String::new()),
+            Progress::Fetching {
+                fetched,
+                queued,
+                failed,
+            } => (
+                "fetching",
+                *fetched,
+                fetched + queued,
+                format!("{failed} failed"),
+            ),
         };
         if let Some(bar) = &self.bar {
             let mut last = self.phase.lock().unwrap_or_else(|p| p.into_inner());
@@ -174,7 +203,9 @@ impl Reporter {
             || last.1.elapsed() >= Duration::from_secs(5)
             || (done == total && total > 0)
         {
-            eprintln!("{phase}: {done}/{total} {extra}");
+            // Progress is best effort: a closed stderr (`exai index … 2>&1 | head`) must not
+            // stop the run.
+            let _ = writeln!(std::io::stderr(), "{phase}: {done}/{total} {extra}");
             *last = (phase.to_string(), Instant::now());
         }
     }
@@ -195,7 +226,7 @@ pub fn index(args: IndexArgs, loaded: &Loaded) -> Result<ExitCode> {
     )?;
     let req = exai_sources::Request {
         specs: args.paths.iter().map(|p| p.display().to_string()).collect(),
-        source: Some(args.source),
+        source: args.source,
         technology: args.technology,
         include: args.include,
         exclude: args.exclude,
@@ -203,10 +234,14 @@ pub fn index(args: IndexArgs, loaded: &Loaded) -> Result<ExitCode> {
         prune: args.prune,
         reembed: args.reembed,
         skip_embedding: args.no_embed,
+        max_pages: args.max_pages,
+        max_depth: args.max_depth,
+        render: args.render,
     };
+    let settings = exai_sources::Settings::from_config(&loaded.config);
     let reporter = Reporter::new();
     let cancel = AtomicBool::new(false);
-    let report = exai_sources::index(&kb, &req, &|p| reporter.update(p), &cancel);
+    let report = exai_sources::index(&kb, &req, &settings, &|p| reporter.update(p), &cancel);
     reporter.finish();
     print_report(&report?, args.json)
 }
@@ -235,6 +270,7 @@ pub fn refresh(args: RefreshArgs, loaded: &Loaded) -> Result<ExitCode> {
             .map(|(name, _)| name)
             .collect(),
     };
+    let settings = exai_sources::Settings::from_config(&loaded.config);
     if names.is_empty() {
         println!("no sources to refresh: `exai index PATH --source NAME` first");
     }
@@ -242,8 +278,14 @@ pub fn refresh(args: RefreshArgs, loaded: &Loaded) -> Result<ExitCode> {
     for name in names {
         let reporter = Reporter::new();
         let cancel = AtomicBool::new(false);
-        let report =
-            exai_sources::refresh(&kb, &name, args.no_embed, &|p| reporter.update(p), &cancel);
+        let report = exai_sources::refresh(
+            &kb,
+            &name,
+            &settings,
+            args.no_embed,
+            &|p| reporter.update(p),
+            &cancel,
+        );
         reporter.finish();
         match report {
             Ok(report) => {

@@ -156,6 +156,13 @@ impl Job {
                     s.embed_total = *total;
                     Some("embedding")
                 }
+                Progress::Fetching {
+                    fetched, queued, ..
+                } => {
+                    s.files_done = *fetched;
+                    s.files_total = fetched + queued;
+                    Some("fetching")
+                }
             };
             if let Some(phase) = phase
                 && s.phase != phase
