@@ -69,6 +69,8 @@ async fn the_site_crawl_reports_every_case_and_goes_on() {
         "/site/deep/1.html",
         "/site/deep/2.html",
         "/site/deep/3.html",
+        "/site/moved.html",
+        "/site/short.html",
     ] {
         assert!(
             paths.iter().any(|p| p == path),
@@ -111,6 +113,7 @@ async fn the_site_crawl_reports_every_case_and_goes_on() {
         reason(&report.skipped, "/elsewhere/out-of-scope.html"),
         "out of scope"
     );
+    assert!(reason(&report.skipped, "/site/old.html").contains("meta refresh"));
 
     assert!(reason(&report.failed, "/site/loop/a").contains("redirect loop"));
     assert!(reason(&report.failed, "/site/big.html").contains("too large"));
