@@ -35,6 +35,14 @@ async fn the_site_crawl_reports_every_case_and_goes_on() {
         Vec::new(),
     )
     .await;
+    let last_progress = events.iter().rev().find_map(|e| match e {
+        CrawlEvent::Progress(p) => Some(*p),
+        _ => None,
+    });
+    let last_progress = last_progress.unwrap();
+    assert_eq!(last_progress.fetched, summary.pages);
+    assert_eq!(last_progress.queued, 0);
+    assert_eq!(last_progress.failed, summary.failed);
     let first_page = events.iter().find_map(|e| match e {
         CrawlEvent::Page(p) => Some(p.url.path().to_string()),
         _ => None,

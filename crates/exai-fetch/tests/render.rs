@@ -83,6 +83,26 @@ async fn a_script_built_page_is_rendered_in_a_crawl() {
 }
 
 #[tokio::test]
+async fn render_always_renders_every_html_page() {
+    let Some(renderer) = chromium() else { return };
+    let server = TestServer::start().await;
+    let mut opts = options(server.url("/site/canonical.html"));
+    opts.render = RenderMode::Always;
+    opts.renderer = Some(renderer);
+    opts.max_pages = 1;
+    opts.use_llms_txt = false;
+    opts.use_sitemap = false;
+    let (events, _) = run_crawl(&client(), &opts, HashMap::new(), Vec::new()).await;
+    let report = Report::new(events);
+    let page = report.page("/site/canonical.html").unwrap();
+    assert!(page.rendered);
+    let Body::Text(text) = &page.body else {
+        panic!("expected text")
+    };
+    assert!(text.contains("canonical links"));
+}
+
+#[tokio::test]
 async fn without_chromium_a_shell_is_skipped_with_the_install_hint() {
     let server = TestServer::start().await;
     let mut opts = options(server.url("/render/script.html"));
