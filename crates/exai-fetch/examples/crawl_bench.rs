@@ -1,7 +1,10 @@
 //! Crawl throughput over loopback on the toolchain's Rust Book: politeness off (no delay, the
 //! default 2 and then 8 requests at a time) and on (the defaults: 250 ms between requests, 2 at
 //! a time, over the first `--polite-pages` pages), then a refresh of the unchanged Book (one
-//! conditional request per page, all `304`). Prints pages/s, seconds and the peak RSS.
+//! conditional request per page, all `304`). Then generated sites the Book is too small for:
+//! the refresh of an unchanged 500-page site, and a 5,000-page crawl, with the process's peak
+//! RSS at the end (crawler and server share the process; the consumer keeps only what an
+//! indexer stores per page). Prints pages/s, seconds and the peak RSS.
 //!
 //! Usage: `cargo run --release -p exai-fetch --example crawl_bench [-- --polite-pages N]`
 //! (bench/crawl.sh runs it).
@@ -31,8 +34,49 @@ fn book_dir() -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
-/// The Book's files with an `ETag`, answering `304` to a matching `If-None-Match`.
+/// Page `i` of a generated `n`-page site: 4 KB of text and links to its ten children
+/// (`10i+1`…`10i+10`), so every page is within a few links of page 0.
+fn generated_page(n: usize, i: usize) -> Vec<u8> {
+    let links: String = (10 * i + 1..=10 * i + 10)
+        .filter(|c| *c < n)
+        .map(|c| format!("<li><a href=\"{c}.html\">Page {c}</a></li>"))
+        .collect();
+    let text = format!("Page {i} describes one part of a generated manual. ").repeat(80);
+    format!("<html><head><title>Page {i}</title></head><body><main><h1>Page {i}</h1><p>{text}</p><ul>{links}</ul></main></body></html>")
+        .into_bytes()
+}
+
+/// `/gen/N/I.html`: page `I` of the generated `N`-page site.
+fn generated(path: &str) -> Option<Vec<u8>> {
+    let (n, file) = path.strip_prefix("/gen/")?.split_once('/')?;
+    let (n, i): (usize, usize) = (n.parse().ok()?, file.strip_suffix(".html")?.parse().ok()?);
+    (i < n).then(|| generated_page(n, i))
+}
+
+fn with_etag(headers: &HeaderMap, body: Vec<u8>, content_type: &str) -> Response {
+    let etag = format!("\"{}\"", &blake3::hash(&body).to_hex()[..16]);
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::ETAG, etag),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The Book's files and the generated sites, with an `ETag`, answering `304` to a matching
+/// `If-None-Match`.
 async fn serve(State(dir): State<Arc<PathBuf>>, uri: Uri, headers: HeaderMap) -> Response {
+    if let Some(body) = generated(uri.path()) {
+        return with_etag(&headers, body, "text/html; charset=utf-8");
+    }
     let Some(rest) = uri
         .path()
         .strip_prefix("/book/")
@@ -48,26 +92,12 @@ async fn serve(State(dir): State<Arc<PathBuf>>, uri: Uri, headers: HeaderMap) ->
     let Ok(body) = tokio::fs::read(dir.join(&rel)).await else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let etag = format!("\"{}\"", &blake3::hash(&body).to_hex()[..16]);
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
-    {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
-    }
     let content_type = if rel.ends_with(".html") {
         "text/html; charset=utf-8"
     } else {
         "application/octet-stream"
     };
-    (
-        [
-            (header::CONTENT_TYPE, content_type.to_string()),
-            (header::ETAG, etag),
-        ],
-        body,
-    )
-        .into_response()
+    with_etag(&headers, body, content_type)
 }
 
 struct Run {
@@ -186,8 +216,27 @@ async fn main() -> Result<(), Error> {
         r.seconds,
         r.pages as f64 / r.seconds
     );
+    for (n, refresh) in [(500, true), (5000, false)] {
+        let mut site = opts.clone();
+        site.start = Url::parse(&format!("http://{addr}/gen/{n}/0.html"))?;
+        site.per_host_concurrency = 2;
+        let r = run(&client, &site, HashMap::new()).await?;
+        println!(
+            "generated {n}-page site, politeness off: {} pages in {:.2} s = {:.0} pages/s",
+            r.pages,
+            r.seconds,
+            r.pages as f64 / r.seconds
+        );
+        if refresh {
+            let again = run(&client, &site, r.known).await?;
+            println!(
+                "refresh of the unchanged {n}-page site: {} unchanged in {:.2} s",
+                again.unchanged, again.seconds
+            );
+        }
+    }
     if let Some(mb) = peak_rss_mb() {
-        println!("peak RSS (crawler and server in one process): {mb:.0} MB");
+        println!("peak RSS after all runs (crawler and server in one process): {mb:.0} MB");
     }
     Ok(())
 }

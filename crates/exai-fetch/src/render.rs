@@ -52,16 +52,27 @@ pub enum RenderMode {
     Never,
 }
 
-/// Whether server HTML looks like a script-built shell: under [`MIN_MAIN_TEXT_CHARS`]
-/// characters of visible text outside script, style, nav, header and footer, and at least one
-/// script that could add the rest.
+/// Whether server HTML looks like a script-built shell. All of:
+/// - it has a `<script>` that could build the page;
+/// - it is not a redirect stub (`<meta http-equiv="refresh">`; the crawler follows those);
+/// - under [`MIN_MAIN_TEXT_CHARS`] characters of visible text outside script, style, nav,
+///   header and footer;
+/// - and either none of that text is in a paragraph, heading, list item, table cell or code
+///   block (a "Loading…" div), or an app framework's mount point (`#root`, `#app`, `#__next`,
+///   `#__nuxt`, `#___gatsby`) is empty.
+///
+/// A short page with real written content (a one-line reference entry, a section index with
+/// its heading) is therefore taken as it is, not rendered and not skipped.
 pub fn needs_rendering(html: &str) -> bool {
     let page = Url::parse("http://render.invalid/").ok();
     page.is_some_and(|url| shell_facts(&crate::html::analyse(html, &url)))
 }
 
 pub(crate) fn shell_facts(facts: &HtmlFacts) -> bool {
-    facts.has_scripts && facts.main_text_chars < MIN_MAIN_TEXT_CHARS
+    facts.has_scripts
+        && facts.refresh.is_none()
+        && facts.main_text_chars < MIN_MAIN_TEXT_CHARS
+        && (facts.content_text_chars == 0 || facts.empty_mount_point)
 }
 
 /// A located Chromium and the bounds of each render.
@@ -332,6 +343,12 @@ mod tests {
         assert!(!needs_rendering(
             "<html><body><p>Moved to /new.</p></body></html>"
         ));
+    }
+
+    #[test]
+    fn an_empty_mount_point_is_a_shell_even_with_a_heading() {
+        let html = r#"<html><body><h1>API reference</h1><div id="__next"></div><script src="/_next/main.js"></script></body></html>"#;
+        assert!(needs_rendering(html));
     }
 
     #[test]

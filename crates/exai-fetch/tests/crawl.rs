@@ -35,6 +35,14 @@ async fn the_site_crawl_reports_every_case_and_goes_on() {
         Vec::new(),
     )
     .await;
+    let last_progress = events.iter().rev().find_map(|e| match e {
+        CrawlEvent::Progress(p) => Some(*p),
+        _ => None,
+    });
+    let last_progress = last_progress.unwrap();
+    assert_eq!(last_progress.fetched, summary.pages);
+    assert_eq!(last_progress.queued, 0);
+    assert_eq!(last_progress.failed, summary.failed);
     let first_page = events.iter().find_map(|e| match e {
         CrawlEvent::Page(p) => Some(p.url.path().to_string()),
         _ => None,
@@ -69,6 +77,8 @@ async fn the_site_crawl_reports_every_case_and_goes_on() {
         "/site/deep/1.html",
         "/site/deep/2.html",
         "/site/deep/3.html",
+        "/site/moved.html",
+        "/site/short.html",
     ] {
         assert!(
             paths.iter().any(|p| p == path),
@@ -111,6 +121,7 @@ async fn the_site_crawl_reports_every_case_and_goes_on() {
         reason(&report.skipped, "/elsewhere/out-of-scope.html"),
         "out of scope"
     );
+    assert!(reason(&report.skipped, "/site/old.html").contains("meta refresh"));
 
     assert!(reason(&report.failed, "/site/loop/a").contains("redirect loop"));
     assert!(reason(&report.failed, "/site/big.html").contains("too large"));

@@ -83,6 +83,26 @@ async fn a_script_built_page_is_rendered_in_a_crawl() {
 }
 
 #[tokio::test]
+async fn render_always_renders_every_html_page() {
+    let Some(renderer) = chromium() else { return };
+    let server = TestServer::start().await;
+    let mut opts = options(server.url("/site/canonical.html"));
+    opts.render = RenderMode::Always;
+    opts.renderer = Some(renderer);
+    opts.max_pages = 1;
+    opts.use_llms_txt = false;
+    opts.use_sitemap = false;
+    let (events, _) = run_crawl(&client(), &opts, HashMap::new(), Vec::new()).await;
+    let report = Report::new(events);
+    let page = report.page("/site/canonical.html").unwrap();
+    assert!(page.rendered);
+    let Body::Text(text) = &page.body else {
+        panic!("expected text")
+    };
+    assert!(text.contains("canonical links"));
+}
+
+#[tokio::test]
 async fn without_chromium_a_shell_is_skipped_with_the_install_hint() {
     let server = TestServer::start().await;
     let mut opts = options(server.url("/render/script.html"));
@@ -96,6 +116,13 @@ async fn without_chromium_a_shell_is_skipped_with_the_install_hint() {
         "{reason}"
     );
     assert!(reason.contains("EXAI_CHROMIUM"));
+    // A short page with written content is not a shell: indexed as served.
+    let mut opts = options(server.url("/site/short.html"));
+    opts.render = RenderMode::Auto;
+    opts.renderer = None;
+    let (events, _) = run_crawl(&client(), &opts, HashMap::new(), Vec::new()).await;
+    let report = Report::new(events);
+    assert!(!report.page("/site/short.html").unwrap().rendered);
 }
 
 #[tokio::test]
@@ -172,4 +199,25 @@ async fn a_render_dropped_mid_way_leaves_no_process() {
         left.is_empty(),
         "browser processes survived the dropped render: {left:#?}"
     );
+}
+
+#[test]
+fn the_toolchain_docs_are_never_taken_for_script_shells() {
+    let html = common::book_dir().join("..");
+    let mut checked = 0;
+    for dir in ["book", "std/vec", "std/collections", "reference"] {
+        for entry in std::fs::read_dir(html.join(dir)).unwrap().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "html") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    !exai_fetch::needs_rendering(&text),
+                    "{} taken for a shell",
+                    path.display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 250, "only {checked} pages checked");
 }

@@ -456,6 +456,14 @@ impl<'a> Crawler<'a> {
                 .await
             }
             Outcome::Skipped(reason) => self.skip(entry.url.clone(), reason).await,
+            Outcome::Forward(target) => {
+                let reason = format!("redirects (meta refresh) to {target}");
+                let skipped = self.skip(entry.url.clone(), reason).await;
+                if skipped.is_ok() {
+                    self.offer(target, entry.depth).await;
+                }
+                skipped
+            }
         };
         if result.is_err() {
             // Not reported: visit it again on resume.

@@ -66,17 +66,7 @@ pub(crate) async fn fetch_robots(client: &SafeClient, origin: &Url) -> RobotsRul
     };
     let agent = robots_agent(&client.policy().user_agent).to_string();
     match client.get_raw(&url).await {
-        Ok(bytes) => {
-            let robots = Robots::parse(&bytes, agent.as_str());
-            let crawl_delay = robots.crawl_delay().map(|d| d.min(MAX_CRAWL_DELAY));
-            let sitemaps = robots.sitemaps().to_vec();
-            RobotsRules {
-                robots,
-                crawl_delay,
-                sitemaps,
-                unreachable: None,
-            }
-        }
+        Ok(bytes) => parse_robots(&bytes, &agent),
         Err(FetchError::Http { status, .. }) if (400..500).contains(&status) => {
             RobotsRules::allow_all()
         }
@@ -87,6 +77,19 @@ pub(crate) async fn fetch_robots(client: &SafeClient, origin: &Url) -> RobotsRul
                 ..RobotsRules::allow_all()
             }
         }
+    }
+}
+
+/// The rules of a robots.txt body for `agent`, its crawl delay bounded by [`MAX_CRAWL_DELAY`].
+fn parse_robots(txt: &[u8], agent: &str) -> RobotsRules {
+    let robots = Robots::parse(txt, agent);
+    let crawl_delay = robots.crawl_delay().map(|d| d.min(MAX_CRAWL_DELAY));
+    let sitemaps = robots.sitemaps().to_vec();
+    RobotsRules {
+        robots,
+        crawl_delay,
+        sitemaps,
+        unreachable: None,
     }
 }
 
@@ -246,6 +249,31 @@ mod tests {
             [url("http://h/docs/guide.html"), url("http://h/docs/api.md")]
         );
         assert_eq!(markdown_title(md).as_deref(), Some("Project"));
+    }
+
+    #[test]
+    fn robots_rules_for_our_agent() {
+        let txt = b"User-agent: *\nDisallow: /\n\nUser-agent: exai\nDisallow: /private/\nCrawl-delay: 600\n\nSitemap: http://h/sitemap.xml\n";
+        let rules = parse_robots(txt, "exai");
+        assert_eq!(
+            rules.refusal(&url("http://h/private/x.html")).as_deref(),
+            Some("robots.txt")
+        );
+        assert_eq!(rules.refusal(&url("http://h/docs/x.html")), None);
+        assert_eq!(rules.crawl_delay, Some(MAX_CRAWL_DELAY));
+        assert_eq!(rules.sitemaps, [url("http://h/sitemap.xml")]);
+        let others = parse_robots(txt, "otherbot");
+        assert!(others.refusal(&url("http://h/docs/x.html")).is_some());
+        let unreachable = RobotsRules {
+            unreachable: Some("HTTP 503".into()),
+            ..RobotsRules::allow_all()
+        };
+        assert!(
+            unreachable
+                .refusal(&url("http://h/a"))
+                .unwrap()
+                .contains("HTTP 503")
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::{KnownPage, Page};
 use crate::client::{Body, Fetched, Format, SafeClient, Validators};
 use crate::error::FetchError;
 use crate::html::{HtmlFacts, analyse};
-use crate::render::{INSTALL_HINT, RenderMode, Renderer, shell_facts};
+use crate::render::{INSTALL_HINT, MIN_MAIN_TEXT_CHARS, RenderMode, Renderer, shell_facts};
 
 /// Per-host politeness: at most `n` requests at once, and request starts at least `delay`
 /// apart.
@@ -61,6 +61,8 @@ pub(crate) enum Outcome {
     /// `304 Not Modified`.
     Unchanged,
     Gone(u16),
+    /// A `<meta http-equiv="refresh">` stub: not a page, its target is queued instead.
+    Forward(Url),
     Failed(String),
     Skipped(String),
 }
@@ -154,6 +156,12 @@ impl Visitor {
         let body = std::mem::replace(&mut page.body, Body::Text(String::new()));
         let (body, mut facts) = analyse_off_thread(body, &page.url).await?;
         page.body = body;
+        // A redirect stub: follow it like an HTTP redirect instead of indexing "Redirecting…".
+        if let Some(target) = facts.refresh.take()
+            && facts.main_text_chars < MIN_MAIN_TEXT_CHARS
+        {
+            return Err(Outcome::Forward(target));
+        }
         let wanted = match self.render {
             RenderMode::Never => false,
             RenderMode::Always => true,

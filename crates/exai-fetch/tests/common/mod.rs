@@ -336,6 +336,8 @@ pub const SITE_LINKS: &[&str] = &[
     "/site/same-b.html",
     "/site/notes.md",
     "/site/deep/1.html",
+    "/site/old.html",
+    "/site/short.html",
 ];
 
 fn site_index() -> Response {
@@ -445,6 +447,15 @@ async fn site(state: &ServerState, path: &str, host: &str, headers: &HeaderMap) 
         "/site/deep/1.html" => html(format!("{}<a href=\"2.html\">next</a>", prose("depth 1"))),
         "/site/deep/2.html" => html(format!("{}<a href=\"3.html\">next</a>", prose("depth 2"))),
         "/site/deep/3.html" => html(prose("depth 3")),
+        "/site/old.html" => html(
+            "<html><head><meta http-equiv=\"refresh\" content=\"0; url=moved.html\"></head>\
+             <body><p>Moved.</p><script>location.replace('moved.html')</script></body></html>",
+        ),
+        "/site/moved.html" => html(format!("<title>Moved</title>{}", prose("moving"))),
+        "/site/short.html" => html(
+            "<html><head><title>Appendix</title><script src=\"/site/app.js\"></script></head>\
+             <body><main><h1>Appendix</h1></main></body></html>",
+        ),
         "/render/script.html" => html(
             "<html><head><title>Script page</title></head><body><div id=\"app\">Loading…</div>\
              <script>document.getElementById('app').innerHTML = '<h1>Rendered heading</h1><p>' + \
@@ -464,7 +475,8 @@ use futures::StreamExt as _;
 
 /// The Book's HTML files reachable from `start` by links (`a[href]`, frames) within `max_depth` links, found on
 /// disk (not over HTTP), as relative paths with their link depth; files with identical content
-/// are counted once (the first in breadth-first order), as the crawler reports them.
+/// are counted once (the first in breadth-first order) and redirect stubs (`<meta
+/// http-equiv="refresh">`) not at all, as the crawler reports them.
 pub fn book_reachable(start: &str, max_depth: u32) -> HashMap<String, u32> {
     let dir = book_dir();
     let base = Url::parse("http://book.invalid/book/").unwrap();
@@ -510,8 +522,13 @@ pub fn book_reachable(start: &str, max_depth: u32) -> HashMap<String, u32> {
         }
     }
     let mut seen_bodies = std::collections::HashSet::new();
+    let is_stub = |rel: &String| {
+        let html = std::fs::read_to_string(dir.join(rel)).unwrap_or_default();
+        html.len() < 4096 && html.to_ascii_lowercase().contains("http-equiv=\"refresh\"")
+    };
     order
         .into_iter()
+        .filter(|rel| !is_stub(rel))
         .filter(|rel| seen_bodies.insert(blake3::hash(&std::fs::read(dir.join(rel)).unwrap())))
         .map(|rel| {
             let depth = depth_of[&rel];
