@@ -6,14 +6,16 @@
 //! - fenced and indented code stays whole in its section, as a fenced block (the chunker keeps
 //!   fenced blocks in one piece);
 //! - links and images keep their text, not their URLs (a URL is noise to keyword search and to a
-//!   reader of the chunk); emphasis and inline HTML tags are dropped, their text kept; tables
-//!   become one line per row with cells separated by ` | `;
+//!   reader of the chunk); emphasis and inline HTML tags are dropped, their text kept; HTML
+//!   blocks are read by html5gum's tokenizer into their text; tables become one line per row
+//!   with cells separated by ` | `;
 //! - MDX `import`/`export` lines are dropped;
 //! - HTML comments outside code become regions for [`super::untrusted`] to flag: a reader of the
 //!   rendered page never sees them.
 
 use std::borrow::Cow;
 
+use html5gum::{Token, Tokenizer};
 use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 
 use super::clip_heading;
@@ -89,48 +91,86 @@ fn drop_esm_lines(body: &str) -> Cow<'_, str> {
     out.into()
 }
 
-/// The text of an HTML block: comments become regions (one left open runs to the block's end,
-/// which CommonMark puts at the end of the file), tags are dropped, their text kept.
+/// Elements whose start or end breaks a line in the text of an HTML block.
+const BLOCK_TAGS: &[&[u8]] = &[
+    b"address",
+    b"article",
+    b"aside",
+    b"blockquote",
+    b"br",
+    b"dd",
+    b"details",
+    b"div",
+    b"dl",
+    b"dt",
+    b"figcaption",
+    b"figure",
+    b"footer",
+    b"h1",
+    b"h2",
+    b"h3",
+    b"h4",
+    b"h5",
+    b"h6",
+    b"header",
+    b"hr",
+    b"li",
+    b"ol",
+    b"p",
+    b"pre",
+    b"section",
+    b"summary",
+    b"table",
+    b"tr",
+    b"ul",
+];
+
+/// The text of an HTML block, read by html5gum's tokenizer (entities decoded): comments become
+/// regions (one left open runs to the block's end, which CommonMark puts at the end of the
+/// file), block elements break lines, table cells are separated by a space, script and style
+/// contents are dropped, other tags are dropped with their text kept.
 fn html_block_text(html: &str) -> String {
     let mut out = String::new();
-    let mut rest = html;
-    while let Some(start) = rest.find("<!--") {
-        out.push_str(&strip_tags(&rest[..start]));
-        let inner = &rest[start + 4..];
-        let end = inner.find("-->").unwrap_or(inner.len());
-        out.push_str(&region(OPEN_COMMENT, &inner[..end]));
-        rest = inner.get(end + 3..).unwrap_or("");
+    let mut skipping: Option<Vec<u8>> = None;
+    for Ok(token) in Tokenizer::new(html) {
+        match token {
+            Token::StartTag(tag) if skipping.is_none() => {
+                if tag.name.as_slice() == b"script" || tag.name.as_slice() == b"style" {
+                    skipping = Some(tag.name.to_vec());
+                }
+                out.push_str(tag_break(&tag.name));
+            }
+            Token::EndTag(tag) => {
+                if skipping.as_deref() == Some(tag.name.as_slice()) {
+                    skipping = None;
+                }
+                out.push_str(tag_break(&tag.name));
+            }
+            Token::String(text) if skipping.is_none() => {
+                out.push_str(&String::from_utf8_lossy(&text));
+            }
+            Token::Comment(text) => {
+                out.push_str(&region(OPEN_COMMENT, &String::from_utf8_lossy(&text)));
+            }
+            _ => {}
+        }
     }
-    out.push_str(&strip_tags(rest));
     out.lines()
-        .map(str::trim)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-/// HTML text without its tags: each `<` that opens a tag (a letter, `/`, `!` or `?` after it)
-/// up to the next `>`; an unclosed one stays as text.
-fn strip_tags(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut rest = html;
-    while let Some(open) = rest.find('<') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let opens_tag = after
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, '/' | '!' | '?'));
-        match after.find('>') {
-            Some(close) if opens_tag => rest = &after[close + 1..],
-            _ => {
-                out.push('<');
-                rest = after;
-            }
-        }
+/// What a tag leaves in the text of an HTML block.
+fn tag_break(name: &[u8]) -> &'static str {
+    if BLOCK_TAGS.contains(&name) {
+        "\n"
+    } else if name == b"td" || name == b"th" {
+        " "
+    } else {
+        ""
     }
-    out.push_str(rest);
-    out
 }
 
 /// Inline HTML: a comment becomes a region, a tag is dropped.
@@ -392,5 +432,35 @@ mod tests {
         assert_eq!(parse("# The `Vec` type\n\ntext", "f").title, "The Vec type");
         assert_eq!(parse("no heading", "fallback").title, "fallback");
         assert_eq!(parse("# [Link](http://x) here\n", "f").title, "Link here");
+    }
+
+    #[test]
+    fn renders_plain_text_and_keeps_code_whole() {
+        let text = "# Guide {#guide}\n\nSee [the *book*](https://example.com/book) and <b>bold</b> text.\n\n\
+            - one\n- two\n  1. nested\n- [x] done\n\n\
+            | Name | Kind |\n|------|------|\n| `Vec` | struct |\n\n\
+            Indented:\n\n    let a = 1;\n\n    let b = 2;\n\n\
+            <table><tr><td>&amp;str</td><td>rust::Str</td></tr></table>\n\n\
+            <script>var hidden = 1;</script>\n\nEnd[^1].\n\n[^1]: A note.\n";
+        let doc = parse(text, "f");
+        assert_eq!(doc.title, "Guide");
+        assert_eq!(doc.sections.len(), 1);
+        assert_eq!(
+            doc.sections[0].text,
+            "See the book and bold text.\n\n\
+             - one\n- two\n  1. nested\n- [x] done\n\n\
+             Name | Kind\n`Vec` | struct\n\n\
+             Indented:\n\n```\nlet a = 1;\n\nlet b = 2;\n```\n\n\
+             &str rust::Str\n\n\
+             End[1].\n\n[1]: A note."
+        );
+    }
+
+    #[test]
+    fn toml_front_matter_and_setext_levels() {
+        let text = "+++\ntitle = \"From TOML\"\n+++\nTop\n===\n\nSub\n---\n\nBody.\n";
+        let doc = parse(text, "f");
+        assert_eq!(doc.title, "From TOML");
+        assert_eq!(doc.sections[0].headings, ["Top", "Sub"]);
     }
 }
