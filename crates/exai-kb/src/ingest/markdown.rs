@@ -327,12 +327,14 @@ impl Writer {
     }
 
     fn text(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
         match self.heading.as_mut() {
             Some((_, heading)) => heading.push_str(text),
-            None => {
-                self.item_opened = false;
-                self.out.push_str(text);
-            }
+            // An item's text starts right after its marker (a dropped tag can leave a space).
+            None if std::mem::take(&mut self.item_opened) => self.out.push_str(text.trim_start()),
+            None => self.out.push_str(text),
         }
     }
 
@@ -437,7 +439,7 @@ mod tests {
     #[test]
     fn renders_plain_text_and_keeps_code_whole() {
         let text = "# Guide {#guide}\n\nSee [the *book*](https://example.com/book) and <b>bold</b> text.\n\n\
-            - one\n- two\n  1. nested\n- [x] done\n\n\
+            - <x-id/> one\n- two\n  1. nested\n- [x] done\n\n\
             | Name | Kind |\n|------|------|\n| `Vec` | struct |\n\n\
             Indented:\n\n    let a = 1;\n\n    let b = 2;\n\n\
             <table><tr><td>&amp;str</td><td>rust::Str</td></tr></table>\n\n\
