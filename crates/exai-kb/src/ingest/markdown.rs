@@ -6,7 +6,8 @@
 //! - fenced and indented code stays whole in its section, as a fenced block (the chunker keeps
 //!   fenced blocks in one piece);
 //! - links and images keep their text, not their URLs (a URL is noise to keyword search and to a
-//!   reader of the chunk); emphasis and inline HTML tags are dropped, their text kept; HTML
+//!   reader of the chunk); emphasis and HTML elements' tags are dropped, their text kept (other
+//!   tags, such as `Option<T>` written outside code, stay as written); HTML
 //!   blocks are read by html5gum's tokenizer into their text; tables become one line per row
 //!   with cells separated by ` | `;
 //! - MDX `import`/`export` lines are dropped;
@@ -128,7 +129,8 @@ const BLOCK_TAGS: &[&[u8]] = &[
 /// The text of an HTML block, read by html5gum's tokenizer (entities decoded): comments become
 /// regions (one left open runs to the block's end, which CommonMark puts at the end of the
 /// file), block elements break lines, table cells are separated by a space, script and style
-/// contents are dropped, other tags are dropped with their text kept.
+/// contents are dropped, tags of other HTML elements are dropped with their text kept, and
+/// tags that are no HTML element are kept by name (see [`inline_html_text`]).
 fn html_block_text(html: &str) -> String {
     let mut out = String::new();
     let mut skipping: Option<Vec<u8>> = None;
@@ -138,11 +140,17 @@ fn html_block_text(html: &str) -> String {
                 if tag.name.as_slice() == b"script" || tag.name.as_slice() == b"style" {
                     skipping = Some(tag.name.to_vec());
                 }
+                if !is_html_element(&tag.name) {
+                    let close = if tag.self_closing { "/>" } else { ">" };
+                    out.push_str(&format!("<{}{close}", String::from_utf8_lossy(&tag.name)));
+                }
                 out.push_str(tag_break(&tag.name));
             }
             Token::EndTag(tag) => {
                 if skipping.as_deref() == Some(tag.name.as_slice()) {
                     skipping = None;
+                } else if skipping.is_none() && !is_html_element(&tag.name) {
+                    out.push_str(&format!("</{}>", String::from_utf8_lossy(&tag.name)));
                 }
                 out.push_str(tag_break(&tag.name));
             }
@@ -173,12 +181,152 @@ fn tag_break(name: &[u8]) -> &'static str {
     }
 }
 
-/// Inline HTML: a comment becomes a region, a tag is dropped.
+/// Inline HTML: a comment becomes a region, a tag of an HTML element is dropped, and any other
+/// tag is kept as written: in technical prose `Option<T>`, `<path>` or `</document>` are words
+/// the author meant to show, which CommonMark reads as tags.
 fn inline_html_text(html: &str) -> String {
-    match html.strip_prefix("<!--") {
-        Some(inner) => region(OPEN_COMMENT, inner.strip_suffix("-->").unwrap_or(inner)),
-        None => String::new(),
+    if let Some(inner) = html.strip_prefix("<!--") {
+        return region(OPEN_COMMENT, inner.strip_suffix("-->").unwrap_or(inner));
     }
+    let name = html
+        .trim_start_matches('<')
+        .trim_start_matches('/')
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .next()
+        .unwrap_or("");
+    if is_html_element(name.as_bytes()) || html.starts_with("<!") || html.starts_with("<?") {
+        String::new()
+    } else {
+        html.to_string()
+    }
+}
+
+/// Names of the HTML elements (and the obsolete ones still written in READMEs).
+const HTML_ELEMENTS: &[&str] = &[
+    "a",
+    "abbr",
+    "address",
+    "area",
+    "article",
+    "aside",
+    "audio",
+    "b",
+    "bdi",
+    "bdo",
+    "big",
+    "blockquote",
+    "body",
+    "br",
+    "button",
+    "canvas",
+    "caption",
+    "center",
+    "cite",
+    "code",
+    "col",
+    "colgroup",
+    "data",
+    "datalist",
+    "dd",
+    "del",
+    "details",
+    "dfn",
+    "dialog",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "embed",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "font",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "head",
+    "header",
+    "hgroup",
+    "hr",
+    "html",
+    "i",
+    "iframe",
+    "img",
+    "input",
+    "ins",
+    "kbd",
+    "label",
+    "legend",
+    "li",
+    "link",
+    "main",
+    "map",
+    "mark",
+    "menu",
+    "meta",
+    "meter",
+    "nav",
+    "noscript",
+    "object",
+    "ol",
+    "optgroup",
+    "option",
+    "output",
+    "p",
+    "param",
+    "picture",
+    "pre",
+    "progress",
+    "q",
+    "rp",
+    "rt",
+    "ruby",
+    "s",
+    "samp",
+    "script",
+    "search",
+    "section",
+    "select",
+    "slot",
+    "small",
+    "source",
+    "span",
+    "strike",
+    "strong",
+    "style",
+    "sub",
+    "summary",
+    "sup",
+    "svg",
+    "table",
+    "tbody",
+    "td",
+    "template",
+    "textarea",
+    "tfoot",
+    "th",
+    "thead",
+    "time",
+    "title",
+    "tr",
+    "track",
+    "tt",
+    "u",
+    "ul",
+    "var",
+    "video",
+    "wbr",
+];
+
+fn is_html_element(name: &[u8]) -> bool {
+    HTML_ELEMENTS
+        .iter()
+        .any(|e| e.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// Renders the parser's events into sections of plain text.
@@ -438,8 +586,8 @@ mod tests {
 
     #[test]
     fn renders_plain_text_and_keeps_code_whole() {
-        let text = "# Guide {#guide}\n\nSee [the *book*](https://example.com/book) and <b>bold</b> text.\n\n\
-            - <x-id/> one\n- two\n  1. nested\n- [x] done\n\n\
+        let text = "# Guide {#guide}\n\nSee [the *book*](https://example.com/book) and <b>bold</b> Option<T> text.\n\n\
+            - <br/> one\n- two\n  1. nested\n- [x] done\n\n\
             | Name | Kind |\n|------|------|\n| `Vec` | struct |\n\n\
             Indented:\n\n    let a = 1;\n\n    let b = 2;\n\n\
             <table><tr><td>&amp;str</td><td>rust::Str</td></tr></table>\n\n\
@@ -449,7 +597,7 @@ mod tests {
         assert_eq!(doc.sections.len(), 1);
         assert_eq!(
             doc.sections[0].text,
-            "See the book and bold text.\n\n\
+            "See the book and bold Option<T> text.\n\n\
              - one\n- two\n  1. nested\n- [x] done\n\n\
              Name | Kind\n`Vec` | struct\n\n\
              Indented:\n\n```\nlet a = 1;\n\nlet b = 2;\n```\n\n\
