@@ -705,4 +705,34 @@ mod tests {
             ]
         );
     }
+
+    fn encrypted(bytes: &[u8], user_password: &str) -> Vec<u8> {
+        use lopdf::encryption::{EncryptionState, EncryptionVersion, Permissions};
+        let mut doc = Document::load_mem(bytes).unwrap();
+        // The file identifier is part of the encryption key.
+        let id = Object::string_literal(&b"exai-test-file-1"[..]);
+        doc.trailer.set("ID", vec![id.clone(), id]);
+        let version = EncryptionVersion::V2 {
+            document: &doc,
+            owner_password: "owner",
+            user_password,
+            key_length: 128,
+            permissions: Permissions::default(),
+        };
+        let state = EncryptionState::try_from(version).unwrap();
+        doc.encrypt(&state).unwrap();
+        let mut out = Vec::new();
+        doc.save_to(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn encrypted_files_need_a_password_unless_it_is_empty() {
+        let bytes = build_pdf(&["Sealed words"], &[]);
+        let locked = encrypted(&bytes, "secret");
+        assert_eq!(parse(&locked, "f").err(), Some(SkipReason::Encrypted));
+        let open = encrypted(&bytes, "");
+        let doc = parse(&open, "f").unwrap();
+        assert_eq!(sections(&doc), [("Page 1".into(), "Sealed words".into())]);
+    }
 }
