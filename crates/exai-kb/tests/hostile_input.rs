@@ -153,3 +153,27 @@ fn chunker_on_blank_line_floods_and_long_words() {
     let text = format!("{} end", "!".repeat(1_000_000));
     assert!(parse(Format::Text, text).is_ok());
 }
+
+#[test]
+fn front_matter_nested_deeply() {
+    let yaml_map = |depth: usize| -> String {
+        (0..depth)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect()
+    };
+    let yaml_seq = |depth: usize| format!("a:\n  {}x\n", "- ".repeat(depth));
+    let toml_dotted = |depth: usize| format!("[{}]\nx = 1\n", vec!["a"; depth].join("."));
+    for depth in [20, 40, 10_000] {
+        for (fence, block) in [
+            ("---", yaml_map(depth)),
+            ("---", yaml_seq(depth)),
+            ("+++", toml_dotted(depth)),
+        ] {
+            let text = format!("{fence}\n{block}{fence}\n# Title\n\nBody text.\n");
+            let doc = parse(Format::Markdown, text).unwrap();
+            // Shallow blocks are read; deep ones are ignored, the page indexed all the same.
+            assert_eq!(doc.metadata.is_empty(), depth > 20, "{fence} {depth}");
+            assert_eq!(all_text(&doc), "Body text.");
+        }
+    }
+}

@@ -12,9 +12,10 @@ use serde_json::{Map, Value};
 /// Largest front matter block read, in bytes. Real ones are a few hundred bytes.
 pub const MAX_FRONT_MATTER_BYTES: usize = 64 * 1024;
 
-/// Deepest nesting of flow collections (`[`, `{`) read: the parsers and the conversion below
-/// recurse once per level.
-const MAX_NESTING: usize = 64;
+/// Deepest nesting read (indentation levels, sequence dashes and flow collections): the YAML
+/// parser and the conversions below recurse once per level, and a parse can run on a small
+/// stack (an indexing thread's).
+const MAX_NESTING: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Syntax {
@@ -82,7 +83,11 @@ fn read_block(syntax: Syntax, block: &str) -> Result<Map<String, Value>, String>
             block.len()
         ));
     }
-    if nesting(block) > MAX_NESTING {
+    let depth = match syntax {
+        Syntax::Yaml => flow_nesting(block) + block_nesting(block),
+        Syntax::Toml => flow_nesting(block) + dotted_nesting(block),
+    };
+    if depth > MAX_NESTING {
         return Err(format!("nested deeper than {MAX_NESTING} levels"));
     }
     match syntax {
@@ -91,8 +96,8 @@ fn read_block(syntax: Syntax, block: &str) -> Result<Map<String, Value>, String>
     }
 }
 
-/// An upper bound of the block's flow-collection nesting (brackets inside strings count too).
-fn nesting(block: &str) -> usize {
+/// The deepest flow collection (`[`, `{`), brackets inside strings counted too.
+fn flow_nesting(block: &str) -> usize {
     let (mut depth, mut deepest) = (0usize, 0usize);
     for b in block.bytes() {
         match b {
@@ -105,6 +110,55 @@ fn nesting(block: &str) -> usize {
         }
     }
     deepest
+}
+
+/// YAML block nesting: the deepest line's indentation levels and sequence dashes.
+fn block_nesting(block: &str) -> usize {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut deepest = 0;
+    for line in block.lines() {
+        let rest = line.trim_start_matches(' ');
+        if rest.trim().is_empty() || rest.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - rest.len();
+        while indents.last().is_some_and(|i| *i >= indent) {
+            indents.pop();
+        }
+        indents.push(indent);
+        deepest = deepest.max(indents.len() + leading_dashes(rest));
+    }
+    deepest
+}
+
+/// TOML nesting by dotted keys: the most parts of a table header's or a key's name (dots inside
+/// quoted keys counted too).
+fn dotted_nesting(block: &str) -> usize {
+    block
+        .lines()
+        .map(|line| {
+            let line = line.trim_start();
+            let key = match line.strip_prefix('[') {
+                Some(header) => header.split(']').next().unwrap_or(""),
+                None => line.split('=').next().unwrap_or(""),
+            };
+            key.matches('.').count() + 1
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// How many sequence entries open on this line (`- - - x` opens three).
+fn leading_dashes(mut rest: &str) -> usize {
+    let mut n = 0;
+    while let Some(after) = rest.strip_prefix('-') {
+        if !(after.is_empty() || after.starts_with([' ', '\t'])) {
+            break;
+        }
+        n += 1;
+        rest = after.trim_start();
+    }
+    n
 }
 
 fn read_yaml(block: &str) -> Result<Map<String, Value>, String> {
@@ -231,7 +285,15 @@ mod tests {
             "[".repeat(10_000),
             "]".repeat(10_000)
         );
-        for text in [laughs, huge, deep, deep_toml] {
+        let dotted_toml = format!(
+            "+++\n[{}]\nx = 1\n+++\nBody.\n",
+            vec!["a"; 10_000].join(".")
+        );
+        let deep_yaml: String = (0..10_000)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        let deep_yaml = format!("---\n{deep_yaml}---\nBody.\n");
+        for text in [laughs, huge, deep, deep_toml, dotted_toml, deep_yaml] {
             let started = std::time::Instant::now();
             let (meta, body) = split(&text, "f.md");
             assert!(meta.is_empty());

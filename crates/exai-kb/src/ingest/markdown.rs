@@ -6,14 +6,17 @@
 //! - fenced and indented code stays whole in its section, as a fenced block (the chunker keeps
 //!   fenced blocks in one piece);
 //! - links and images keep their text, not their URLs (a URL is noise to keyword search and to a
-//!   reader of the chunk); emphasis and inline HTML tags are dropped, their text kept; tables
-//!   become one line per row with cells separated by ` | `;
+//!   reader of the chunk); emphasis and HTML elements' tags are dropped, their text kept (other
+//!   tags, such as `Option<T>` written outside code, stay as written); HTML
+//!   blocks are read by html5gum's tokenizer into their text; tables become one line per row
+//!   with cells separated by ` | `;
 //! - MDX `import`/`export` lines are dropped;
 //! - HTML comments outside code become regions for [`super::untrusted`] to flag: a reader of the
 //!   rendered page never sees them.
 
 use std::borrow::Cow;
 
+use html5gum::{Token, Tokenizer};
 use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 
 use super::clip_heading;
@@ -89,56 +92,241 @@ fn drop_esm_lines(body: &str) -> Cow<'_, str> {
     out.into()
 }
 
-/// The text of an HTML block: comments become regions (one left open runs to the block's end,
-/// which CommonMark puts at the end of the file), tags are dropped, their text kept.
+/// Elements whose start or end breaks a line in the text of an HTML block.
+const BLOCK_TAGS: &[&[u8]] = &[
+    b"address",
+    b"article",
+    b"aside",
+    b"blockquote",
+    b"br",
+    b"dd",
+    b"details",
+    b"div",
+    b"dl",
+    b"dt",
+    b"figcaption",
+    b"figure",
+    b"footer",
+    b"h1",
+    b"h2",
+    b"h3",
+    b"h4",
+    b"h5",
+    b"h6",
+    b"header",
+    b"hr",
+    b"li",
+    b"ol",
+    b"p",
+    b"pre",
+    b"section",
+    b"summary",
+    b"table",
+    b"tr",
+    b"ul",
+];
+
+/// The text of an HTML block, read by html5gum's tokenizer (entities decoded): comments become
+/// regions (one left open runs to the block's end, which CommonMark puts at the end of the
+/// file), block elements break lines, table cells are separated by a space, script and style
+/// contents are dropped, tags of other HTML elements are dropped with their text kept, and
+/// tags that are no HTML element are kept by name (see [`inline_html_text`]).
 fn html_block_text(html: &str) -> String {
     let mut out = String::new();
-    let mut rest = html;
-    while let Some(start) = rest.find("<!--") {
-        out.push_str(&strip_tags(&rest[..start]));
-        let inner = &rest[start + 4..];
-        let end = inner.find("-->").unwrap_or(inner.len());
-        out.push_str(&region(OPEN_COMMENT, &inner[..end]));
-        rest = inner.get(end + 3..).unwrap_or("");
+    let mut skipping: Option<Vec<u8>> = None;
+    for Ok(token) in Tokenizer::new(html) {
+        match token {
+            Token::StartTag(tag) if skipping.is_none() => {
+                if tag.name.as_slice() == b"script" || tag.name.as_slice() == b"style" {
+                    skipping = Some(tag.name.to_vec());
+                }
+                if !is_html_element(&tag.name) {
+                    let close = if tag.self_closing { "/>" } else { ">" };
+                    out.push_str(&format!("<{}{close}", String::from_utf8_lossy(&tag.name)));
+                }
+                out.push_str(tag_break(&tag.name));
+            }
+            Token::EndTag(tag) => {
+                if skipping.as_deref() == Some(tag.name.as_slice()) {
+                    skipping = None;
+                } else if skipping.is_none() && !is_html_element(&tag.name) {
+                    out.push_str(&format!("</{}>", String::from_utf8_lossy(&tag.name)));
+                }
+                out.push_str(tag_break(&tag.name));
+            }
+            Token::String(text) if skipping.is_none() => {
+                out.push_str(&String::from_utf8_lossy(&text));
+            }
+            Token::Comment(text) => {
+                out.push_str(&region(OPEN_COMMENT, &String::from_utf8_lossy(&text)));
+            }
+            _ => {}
+        }
     }
-    out.push_str(&strip_tags(rest));
     out.lines()
-        .map(str::trim)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-/// HTML text without its tags: each `<` that opens a tag (a letter, `/`, `!` or `?` after it)
-/// up to the next `>`; an unclosed one stays as text.
-fn strip_tags(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut rest = html;
-    while let Some(open) = rest.find('<') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let opens_tag = after
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, '/' | '!' | '?'));
-        match after.find('>') {
-            Some(close) if opens_tag => rest = &after[close + 1..],
-            _ => {
-                out.push('<');
-                rest = after;
-            }
-        }
+/// What a tag leaves in the text of an HTML block.
+fn tag_break(name: &[u8]) -> &'static str {
+    if BLOCK_TAGS.contains(&name) {
+        "\n"
+    } else if name == b"td" || name == b"th" {
+        " "
+    } else {
+        ""
     }
-    out.push_str(rest);
-    out
 }
 
-/// Inline HTML: a comment becomes a region, a tag is dropped.
+/// Inline HTML: a comment becomes a region, a tag of an HTML element is dropped, and any other
+/// tag is kept as written: in technical prose `Option<T>`, `<path>` or `</document>` are words
+/// the author meant to show, which CommonMark reads as tags.
 fn inline_html_text(html: &str) -> String {
-    match html.strip_prefix("<!--") {
-        Some(inner) => region(OPEN_COMMENT, inner.strip_suffix("-->").unwrap_or(inner)),
-        None => String::new(),
+    if let Some(inner) = html.strip_prefix("<!--") {
+        return region(OPEN_COMMENT, inner.strip_suffix("-->").unwrap_or(inner));
     }
+    let name = html
+        .trim_start_matches('<')
+        .trim_start_matches('/')
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .next()
+        .unwrap_or("");
+    if is_html_element(name.as_bytes()) || html.starts_with("<!") || html.starts_with("<?") {
+        String::new()
+    } else {
+        html.to_string()
+    }
+}
+
+/// Names of the HTML elements (and the obsolete ones still written in READMEs).
+const HTML_ELEMENTS: &[&str] = &[
+    "a",
+    "abbr",
+    "address",
+    "area",
+    "article",
+    "aside",
+    "audio",
+    "b",
+    "bdi",
+    "bdo",
+    "big",
+    "blockquote",
+    "body",
+    "br",
+    "button",
+    "canvas",
+    "caption",
+    "center",
+    "cite",
+    "code",
+    "col",
+    "colgroup",
+    "data",
+    "datalist",
+    "dd",
+    "del",
+    "details",
+    "dfn",
+    "dialog",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "embed",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "font",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "head",
+    "header",
+    "hgroup",
+    "hr",
+    "html",
+    "i",
+    "iframe",
+    "img",
+    "input",
+    "ins",
+    "kbd",
+    "label",
+    "legend",
+    "li",
+    "link",
+    "main",
+    "map",
+    "mark",
+    "menu",
+    "meta",
+    "meter",
+    "nav",
+    "noscript",
+    "object",
+    "ol",
+    "optgroup",
+    "option",
+    "output",
+    "p",
+    "param",
+    "picture",
+    "pre",
+    "progress",
+    "q",
+    "rp",
+    "rt",
+    "ruby",
+    "s",
+    "samp",
+    "script",
+    "search",
+    "section",
+    "select",
+    "slot",
+    "small",
+    "source",
+    "span",
+    "strike",
+    "strong",
+    "style",
+    "sub",
+    "summary",
+    "sup",
+    "svg",
+    "table",
+    "tbody",
+    "td",
+    "template",
+    "textarea",
+    "tfoot",
+    "th",
+    "thead",
+    "time",
+    "title",
+    "tr",
+    "track",
+    "tt",
+    "u",
+    "ul",
+    "var",
+    "video",
+    "wbr",
+];
+
+fn is_html_element(name: &[u8]) -> bool {
+    HTML_ELEMENTS
+        .iter()
+        .any(|e| e.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// Renders the parser's events into sections of plain text.
@@ -287,12 +475,14 @@ impl Writer {
     }
 
     fn text(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
         match self.heading.as_mut() {
             Some((_, heading)) => heading.push_str(text),
-            None => {
-                self.item_opened = false;
-                self.out.push_str(text);
-            }
+            // An item's text starts right after its marker (a dropped tag can leave a space).
+            None if std::mem::take(&mut self.item_opened) => self.out.push_str(text.trim_start()),
+            None => self.out.push_str(text),
         }
     }
 
@@ -392,5 +582,35 @@ mod tests {
         assert_eq!(parse("# The `Vec` type\n\ntext", "f").title, "The Vec type");
         assert_eq!(parse("no heading", "fallback").title, "fallback");
         assert_eq!(parse("# [Link](http://x) here\n", "f").title, "Link here");
+    }
+
+    #[test]
+    fn renders_plain_text_and_keeps_code_whole() {
+        let text = "# Guide {#guide}\n\nSee [the *book*](https://example.com/book) and <b>bold</b> Option<T> text.\n\n\
+            - <br/> one\n- two\n  1. nested\n- [x] done\n\n\
+            | Name | Kind |\n|------|------|\n| `Vec` | struct |\n\n\
+            Indented:\n\n    let a = 1;\n\n    let b = 2;\n\n\
+            <table><tr><td>&amp;str</td><td>rust::Str</td></tr></table>\n\n\
+            <script>var hidden = 1;</script>\n\nEnd[^1].\n\n[^1]: A note.\n";
+        let doc = parse(text, "f");
+        assert_eq!(doc.title, "Guide");
+        assert_eq!(doc.sections.len(), 1);
+        assert_eq!(
+            doc.sections[0].text,
+            "See the book and bold Option<T> text.\n\n\
+             - one\n- two\n  1. nested\n- [x] done\n\n\
+             Name | Kind\n`Vec` | struct\n\n\
+             Indented:\n\n```\nlet a = 1;\n\nlet b = 2;\n```\n\n\
+             &str rust::Str\n\n\
+             End[1].\n\n[1]: A note."
+        );
+    }
+
+    #[test]
+    fn toml_front_matter_and_setext_levels() {
+        let text = "+++\ntitle = \"From TOML\"\n+++\nTop\n===\n\nSub\n---\n\nBody.\n";
+        let doc = parse(text, "f");
+        assert_eq!(doc.title, "From TOML");
+        assert_eq!(doc.sections[0].headings, ["Top", "Sub"]);
     }
 }

@@ -10,8 +10,9 @@
 //!   follows both by recursion, and a stack overflow would abort the process);
 //! - at most [`MAX_PAGES`] pages and [`MAX_TEXT_CHARS`] characters are extracted;
 //! - the work runs on its own thread under a deadline ([`DEADLINE`]); a panic inside the
-//!   parsers is caught and turned into a skip reason. On a deadline the thread is left to
-//!   finish on its own (a thread cannot be killed) and the file is skipped.
+//!   parsers is caught: on a page, the page is left out (after three such pages, the rest of
+//!   the file too); outside the pages, the file is skipped as damaged. On a deadline the
+//!   thread is left to finish on its own (a thread cannot be killed) and the file is skipped.
 //!
 //! The outline is walked here rather than with `lopdf`'s own outline reader, which follows
 //! `First`/`Next` links without remembering where it has been (a cyclic outline would loop).
@@ -44,6 +45,8 @@ const MAX_OUTLINE_DEPTH: usize = 32;
 const MAX_FORM_DEPTH: usize = 32;
 /// Longest chain of page-tree parents.
 const MAX_PARENTS: usize = 256;
+/// Pages the text extractor may fail on (panic) before the rest of a file is given up.
+const MAX_PAGE_FAILURES: usize = 3;
 /// The reading thread's stack: the parsers recurse on the file's nesting (bounded above).
 const STACK_BYTES: usize = 32 * 1024 * 1024;
 
@@ -141,6 +144,7 @@ fn read(bytes: &[u8], started: Instant) -> Result<Extracted, SkipReason> {
         texts: Vec::new(),
     };
     let mut chars = 0;
+    let mut failures = 0;
     for (&number, &id) in pages.iter().take(MAX_PAGES) {
         if chars >= MAX_TEXT_CHARS || started.elapsed() >= DEADLINE {
             tracing::warn!(
@@ -150,18 +154,34 @@ fn read(bytes: &[u8], started: Instant) -> Result<Extracted, SkipReason> {
             );
             break;
         }
-        let text = page_text(&doc, number, id);
+        let text = match page_text(&doc, number, id) {
+            Some(text) => text,
+            None => {
+                failures += 1;
+                String::new()
+            }
+        };
+        // A damaged font or stream usually fails every page after it: stop, keeping what was
+        // read, rather than fail (and report) each page.
+        if failures >= MAX_PAGE_FAILURES {
+            tracing::warn!(
+                page = number,
+                "PDF cut short: the text extractor failed on {failures} pages"
+            );
+            break;
+        }
         chars += text.len();
         out.texts.push(text);
     }
     Ok(out)
 }
 
-/// One page's text, or nothing when the page cannot be read safely or fails.
-fn page_text(doc: &Document, number: u32, id: ObjectId) -> String {
+/// One page's text (empty when the page has none readable or its structure is cyclic), or
+/// `None` when the text extractor panicked on it.
+fn page_text(doc: &Document, number: u32, id: ObjectId) -> Option<String> {
     if !parents_end(doc, id) || !forms_acyclic(doc, id) {
         tracing::warn!(page = number, "PDF page skipped: its structure is cyclic");
-        return String::new();
+        return Some(String::new());
     }
     let mut text = String::new();
     let result = catch_unwind(AssertUnwindSafe(|| {
@@ -169,18 +189,12 @@ fn page_text(doc: &Document, number: u32, id: ObjectId) -> String {
         pdf_extract::output_doc_page(doc, &mut output, number)
     }));
     match result {
-        Ok(Ok(())) => tidy(&text),
+        Ok(Ok(())) => Some(tidy(&text)),
         Ok(Err(e)) => {
             tracing::debug!(page = number, error = %e, "PDF page has no readable text");
-            String::new()
+            Some(String::new())
         }
-        Err(_) => {
-            tracing::warn!(
-                page = number,
-                "PDF page skipped: the text extractor failed on it"
-            );
-            String::new()
-        }
+        Err(_) => None,
     }
 }
 
@@ -658,6 +672,67 @@ mod tests {
         assert!(parents_end(&doc, page));
         doc.get_dictionary_mut(page).unwrap().set("Parent", page);
         assert!(!parents_end(&doc, page));
-        assert_eq!(page_text(&doc, 1, page), "");
+        assert_eq!(page_text(&doc, 1, page), Some(String::new()));
+    }
+
+    #[test]
+    fn a_page_the_extractor_fails_on_is_left_out() {
+        let bytes = build_pdf(&["First page", "Second page", "Third page"], &[]);
+        let mut doc = Document::load_mem(&bytes).unwrap();
+        let pages = doc.get_pages();
+        // Without a media box anywhere up its page tree, the extractor panics on page 2.
+        let media_box = || Object::from(vec![0.into(), 0.into(), 595.into(), 842.into()]);
+        for n in [1, 3] {
+            doc.get_dictionary_mut(pages[&n])
+                .unwrap()
+                .set("MediaBox", media_box());
+        }
+        let parent = doc
+            .get_dictionary(pages[&2])
+            .unwrap()
+            .get(b"Parent")
+            .and_then(Object::as_reference)
+            .unwrap();
+        doc.get_dictionary_mut(parent).unwrap().remove(b"MediaBox");
+        let mut damaged = Vec::new();
+        doc.save_to(&mut damaged).unwrap();
+        let parsed = parse(&damaged, "f").unwrap();
+        assert_eq!(
+            sections(&parsed),
+            [
+                ("Page 1".into(), "First page".into()),
+                ("Page 3".into(), "Third page".into()),
+            ]
+        );
+    }
+
+    fn encrypted(bytes: &[u8], user_password: &str) -> Vec<u8> {
+        use lopdf::encryption::{EncryptionState, EncryptionVersion, Permissions};
+        let mut doc = Document::load_mem(bytes).unwrap();
+        // The file identifier is part of the encryption key.
+        let id = Object::string_literal(&b"exai-test-file-1"[..]);
+        doc.trailer.set("ID", vec![id.clone(), id]);
+        let version = EncryptionVersion::V2 {
+            document: &doc,
+            owner_password: "owner",
+            user_password,
+            key_length: 128,
+            permissions: Permissions::default(),
+        };
+        let state = EncryptionState::try_from(version).unwrap();
+        doc.encrypt(&state).unwrap();
+        let mut out = Vec::new();
+        doc.save_to(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn encrypted_files_need_a_password_unless_it_is_empty() {
+        let bytes = build_pdf(&["Sealed words"], &[]);
+        let locked = encrypted(&bytes, "secret");
+        assert_eq!(parse(&locked, "f").err(), Some(SkipReason::Encrypted));
+        let open = encrypted(&bytes, "");
+        let doc = parse(&open, "f").unwrap();
+        assert_eq!(sections(&doc), [("Page 1".into(), "Sealed words".into())]);
     }
 }
