@@ -221,7 +221,7 @@ fn check_package_name(spec: &str, registry: RegistryKind, name: &str) -> Result<
     }
     let plain = |part: &str, extra: &[char]| {
         !part.is_empty()
-            && !part.starts_with('.')
+            && part.starts_with(|c: char| c.is_ascii_alphanumeric())
             && part
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
