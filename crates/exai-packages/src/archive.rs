@@ -103,10 +103,10 @@ fn remove_stale_partials(dest: &Path, prefix: &str) {
         return;
     };
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(prefix) {
-            if let Err(e) = fs::remove_dir_all(entry.path()) {
-                tracing::warn!(path = %entry.path().display(), error = %e, "could not remove a stale partial unpack");
-            }
+        if entry.file_name().to_string_lossy().starts_with(prefix)
+            && let Err(e) = fs::remove_dir_all(entry.path())
+        {
+            tracing::warn!(path = %entry.path().display(), error = %e, "could not remove a stale partial unpack");
         }
     }
 }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Git sources against repositories the tests create: tags, changed paths between fetches, local
 //! paths and `file://` URLs, the user's work tree left alone, bad refs, timeouts and a missing git.
 

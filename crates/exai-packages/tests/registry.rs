@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Registries against a loopback server that answers in each registry's own API shape (npm
 //! packuments, PyPI's JSON API, crates.io's crate API) with archives and checksums the tests
 //! build: version resolution, yanked and prerelease exclusion, checksum refusal, unsafe archives,

@@ -75,7 +75,7 @@ impl Checksum {
 
     fn from_hex(algorithm: Algorithm, hex: &str) -> Option<Self> {
         let hex = hex.trim();
-        if hex.is_empty() || hex.len() % 2 != 0 || !hex.is_ascii() {
+        if hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.is_ascii() {
             return None;
         }
         let digest = (0..hex.len())
