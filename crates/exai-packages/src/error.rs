@@ -1,6 +1,7 @@
 //! The crate's one error type: every variant names what failed and, where the user can act, how.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Errors from parsing specs, resolving versions, downloading, unpacking and running git.
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +67,11 @@ pub enum Error {
          git`) or set PATH so that it can be found"
     )]
     GitMissing { reason: String },
-    #[error("`{command}` did not finish within {seconds} s and was stopped")]
-    GitTimeout { command: String, seconds: u64 },
+    #[error(
+        "`{command}` did not finish within {timeout:?} and was stopped (a slow or unreachable \
+         server, or a very large repository: raise the git timeout if it is genuine)"
+    )]
+    GitTimeout { command: String, timeout: Duration },
     #[error(
         "ref `{reference}` was not found in {repository}; give a branch, tag or commit that \
          exists there (list them with `git ls-remote {repository}`). git said: {detail}"
@@ -84,6 +88,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether trying again later may succeed (network trouble, a deadline, a corrupted
+    /// download); spec, range, metadata and archive errors will fail the same way again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Fetch { .. } | Self::GitTimeout { .. } | Self::ChecksumMismatch { .. }
+        )
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             context: context.into(),

@@ -284,7 +284,7 @@ impl<'a> Git<'a> {
                 kill_group(pid);
                 Err(Error::GitTimeout {
                     command: command_text,
-                    seconds: self.config.timeout.as_secs(),
+                    timeout: self.config.timeout,
                 })
             }
         }

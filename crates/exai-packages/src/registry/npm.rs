@@ -220,16 +220,10 @@ pub(super) fn choose(
         newest: newest_listing(versions.clone(), 5),
     })?;
     let text = version.to_string();
+    // `semver` accepts only canonical spellings, so a parsed key displays as itself.
     let manifest = packument
         .versions
         .get(&text)
-        .or_else(|| {
-            packument
-                .versions
-                .iter()
-                .find(|(k, _)| Version::parse(k).ok().as_ref() == Some(&version))
-                .map(|(_, m)| m)
-        })
         .ok_or_else(|| bad(format!("version {text} has no manifest")))?;
     let checksum = checksum_of(&manifest.dist).ok_or_else(|| {
         bad(format!(
