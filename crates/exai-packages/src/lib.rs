@@ -22,7 +22,7 @@ pub mod spec;
 
 pub use archive::UnpackLimits;
 pub use error::Error;
-pub use fetcher::{Fetcher, ReqwestFetcher};
+pub use fetcher::{FetchError, Fetcher, ReqwestFetcher};
 pub use git::{Change, ChangeKind, GitCheckout, GitConfig, fetch_git};
 pub use registry::{FetchedPackage, Registries, RegistryConfig, Resolved};
 pub use spec::{GitLocation, GitSpec, PackageSpec, RegistryKind, SourceSpec};

@@ -496,7 +496,15 @@ async fn pypi_prefers_sdists_skips_yanked_and_prereleases() {
         .await
         .unwrap();
     assert_eq!(pre.version, "2.0rc1");
-    for range in ["==1.5", ">=3"] {
+    let pinned = registries
+        .resolve(&spec("pypi:demo-pkg@==1.5"))
+        .await
+        .unwrap();
+    assert_eq!(
+        pinned.version, "1.5",
+        "an exact pin may take a yanked file (PEP 592)"
+    );
+    for range in [">=1.3,<2", ">=3"] {
         let error = registries
             .resolve(&spec(&format!("pypi:demo-pkg@{range}")))
             .await

@@ -22,7 +22,7 @@ pub(crate) use checksum::Checksum;
 
 use crate::Error;
 use crate::archive::{self, ArchiveFormat, UnpackLimits};
-use crate::fetcher::{Fetcher, is_not_found};
+use crate::fetcher::Fetcher;
 use crate::spec::{PackageSpec, RegistryKind};
 
 /// Where the registries are and how much may be downloaded from them.
@@ -168,8 +168,8 @@ impl Registries {
             .fetcher
             .get(&url, self.config.max_metadata_bytes)
             .await
-            .map_err(|reason| {
-                if is_not_found(&reason) {
+            .map_err(|error| {
+                if error.is_not_found() {
                     Error::PackageNotFound {
                         registry: spec.registry.display_name(),
                         name: spec.name.clone(),
@@ -178,7 +178,7 @@ impl Registries {
                 } else {
                     Error::Fetch {
                         url: url.clone(),
-                        reason,
+                        reason: error.message,
                     }
                 }
             })?;
@@ -194,9 +194,9 @@ impl Registries {
         self.fetcher
             .get(url, max_bytes)
             .await
-            .map_err(|reason| Error::Fetch {
+            .map_err(|error| Error::Fetch {
                 url: url.to_owned(),
-                reason,
+                reason: error.message,
             })
     }
 

@@ -3,15 +3,16 @@
 //! `upload_time_iso_8601`) and PEP 440 version specifiers through `pep440_rs`.
 //!
 //! A range is a specifier set (`>=2.30,<3`, `~=1.4`, `==2.*`) or a bare version (meaning `==`).
-//! A version whose files are all yanked is left out (PEP 592), and prereleases and dev releases
-//! only count when a specifier names one (PEP 440). Of the chosen release, the source
+//! Yanked files are left out unless the range pins their version exactly (`==1.5`, as PEP 592
+//! asks of installers), and prereleases and dev releases only count when a specifier names one
+//! (PEP 440). Of the chosen release, the source
 //! distribution is fetched (it carries docs and tests that wheels often drop), a wheel only when
 //! there is none, a pure-Python wheel first.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use pep440_rs::{Version, VersionSpecifiers};
+use pep440_rs::{Operator, Version, VersionSpecifiers};
 use serde::Deserialize;
 
 use super::{Checksum, Choice, metadata_error, newest_listing};
@@ -99,12 +100,16 @@ pub(super) fn choose(
         .iter()
         .filter_map(|(text, files)| Some((Version::from_str(text).ok()?, text, files)))
         .collect();
+    // PEP 592: a yanked file is still fair game when the user pins its exact version.
+    let allow_yanked = specifiers
+        .iter()
+        .any(|s| matches!(s.operator(), Operator::Equal | Operator::ExactEqual));
     let chosen = releases
         .iter()
         .filter(|(version, _, files)| {
             (allow_prerelease || !version.any_prerelease())
-                && files.iter().any(|f| !f.yanked)
                 && specifiers.contains(version)
+                && pick_file(files, allow_yanked).is_some()
         })
         .max_by(|a, b| a.0.cmp(&b.0))
         .ok_or_else(|| Error::NoMatchingVersion {
@@ -114,7 +119,7 @@ pub(super) fn choose(
             newest: newest_listing(releases.iter().map(|r| r.0.clone()).collect(), 5),
         })?;
     let (version, text, files) = chosen;
-    let (file, format, strip) = pick_file(files).ok_or_else(|| {
+    let (file, format, strip) = pick_file(files, allow_yanked).ok_or_else(|| {
         bad(format!(
             "version {text} has no sdist (.tar.gz or .zip) or wheel"
         ))
@@ -137,9 +142,10 @@ pub(super) fn choose(
     })
 }
 
-/// The sdist (`.tar.gz`, then `.zip`), else a wheel (pure Python first), of non-yanked files.
-fn pick_file(files: &[File]) -> Option<(&File, ArchiveFormat, bool)> {
-    let available = || files.iter().filter(|f| !f.yanked);
+/// The sdist (`.tar.gz`, then `.zip`), else a wheel (pure Python first); yanked files only
+/// when `allow_yanked`.
+fn pick_file(files: &[File], allow_yanked: bool) -> Option<(&File, ArchiveFormat, bool)> {
+    let available = || files.iter().filter(move |f| allow_yanked || !f.yanked);
     let sdist = |suffix: &str| {
         available().find(|f| f.packagetype == "sdist" && f.filename.ends_with(suffix))
     };
