@@ -248,9 +248,15 @@ async fn a_missing_git_program_and_a_hung_git_are_reported() {
     assert!(matches!(error, Error::GitMissing { .. }), "{error:?}");
     assert!(error.to_string().contains("install git"), "{error}");
 
-    // A "git" that never finishes: the deadline stops it, however long it would have run.
+    // A "git" that never finishes, with a helper process of its own as a real fetch has: the
+    // deadline stops both, however long they would have run.
     let hung = dir.path().join("hung-git");
-    std::fs::write(&hung, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    let helper_pid = dir.path().join("helper.pid");
+    let script = format!(
+        "#!/bin/sh\nsleep 600 &\necho $! > {}\nwait\n",
+        helper_pid.display()
+    );
+    std::fs::write(&hung, script).unwrap();
     std::fs::set_permissions(&hung, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let slow = GitConfig {
         program: hung,
@@ -261,7 +267,106 @@ async fn a_missing_git_program_and_a_hung_git_are_reported() {
         .unwrap_err();
     assert!(matches!(error, Error::GitTimeout { .. }), "{error:?}");
     assert!(
-        error.to_string().contains("did not finish within"),
+        error.to_string().contains("did not finish within 300ms"),
         "{error}"
     );
+    let pid = std::fs::read_to_string(&helper_pid).unwrap();
+    assert!(
+        wait_until_gone(pid.trim()),
+        "the helper process {pid} outlived the deadline"
+    );
+}
+
+/// Whether process `pid` has ended (gone, or a zombie awaiting its reaper) within 20 s; the
+/// kill is immediate, the bound only absorbs a loaded machine.
+fn wait_until_gone(pid: &str) -> bool {
+    for _ in 0..200 {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(stat)
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|rest| rest.trim_start().starts_with('Z')) =>
+            {
+                return true;
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    false
+}
+
+/// A `git daemon` serving `base` on a free loopback port, stopped when dropped.
+struct Daemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(base: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // The daemon program itself: `git daemon` would run it as a child that a kill of `git`
+        // leaves behind.
+        let exec_path = git(Path::new("."), &["--exec-path"]);
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
+            .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let daemon = Self { child, port };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return daemon;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("git daemon did not start listening on port {port}");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_remote_repository_is_fetched_shallow_at_tags_and_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, v1, v2) = two_tag_repository(dir.path());
+    let daemon = Daemon::start(dir.path());
+    let url = format!("git+git://127.0.0.1:{}/upstream", daemon.port);
+    let cache = dir.path().join("cache");
+
+    let remote = spec(&format!("{url}#v1.0"));
+    assert_eq!(remote.host().as_deref(), Some("127.0.0.1"));
+    let first = fetch_git(&remote, &cache, &config()).await.unwrap();
+    assert_eq!(first.commit, v1);
+    let shallow = std::fs::read_to_string(cache.join("repo.git/shallow")).unwrap();
+    assert!(shallow.contains(&v1), "the fetch is shallow: {shallow}");
+
+    let second = fetch_git(&spec(&format!("{url}#v2.0")), &cache, &config())
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.commit.as_str(), second.previous_commit.as_deref()),
+        (v2.as_str(), Some(v1.as_str()))
+    );
+    assert_eq!(second.changes.map(|c| c.len()), Some(3));
+
+    let by_commit = fetch_git(&spec(&format!("{url}#{v1}")), &cache, &config())
+        .await
+        .unwrap();
+    assert_eq!(by_commit.commit, v1);
+    assert!(by_commit.root.join("old.md").is_file());
 }
