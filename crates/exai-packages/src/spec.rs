@@ -128,8 +128,22 @@ impl SourceSpec {
                 Ok(None)
             };
         }
+        if is_scp_style(text) {
+            return Err(invalid(
+                text,
+                "scp-style git addresses are not supported; write it as `ssh://USER@HOST/PATH.git`",
+            ));
+        }
         parse_local_path(text)
     }
+}
+
+/// `git@host:owner/repo.git`, git's shorthand for ssh.
+fn is_scp_style(text: &str) -> bool {
+    let (address, _) = split_ref(text);
+    address.split_once(':').is_some_and(|(host, path)| {
+        !host.is_empty() && !host.contains('/') && path.trim_end_matches('/').ends_with(".git")
+    })
 }
 
 impl FromStr for SourceSpec {
@@ -490,6 +504,7 @@ mod tests {
             "git+ftp://example.org/r.git",
             "git+file://relative/r",
             "fd::17/r.git",
+            "git@github.com:o/r.git",
         ] {
             let error = text.parse::<SourceSpec>().expect_err(text).to_string();
             assert!(error.contains("Expected"), "{text}: {error}");
