@@ -270,8 +270,12 @@ impl<'a> Git<'a> {
         let child = command
             .spawn()
             .map_err(|e| spawn_error(&self.config.program, e))?;
-        let pid = child.id();
-        match tokio::time::timeout(self.config.timeout, child.wait_with_output()).await {
+        let killer = GroupKiller(child.id());
+        let outcome = tokio::time::timeout(self.config.timeout, child.wait_with_output()).await;
+        if outcome.is_ok() {
+            killer.disarm();
+        }
+        match outcome {
             Ok(Ok(output)) if output.status.success() => {
                 Ok(String::from_utf8_lossy(&output.stdout).into_owned())
             }
@@ -280,13 +284,10 @@ impl<'a> Git<'a> {
                 detail: stderr_tail(&output.stderr, output.status),
             }),
             Ok(Err(e)) => Err(Error::io(format!("running `{command_text}`"), e)),
-            Err(_) => {
-                kill_group(pid);
-                Err(Error::GitTimeout {
-                    command: command_text,
-                    timeout: self.config.timeout,
-                })
-            }
+            Err(_) => Err(Error::GitTimeout {
+                command: command_text,
+                timeout: self.config.timeout,
+            }),
         }
     }
 
@@ -349,6 +350,23 @@ fn spawn_error(program: &Path, error: std::io::Error) -> Error {
         }
     } else {
         Error::io(format!("starting `{}`", program.display()), error)
+    }
+}
+
+/// Kills a git process's whole group when dropped armed: on a timeout, and when the caller drops
+/// (cancels) the fetch, so that git's transport helpers (`git-remote-https`, `ssh`) do not
+/// outlive it. `kill_on_drop` alone would reach only `git` itself.
+struct GroupKiller(Option<u32>);
+
+impl GroupKiller {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        kill_group(self.0.take());
     }
 }
 

@@ -275,6 +275,33 @@ async fn a_missing_git_program_and_a_hung_git_are_reported() {
         wait_until_gone(pid.trim()),
         "the helper process {pid} outlived the deadline"
     );
+
+    // A fetch the caller cancels (drops) stops its processes as well.
+    std::fs::remove_file(&helper_pid).unwrap();
+    let patient = GitConfig {
+        timeout: Duration::from_secs(3600),
+        ..slow
+    };
+    let cache = dir.path().join("c");
+    let task = tokio::spawn(async move { fetch_git(&source, &cache, &patient).await });
+    let pid = wait_for_file(&helper_pid).await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert!(
+        wait_until_gone(pid.trim()),
+        "the helper process {pid} outlived the cancelled fetch"
+    );
+}
+
+/// The contents of `path` once a process has written it (within 20 s on a loaded machine).
+async fn wait_for_file(path: &Path) -> String {
+    for _ in 0..200 {
+        match std::fs::read_to_string(path) {
+            Ok(text) if text.ends_with('\n') => return text,
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("{} was never written", path.display());
 }
 
 /// Whether process `pid` has ended (gone, or a zombie awaiting its reaper) within 20 s; the
