@@ -284,3 +284,100 @@ fn extract_zip(bytes: &[u8], root: &Path, budget: &mut Budget<'_>) -> Result<(),
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn zip_of(build: impl FnOnce(&mut zip::ZipWriter<io::Cursor<Vec<u8>>>)) -> Vec<u8> {
+        let mut writer = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        build(&mut writer);
+        writer.finish().unwrap().into_inner()
+    }
+
+    fn stored() -> zip::write::SimpleFileOptions {
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored)
+    }
+
+    fn unpack_zip(bytes: &[u8], dest: &Path, limits: &UnpackLimits) -> Result<PathBuf, Error> {
+        unpack(
+            bytes,
+            ArchiveFormat::Zip,
+            "test.whl",
+            dest,
+            "pkg@1.0",
+            limits,
+            false,
+        )
+    }
+
+    #[test]
+    fn zip_entries_outside_the_tree_are_refused() {
+        let bytes = zip_of(|w| {
+            w.start_file("pkg/__init__.py", stored()).unwrap();
+            w.write_all(b"ok").unwrap();
+            w.start_file("../../escape.py", stored()).unwrap();
+            w.write_all(b"owned").unwrap();
+        });
+        let dest = tempfile::tempdir().unwrap();
+        let error =
+            unpack_zip(&bytes, &dest.path().join("out"), &UnpackLimits::default()).unwrap_err();
+        assert!(error.to_string().contains("points outside"), "{error}");
+        assert_eq!(fs::read_dir(dest.path().join("out")).unwrap().count(), 0);
+        assert!(!dest.path().join("escape.py").exists());
+    }
+
+    #[test]
+    fn zip_symlinks_are_skipped_and_bounds_hold() {
+        let bytes = zip_of(|w| {
+            w.add_directory("pkg/", stored()).unwrap();
+            w.start_file("pkg/__init__.py", stored()).unwrap();
+            w.write_all(&[b'x'; 4096]).unwrap();
+            w.add_symlink("pkg/passwd", "/etc/passwd", stored())
+                .unwrap();
+        });
+        let dest = tempfile::tempdir().unwrap();
+        let root = unpack_zip(&bytes, dest.path(), &UnpackLimits::default()).unwrap();
+        assert_eq!(root, dest.path().join("pkg@1.0"));
+        assert!(root.join("pkg/__init__.py").is_file());
+        assert!(root.join("pkg/passwd").symlink_metadata().is_err());
+
+        let tight = UnpackLimits {
+            max_unpacked_bytes: 1000,
+            ..UnpackLimits::default()
+        };
+        let other = tempfile::tempdir().unwrap();
+        let error = unpack_zip(&bytes, other.path(), &tight).unwrap_err();
+        assert!(
+            error.to_string().contains("more than 1000 bytes"),
+            "{error}"
+        );
+        let few = UnpackLimits {
+            max_entries: 2,
+            ..UnpackLimits::default()
+        };
+        let error = unpack_zip(&bytes, other.path(), &few).unwrap_err();
+        assert!(error.to_string().contains("3 entries"), "{error}");
+    }
+
+    #[test]
+    fn a_stale_partial_tree_is_cleared_and_a_finished_one_kept() {
+        let dest = tempfile::tempdir().unwrap();
+        let stale = dest.path().join(".partial-pkg@1.0-killed");
+        fs::create_dir_all(stale.join("half")).unwrap();
+        let bytes = zip_of(|w| {
+            w.start_file("a.py", stored()).unwrap();
+            w.write_all(b"a").unwrap();
+        });
+        let root = unpack_zip(&bytes, dest.path(), &UnpackLimits::default()).unwrap();
+        assert!(!stale.exists(), "the killed run's leftovers are removed");
+        assert_eq!(fs::read_to_string(root.join("a.py")).unwrap(), "a");
+        let names: Vec<_> = fs::read_dir(dest.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["pkg@1.0"]);
+    }
+}
