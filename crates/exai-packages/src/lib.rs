@@ -8,6 +8,10 @@
 //! through the [`Fetcher`] trait so that the caller decides which addresses may be reached; git
 //! remotes expose their host ([`GitSpec::host`]) for the same check.
 //!
+//! One fetch per destination at a time: the caller serialises fetches of the same source (a
+//! second git fetch into one cache meets git's own locks; a second unpack of one package version
+//! clears the first one's partial tree).
+//!
 //! - [`spec`]: parsing and display of `npm:NAME@RANGE`, `pypi:…`, `crate:…` and git sources.
 //! - [`registry`]: version resolution from each registry's API, verified download, unpacking.
 //! - [`git`]: shallow fetches of remote or local repositories at a ref, with the changed paths.
