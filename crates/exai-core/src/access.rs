@@ -74,6 +74,10 @@ pub fn private_name(name: &str) -> Option<&'static str> {
     None
 }
 
+/// The data directory's folder for fetched sources (git checkouts, unpacked packages), which
+/// indexing reads although it is inside the data directory.
+pub const FETCHED_SOURCES: &str = "sources";
+
 /// The rules for one server, built once from the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct PathPolicy {
@@ -247,8 +251,12 @@ impl PathPolicy {
         self.allowed_private.iter().any(|p| path.starts_with(p))
     }
 
+    /// Inside the data directory, except its cache of fetched sources ([`FETCHED_SOURCES`]):
+    /// the trees of packages and repositories the operator asked to index.
     fn in_data_dir(&self, path: &Path) -> bool {
-        self.data_dir.as_ref().is_some_and(|d| path.starts_with(d))
+        self.data_dir
+            .as_ref()
+            .is_some_and(|d| path.starts_with(d) && !path.starts_with(d.join(FETCHED_SOURCES)))
     }
 }
 

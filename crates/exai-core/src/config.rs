@@ -186,6 +186,10 @@ pub struct KbConfig {
     pub crawl_delay_ms: u64,
     pub render: RenderMode,
     pub refresh_interval_hours: f64,
+    pub npm_registry_url: String,
+    pub pypi_url: String,
+    pub crates_api_url: String,
+    pub crates_download_url: String,
 }
 
 /// The whole configuration. Field names mirror the keys in [`SETTINGS`].
@@ -357,6 +361,10 @@ impl Default for Config {
                 crawl_delay_ms: 250,
                 render: RenderMode::Auto,
                 refresh_interval_hours: 0.0,
+                npm_registry_url: "https://registry.npmjs.org".into(),
+                pypi_url: "https://pypi.org".into(),
+                crates_api_url: "https://crates.io".into(),
+                crates_download_url: "https://static.crates.io/crates".into(),
             },
         }
     }

@@ -371,6 +371,10 @@ settings! {
     "kb.crawl_delay_ms" [] false (whole_says(0, 60_000, "0 to 60000 milliseconds")) "Pause between two requests to one host (a site's `Crawl-delay` can lengthen it); 0: as fast as the concurrency allows.";
     "kb.render" [] false (Rule::OneOf { names: RenderMode::NAMES, says: "auto, always or never" }) "Rendering script-built pages in a local headless Chromium: `auto` renders a page whose server HTML holds no main content (when Chromium is installed; otherwise the page is reported as needing it), `always` every HTML page, `never` none.";
     "kb.refresh_interval_hours" [] false (number(0.0, 24.0 * 365.0, "0 (off) to 8760 hours")) "How often `exai daemon` refreshes every fetched source (web, git, packages) as a background job: conditional requests, only what changed is re-indexed; 0: never (refresh by hand with `exai refresh`).";
+    "kb.npm_registry_url" [] false (HTTP_URL) "npm registry that `npm:NAME@RANGE` sources resolve and download from (a mirror's URL works the same).";
+    "kb.pypi_url" [] false (HTTP_URL) "PyPI (or a mirror with its JSON API) that `pypi:NAME@RANGE` sources resolve and download from.";
+    "kb.crates_api_url" [] false (HTTP_URL) "crates.io API that `crate:NAME@RANGE` sources resolve from.";
+    "kb.crates_download_url" [] false (Rule::Any) "Where `.crate` files are downloaded from, as `{url}/{name}/{name}-{version}.crate`; empty: the download path the API gives.";
     "ops.backup_dir" [] false (Rule::Any) "Where `exai db backup` writes backups; empty: `backups/` in the data directory.";
     "ops.backup_keep" [] false (whole(1, 10_000)) "Backups `exai db backup` keeps in its directory (the newest); older ones are removed.";
     "ops.backup_extra" [] false (Rule::AbsolutePaths) "More files `exai db backup` copies besides the databases, `exai.toml` and the data directory's `.env` (absolute paths of regular files, e.g. a `--env-file`; a symbolic link is refused: list its target). `exai db restore --with-config` puts them back where they were when this list still names them.";

@@ -195,9 +195,9 @@ impl SafeClient {
         self.follow(url, validators, in_scope, false).await
     }
 
-    /// The body of `url` whatever its content type, undecoded (robots.txt, sitemaps): the same
-    /// bounds as [`SafeClient::get`] apply.
-    pub(crate) async fn get_raw(&self, url: &Url) -> Result<Vec<u8>, FetchError> {
+    /// The body of `url` whatever its content type, undecoded (robots.txt, sitemaps, package
+    /// archives): the same bounds as [`SafeClient::get`] apply.
+    pub async fn get_raw(&self, url: &Url) -> Result<Vec<u8>, FetchError> {
         let fetched = self.follow(url, None, &|_| true, true).await?;
         Ok(match fetched.content.map(|c| c.body) {
             Some(Body::Bytes(bytes)) => bytes,

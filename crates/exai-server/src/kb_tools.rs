@@ -225,7 +225,7 @@ impl ExaiServer {
             ..Default::default()
         };
         let worker = job.clone();
-        let settings = exai_sources::Settings::from_config(&self.state.loaded.config);
+        let settings = exai_sources::Settings::from_loaded(&self.state.loaded);
         tokio::task::spawn_blocking(move || {
             let progress = |p: &exai_kb::Progress| worker.progress(p);
             // A panic inside indexing must still finish the job, or it reads "running" forever.

@@ -5,6 +5,7 @@
 //! changed.
 
 pub mod origin;
+pub mod package;
 pub mod settings;
 pub mod web;
 
@@ -38,40 +39,59 @@ pub struct Request {
     pub render: Option<exai_core::RenderMode>,
 }
 
-/// Whether `address` names something fetched over the network rather than a local path.
+/// Whether `address` names something fetched rather than a local path: a URL, a package
+/// (`npm:`, `pypi:`, `crate:`) or a git repository (`git+…`, `….git`, `PATH#REF`).
 pub fn is_remote(address: &str) -> bool {
-    address.starts_with("http://") || address.starts_with("https://")
+    address.starts_with("http://")
+        || address.starts_with("https://")
+        || matches!(package::classify(address), Ok(Some(_)) | Err(_))
+}
+
+/// What a request names: local paths, a web site, a package or a git repository.
+enum Target {
+    Origin(Origin),
+    Package(exai_packages::PackageSpec),
+    Git(exai_packages::GitSpec),
 }
 
 /// What kind of source a request's addresses name.
-fn origin_of(req: &Request, settings: &Settings) -> Result<Origin> {
-    let remote: Vec<&String> = req.specs.iter().filter(|s| is_remote(s)).collect();
-    match (remote.as_slice(), req.specs.len()) {
-        ([], _) => Ok(Origin::Paths {
-            // Recorded absolute, so a refresh from another working directory reads the same
-            // files (a path that does not resolve is left for the indexer to report).
-            roots: req
-                .specs
-                .iter()
-                .map(|p| match std::fs::canonicalize(p) {
-                    Ok(abs) => abs.display().to_string(),
-                    Err(_) => p.clone(),
-                })
-                .collect(),
-            include: req.include.clone(),
-            exclude: req.exclude.clone(),
-        }),
-        ([url], 1) => Ok(Origin::Web(web::WebOrigin::new(url, req, settings)?)),
-        _ => Err(KbError::Invalid(
-            "give local paths, or one URL: a source comes from one place".into(),
-        )),
+fn target_of(req: &Request, settings: &Settings) -> Result<Target> {
+    if let [one] = req.specs.as_slice() {
+        match package::classify(one)? {
+            Some(exai_packages::SourceSpec::Package(p)) => return Ok(Target::Package(p)),
+            Some(exai_packages::SourceSpec::Git(g)) => return Ok(Target::Git(g)),
+            None => {}
+        }
+        if one.starts_with("http://") || one.starts_with("https://") {
+            return Ok(Target::Origin(Origin::Web(web::WebOrigin::new(
+                one, req, settings,
+            )?)));
+        }
     }
+    if let Some(remote) = req.specs.iter().find(|s| is_remote(s)) {
+        return Err(KbError::Invalid(format!(
+            "`{remote}` is fetched, not a local path: index it on its own (a source comes from one place)"
+        )));
+    }
+    Ok(Target::Origin(Origin::Paths {
+        // Recorded absolute, so a refresh from another working directory reads the same files
+        // (a path that does not resolve is left for the indexer to report).
+        roots: req
+            .specs
+            .iter()
+            .map(|p| match std::fs::canonicalize(p) {
+                Ok(abs) => abs.display().to_string(),
+                Err(_) => p.clone(),
+            })
+            .collect(),
+        include: req.include.clone(),
+        exclude: req.exclude.clone(),
+    }))
 }
 
-/// The source name a fetched origin gets when the request names none: a site's host.
+/// The source name a site gets when the request names none: its host.
 fn default_name(origin: &Origin) -> Option<String> {
     match origin {
-        Origin::Paths { .. } => None,
         Origin::Web(web) => url::Url::parse(&web.url).ok().and_then(|u| {
             let host = u.host_str()?.to_string();
             Some(match u.port() {
@@ -79,6 +99,7 @@ fn default_name(origin: &Origin) -> Option<String> {
                 None => host,
             })
         }),
+        _ => None,
     }
 }
 
@@ -95,13 +116,51 @@ pub fn index(
             "give at least one path or address to index".into(),
         ));
     }
-    let origin = origin_of(req, settings)?;
-    let Some(source) = req.source.clone().or_else(|| default_name(&origin)) else {
-        return Err(KbError::Invalid(
-            "name the source to file the documents under (--source NAME, e.g. react)".into(),
-        ));
+    let (source, report, origin) = match target_of(req, settings)? {
+        Target::Package(spec) => {
+            let (source, report, origin) = package::index_package(
+                kb,
+                req.source.as_deref(),
+                &spec,
+                req,
+                settings,
+                progress,
+                cancel,
+            )?;
+            (source, report, Origin::Package(origin))
+        }
+        Target::Git(spec) => {
+            let (source, report, origin) = package::index_git(
+                kb,
+                req.source.as_deref(),
+                &spec,
+                req,
+                settings,
+                progress,
+                cancel,
+            )?;
+            (source, report, Origin::Git(origin))
+        }
+        Target::Origin(origin) => {
+            let Some(source) = req.source.clone().or_else(|| default_name(&origin)) else {
+                return Err(KbError::Invalid(
+                    "name the source to file the documents under (--source NAME, e.g. react)"
+                        .into(),
+                ));
+            };
+            return run(kb, &source, &origin, req, settings, progress, cancel);
+        }
     };
-    run(kb, &source, &origin, req, settings, progress, cancel)
+    record(kb, &source, &origin, req)?;
+    Ok(report)
+}
+
+/// Record where `source` came from (not in a dry run).
+fn record(kb: &Kb, source: &str, origin: &Origin, req: &Request) -> Result<()> {
+    if !req.dry_run {
+        kb.writer()?.set_origin(source, &origin.to_json())?;
+    }
+    Ok(())
 }
 
 /// Fetch and index `source` again from its recorded origin, removing what disappeared.
@@ -156,7 +215,7 @@ fn run(
     progress: &(dyn Fn(&Progress) + Sync),
     cancel: &AtomicBool,
 ) -> Result<IndexReport> {
-    let report = match origin {
+    let (report, origin) = match origin {
         Origin::Paths {
             roots,
             include,
@@ -173,12 +232,45 @@ fn run(
                 reembed: req.reembed,
                 skip_embedding: req.skip_embedding,
             };
-            kb.index(&request, progress, cancel)?
+            (kb.index(&request, progress, cancel)?, origin.clone())
         }
-        Origin::Web(web) => web::index(kb, source, web, req, settings, progress, cancel)?,
+        Origin::Web(web) => (
+            web::index(kb, source, web, req, settings, progress, cancel)?,
+            origin.clone(),
+        ),
+        Origin::Package(p) => {
+            let req = Request {
+                include: p.include.clone(),
+                exclude: p.exclude.clone(),
+                ..req.clone()
+            };
+            let spec = package::pinned(p)?;
+            let (_, report, mut fetched) =
+                package::index_package(kb, Some(source), &spec, &req, settings, progress, cancel)?;
+            // Keep the spec as first given.
+            fetched.spec = p.spec.clone();
+            (report, Origin::Package(fetched))
+        }
+        Origin::Git(g) => {
+            let req = Request {
+                include: g.include.clone(),
+                exclude: g.exclude.clone(),
+                ..req.clone()
+            };
+            let spec = match package::classify(&g.spec)? {
+                Some(exai_packages::SourceSpec::Git(spec)) => spec,
+                _ => {
+                    return Err(KbError::Invalid(format!(
+                        "the recorded git origin `{}` no longer reads as one",
+                        g.spec
+                    )));
+                }
+            };
+            let (_, report, fetched) =
+                package::index_git(kb, Some(source), &spec, &req, settings, progress, cancel)?;
+            (report, Origin::Git(fetched))
+        }
     };
-    if !req.dry_run {
-        kb.writer()?.set_origin(source, &origin.to_json())?;
-    }
+    record(kb, source, &origin, req)?;
     Ok(report)
 }

@@ -18,6 +18,10 @@ pub enum Origin {
     },
     /// A web site, crawled.
     Web(crate::web::WebOrigin),
+    /// A package from a registry, at the version it resolved to.
+    Package(crate::package::PackageOrigin),
+    /// A git repository at a ref.
+    Git(crate::package::GitOrigin),
 }
 
 impl Origin {
@@ -46,6 +50,8 @@ impl Origin {
         match self {
             Origin::Paths { roots, .. } => format!("paths {}", roots.join(", ")),
             Origin::Web(web) => format!("web {}", web.url),
+            Origin::Package(p) => format!("{}:{}@{}", p.registry, p.name, p.version),
+            Origin::Git(g) => format!("git {} at {}", g.spec, g.commit),
         }
     }
 

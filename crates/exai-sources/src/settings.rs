@@ -1,6 +1,7 @@
 //! The settings fetching runs under (`kb.fetch_*`, `kb.crawl_*`, `kb.render`), from the
 //! configuration.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use exai_core::RenderMode;
@@ -16,11 +17,22 @@ pub struct Settings {
     pub concurrency: usize,
     pub delay: Duration,
     pub render: RenderMode,
+    /// Where fetched trees (git checkouts, unpacked packages) are kept between runs.
+    pub cache_dir: PathBuf,
+    pub registries: exai_packages::RegistryConfig,
 }
 
 impl Settings {
-    pub fn from_config(config: &exai_core::Config) -> Self {
+    /// The settings of `config`, caching fetched trees under `data_dir/sources`.
+    pub fn from_config(config: &exai_core::Config, data_dir: &Path) -> Self {
         let kb = &config.kb;
+        let registries = exai_packages::RegistryConfig {
+            npm_url: kb.npm_registry_url.clone(),
+            pypi_url: kb.pypi_url.clone(),
+            crates_url: kb.crates_api_url.clone(),
+            crates_download_url: Some(kb.crates_download_url.clone()).filter(|u| !u.is_empty()),
+            ..exai_packages::RegistryConfig::default()
+        };
         Self {
             allowed_hosts: kb.fetch_allowed_hosts.clone(),
             max_page_bytes: kb.fetch_max_page_bytes,
@@ -30,7 +42,13 @@ impl Settings {
             concurrency: usize::try_from(kb.crawl_concurrency).unwrap_or(1),
             delay: Duration::from_millis(kb.crawl_delay_ms),
             render: kb.render,
+            cache_dir: data_dir.join(exai_core::access::FETCHED_SOURCES),
+            registries,
         }
+    }
+
+    pub fn from_loaded(loaded: &exai_core::Loaded) -> Self {
+        Self::from_config(&loaded.config, &loaded.data_dir)
     }
 
     pub(crate) fn fetch_policy(&self) -> exai_fetch::FetchPolicy {
@@ -40,11 +58,5 @@ impl Settings {
             page_timeout: self.page_timeout,
             ..exai_fetch::FetchPolicy::default()
         }
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self::from_config(&exai_core::Config::default())
     }
 }

@@ -238,7 +238,7 @@ pub fn index(args: IndexArgs, loaded: &Loaded) -> Result<ExitCode> {
         max_depth: args.max_depth,
         render: args.render,
     };
-    let settings = exai_sources::Settings::from_config(&loaded.config);
+    let settings = exai_sources::Settings::from_loaded(loaded);
     let reporter = Reporter::new();
     let cancel = AtomicBool::new(false);
     let report = exai_sources::index(&kb, &req, &settings, &|p| reporter.update(p), &cancel);
@@ -270,7 +270,7 @@ pub fn refresh(args: RefreshArgs, loaded: &Loaded) -> Result<ExitCode> {
             .map(|(name, _)| name)
             .collect(),
     };
-    let settings = exai_sources::Settings::from_config(&loaded.config);
+    let settings = exai_sources::Settings::from_loaded(loaded);
     if names.is_empty() {
         println!("no sources to refresh: `exai index PATH --source NAME` first");
     }
