@@ -93,3 +93,53 @@ async def test_refresh_over_mcp_reads_only_allowed_roots(home, tmp_path):
             with pytest.raises(MCPError) as err:
                 await s.call_tool("index_path", {"source": "zoo", "wait_secs": 5})
             assert "outside the allowed roots" in str(err.value) and "exai refresh zoo" in str(err.value)
+
+
+def serve_site(root: Path):
+    """A static site on loopback (Python's http.server: Last-Modified and 304s), in a thread."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_the_daemon_refreshes_fetched_sources_on_a_schedule(home, tmp_path):
+    import time
+
+    from conftest import start_daemon
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text('<html><head><title>Home</title></head><body><main><h1>Home</h1>'
+                                     '<p>The okapi lives here.</p><a href="guide.html">guide</a></main></body></html>')
+    (site / "guide.html").write_text("<html><head><title>Guide</title></head><body><main><h1>Guide</h1>"
+                                     "<p>The pangolin guide.</p></main></body></html>")
+    server = serve_site(site)
+    host = f"127.0.0.1:{server.server_address[1]}"
+    env = {"EXAI_EMBED_BACKEND": "none", "EXAI_KB_FETCH_ALLOWED_HOSTS": host, "EXAI_KB_CRAWL_DELAY_MS": "0"}
+    try:
+        first = run_exai(home, "index", f"http://{host}/", "--source", "site", "--json", **env)
+        assert first.returncode == 0, first.stderr
+        assert json.loads(first.stdout)["added"] == 2
+        time.sleep(1.1)  # a new Last-Modified second for the changed page
+        (site / "guide.html").write_text("<html><head><title>Guide</title></head><body><main><h1>Guide</h1>"
+                                         "<p>The tapir guide now.</p></main></body></html>")
+        d = start_daemon(home, EXAI_KB_REFRESH_INTERVAL_HOURS="0.0005", **env)  # every 1.8 s
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                hits = json.loads(run_exai(home, "search", "tapir", "--json", **env).stdout)["hits"]
+                if hits:
+                    break
+                time.sleep(0.5)
+            assert hits and hits[0]["path"] == "guide.html", hits
+            assert json.loads(run_exai(home, "search", "pangolin", "--json", **env).stdout)["hits"] == []
+        finally:
+            d.stop()
+    finally:
+        server.shutdown()

@@ -124,6 +124,7 @@ pub async fn run(
     );
     tokio::spawn(crate::knowledge::embed_in_background(state.clone()));
     tokio::spawn(crate::sampler::run(state.clone()));
+    tokio::spawn(crate::knowledge::refresh_on_schedule(state.clone()));
     http::serve(state, listener, termination_signal()).await?;
     tracing::info!("exai daemon stopped");
     Ok(())

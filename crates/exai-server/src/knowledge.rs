@@ -193,3 +193,86 @@ pub fn log_if_slow(
         tracing::warn!(mode, hits, duration_ms, limit_ms, "slow search");
     }
 }
+
+/// Refresh every fetched source (web sites, git repositories, packages) every
+/// `kb.refresh_interval_hours`, each as an index job of its own (one at a time; a source
+/// already being indexed is left for the next round), until the daemon drains.
+pub async fn refresh_on_schedule(state: std::sync::Arc<crate::state::AppState>) {
+    let hours = state.loaded.config.kb.refresh_interval_hours;
+    if hours <= 0.0 {
+        return;
+    }
+    let every = std::time::Duration::from_secs_f64(hours * 3600.0);
+    tracing::info!(hours, "refreshing fetched sources on a schedule");
+    loop {
+        tokio::time::sleep(every).await;
+        if state.is_draining() {
+            return;
+        }
+        refresh_fetched_sources(&state).await;
+    }
+}
+
+/// One round of [`refresh_on_schedule`].
+pub async fn refresh_fetched_sources(state: &std::sync::Arc<crate::state::AppState>) {
+    let Ok(kb) = state.knowledge.get().await else {
+        return;
+    };
+    let probe = kb.clone();
+    let origins = match tokio::task::spawn_blocking(move || exai_sources::origins(&probe)).await {
+        Ok(Ok(origins)) => origins,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "scheduled refresh: cannot list the sources");
+            return;
+        }
+        Err(_) => return,
+    };
+    let settings = exai_sources::Settings::from_loaded(&state.loaded);
+    for (source, origin) in origins.into_iter().filter(|(_, o)| o.is_fetched()) {
+        if state.is_draining() {
+            return;
+        }
+        let job = match state
+            .knowledge
+            .jobs
+            .start_exclusive("refresh", &source, vec![origin.describe()], "daemon")
+            .await
+        {
+            Ok(job) => job,
+            Err(e) => {
+                tracing::info!(source, reason = %e, "scheduled refresh skipped");
+                continue;
+            }
+        };
+        let (kb, worker, settings, name) =
+            (kb.clone(), job.clone(), settings.clone(), source.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            exai_sources::refresh(
+                &kb,
+                &name,
+                &settings,
+                false,
+                &|p| worker.progress(p),
+                &worker.cancel,
+            )
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(exai_kb::KbError::Invalid(format!(
+                "the refresh stopped on an internal error: {e}"
+            )))
+        });
+        match &result {
+            Ok(r) => tracing::info!(
+                source,
+                added = r.added,
+                updated = r.updated,
+                removed = r.removed,
+                unchanged = r.unchanged,
+                "scheduled refresh done"
+            ),
+            Err(e) => tracing::warn!(source, error = %e, "scheduled refresh failed"),
+        }
+        job.finish(result);
+    }
+}
