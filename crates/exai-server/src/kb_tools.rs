@@ -98,8 +98,8 @@ pub struct ResolveLibraryArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IndexPathArgs {
-    /// File or directory under the allowed roots, or a web site's URL; omit to refresh the
-    /// source from where it came.
+    /// File or directory under the allowed roots, a site's URL, npm:|pypi:|crate:NAME@RANGE or
+    /// REPO.git#REF; omit to refresh the source.
     pub path: Option<String>,
     /// Name to file the documents under, e.g. `react`.
     pub source: String,
