@@ -85,7 +85,7 @@ async def test_backup_while_indexing_and_searching_then_restore_elsewhere(home, 
     report = json.loads(backup.stdout)
     manifest = report["manifest"]
     kb = next(f for f in manifest["files"] if f["name"] == "kb")
-    assert kb["schema_version"] == 2 and len(kb["blake3"]) == 64
+    assert kb["schema_version"] == 3 and len(kb["blake3"]) == 64
     backed_docs = kb["tables"]["documents"]
     assert 40 <= backed_docs <= 1540
     assert Path(report["path"], "manifest.json").is_file()

@@ -179,7 +179,7 @@ def test_copy_sqlite_to_postgres_and_back(tmp_path, database):
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["postgres"]["status"] == "ok", checks["postgres"]
     assert checks["postgres"]["data"]["backend"] == "postgres"
-    assert "pgvector" in checks["postgres"]["detail"] and "kb 2" in checks["postgres"]["detail"]
+    assert "pgvector" in checks["postgres"]["detail"] and "kb 3" in checks["postgres"]["detail"]
     assert checks["kb_postgres"]["status"] == "ok", checks["kb_postgres"]
     assert "36 documents" in checks["kb_postgres"]["detail"]
     # Only the machine itself (a nearly full disk) may warn here.

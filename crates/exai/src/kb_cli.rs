@@ -510,6 +510,9 @@ pub fn sources(json: bool, loaded: &Loaded) -> Result<ExitCode> {
             s.updated_at,
             s.flagged.describe()
         );
+        if let Some(origin) = exai_sources::Origin::of(&s) {
+            println!("{:<20} from {}", "", origin.describe());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1033,7 +1033,7 @@ impl StoreBackend for PgStore {
                 &[],
             )?;
             tx.batch_execute(&format!(
-                "TRUNCATE kb_embeddings, kb_chunks, kb_documents, kb_sources;
+                "TRUNCATE kb_embeddings, kb_chunks, kb_documents, kb_fetched_pages, kb_sources;
                  DELETE FROM kb_meta WHERE key IN ('embed_model', 'embed_backends');
                  DROP INDEX IF EXISTS {HNSW_INDEX};
                  ALTER TABLE kb_embeddings ALTER COLUMN vector TYPE vector;

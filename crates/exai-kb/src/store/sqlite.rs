@@ -1030,7 +1030,7 @@ impl StoreBackend for SqliteStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(
             "INSERT INTO chunks_fts(chunks_fts) VALUES ('delete-all');
-             DELETE FROM chunks; DELETE FROM documents; DELETE FROM sources; DELETE FROM embeddings;
+             DELETE FROM chunks; DELETE FROM documents; DELETE FROM fetched_pages; DELETE FROM sources; DELETE FROM embeddings;
              DELETE FROM meta WHERE key IN ('embed_model', 'embed_backends');",
         )?;
         tx.execute(BUMP_GENERATION, [])?;
