@@ -228,6 +228,9 @@ struct Run<'f, 'k> {
     seen: HashSet<String>,
     items: Vec<Item>,
     states: Vec<PageState>,
+    /// Whether the crawl left pages out for its bounds (max pages or depth): then a page not
+    /// seen may still be on the site, and is not removed.
+    bounded: bool,
 }
 
 impl<'f, 'k> Run<'f, 'k> {
@@ -239,6 +242,7 @@ impl<'f, 'k> Run<'f, 'k> {
             seen: HashSet::new(),
             items: Vec::new(),
             states: Vec::new(),
+            bounded: false,
         }
     }
 
@@ -316,6 +320,7 @@ impl<'f, 'k> Run<'f, 'k> {
                 self.states.push(state);
             }
             CrawlEvent::Skipped { url, reason } => {
+                self.bounded |= reason.starts_with("max ");
                 self.feed.skipped(url.as_str(), reason_key(&reason));
             }
             CrawlEvent::Progress(p) => progress(&Progress::Fetching {
@@ -424,8 +429,9 @@ impl<'f, 'k> Run<'f, 'k> {
                 .store()
                 .delete_page_states(&source, Some(&queued))?;
         }
-        if !outcome.frontier.is_empty() {
-            // Cut at max_pages: what was not reached may still exist.
+        if !outcome.frontier.is_empty() || self.bounded {
+            // Cut at max_pages or max_depth: what was not reached may still exist (only pages
+            // the site answered 404 or 410 for were removed).
             return Ok(());
         }
         let gone: Vec<(String, Option<String>)> = self
