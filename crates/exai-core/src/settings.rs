@@ -58,6 +58,14 @@ pub const NON_SETTING_ENV: &[(&str, &str)] = &[
         "path of the configuration file; default `exai.toml` in the data directory",
     ),
     (
+        "EXAI_CHROMIUM",
+        "the Chromium (or Chrome) binary that renders script-built pages while crawling; default the first of `chromium`, `chromium-browser`, `google-chrome` on `PATH`",
+    ),
+    (
+        "EXAI_REQUIRE_CHROMIUM",
+        "make exai's own render tests fail rather than skip when no Chromium is found (set by `scripts/test.sh`)",
+    ),
+    (
         "EXAI_TEST_MODEL_DIR",
         "embedding model directory used by exai's own test suite and benchmarks (set by `scripts/test.sh`)",
     ),
