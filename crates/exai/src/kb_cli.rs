@@ -309,7 +309,9 @@ fn print_report(report: &exai_kb::IndexReport, json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(report)?);
         return Ok(ExitCode::SUCCESS);
     }
-    for planned in &report.plan {
+    // What would change first, then what would be skipped.
+    let (skips, changes): (Vec<_>, Vec<_>) = report.plan.iter().partition(|p| p.action == "skip");
+    for planned in changes.into_iter().chain(skips) {
         match &planned.reason {
             Some(reason) => println!("{:<7} {}  ({reason})", planned.action, planned.path),
             None => println!("{:<7} {}", planned.action, planned.path),
