@@ -96,6 +96,8 @@ pub fn index(
     let start =
         Url::parse(&origin.url).map_err(|e| KbError::Invalid(format!("`{}`: {e}", origin.url)))?;
     let client = SafeClient::new(settings.fetch_policy()).map_err(fetch_error)?;
+    // Refused before the feed opens, which would record the source.
+    client.allow_list().check_url(&start).map_err(fetch_error)?;
     let opts = crawl_options(start, origin, settings);
     let request = IndexRequest {
         source: source.to_string(),
