@@ -111,6 +111,11 @@ pub fn index(
     let stored = feed.store().page_states(source)?;
     let mut run = Run::new(&mut feed, stored, req.dry_run);
     let (known, frontier) = run.known_and_frontier();
+    if !frontier.is_empty() {
+        // A resumed crawl takes the pages indexed before as done and does not visit them: they
+        // are still on the site as far as this run knows, not gone.
+        run.seen.extend(known.keys().cloned());
+    }
     let outcome = crawl_blocking(&client, opts, known, frontier, cancel, |event| {
         run.event(event, progress)
     })?;
