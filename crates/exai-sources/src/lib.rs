@@ -234,10 +234,17 @@ fn run(
             };
             (kb.index(&request, progress, cancel)?, origin.clone())
         }
-        Origin::Web(web) => (
-            web::index(kb, source, web, req, settings, progress, cancel)?,
-            origin.clone(),
-        ),
+        Origin::Web(web) => match web::index(kb, source, web, req, settings, progress, cancel) {
+            Ok(report) => (report, origin.clone()),
+            Err(KbError::Cancelled) => {
+                // The stopped crawl left its pages and frontier in the store: with the origin
+                // recorded, a refresh resumes it (without, the source's root, a URL, would
+                // read as a local path).
+                record(kb, source, origin, req)?;
+                return Err(KbError::Cancelled);
+            }
+            Err(e) => return Err(e),
+        },
         Origin::Package(p) => {
             let req = Request {
                 include: p.include.clone(),
