@@ -86,18 +86,7 @@ fn block_on<T, E: std::fmt::Display>(
     future: impl Future<Output = std::result::Result<T, E>>,
     cancel: &AtomicBool,
 ) -> Result<T> {
-    let own_runtime;
-    let handle = match tokio::runtime::Handle::try_current() {
-        Ok(h) => h,
-        Err(_) => {
-            own_runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| KbError::Invalid(format!("cannot start the fetcher: {e}")))?;
-            own_runtime.handle().clone()
-        }
-    };
-    handle.block_on(async {
+    let run = async {
         let watch = async {
             while !cancel.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -107,7 +96,17 @@ fn block_on<T, E: std::fmt::Display>(
             result = future => result.map_err(|e| KbError::Invalid(e.to_string())),
             () = watch => Err(KbError::Cancelled),
         }
-    })
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(run),
+        // A runtime of its own is driven by `Runtime::block_on`: a current-thread runtime's
+        // `Handle::block_on` drives neither its timers nor its I/O, nor reaps a git process.
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| KbError::Invalid(format!("cannot start the fetcher: {e}")))?
+            .block_on(run),
+    }
 }
 
 /// The spec `text` names when it is a package or a git repository (a plain directory, even one
