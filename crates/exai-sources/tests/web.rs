@@ -286,7 +286,17 @@ fn a_failing_page_is_recorded_and_the_crawl_goes_on() {
 }
 
 #[test]
-fn a_stopped_crawl_keeps_its_pages_and_the_next_run_fetches_only_the_rest() {
+fn a_stopped_crawl_keeps_its_pages_and_the_next_index_fetches_only_the_rest() {
+    stop_and_resume(false);
+}
+
+#[test]
+fn a_refresh_resumes_a_stopped_crawl() {
+    stop_and_resume(true);
+}
+
+/// Stop a crawl after two pages, then run it again (`exai index URL` or `exai refresh`).
+fn stop_and_resume(by_refresh: bool) {
     let dir = tempfile::tempdir().unwrap();
     let site = Site::start();
     let words = [
@@ -362,7 +372,11 @@ fn a_stopped_crawl_keeps_its_pages_and_the_next_run_fetches_only_the_rest() {
 
     site.release();
     site.take_log();
-    let resumed = index(&kb, &req, &settings).unwrap();
+    let resumed = if by_refresh {
+        refresh(&kb, "site", &settings).unwrap()
+    } else {
+        index(&kb, &req, &settings).unwrap()
+    };
     let fetched: BTreeSet<String> = page_requests(&site)
         .into_iter()
         .map(|(p, status)| {
