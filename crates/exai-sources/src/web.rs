@@ -317,9 +317,12 @@ impl<'f, 'k> Run<'f, 'k> {
                     depth: 0,
                     fetched_at: now(),
                 });
-                if state.state != INDEXED {
+                if state.state == INDEXED {
                     // A page indexed before keeps its document and validators through a
-                    // passing failure; a new one is recorded as failed, with why.
+                    // passing failure (so it is not gone either); a new one is recorded as
+                    // failed, with why.
+                    self.seen.insert(url.to_string());
+                } else {
                     state.state = FAILED.into();
                 }
                 state.reason = Some(reason);
