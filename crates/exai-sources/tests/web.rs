@@ -283,6 +283,54 @@ fn a_failing_page_is_recorded_and_the_crawl_goes_on() {
             .iter()
             .all(|p| p.state == "indexed")
     );
+
+    // A page indexed before that fails for a while keeps its document and validators.
+    site.fail("/docs/a.html", 503);
+    let passing = refresh(&kb, "site", &settings).unwrap();
+    assert_eq!((passing.removed, passing.unchanged), (0, 3), "{passing:?}");
+    assert_eq!(paths_found(&kb, "alpaca"), ["docs/a.html"]);
+    let a = page_states(&kb, "site")
+        .into_iter()
+        .find(|p| p.url == site.url("/docs/a.html"))
+        .unwrap();
+    assert_eq!(a.state, "indexed", "{a:?}");
+    assert!(a.etag.is_some(), "{a:?}");
+    assert!(
+        a.reason.as_deref().is_some_and(|r| r.contains("503")),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn a_dry_run_of_a_new_site_lists_its_pages_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Site::start();
+    handbook(&site);
+    let kb = kb(dir.path());
+    let mut req = request(&site.url("/docs/"), Some("site"));
+    req.dry_run = true;
+    let plan = index(&kb, &req, &settings(ALLOWED, dir.path())).unwrap();
+    let mut added: Vec<&str> = plan
+        .plan
+        .iter()
+        .filter(|p| p.action == "add")
+        .map(|p| p.path.as_str())
+        .collect();
+    added.sort_unstable();
+    assert_eq!(
+        added,
+        [
+            "docs/",
+            "docs/a.html",
+            "docs/b.html",
+            "docs/guide.md",
+            "docs/manual.pdf"
+        ],
+        "{plan:?}"
+    );
+    assert!(kb.sources().unwrap().is_empty(), "{:?}", kb.sources());
+    assert!(page_states(&kb, "site").is_empty());
+    assert!(exai_sources::origins(&kb).unwrap().is_empty());
 }
 
 #[test]
