@@ -69,8 +69,13 @@ pub fn page_path(url: &Url) -> String {
 }
 
 /// The part of a skip or failure reason that counts it: up to a colon or a URL
-/// (`duplicate of http://…` → `duplicate of`, `needs rendering: install …` → `needs rendering`).
+/// (`duplicate of http://…` → `duplicate of`, `needs rendering: install …` → `needs rendering`),
+/// after the URL a fetch error starts with (`http://…/a.html: HTTP 500` → `HTTP 500`).
 fn reason_key(reason: &str) -> &str {
+    let reason = match reason.split_once(": ") {
+        Some((url, rest)) if url.starts_with("http://") || url.starts_with("https://") => rest,
+        _ => reason,
+    };
     [":", " http://", " https://"]
         .iter()
         .filter_map(|sep| reason.find(sep))
@@ -457,5 +462,26 @@ impl<'f, 'k> Run<'f, 'k> {
             self.feed.store().delete_page_states(&source, Some(&urls))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason_key;
+
+    #[test]
+    fn reasons_are_counted_by_their_kind_not_their_url() {
+        for (reason, key) in [
+            ("http://127.0.0.1:8080/a.html: HTTP 500", "HTTP 500"),
+            (
+                "https://example.org/a: HTTP 429, and retry later",
+                "HTTP 429, and retry later",
+            ),
+            ("duplicate of http://example.org/b", "duplicate of"),
+            ("needs rendering: install Chromium", "needs rendering"),
+            ("max pages reached", "max pages reached"),
+        ] {
+            assert_eq!(reason_key(reason), key, "{reason}");
+        }
     }
 }
