@@ -401,3 +401,52 @@ fn a_pypi_sdist_is_indexed_with_its_docs() {
         other => panic!("origins: {other:?}"),
     }
 }
+
+#[test]
+fn a_branch_refreshes_to_its_new_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = handbook_repository(dir.path());
+    let kb = kb(dir.path());
+    let settings = settings(&[], dir.path());
+    let spec = format!("{}#main", repo.display());
+    let first = index(&kb, &request(&spec, Some("handbook")), &settings).unwrap();
+    assert_eq!(first.added, 3, "{first:?}");
+    let commit_of = |kb: &exai_kb::Kb| match exai_sources::origins(kb).unwrap().as_slice() {
+        [(_, Origin::Git(g))] => g.commit.clone(),
+        other => panic!("origins: {other:?}"),
+    };
+    let before = commit_of(&kb);
+
+    write(
+        &repo,
+        "guide.md",
+        "# Guide\n\nThe guide tells of the jerboa.\n",
+    );
+    git(&repo, &["commit", "--quiet", "-am", "three"]);
+    let again = refresh(&kb, "handbook", &settings).unwrap();
+    assert_eq!(
+        (again.updated, again.unchanged, again.added, again.removed),
+        (1, 2, 0, 0),
+        "{again:?}"
+    );
+    assert_eq!(
+        sources_found(&kb, "jerboa", None),
+        [("handbook".into(), "guide.md".into())]
+    );
+    assert!(sources_found(&kb, "gazelle", None).is_empty());
+    assert_ne!(commit_of(&kb), before, "the origin records the new commit");
+}
+
+#[test]
+fn a_git_remote_on_loopback_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let kb = kb(dir.path());
+    let err = index(
+        &kb,
+        &request("http://127.0.0.1:9/handbook.git#v1.0", None),
+        &settings(&[], dir.path()),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("kb.fetch_allowed_hosts"), "{err}");
+    assert!(kb.sources().unwrap().is_empty());
+}
