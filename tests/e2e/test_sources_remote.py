@@ -1,7 +1,9 @@
 """Web sites as sources, end to end over stdio with the official MCP Python SDK: `index_path` with
 a URL crawls a loopback site (allowed by EXAI_KB_FETCH_ALLOWED_HOSTS) into a source whose hits
 carry the pages' URLs; without the allowed host the job fails naming kb.fetch_allowed_hosts;
-`index_path` without a path and `exai refresh` re-fetch the site from its recorded origin."""
+`index_path` without a path and `exai refresh` re-fetch the site from its recorded origin. Two
+tags of a git repository indexed from the CLI are two versions of one library, which `exai search
+--version`, `resolve_library` and `search_docs {version}` tell apart."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import functools
 import http.server
 import json
 import os
+import subprocess
 import threading
 from pathlib import Path
 
@@ -137,3 +140,44 @@ async def test_a_loopback_site_is_refused_without_the_allowed_host(home, site):
             listed = structured(await s.call_tool("list_sources", {}))
             assert listed.get("sources", []) == [], listed
     assert site.requests == [], "refused before any request"
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=exai test", "-c", "user.email=test@example.org",
+                    "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false", "-c", "init.defaultBranch=main",
+                    "-C", str(repo), *args], check=True, capture_output=True)
+
+
+async def test_two_tags_of_a_repository_are_versions_of_one_library(home, tmp_path):
+    repo = tmp_path / "handbook"
+    repo.mkdir()
+    git(repo, "init", "--quiet")
+    (repo / "guide.md").write_text("# Guide\n\nThe guide tells of the oryx.\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "-m", "one")
+    git(repo, "tag", "v1.0")
+    (repo / "guide.md").write_text("# Guide\n\nThe guide tells of the gazelle.\n")
+    git(repo, "commit", "--quiet", "-am", "two")
+    git(repo, "tag", "v2.0")
+    for tag in ("v1.0", "v2.0"):
+        done = run_exai(home, "index", f"{repo}#{tag}", "--json", EXAI_EMBED_BACKEND="none")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["source"] == f"handbook@{tag}"
+    newest = json.loads(run_exai(home, "search", "guide", "--source", "handbook", "--json",
+                                 EXAI_EMBED_BACKEND="none").stdout)
+    assert {h["source"] for h in newest["hits"]} == {"handbook@v2.0"}, newest
+    older = json.loads(run_exai(home, "search", "guide", "--source", "handbook", "--version", "1", "--json",
+                                EXAI_EMBED_BACKEND="none").stdout)
+    assert {h["source"] for h in older["hits"]} == {"handbook@v1.0"}, older
+
+    params = StdioServerParameters(command=exai_bin(), args=["serve"], env=server_env(home))
+    async with stdio_client(params) as (r, w):
+        async with ClientSession(r, w) as s:
+            await s.initialize()
+            resolved = structured(await s.call_tool("resolve_library", {"library": "handbook", "version": "1"}))
+            assert resolved["source"] == "handbook@v1.0", resolved
+            found = structured(await s.call_tool("search_docs", {"query": "oryx", "source": "handbook",
+                                                                 "version": "1"}))
+            assert [h["source"] for h in found["hits"]][:1] == ["handbook@v1.0"], found
+            found = structured(await s.call_tool("search_docs", {"query": "oryx", "source": "handbook"}))
+            assert found["hits"] == [], "the newest version no longer has it"

@@ -231,14 +231,16 @@ fn loopback_is_refused_unless_allowed_and_nothing_is_recorded() {
     .unwrap_err();
     assert!(err.to_string().contains("kb.fetch_allowed_hosts"), "{err}");
 
+    // Allowed on its port; with no source named, the site's host and port name it.
     let this_port = format!("127.0.0.1:{}", site.addr.port());
     let report = index(
         &kb,
-        &request(&site.url("/docs/"), Some("site")),
+        &request(&site.url("/docs/"), None),
         &settings(&[this_port.as_str()], dir.path()),
     )
     .unwrap();
     assert_eq!(report.added, 5, "{report:?}");
+    assert_eq!(report.source, format!("127.0.0.1-{}", site.addr.port()));
 }
 
 #[test]
