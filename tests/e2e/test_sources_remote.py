@@ -181,3 +181,20 @@ async def test_two_tags_of_a_repository_are_versions_of_one_library(home, tmp_pa
             assert [h["source"] for h in found["hits"]][:1] == ["handbook@v1.0"], found
             found = structured(await s.call_tool("search_docs", {"query": "oryx", "source": "handbook"}))
             assert found["hits"] == [], "the newest version no longer has it"
+
+
+async def test_a_url_without_a_source_name_is_filed_under_its_host(home, site, tmp_path):
+    env = server_env(home, EXAI_KB_FETCH_ALLOWED_HOSTS=site.host, EXAI_TOOLS_ALLOWED_ROOTS=str(tmp_path))
+    params = StdioServerParameters(command=exai_bin(), args=["serve"], env=env)
+    async with stdio_client(params) as (r, w):
+        async with ClientSession(r, w) as s:
+            await s.initialize()
+            job = structured(await s.call_tool("index_path", {"path": site.url("/"), "wait_secs": 30}))
+            expected = site.host.replace(":", "-")
+            assert job["state"] == "done" and job["source"] == expected, job
+            hits = structured(await s.call_tool("search_docs", {"query": "binturong", "source": expected}))["hits"]
+            assert hits and hits[0]["uri"] == site.url("/beta.html"), hits
+            # A local directory still needs a name.
+            with pytest.raises(MCPError) as err:
+                await s.call_tool("index_path", {"path": str(tmp_path), "wait_secs": 5})
+            assert "give `source`" in str(err.value)

@@ -101,8 +101,9 @@ pub struct IndexPathArgs {
     /// File or directory under the allowed roots, a site's URL, npm:|pypi:|crate:NAME@RANGE or
     /// REPO.git#REF; omit to refresh the source.
     pub path: Option<String>,
-    /// Name to file the documents under, e.g. `react`.
-    pub source: String,
+    /// Name to file the documents under, e.g. `react`; for a URL, package or repository
+    /// default its host, NAME@VERSION or REPO@REF.
+    pub source: Option<String>,
     /// Default: the source name.
     pub technology: Option<String>,
     /// Globs, e.g. ["*.md", "docs/**"].
@@ -164,6 +165,26 @@ impl ExaiServer {
     /// Start `principal`'s index job for `args.source` over `root`, refused while one runs for
     /// that source (here or, with PostgreSQL, in any daemon on the database), and run it on the
     /// blocking pool.
+    /// The source `index_path` files into: the one named, or a fetched spec's default.
+    async fn source_name(&self, args: &IndexPathArgs) -> Result<String, ErrorData> {
+        if let Some(source) = &args.source {
+            return Ok(source.clone());
+        }
+        let needs = || {
+            ErrorData::invalid_params(
+                "give `source`, the name to file the documents under (it may be left out only for a URL, a package or a repository)",
+                None,
+            )
+        };
+        let Some(spec) = args.path.clone().filter(|p| exai_sources::is_remote(p)) else {
+            return Err(needs());
+        };
+        let settings = exai_sources::Settings::from_loaded(&self.state.loaded);
+        blocking(move || exai_sources::default_source_name(&spec, &settings))
+            .await?
+            .ok_or_else(needs)
+    }
+
     /// A refresh over MCP reads what the source's origin names: local roots only where
     /// `index_path` could read them itself (the CLI may have indexed them from anywhere).
     async fn check_refresh_allowed(&self, source: &str) -> Result<(), ErrorData> {
@@ -194,13 +215,14 @@ impl ExaiServer {
     async fn start_index(
         &self,
         args: &IndexPathArgs,
+        source: &str,
         root: Option<std::path::PathBuf>,
         principal: &str,
     ) -> Result<Arc<crate::jobs::Job>, ErrorData> {
         let jobs = &self.state.knowledge.jobs;
         // Refused before the knowledge base opens (that may load a model); the start below
         // checks again, atomically across daemons.
-        if let Some(running) = jobs.running_for(&args.source).await {
+        if let Some(running) = jobs.running_for(source).await {
             return Err(ErrorData::invalid_params(
                 crate::jobs::StartError::busy(running, principal).to_string(),
                 None,
@@ -209,7 +231,7 @@ impl ExaiServer {
         let kb = self.kb().await?;
         let roots: Vec<String> = root.iter().map(|r| r.display().to_string()).collect();
         let job = jobs
-            .start_exclusive("index", &args.source, roots.clone(), principal)
+            .start_exclusive("index", source, roots.clone(), principal)
             .await
             .map_err(|e| match e {
                 crate::jobs::StartError::Store(_) => ErrorData::internal_error(e.to_string(), None),
@@ -217,7 +239,7 @@ impl ExaiServer {
             })?;
         let request = exai_sources::Request {
             specs: roots,
-            source: Some(args.source.clone()),
+            source: Some(source.to_string()),
             technology: args.technology.clone(),
             include: args.include.clone().unwrap_or_default(),
             exclude: args.exclude.clone().unwrap_or_default(),
@@ -446,7 +468,7 @@ impl ExaiServer {
             read_only_hint = false,
             destructive_hint = false,
             idempotent_hint = true,
-            open_world_hint = false
+            open_world_hint = true
         )
     )]
     async fn index_path(
@@ -454,6 +476,7 @@ impl ExaiServer {
         Parameters(args): Parameters<IndexPathArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
+        let source = self.source_name(&args).await?;
         let root = match &args.path {
             // Fetched over the network under the fetch policy (kb.fetch_allowed_hosts).
             Some(address) if exai_sources::is_remote(address) => Some(address.into()),
@@ -464,12 +487,14 @@ impl ExaiServer {
                     .map_err(|e| ErrorData::invalid_params(e, None))?,
             ),
             None => {
-                self.check_refresh_allowed(&args.source).await?;
+                self.check_refresh_allowed(&source).await?;
                 None
             }
         };
         let principal = crate::http::Principal::of(&context);
-        let job = self.start_index(&args, root, principal.name()).await?;
+        let job = self
+            .start_index(&args, &source, root, principal.name())
+            .await?;
         // Wait for the job within the tool's own deadline, telling the client how it goes.
         let ceiling = self
             .state

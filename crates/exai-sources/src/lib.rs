@@ -103,6 +103,36 @@ fn default_name(origin: &Origin) -> Option<String> {
     }
 }
 
+/// The name a source gets when its request names none: a site's host (and port), a
+/// repository's `REPO@REF`, a package's `NAME@VERSION` (resolved from its registry: one
+/// metadata request); `None` for local paths, which need a name.
+pub fn default_source_name(spec: &str, settings: &Settings) -> Result<Option<String>> {
+    match package::classify(spec)? {
+        Some(exai_packages::SourceSpec::Package(p)) => {
+            let resolved = package::resolve(&p, settings)?;
+            Ok(Some(package::package_source_name(
+                &resolved.name,
+                &resolved.version,
+            )))
+        }
+        Some(exai_packages::SourceSpec::Git(g)) => Ok(Some(package::git_source_name(&g))),
+        None if spec.starts_with("http://") || spec.starts_with("https://") => {
+            let url =
+                url::Url::parse(spec).map_err(|e| KbError::Invalid(format!("`{spec}`: {e}")))?;
+            let origin = Origin::Web(web::WebOrigin {
+                url: url.to_string(),
+                include: Vec::new(),
+                exclude: Vec::new(),
+                max_pages: settings.max_pages,
+                max_depth: settings.max_depth,
+                render: settings.render,
+            });
+            Ok(default_name(&origin))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Index what `req` names, recording its origin with the source.
 pub fn index(
     kb: &Kb,

@@ -142,6 +142,20 @@ pub fn git_source_name(spec: &GitSpec) -> String {
     }
 }
 
+fn registries(settings: &Settings) -> exai_packages::Registries {
+    exai_packages::Registries::new(
+        Arc::new(SafeFetcher {
+            settings: settings.clone(),
+        }),
+        settings.registries.clone(),
+    )
+}
+
+/// The version a package spec resolves to (one metadata request, nothing downloaded).
+pub fn resolve(spec: &PackageSpec, settings: &Settings) -> Result<exai_packages::Resolved> {
+    block_on(registries(settings).resolve(spec), &AtomicBool::new(false))
+}
+
 /// Fetch a package and index it; returns the source it went to and its origin.
 pub fn index_package(
     kb: &Kb,
@@ -152,12 +166,7 @@ pub fn index_package(
     progress: &(dyn Fn(&Progress) + Sync),
     cancel: &AtomicBool,
 ) -> Result<(String, IndexReport, PackageOrigin)> {
-    let registries = exai_packages::Registries::new(
-        Arc::new(SafeFetcher {
-            settings: settings.clone(),
-        }),
-        settings.registries.clone(),
-    );
+    let registries = registries(settings);
     progress(&Progress::Fetching {
         fetched: 0,
         queued: 1,

@@ -261,6 +261,11 @@ fn npm_versions_are_indexed_side_by_side_from_the_registry() {
     let kb = kb(dir.path());
     let settings = registry_settings(&site, dir.path());
 
+    // The name a request without one gets, known before anything is downloaded.
+    assert_eq!(
+        exai_sources::default_source_name("npm:testpkg@^1", &settings).unwrap(),
+        Some("testpkg@1.2.0".to_string())
+    );
     let one = index(&kb, &request("npm:testpkg@^1", None), &settings).unwrap();
     assert_eq!(one.source, "testpkg@1.2.0", "{one:?}");
     assert!(one.added >= 2, "{one:?}");
