@@ -109,11 +109,30 @@ pub(crate) async fn sitemap_urls(client: &SafeClient, roots: Vec<Url>) -> Vec<Ur
         let Ok(bytes) = client.get_raw(&sitemap).await else {
             continue;
         };
+        let Some(bytes) = gunzipped(bytes, client.policy().max_page_bytes) else {
+            tracing::debug!(%sitemap, "gzipped sitemap over the page size cap or damaged; skipped");
+            continue;
+        };
         let (pages, nested) = parse_sitemap(&bytes, &sitemap);
         urls.extend(pages.into_iter().take(MAX_SITEMAP_URLS - urls.len()));
         queue.extend(nested);
     }
     urls
+}
+
+/// A sitemap's XML: a `.xml.gz` file (gzip bytes served as a file, not as a content encoding
+/// the client already undid) inflated up to `cap` bytes; `None` past the cap or when damaged.
+pub(crate) fn gunzipped(bytes: Vec<u8>, cap: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Some(bytes);
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes.as_slice())
+        .take(cap.saturating_add(1))
+        .read_to_end(&mut out)
+        .ok()?;
+    (out.len() as u64 <= cap).then_some(out)
 }
 
 /// The `<loc>`s of a sitemap: `(pages of a <urlset>, sitemaps of a <sitemapindex>)`.
@@ -203,6 +222,29 @@ pub(crate) fn body_text(body: &Body) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gzipped_sitemaps_are_inflated_within_the_cap() {
+        let xml = br#"<urlset><url><loc>https://example.org/docs/a.html</loc></url></urlset>"#;
+        let base = Url::parse("https://example.org/sitemap.xml.gz").unwrap();
+        let inflated = gunzipped(gzip(xml), 1024).unwrap();
+        let (pages, _) = parse_sitemap(&inflated, &base);
+        assert_eq!(
+            pages,
+            [Url::parse("https://example.org/docs/a.html").unwrap()]
+        );
+        // Plain XML passes through; a bomb past the cap and damaged gzip are refused.
+        assert_eq!(gunzipped(xml.to_vec(), 1024).unwrap(), xml.to_vec());
+        assert!(gunzipped(gzip(&vec![b' '; 1 << 20]), 64 * 1024).is_none());
+        assert!(gunzipped(vec![0x1f, 0x8b, 0, 1, 2], 1024).is_none());
+    }
 
     fn url(s: &str) -> Url {
         Url::parse(s).unwrap()
