@@ -275,39 +275,58 @@ fn run(
             }
             Err(e) => return Err(e),
         },
-        Origin::Package(p) => {
-            let req = Request {
-                include: p.include.clone(),
-                exclude: p.exclude.clone(),
-                ..req.clone()
-            };
-            let spec = package::pinned(p)?;
-            let (_, report, mut fetched) =
-                package::index_package(kb, Some(source), &spec, &req, settings, progress, cancel)?;
-            // Keep the spec as first given.
-            fetched.spec = p.spec.clone();
-            (report, Origin::Package(fetched))
-        }
-        Origin::Git(g) => {
-            let req = Request {
-                include: g.include.clone(),
-                exclude: g.exclude.clone(),
-                ..req.clone()
-            };
-            let spec = match package::classify(&g.spec)? {
-                Some(exai_packages::SourceSpec::Git(spec)) => spec,
-                _ => {
-                    return Err(KbError::Invalid(format!(
-                        "the recorded git origin `{}` no longer reads as one",
-                        g.spec
-                    )));
-                }
-            };
-            let (_, report, fetched) =
-                package::index_git(kb, Some(source), &spec, &req, settings, progress, cancel)?;
-            (report, Origin::Git(fetched))
-        }
+        Origin::Package(p) => again_package(kb, source, p, req, settings, progress, cancel)?,
+        Origin::Git(g) => again_git(kb, source, g, req, settings, progress, cancel)?,
     };
     record(kb, source, &origin, req)?;
     Ok(report)
+}
+
+/// A recorded package fetched again at its version, with its recorded globs.
+fn again_package(
+    kb: &Kb,
+    source: &str,
+    p: &package::PackageOrigin,
+    req: &Request,
+    settings: &Settings,
+    progress: &(dyn Fn(&Progress) + Sync),
+    cancel: &AtomicBool,
+) -> Result<(IndexReport, Origin)> {
+    let req = Request {
+        include: p.include.clone(),
+        exclude: p.exclude.clone(),
+        ..req.clone()
+    };
+    let spec = package::pinned(p)?;
+    let (_, report, mut fetched) =
+        package::index_package(kb, Some(source), &spec, &req, settings, progress, cancel)?;
+    // Keep the spec as first given.
+    fetched.spec = p.spec.clone();
+    Ok((report, Origin::Package(fetched)))
+}
+
+/// A recorded repository fetched again at its ref, with its recorded globs.
+fn again_git(
+    kb: &Kb,
+    source: &str,
+    g: &package::GitOrigin,
+    req: &Request,
+    settings: &Settings,
+    progress: &(dyn Fn(&Progress) + Sync),
+    cancel: &AtomicBool,
+) -> Result<(IndexReport, Origin)> {
+    let req = Request {
+        include: g.include.clone(),
+        exclude: g.exclude.clone(),
+        ..req.clone()
+    };
+    let Some(exai_packages::SourceSpec::Git(spec)) = package::classify(&g.spec)? else {
+        return Err(KbError::Invalid(format!(
+            "the recorded git origin `{}` no longer reads as one",
+            g.spec
+        )));
+    };
+    let (_, report, fetched) =
+        package::index_git(kb, Some(source), &spec, &req, settings, progress, cancel)?;
+    Ok((report, Origin::Git(fetched)))
 }
