@@ -143,3 +143,21 @@ def test_the_daemon_refreshes_fetched_sources_on_a_schedule(home, tmp_path):
             d.stop()
     finally:
         server.shutdown()
+
+
+async def test_a_local_repository_outside_the_allowed_roots_is_refused_over_mcp(home, tmp_path):
+    repo = tmp_path / "outside" / "repo"
+    repo.mkdir(parents=True)
+    (repo / "a.md").write_text("# A\n\nsecret-ish notes\n")
+    for args in (["init", "-q"], ["add", "."], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "one"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    env = base_env(home, EXAI_EMBED_BACKEND="none", EXAI_TOOLS_ALLOWED_ROOTS=str(allowed))
+    params = StdioServerParameters(command=exai_bin(), args=["serve"], env=env)
+    async with stdio_client(params) as (r, w):
+        async with ClientSession(r, w) as s:
+            await s.initialize()
+            with pytest.raises(MCPError) as err:
+                await s.call_tool("index_path", {"path": f"{repo}#HEAD", "source": "repo", "wait_secs": 5})
+            assert "outside the allowed roots" in str(err.value)

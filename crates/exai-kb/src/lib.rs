@@ -574,6 +574,10 @@ impl Kb {
                 "`version` needs exactly one source: the library whose version it names".into(),
             ));
         }
+        if req.filters.sources.is_empty() {
+            // Nothing to resolve: no lookup on the search's path.
+            return Ok(None);
+        }
         let names = store.source_names()?;
         let exact = |s: &String| names.iter().any(|(n, _)| n == s);
         if version.is_none() && req.filters.sources.iter().all(exact) {

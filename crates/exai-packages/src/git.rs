@@ -299,6 +299,9 @@ impl<'a> Git<'a> {
             "submodule.recurse=false",
             "advice.detachedHead=false",
             "protocol.allow=never",
+            // The caller checks the remote's address before git runs; a redirect would take
+            // git somewhere that check never saw.
+            "http.followRedirects=false",
         ];
         if self.local {
             options.push("protocol.file.allow=always");

@@ -199,15 +199,20 @@ impl ExaiServer {
             }));
         };
         let origin = exai_sources::Origin::of(found);
-        if let Some(exai_sources::Origin::Paths { roots, .. }) = origin {
-            for root in roots {
-                self.state.access.resolve(&root).map_err(|e| {
-                    ErrorData::invalid_params(
-                        format!("cannot refresh `{source}` over MCP: {e}; refresh it with `exai refresh {source}`"),
-                        None,
-                    )
-                })?;
-            }
+        let roots = match origin {
+            Some(exai_sources::Origin::Paths { roots, .. }) => roots,
+            Some(exai_sources::Origin::Git(g)) => exai_sources::local_repository(&g.spec)
+                .map(|p| vec![p.display().to_string()])
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        for root in roots {
+            self.state.access.resolve(&root).map_err(|e| {
+                ErrorData::invalid_params(
+                    format!("cannot refresh `{source}` over MCP: {e}; refresh it with `exai refresh {source}`"),
+                    None,
+                )
+            })?;
         }
         Ok(())
     }
@@ -478,8 +483,17 @@ impl ExaiServer {
     ) -> Result<CallToolResult, ErrorData> {
         let source = self.source_name(&args).await?;
         let root = match &args.path {
-            // Fetched over the network under the fetch policy (kb.fetch_allowed_hosts).
-            Some(address) if exai_sources::is_remote(address) => Some(address.into()),
+            // Fetched under the fetch policy (kb.fetch_allowed_hosts); a repository on this
+            // machine only from where index_path may read.
+            Some(address) if exai_sources::is_remote(address) => {
+                if let Some(repo) = exai_sources::local_repository(address) {
+                    self.state
+                        .access
+                        .resolve(&repo.display().to_string())
+                        .map_err(|e| ErrorData::invalid_params(e, None))?;
+                }
+                Some(address.into())
+            }
             Some(path) => Some(
                 self.state
                     .access

@@ -47,6 +47,18 @@ pub fn is_remote(address: &str) -> bool {
         || matches!(package::classify(address), Ok(Some(_)) | Err(_))
 }
 
+/// The repository on this machine that `address` names (`PATH#REF`, `git+file://…`), for callers
+/// that must check local paths against their own rules (the MCP server's allowed roots).
+pub fn local_repository(address: &str) -> Option<PathBuf> {
+    match package::classify(address) {
+        Ok(Some(exai_packages::SourceSpec::Git(g))) => match g.location {
+            exai_packages::GitLocation::Local(path) => Some(path),
+            exai_packages::GitLocation::Remote(_) => None,
+        },
+        _ => None,
+    }
+}
+
 /// What a request names: local paths, a web site, a package or a git repository.
 enum Target {
     Origin(Origin),
