@@ -169,11 +169,6 @@ impl Feed<'_> {
         Ok(())
     }
 
-    /// Paths of the source's documents as the run knows them now.
-    pub fn paths(&self) -> impl Iterator<Item = &str> {
-        self.known.keys().map(String::as_str)
-    }
-
     /// End the run: embed what has no vector yet (unless the request skips it), bring the ANN
     /// index up to date, and report.
     pub fn finish(
