@@ -177,6 +177,17 @@ impl Gateway {
         self.limits.in_flight()
     }
 
+    /// Each configured provider's counters and latest failure, by provider id.
+    pub fn provider_summaries(&self) -> Vec<crate::metrics::ProviderSummary> {
+        let mut out: Vec<_> = self
+            .providers
+            .iter()
+            .map(|(id, p)| p.metrics.summary(id))
+            .collect();
+        out.sort_unstable_by(|a, b| a.provider.cmp(&b.provider));
+        out
+    }
+
     /// Write the configured providers' metrics in the Prometheus text format.
     pub fn encode_metrics(&self, enc: &mut exai_core::metrics::Encoder) {
         let mut providers: Vec<(&str, &ProviderMetrics)> = self

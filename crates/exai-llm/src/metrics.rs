@@ -106,6 +106,31 @@ pub struct ProviderMetrics {
     pub tokens_in: Counter,
     pub tokens_out: Counter,
     pub cost_usd: FloatCounter,
+    /// The latest failed request (not counting cancellations), for the dashboard.
+    last_error: std::sync::Mutex<Option<LastError>>,
+}
+
+/// A provider's latest failure: when, its kind (a [`STATUSES`] label) and the error's message
+/// (exai's own wording; keys never appear in it).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastError {
+    pub time: String,
+    pub kind: String,
+    pub message: String,
+}
+
+/// One provider's counters at a glance.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProviderSummary {
+    pub provider: String,
+    /// Requests of every operation, each attempt counted, by their outcome.
+    pub requests: u64,
+    pub failed: u64,
+    pub retries: u64,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub cost_usd: f64,
+    pub last_error: Option<LastError>,
 }
 
 impl Default for ProviderMetrics {
@@ -120,6 +145,7 @@ impl Default for ProviderMetrics {
             tokens_in: Counter::default(),
             tokens_out: Counter::default(),
             cost_usd: FloatCounter::default(),
+            last_error: std::sync::Mutex::new(None),
         }
     }
 }
@@ -140,6 +166,30 @@ impl ProviderMetrics {
         let op = &self.operations[operation as usize];
         op.by_status[status].inc();
         op.duration.observe(started.elapsed());
+    }
+
+    /// The counters of this provider, named `provider`.
+    pub fn summary(&self, provider: &str) -> ProviderSummary {
+        let (mut requests, mut ok, mut cancelled) = (0, 0, 0);
+        for op in &self.operations {
+            requests += op.total();
+            ok += op.by_status[0].get();
+            cancelled += op.by_status[status_index(Err(&LlmError::Cancelled))].get();
+        }
+        ProviderSummary {
+            provider: provider.to_string(),
+            requests,
+            failed: requests - ok - cancelled,
+            retries: self.retries.get(),
+            tokens_in: self.tokens_in.get(),
+            tokens_out: self.tokens_out.get(),
+            cost_usd: self.cost_usd.get(),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        }
     }
 
     /// Requests of one operation with one status (for tests and reports).
@@ -164,6 +214,19 @@ impl RequestTimer<'_> {
         self.done = true;
         let status = status_index(result.as_ref().map(|_| ()));
         self.metrics.record(self.operation, status, self.started);
+        if let Err(e) = result
+            && !matches!(e, LlmError::Cancelled)
+        {
+            *self
+                .metrics
+                .last_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(LastError {
+                time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                kind: e.kind().to_string(),
+                message: exai_core::text::clip(&e.to_string(), 500).to_string(),
+            });
+        }
     }
 }
 
@@ -291,6 +354,24 @@ pub fn encode(enc: &mut Encoder, providers: &[(&str, &ProviderMetrics)], in_flig
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn the_summary_counts_failures_and_keeps_the_latest() {
+        let m = ProviderMetrics::default();
+        m.start(Operation::Chat).finish(&Ok::<(), LlmError>(()));
+        m.start(Operation::Chat).finish(&Err::<(), _>(LlmError::Server {
+            provider: "glm".into(),
+            status: 503,
+            message: "overloaded".into(),
+        }));
+        // A caller giving up is not the provider's failure.
+        drop(m.start(Operation::Chat));
+        let s = m.summary("glm");
+        assert_eq!((s.requests, s.failed), (3, 1));
+        let last = s.last_error.expect("the 503 is kept");
+        assert_eq!(last.kind, "server_error");
+        assert!(last.message.contains("503"), "{}", last.message);
+    }
 
     #[test]
     fn every_error_kind_a_request_can_end_in_has_its_status() {

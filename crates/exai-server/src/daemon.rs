@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use exai_core::Loaded;
@@ -83,6 +84,9 @@ pub async fn termination_signal() {
     }
 }
 
+/// Routes the binary adds to the daemon (its dashboard), built once the state exists.
+pub type Mount = Box<dyn FnOnce(Arc<AppState>) -> axum::Router + Send>;
+
 /// Run the HTTP daemon in the foreground until SIGTERM/SIGINT; SIGHUP reloads the
 /// configuration from `inputs`, what `loaded` was loaded from.
 pub async fn run(
@@ -90,6 +94,7 @@ pub async fn run(
     inputs: exai_core::config::Inputs,
     listen: SocketAddr,
     activity: Option<ActivityLog>,
+    mount: Option<Mount>,
 ) -> Result<(), DaemonError> {
     let pid_path = exai_core::paths::DataPaths::new(loaded.data_dir.clone()).pid_file();
     if let Some(record) = running(&pid_path)?
@@ -125,7 +130,8 @@ pub async fn run(
     tokio::spawn(crate::knowledge::embed_in_background(state.clone()));
     tokio::spawn(crate::sampler::run(state.clone()));
     tokio::spawn(crate::knowledge::refresh_on_schedule(state.clone()));
-    http::serve(state, listener, termination_signal()).await?;
+    let extra = mount.map_or_else(axum::Router::new, |mount| mount(state.clone()));
+    http::serve_with(state, listener, termination_signal(), extra).await?;
     tracing::info!("exai daemon stopped");
     Ok(())
 }

@@ -317,9 +317,10 @@ impl ExaiServer {
     ) {
         let elapsed = started.elapsed();
         self.state.metrics.record_call(tool, outcome, elapsed);
-        let Some(log) = &self.state.activity else {
+        let watched = self.state.events.is_watched();
+        if self.state.activity.is_none() && !watched {
             return;
-        };
+        }
         let session = context
             .extensions
             .get::<http::request::Parts>()
@@ -327,7 +328,7 @@ impl ExaiServer {
             .and_then(|v| v.to_str().ok())
             .map_or_else(|| self.state.transport.as_str().to_string(), str::to_string);
         let client = context.peer.peer_info();
-        log.record(&exai_core::activity::ActivityRecord {
+        let record = exai_core::activity::ActivityRecord {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             tool: tool.to_string(),
             session,
@@ -347,7 +348,15 @@ impl ExaiServer {
             client_version: client.as_ref().map(|c| clip(&c.client_info.version)),
             principal: Some(crate::http::Principal::of(context).name().to_string()),
             search: search_activity(tool, result, self.state.loaded.config.logging.log_queries),
-        });
+        };
+        if let Some(log) = &self.state.activity {
+            log.record(&record);
+        }
+        if watched {
+            self.state
+                .events
+                .publish(crate::events::ServerEvent::Call(Arc::new(record)));
+        }
     }
 }
 

@@ -1,12 +1,15 @@
-//! The HTTP daemon: Streamable HTTP MCP at `/mcp`, `GET /health`, `GET /ready`, `GET /metrics`,
-//! behind one guard that checks `Host`, `Origin` and the bearer token on every request and names
-//! the request's [`Principal`]. The listener's limits (header-read timeout, connection cap) live
+//! The HTTP daemon: Streamable HTTP MCP at `/mcp`, `GET /health`, `GET /ready`, `GET /metrics`
+//! and the routes the binary adds (the dashboard at `/` and `/ui/`), behind one guard that checks
+//! `Host`, `Origin` and the bearer token (or, for the dashboard, its sign-in: `signin`) on every
+//! request and names the request's [`Principal`]. The listener's limits (header-read timeout, connection cap) live
 //! in `listener`, the MCP sessions' (cap, owner, idle expiry) in `sessions`; every refusal is
 //! logged and counted by `refusal`.
 
 mod listener;
 mod refusal;
 mod sessions;
+mod signin;
+pub use signin::CSRF_HEADER;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,7 +21,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{RoleServer, transport::streamable_http_server::session::SessionId};
@@ -33,6 +36,7 @@ use crate::registry::Profile;
 use crate::state::AppState;
 use listener::Limits;
 use sessions::Sessions;
+use signin::{Area, SignIns};
 
 /// Who a request acts for: the owner of the conversation threads and index jobs it creates, and
 /// the only one who sees them afterwards.
@@ -218,6 +222,9 @@ struct GuardState {
     bind: SocketAddr,
     /// The guard and the configuration generation it was built from.
     built: RwLock<(u64, Arc<Guard>)>,
+    /// The dashboard's signed-in browsers (they outlive reloads; each is checked against the
+    /// tokens in force).
+    signins: SignIns,
 }
 
 impl GuardState {
@@ -228,6 +235,7 @@ impl GuardState {
         );
         GuardState {
             state,
+            signins: SignIns::new(bind.port()),
             bind,
             built: RwLock::new(built),
         }
@@ -279,6 +287,39 @@ async fn guard(State(cell): State<Arc<GuardState>>, mut request: Request, next: 
                 "Origin not allowed; add it to server.allowed_origins (EXAI_SERVER_ALLOWED_ORIGINS)",
             );
         }
+    }
+    let area = Area::of(request.method(), request.uri().path());
+    if area != Area::Api {
+        let visitor = cell.signins.visitor(&guard, headers);
+        match (area, visitor) {
+            (Area::Dashboard, None) => {
+                refused(
+                    Refusal::Token,
+                    "dashboard request without a session or token",
+                );
+                return refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "sign in to the dashboard first (at /, with EXAI_AUTH_TOKEN or one of server.tokens)",
+                );
+            }
+            (Area::Dashboard, Some(v))
+                if !signin::csrf_ok(&v, request.method(), request.headers()) =>
+            {
+                refused(
+                    Refusal::Origin,
+                    "dashboard change without its x-exai-csrf value",
+                );
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "missing or wrong x-exai-csrf header: changes come from the dashboard's own pages",
+                );
+            }
+            (_, Some(v)) => {
+                request.extensions_mut().insert(v.principal);
+            }
+            (_, None) => {}
+        }
+        return next.run(request).await;
     }
     let Some(principal) = guard.authenticate(headers) else {
         let offered = if headers.contains_key(header::AUTHORIZATION) {
@@ -566,6 +607,7 @@ fn app(
     state: Arc<AppState>,
     bind: SocketAddr,
     sessions_ct: CancellationToken,
+    extra: Router,
 ) -> (Router, Arc<Sessions>) {
     let guard_state = Arc::new(GuardState::new(state.clone(), bind));
     let guard_cfg = guard_state.current();
@@ -613,7 +655,14 @@ fn app(
     for profile in Profile::ALL {
         router = router.route_service(&format!("/mcp/{}", profile.as_str()), endpoint(profile));
     }
+    let signing_in = Router::new()
+        .route("/ui/signin", post(signin::sign_in))
+        .route("/ui/signout", post(signin::sign_out))
+        .route("/ui/api/session", get(signin::session))
+        .with_state(guard_state.clone());
     let router = router
+        .merge(signing_in)
+        .merge(extra)
         .layer(middleware::from_fn_with_state(guard_state, guard))
         // A bug that panics in a handler still answers (500, logged) instead of dropping the
         // connection without a word.
@@ -680,9 +729,20 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_with(state, listener, shutdown, Router::new()).await
+}
+
+/// [`serve`], with more routes behind the same guard (the daemon's dashboard, mounted by the
+/// binary: it lives in a crate above this one).
+pub async fn serve_with(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    extra: Router,
+) -> Result<(), ServeError> {
     let bind = listener.local_addr()?;
     let sessions_ct = CancellationToken::new();
-    let (app, sessions) = app(state.clone(), bind, sessions_ct.clone());
+    let (app, sessions) = app(state.clone(), bind, sessions_ct.clone(), extra);
     tokio::spawn(sessions.sweep(sessions_ct.clone()));
     // Read when stopping: timeouts may have been reloaded since the start.
     let grace = |state: &AppState| state.config().timeouts.shutdown_grace();

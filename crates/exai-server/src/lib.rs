@@ -6,6 +6,7 @@ mod ai_tools;
 pub mod answer;
 mod argcheck;
 pub mod daemon;
+pub mod events;
 pub mod handler;
 pub mod health;
 pub mod http;

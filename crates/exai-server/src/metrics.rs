@@ -254,6 +254,23 @@ impl ServerMetrics {
         self.searches[i].observe(elapsed);
     }
 
+    /// Calls of every tool so far, and how many did not end `ok` (cancellations excluded: the
+    /// caller gave up).
+    pub fn totals(&self) -> (u64, u64) {
+        let mut calls = 0;
+        let mut failed = 0;
+        for m in &self.tools {
+            for outcome in Outcome::ALL {
+                let n = m.calls[outcome as usize].get();
+                calls += n;
+                if matches!(outcome, Outcome::Error | Outcome::Timeout) {
+                    failed += n;
+                }
+            }
+        }
+        (calls, failed)
+    }
+
     /// Calls of one tool with one outcome (for tests and reports).
     pub fn calls(&self, tool: &str, outcome: Outcome) -> u64 {
         let slot = TOOLS

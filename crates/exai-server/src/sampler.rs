@@ -23,7 +23,7 @@ impl Latest {
         }
     }
 
-    fn get(&self) -> Option<Sample> {
+    pub fn get(&self) -> Option<Sample> {
         self.0.lock().ok().and_then(|s| s.clone())
     }
 }

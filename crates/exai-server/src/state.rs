@@ -81,6 +81,8 @@ pub struct AppState {
     pub listen: Option<std::net::SocketAddr>,
     pub knowledge: crate::knowledge::Knowledge,
     pub metrics: crate::metrics::ServerMetrics,
+    /// Live events for watchers (the dashboard).
+    pub events: crate::events::Events,
     /// What tools may read (allowed roots, private paths), fixed at start.
     pub access: exai_core::access::PathPolicy,
     ai: Ai,
@@ -139,6 +141,7 @@ impl AppState {
             activity,
             listen: None,
             metrics: crate::metrics::ServerMetrics::default(),
+            events: crate::events::Events::default(),
             ai: Ai::default(),
             calls: Tracker::default(),
             responses: Tracker::default(),

@@ -374,7 +374,8 @@ async fn run(cli: Cli, loaded: Loaded, inputs: Inputs) -> Result<ExitCode> {
             let activity = init_logs(&loaded)?;
             warn_unknown_disabled(&loaded);
             let listen = loaded.config.server.listen;
-            daemon::run(loaded, inputs, listen, activity).await?;
+            let dashboard: daemon::Mount = Box::new(exai_dashboard::router);
+            daemon::run(loaded, inputs, listen, activity, Some(dashboard)).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Daemon {

@@ -1,0 +1,9 @@
+//! `/ui/api/kb`.
+
+use axum::Router;
+
+use crate::context::Ctx;
+
+pub(crate) fn routes() -> Router<Ctx> {
+    Router::new()
+}

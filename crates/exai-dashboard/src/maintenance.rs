@@ -1,0 +1,9 @@
+//! `/ui/api/maintenance`.
+
+use axum::Router;
+
+use crate::context::Ctx;
+
+pub(crate) fn routes() -> Router<Ctx> {
+    Router::new()
+}
