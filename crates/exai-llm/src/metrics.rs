@@ -359,11 +359,12 @@ mod tests {
     fn the_summary_counts_failures_and_keeps_the_latest() {
         let m = ProviderMetrics::default();
         m.start(Operation::Chat).finish(&Ok::<(), LlmError>(()));
-        m.start(Operation::Chat).finish(&Err::<(), _>(LlmError::Server {
-            provider: "glm".into(),
-            status: 503,
-            message: "overloaded".into(),
-        }));
+        m.start(Operation::Chat)
+            .finish(&Err::<(), _>(LlmError::Server {
+                provider: "glm".into(),
+                status: 503,
+                message: "overloaded".into(),
+            }));
         // A caller giving up is not the provider's failure.
         drop(m.start(Operation::Chat));
         let s = m.summary("glm");
