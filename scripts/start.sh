@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults (no keys, no external server): build exai, install the
 # embedding model, index the Rust Book from the local toolchain if the knowledge base is empty,
-# and serve MCP over Streamable HTTP at http://127.0.0.1:8079/mcp. Keyword search works at once;
+# and serve MCP over Streamable HTTP at http://127.0.0.1:8079/mcp (and the dashboard at
+# http://127.0.0.1:8079/). Keyword search works at once;
 # the daemon computes the embeddings in the background. Extra arguments go to `exai daemon`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +26,5 @@ if [ "$documents" = "0" ]; then
   "$exe" index "$book" --source rust-book --technology rust \
     --include '*.html' --exclude print.html --exclude toc.html --exclude 404.html --no-embed
 fi
+echo "MCP at http://127.0.0.1:8079/mcp; the dashboard at http://127.0.0.1:8079/ (unless --listen says otherwise)" >&2
 exec "$exe" daemon "$@"

@@ -127,6 +127,9 @@ pub async fn run(
         data_dir = %state.paths.root().display(),
         "exai daemon serving MCP at http://{bound}/mcp"
     );
+    if mount.is_some() {
+        tracing::info!("dashboard at http://{bound}/");
+    }
     tokio::spawn(crate::knowledge::embed_in_background(state.clone()));
     tokio::spawn(crate::sampler::run(state.clone()));
     tokio::spawn(crate::knowledge::refresh_on_schedule(state.clone()));
