@@ -5,6 +5,7 @@
 //! in `listener`, the MCP sessions' (cap, owner, idle expiry) in `sessions`; every refusal is
 //! logged and counted by `refusal`.
 
+mod json_answer;
 mod listener;
 mod refusal;
 mod sessions;
@@ -367,6 +368,8 @@ struct Probe {
 ///   `-32700 Parse error`) rather than the SDK's bare 415;
 /// - an `initialize` takes a session slot first: none free is 503 with `Retry-After` and a
 ///   JSON-RPC `OVER_CAPACITY` error; the session opened is bound to the caller;
+/// - a call whose first message is its answer gets it as a JSON body, not a stream
+///   (`json_answer`), so clients keep their connection;
 /// - a response is counted until it is fully written or dropped, so a stopping daemon does not
 ///   end a session before its last answers have left, and an idle session is not closed while
 ///   one of its calls runs.
@@ -394,7 +397,7 @@ async fn mcp_gate(State(gate): State<Arc<McpGate>>, request: Request, next: Next
     }
     let guard = gate.state.enter_response();
     let in_flight = activity.map(|a| gate.sessions.begin(a));
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let bytes = match gate.read_body(&parts.headers, body, peer).await {
         Ok(bytes) => bytes,
         Err(answer) => return answer,
@@ -403,6 +406,7 @@ async fn mcp_gate(State(gate): State<Arc<McpGate>>, request: Request, next: Next
         Ok(probe) => probe,
         Err(answer) => return *answer,
     };
+    let offer = json_answer::offer(&mut parts, probe.as_ref());
     let slot = match gate.slot_for(session.is_none(), probe, peer) {
         Ok(slot) => slot,
         Err(answer) => return *answer,
@@ -410,6 +414,7 @@ async fn mcp_gate(State(gate): State<Arc<McpGate>>, request: Request, next: Next
     let response = next
         .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await;
+    let response = json_answer::answer(offer, response);
     if let Some(slot) = slot
         && let Some(id) = session_id(response.headers())
     {

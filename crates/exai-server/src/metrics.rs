@@ -129,6 +129,9 @@ pub struct TransportMetrics {
     refused: [Counter; Refusal::ALL.len()],
     pub connections_open: Gauge,
     pub connections_max: Gauge,
+    /// Connections accepted since the start: against the requests served, how often clients
+    /// keep theirs.
+    pub connections_accepted: Counter,
     /// Connections that arrived at the cap and waited for a slot.
     pub connections_waited: Counter,
     /// Idle connections closed to make room at the cap.
@@ -162,7 +165,7 @@ impl TransportMetrics {
         for (reason, count) in self.refusals() {
             enc.sample(&[("reason", reason.as_str())], count);
         }
-        let families: [(&str, Kind, &str, u64); 8] = [
+        let families: [(&str, Kind, &str, u64); 9] = [
             (
                 "exai_http_connections_open",
                 Kind::Gauge,
@@ -174,6 +177,12 @@ impl TransportMetrics {
                 Kind::Gauge,
                 "The connection cap (server.max_connections).",
                 self.connections_max.get(),
+            ),
+            (
+                "exai_http_connections_accepted_total",
+                Kind::Counter,
+                "HTTP connections accepted.",
+                self.connections_accepted.get(),
             ),
             (
                 "exai_http_connections_waited_total",

@@ -255,6 +255,7 @@ impl Connections {
         if let Ok(mut open) = self.open.lock() {
             open.insert(id, conn.clone());
             self.metrics.connections_open.inc();
+            self.metrics.connections_accepted.inc();
         }
         (id, conn)
     }

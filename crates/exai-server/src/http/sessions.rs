@@ -25,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::Principal;
+use super::json_answer::JsonAnswer;
 use crate::metrics::TransportMetrics;
 
 /// What the ledger knows of one open session.
@@ -237,7 +238,13 @@ impl SessionManager for Sessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
-        self.inner.initialize_session(id, message).await
+        let offer = JsonAnswer::of(&message);
+        let answer = self.inner.initialize_session(id, message).await?;
+        // The answer to `initialize` is all its stream would carry.
+        if let Some(offer) = offer {
+            offer.fill(&answer);
+        }
+        Ok(answer)
     }
 
     async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
@@ -254,7 +261,9 @@ impl SessionManager for Sessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.inner.create_stream(id, message).await
+        let offer = JsonAnswer::of(&message);
+        let stream = self.inner.create_stream(id, message).await?;
+        Ok(JsonAnswer::take_first(offer, stream).await)
     }
 
     async fn accept_message(
