@@ -3,7 +3,7 @@
 # versus the same chat request sent to the mock directly, plus a trivial MCP tool for the
 # protocol's own share, at concurrency 1 and 50, over Streamable HTTP (exai's server in process)
 # and stdio (`exai serve` as a child), side by side on loopback, with the CPU time per call.
-# Usage: bench/ai_overhead.sh [--calls N] [--concurrency 1,50] [--transport http,stdio]
+# Usage: bench/ai_overhead.sh [--calls N] [--concurrency 1,50] [--transport http,http-pooled,stdio]
 #        [--provider-ms L [--open]]  (mock answers after L ms; --open: calls arrive at c*1000/L per s)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,7 +1,9 @@
 //! Gateway overhead of the AI tools: an MCP `chat` call through exai to the mock provider, against
 //! the same chat request sent to the mock directly, and a trivial MCP tool (`version`) for the
 //! protocol's own share. Transports (`--transport`, any of): `http` (`exai daemon` as a child
-//! process, the rmcp client, one session per worker), `stdio` (`exai serve` as a child process,
+//! process, the rmcp client, one session per worker), `http-pooled` (the same with the rmcp
+//! client on a reqwest client that keeps idle connections, as `exai shim` uses it; the SDK's
+//! default client keeps none, so `http` opens a TCP connection per call), `stdio` (`exai serve` as a child process,
 //! the rmcp client on its pipes, as Claude Code runs it) and `http-inproc` (exai's HTTP server in
 //! this process). The mock runs in this process; paths are measured side by side, interleaved in
 //! rounds, at each concurrency.
@@ -38,6 +40,7 @@ use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
 
 type Client = Arc<RunningService<rmcp::RoleClient, ()>>;
@@ -271,8 +274,9 @@ struct Via {
 }
 
 enum Reach {
-    /// An MCP URL: each worker opens its own session, as separate agents would.
-    Http(String),
+    /// An MCP URL: each worker opens its own session, as separate agents would; `pooled`: on a
+    /// client that keeps its connections.
+    Http { url: String, pooled: bool },
     /// The one stdio session, shared by all workers as one agent's parallel calls would be.
     Stdio(Client),
 }
@@ -282,10 +286,10 @@ impl Via {
     async fn sessions(&self, workers: usize) -> Vec<Client> {
         match &self.reach {
             Reach::Stdio(client) => vec![client.clone()],
-            Reach::Http(url) => {
+            Reach::Http { url, pooled } => {
                 let mut clients = Vec::new();
                 for _ in 0..workers {
-                    clients.push(http_session(url).await);
+                    clients.push(http_session(url, *pooled).await);
                 }
                 clients
             }
@@ -380,12 +384,16 @@ async fn start_in_process(home: &std::path::Path, mock_url: &str) -> String {
     format!("http://{addr}/mcp")
 }
 
-async fn http_session(url: &str) -> Client {
-    Arc::new(
-        ().serve(StreamableHttpClientTransport::from_uri(url.to_string()))
-            .await
-            .unwrap(),
-    )
+async fn http_session(url: &str, pooled: bool) -> Client {
+    let transport = if pooled {
+        StreamableHttpClientTransport::with_client(
+            reqwest::Client::new(),
+            StreamableHttpClientTransportConfig::with_uri(url.to_string()),
+        )
+    } else {
+        StreamableHttpClientTransport::from_uri(url.to_string())
+    };
+    Arc::new(().serve(transport).await.unwrap())
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -436,19 +444,20 @@ async fn main() {
         std::fs::create_dir_all(&home).unwrap();
         match name {
             // `exai daemon`, as a user runs it for HTTP clients.
-            "http" => {
+            "http" | "http-pooled" => {
                 let (child, url) = start_daemon(&exai_bin, &home, &mock.url).await;
                 children.push(child);
+                let pooled = name == "http-pooled";
                 vias.push(Via {
-                    name: "http",
-                    reach: Reach::Http(url),
+                    name: if pooled { "http_pooled" } else { "http" },
+                    reach: Reach::Http { url, pooled },
                 });
             }
             "http-inproc" => {
                 let url = start_in_process(&home, &mock.url).await;
                 vias.push(Via {
                     name: "http_in_process",
-                    reach: Reach::Http(url),
+                    reach: Reach::Http { url, pooled: false },
                 });
             }
             // `exai serve` with its own data directory, logging as it would for a user.
@@ -463,7 +472,7 @@ async fn main() {
                     reach: Reach::Stdio(client),
                 });
             }
-            other => panic!("unknown transport {other}: http, http-inproc or stdio"),
+            other => panic!("unknown transport {other}: http, http-pooled, http-inproc or stdio"),
         }
     }
     let pids: Vec<u32> = children

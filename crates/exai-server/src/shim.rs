@@ -56,6 +56,28 @@ impl ShimClient {
     }
 }
 
+/// The HTTP client for the daemon connection. The SDK's own client keeps no idle connection
+/// (a client that left a stream unread would stall on reuse), so every call would open one; the
+/// daemon answers quick calls as complete JSON bodies and ends its streams right after the
+/// answer, which the SDK reads to the end, so connections are kept here. Redirects are not
+/// followed: the daemon sends none.
+fn daemon_transport(
+    config: StreamableHttpClientTransportConfig,
+) -> StreamableHttpClientTransport<reqwest::Client> {
+    match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(client) => StreamableHttpClientTransport::with_client(client, config),
+        Err(e) => {
+            tracing::warn!(
+                "cannot build a pooled HTTP client ({e}); opening a connection per call"
+            );
+            StreamableHttpClientTransport::from_config(config)
+        }
+    }
+}
+
 /// The daemon connection's transport, with progress notifications forwarded as they arrive.
 ///
 /// The SDK hands each notification to the handler on a task of its own but completes a request
@@ -212,7 +234,7 @@ impl ShimServer {
             config = config.auth_header(t.clone());
         }
         let transport = ProgressTap {
-            inner: StreamableHttpClientTransport::from_config(config),
+            inner: daemon_transport(config),
             client: self.client.clone(),
         };
         let running =
