@@ -142,10 +142,10 @@ const base = mkdtempSync(join(tmpdir(), 'exai-client-overhead-ts-'));
 const mock = spawn(binaries[0][1], ['mock-llm', '--api-key', KEY], {
   env: envFor(join(base, 'mock'), ''), stdio: ['ignore', 'pipe', 'ignore'],
 });
+const targets = [];
 try {
   const [line] = await once(createInterface({ input: mock.stdout }), 'line');
   const mockUrl = JSON.parse(line).url;
-  const targets = [];
   for (const [label, path] of binaries) {
     for (const t of transports) {
       const home = join(base, `${label}-${t}`);
@@ -193,6 +193,7 @@ try {
   }
   for (const t of targets.reverse()) await t.close();
 } finally {
+  for (const t of targets) if (t.proc && t.proc.exitCode === null) t.proc.kill('SIGKILL'); // after a failure
   mock.kill('SIGTERM');
   rmSync(base, { recursive: true, force: true });
 }

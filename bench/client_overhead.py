@@ -169,10 +169,11 @@ async def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="exai-client-overhead-"))
     mock = subprocess.Popen([binaries[0][1], "mock-llm", "--api-key", KEY], env=env_for(base / "mock", ""),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    targets: list[Target] = []
     try:
         assert mock.stdout is not None
         mock_url = json.loads(mock.stdout.readline())["url"]
-        targets = [Target(label, path, t, base / f"{label}-{t}", mock_url) for label, path in binaries for t in transports]
+        targets += [Target(label, path, t, base / f"{label}-{t}", mock_url) for label, path in binaries for t in transports]
         for t in targets:
             t.home.mkdir(parents=True)
             await t.open(args.probe)
@@ -212,6 +213,9 @@ async def main() -> None:
         for t in reversed(targets):
             await t.close()
     finally:
+        for t in targets:  # after a failure: no daemon is left behind
+            if t.proc is not None and t.proc.poll() is None:
+                t.proc.kill()
         mock.terminate()
         mock.wait(10)
         subprocess.run(["rm", "-rf", str(base)], check=False)

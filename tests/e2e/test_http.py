@@ -110,6 +110,66 @@ async def test_progress_over_http(daemon):
     assert seen == [1, 2, 3, 4]
 
 
+def raw_post(url: str, message: dict, session: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+               "mcp-protocol-version": "2025-06-18"}
+    if session:
+        headers["mcp-session-id"] = session
+    req = urllib.request.Request(url, data=json.dumps(message).encode(), headers=headers, method="POST")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+
+
+def sse_messages(body: bytes) -> list[dict]:
+    return [json.loads(line[5:]) for line in body.decode().splitlines() if line.startswith("data:") and line[5:].strip()]
+
+
+def test_quick_answers_are_json_and_progress_still_streams(daemon):
+    # Streamable HTTP lets a server answer a request with one application/json body; exai does
+    # when the answer is the call's first message, and streams when progress comes first.
+    status, h, body = raw_post(daemon.url, json.loads(INIT))
+    assert status == 200 and h["content-type"] == "application/json"
+    session = h["mcp-session-id"]
+    assert json.loads(body)["result"]["serverInfo"]["name"] == "exai"
+    assert raw_post(daemon.url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)[0] == 202
+    status, h, body = raw_post(daemon.url, {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                                            "params": {"name": "version", "arguments": {}}}, session)
+    assert status == 200 and h["content-type"] == "application/json"
+    answer = json.loads(body)
+    assert answer["id"] == 2 and answer["result"]["structuredContent"]["transport"] == "http"
+    status, h, body = raw_post(daemon.url, {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "ping", "arguments": {"delay_ms": 50, "progress_steps": 2}, "_meta": {"progressToken": "p"}}}, session)
+    assert status == 200 and h["content-type"] == "text/event-stream"
+    messages = sse_messages(body)
+    assert [m.get("method") for m in messages] == ["notifications/progress"] * 2 + [None]
+    assert messages[-1]["id"] == 3 and "result" in messages[-1]
+    # An answer that takes longer than a moment is streamed, as before (headers at once, then
+    # the SDK's keep-alives), without progress too.
+    status, h, body = raw_post(daemon.url, {"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                                            "params": {"name": "ping", "arguments": {"delay_ms": 1500}}}, session)
+    assert status == 200 and h["content-type"] == "text/event-stream"
+    assert [m["id"] for m in sse_messages(body)] == [4]
+
+
+def accepted_connections(daemon) -> int:
+    with urllib.request.urlopen(f"{daemon.base}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return int(next(line.split()[1] for line in text.splitlines()
+                    if line.startswith("exai_http_connections_accepted_total ")))
+
+
+async def test_official_client_keeps_its_connection(daemon):
+    before = accepted_connections(daemon)
+    async with streamable_http_client(daemon.url) as (r, w):
+        async with ClientSession(r, w) as session:
+            await session.initialize()
+            for _ in range(30):
+                assert structured(await session.call_tool("version", {}))["transport"] == "http"
+    # The session's POSTs share a connection (the SDK drops one whose stream it did not read to
+    # the end); the listening GET stream, the DELETE and the two scrapes may take their own.
+    assert accepted_connections(daemon) - before <= 6
+
+
 def test_deleting_a_session_ends_it_with_204(daemon):
     # The official Python SDK sends DELETE when a client closes and warns unless it gets 200/204.
     req = urllib.request.Request(daemon.url, data=INIT, method="POST", headers={
