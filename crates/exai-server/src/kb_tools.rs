@@ -1,5 +1,9 @@
 //! The knowledge-base tools (family `kb`): search, exact retrieval, listings, and indexing as a
 //! background job with progress notifications.
+//!
+//! What a tool does lives in the `pub` functions over [`AppState`] below, which the tools call;
+//! the daemon's dashboard calls the same functions, so both answer alike (the allowed roots,
+//! the fetch policy, one job per source, each principal's own jobs).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +17,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::handler::ExaiServer;
-use crate::jobs::JobState;
+use crate::jobs::{Job, JobState, JobStatus};
+use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -155,129 +160,311 @@ async fn blocking<T: Send + 'static>(
         .map_err(kb_error)
 }
 
-impl ExaiServer {
-    async fn kb(&self) -> Result<Arc<exai_kb::Kb>, ErrorData> {
-        self.state.knowledge.get().await.map_err(|e| {
-            ErrorData::internal_error(format!("knowledge base unavailable: {e}"), None)
-        })
-    }
+/// The knowledge base, opened on first use.
+pub async fn open_kb(state: &AppState) -> Result<Arc<exai_kb::Kb>, ErrorData> {
+    state
+        .knowledge
+        .get()
+        .await
+        .map_err(|e| ErrorData::internal_error(format!("knowledge base unavailable: {e}"), None))
+}
 
-    /// Start `principal`'s index job for `args.source` over `root`, refused while one runs for
-    /// that source (here or, with PostgreSQL, in any daemon on the database), and run it on the
-    /// blocking pool.
-    /// The source `index_path` files into: the one named, or a fetched spec's default.
-    async fn source_name(&self, args: &IndexPathArgs) -> Result<String, ErrorData> {
-        if let Some(source) = &args.source {
-            return Ok(source.clone());
-        }
-        let needs = || {
+/// Run a search as `search_docs` does (its metrics, its slow-query log, a note when semantic
+/// search is off), returning every hit; rendering within a token budget is the caller's.
+pub async fn search(
+    state: &AppState,
+    args: SearchDocsArgs,
+) -> Result<exai_kb::SearchResponse, ErrorData> {
+    let kb = open_kb(state).await?;
+    let mut req = SearchRequest::new(args.query);
+    req.limit = args.limit.unwrap_or(10) as usize;
+    req.mode = match args.mode {
+        Some(ModeArg::Keyword) => Mode::Keyword,
+        Some(ModeArg::Semantic) => Mode::Semantic,
+        _ => Mode::Hybrid,
+    };
+    req.filters = Filters {
+        sources: args.source.into_iter().collect(),
+        technologies: args.technology.into_iter().collect(),
+        categories: args.category.into_iter().collect(),
+        path_prefix: args.path_prefix,
+        doc_type: args.doc_type.map(|d| match d {
+            DocTypeArg::Text => DocType::Text,
+            DocTypeArg::Code => DocType::Code,
+        }),
+    };
+    req.min_score = args.min_score;
+    req.context = args.context.unwrap_or(0) as usize;
+    req.group_by_document = args.group_by_document.unwrap_or(false);
+    req.version = args.version;
+    let started = Instant::now();
+    let mut response = blocking(move || kb.search(&req)).await?;
+    let elapsed = started.elapsed();
+    // By the mode that ran: hybrid without an embedder runs as keyword.
+    state.metrics.record_search(response.mode, elapsed);
+    crate::knowledge::log_if_slow(&state.loaded.config, &response, elapsed);
+    if let Some(problem) = state.knowledge.embed_problem() {
+        response
+            .notes
+            .push(format!("semantic search is off: {problem}"));
+    }
+    Ok(response)
+}
+
+/// A whole document by doc_id, or by path (and source).
+pub async fn get_document(
+    state: &AppState,
+    args: GetDocumentArgs,
+) -> Result<exai_kb::DocumentWithChunks, ErrorData> {
+    if args.doc_id.is_none() && args.path.is_none() {
+        return Err(ErrorData::invalid_params(
+            "give doc_id, or path (and source)",
+            None,
+        ));
+    }
+    let kb = open_kb(state).await?;
+    blocking(move || kb.get_document(args.doc_id, args.source.as_deref(), args.path.as_deref()))
+        .await
+}
+
+/// What `list_sources` answers: the sources, the knowledge base's status, and why semantic
+/// search is off (if it is).
+pub async fn list_sources(
+    state: &AppState,
+) -> Result<(Vec<exai_kb::SourceInfo>, exai_kb::KbStatus, Option<String>), ErrorData> {
+    let kb = open_kb(state).await?;
+    let problem = state.knowledge.embed_problem();
+    let (sources, status) = blocking(move || Ok((kb.sources()?, kb.status()?))).await?;
+    Ok((sources, status, problem))
+}
+
+/// The source `index_path` files into: the one named, or a fetched spec's default.
+async fn source_name(state: &AppState, args: &IndexPathArgs) -> Result<String, ErrorData> {
+    if let Some(source) = &args.source {
+        return Ok(source.clone());
+    }
+    let needs = || {
+        ErrorData::invalid_params(
+            "give `source`, the name to file the documents under (it may be left out only for a URL, a package or a repository)",
+            None,
+        )
+    };
+    let Some(spec) = args.path.clone().filter(|p| exai_sources::is_remote(p)) else {
+        return Err(needs());
+    };
+    let settings = exai_sources::Settings::from_loaded(&state.loaded);
+    blocking(move || exai_sources::default_source_name(&spec, &settings))
+        .await?
+        .ok_or_else(needs)
+}
+
+/// A refresh over MCP reads what the source's origin names: local roots only where
+/// `index_path` could read them itself (the CLI may have indexed them from anywhere).
+async fn check_refresh_allowed(state: &AppState, source: &str) -> Result<(), ErrorData> {
+    let kb = open_kb(state).await?;
+    let sources = blocking(move || kb.sources()).await?;
+    let Some(found) = sources.iter().find(|s| s.name == source) else {
+        return Err(kb_error(KbError::UnknownValue {
+            kind: "source",
+            value: source.to_string(),
+            hint: None,
+            valid: sources.into_iter().map(|s| s.name).collect(),
+        }));
+    };
+    let origin = exai_sources::Origin::of(found);
+    let roots = match origin {
+        Some(exai_sources::Origin::Paths { roots, .. }) => roots,
+        Some(exai_sources::Origin::Git(g)) => exai_sources::local_repository(&g.spec)
+            .map(|p| vec![p.display().to_string()])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    for root in roots {
+        state.access.resolve(&root).map_err(|e| {
             ErrorData::invalid_params(
-                "give `source`, the name to file the documents under (it may be left out only for a URL, a package or a repository)",
+                format!("cannot refresh `{source}` over MCP: {e}; refresh it with `exai refresh {source}`"),
                 None,
             )
-        };
-        let Some(spec) = args.path.clone().filter(|p| exai_sources::is_remote(p)) else {
-            return Err(needs());
-        };
-        let settings = exai_sources::Settings::from_loaded(&self.state.loaded);
-        blocking(move || exai_sources::default_source_name(&spec, &settings))
-            .await?
-            .ok_or_else(needs)
+        })?;
     }
+    Ok(())
+}
 
-    /// A refresh over MCP reads what the source's origin names: local roots only where
-    /// `index_path` could read them itself (the CLI may have indexed them from anywhere).
-    async fn check_refresh_allowed(&self, source: &str) -> Result<(), ErrorData> {
-        let kb = self.kb().await?;
-        let sources = blocking(move || kb.sources()).await?;
-        let Some(found) = sources.iter().find(|s| s.name == source) else {
-            return Err(kb_error(KbError::UnknownValue {
-                kind: "source",
-                value: source.to_string(),
-                hint: None,
-                valid: sources.into_iter().map(|s| s.name).collect(),
-            }));
-        };
-        let origin = exai_sources::Origin::of(found);
-        let roots = match origin {
-            Some(exai_sources::Origin::Paths { roots, .. }) => roots,
-            Some(exai_sources::Origin::Git(g)) => exai_sources::local_repository(&g.spec)
-                .map(|p| vec![p.display().to_string()])
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        for root in roots {
-            self.state.access.resolve(&root).map_err(|e| {
-                ErrorData::invalid_params(
-                    format!("cannot refresh `{source}` over MCP: {e}; refresh it with `exai refresh {source}`"),
-                    None,
-                )
-            })?;
-        }
-        Ok(())
+/// Start `principal`'s index job for `source` over `root`, refused while one runs for that
+/// source (here or, with PostgreSQL, in any daemon on the database), and run it on the
+/// blocking pool.
+async fn start_index(
+    state: &AppState,
+    args: &IndexPathArgs,
+    source: &str,
+    root: Option<std::path::PathBuf>,
+    principal: &str,
+) -> Result<Arc<Job>, ErrorData> {
+    let jobs = &state.knowledge.jobs;
+    // Refused before the knowledge base opens (that may load a model); the start below
+    // checks again, atomically across daemons.
+    if let Some(running) = jobs.running_for(source).await {
+        return Err(ErrorData::invalid_params(
+            crate::jobs::StartError::busy(running, principal).to_string(),
+            None,
+        ));
     }
-
-    async fn start_index(
-        &self,
-        args: &IndexPathArgs,
-        source: &str,
-        root: Option<std::path::PathBuf>,
-        principal: &str,
-    ) -> Result<Arc<crate::jobs::Job>, ErrorData> {
-        let jobs = &self.state.knowledge.jobs;
-        // Refused before the knowledge base opens (that may load a model); the start below
-        // checks again, atomically across daemons.
-        if let Some(running) = jobs.running_for(source).await {
-            return Err(ErrorData::invalid_params(
-                crate::jobs::StartError::busy(running, principal).to_string(),
-                None,
-            ));
-        }
-        let kb = self.kb().await?;
-        let roots: Vec<String> = root.iter().map(|r| r.display().to_string()).collect();
-        let job = jobs
-            .start_exclusive("index", source, roots.clone(), principal)
-            .await
-            .map_err(|e| match e {
-                crate::jobs::StartError::Store(_) => ErrorData::internal_error(e.to_string(), None),
-                _ => ErrorData::invalid_params(e.to_string(), None),
-            })?;
-        let request = exai_sources::Request {
-            specs: roots,
-            source: Some(source.to_string()),
-            technology: args.technology.clone(),
-            include: args.include.clone().unwrap_or_default(),
-            exclude: args.exclude.clone().unwrap_or_default(),
-            prune: args.prune.unwrap_or(false),
-            ..Default::default()
+    let kb = open_kb(state).await?;
+    let roots: Vec<String> = root.iter().map(|r| r.display().to_string()).collect();
+    let job = jobs
+        .start_exclusive("index", source, roots.clone(), principal)
+        .await
+        .map_err(|e| match e {
+            crate::jobs::StartError::Store(_) => ErrorData::internal_error(e.to_string(), None),
+            _ => ErrorData::invalid_params(e.to_string(), None),
+        })?;
+    let request = exai_sources::Request {
+        specs: roots,
+        source: Some(source.to_string()),
+        technology: args.technology.clone(),
+        include: args.include.clone().unwrap_or_default(),
+        exclude: args.exclude.clone().unwrap_or_default(),
+        prune: args.prune.unwrap_or(false),
+        ..Default::default()
+    };
+    let worker = job.clone();
+    let settings = exai_sources::Settings::from_loaded(&state.loaded);
+    tokio::task::spawn_blocking(move || {
+        let progress = |p: &exai_kb::Progress| worker.progress(p);
+        // A panic inside indexing must still finish the job, or it reads "running" forever.
+        let run = || match request.specs.is_empty() {
+            true => exai_sources::refresh(
+                &kb,
+                &request.source.clone().unwrap_or_default(),
+                &settings,
+                false,
+                &progress,
+                &worker.cancel,
+            ),
+            false => exai_sources::index(&kb, &request, &settings, &progress, &worker.cancel),
         };
-        let worker = job.clone();
-        let settings = exai_sources::Settings::from_loaded(&self.state.loaded);
-        tokio::task::spawn_blocking(move || {
-            let progress = |p: &exai_kb::Progress| worker.progress(p);
-            // A panic inside indexing must still finish the job, or it reads "running" forever.
-            let run = || match request.specs.is_empty() {
-                true => exai_sources::refresh(
-                    &kb,
-                    &request.source.clone().unwrap_or_default(),
-                    &settings,
-                    false,
-                    &progress,
-                    &worker.cancel,
-                ),
-                false => exai_sources::index(&kb, &request, &settings, &progress, &worker.cancel),
-            };
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
-                .unwrap_or_else(|payload| {
-                    let message = exai_core::text::panic_message(payload.as_ref());
-                    tracing::error!(panic = %message, "index job panicked");
-                    Err(KbError::Invalid(format!(
-                        "indexing stopped on an internal error (a bug in exai; details in its log): {message}"
-                    )))
-                });
-            worker.finish(result);
-        });
-        Ok(job)
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+            .unwrap_or_else(|payload| {
+                let message = exai_core::text::panic_message(payload.as_ref());
+                tracing::error!(panic = %message, "index job panicked");
+                Err(KbError::Invalid(format!(
+                    "indexing stopped on an internal error (a bug in exai; details in its log): {message}"
+                )))
+            });
+        worker.finish(result);
+    });
+    Ok(job)
+}
+
+/// Start the job `index_path` starts for `args` on behalf of `principal`: a path only under
+/// the allowed roots, a URL, package or repository under the fetch policy (a repository on this
+/// machine only from where a path could be read), a refresh (no path) only of a source whose
+/// local origin is readable so. Returns at once; the job runs on.
+pub async fn start_index_job(
+    state: &AppState,
+    args: &IndexPathArgs,
+    principal: &str,
+) -> Result<Arc<Job>, ErrorData> {
+    let source = source_name(state, args).await?;
+    let root = match &args.path {
+        // Fetched under the fetch policy (kb.fetch_allowed_hosts); a repository on this
+        // machine only from where index_path may read.
+        Some(address) if exai_sources::is_remote(address) => {
+            if let Some(repo) = exai_sources::local_repository(address) {
+                state
+                    .access
+                    .resolve(&repo.display().to_string())
+                    .map_err(|e| ErrorData::invalid_params(e, None))?;
+            }
+            Some(address.into())
+        }
+        Some(path) => Some(
+            state
+                .access
+                .resolve(path)
+                .map_err(|e| ErrorData::invalid_params(e, None))?,
+        ),
+        None => {
+            check_refresh_allowed(state, &source).await?;
+            None
+        }
+    };
+    start_index(state, args, &source, root, principal).await
+}
+
+/// The status of `principal`'s job, as `job_status` answers it.
+pub async fn job_status(
+    state: &AppState,
+    job_id: &str,
+    principal: &str,
+) -> Result<JobStatus, ErrorData> {
+    let jobs = &state.knowledge.jobs;
+    match jobs.status(job_id, principal).await {
+        Ok(Some(status)) => Ok(status),
+        Ok(None) => Err(ErrorData::invalid_params(
+            format!(
+                "unknown job `{job_id}`; known jobs: {}",
+                jobs.known_ids(principal).await.join(", ")
+            ),
+            None,
+        )),
+        Err(e) => Err(ErrorData::internal_error(
+            format!("cannot read job `{job_id}`: {e}"),
+            None,
+        )),
+    }
+}
+
+/// Cancel `principal`'s job, as `cancel_job` does (waiting up to 10 s for it to stop).
+pub async fn cancel_job(
+    state: &AppState,
+    job_id: &str,
+    principal: &str,
+) -> Result<JobStatus, ErrorData> {
+    match state
+        .knowledge
+        .jobs
+        .cancel(job_id, Duration::from_secs(10), principal)
+        .await
+    {
+        Ok(Some(status)) => Ok(status),
+        Ok(None) => Err(ErrorData::invalid_params(
+            format!("unknown job `{job_id}`"),
+            None,
+        )),
+        Err(e) => Err(ErrorData::internal_error(
+            format!("cannot cancel job `{job_id}`: {e}"),
+            None,
+        )),
+    }
+}
+
+/// Remove a source and its documents, as `remove_source` does: refused while a job indexes
+/// it. Returns how many documents went.
+pub async fn remove_source(
+    state: &AppState,
+    source: &str,
+    principal: &str,
+) -> Result<u64, ErrorData> {
+    if let Some(running) = state.knowledge.jobs.running_for(source).await {
+        // Only the job's own principal can cancel it; anyone else can only wait.
+        let message = match crate::jobs::StartError::busy(running, principal) {
+            crate::jobs::StartError::Busy(job) => format!(
+                "source `{}` is being indexed by {}; cancel it with cancel_job (or wait for it to finish), then remove the source",
+                job.source, job.job_id
+            ),
+            other => other.to_string(),
+        };
+        return Err(ErrorData::invalid_params(message, None));
+    }
+    let kb = open_kb(state).await?;
+    let source = source.to_string();
+    blocking(move || kb.remove_source(&source)).await
+}
+
+impl ExaiServer {
+    async fn kb(&self) -> Result<Arc<exai_kb::Kb>, ErrorData> {
+        open_kb(&self.state).await
     }
 }
 
@@ -330,42 +517,10 @@ impl ExaiServer {
         &self,
         Parameters(args): Parameters<SearchDocsArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let kb = self.kb().await?;
-        let mut req = SearchRequest::new(args.query);
-        req.limit = args.limit.unwrap_or(10) as usize;
-        req.mode = match args.mode {
-            Some(ModeArg::Keyword) => Mode::Keyword,
-            Some(ModeArg::Semantic) => Mode::Semantic,
-            _ => Mode::Hybrid,
-        };
-        req.filters = Filters {
-            sources: args.source.into_iter().collect(),
-            technologies: args.technology.into_iter().collect(),
-            categories: args.category.into_iter().collect(),
-            path_prefix: args.path_prefix,
-            doc_type: args.doc_type.map(|d| match d {
-                DocTypeArg::Text => DocType::Text,
-                DocTypeArg::Code => DocType::Code,
-            }),
-        };
-        req.min_score = args.min_score;
-        req.context = args.context.unwrap_or(0) as usize;
-        req.group_by_document = args.group_by_document.unwrap_or(false);
-        req.version = args.version;
         let budget = args
             .max_tokens
             .map_or(self.state.loaded.config.tools.max_output_tokens, u64::from);
-        let started = Instant::now();
-        let mut response = blocking(move || kb.search(&req)).await?;
-        let elapsed = started.elapsed();
-        // By the mode that ran: hybrid without an embedder runs as keyword.
-        self.state.metrics.record_search(response.mode, elapsed);
-        crate::knowledge::log_if_slow(&self.state.loaded.config, &response, elapsed);
-        if let Some(problem) = self.state.knowledge.embed_problem() {
-            response
-                .notes
-                .push(format!("semantic search is off: {problem}"));
-        }
+        let response = search(&self.state, args).await?;
         let answer =
             crate::answer::search_answer(&response, usize::try_from(budget).unwrap_or(usize::MAX));
         let mut result =
@@ -395,19 +550,7 @@ impl ExaiServer {
         &self,
         Parameters(args): Parameters<GetDocumentArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        if args.doc_id.is_none() && args.path.is_none() {
-            return Err(ErrorData::invalid_params(
-                "give doc_id, or path (and source)",
-                None,
-            ));
-        }
-        let kb = self.kb().await?;
-        json(
-            &blocking(move || {
-                kb.get_document(args.doc_id, args.source.as_deref(), args.path.as_deref())
-            })
-            .await?,
-        )
+        json(&get_document(&self.state, args).await?)
     }
 
     #[tool(
@@ -418,9 +561,7 @@ impl ExaiServer {
         &self,
         Parameters(_): Parameters<NoArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let kb = self.kb().await?;
-        let problem = self.state.knowledge.embed_problem();
-        let (sources, status) = blocking(move || Ok((kb.sources()?, kb.status()?))).await?;
+        let (sources, status, problem) = list_sources(&self.state).await?;
         json(
             &serde_json::json!({ "sources": sources, "status": status, "semantic_search_problem": problem }),
         )
@@ -481,34 +622,8 @@ impl ExaiServer {
         Parameters(args): Parameters<IndexPathArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let source = self.source_name(&args).await?;
-        let root = match &args.path {
-            // Fetched under the fetch policy (kb.fetch_allowed_hosts); a repository on this
-            // machine only from where index_path may read.
-            Some(address) if exai_sources::is_remote(address) => {
-                if let Some(repo) = exai_sources::local_repository(address) {
-                    self.state
-                        .access
-                        .resolve(&repo.display().to_string())
-                        .map_err(|e| ErrorData::invalid_params(e, None))?;
-                }
-                Some(address.into())
-            }
-            Some(path) => Some(
-                self.state
-                    .access
-                    .resolve(path)
-                    .map_err(|e| ErrorData::invalid_params(e, None))?,
-            ),
-            None => {
-                self.check_refresh_allowed(&source).await?;
-                None
-            }
-        };
         let principal = crate::http::Principal::of(&context);
-        let job = self
-            .start_index(&args, &source, root, principal.name())
-            .await?;
+        let job = start_index_job(&self.state, &args, principal.name()).await?;
         // Wait for the job within the tool's own deadline, telling the client how it goes.
         let ceiling = self
             .state
@@ -539,23 +654,8 @@ impl ExaiServer {
         Parameters(args): Parameters<JobArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let jobs = &self.state.knowledge.jobs;
         let principal = crate::http::Principal::of(&context);
-        match jobs.status(&args.job_id, principal.name()).await {
-            Ok(Some(status)) => json(&status),
-            Ok(None) => Err(ErrorData::invalid_params(
-                format!(
-                    "unknown job `{}`; known jobs: {}",
-                    args.job_id,
-                    jobs.known_ids(principal.name()).await.join(", ")
-                ),
-                None,
-            )),
-            Err(e) => Err(ErrorData::internal_error(
-                format!("cannot read job `{}`: {e}", args.job_id),
-                None,
-            )),
-        }
+        json(&job_status(&self.state, &args.job_id, principal.name()).await?)
     }
 
     #[tool(
@@ -571,22 +671,8 @@ impl ExaiServer {
         Parameters(args): Parameters<JobArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let jobs = &self.state.knowledge.jobs;
         let principal = crate::http::Principal::of(&context);
-        match jobs
-            .cancel(&args.job_id, Duration::from_secs(10), principal.name())
-            .await
-        {
-            Ok(Some(status)) => json(&status),
-            Ok(None) => Err(ErrorData::invalid_params(
-                format!("unknown job `{}`", args.job_id),
-                None,
-            )),
-            Err(e) => Err(ErrorData::internal_error(
-                format!("cannot cancel job `{}`: {e}", args.job_id),
-                None,
-            )),
-        }
+        json(&cancel_job(&self.state, &args.job_id, principal.name()).await?)
     }
 
     #[tool(
@@ -602,21 +688,8 @@ impl ExaiServer {
         Parameters(args): Parameters<RemoveSourceArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        if let Some(running) = self.state.knowledge.jobs.running_for(&args.source).await {
-            let principal = crate::http::Principal::of(&context);
-            // Only the job's own principal can cancel it; anyone else can only wait.
-            let message = match crate::jobs::StartError::busy(running, principal.name()) {
-                crate::jobs::StartError::Busy(job) => format!(
-                    "source `{}` is being indexed by {}; cancel it with cancel_job (or wait for it to finish), then remove the source",
-                    job.source, job.job_id
-                ),
-                other => other.to_string(),
-            };
-            return Err(ErrorData::invalid_params(message, None));
-        }
-        let kb = self.kb().await?;
-        let source = args.source.clone();
-        let removed = blocking(move || kb.remove_source(&source)).await?;
+        let principal = crate::http::Principal::of(&context);
+        let removed = remove_source(&self.state, &args.source, principal.name()).await?;
         json(&serde_json::json!({ "source": args.source, "documents_removed": removed }))
     }
 }

@@ -11,7 +11,7 @@ pub mod handler;
 pub mod health;
 pub mod http;
 pub mod jobs;
-mod kb_tools;
+pub mod kb_tools;
 pub mod knowledge;
 pub mod metrics;
 pub mod registry;
