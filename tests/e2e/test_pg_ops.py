@@ -153,7 +153,7 @@ def test_copy_sqlite_to_postgres_and_back(tmp_path, database):
     migrate = outputs.run(ops, "db", "migrate", **env)
     assert migrate.returncode == 0, migrate.stderr
     assert "kb (postgres): schema 3 (current)" in migrate.stdout
-    assert "threads (postgres): migrated schema 0 -> 2" in migrate.stdout, migrate.stdout
+    assert "threads (postgres): migrated schema 0 -> 3" in migrate.stdout, migrate.stdout
     assert "jobs (postgres)" in migrate.stdout
 
     stats = outputs.run(ops, "db", "stats", "--json", **env)

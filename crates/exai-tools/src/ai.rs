@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::files::{self, FileContext, FileError};
 use crate::prompts;
-use crate::threads::{NewThread, NewTurn, ThreadError, ThreadStore, ThreadsOf, Turn};
+use crate::threads::{NewThread, NewTurn, ThreadError, ThreadStore, ThreadsOf, Turn, TurnUsage};
 
 /// Time kept back from the tool's deadline so the provider call fails first, with its own error.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(750);
@@ -129,6 +129,7 @@ struct OwnedTurn {
     files: Vec<String>,
     tool: String,
     model: Option<String>,
+    usage: Option<TurnUsage>,
 }
 
 impl OwnedTurn {
@@ -139,6 +140,7 @@ impl OwnedTurn {
             files: &self.files,
             tool: &self.tool,
             model: self.model.as_deref(),
+            usage: self.usage,
         }
     }
 }
@@ -556,6 +558,7 @@ impl AiService {
                 files: input.files.clone(),
                 tool: input.tool.clone(),
                 model: None,
+                usage: None,
             },
             OwnedTurn {
                 role: "assistant",
@@ -563,6 +566,11 @@ impl AiService {
                 files: Vec::new(),
                 tool: input.tool.clone(),
                 model: Some(completion.model.clone()),
+                usage: Some(TurnUsage {
+                    tokens_in: completion.usage.prompt_tokens,
+                    tokens_out: completion.usage.completion_tokens,
+                    cost_usd: completion.cost_usd,
+                }),
             },
         ];
         self.record_in_background(&ctx.principal, thread.id.clone(), thread.new, turns)?;
@@ -777,6 +785,7 @@ impl AiService {
                 files: &files,
                 tool: "consensus",
                 model: None,
+                usage: None,
             }];
             if !summary.is_empty() {
                 turns.push(NewTurn {
@@ -785,6 +794,7 @@ impl AiService {
                     files: &[],
                     tool: "consensus",
                     model: None,
+                    usage: None,
                 });
             }
             t.record(&id, new.as_ref(), &turns)?;

@@ -10,4 +10,4 @@ pub mod threads;
 pub mod workflow;
 
 pub use ai::{AiService, CallCtx, Grounding, ThinkingMode, ToolError, TurnInput, TurnOutput};
-pub use threads::{LOCAL_PRINCIPAL, ThreadStore, ThreadsOf};
+pub use threads::{LOCAL_PRINCIPAL, ThreadStore, ThreadsOf, TurnUsage};

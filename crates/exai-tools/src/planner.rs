@@ -103,6 +103,7 @@ impl AiService {
                     files: &[],
                     tool: "planner",
                     model: None,
+                    usage: None,
                 };
                 t.record(&id, new.as_ref(), &[turn])?;
                 let steps: Vec<PlanStep> = t

@@ -245,6 +245,7 @@ impl AiService {
                 files: &files,
                 tool: &tool,
                 model: None,
+                usage: None,
             };
             t.record(&id, new.as_ref(), &[turn])?;
             let steps: Vec<Step> = t

@@ -28,4 +28,8 @@ pub(super) const STEPS: &[&str] = &[
     // 2: owners. Threads from before principals belong to the local user.
     "ALTER TABLE threads ADD COLUMN owner TEXT NOT NULL DEFAULT 'local';
     CREATE INDEX threads_owner_updated ON threads (owner, updated_at DESC);",
+    // 3: what the model call that answered a turn used.
+    "ALTER TABLE thread_turns ADD COLUMN tokens_in BIGINT,
+        ADD COLUMN tokens_out BIGINT,
+        ADD COLUMN cost_usd DOUBLE PRECISION;",
 ];

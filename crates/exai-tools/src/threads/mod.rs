@@ -92,6 +92,46 @@ pub struct Turn {
     pub tool: String,
     pub model: Option<String>,
     pub time: i64,
+    /// What the model call that wrote an assistant turn used; `None` for a user's turn, a turn
+    /// no single call answered, and turns written before exai recorded it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TurnUsage>,
+}
+
+/// The tokens and cost of the model call that answered a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TurnUsage {
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    /// USD, from the model registry's prices.
+    pub cost_usd: f64,
+}
+
+impl TurnUsage {
+    /// The columns it is stored in, all `NULL` for a turn without usage.
+    fn columns(usage: Option<TurnUsage>) -> (Option<i64>, Option<i64>, Option<f64>) {
+        match usage {
+            Some(u) => (
+                Some(to_i64(u.tokens_in)),
+                Some(to_i64(u.tokens_out)),
+                Some(u.cost_usd),
+            ),
+            None => (None, None, None),
+        }
+    }
+
+    /// Read back from its columns: present when the token counts are.
+    fn from_columns(
+        tokens_in: Option<i64>,
+        tokens_out: Option<i64>,
+        cost: Option<f64>,
+    ) -> Option<TurnUsage> {
+        Some(TurnUsage {
+            tokens_in: to_u64(tokens_in?),
+            tokens_out: to_u64(tokens_out?),
+            cost_usd: cost.unwrap_or(0.0),
+        })
+    }
 }
 
 /// A thread as `list_threads` shows it.
@@ -145,6 +185,7 @@ pub struct NewTurn<'a> {
     pub files: &'a [String],
     pub tool: &'a str,
     pub model: Option<&'a str>,
+    pub usage: Option<TurnUsage>,
 }
 
 /// What a backend knows of a thread, for the rules above it to judge.
@@ -398,6 +439,7 @@ impl ThreadsOf<'_> {
             files,
             tool,
             model,
+            usage: None,
         };
         self.record(id, None, &[turn]).map(|_| ())
     }

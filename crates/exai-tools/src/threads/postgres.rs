@@ -9,8 +9,8 @@ use exai_pg::postgres::{self, GenericClient, IsolationLevel};
 use exai_pg::{LazyPool, Pool};
 
 use super::{
-    Backend, MAX_CHAIN, NewThread, NewTurn, Standing, ThreadError, ThreadSummary, Turn, Writer,
-    to_i64, to_u64,
+    Backend, MAX_CHAIN, NewThread, NewTurn, Standing, ThreadError, ThreadSummary, Turn, TurnUsage,
+    Writer, to_i64, to_u64,
 };
 
 type Time = chrono::DateTime<chrono::Utc>;
@@ -122,7 +122,8 @@ impl Backend for PgThreads {
                      FROM chain c JOIN threads t ON t.id = c.parent_id
                      WHERE t.owner = $2 AND c.depth + 1 < {MAX_CHAIN} AND NOT t.id = ANY (c.seen)
                  )
-                 SELECT tt.role, tt.content, tt.files, tt.tool, tt.model, tt.created_at
+                 SELECT tt.role, tt.content, tt.files, tt.tool, tt.model, tt.created_at,
+                        tt.tokens_in, tt.tokens_out, tt.cost_usd
                  FROM chain c JOIN thread_turns tt ON tt.thread_id = c.id
                  ORDER BY c.depth DESC, tt.idx"
             ),
@@ -144,6 +145,7 @@ impl Backend for PgThreads {
                     tool: r.get(3),
                     model: r.get(4),
                     time: at.timestamp_millis(),
+                    usage: TurnUsage::from_columns(r.get(6), r.get(7), r.get(8)),
                 }
             })
             .collect();
@@ -226,12 +228,14 @@ impl Writer for PgWriter<'_, '_> {
             return Ok(());
         }
         let insert = self.tx.prepare(
-            "INSERT INTO thread_turns (thread_id, idx, role, content, files, tool, model, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, now())",
+            "INSERT INTO thread_turns (thread_id, idx, role, content, files, tool, model, created_at,
+                 tokens_in, tokens_out, cost_usd)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9, $10)",
         )?;
         for (i, turn) in turns.iter().enumerate() {
             let idx = to_i64(first + i as u64);
             let files = postgres::types::Json(turn.files);
+            let (tokens_in, tokens_out, cost) = TurnUsage::columns(turn.usage);
             self.tx.execute(
                 &insert,
                 &[
@@ -242,6 +246,9 @@ impl Writer for PgWriter<'_, '_> {
                     &files,
                     &turn.tool,
                     &turn.model,
+                    &tokens_in,
+                    &tokens_out,
+                    &cost,
                 ],
             )?;
         }

@@ -11,7 +11,8 @@ use exai_core::sqlite_schema::SchemaError;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{
-    Backend, MAX_CHAIN, NewThread, NewTurn, Standing, ThreadError, ThreadSummary, Turn, Writer,
+    Backend, MAX_CHAIN, NewThread, NewTurn, Standing, ThreadError, ThreadSummary, Turn, TurnUsage,
+    Writer,
 };
 
 /// The SQLite schema this build writes; each step of [`MIGRATIONS`] brings it one up (see
@@ -48,6 +49,10 @@ const MIGRATIONS: &[&str] = &[
     // 2: owners. Threads from before principals belong to the local user.
     "ALTER TABLE threads ADD COLUMN owner TEXT NOT NULL DEFAULT 'local';
     CREATE INDEX threads_owner_updated ON threads(owner, updated_at);",
+    // 3: what the model call that answered a turn used.
+    "ALTER TABLE thread_turns ADD COLUMN tokens_in INTEGER;
+    ALTER TABLE thread_turns ADD COLUMN tokens_out INTEGER;
+    ALTER TABLE thread_turns ADD COLUMN cost_usd REAL;",
 ];
 
 /// Bring the file's thread tables to [`SCHEMA`].
@@ -166,8 +171,8 @@ impl Backend for SqliteThreads {
             let judged = judge(standing(db, owner, id)?)?;
             let mut turns = Vec::new();
             let mut stmt = db.prepare_cached(
-                "SELECT role, content, files, tool, model, created_at FROM thread_turns
-                 WHERE thread_id = ?1 ORDER BY idx",
+                "SELECT role, content, files, tool, model, created_at, tokens_in, tokens_out, cost_usd
+                 FROM thread_turns WHERE thread_id = ?1 ORDER BY idx",
             )?;
             for thread in chain(db, owner, id)?.iter().rev() {
                 let rows = stmt.query_map([thread], |r| {
@@ -179,6 +184,7 @@ impl Backend for SqliteThreads {
                         tool: r.get(3)?,
                         model: r.get(4)?,
                         time: r.get(5)?,
+                        usage: TurnUsage::from_columns(r.get(6)?, r.get(7)?, r.get(8)?),
                     })
                 })?;
                 for row in rows {
@@ -272,11 +278,13 @@ impl Writer for SqliteWriter<'_> {
         turns: &[NewTurn<'_>],
     ) -> Result<(), ThreadError> {
         let mut insert = self.tx.prepare_cached(
-            "INSERT INTO thread_turns (thread_id, idx, role, content, files, tool, model, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO thread_turns (thread_id, idx, role, content, files, tool, model, created_at,
+                 tokens_in, tokens_out, cost_usd)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         for (i, turn) in turns.iter().enumerate() {
             let files = serde_json::to_string(turn.files).unwrap_or_else(|_| "[]".into());
+            let (tokens_in, tokens_out, cost) = TurnUsage::columns(turn.usage);
             insert.execute(params![
                 id,
                 first + i as u64,
@@ -285,7 +293,10 @@ impl Writer for SqliteWriter<'_> {
                 files,
                 turn.tool,
                 turn.model,
-                self.at
+                self.at,
+                tokens_in,
+                tokens_out,
+                cost
             ])?;
         }
         Ok(())

@@ -41,7 +41,51 @@ exai_pg::both_backends!(
     concurrent_writers_never_exceed_max_turns,
     a_thread_continues_on_another_store,
     other_owners_threads_do_not_exist,
+    a_turns_usage_is_kept,
 );
+
+/// The tokens and cost of the call that answered a turn come back with it, after a restart;
+/// a turn written without them has none.
+fn a_turns_usage_is_kept(place: &dyn Place) {
+    let id = ThreadStore::new_id();
+    let new = NewThread {
+        parent: None,
+        tool: "chat".into(),
+        title: "priced".into(),
+    };
+    let usage = TurnUsage {
+        tokens_in: 1200,
+        tokens_out: 34,
+        cost_usd: 0.0125,
+    };
+    let turns = [
+        NewTurn {
+            role: "user",
+            content: "q",
+            files: &[],
+            tool: "chat",
+            model: None,
+            usage: None,
+        },
+        NewTurn {
+            role: "assistant",
+            content: "a",
+            files: &[],
+            tool: "chat",
+            model: Some("glm-4.6"),
+            usage: Some(usage),
+        },
+    ];
+    place
+        .open(Duration::from_secs(3600), 10)
+        .of(LOCAL_PRINCIPAL)
+        .record(&id, Some(&new), &turns)
+        .unwrap();
+    let store = place.open(Duration::from_secs(3600), 10);
+    let history = store.of(LOCAL_PRINCIPAL).history(&id).unwrap();
+    let usages: Vec<_> = history.iter().map(|t| t.usage).collect();
+    assert_eq!(usages, vec![None, Some(usage)]);
+}
 
 fn threads_persist_chain_and_fill_up(place: &dyn Place) {
     let id = {
@@ -115,6 +159,7 @@ fn record_writes_all_turns_or_none(place: &dyn Place) {
         files: &[],
         tool: "chat",
         model: None,
+        usage: None,
     };
     let new = NewThread {
         parent: None,
@@ -270,6 +315,7 @@ fn a_thread_continues_on_another_store(place: &dyn Place) {
         files: &[],
         tool: "chat",
         model: None,
+        usage: None,
     };
     a.record(&id, Some(&new), &[user]).unwrap();
     let listed = b.list(10, None).unwrap();
