@@ -20,6 +20,12 @@ const ASSETS: &[(&str, &str, &str)] = &[
         JS,
         include_str!("../assets/pages/overview.js"),
     ),
+    ("pages/kb.js", JS, include_str!("../assets/pages/kb.js")),
+    (
+        "pages/conversations.js",
+        JS,
+        include_str!("../assets/pages/conversations.js"),
+    ),
     ("favicon.svg", SVG, include_str!("../assets/favicon.svg")),
 ];
 
