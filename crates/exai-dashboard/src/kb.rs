@@ -191,6 +191,8 @@ struct Section {
 struct DocChunk {
     chunk_id: i64,
     position: i64,
+    /// `text` or `code`: prose reads in the body font, code in a monospaced one.
+    doc_type: exai_kb::DocType,
     text: String,
 }
 
@@ -218,6 +220,7 @@ async fn document(
         let piece = DocChunk {
             chunk_id: chunk.id,
             position: chunk.position,
+            doc_type: chunk.doc_type,
             text: chunk.text,
         };
         match sections.last_mut() {

@@ -208,11 +208,9 @@
         ev.preventDefault();
         if (!q.value.trim()) { q.focus(); return; }
         const query = searchQuery();
-        const run = exai.api('/kb/search', { query });
-        exai.busy(searchButton, run);
         let res;
         try {
-          res = await run;
+          res = await exai.busy(searchButton, exai.api('/kb/search', { query }));
         } catch (e) {
           hitsBody.replaceChildren(h('p', { class: 'error-text', role: 'alert' }, e.message));
           return;
@@ -223,7 +221,7 @@
 
       function renderHits(res) {
         const head = h('p', { class: 'muted' },
-          `${res.hits.length} hits · ${res.mode} · ${exai.fmt.ms(res.took_ms)}`
+          `${res.hits.length} ${res.hits.length === 1 ? 'hit' : 'hits'} · ${res.mode} · ${exai.fmt.ms(res.took_ms)}`
           + (res.chunks_without_vectors ? ` · ${exai.fmt.num(res.chunks_without_vectors)} chunks without vectors` : ''));
         const notes = (res.notes || []).map((n) => h('p', { class: 'muted' }, n));
         if (res.hits.length === 0) {
@@ -239,7 +237,7 @@
             h('div', { class: 'muted' },
               [hit.source, hit.path, hit.section].filter(Boolean).join(' › ')
               + ` · ${hit.technology} · ${hit.category} · ${hit.doc_type}`),
-            h('pre', { class: 'kb-snippet' }, hit.snippet),
+            h('pre', { class: ['kb-snippet', hit.doc_type === 'code' && 'code'] }, hit.snippet),
             hit.more_in_document ? h('small', { class: 'muted' }, `${hit.more_in_document} more matches in this document`) : null);
         }));
         hitsBody.replaceChildren(head, ...notes, list);
@@ -270,7 +268,7 @@
           const block = h('section', { class: 'doc-section' },
             s.section ? h('h3', {}, s.section) : null,
             s.chunks.map((c) => {
-              const text = h('pre', { class: 'kb-chunk', id: 'kb-chunk-' + c.chunk_id }, c.text);
+              const text = h('pre', { class: ['kb-chunk', c.doc_type === 'code' && 'code'], id: 'kb-chunk-' + c.chunk_id }, c.text);
               if (c.chunk_id !== hit.chunk_id) return text;
               // The hit's chunk, marked and focusable so the reader opens on it.
               target = h('mark', { class: 'kb-hit-chunk', tabindex: '-1', 'aria-label': 'The matching part' }, text);
@@ -351,10 +349,8 @@
         if (list(aInclude).length) body.include = list(aInclude);
         if (list(aExclude).length) body.exclude = list(aExclude);
         if (aPrune.checked) body.prune = true;
-        const run = exai.api('/kb/sources', { method: 'POST', body });
-        exai.busy(addButton, run);
         try {
-          const job = await run;
+          const job = await exai.busy(addButton, exai.api('/kb/sources', { method: 'POST', body }));
           takeJob(job);
           renderJobs();
           exai.toast(`Indexing ${job.source} (job ${job.job_id})`, 'ok');
@@ -364,10 +360,8 @@
       }
 
       async function onRefresh(name, button) {
-        const run = exai.api(`/kb/sources/${encodeURIComponent(name)}/refresh`, { method: 'POST' });
-        exai.busy(button, run);
         try {
-          const job = await run;
+          const job = await exai.busy(button, exai.api(`/kb/sources/${encodeURIComponent(name)}/refresh`, { method: 'POST' }));
           takeJob(job);
           renderJobs();
           exai.toast(`Refreshing ${name} (job ${job.job_id})`, 'ok');
@@ -380,10 +374,8 @@
         confirmText.textContent = `Remove the source “${name}” and all its documents from the knowledge base?`;
         confirmYes.onclick = async () => {
           confirmDialog.close();
-          const run = exai.api(`/kb/sources/${encodeURIComponent(name)}`, { method: 'DELETE' });
-          exai.busy(button, run);
           try {
-            const res = await run;
+            const res = await exai.busy(button, exai.api(`/kb/sources/${encodeURIComponent(name)}`, { method: 'DELETE' }));
             exai.toast(`Removed ${name} (${res.documents_removed} documents)`, 'ok');
             loadSources();
           } catch (e) {
@@ -396,10 +388,8 @@
       }
 
       async function onCancel(id, button) {
-        const run = exai.api(`/kb/jobs/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
-        exai.busy(button, run);
         try {
-          takeJob(await run);
+          takeJob(await exai.busy(button, exai.api(`/kb/jobs/${encodeURIComponent(id)}/cancel`, { method: 'POST' })));
           renderJobs();
         } catch (e) {
           exai.toast(e.message, 'error');
