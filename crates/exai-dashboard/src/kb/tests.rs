@@ -17,6 +17,8 @@ use tower::ServiceExt;
 
 use crate::context::Dashboard;
 
+const LOCAL: &str = exai_tools::LOCAL_PRINCIPAL;
+
 /// A daemon's state over a fresh data directory, keyword search only, reading files only under
 /// `corpus` (kept apart: the data directory itself is never readable by tools).
 pub(crate) struct Fixture {
@@ -372,4 +374,39 @@ async fn jobs_are_the_principals_own() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(!job.cancel.load(std::sync::atomic::Ordering::SeqCst));
     job.finish(Ok(exai_kb::IndexReport::default()));
+}
+
+/// Cancelling one's own job asks it to stop and answers with its status once it has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_job_is_cancelled() {
+    let fx = Fixture::new();
+    let app = fx.app(Principal::local());
+    let job = fx
+        .state
+        .knowledge
+        .jobs
+        .start_exclusive("index", "slow", Vec::new(), LOCAL)
+        .await
+        .unwrap();
+    // Stands in for an indexing run: stops at the first check after the cancel.
+    let worker = job.clone();
+    tokio::task::spawn_blocking(move || {
+        while !worker.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        worker.finish(Err(exai_kb::KbError::Cancelled));
+    });
+    let (_, listed) = get(&app, "/kb/jobs").await;
+    assert_eq!(listed["jobs"][0]["state"], "running", "{listed}");
+    // The source is busy meanwhile: neither a second run nor a removal.
+    let (status, busy) = call(&app, Method::DELETE, "/kb/sources/slow", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{busy}");
+    assert!(
+        busy["error"].as_str().unwrap().contains("is being indexed"),
+        "{busy}"
+    );
+    let uri = format!("/kb/jobs/{}/cancel", job.status().job_id);
+    let (status, cancelled) = call(&app, Method::POST, &uri, None).await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
 }
