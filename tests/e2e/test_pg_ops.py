@@ -159,7 +159,7 @@ def test_copy_sqlite_to_postgres_and_back(tmp_path, database):
     stats = outputs.run(ops, "db", "stats", "--json", **env)
     assert stats.returncode == 0, stats.stderr
     entry = next(s for s in json.loads(stats.stdout) if s["name"] == "postgres")
-    assert entry["kb"]["documents"] == 36 and entry["server"]["components"]["threads"] == 2, entry
+    assert entry["kb"]["documents"] == 36 and entry["server"]["components"]["threads"] == 3, entry
     assert entry["tables"]["kb_documents"]["rows"] == 36
     text = outputs.run(ops, "db", "stats", **env)
     assert text.returncode == 0 and "pgvector" in text.stdout, text.stdout
