@@ -263,6 +263,11 @@ fn window(chunks: &[exai_kb::ChunkRecord], focus: Option<i64>, cap: usize) -> (u
         used += chunks[last].text.len();
         last += 1;
     }
+    // Near the end, the room left goes to what comes before.
+    while first > 0 && used + chunks[first - 1].text.len() <= cap {
+        first -= 1;
+        used += chunks[first].text.len();
+    }
     (first, last)
 }
 

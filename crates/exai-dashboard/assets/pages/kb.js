@@ -68,11 +68,12 @@
       if (params.get('q')) q.value = params.get('q');
 
       const searchButton = h('button', { type: 'submit', class: 'primary' }, 'Search');
+      let filters = null;
       const searchForm = h('form', { class: 'inline kb-search', role: 'search', on: { submit: onSearch } },
         field('Query', q),
         field('Mode', mode),
         searchButton,
-        h('details', { class: 'kb-filters' },
+        filters = h('details', { class: 'kb-filters' },
           h('summary', {}, 'Filters'),
           h('div', { class: 'row' },
             field('Source', fSource),
@@ -147,6 +148,11 @@
         if (data.semantic_search_problem) parts.push('semantic search is off: ' + data.semantic_search_problem);
         status.textContent = parts.join(' · ');
         fillFilters(data);
+        // A mode the index cannot serve still runs, as keyword search with a note saying why.
+        for (const o of mode.options) {
+          const on = st.search_modes.includes(o.value);
+          o.textContent = on ? o.value : `${o.value} (runs as keyword)`;
+        }
         renderSources(st.embedding_model != null);
       }
 
@@ -182,7 +188,7 @@
           { label: 'Updated', render: (s) => h('span', { title: s.updated_at }, exai.fmt.ago(s.updated_at)) },
           { label: 'Actions', render: (s) => {
             const busyNow = Boolean(running(s));
-            const searchIn = h('button', { type: 'button', class: 'secondary', on: { click: () => { fSource.value = s.name; q.focus(); } } }, 'Search in');
+            const searchIn = h('button', { type: 'button', class: 'secondary', on: { click: () => { fSource.value = s.name; filters.open = true; q.focus(); } } }, 'Search in');
             const refresh = h('button', { type: 'button', class: 'secondary', disabled: busyNow, 'aria-label': `Refresh ${s.name}` }, 'Refresh');
             refresh.addEventListener('click', () => onRefresh(s.name, refresh));
             const remove = h('button', { type: 'button', class: 'danger', disabled: busyNow, 'aria-label': `Remove ${s.name}` }, 'Remove');

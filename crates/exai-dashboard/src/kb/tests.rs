@@ -193,6 +193,24 @@ async fn a_source_is_indexed_searched_read_refreshed_and_removed() {
         "{hit}"
     );
     assert!(hit["score"].as_f64().unwrap() > 0.0);
+    // Every other filter as the form sends it: text, numbers and a flag.
+    let (status, grouped) = get(
+        &app,
+        "/kb/search?query=client&mode=keyword&technology=handbook&min_score=0.01&context=1&group_by_document=true&limit=10",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{grouped}");
+    let paths: Vec<&str> = grouped["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["guide/retries.md"],
+        "one hit per document: {grouped}"
+    );
     // The path filter really filters.
     let (_, none) = get(
         &app,
@@ -409,4 +427,31 @@ async fn a_running_job_is_cancelled() {
     let (status, cancelled) = call(&app, Method::POST, &uri, None).await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
+}
+
+/// A document longer than the page shows comes as a window that holds the chunk asked for.
+#[test]
+fn a_long_document_is_windowed_around_the_hit() {
+    let chunk = |id: i64| exai_kb::ChunkRecord {
+        id,
+        doc_id: 1,
+        position: id,
+        section: String::new(),
+        text: "x".repeat(100),
+        tokens: 25,
+        doc_type: exai_kb::DocType::Text,
+        title: String::new(),
+        source: String::new(),
+        path: String::new(),
+        uri: None,
+        technology: String::new(),
+        category: String::new(),
+    };
+    let chunks: Vec<_> = (0..100).map(chunk).collect();
+    assert_eq!(super::window(&chunks, None, 100_000), (0, 100));
+    assert_eq!(super::window(&chunks, None, 1_000), (0, 10));
+    let (first, last) = super::window(&chunks, Some(60), 1_000);
+    assert!(first <= 60 && 60 < last, "{first}..{last}");
+    assert_eq!((first, last), (58, 68), "a quarter before, the rest after");
+    assert_eq!(super::window(&chunks, Some(99), 1_000), (90, 100));
 }
