@@ -27,7 +27,8 @@ pub enum Level {
 }
 
 impl Level {
-    fn parse(word: &str) -> Option<Level> {
+    /// The level as the log writes it (`ERROR`, `WARN`, …).
+    pub fn parse(word: &str) -> Option<Level> {
         match word {
             "ERROR" => Some(Level::Error),
             "WARN" => Some(Level::Warn),
@@ -136,7 +137,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// `path`, then its rotated files, oldest first. Rotation numbers are contiguous (`.1` newest),
 /// so the first gap ends the set.
-fn rotated_set(path: &Path) -> Vec<PathBuf> {
+pub fn rotated_set(path: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = (1..)
         .map(|n| {
             let mut name = path.as_os_str().to_owned();

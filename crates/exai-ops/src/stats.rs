@@ -42,8 +42,9 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-#[derive(Default)]
-struct Acc {
+/// Sums and durations of a group of calls, turned into a [`Row`] once the group is complete.
+#[derive(Debug, Default)]
+pub struct Acc {
     durations: Vec<f64>,
     errors: u64,
     tokens_in: u64,
@@ -51,18 +52,42 @@ struct Acc {
     cost: f64,
 }
 
+/// Whether a call counts as an error: anything but `ok` (a cancelled call did not answer).
+pub fn is_error(r: &ActivityRecord) -> bool {
+    r.outcome != "ok"
+}
+
 impl Acc {
-    fn add(&mut self, r: &ActivityRecord) {
-        self.durations.push(r.duration_ms);
-        if r.outcome != "ok" {
-            self.errors += 1;
-        }
-        self.tokens_in += r.tokens_in.unwrap_or(0);
-        self.tokens_out += r.tokens_out.unwrap_or(0);
-        self.cost += r.cost_usd.unwrap_or(0.0);
+    pub fn add(&mut self, r: &ActivityRecord) {
+        self.add_call(
+            r.duration_ms,
+            is_error(r),
+            r.tokens_in.unwrap_or(0),
+            r.tokens_out.unwrap_or(0),
+            r.cost_usd.unwrap_or(0.0),
+        );
     }
 
-    fn row(mut self, name: String) -> Row {
+    /// Add one call given by its parts, for callers that keep calls in a smaller form than
+    /// the record.
+    pub fn add_call(
+        &mut self,
+        duration_ms: f64,
+        error: bool,
+        tokens_in: u64,
+        tokens_out: u64,
+        cost_usd: f64,
+    ) {
+        self.durations.push(duration_ms);
+        if error {
+            self.errors += 1;
+        }
+        self.tokens_in += tokens_in;
+        self.tokens_out += tokens_out;
+        self.cost += cost_usd;
+    }
+
+    pub fn row(mut self, name: String) -> Row {
         self.durations.sort_by(f64::total_cmp);
         let calls = self.durations.len() as u64;
         Row {
@@ -85,7 +110,8 @@ impl Acc {
     }
 }
 
-fn rows(map: BTreeMap<String, Acc>) -> Vec<Row> {
+/// One row per group, most calls first.
+pub fn rows(map: BTreeMap<String, Acc>) -> Vec<Row> {
     let mut rows: Vec<Row> = map.into_iter().map(|(k, a)| a.row(k)).collect();
     rows.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.name.cmp(&b.name)));
     rows
