@@ -20,11 +20,27 @@ const ASSETS: &[(&str, &str, &str)] = &[
         JS,
         include_str!("../assets/pages/overview.js"),
     ),
+    (
+        "pages/activity.js",
+        JS,
+        include_str!("../assets/pages/activity.js"),
+    ),
     ("pages/kb.js", JS, include_str!("../assets/pages/kb.js")),
     (
         "pages/conversations.js",
         JS,
         include_str!("../assets/pages/conversations.js"),
+    ),
+    (
+        "pages/validation.js",
+        JS,
+        include_str!("../assets/pages/validation.js"),
+    ),
+    ("pages/logs.js", JS, include_str!("../assets/pages/logs.js")),
+    (
+        "pages/maintenance.js",
+        JS,
+        include_str!("../assets/pages/maintenance.js"),
     ),
     ("favicon.svg", SVG, include_str!("../assets/favicon.svg")),
 ];

@@ -10,6 +10,12 @@ pub struct Dashboard {
     pub state: Arc<AppState>,
     /// The latest checks of `exai health` and when they ran (they read disks and databases).
     pub(crate) checks: tokio::sync::Mutex<Option<(Instant, exai_ops::health::Report)>>,
+    /// The last day of calls, read from the activity log and kept up to date by each request.
+    pub(crate) activity: crate::activity::Calls,
+    /// The validation run started from the dashboard, and its `validation` topic.
+    pub(crate) validation: crate::validation::Runner,
+    /// The database action running now, and the backups checked so far.
+    pub(crate) maintenance: crate::maintenance::Maintenance,
 }
 
 impl Dashboard {
@@ -17,6 +23,9 @@ impl Dashboard {
         Dashboard {
             state,
             checks: tokio::sync::Mutex::new(None),
+            activity: Default::default(),
+            validation: Default::default(),
+            maintenance: Default::default(),
         }
     }
 }

@@ -42,6 +42,22 @@ impl ApiError {
     }
 }
 
+/// A request's JSON body; an empty body is the default request. `example` tells the caller
+/// what to send instead of what failed to parse.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+    example: &str,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the request body is not understood ({e}); {example}"
+        ))
+    })
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)

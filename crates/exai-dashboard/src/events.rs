@@ -4,7 +4,8 @@
 //!   second when something changed, else every ten seconds;
 //! - `calls`: each finished tool call, as its activity record;
 //! - `jobs`: the viewer's index jobs, once a second while one changes;
-//! - `logs`: new entries of the merged log and activity stream.
+//! - `logs`: new entries of the merged log and activity stream;
+//! - `validation`: the progress of a validation run started from the dashboard.
 //!
 //! Each stream is one task that wakes once a second and sends only what changed, so an idle open
 //! dashboard costs the daemon next to nothing; it ends when the page goes away or the daemon
@@ -33,7 +34,7 @@ const LOGS_PER_TICK: usize = 200;
 /// Events queued for a page that reads slowly before the stream gives up on it.
 const QUEUE: usize = 256;
 
-pub(crate) const TOPICS: &[&str] = &["stats", "calls", "jobs", "logs"];
+pub(crate) const TOPICS: &[&str] = &["stats", "calls", "jobs", "logs", "validation"];
 
 #[derive(Deserialize)]
 pub(crate) struct Params {
@@ -101,7 +102,10 @@ pub(crate) async fn stream(
     let calls = topics
         .contains("calls")
         .then(|| ctx.state.events.subscribe());
-    tokio::spawn(pump(ctx, principal, topics, calls, tx));
+    let validation = topics
+        .contains("validation")
+        .then(|| ctx.validation.subscribe());
+    tokio::spawn(pump(ctx, principal, topics, calls, validation, tx));
     let events = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|event| (Ok(event), rx))
     });
@@ -118,6 +122,7 @@ async fn pump(
     principal: Principal,
     topics: HashSet<&'static str>,
     mut calls: Option<broadcast::Receiver<ServerEvent>>,
+    mut validation: Option<broadcast::Receiver<serde_json::Value>>,
     tx: mpsc::Sender<Event>,
 ) {
     let mut ticker = tokio::time::interval(TICK);
@@ -134,10 +139,23 @@ async fn pump(
                 None => std::future::pending().await,
             }
         };
+        let next_validation = async {
+            match validation.as_mut() {
+                Some(rx) => Some(rx.recv().await),
+                None => std::future::pending().await,
+            }
+        };
         let out = tokio::select! {
             () = tx.closed() => return,
             received = next_call => match received {
                 Some(Ok(ServerEvent::Call(record))) => event("call", &*record),
+                Some(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                    event("lagged", &serde_json::json!({ "missed": missed }))
+                }
+                Some(Err(broadcast::error::RecvError::Closed)) | None => return,
+            },
+            received = next_validation => match received {
+                Some(Ok(progress)) => event("validation", &progress),
                 Some(Err(broadcast::error::RecvError::Lagged(missed))) => {
                     event("lagged", &serde_json::json!({ "missed": missed }))
                 }
