@@ -423,6 +423,7 @@ async fn activity(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     pub(crate) fn record(time: &str, tool: &str, ms: f64, outcome: &str) -> ActivityRecord {
         ActivityRecord {
@@ -536,7 +537,7 @@ mod tests {
         std::fs::OpenOptions::new()
             .append(true)
             .open(&live)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, half[20..].as_bytes()))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &half.as_bytes()[20..]))
             .unwrap();
         std::fs::rename(&rotated, dir.path().join("activity.jsonl.2")).unwrap();
         std::fs::rename(&live, &rotated).unwrap();
@@ -562,6 +563,83 @@ mod tests {
         w.forget_before(now - DAY_MS);
         assert_eq!(w.calls.len(), 1);
         assert_eq!(w.recent.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_api_reads_the_log_and_keeps_up_with_it() {
+        let app = crate::test_support::App::new();
+        let live = app.home().join("logs/activity.jsonl");
+        let now = Utc::now();
+        let at = |mins: i64| {
+            (now - chrono::Duration::minutes(mins))
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        std::fs::write(
+            &live,
+            lines(&[
+                record(&at(30 * 60), "chat", 9.0, "ok"),
+                record(&at(120), "chat", 50.0, "ok"),
+                record(&at(5), "chat", 20.0, "error"),
+                record(&at(1), "version", 1.0, "ok"),
+            ]),
+        )
+        .unwrap();
+        let (status, hour) = app.get("/activity?window=hour").await;
+        assert_eq!(status, 200, "{hour}");
+        assert_eq!(hour["window"], "hour");
+        assert_eq!(hour["bucket_secs"], 60);
+        assert_eq!(hour["buckets"].as_array().unwrap().len(), 60);
+        assert_eq!(hour["total"]["calls"], 2);
+        assert_eq!(hour["by_tool"][0]["name"], "chat");
+        assert_eq!(hour["by_tool"][0]["error_rate"], 1.0);
+        assert_eq!(
+            hour["all"]["calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_u64)
+                .sum::<u64>(),
+            2
+        );
+        assert_eq!(hour["recent"][0]["tool"], "version");
+        assert_eq!(hour["recent"].as_array().unwrap().len(), 4);
+
+        let (_, day) = app.get("/activity?window=day&recent=1").await;
+        assert_eq!(
+            day["total"]["calls"], 3,
+            "the call 30 hours ago is out of the day"
+        );
+        assert_eq!(day["by_provider"][0]["name"], "glm");
+        assert_eq!(day["by_provider"][0]["tokens_in"], 200);
+        assert_eq!(day["recent"].as_array().unwrap().len(), 1);
+
+        // A call finishing now is in the next answer.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&live)
+            .and_then(|mut f| {
+                std::io::Write::write_all(
+                    &mut f,
+                    lines(&[record(&at(0), "health", 3.0, "ok")]).as_bytes(),
+                )
+            })
+            .unwrap();
+        let (_, hour) = app.get("/activity").await;
+        assert_eq!(hour["total"]["calls"], 3);
+        assert_eq!(hour["recent"][0]["tool"], "health");
+
+        for (uri, says) in [
+            ("/activity?window=week", "window=hour"),
+            ("/activity?recent=0", "from 1 to 500"),
+            ("/activity?recent=many", "from 1 to 500"),
+        ] {
+            let (status, body) = app.get(uri).await;
+            assert_eq!(status, 400, "{uri}");
+            assert!(
+                body["error"].as_str().unwrap().contains(says),
+                "{uri}: {body}"
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@ mod kb;
 mod logs;
 mod maintenance;
 mod overview;
+#[cfg(test)]
+mod test_support;
 mod validation;
 
 use std::sync::Arc;
@@ -29,7 +31,11 @@ pub use error::{ApiError, ApiResult};
 
 /// The dashboard's routes, for [`exai_server::daemon::run`]'s mount.
 pub fn router(state: Arc<AppState>) -> Router {
-    let ctx: Ctx = Arc::new(Dashboard::new(state));
+    api(Arc::new(Dashboard::new(state)))
+}
+
+/// The routes over a given context (tests reach into it).
+fn api(ctx: Ctx) -> Router {
     let api = Router::new()
         .merge(overview::routes())
         .nest("/activity", activity::routes())

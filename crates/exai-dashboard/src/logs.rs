@@ -92,3 +92,79 @@ async fn entries(
     entries.drain(..matched.saturating_sub(limit));
     Ok(Json(Logs { entries, matched }))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::App;
+
+    #[tokio::test]
+    async fn filters_like_exai_logs_and_keeps_the_newest() {
+        let app = App::new();
+        let now = chrono::Utc::now();
+        let at = |mins: i64| {
+            (now - chrono::Duration::minutes(mins))
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        };
+        std::fs::write(
+            app.home().join("logs/exai.log"),
+            format!(
+                "{}  INFO exai: started\n{} ERROR exai: provider failed tool=chat\n{}  WARN exai: slow tool=search_docs\n",
+                at(180),
+                at(30),
+                at(10)
+            ),
+        )
+        .unwrap();
+        let record = serde_json::json!({
+            "time": at(20), "tool": "chat", "session": "s", "request_id": "1",
+            "duration_ms": 12.0, "outcome": "ok", "model": "glm-4.6", "principal": "local"
+        });
+        std::fs::write(
+            app.home().join("logs/activity.jsonl"),
+            format!("{record}\n"),
+        )
+        .unwrap();
+
+        let (status, all) = app.get("/logs").await;
+        assert_eq!(status, 200, "{all}");
+        let texts: Vec<&str> = all["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(texts.len(), 4, "{texts:?}");
+        assert!(
+            texts[0].ends_with("started") && texts[3].ends_with("tool=search_docs"),
+            "oldest first: {texts:?}"
+        );
+        assert_eq!(all["entries"][2]["origin"], "activity");
+        assert_eq!(all["entries"][2]["record"]["model"], "glm-4.6");
+
+        let (_, errors) = app.get("/logs?level=error").await;
+        assert_eq!(errors["matched"], 1);
+        let (_, warn) = app.get("/logs?level=WARN").await;
+        assert_eq!(warn["matched"], 2);
+        let (_, chat) = app.get("/logs?tool=chat").await;
+        assert_eq!(chat["matched"], 2);
+        let (_, recent) = app.get("/logs?since=1h").await;
+        assert_eq!(recent["matched"], 3);
+        let (_, last) = app.get("/logs?limit=1").await;
+        assert_eq!(last["matched"], 4);
+        assert_eq!(last["entries"].as_array().unwrap().len(), 1);
+        assert_eq!(last["entries"][0]["level"], "WARN");
+
+        for (uri, says) in [
+            ("/logs?level=loud", "error, warn, info, debug or trace"),
+            ("/logs?since=yesterday", "30s, 15m, 1h, 7d"),
+            ("/logs?limit=0", "from 1 to 5000"),
+        ] {
+            let (status, body) = app.get(uri).await;
+            assert_eq!(status, 400, "{uri}");
+            assert!(
+                body["error"].as_str().unwrap().contains(says),
+                "{uri}: {body}"
+            );
+        }
+    }
+}

@@ -245,3 +245,86 @@ async fn backups(State(ctx): State<Ctx>) -> ApiResult<Backups> {
     .await?;
     Ok(Json(answer))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::App;
+
+    #[tokio::test]
+    async fn verify_backup_and_the_backups_list() {
+        let app = App::new();
+        let (status, nothing) = app.post("/maintenance/backup", "").await;
+        assert_eq!(status, 409, "{nothing}");
+        assert!(
+            nothing["error"]
+                .as_str()
+                .unwrap()
+                .contains("nothing to back up")
+        );
+
+        exai_validate::track::SqliteTracking::open(&app.home().join("state.sqlite")).unwrap();
+        let (status, verified) = app.post("/maintenance/verify", "{}").await;
+        assert_eq!(status, 200, "{verified}");
+        assert_eq!(verified["ok"], true);
+        assert_eq!(verified["databases"][0]["name"], "state");
+        assert_eq!(verified["databases"][0]["problems"], serde_json::json!([]));
+        let (status, _) = app.post("/maintenance/verify", r#"{"quick": true}"#).await;
+        assert_eq!(status, 200);
+
+        let (status, done) = app.post("/maintenance/backup", "").await;
+        assert_eq!(status, 200, "{done}");
+        assert_eq!(done["keep"], 7);
+        assert_eq!(done["manifest"]["files"][0]["name"], "state");
+        let (_, list) = app.get("/maintenance/backups").await;
+        assert_eq!(list["backups"].as_array().unwrap().len(), 1);
+        assert_eq!(list["backups"][0]["path"], done["path"]);
+        assert_eq!(list["backups"][0]["verified"], true);
+        assert!(list["backups"][0]["bytes"].as_u64().unwrap() > 0);
+
+        // A backup damaged afterwards is caught by the list's own check (a fresh dashboard's).
+        let copy = std::path::Path::new(done["path"].as_str().unwrap()).join("state.sqlite");
+        std::fs::write(&copy, b"not a database").unwrap();
+        let other = App {
+            dir: tempfile::tempdir().unwrap(),
+            ctx: std::sync::Arc::new(crate::context::Dashboard::new(app.ctx.state.clone())),
+        };
+        let (_, list) = other.get("/maintenance/backups").await;
+        assert_eq!(list["backups"][0]["verified"], false);
+        assert!(
+            list["backups"][0]["problem"]
+                .as_str()
+                .unwrap()
+                .contains("bytes"),
+            "{list}"
+        );
+
+        let (status, bad) = app.post("/maintenance/verify", r#"{"full": 1}"#).await;
+        assert_eq!(status, 400);
+        assert!(
+            bad["error"]
+                .as_str()
+                .unwrap()
+                .contains(r#"{"quick": true}"#),
+            "{bad}"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_action_at_a_time() {
+        let app = App::new();
+        let held = app.ctx.maintenance.claim(&app.ctx, "backup").unwrap();
+        let (status, busy) = app.post("/maintenance/verify", "").await;
+        assert_eq!(status, 409);
+        assert!(
+            busy["error"]
+                .as_str()
+                .unwrap()
+                .contains("a database backup is running")
+        );
+        let (_, list) = app.get("/maintenance/backups").await;
+        assert_eq!(list["running"], "backup");
+        drop(held);
+        let (status, _) = app.post("/maintenance/verify", "").await;
+        assert_eq!(status, 200);
+    }
+}

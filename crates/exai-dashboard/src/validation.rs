@@ -292,3 +292,111 @@ async fn run(ctx: &Ctx, options: &Options, total: usize) -> Result<RunReport, St
         other => other.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::App;
+
+    #[tokio::test]
+    async fn runs_the_mock_suite_once_at_a_time_and_records_it() {
+        let app = App::new();
+        let (status, empty) = app.get("/validation").await;
+        assert_eq!(status, 200, "{empty}");
+        assert_eq!(empty["runs"], json!([]));
+        assert!(empty.get("latest").is_none() && empty.get("running").is_none());
+
+        let mut events = app.ctx.validation.subscribe();
+        let (status, started) = app
+            .post(
+                "/validation/run",
+                r#"{"tools": ["version", "chat"], "variations": ["basic"]}"#,
+            )
+            .await;
+        assert_eq!(status, 202, "{started}");
+        assert_eq!(started["total"], 2);
+        // While it runs, a second run is refused and the progress is part of the answer.
+        let running = app.get("/validation").await.1;
+        if running.get("running").is_some() {
+            let (status, busy) = app.post("/validation/run", "{}").await;
+            assert_eq!(status, 409);
+            assert!(
+                busy["error"].as_str().unwrap().contains("still running"),
+                "{busy}"
+            );
+        }
+        let mut kinds = Vec::new();
+        loop {
+            let event = tokio::time::timeout(std::time::Duration::from_secs(120), events.recv())
+                .await
+                .expect("the run ends within two minutes")
+                .unwrap();
+            kinds.push(event["kind"].as_str().unwrap().to_string());
+            if event["kind"] == "finished" || event["kind"] == "failed" {
+                assert_eq!(event["kind"], "finished", "{event}");
+                assert_eq!(event["pass_rate"], 1.0, "{event}");
+                break;
+            }
+        }
+        assert_eq!(kinds, ["started", "result", "result", "finished"]);
+
+        let (_, done) = app.get("/validation").await;
+        assert!(done.get("running").is_none(), "{done}");
+        assert_eq!(done["runs"][0]["provider"], "mock");
+        assert_eq!(done["runs"][0]["pass_rate"], 1.0);
+        let results = done["latest"]["results"].as_array().unwrap();
+        let cases: Vec<(&str, &str, &str)> = results
+            .iter()
+            .map(|r| {
+                (
+                    r["tool"].as_str().unwrap(),
+                    r["variation"].as_str().unwrap(),
+                    r["status"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            cases,
+            [("version", "basic", "PASS"), ("chat", "basic", "PASS")]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_run_waits_for_the_first() {
+        let app = App::new();
+        app.ctx.validation.update(|s| {
+            s.running = Some(Progress {
+                started_at: "2026-12-07T00:00:00.000Z".into(),
+                total: 48,
+                results: Vec::new(),
+            })
+        });
+        let (status, busy) = app.post("/validation/run", "").await;
+        assert_eq!(status, 409);
+        assert!(
+            busy["error"]
+                .as_str()
+                .unwrap()
+                .contains("0 of 48 cases done"),
+            "{busy}"
+        );
+        assert_eq!(app.get("/validation").await.1["running"]["total"], 48);
+    }
+
+    #[tokio::test]
+    async fn bad_requests_say_what_to_send() {
+        let app = App::new();
+        for (body, says) in [
+            (r#"{"tools": ["nope"]}"#, "no tool `nope`"),
+            (r#"{"tool": "chat"}"#, r#"{"tools": ["chat"]"#),
+            ("[", "send {} for the whole suite"),
+        ] {
+            let (status, e) = app.post("/validation/run", body).await;
+            assert_eq!(status, 400, "{body}");
+            assert!(e["error"].as_str().unwrap().contains(says), "{body}: {e}");
+        }
+        let (status, e) = app.get("/validation?limit=0").await;
+        assert_eq!(status, 400);
+        assert!(e["error"].as_str().unwrap().contains("from 1 to 1000"));
+    }
+}
