@@ -1,38 +1,55 @@
-// Activity: calls, errors and latency per tool over the last hour or day, tokens and cost per
-// provider and model, and the most recent calls, kept live by the `calls` topic.
+// Activity: calls, errors and p50/p95/p99 latency per tool over the last hour or day, tokens and
+// cost per provider and model, and the most recent calls; the `calls` topic keeps it live.
+'use strict';
+
 (() => {
-  const { h } = exai;
+  const { h, fmt, badge, table } = exai;
   const RECENT = 50;
   // A burst of calls refreshes the figures once, not once per call.
-  const REFRESH_AFTER_MS = 1500;
-  const REFRESH_EVERY_MS = 5000;
+  const REFRESH_AFTER_MS = 1000;
+  const REFRESH_EVERY_MS = 4000;
+  const WINDOWS = [['hour', 'Last hour', 'minute'], ['day', 'Last day', '15 minutes']];
 
-  function recentRow(r) {
-    return [
-      exai.fmt.time(r.time),
-      r.tool,
-      h('span', { class: `badge ${r.outcome === 'ok' ? 'ok' : 'bad'}` }, r.outcome),
-      exai.fmt.ms(r.duration_ms),
-      r.model || '—',
-      r.principal || '—',
-    ];
+  function kpi(label, value) {
+    return h('div', { class: 'kpi' }, h('div', { class: 'v' }, value), h('div', { class: 'l' }, label));
   }
 
-  const RECENT_COLUMNS = ['Time', 'Tool', 'Outcome', 'Duration', 'Model', 'Principal'];
-
+  // Points of a per-bucket series, leaving out the buckets without a value.
   function points(buckets, values) {
     const out = [];
-    buckets.forEach((t, i) => {
-      if (values[i] !== null && values[i] !== undefined) out.push([t, values[i]]);
-    });
+    buckets.forEach((t, i) => { if (values[i] !== null && values[i] !== undefined) out.push([t, values[i]]); });
     return out;
   }
+
+  const recentColumns = [
+    { label: 'time', render: (r) => fmt.time(r.time) },
+    { label: 'tool', render: (r) => h('span', { class: 'mono' }, r.tool) },
+    { label: 'outcome', render: (r) => badge(r.outcome) },
+    { label: 'duration', num: true, render: (r) => fmt.ms(r.duration_ms) },
+    { key: 'model', label: 'model' },
+    { key: 'principal', label: 'principal' },
+  ];
+  const toolColumns = [
+    { label: 'tool', render: (r) => h('span', { class: 'mono' }, r.name) },
+    { label: 'calls', num: true, render: (r) => fmt.num(r.calls) },
+    { label: 'error rate', num: true, render: (r) => fmt.pct(100 * r.error_rate) },
+    { label: 'p50', num: true, render: (r) => fmt.ms(r.p50_ms) },
+    { label: 'p95', num: true, render: (r) => fmt.ms(r.p95_ms) },
+    { label: 'p99', num: true, render: (r) => fmt.ms(r.p99_ms) },
+  ];
+  const money = (what) => [
+    { label: what, render: (r) => h('span', { class: 'mono' }, r.name) },
+    { label: 'calls', num: true, render: (r) => fmt.num(r.calls) },
+    { label: 'tokens in', num: true, render: (r) => fmt.num(r.tokens_in) },
+    { label: 'tokens out', num: true, render: (r) => fmt.num(r.tokens_out) },
+    { label: 'cost', num: true, render: (r) => fmt.usd(r.cost_usd) },
+  ];
 
   exai.register('activity', {
     title: 'Activity',
     topics: ['calls'],
     render(root, params) {
-      let windowName = params.window === 'day' ? 'day' : 'hour';
+      let span = params.get('window') === 'day' ? 'day' : 'hour';
       let latencyTool = '';
       let data = null;
       let recent = [];
@@ -40,117 +57,109 @@
       let lastFetch = 0;
       let closed = false;
 
-      const windowButtons = ['hour', 'day'].map((w) => h('button', {
+      const windowButtons = WINDOWS.map(([name, label]) => h('button', {
         type: 'button',
-        'aria-pressed': String(w === windowName),
-        on: { click: () => { windowName = w; syncWindow(); load(); } },
-      }, w === 'hour' ? 'Last hour' : 'Last day'));
+        'data-window': name,
+        on: { click: () => { span = name; syncWindow(); load(); } },
+      }, label));
       function syncWindow() {
-        windowButtons.forEach((b, i) => b.setAttribute('aria-pressed', String(['hour', 'day'][i] === windowName)));
+        for (const b of windowButtons) {
+          const on = b.dataset.window === span;
+          b.setAttribute('aria-pressed', String(on));
+          b.className = on ? '' : 'ghost';
+        }
       }
+      syncWindow();
 
-      const summary = h('div', { class: 'cards', 'aria-live': 'polite' });
-      const callsChart = h('div', { class: 'chart' });
-      const errorsChart = h('div', { class: 'chart' });
-      const latencyChart = h('div', { class: 'chart' });
-      const latencySelect = h('select', {
-        id: 'activity-latency-tool',
-        on: { change: (e) => { latencyTool = e.target.value; drawLatency(); } },
-      });
-      const toolsTable = h('div', { class: 'table-wrap' });
-      const providersTable = h('div', { class: 'table-wrap' });
-      const modelsTable = h('div', { class: 'table-wrap' });
-      const costChart = h('div', { class: 'chart' });
-      const recentTable = h('div', { class: 'table-wrap', id: 'activity-recent' });
+      const kpis = h('div', { class: 'kpis', id: 'activity-kpis' });
       const note = h('p', { class: 'muted' });
+      const callsChart = h('div', { id: 'activity-calls-chart' });
+      const errorsChart = h('div', { id: 'activity-errors-chart' });
+      const latencyChart = h('div', { id: 'activity-latency-chart' });
+      const latencySelect = h('select', { id: 'activity-latency-tool', on: { change: (e) => { latencyTool = e.target.value; drawLatency(); } } });
+      const toolsBox = h('div');
+      const providersBox = h('div');
+      const modelsBox = h('div');
+      const costChart = h('div');
+      const recentBox = h('div', { id: 'activity-recent' });
+      const perLabel = h('span', { class: 'muted' });
 
       root.append(
-        h('div', { class: 'toolbar', role: 'group', 'aria-label': 'Time window' }, windowButtons),
-        summary,
-        note,
-        h('section', { class: 'grid2' },
-          h('div', { class: 'panel' }, h('h2', {}, 'Calls'), callsChart),
-          h('div', { class: 'panel' }, h('h2', {}, 'Errors'), errorsChart)),
-        h('section', { class: 'panel' },
-          h('div', { class: 'panel-head' },
-            h('h2', {}, 'Latency p50 / p95 / p99'),
-            h('label', { for: 'activity-latency-tool' }, 'Tool '), latencySelect),
+        h('div', { class: 'spread section' },
+          h('h1', {}, 'Activity'),
+          h('div', { class: 'row', role: 'group', 'aria-label': 'Time window' }, windowButtons)),
+        h('section', { class: 'card section', 'aria-label': 'Totals' }, kpis, note),
+        h('div', { class: 'grid wide' },
+          h('section', { class: 'card', 'aria-labelledby': 'act-calls-h' }, h('div', { class: 'spread' }, h('h2', { id: 'act-calls-h' }, 'Calls'), perLabel), callsChart),
+          h('section', { class: 'card', 'aria-labelledby': 'act-errors-h' }, h('h2', { id: 'act-errors-h' }, 'Errors'), errorsChart)),
+        h('section', { class: 'card section', 'aria-labelledby': 'act-lat-h' },
+          h('div', { class: 'spread' }, h('h2', { id: 'act-lat-h' }, 'Latency p50 / p95 / p99'),
+            h('label', { for: 'activity-latency-tool' }, 'tool', latencySelect)),
           latencyChart),
-        h('section', { class: 'panel' }, h('h2', {}, 'Per tool'), toolsTable),
-        h('section', { class: 'grid2' },
-          h('div', { class: 'panel' }, h('h2', {}, 'Tokens and cost per provider'), providersTable),
-          h('div', { class: 'panel' }, h('h2', {}, 'Cost per model'), costChart, modelsTable)),
-        h('section', { class: 'panel' }, h('h2', {}, 'Recent calls'), recentTable),
-      );
-
-      function card(label, value) {
-        return h('div', { class: 'card' }, h('div', { class: 'card-label' }, label), h('div', { class: 'card-value' }, value));
-      }
+        h('section', { class: 'card section', 'aria-labelledby': 'act-tools-h' }, h('h2', { id: 'act-tools-h' }, 'Per tool'), toolsBox),
+        h('div', { class: 'grid wide' },
+          h('section', { class: 'card', 'aria-labelledby': 'act-prov-h' }, h('h2', { id: 'act-prov-h' }, 'Tokens and cost per provider'), providersBox),
+          h('section', { class: 'card', 'aria-labelledby': 'act-model-h' }, h('h2', { id: 'act-model-h' }, 'Tokens and cost per model'), costChart, modelsBox)),
+        h('section', { class: 'card section', 'aria-labelledby': 'act-recent-h' },
+          h('div', { class: 'spread' }, h('h2', { id: 'act-recent-h' }, 'Recent calls'), h('span', { class: 'muted' }, 'newest first, live')),
+          recentBox));
 
       function drawLatency() {
         if (!data) return;
-        const s = latencyTool ? (data.tools.find((t) => t.tool === latencyTool) || data.all) : data.all;
+        const s = (latencyTool && data.tools.find((t) => t.tool === latencyTool)) || data.all;
         exai.chart.line(latencyChart, {
           series: [
             { name: 'p50', points: points(data.buckets, s.p50_ms) },
             { name: 'p95', points: points(data.buckets, s.p95_ms) },
             { name: 'p99', points: points(data.buckets, s.p99_ms) },
           ],
-          unit: 'ms',
-          yLabel: `latency${latencyTool ? ` of ${latencyTool}` : ''}`,
+          format: fmt.ms,
+          yLabel: `latency of ${latencyTool || 'all tools'}`,
         });
       }
 
+      function drawRecent() {
+        recentBox.replaceChildren(table(recentColumns, recent, { empty: 'No calls yet: they appear here as they finish.' }));
+      }
+
       function draw() {
-        const per = data.window === 'hour' ? 'minute' : '15 minutes';
+        const per = WINDOWS.find((w) => w[0] === data.window)[2];
+        perLabel.textContent = `per ${per}`;
         const t = data.total;
-        summary.replaceChildren(
-          card('Calls', exai.fmt.num(t.calls)),
-          card('Error rate', exai.fmt.pct(t.error_rate)),
-          card('p95', t.calls ? exai.fmt.ms(t.p95_ms) : '—'),
-          card('Tokens', exai.fmt.num(t.tokens_in + t.tokens_out)),
-          card('Cost', exai.fmt.usd(t.cost_usd)),
-        );
+        kpis.replaceChildren(
+          kpi('calls', fmt.num(t.calls)),
+          kpi('error rate', t.calls ? fmt.pct(100 * t.error_rate) : '–'),
+          kpi('p50', t.calls ? fmt.ms(t.p50_ms) : '–'),
+          kpi('p95', t.calls ? fmt.ms(t.p95_ms) : '–'),
+          kpi('p99', t.calls ? fmt.ms(t.p99_ms) : '–'),
+          kpi('tokens in / out', `${fmt.num(t.tokens_in)} / ${fmt.num(t.tokens_out)}`),
+          kpi('cost', fmt.usd(t.cost_usd)));
         note.textContent = data.complete_from
-          ? `Figures before ${exai.fmt.time(data.complete_from)} are incomplete (too many calls to keep in memory).`
-          : '';
-        const top = data.tools.slice(0, 6);
+          ? `Too many calls to keep in memory: the figures are complete from ${fmt.datetime(data.complete_from)} on.`
+          : `The ${data.window === 'hour' ? 'last hour' : 'last day'} of the activity log, up to ${fmt.time(Date.now())}.`;
+        // The five busiest tools by name; the rest are in "all tools".
+        const top = data.tools.slice(0, 5);
         exai.chart.line(callsChart, {
           series: [{ name: 'all tools', points: points(data.buckets, data.all.calls) },
             ...top.map((s) => ({ name: s.tool, points: points(data.buckets, s.calls) }))],
-          unit: '',
           yLabel: `calls per ${per}`,
         });
         exai.chart.line(errorsChart, {
           series: [{ name: 'all tools', points: points(data.buckets, data.all.errors) },
             ...top.filter((s) => s.errors.some((e) => e > 0)).map((s) => ({ name: s.tool, points: points(data.buckets, s.errors) }))],
-          unit: '',
           yLabel: `errors per ${per}`,
         });
-        const options = [h('option', { value: '' }, 'all tools'),
-          ...data.tools.map((s) => h('option', { value: s.tool }, s.tool))];
-        latencySelect.replaceChildren(...options);
         if (!data.tools.some((s) => s.tool === latencyTool)) latencyTool = '';
+        latencySelect.replaceChildren(h('option', { value: '' }, 'all tools'), ...data.tools.map((s) => h('option', { value: s.tool }, s.tool)));
         latencySelect.value = latencyTool;
         drawLatency();
-        toolsTable.replaceChildren(exai.table(
-          ['Tool', 'Calls', 'Error rate', 'p50', 'p95', 'p99'],
-          data.by_tool.map((r) => [r.name, exai.fmt.num(r.calls), exai.fmt.pct(r.error_rate),
-            exai.fmt.ms(r.p50_ms), exai.fmt.ms(r.p95_ms), exai.fmt.ms(r.p99_ms)]),
-        ));
-        const money = (rows) => rows.map((r) => [r.name, exai.fmt.num(r.calls), exai.fmt.num(r.tokens_in),
-          exai.fmt.num(r.tokens_out), exai.fmt.usd(r.cost_usd)]);
-        providersTable.replaceChildren(exai.table(['Provider', 'Calls', 'Tokens in', 'Tokens out', 'Cost'], money(data.by_provider)));
-        modelsTable.replaceChildren(exai.table(['Model', 'Calls', 'Tokens in', 'Tokens out', 'Cost'], money(data.by_model)));
-        exai.chart.bars(costChart, { bars: data.by_model.map((r) => ({ label: r.name, value: r.cost_usd })), unit: 'USD' });
+        toolsBox.replaceChildren(table(toolColumns, data.by_tool, { empty: 'No calls in this window.' }));
+        providersBox.replaceChildren(table(money('provider'), data.by_provider, { empty: 'No model was called in this window.' }));
+        modelsBox.replaceChildren(table(money('model'), data.by_model, { empty: '' }));
+        if (data.by_model.length) exai.chart.bars(costChart, { bars: data.by_model.map((r) => ({ label: r.name, value: r.cost_usd })), format: fmt.usd });
+        else costChart.replaceChildren();
         recent = data.recent.slice(0, RECENT);
         drawRecent();
-      }
-
-      function drawRecent() {
-        recentTable.replaceChildren(recent.length
-          ? exai.table(RECENT_COLUMNS, recent.map(recentRow))
-          : h('p', { class: 'muted' }, 'No calls yet.'));
       }
 
       async function load() {
@@ -158,7 +167,7 @@
         timer = null;
         lastFetch = Date.now();
         try {
-          const got = await exai.api('/activity', { query: { window: windowName, recent: RECENT } });
+          const got = await exai.api('/activity', { query: { window: span, recent: RECENT } });
           if (closed) return;
           data = got;
           draw();
@@ -167,22 +176,19 @@
         }
       }
 
-      // The list shows a call at once; the figures follow within a few seconds.
-      const off = exai.on('calls', (record) => {
+      // A call shows in the list at once; the figures follow within a few seconds.
+      exai.on('call', (record) => {
         recent = [record, ...recent].slice(0, RECENT);
         drawRecent();
         if (timer === null) {
-          const wait = Math.max(REFRESH_AFTER_MS, REFRESH_EVERY_MS - (Date.now() - lastFetch));
-          timer = setTimeout(load, wait);
+          timer = setTimeout(load, Math.max(REFRESH_AFTER_MS, REFRESH_EVERY_MS - (Date.now() - lastFetch)));
         }
       });
+      // Events missed while the page lagged behind: the figures have them.
+      exai.on('lagged', () => { if (timer === null) timer = setTimeout(load, REFRESH_AFTER_MS); });
 
       load();
-      return () => {
-        closed = true;
-        clearTimeout(timer);
-        off();
-      };
+      return () => { closed = true; clearTimeout(timer); };
     },
   });
 })();
