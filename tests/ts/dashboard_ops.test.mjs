@@ -82,9 +82,12 @@ test('validation: the mock suite runs from its button; results and the history c
   assert.equal(await page.getByRole('button', { name: 'Run the mock suite' }).isDisabled(), true);
   await page.getByText(/Validation run 1 finished/).waitFor(LONG);
 
-  const results = page.locator('#validation-latest tbody tr');
-  await results.first().waitFor();
-  assert.ok(await results.count() > 40, `${await results.count()} results`);
+  // One row per tool, one badge per variation.
+  const tools = page.locator('#validation-latest tbody tr');
+  await tools.first().waitFor();
+  assert.ok(await tools.count() > 20, `${await tools.count()} tools`);
+  const cases = await page.locator('#validation-latest .badge').count();
+  assert.ok(cases > 40, `${cases} results`);
   await page.locator('#validation-latest').getByRole('cell', { name: 'chat', exact: true }).first().waitFor();
   // Every case passes against the mock but precommit, which may skip where git is missing.
   const failing = await page.locator('#validation-latest .badge.fail').count();

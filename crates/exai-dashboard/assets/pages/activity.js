@@ -14,12 +14,9 @@
     return h('div', { class: 'kpi' }, h('div', { class: 'v' }, value), h('div', { class: 'l' }, label));
   }
 
-  // Points of a per-bucket series, leaving out the buckets without a value.
-  function points(buckets, values) {
-    const out = [];
-    buckets.forEach((t, i) => { if (values[i] !== null && values[i] !== undefined) out.push([t, values[i]]); });
-    return out;
-  }
+  // Points of a per-bucket series; a bucket without calls has no percentile (null), which the
+  // chart leaves out while still spanning the whole window.
+  const points = (buckets, values) => buckets.map((t, i) => [t, values[i] ?? null]);
 
   const recentColumns = [
     { label: 'time', render: (r) => fmt.time(r.time) },
@@ -92,11 +89,12 @@
         h('div', { class: 'grid wide' },
           h('section', { class: 'card', 'aria-labelledby': 'act-calls-h' }, h('div', { class: 'spread' }, h('h2', { id: 'act-calls-h' }, 'Calls'), perLabel), callsChart),
           h('section', { class: 'card', 'aria-labelledby': 'act-errors-h' }, h('h2', { id: 'act-errors-h' }, 'Errors'), errorsChart)),
-        h('section', { class: 'card section', 'aria-labelledby': 'act-lat-h' },
-          h('div', { class: 'spread' }, h('h2', { id: 'act-lat-h' }, 'Latency p50 / p95 / p99'),
-            h('label', { for: 'activity-latency-tool' }, 'tool', latencySelect)),
-          latencyChart),
-        h('section', { class: 'card section', 'aria-labelledby': 'act-tools-h' }, h('h2', { id: 'act-tools-h' }, 'Per tool'), toolsBox),
+        h('div', { class: 'grid wide' },
+          h('section', { class: 'card', 'aria-labelledby': 'act-lat-h' },
+            h('div', { class: 'spread' }, h('h2', { id: 'act-lat-h' }, 'Latency p50 / p95 / p99'),
+              h('label', { for: 'activity-latency-tool' }, 'tool', latencySelect)),
+            latencyChart),
+          h('section', { class: 'card', 'aria-labelledby': 'act-tools-h' }, h('h2', { id: 'act-tools-h' }, 'Per tool'), toolsBox)),
         h('div', { class: 'grid wide' },
           h('section', { class: 'card', 'aria-labelledby': 'act-prov-h' }, h('h2', { id: 'act-prov-h' }, 'Tokens and cost per provider'), providersBox),
           h('section', { class: 'card', 'aria-labelledby': 'act-model-h' }, h('h2', { id: 'act-model-h' }, 'Tokens and cost per model'), costChart, modelsBox)),
@@ -107,12 +105,9 @@
       function drawLatency() {
         if (!data) return;
         const s = (latencyTool && data.tools.find((t) => t.tool === latencyTool)) || data.all;
+        const any = s.calls.some((n) => n > 0);
         exai.chart.line(latencyChart, {
-          series: [
-            { name: 'p50', points: points(data.buckets, s.p50_ms) },
-            { name: 'p95', points: points(data.buckets, s.p95_ms) },
-            { name: 'p99', points: points(data.buckets, s.p99_ms) },
-          ],
+          series: ['p50', 'p95', 'p99'].map((p) => ({ name: p, points: any ? points(data.buckets, s[`${p}_ms`]) : [] })),
           format: fmt.ms,
           yLabel: `latency of ${latencyTool || 'all tools'}`,
         });

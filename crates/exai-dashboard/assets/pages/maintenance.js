@@ -102,12 +102,12 @@
         try {
           const r = await exai.busy(backupButton, exai.api('/maintenance/backup', { method: 'POST', body: {} }));
           if (closed) return;
-          backupBox.replaceChildren(
+          backupBox.replaceChildren(h('div', {},
             h('p', {}, badge('ok'), ' ', `Backed up in ${r.seconds.toFixed(2)} s to `, h('span', { class: 'mono' }, r.path)),
             r.note ? h('p', { class: 'muted' }, r.note) : null,
             table(fileColumns, r.manifest.files),
             (r.manifest.config || []).length ? h('p', { class: 'muted' }, `Configuration: ${r.manifest.config.map((c) => c.original).join(', ')}`) : null,
-            r.pruned.length ? h('p', { class: 'muted' }, `Removed: ${r.pruned.join(', ')}`) : null);
+            r.pruned.length ? h('p', { class: 'muted' }, `Removed: ${r.pruned.join(', ')}`) : null));
           loadBackups();
         } catch (e) {
           backupBox.replaceChildren(h('p', { class: 'error-text', role: 'alert' }, e.message));

@@ -17,6 +17,26 @@
   const ORDER = { FAIL: 0, ERROR: 1, SKIP: 2, PASS: 3 };
   const byStatus = (rows) => [...rows].sort((a, b) => (ORDER[a.status] ?? 9) - (ORDER[b.status] ?? 9));
 
+  // One row per tool: its variations as badges coloured by status, and what went wrong.
+  function byTool(results) {
+    const tools = new Map();
+    for (const r of results) {
+      if (!tools.has(r.tool)) tools.set(r.tool, []);
+      tools.get(r.tool).push(r);
+    }
+    return [...tools].map(([tool, rs]) => ({ tool, results: rs, worst: Math.min(...rs.map((r) => ORDER[r.status] ?? 9)) }))
+      .sort((a, b) => a.worst - b.worst);
+  }
+  const STATUS_CLASS = { PASS: 'ok', FAIL: 'fail', ERROR: 'fail', SKIP: 'warn' };
+  const toolColumns = [
+    { label: 'tool', render: (g) => h('span', { class: 'mono' }, g.tool) },
+    { label: 'passed', num: true, render: (g) => `${g.results.filter((r) => r.status === 'PASS').length} / ${g.results.length}` },
+    { label: 'variations', render: (g) => h('span', { class: 'row' }, g.results.map((r) => h('span', { class: ['badge', STATUS_CLASS[r.status]], title: `${r.variation}: ${r.status}` }, `${r.variation} ${r.status.toLowerCase()}`))) },
+    { label: 'detail', render: (g) => {
+      const bad = g.results.filter((r) => r.error);
+      return bad.length ? h('ul', { class: 'plain' }, bad.map((r) => h('li', {}, h('span', { class: 'mono' }, r.variation), `: ${r.error}`))) : '';
+    } },
+  ];
   const resultColumns = [
     { label: 'tool', render: (r) => h('span', { class: 'mono' }, r.tool) },
     { label: 'variation', render: (r) => h('span', { class: 'mono' }, r.variation) },
@@ -47,23 +67,29 @@
       const runButton = h('button', { type: 'button', id: 'validation-run' }, 'Run the mock suite');
       const status = h('div', { id: 'validation-status', role: 'status', 'aria-live': 'polite' });
       const historyChart = h('div', { id: 'validation-history-chart' });
-      const latestHead = h('p', { class: 'muted' });
+      const latestHead = h('div');
       const latestBox = h('div', { id: 'validation-latest' });
       const liveBox = h('div', { id: 'validation-live' });
       const runsBox = h('div', { id: 'validation-runs' });
 
       root.append(
         h('div', { class: 'spread section' }, h('h1', {}, 'Validation'), runButton),
-        h('section', { class: 'card section', 'aria-label': 'Run in progress' },
-          h('p', { class: 'muted' }, 'The suite runs every tool and variation through the real MCP path against the built-in mock provider (no keys, no cost) and records the run, as exai validate --provider mock does.'),
-          status, liveBox),
-        h('section', { class: 'card section', 'aria-labelledby': 'val-hist-h' }, h('h2', { id: 'val-hist-h' }, 'Pass rate per run'), historyChart),
-        h('section', { class: 'card section', 'aria-labelledby': 'val-latest-h' }, h('h2', { id: 'val-latest-h' }, 'Latest run'), latestHead, latestBox),
+        h('div', { class: 'grid wide' },
+          h('section', { class: 'card', 'aria-labelledby': 'val-hist-h' }, h('h2', { id: 'val-hist-h' }, 'Pass rate per run'), historyChart),
+          h('section', { class: 'card', 'aria-labelledby': 'val-suite-h' },
+            h('h2', { id: 'val-suite-h' }, 'The mock suite'),
+            h('p', { class: 'muted' }, 'Every tool and variation through the real MCP path against the built-in mock provider (no keys, no cost), recorded like exai validate --provider mock.'),
+            status, latestHead)),
+        h('section', { class: 'card section', 'aria-label': 'Run in progress' }, liveBox),
+        h('section', { class: 'card section', 'aria-labelledby': 'val-latest-h' }, h('h2', { id: 'val-latest-h' }, 'Latest run by tool and variation'), latestBox),
         h('section', { class: 'card section', 'aria-labelledby': 'val-runs-h' }, h('h2', { id: 'val-runs-h' }, 'Runs'), runsBox));
+
+      liveBox.parentElement.hidden = true;
 
       function drawRunning() {
         runButton.disabled = Boolean(running);
         runButton.setAttribute('aria-busy', running ? 'true' : 'false');
+        liveBox.parentElement.hidden = !running;
         if (!running) { liveBox.replaceChildren(); return; }
         const done = running.results.length;
         status.replaceChildren(h('div', { class: 'spread' }, h('span', {}, `Running: ${done} of ${running.total} cases`), h('span', { class: 'muted' }, `started ${fmt.time(running.started_at)}`)),
@@ -93,9 +119,14 @@
         });
         if (v.latest) {
           const r = v.latest.run;
-          latestHead.replaceChildren(`Run ${r.id} (${r.provider}) at ${fmt.datetime(r.started_at)}: `,
-            h('strong', {}, pct(r.pass_rate)), ` · ${r.passed} passed, ${r.failed} failed, ${r.errored} errors, ${r.skipped} skipped`);
-          latestBox.replaceChildren(table(resultColumns, byStatus(v.latest.results)));
+          latestHead.replaceChildren(
+            h('div', { class: 'kpis' },
+              h('div', { class: 'kpi' }, h('div', { class: 'v' }, pct(r.pass_rate)), h('div', { class: 'l' }, 'pass rate')),
+              h('div', { class: 'kpi' }, h('div', { class: 'v' }, fmt.num(r.passed)), h('div', { class: 'l' }, 'passed')),
+              h('div', { class: 'kpi' }, h('div', { class: 'v' }, fmt.num(r.failed + r.errored)), h('div', { class: 'l' }, 'failed or errors')),
+              h('div', { class: 'kpi' }, h('div', { class: 'v' }, fmt.num(r.skipped)), h('div', { class: 'l' }, 'skipped'))),
+            h('p', { class: 'muted' }, `Latest: run ${r.id} (${r.provider}) at ${fmt.datetime(r.started_at)}, ${fmt.ms(r.duration_ms)}.`));
+          latestBox.replaceChildren(table(toolColumns, byTool(v.latest.results)));
         } else {
           latestHead.textContent = '';
           latestBox.replaceChildren(h('p', { class: 'empty' }, 'No run recorded yet: run the mock suite, or exai validate.'));
