@@ -10,7 +10,7 @@
 //! happened.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -164,11 +164,10 @@ impl Window {
     /// Bring the window up to date with the activity log.
     fn refresh(&mut self, live: &Path, now_ms: i64) {
         let oldest_ms = now_ms - DAY_MS;
-        let tail = self.tail.get_or_insert_with(|| Tail::new(live));
+        let mut tail = self.tail.take().unwrap_or_else(|| Tail::new(live));
         let since = SystemTime::UNIX_EPOCH + Duration::from_millis(oldest_ms.max(0) as u64);
-        for r in tail.read_new(since) {
-            self.push(r, oldest_ms);
-        }
+        tail.read_new(since, &mut |r| self.push(r, oldest_ms));
+        self.tail = Some(tail);
         self.forget_before(oldest_ms);
     }
 }
@@ -197,7 +196,9 @@ impl Tail {
         }
     }
 
-    fn read_new(&mut self, since: SystemTime) -> Vec<ActivityRecord> {
+    /// Hand each new record to `found`, one at a time: a day of records is read without holding
+    /// the file or the records in memory.
+    fn read_new(&mut self, since: SystemTime, found: &mut dyn FnMut(ActivityRecord)) {
         let set = exai_ops::logs::rotated_set(&self.live);
         let inode = |p: &Path| std::fs::metadata(p).ok().map(|m| m.ino());
         // Where reading starts: the file last read, from its offset; every file after it whole.
@@ -220,37 +221,46 @@ impl Tail {
                 0,
             ),
         };
-        let mut out = Vec::new();
         for (i, path) in set.iter().enumerate().skip(first) {
             let start = if i == first { offset } else { 0 };
-            let Some((ino, end, text)) = read_lines_from(path, start) else {
+            let Some((ino, end)) = read_records_from(path, start, found) else {
                 continue;
             };
-            out.extend(
-                text.lines()
-                    .filter_map(|l| serde_json::from_str::<ActivityRecord>(l).ok()),
-            );
             if path == &self.live {
                 self.at = Some((ino, end));
             }
         }
-        out
     }
 }
 
-/// The whole lines of `path` from byte `start` on: the file's inode, the offset after the last
-/// whole line, and the text. A file that shrank below `start` was replaced: read from its start.
-fn read_lines_from(path: &Path, start: u64) -> Option<(u64, u64, String)> {
+/// The records on the whole lines of `path` from byte `start` on, each handed to `found`; the
+/// file's inode and the offset after the last whole line. A file that shrank below `start` was
+/// replaced: it is read from its start.
+fn read_records_from(
+    path: &Path,
+    start: u64,
+    found: &mut dyn FnMut(ActivityRecord),
+) -> Option<(u64, u64)> {
     let mut file = std::fs::File::open(path).ok()?;
     let meta = file.metadata().ok()?;
     let start = if start > meta.len() { 0 } else { start };
     file.seek(SeekFrom::Start(start)).ok()?;
-    let mut bytes = Vec::new();
-    file.take(meta.len() - start).read_to_end(&mut bytes).ok()?;
-    let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    bytes.truncate(whole);
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    Some((meta.ino(), start + whole as u64, text))
+    let mut reader = BufReader::with_capacity(1 << 16, file.take(meta.len() - start));
+    let mut end = start;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(n) if n > 0 && line.ends_with(b"\n") => {
+                end += n as u64;
+                if let Ok(r) = serde_json::from_slice::<ActivityRecord>(&line) {
+                    found(r);
+                }
+            }
+            _ => break,
+        }
+    }
+    Some((meta.ino(), end))
 }
 
 #[derive(Debug, Serialize)]
@@ -323,11 +333,12 @@ fn summarize(w: &Window, span: Span, now_ms: i64, recent: usize) -> Activity {
     let empty = || (0..n).map(|_| (0u64, Vec::new())).collect::<Vec<_>>();
     let mut all = empty();
     let mut per_tool: BTreeMap<Arc<str>, Vec<(u64, Vec<f64>)>> = BTreeMap::new();
+    // Keyed by the shared names (no copy per call); sorted by name once at the end.
     let (mut total, mut tools, mut providers, mut models) = (
         Acc::default(),
-        BTreeMap::new(),
-        BTreeMap::new(),
-        BTreeMap::new(),
+        HashMap::<Arc<str>, Acc>::new(),
+        HashMap::<Arc<str>, Acc>::new(),
+        HashMap::<Arc<str>, Acc>::new(),
     );
     for c in w.calls.iter().filter(|c| c.at_ms >= start && c.at_ms < end) {
         let i = ((c.at_ms - start) / width) as usize;
@@ -348,15 +359,18 @@ fn summarize(w: &Window, span: Span, now_ms: i64, recent: usize) -> Activity {
             )
         };
         add(&mut total);
-        add(tools.entry(c.tool.to_string()).or_insert_with(Acc::default));
+        add(tools.entry(c.tool.clone()).or_default());
         if let Some(p) = &c.provider {
-            add(providers.entry(p.to_string()).or_insert_with(Acc::default));
+            add(providers.entry(p.clone()).or_default());
         }
         if let Some(m) = &c.model {
-            add(models.entry(m.to_string()).or_insert_with(Acc::default));
+            add(models.entry(m.clone()).or_default());
         }
     }
-    let by_tool = stats::rows(tools);
+    let named = |map: HashMap<Arc<str>, Acc>| {
+        stats::rows(map.into_iter().map(|(k, a)| (k.to_string(), a)).collect())
+    };
+    let by_tool = named(tools);
     let mut tool_series: Vec<ToolSeries> = per_tool
         .into_iter()
         .map(|(tool, b)| ToolSeries {
@@ -379,8 +393,8 @@ fn summarize(w: &Window, span: Span, now_ms: i64, recent: usize) -> Activity {
         tools: tool_series,
         total: total.row("all".into()),
         by_tool,
-        by_provider: stats::rows(providers),
-        by_model: stats::rows(models),
+        by_provider: named(providers),
+        by_model: named(models),
         recent: w.recent.iter().rev().take(recent).cloned().collect(),
         complete_from: w.complete_from_ms.filter(|t| *t >= start),
     }
