@@ -252,17 +252,31 @@ fn push_activity_text(out: &mut Vec<Entry>, text: &str) {
 
 /// Every entry of both logs (rotated files included), in time order.
 pub fn read_all(paths: &DataPaths) -> Vec<Entry> {
-    time_ordered(read_live_and_rotated(paths))
+    time_ordered(read_live_and_rotated(paths, None))
 }
 
-fn read_live_and_rotated(paths: &DataPaths) -> Vec<Entry> {
+/// Both logs' files, oldest first; with `since`, only those written to at or after it (a file
+/// last written before `since` holds nothing from then on), so a look at the last hour does not
+/// read weeks of rotated files.
+fn read_live_and_rotated(paths: &DataPaths, since: Option<DateTime<Utc>>) -> Vec<Entry> {
+    let recent = |file: &PathBuf| {
+        let Some(since) = since else {
+            return true;
+        };
+        std::fs::metadata(file)
+            .and_then(|m| m.modified())
+            .map_or(true, |t| DateTime::<Utc>::from(t) >= since)
+    };
     let mut out = Vec::new();
-    for file in rotated_set(&paths.log_file()) {
+    for file in rotated_set(&paths.log_file()).into_iter().filter(recent) {
         if let Ok(text) = std::fs::read_to_string(&file) {
             push_log_text(&mut out, &text);
         }
     }
-    for file in rotated_set(&paths.activity_file()) {
+    for file in rotated_set(&paths.activity_file())
+        .into_iter()
+        .filter(recent)
+    {
         if let Ok(text) = std::fs::read_to_string(&file) {
             push_activity_text(&mut out, &text);
         }
@@ -305,7 +319,7 @@ pub fn activity_records(paths: &DataPaths) -> Vec<ActivityRecord> {
 /// not be read.
 pub fn collect_with_archives(paths: &DataPaths, filter: &Filter) -> (Vec<Entry>, Vec<String>) {
     let (mut all, problems) = archive::read_archives(paths);
-    all.extend(read_live_and_rotated(paths));
+    all.extend(read_live_and_rotated(paths, filter.since));
     let entries = time_ordered(all)
         .into_iter()
         .filter(|e| filter.matches(e))
@@ -314,7 +328,7 @@ pub fn collect_with_archives(paths: &DataPaths, filter: &Filter) -> (Vec<Entry>,
 }
 
 pub fn collect(paths: &DataPaths, filter: &Filter) -> Vec<Entry> {
-    read_all(paths)
+    time_ordered(read_live_and_rotated(paths, filter.since))
         .into_iter()
         .filter(|e| filter.matches(e))
         .collect()
@@ -570,6 +584,32 @@ mod tests {
                 failed_calls: 1
             }
         );
+    }
+
+    #[test]
+    fn a_window_skips_files_last_written_before_it() {
+        let (_dir, paths) = setup();
+        let now = Utc::now();
+        let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let mut rotated = paths.log_file().into_os_string();
+        rotated.push(".1");
+        // Its line claims a recent time, but the file was last written two days ago: only
+        // reading it could show the line.
+        std::fs::write(&rotated, format!("{}  INFO rotated\n", stamp(now))).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&rotated)
+            .and_then(|f| f.set_modified(SystemTime::now() - Duration::from_secs(2 * 86_400)))
+            .unwrap();
+        std::fs::write(paths.log_file(), format!("{}  INFO live\n", stamp(now))).unwrap();
+        let hour = Filter {
+            since: Some(now - chrono::Duration::hours(1)),
+            ..Filter::default()
+        };
+        let texts: Vec<String> = collect(&paths, &hour).into_iter().map(|e| e.text).collect();
+        assert_eq!(texts.len(), 1, "{texts:?}");
+        assert!(texts[0].ends_with("live"));
+        assert_eq!(collect(&paths, &Filter::default()).len(), 2);
     }
 
     #[test]
