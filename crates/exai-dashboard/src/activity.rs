@@ -9,7 +9,7 @@
 //! daemon nothing until it asks again, which it does when the `calls` topic says something
 //! happened.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -324,6 +324,33 @@ pub(crate) struct Activity {
     complete_from: Option<i64>,
 }
 
+/// Values by name, for the few names calls have (tools, providers, models): the names are
+/// shared, so a lookup is mostly a pointer comparison, without hashing per call.
+struct Groups<T>(Vec<(Arc<str>, T)>);
+
+impl<T> Default for Groups<T> {
+    fn default() -> Self {
+        Groups(Vec::new())
+    }
+}
+
+impl<T> Groups<T> {
+    fn of(&mut self, name: &Arc<str>, new: impl FnOnce() -> T) -> &mut T {
+        let i = match self
+            .0
+            .iter()
+            .position(|(n, _)| Arc::ptr_eq(n, name) || n == name)
+        {
+            Some(i) => i,
+            None => {
+                self.0.push((name.clone(), new()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[i].1
+    }
+}
+
 /// The figures of `span` ending with the bucket that holds `now_ms`.
 fn summarize(w: &Window, span: Span, now_ms: i64, recent: usize) -> Activity {
     let width = span.bucket_ms();
@@ -332,20 +359,16 @@ fn summarize(w: &Window, span: Span, now_ms: i64, recent: usize) -> Activity {
     let start = end - width * n as i64;
     let empty = || (0..n).map(|_| (0u64, Vec::new())).collect::<Vec<_>>();
     let mut all = empty();
-    let mut per_tool: BTreeMap<Arc<str>, Vec<(u64, Vec<f64>)>> = BTreeMap::new();
-    // Keyed by the shared names (no copy per call); sorted by name once at the end.
     let (mut total, mut tools, mut providers, mut models) = (
         Acc::default(),
-        HashMap::<Arc<str>, Acc>::new(),
-        HashMap::<Arc<str>, Acc>::new(),
-        HashMap::<Arc<str>, Acc>::new(),
+        Groups::<(Vec<(u64, Vec<f64>)>, Acc)>::default(),
+        Groups::<Acc>::default(),
+        Groups::<Acc>::default(),
     );
     for c in w.calls.iter().filter(|c| c.at_ms >= start && c.at_ms < end) {
         let i = ((c.at_ms - start) / width) as usize;
-        for b in [
-            &mut all,
-            per_tool.entry(c.tool.clone()).or_insert_with(empty),
-        ] {
+        let (tool_buckets, tool) = tools.of(&c.tool, || (empty(), Acc::default()));
+        for b in [&mut all, tool_buckets] {
             b[i].0 += u64::from(c.error);
             b[i].1.push(c.duration_ms);
         }
@@ -359,25 +382,34 @@ fn summarize(w: &Window, span: Span, now_ms: i64, recent: usize) -> Activity {
             )
         };
         add(&mut total);
-        add(tools.entry(c.tool.clone()).or_default());
+        add(tool);
         if let Some(p) = &c.provider {
-            add(providers.entry(p.clone()).or_default());
+            add(providers.of(p, Acc::default));
         }
         if let Some(m) = &c.model {
-            add(models.entry(m.clone()).or_default());
+            add(models.of(m, Acc::default));
         }
     }
-    let named = |map: HashMap<Arc<str>, Acc>| {
-        stats::rows(map.into_iter().map(|(k, a)| (k.to_string(), a)).collect())
+    let named = |groups: Vec<(Arc<str>, Acc)>| {
+        stats::rows(
+            groups
+                .into_iter()
+                .map(|(k, a)| (k.to_string(), a))
+                .collect(),
+        )
     };
-    let by_tool = named(tools);
-    let mut tool_series: Vec<ToolSeries> = per_tool
+    let (mut tool_series, tool_accs): (Vec<ToolSeries>, Vec<(Arc<str>, Acc)>) = tools
+        .0
         .into_iter()
-        .map(|(tool, b)| ToolSeries {
-            tool: tool.to_string(),
-            series: Series::of(b),
+        .map(|(tool, (buckets, acc))| {
+            let series = ToolSeries {
+                tool: tool.to_string(),
+                series: Series::of(buckets),
+            };
+            (series, (tool, acc))
         })
-        .collect();
+        .unzip();
+    let by_tool = named(tool_accs);
     // The order of the totals: most calls first.
     tool_series.sort_by_key(|t| {
         by_tool
@@ -393,8 +425,8 @@ fn summarize(w: &Window, span: Span, now_ms: i64, recent: usize) -> Activity {
         tools: tool_series,
         total: total.row("all".into()),
         by_tool,
-        by_provider: named(providers),
-        by_model: named(models),
+        by_provider: named(providers.0),
+        by_model: named(models.0),
         recent: w.recent.iter().rev().take(recent).cloned().collect(),
         complete_from: w.complete_from_ms.filter(|t| *t >= start),
     }
