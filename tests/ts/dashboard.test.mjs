@@ -134,3 +134,21 @@ test('keyboard: skip link, nav links and the theme button are reachable by Tab',
   await sleep(100);
   assertClean();
 });
+
+test('a page still loading when the user moves on never draws over the next page', async (t) => {
+  const d = await startDaemon(t);
+  const browser = await openBrowser(t);
+  const { page, assertClean } = await newPage(browser);
+  // The overview's data arrives late; meanwhile the user opens Activity.
+  await page.route('**/ui/api/overview', async (route) => {
+    await sleep(1500);
+    await route.continue();
+  });
+  await page.goto(`${d.base}/`);
+  await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Activity' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Activity' }).waitFor();
+  await sleep(2500);
+  assert.equal(await page.getByRole('heading', { name: 'Health checks' }).count(), 0);
+  assert.equal(await page.getByRole('heading', { level: 1, name: 'Activity' }).count(), 1);
+  assertClean();
+});

@@ -10,6 +10,7 @@
   let current = null;
   let cleanup = null;
   let source = null;
+  let renders = 0;
 
   // ---- DOM -------------------------------------------------------------------------------
   function h(tag, attrs, ...children) {
@@ -242,14 +243,21 @@
     handlers.clear();
     current = name;
     nav(name);
-    const main = clear(document.getElementById('main'));
+    // Each render gets a container of its own: a page still loading when the user moves on
+    // finishes into a container no longer in the document, never over the next page.
+    const view = h('div', { class: 'view' });
+    clear(document.getElementById('main')).append(view);
+    const generation = ++renders;
     document.title = `${page.title || name} · exai`;
     connect(page.topics || []);
     try {
-      const done = await page.render(main, params);
-      if (current === name && typeof done === 'function') cleanup = done;
+      const done = await page.render(view, params);
+      if (typeof done === 'function') {
+        if (generation === renders) cleanup = done;
+        else done();
+      }
     } catch (e) {
-      if (current === name) main.append(h('p', { class: 'error-text', role: 'alert' }, `Could not load this page: ${e.message}`));
+      if (generation === renders) view.append(h('p', { class: 'error-text', role: 'alert' }, `Could not load this page: ${e.message}`));
     }
   }
   function showSignIn(message) {
