@@ -5,9 +5,12 @@
 //! vectors scattered around the index's real ones, and uniform noise (the worst case). With a
 //! model, the index's own vectors are searched exactly and through a freshly built HNSW graph
 //! too, with recall@10 (a hit counts when its cosine reaches the exact 10th: equal texts tie).
-//! `--slowest N` lists the N slowest keyword queries.
+//! `--slowest N` lists the N slowest keyword queries of the last round, each with how the keyword
+//! index answered it (plan, terms, chunks each term is in, time on a fresh connection), and the
+//! first round (term statistics not yet cached) is reported apart from the later ones.
+//! `--modes keyword,hybrid` measures only those modes.
 //!
-//! cargo run --release -p exai-kb --example search_latency -- --db PATH --questions FILE [--model DIR] [--precision fp32|int8] [--rounds N] [--scan-rows N [--around-only] [--connectivity M] [--expansion-add E]] [--slowest N]
+//! cargo run --release -p exai-kb --example search_latency -- --db PATH --questions FILE [--model DIR] [--precision fp32|int8] [--rounds N] [--modes LIST] [--scan-rows N [--around-only] [--connectivity M] [--expansion-add E]] [--slowest N]
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -64,11 +67,15 @@ fn main() {
         "database: {} ({} documents, {} chunks, {} without vectors)",
         status.database, status.documents, status.chunks, status.chunks_without_vectors
     );
-    let modes: Vec<Mode> = if status.search_modes.contains(&"semantic") {
+    let mut modes: Vec<Mode> = if status.search_modes.contains(&"semantic") {
         vec![Mode::Keyword, Mode::Semantic, Mode::Hybrid]
     } else {
         vec![Mode::Keyword]
     };
+    if let Some(only) = arg("--modes") {
+        let only: Vec<Mode> = only.split(',').map(|m| Mode::parse(m).unwrap()).collect();
+        modes.retain(|m| only.contains(m));
+    }
     // Warm up: load the vector index and the caches once.
     for q in questions.questions.iter().take(3) {
         let mut r = SearchRequest::new(q.query.clone());
@@ -78,6 +85,7 @@ fn main() {
     let slowest: usize = arg("--slowest").map_or(0, |n| n.parse().unwrap());
     for mode in modes {
         let mut times = Vec::new();
+        let mut first = Vec::new();
         let mut per_query: Vec<(f64, &str)> = Vec::new();
         for round in 0..rounds {
             for q in &questions.questions {
@@ -86,7 +94,11 @@ fn main() {
                 let t = Instant::now();
                 let resp = kb.search(&r).unwrap();
                 let ms = t.elapsed().as_secs_f64() * 1000.0;
-                times.push(ms);
+                if round == 0 {
+                    first.push(ms);
+                } else {
+                    times.push(ms);
+                }
                 if round == rounds - 1 {
                     per_query.push((ms, &q.query));
                 }
@@ -95,16 +107,24 @@ fn main() {
         }
         if mode == Mode::Keyword && slowest > 0 {
             per_query.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let store = exai_kb::SqliteStore::open_readonly(&db).unwrap();
             for (ms, q) in per_query.iter().take(slowest) {
                 println!("  slow keyword {ms:>7.2} ms  {q}");
+                explain(&store, q);
             }
+        }
+        if times.is_empty() {
+            times = first.clone();
         }
         let n = times.len();
         println!(
-            "{:<8} n={n:<5} p50 {:>7.2} ms  p99 {:>7.2} ms",
+            "{:<8} n={n:<5} p50 {:>7.2} ms  p99 {:>7.2} ms   (first round, statistics cold: n={} p50 {:.2} ms  p99 {:.2} ms)",
             mode.as_str(),
             pct(&mut times, 50.0),
-            pct(&mut times, 99.0)
+            pct(&mut times, 99.0),
+            first.len(),
+            pct(&mut first, 50.0),
+            pct(&mut first, 99.0),
         );
     }
     // The questions' query vectors, embedded once, each timed.
@@ -248,6 +268,37 @@ fn main() {
             }
         }
     }
+}
+
+/// How the keyword index answers `query` on a fresh connection: its terms with the chunks each
+/// is in, the plan, and the time of a cold and a warm run.
+fn explain(store: &exai_kb::SqliteStore, query: &str) {
+    let k = 50;
+    let t = Instant::now();
+    let (_, plan) = store
+        .keyword_search_planned(query, &Filters::default(), k)
+        .unwrap();
+    let cold = t.elapsed().as_secs_f64() * 1000.0;
+    let t = Instant::now();
+    store
+        .keyword_search_planned(query, &Filters::default(), k)
+        .unwrap();
+    let warm = t.elapsed().as_secs_f64() * 1000.0;
+    let mut terms: Vec<(u64, String)> = exai_kb::store::query_terms(query)
+        .into_iter()
+        .map(|t| (store.term_chunks(&t).unwrap(), t))
+        .collect();
+    terms.sort();
+    let postings: u64 = terms.iter().map(|t| t.0).sum();
+    println!(
+        "      {plan:?}: cold {cold:.2} ms, warm {warm:.2} ms; {} terms in {postings} postings: {}",
+        terms.len(),
+        terms
+            .iter()
+            .map(|(n, t)| format!("{t} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
 
 /// The exact top 50 of every query, and how long each scan took (ms).

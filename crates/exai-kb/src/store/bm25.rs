@@ -245,6 +245,16 @@ impl SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The number of chunks containing `term` (as FTS5 counts: after its own stemming).
+    pub fn term_chunks(&self, term: &str) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
+            [term_query(term)],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+
     /// The number of chunks and, per term, the number of chunks containing it (as FTS5 counts:
     /// after its own stemming), cached until the store changes.
     fn document_frequencies(&self, terms: &[&str]) -> Result<(f64, Vec<f64>)> {
