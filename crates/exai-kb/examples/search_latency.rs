@@ -8,9 +8,10 @@
 //! `--slowest N` lists the N slowest keyword queries of the last round, each with how the keyword
 //! index answered it (plan, terms, chunks each term is in, time on a fresh connection), and the
 //! first round (term statistics not yet cached) is reported apart from the later ones.
-//! `--modes keyword,hybrid` measures only those modes.
+//! `--modes keyword,hybrid` measures only those modes; `--eval` prints their nDCG@10, MRR@10
+//! and recall@10 on the question file first.
 //!
-//! cargo run --release -p exai-kb --example search_latency -- --db PATH --questions FILE [--model DIR] [--precision fp32|int8] [--rounds N] [--modes LIST] [--scan-rows N [--around-only] [--connectivity M] [--expansion-add E]] [--slowest N]
+//! cargo run --release -p exai-kb --example search_latency -- --db PATH --questions FILE [--model DIR] [--precision fp32|int8] [--rounds N] [--modes LIST] [--eval] [--scan-rows N [--around-only] [--connectivity M] [--expansion-add E]] [--slowest N]
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -82,6 +83,17 @@ fn main() {
         r.mode = *modes.last().unwrap();
         kb.search(&r).unwrap();
     }
+    // `--eval`: ranking quality of the measured modes on the question file first (nDCG@10 as
+    // `exai eval` computes it), so every speed figure has its quality beside it.
+    if std::env::args().any(|a| a == "--eval") {
+        let scores = exai_kb::eval::evaluate(&kb, &questions, &modes, &Filters::default()).unwrap();
+        for s in scores {
+            println!(
+                "quality {:<8} nDCG@10 {:.4}  MRR@10 {:.4}  recall@10 {:.4}  ({} questions)",
+                s.mode, s.ndcg_at_10, s.mrr_at_10, s.recall_at_10, s.questions
+            );
+        }
+    }
     let slowest: usize = arg("--slowest").map_or(0, |n| n.parse().unwrap());
     for mode in modes {
         let mut times = Vec::new();
@@ -128,8 +140,10 @@ fn main() {
         );
     }
     // The questions' query vectors, embedded once, each timed.
+    // Only when semantic search is measured: the index's own HNSW graph takes seconds to build.
+    let vector_half = arg("--modes").is_none_or(|m| m.contains("semantic"));
     let queries: Vec<Vec<f32>> = match &embedder {
-        Some(e) => {
+        Some(e) if vector_half => {
             let mut embed = Vec::new();
             let queries: Vec<Vec<f32>> = questions
                 .questions
@@ -149,7 +163,7 @@ fn main() {
             real_vectors(&db, &queries);
             queries
         }
-        None => Vec::new(),
+        _ => Vec::new(),
     };
     if let (Some(rows), Some(e)) = (
         arg("--scan-rows").map(|r| r.parse::<usize>().unwrap()),

@@ -21,8 +21,18 @@
 //! Terms in more than half the chunks (idf clamped) are left out of step 2: each could add at
 //! most 2.2e-6, which only reorders exact ties. Document frequencies come from FTS5 itself, one
 //! `count(*)` per term, cached per store generation.
+//!
+//! Where that bound cannot prove the answer — long questions name several common words, and
+//! their bounds add up past the k-th score — the common terms' own scores answer instead of the
+//! OR-query: each common term's share of every chunk's score (FTS5's `bm25()` of the term
+//! alone; BM25 adds up per term, each term with its own idf) is read once and kept, per store
+//! generation, under [`MAX_CACHED_POSTINGS`] (least recently used out first). With those, a
+//! query costs one FTS5 query over its rare terms and one pass over the common terms' lists in
+//! memory, and its ranking is exact at every depth; later questions naming the same common
+//! words reuse the lists until the store changes.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rusqlite::{params, params_from_iter};
 
@@ -45,13 +55,87 @@ const EXACT_RANKS: usize = 20;
 const BOUND_MARGIN: f64 = 1.01;
 /// Cached document frequencies per connection (reset when the store changes).
 const MAX_CACHED_TERMS: usize = 20_000;
+/// Common terms' scores kept per knowledge base, in (chunk, score) pairs of 8 bytes: 8 MB. A
+/// common term is in at least [`COMMON_SHARE`] of the chunks, so this holds every common word
+/// of an 11k-chunk corpus that questions name, and the few dozen most asked at 100k chunks.
+pub const MAX_CACHED_POSTINGS: usize = 1 << 20;
 
-/// Document frequencies of query terms at one store generation.
+/// Document frequencies and common terms' scores at one store generation.
 #[derive(Debug, Default)]
 pub struct TermStats {
     generation: Option<u64>,
     chunks: f64,
     df: HashMap<String, f64>,
+    /// Every chunk id in ascending order: a chunk's place here indexes the score lists.
+    ids: Option<Arc<Vec<i64>>>,
+    /// Common terms' scores, with when each was last used.
+    lists: HashMap<String, (Arc<TermScores>, u64)>,
+    postings: usize,
+    clock: u64,
+}
+
+impl TermStats {
+    /// A fresh record for `generation`.
+    fn at(generation: u64, chunks: f64) -> Self {
+        Self {
+            generation: Some(generation),
+            chunks,
+            ..Default::default()
+        }
+    }
+
+    /// Keep `scores` for `term`, dropping the least recently used lists to stay under the cap;
+    /// a list larger than the cap alone is not kept.
+    fn keep(&mut self, term: &str, scores: Arc<TermScores>) {
+        let n = scores.len();
+        if n > MAX_CACHED_POSTINGS || self.lists.contains_key(term) {
+            return;
+        }
+        while self.postings + n > MAX_CACHED_POSTINGS {
+            let Some(oldest) = self
+                .lists
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(t, _)| t.clone())
+            else {
+                break;
+            };
+            if let Some((gone, _)) = self.lists.remove(&oldest) {
+                self.postings -= gone.len();
+            }
+        }
+        self.clock += 1;
+        self.postings += n;
+        self.lists.insert(term.to_string(), (scores, self.clock));
+    }
+}
+
+/// One term's share of the BM25 score of every chunk containing it: (place in
+/// [`TermStats::ids`], score), in chunk order.
+#[derive(Debug)]
+pub struct TermScores {
+    postings: Vec<(u32, f32)>,
+    /// The highest of the scores: the most this term adds to any chunk.
+    max: f32,
+}
+
+impl TermScores {
+    fn new(mut postings: Vec<(u32, f32)>) -> Self {
+        postings.sort_unstable_by_key(|p| p.0);
+        let max = postings.iter().map(|p| p.1).fold(0.0, f32::max);
+        Self { postings, max }
+    }
+
+    fn len(&self) -> usize {
+        self.postings.len()
+    }
+
+    /// The term's score in the chunk at `at` (0 where the chunk does not contain it).
+    fn score(&self, at: usize) -> f32 {
+        self.postings
+            .binary_search_by_key(&at, |p| p.0 as usize)
+            .map_or(0.0, |i| self.postings[i].1)
+    }
 }
 
 /// How a keyword search was answered (for tests and benchmarks).
@@ -63,6 +147,8 @@ pub enum KeywordPlan {
     RareFirst,
     /// Rare-first was tried and could not prove its answer; the OR-query answered.
     Fallback,
+    /// The rare terms through FTS5, the common ones from their kept scores; exact.
+    TermScores,
 }
 
 /// The FTS5 query matching any of `terms` (each a phrase, so nothing in it is query syntax).
@@ -91,10 +177,18 @@ fn idf(chunks: f64, df: f64) -> f64 {
     if v <= 0.0 { 1e-6 } else { v }
 }
 
-/// Best first, equal scores by chunk id.
+/// The best `k`, best first, equal scores by chunk id.
 fn top_k(mut rows: Vec<(i64, f64)>, k: usize) -> Vec<(i64, f32)> {
-    rows.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    rows.truncate(k);
+    let order = |a: &(i64, f64), b: &(i64, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if k == 0 {
+        return Vec::new();
+    }
+    if rows.len() > k {
+        // Every chunk of the corpus may be scored: order only the best k.
+        rows.select_nth_unstable_by(k - 1, order);
+        rows.truncate(k);
+    }
+    rows.sort_by(order);
     rows.into_iter().map(|(id, s)| (id, s as f32)).collect()
 }
 
@@ -124,21 +218,44 @@ impl SqliteStore {
         let (chunks, dfs) = self.document_frequencies(&terms)?;
         let mut by_df: Vec<(&str, f64)> = terms.iter().copied().zip(dfs).collect();
         by_df.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let mut rare = by_df
+        let common = by_df
             .iter()
             .take_while(|t| t.1 <= COMMON_SHARE * chunks)
             .count();
+        // The common terms' scores are only kept for the whole store: a filter leaves them to
+        // FTS5. Kept from earlier questions, they answer at once; read now, only where FTS5
+        // would otherwise rank every chunk holding one of them.
+        let unfiltered = filters == &Filters::default();
+        let from_lists = |fetch| -> Result<Option<(Vec<(i64, f32)>, KeywordPlan)>> {
+            if !unfiltered {
+                return Ok(None);
+            }
+            Ok(self
+                .from_term_scores(&by_df, common, chunks, k, fetch)?
+                .map(|top| (top, KeywordPlan::TermScores)))
+        };
+        if let Some(found) = from_lists(true)? {
+            return Ok(found);
+        }
+        let fallback = |plan| match from_lists(true)? {
+            Some(found) => Ok(found),
+            None => plain(plan),
+        };
+        let mut rare = common;
         // Rare terms in fewer than k chunks cannot fill the answer: take in the next ones.
         let mut reach: f64 = by_df[..rare].iter().map(|t| t.1).sum();
         while rare < by_df.len() && reach < k as f64 && by_df[rare].1 <= chunks / 2.0 {
             reach += by_df[rare].1;
             rare += 1;
         }
-        if rare == 0 || rare == by_df.len() {
+        if rare == by_df.len() {
             return plain(KeywordPlan::Plain);
         }
+        if rare == 0 {
+            return fallback(KeywordPlan::Plain);
+        }
         let Some(top) = self.rare_first(&by_df, rare, chunks, filters, k)? else {
-            return plain(KeywordPlan::Fallback);
+            return fallback(KeywordPlan::Fallback);
         };
         let ub = |df: f64| idf(chunks, df) * (K1 + 1.0) * BOUND_MARGIN;
         let proved = k.min(EXACT_RANKS);
@@ -155,11 +272,172 @@ impl SqliteStore {
             split -= 1;
         }
         if split == by_df.len() {
-            return plain(KeywordPlan::Fallback);
+            return fallback(KeywordPlan::Fallback);
         }
         match self.rare_first(&by_df, split, chunks, filters, k)? {
             Some(top) if f64::from(top[proved - 1].1) >= sum => Ok((top, KeywordPlan::RareFirst)),
-            _ => plain(KeywordPlan::Fallback),
+            _ => fallback(KeywordPlan::Fallback),
+        }
+    }
+
+    /// The best `k` chunks by BM25 over every term of `by_df` (rarest first): the rare terms
+    /// (`by_df[..common]`) through FTS5, the common ones from their scores in memory, so every
+    /// chunk is scored exactly. `None` when a common term's scores are not kept and `fetch` is
+    /// false, or when nothing would be gained (no common term that scores).
+    fn from_term_scores(
+        &self,
+        by_df: &[(&str, f64)],
+        common: usize,
+        chunks: f64,
+        k: usize,
+        fetch: bool,
+    ) -> Result<Option<Vec<(i64, f32)>>> {
+        let (rare, common) = by_df.split_at(common);
+        // As in rare-first, a term in more than half the chunks adds at most 2.2e-6.
+        let scoring: Vec<&str> = common
+            .iter()
+            .filter(|t| idf(chunks, t.1) > 1e-6)
+            .map(|t| t.0)
+            .collect();
+        if scoring.is_empty() {
+            return Ok(None);
+        }
+        let Some((ids, lists)) = self.term_scores(&scoring, fetch)? else {
+            return Ok(None);
+        };
+        let rare_rows = if rare.is_empty() {
+            Vec::new()
+        } else {
+            let rare: Vec<&str> = rare.iter().map(|t| t.0).collect();
+            let mut rows = Vec::new();
+            for (id, score) in self.ranked_all(&or_query(&rare), &Filters::default())? {
+                // A chunk written after the ids were read: the store changed under this search.
+                let Ok(at) = ids.binary_search(&id) else {
+                    return Ok(None);
+                };
+                rows.push((at, score));
+            }
+            rows
+        };
+        // The chunks holding a rare term, each with its full score: when the k-th of them
+        // reaches the most a chunk with common terms only can score, no other chunk can enter.
+        if rare_rows.len() >= k {
+            let scored: Vec<(i64, f64)> = rare_rows
+                .iter()
+                .map(|&(at, score)| {
+                    let common: f64 = lists.iter().map(|l| f64::from(l.score(at))).sum();
+                    (ids[at], score + common)
+                })
+                .collect();
+            let top = top_k(scored, k);
+            let bound: f64 = lists.iter().map(|l| f64::from(l.max)).sum::<f64>() * BOUND_MARGIN;
+            if top.last().is_some_and(|t| f64::from(t.1) >= bound) {
+                return Ok(Some(top));
+            }
+        }
+        // Otherwise every chunk holding any term is scored, in one pass over the lists.
+        let mut total = vec![0f64; ids.len()];
+        for list in &lists {
+            for &(at, score) in &list.postings {
+                total[at as usize] += f64::from(score);
+            }
+        }
+        for (at, score) in rare_rows {
+            total[at] += score;
+        }
+        let scored: Vec<(i64, f64)> = total
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s > 0.0)
+            .map(|(at, s)| (ids[at], *s))
+            .collect();
+        Ok(Some(top_k(scored, k)))
+    }
+
+    /// The chunk ids in order and the kept scores of each of `terms`, reading those not kept
+    /// when `fetch` (and keeping them, under the cap); `None` when one is missing and not `fetch`.
+    #[allow(clippy::type_complexity)]
+    fn term_scores(
+        &self,
+        terms: &[&str],
+        fetch: bool,
+    ) -> Result<Option<(Arc<Vec<i64>>, Vec<Arc<TermScores>>)>> {
+        let generation = self.generation()?;
+        let (ids, mut known) = {
+            let mut stats = self.lock_term_stats();
+            if stats.generation != Some(generation) {
+                return Ok(None);
+            }
+            stats.clock += 1;
+            let clock = stats.clock;
+            let known: Vec<Option<Arc<TermScores>>> = terms
+                .iter()
+                .map(|t| {
+                    stats.lists.get_mut(*t).map(|(list, used)| {
+                        *used = clock;
+                        list.clone()
+                    })
+                })
+                .collect();
+            (stats.ids.clone(), known)
+        };
+        if !fetch && (ids.is_none() || known.iter().any(Option::is_none)) {
+            return Ok(None);
+        }
+        // Read outside the lock: one search's new terms do not stall the others.
+        let ids = match ids {
+            Some(ids) => ids,
+            None => {
+                let mut stmt = self
+                    .conn
+                    .prepare_cached("SELECT id FROM chunks ORDER BY id")?;
+                let ids = stmt.query_map([], |r| r.get(0))?;
+                Arc::new(ids.collect::<rusqlite::Result<Vec<i64>>>()?)
+            }
+        };
+        let mut read = Vec::new();
+        for (term, list) in terms.iter().zip(known.iter_mut()) {
+            if list.is_some() {
+                continue;
+            }
+            let rows = self.ranked_all(&term_query(term), &Filters::default())?;
+            let mut postings = Vec::with_capacity(rows.len());
+            for (id, score) in rows {
+                let Ok(at) = ids.binary_search(&id) else {
+                    return Ok(None);
+                };
+                postings.push((u32::try_from(at).unwrap_or(u32::MAX), score as f32));
+            }
+            let scores = Arc::new(TermScores::new(postings));
+            read.push(((*term).to_string(), scores.clone()));
+            *list = Some(scores);
+        }
+        // Kept only if the store did not change while they were read (every write moves the
+        // generation), so the lists and ids describe one state of it.
+        if self.generation()? == generation {
+            let mut stats = self.lock_term_stats();
+            if stats.generation == Some(generation) {
+                if stats.ids.is_none() {
+                    stats.ids = Some(ids.clone());
+                }
+                if stats
+                    .ids
+                    .as_ref()
+                    .is_some_and(|kept| Arc::ptr_eq(kept, &ids))
+                {
+                    for (term, scores) in read {
+                        stats.keep(&term, scores);
+                    }
+                }
+            }
+        }
+        Ok(Some((ids, known.into_iter().flatten().collect())))
+    }
+
+    fn lock_term_stats(&self) -> std::sync::MutexGuard<'_, TermStats> {
+        match self.term_stats.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
         }
     }
 
@@ -259,10 +537,7 @@ impl SqliteStore {
     /// after its own stemming), cached until the store changes.
     fn document_frequencies(&self, terms: &[&str]) -> Result<(f64, Vec<f64>)> {
         let generation = self.generation()?;
-        let lock = || match self.term_stats.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let lock = || self.lock_term_stats();
         // The cache is shared by a knowledge base's readers: its lock is never held while
         // SQLite counts, so one search's new terms do not stall the others.
         let (cached_chunks, mut known) = {
@@ -294,12 +569,10 @@ impl SqliteStore {
             }
         }
         let mut stats = lock();
-        if stats.generation != Some(generation) || stats.df.len() > MAX_CACHED_TERMS {
-            *stats = TermStats {
-                generation: Some(generation),
-                chunks,
-                df: HashMap::new(),
-            };
+        if stats.generation != Some(generation) {
+            *stats = TermStats::at(generation, chunks);
+        } else if stats.df.len() > MAX_CACHED_TERMS {
+            stats.df.clear();
         }
         stats.df.extend(counted);
         Ok((
@@ -478,15 +751,107 @@ mod tests {
             }
         }
         // The pruned plan must really be taken (else this test proves nothing), and the
-        // bound must sometimes send a query back to the OR-query.
+        // bound must sometimes send a query back to the OR-query. Unfiltered questions naming
+        // a common word that scores take the kept lists instead, so a third or so of the runs
+        // (the filtered ones, and those whose common words are all clamped) remain to it.
         assert!(
-            plans.get(&KeywordPlan::RareFirst).copied().unwrap_or(0) > 100,
+            plans.get(&KeywordPlan::RareFirst).copied().unwrap_or(0) > 50,
+            "{plans:?}"
+        );
+        assert!(
+            plans.get(&KeywordPlan::TermScores).copied().unwrap_or(0) > 100,
             "{plans:?}"
         );
         assert!(
             plans.get(&KeywordPlan::Plain).copied().unwrap_or(0) > 0,
             "{plans:?}"
         );
+    }
+
+    /// Rankings from the kept common-term scores are the plain OR-query's at every depth (same
+    /// chunks, same order up to ties, same scores), are really used once the lists are kept,
+    /// and follow a change of the store instead of answering from the old lists.
+    #[test]
+    fn term_scores_equal_the_plain_or_query_at_every_depth() {
+        let (_dir, mut store) = corpus();
+        let check = |store: &SqliteStore, query: &str, k: usize| -> KeywordPlan {
+            let terms = query_terms(query);
+            let terms: Vec<&str> = terms.iter().map(String::as_str).collect();
+            let (got, plan) = store
+                .keyword_search_planned(query, &Filters::default(), k)
+                .unwrap();
+            let all = store
+                .ranked(&or_query(&terms), &Filters::default(), None)
+                .unwrap();
+            assert_eq!(got.len(), all.len().min(k), "{query}");
+            if plan == KeywordPlan::TermScores {
+                let last = all[got.len() - 1].1;
+                for (g, w) in got.iter().zip(&all) {
+                    assert!((g.1 - w.1).abs() < 1e-4, "{query}: {got:?} vs {all:?}");
+                    assert!(
+                        g.0 == w.0 || (g.1 - last).abs() < 1e-4 || (g.1 - w.1).abs() < 1e-5,
+                        "{query}: {got:?} vs {all:?}"
+                    );
+                }
+            }
+            plan
+        };
+        let mut rng = Rng(7);
+        let mut plans: HashMap<KeywordPlan, usize> = HashMap::new();
+        for _ in 0..150 {
+            let mut words = vec!["type".to_string(), "value".to_string()];
+            for _ in 0..(1 + rng.below(4)) {
+                words.push(format!("w{}", rng.below(300)));
+            }
+            let query = words.join(" ");
+            for k in [10, 50] {
+                *plans.entry(check(&store, &query, k)).or_insert(0) += 1;
+            }
+        }
+        assert!(
+            plans.get(&KeywordPlan::TermScores).copied().unwrap_or(0) > 200,
+            "{plans:?}"
+        );
+        // A query of common words only: no rare term chooses candidates at all.
+        assert_eq!(check(&store, "type value", 50), KeywordPlan::TermScores);
+        {
+            let stats = store.lock_term_stats();
+            assert!(stats.lists.contains_key("type") && stats.postings > 0);
+        }
+        // A change moves the generation: the kept lists are dropped, the answer is new.
+        let before = store
+            .bm25_search("type value w1", &Filters::default(), 50)
+            .unwrap();
+        let removed = store.remove_source("small").unwrap();
+        assert!(removed > 0);
+        let after = store
+            .bm25_search("type value w1", &Filters::default(), 50)
+            .unwrap();
+        assert_ne!(before, after);
+        check(&store, "type value w1", 50);
+        check(&store, "type value w1", 10);
+    }
+
+    /// The kept lists stay under the cap, the least recently used leaving first.
+    #[test]
+    fn kept_scores_stay_under_the_cap() {
+        let list = |n: usize| Arc::new(TermScores::new(vec![(0, 1.0); n]));
+        let mut stats = TermStats::at(1, 10.0);
+        let half = MAX_CACHED_POSTINGS / 2;
+        stats.keep("a", list(half));
+        stats.keep("b", list(half));
+        assert_eq!(stats.postings, MAX_CACHED_POSTINGS);
+        // "a" used last: "b" leaves for "c".
+        stats.clock += 1;
+        stats.lists.get_mut("a").unwrap().1 = stats.clock;
+        stats.keep("c", list(10));
+        assert!(stats.lists.contains_key("a") && stats.lists.contains_key("c"));
+        assert!(!stats.lists.contains_key("b"));
+        assert_eq!(stats.postings, half + 10);
+        // Larger than the cap alone: not kept, nothing dropped for it.
+        stats.keep("d", list(MAX_CACHED_POSTINGS + 1));
+        assert!(!stats.lists.contains_key("d"));
+        assert_eq!(stats.postings, half + 10);
     }
 
     #[test]
