@@ -22,14 +22,15 @@
 //! most 2.2e-6, which only reorders exact ties. Document frequencies come from FTS5 itself, one
 //! `count(*)` per term, cached per store generation.
 //!
-//! Where that bound cannot prove the answer — long questions name several common words, and
-//! their bounds add up past the k-th score — the common terms' own scores answer instead of the
-//! OR-query: each common term's share of every chunk's score (FTS5's `bm25()` of the term
-//! alone; BM25 adds up per term, each term with its own idf) is read once and kept, per store
-//! generation, under [`MAX_CACHED_POSTINGS`] (least recently used out first). With those, a
-//! query costs one FTS5 query over its rare terms and one pass over the common terms' lists in
-//! memory, and its ranking is exact at every depth; later questions naming the same common
-//! words reuse the lists until the store changes.
+//! Long questions make rare-first slow: they name several common words, which step 2 walks
+//! inside its AND for every candidate, and whose bounds add up past the k-th score more often
+//! (BENCHMARKS.md, "Keyword tail"). So without filters the terms' own scores answer first: each term in more than 1 % of the
+//! chunks has its share of every chunk's score (FTS5's `bm25()` of the term alone; BM25 adds up
+//! per term, each with its own idf) read once and kept, per store generation, under
+//! [`MAX_CACHED_POSTINGS`] (least recently used out first). A question then costs one FTS5 query
+//! over its rarest terms and one pass over the other terms' lists in memory, and its ranking is
+//! exact at every depth; later questions naming the same words reuse the lists until the store
+//! changes. Filtered searches keep rare-first (the lists hold every chunk, not the filter's).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -55,10 +56,12 @@ const EXACT_RANKS: usize = 20;
 const BOUND_MARGIN: f64 = 1.01;
 /// Cached document frequencies per connection (reset when the store changes).
 const MAX_CACHED_TERMS: usize = 20_000;
-/// Common terms' scores kept per knowledge base, in (chunk, score) pairs of 8 bytes: 8 MB. A
-/// common term is in at least [`COMMON_SHARE`] of the chunks, so this holds every common word
-/// of an 11k-chunk corpus that questions name, and the few dozen most asked at 100k chunks.
-pub const MAX_CACHED_POSTINGS: usize = 1 << 20;
+/// Terms in more than this share of the chunks have their scores kept (without filters): the
+/// rest, each in at most 1 % of the chunks, are few enough rows for FTS5 to rank at once.
+const LISTED_SHARE: f64 = 0.01;
+/// Kept scores per knowledge base, in (chunk, score) pairs of 8 bytes: 16 MB. Enough for the
+/// words questions name on an 11k-chunk corpus, and a few hundred of them at 100k chunks.
+pub const MAX_CACHED_POSTINGS: usize = 1 << 21;
 
 /// Document frequencies and common terms' scores at one store generation.
 #[derive(Debug, Default)]
@@ -222,6 +225,10 @@ impl SqliteStore {
             .iter()
             .take_while(|t| t.1 <= COMMON_SHARE * chunks)
             .count();
+        let listed = by_df
+            .iter()
+            .take_while(|t| t.1 <= LISTED_SHARE * chunks)
+            .count();
         // The common terms' scores are only kept for the whole store: a filter leaves them to
         // FTS5. Kept from earlier questions, they answer at once; read now, only where FTS5
         // would otherwise rank every chunk holding one of them.
@@ -231,7 +238,7 @@ impl SqliteStore {
                 return Ok(None);
             }
             Ok(self
-                .from_term_scores(&by_df, common, chunks, k, fetch)?
+                .from_term_scores(&by_df, listed, chunks, k, fetch)?
                 .map(|top| (top, KeywordPlan::TermScores)))
         };
         if let Some(found) = from_lists(true)? {
@@ -351,6 +358,11 @@ impl SqliteStore {
             .filter(|(_, s)| **s > 0.0)
             .map(|(at, s)| (ids[at], *s))
             .collect();
+        if scored.len() < k && scoring.len() < common.len() {
+            // Chunks holding only a term in most chunks rank last, by its 1e-6 each: too few
+            // others to fill the answer, so the OR-query lists those too.
+            return Ok(None);
+        }
         Ok(Some(top_k(scored, k)))
     }
 
