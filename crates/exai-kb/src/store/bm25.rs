@@ -113,6 +113,9 @@ impl TermStats {
     }
 }
 
+/// Every chunk id in order, and the scores of some terms indexed by place in it.
+type Listed = (Arc<Vec<i64>>, Vec<Arc<TermScores>>);
+
 /// One term's share of the BM25 score of every chunk containing it: (place in
 /// [`TermStats::ids`], score), in chunk order.
 #[derive(Debug)]
@@ -229,25 +232,13 @@ impl SqliteStore {
             .iter()
             .take_while(|t| t.1 <= LISTED_SHARE * chunks)
             .count();
-        // The common terms' scores are only kept for the whole store: a filter leaves them to
-        // FTS5. Kept from earlier questions, they answer at once; read now, only where FTS5
-        // would otherwise rank every chunk holding one of them.
-        let unfiltered = filters == &Filters::default();
-        let from_lists = |fetch| -> Result<Option<(Vec<(i64, f32)>, KeywordPlan)>> {
-            if !unfiltered {
-                return Ok(None);
-            }
-            Ok(self
-                .from_term_scores(&by_df, listed, chunks, k, fetch)?
-                .map(|top| (top, KeywordPlan::TermScores)))
-        };
-        if let Some(found) = from_lists(true)? {
-            return Ok(found);
+        // The listed terms' scores are kept for the whole store only: a filter leaves the
+        // ranking to FTS5.
+        if filters == &Filters::default()
+            && let Some(top) = self.by_term_scores(&by_df, listed, chunks, k)?
+        {
+            return Ok((top, KeywordPlan::TermScores));
         }
-        let fallback = |plan| match from_lists(true)? {
-            Some(found) => Ok(found),
-            None => plain(plan),
-        };
         let mut rare = common;
         // Rare terms in fewer than k chunks cannot fill the answer: take in the next ones.
         let mut reach: f64 = by_df[..rare].iter().map(|t| t.1).sum();
@@ -259,10 +250,10 @@ impl SqliteStore {
             return plain(KeywordPlan::Plain);
         }
         if rare == 0 {
-            return fallback(KeywordPlan::Plain);
+            return plain(KeywordPlan::Plain);
         }
         let Some(top) = self.rare_first(&by_df, rare, chunks, filters, k)? else {
-            return fallback(KeywordPlan::Fallback);
+            return plain(KeywordPlan::Fallback);
         };
         let ub = |df: f64| idf(chunks, df) * (K1 + 1.0) * BOUND_MARGIN;
         let proved = k.min(EXACT_RANKS);
@@ -279,25 +270,25 @@ impl SqliteStore {
             split -= 1;
         }
         if split == by_df.len() {
-            return fallback(KeywordPlan::Fallback);
+            return plain(KeywordPlan::Fallback);
         }
         match self.rare_first(&by_df, split, chunks, filters, k)? {
             Some(top) if f64::from(top[proved - 1].1) >= sum => Ok((top, KeywordPlan::RareFirst)),
-            _ => fallback(KeywordPlan::Fallback),
+            _ => plain(KeywordPlan::Fallback),
         }
     }
 
-    /// The best `k` chunks by BM25 over every term of `by_df` (rarest first): the rare terms
-    /// (`by_df[..common]`) through FTS5, the common ones from their scores in memory, so every
-    /// chunk is scored exactly. `None` when a common term's scores are not kept and `fetch` is
-    /// false, or when nothing would be gained (no common term that scores).
-    fn from_term_scores(
+    /// The best `k` chunks by BM25 over every term of `by_df` (rarest first): the rarest
+    /// (`by_df[..common]`) through FTS5, the others from their kept scores (read and kept now
+    /// where missing), so every chunk is scored exactly. `None` when nothing would be gained (no
+    /// listed term that scores), when the store changed under the search, or when terms in most
+    /// chunks would have to fill the answer.
+    fn by_term_scores(
         &self,
         by_df: &[(&str, f64)],
         common: usize,
         chunks: f64,
         k: usize,
-        fetch: bool,
     ) -> Result<Option<Vec<(i64, f32)>>> {
         let (rare, common) = by_df.split_at(common);
         // As in rare-first, a term in more than half the chunks adds at most 2.2e-6.
@@ -309,7 +300,7 @@ impl SqliteStore {
         if scoring.is_empty() {
             return Ok(None);
         }
-        let Some((ids, lists)) = self.term_scores(&scoring, fetch)? else {
+        let Some((ids, lists)) = self.term_scores(&scoring)? else {
             return Ok(None);
         };
         let rare_rows = if rare.is_empty() {
@@ -366,14 +357,9 @@ impl SqliteStore {
         Ok(Some(top_k(scored, k)))
     }
 
-    /// The chunk ids in order and the kept scores of each of `terms`, reading those not kept
-    /// when `fetch` (and keeping them, under the cap); `None` when one is missing and not `fetch`.
-    #[allow(clippy::type_complexity)]
-    fn term_scores(
-        &self,
-        terms: &[&str],
-        fetch: bool,
-    ) -> Result<Option<(Arc<Vec<i64>>, Vec<Arc<TermScores>>)>> {
+    /// The chunk ids in order and the scores of each of `terms`, read and kept (under the cap)
+    /// where not kept yet; `None` when the store changed under the search.
+    fn term_scores(&self, terms: &[&str]) -> Result<Option<Listed>> {
         let generation = self.generation()?;
         let (ids, mut known) = {
             let mut stats = self.lock_term_stats();
@@ -393,9 +379,6 @@ impl SqliteStore {
                 .collect();
             (stats.ids.clone(), known)
         };
-        if !fetch && (ids.is_none() || known.iter().any(Option::is_none)) {
-            return Ok(None);
-        }
         // Read outside the lock: one search's new terms do not stall the others.
         let ids = match ids {
             Some(ids) => ids,
