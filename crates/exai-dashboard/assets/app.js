@@ -193,9 +193,12 @@
       root.append(svg('line', { class: 'grid-line', x1: L, x2: W - R, y1: Y(v), y2: Y(v) }));
       root.append(svg('text', { class: 'axis', x: L - 6, y: Y(v) + 4, 'text-anchor': 'end' }, f(v)));
     }
-    for (let i = 0; i <= 4; i++) {
-      const t = x0 + ((x1 - x0) * i) / 4;
-      root.append(svg('text', { class: 'axis', x: X(t), y: H - 6, 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle' }, xf(t)));
+    // As many time labels as fit without overlapping (about 7 units per character at 11 px).
+    const labelWidth = 7 * Math.max(String(xf(x0)).length, String(xf(x1)).length) + 16;
+    const ticks = Math.max(1, Math.min(4, Math.floor((W - L - R) / labelWidth) - 1));
+    for (let i = 0; i <= ticks; i++) {
+      const t = x0 + ((x1 - x0) * i) / ticks;
+      root.append(svg('text', { class: 'axis', x: X(t), y: H - 6, 'text-anchor': i === 0 ? 'start' : i === ticks ? 'end' : 'middle' }, xf(t)));
     }
     series.forEach((s, i) => {
       const cls = `s${(i % 6) + 1}`;
