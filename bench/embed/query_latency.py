@@ -20,6 +20,9 @@ to show how the latency grows with the query's length.
 Usage:
     /root/.cache/exai/venv/bin/python bench/embed/query_latency.py [--rounds 3] [--queries 200]
         [--runtime LIB] [--onnx-model DIR] [--variant NAME=THREADS/spin|nospin ...]
+        [--gap-ms G --evict-mb M]
+--gap-ms and --evict-mb pause and read other memory between two queries, as a server does between
+searches (the runtime's idle threads fall asleep, the weights leave the core's caches).
 The Python side needs numpy, onnxruntime and tokenizers (the bench venv has them).
 """
 
@@ -140,6 +143,7 @@ def others_cpu(fn):
 
 def run_rust(binary, args, queries_path, n):
     cmd = [str(binary), "--model", args.onnx_model, "--runtime", args.runtime, "--input", queries_path, "--queries", str(n), "--block", str(args.block)]
+    cmd += ["--gap-ms", str(args.gap_ms), "--evict-mb", str(args.evict_mb)]
     for v in args.variant or []:
         cmd += ["--variant", v]
     with tempfile.TemporaryFile() as err:
@@ -160,6 +164,8 @@ def main():
     ap.add_argument("--wait-idle", type=float, default=120)
     ap.add_argument("--max-others", type=float, default=0.1, help="rounds where other processes used more cores are left out")
     ap.add_argument("--bin", help="a built query_latency (default: build it)")
+    ap.add_argument("--gap-ms", type=int, default=0, help="pause between two queries, as between a server's searches")
+    ap.add_argument("--evict-mb", type=int, default=0, help="other memory read between two queries")
     ap.add_argument("--onnx-model")
     ap.add_argument("--runtime")
     ap.add_argument("--variant", action="append", help="NAME=THREADS/spin|nospin (default: before, default)")

@@ -162,6 +162,8 @@ pub struct EmbedConfig {
     pub remote_model: String,
     pub remote_api_key: Secret,
     pub batch_size: u64,
+    pub max_batch_tokens: u64,
+    pub query_threads: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -340,6 +342,8 @@ impl Default for Config {
                 remote_model: "nomic-embed-text".into(),
                 remote_api_key: Secret::default(),
                 batch_size: 32,
+                max_batch_tokens: 2048,
+                query_threads: 1,
             },
             kb: KbConfig {
                 database: String::new(),

@@ -360,6 +360,8 @@ settings! {
     "embed.remote_model" [] false (Rule::Any) "Model name sent to the remote embeddings API.";
     "embed.remote_api_key" [] true (Rule::Any) "API key for the remote embeddings API.";
     "embed.batch_size" [] false (whole(1, 1024)) "Texts per embedding forward pass or request.";
+    "embed.max_batch_tokens" [] false (whole_says(0, 1_048_576, "0 (no bound) to 1048576")) "ONNX Runtime: padded word pieces per forward pass at most (texts × the batch's longest), so long passages go in narrower batches than short ones. Bounds indexing memory (the runtime keeps the largest pass's buffers); 0: only `embed.batch_size` bounds a batch.";
+    "embed.query_threads" [] false (whole_says(0, 256, "0 (one per core) to 256")) "ONNX Runtime: threads computing one search query's vector (passages use every core); 0: one per core. One is as fast for a query of a few dozen word pieces and much faster when other work holds the cores.";
     "kb.database" [] false (Rule::Any) "Knowledge base database file; empty: `kb.sqlite` in the data directory.";
     "kb.max_file_bytes" [] false (whole_says(1024, i64::MAX, "at least 1024")) "Files larger than this are skipped when indexing.";
     "kb.max_chunks_per_file" [] false (whole(1, 1_000_000)) "Most chunks one file may produce, so one giant file cannot flood the index.";

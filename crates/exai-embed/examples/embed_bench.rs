@@ -3,7 +3,7 @@
 //! ```text
 //! embed_bench --model DIR --input texts.json [--batch 32] [--no-sort] [--pad-max]
 //!             [--threading candle|rayon] [--row-major-weights] [--queries N]
-//!             [--onnx fp32|int8 --runtime LIB [--threads N]]
+//!             [--onnx fp32|int8 --runtime LIB [--threads N] [--max-batch-tokens N] [--no-arena]]
 //! ```
 //! With `--onnx`, DIR is an ONNX model directory (model.onnx / model_int8.onnx or onnx/…) run by
 //! ONNX Runtime from LIB (default: `$ORT_DYLIB_PATH`, else exai's usual search); the candle
@@ -34,6 +34,10 @@ struct Args {
     runtime: Option<PathBuf>,
     /// ONNX intra-op threads (0: one per core).
     threads: usize,
+    /// ONNX: padded tokens per forward pass at most (0: no bound).
+    max_batch_tokens: usize,
+    /// ONNX: without the runtime's CPU memory arena.
+    no_arena: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -44,6 +48,8 @@ fn parse_args() -> Result<Args, String> {
     let mut onnx = None;
     let mut runtime = None;
     let mut threads = 0;
+    let mut max_batch_tokens = 0;
+    let mut no_arena = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -67,6 +73,12 @@ fn parse_args() -> Result<Args, String> {
             "--onnx" => onnx = Some(value()?.parse().map_err(|e| format!("--onnx: {e}"))?),
             "--runtime" => runtime = Some(PathBuf::from(value()?)),
             "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--max-batch-tokens" => {
+                max_batch_tokens = value()?
+                    .parse()
+                    .map_err(|e| format!("--max-batch-tokens: {e}"))?
+            }
+            "--no-arena" => no_arena = true,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -78,6 +90,8 @@ fn parse_args() -> Result<Args, String> {
         onnx,
         runtime,
         threads,
+        max_batch_tokens,
+        no_arena,
     })
 }
 
@@ -156,6 +170,8 @@ fn run() -> Result<(), String> {
             let mut options = OnnxOptions::new(args.options.batch_size);
             options.sort_by_length = args.options.sort_by_length;
             options.intra_threads = args.threads;
+            options.max_batch_tokens = args.max_batch_tokens;
+            options.memory_arena = !args.no_arena;
             let e = OnnxEmbedder::load(&runtime, &graph, precision, options)
                 .map_err(|e| e.to_string())?;
             let options = format!("{:?} runtime {}", e.options(), runtime.display());

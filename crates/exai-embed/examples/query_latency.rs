@@ -7,7 +7,11 @@
 //! ```text
 //! query_latency --model DIR --runtime LIB --input queries.json [--queries N] [--block 20]
 //!               [--precision fp32,int8] [--variant NAME=THREADS/spin|nospin ...]
+//!               [--gap-ms G] [--evict-mb M]
 //! ```
+//! `--gap-ms` sleeps between two queries and `--evict-mb` reads that much other memory there, as a
+//! server does between searches (the runtime's idle threads stop spinning and fall asleep; the
+//! weights leave the caches); by default queries run back to back.
 //! `queries.json` is a JSON array of strings. Each variant is an [`OnnxEmbedder`] whose queries run
 //! with THREADS intra-op threads (0: one per core), spinning or not; by default `default`
 //! ([`OnnxOptions::new`]) and the other combinations of one thread or every core, spinning or
@@ -34,6 +38,8 @@ struct Args {
     block: usize,
     precisions: Vec<Precision>,
     variants: Vec<Variant>,
+    gap_ms: u64,
+    evict_mb: usize,
 }
 
 fn parse_variant(spec: &str) -> Result<Variant, String> {
@@ -59,6 +65,8 @@ fn parse_args() -> Result<Args, String> {
     let mut block = 20;
     let mut precisions = vec![Precision::Fp32, Precision::Int8];
     let mut variants = Vec::new();
+    let mut gap_ms = 0;
+    let mut evict_mb = 0;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -75,6 +83,8 @@ fn parse_args() -> Result<Args, String> {
                     .collect::<Result<_, String>>()?
             }
             "--variant" => variants.push(parse_variant(&value()?)?),
+            "--gap-ms" => gap_ms = value()?.parse().map_err(|e| format!("--gap-ms: {e}"))?,
+            "--evict-mb" => evict_mb = value()?.parse().map_err(|e| format!("--evict-mb: {e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -107,6 +117,8 @@ fn parse_args() -> Result<Args, String> {
         block,
         precisions,
         variants,
+        gap_ms,
+        evict_mb,
     })
 }
 
@@ -164,11 +176,22 @@ fn run() -> Result<(), String> {
     let rows = embedders.len() + 1;
     let mut latencies = vec![Vec::with_capacity(args.queries); rows];
     let sequence: Vec<&String> = queries.iter().cycle().take(args.queries).collect();
+    let mut other_memory = vec![1u8; args.evict_mb * 1024 * 1024];
     for (b, block) in sequence.chunks(args.block.max(1)).enumerate() {
         // Rotate the order so no configuration always runs right after another one.
         for k in 0..rows {
             let row = (b + k) % rows;
             for query in block {
+                if args.gap_ms > 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(args.gap_ms));
+                }
+                if !other_memory.is_empty() {
+                    // Touch every cache line, as other work between two searches would.
+                    for line in other_memory.chunks_mut(64) {
+                        line[0] = line[0].wrapping_add(1);
+                    }
+                    std::hint::black_box(&other_memory);
+                }
                 let started = Instant::now();
                 match embedders.get(row) {
                     Some((_, embedder)) => {

@@ -217,6 +217,11 @@ pub struct EmbedSettings {
     pub remote_dim: Option<usize>,
     /// Passages per forward pass (default 32).
     pub batch_size: usize,
+    /// ONNX Runtime: padded tokens per forward pass at most; 0: `batch_size` alone bounds it
+    /// (see [`OnnxOptions::max_batch_tokens`]).
+    pub max_batch_tokens: usize,
+    /// ONNX Runtime: threads for one query; 0: one per core (see [`OnnxOptions::query_threads`]).
+    pub query_threads: usize,
 }
 
 impl std::fmt::Debug for EmbedSettings {
@@ -235,6 +240,8 @@ impl std::fmt::Debug for EmbedSettings {
             )
             .field("remote_dim", &self.remote_dim)
             .field("batch_size", &self.batch_size)
+            .field("max_batch_tokens", &self.max_batch_tokens)
+            .field("query_threads", &self.query_threads)
             .finish()
     }
 }
@@ -267,6 +274,17 @@ impl EmbedSettings {
                 .then(|| e.remote_api_key.expose().to_string()),
             remote_dim: None,
             batch_size: usize::try_from(e.batch_size).unwrap_or(32),
+            max_batch_tokens: usize::try_from(e.max_batch_tokens).unwrap_or(0),
+            query_threads: usize::try_from(e.query_threads).unwrap_or(1),
+        }
+    }
+
+    /// The ONNX back end's options these settings give.
+    pub fn onnx_options(&self) -> OnnxOptions {
+        OnnxOptions {
+            max_batch_tokens: self.max_batch_tokens,
+            query_threads: self.query_threads,
+            ..OnnxOptions::new(self.batch_size)
         }
     }
 }
@@ -326,7 +344,7 @@ pub fn build(settings: &EmbedSettings) -> Result<Option<Arc<dyn Embedder>>, Embe
                 &runtime,
                 &model,
                 settings.precision,
-                OnnxOptions::new(settings.batch_size),
+                settings.onnx_options(),
             )?;
             Ok(Some(Arc::new(embedder)))
         }
@@ -344,12 +362,7 @@ pub fn build(settings: &EmbedSettings) -> Result<Option<Arc<dyn Embedder>>, Embe
                     ..settings.clone()
                 };
                 let loaded = plan_onnx(&wanted).and_then(|(runtime, model)| {
-                    OnnxEmbedder::load(
-                        &runtime,
-                        &model,
-                        precision,
-                        OnnxOptions::new(settings.batch_size),
-                    )
+                    OnnxEmbedder::load(&runtime, &model, precision, settings.onnx_options())
                 });
                 match loaded {
                     Ok(embedder) => {
@@ -435,6 +448,8 @@ mod tests {
             remote_api_key: Some("sk-very-secret".into()),
             remote_dim: Some(8),
             batch_size: 32,
+            max_batch_tokens: 2048,
+            query_threads: 1,
         }
     }
 

@@ -5,7 +5,8 @@
 //! slower fallback (BENCHMARKS.md, "Local embeddings: ONNX Runtime").
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
@@ -26,12 +27,22 @@ pub struct OnnxOptions {
     /// Texts per forward pass. ONNX Runtime spreads each pass over all intra-op threads, so
     /// batches run one after another.
     pub batch_size: usize,
+    /// Padded tokens per forward pass at most (texts × the batch's longest text), so long
+    /// passages go in narrower batches than short ones; 0: `batch_size` alone bounds a batch.
+    /// The runtime's working memory for a pass grows with this times the text length.
+    pub max_batch_tokens: usize,
+    /// ONNX Runtime's CPU memory arena: buffers of a pass are kept for the next one (a little
+    /// faster) instead of going back to the allocator. The arena only grows, to the largest
+    /// pass it has seen.
+    pub memory_arena: bool,
     /// Threads inside one pass over a batch of passages; 0 means one per core.
     pub intra_threads: usize,
     /// Threads inside one pass over a single query; 0 means one per core. When this differs
-    /// from `intra_threads`, queries run on a session of their own (opened on the first query).
-    /// On an idle machine every core is fastest (`bench/embed/query_latency.py`: one thread
-    /// is slower); with the other core busy, one thread is.
+    /// from `intra_threads`, queries run on a session of their own. A query of a few dozen
+    /// word pieces gives a second thread too little work to pay for waking it: one thread is as
+    /// fast on an idle machine and several times faster when other work holds the other core
+    /// or the pool's threads have gone to sleep between searches
+    /// (`bench/embed/query_latency.py --gap-ms`).
     pub query_threads: usize,
     /// Whether ONNX Runtime's idle intra-op threads spin (busy-wait) for the next operator's
     /// work instead of sleeping: faster on an idle machine, slower when other
@@ -46,8 +57,10 @@ impl OnnxOptions {
     pub fn new(batch_size: usize) -> OnnxOptions {
         OnnxOptions {
             batch_size: batch_size.max(1),
+            max_batch_tokens: 2048,
+            memory_arena: true,
             intra_threads: 0,
-            query_threads: 0,
+            query_threads: 1,
             spinning: true,
             sort_by_length: true,
         }
@@ -66,16 +79,21 @@ struct OnnxConfig {
 /// A loaded ONNX model. Safe to call from several threads at once.
 ///
 /// `ort` runs a session through `&mut`, so each session sits behind a lock. Passages (indexing)
-/// use the main session. Queries use it too when it is free and runs them with the query thread
-/// count; otherwise they get a second session, opened on first need, rather than waiting behind
-/// a batch of 32 passages (~0.4–0.7 s).
+/// use the main session. When queries run with the same thread count they use it too while it
+/// is free; otherwise they get a second session rather than waiting behind a batch of passages
+/// (~0.4–0.7 s). Each session holds its own copy of the weights, so a process opens only the
+/// ones it uses: `load` opens the one queries use (it checks the graph's inputs), the other
+/// opens on first need, and the first batch of passages closes a query session no query has
+/// used yet (a process that only indexes does not keep it).
 pub struct OnnxEmbedder {
     identity: ModelIdentity,
     model: OnnxModel,
     runtime: PathBuf,
     environment: ort::environment::Environment,
-    session: Mutex<Session>,
-    query_session: OnceLock<Result<Mutex<Session>, String>>,
+    session: Mutex<Option<Session>>,
+    query_session: Mutex<Option<Session>>,
+    /// Whether a query has run on the query session.
+    queried: AtomicBool,
     /// Whether the graph takes `token_type_ids` (BERT exports do; some others do not).
     takes_type_ids: bool,
     output: String,
@@ -105,9 +123,14 @@ fn open_session(
     graph: &Path,
     threads: usize,
     spinning: bool,
+    memory_arena: bool,
 ) -> Result<Session, EmbedError> {
     let failed = |e: &dyn std::fmt::Display| invalid(graph, format!("ONNX Runtime: {e}"));
     Session::builder(environment)
+        .map_err(|e| failed(&e))?
+        .with_execution_providers([ort::ep::CPU::default()
+            .with_arena_allocator(memory_arena)
+            .build()])
         .map_err(|e| failed(&e))?
         .with_optimization_level(GraphOptimizationLevel::All)
         .map_err(|e| failed(&e))?
@@ -155,7 +178,14 @@ impl OnnxEmbedder {
             0 => cores,
             n => n,
         };
-        let session = open_session(&environment, &model.graph, threads, options.spinning)?;
+        let shared = query_threads == threads;
+        let session = open_session(
+            &environment,
+            &model.graph,
+            if shared { threads } else { query_threads },
+            options.spinning,
+            options.memory_arena,
+        )?;
         let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         for needed in ["input_ids", "attention_mask"] {
             if !inputs.contains(&needed) {
@@ -196,13 +226,19 @@ impl OnnxEmbedder {
             threads,
             "loaded ONNX embedding model"
         );
+        let (main, query) = if shared {
+            (Some(session), None)
+        } else {
+            (None, Some(session))
+        };
         Ok(OnnxEmbedder {
             identity,
             model: model.clone(),
             runtime: runtime.to_path_buf(),
             environment,
-            session: Mutex::new(session),
-            query_session: OnceLock::new(),
+            session: Mutex::new(main),
+            query_session: Mutex::new(query),
+            queried: AtomicBool::new(false),
             takes_type_ids,
             output,
             tokenizer,
@@ -289,23 +325,45 @@ impl OnnxEmbedder {
             .collect())
     }
 
-    /// The second session: for every query when queries use another thread count than
-    /// passages, else for queries that arrive while the main session is busy.
-    fn query_session(&self) -> Result<&Mutex<Session>, EmbedError> {
-        self.query_session
-            .get_or_init(|| {
-                open_session(
-                    &self.environment,
-                    &self.model.graph,
-                    self.query_threads,
-                    self.options.spinning,
-                )
-                .map(Mutex::new)
-                .map_err(|e| e.to_string())
-            })
-            .as_ref()
-            .map_err(|e| EmbedError::Inference(e.clone()))
+    /// Whether queries run with the passages' settings (and so may share their session).
+    fn queries_share_main(&self) -> bool {
+        self.query_threads == self.threads
     }
+
+    /// `slot`'s session, opened with `threads` if it is not open.
+    fn open_in<'a>(
+        &self,
+        mut slot: MutexGuard<'a, Option<Session>>,
+        threads: usize,
+    ) -> Result<SessionGuard<'a>, EmbedError> {
+        if slot.is_none() {
+            *slot = Some(open_session(
+                &self.environment,
+                &self.model.graph,
+                threads,
+                self.options.spinning,
+                self.options.memory_arena,
+            )?);
+        }
+        Ok(SessionGuard(slot))
+    }
+}
+
+/// A locked slot that holds an open session.
+struct SessionGuard<'a>(MutexGuard<'a, Option<Session>>);
+
+impl SessionGuard<'_> {
+    fn get(&mut self) -> Result<&mut Session, EmbedError> {
+        self.0
+            .as_mut()
+            .ok_or_else(|| EmbedError::Inference("the ONNX session is not open".into()))
+    }
+}
+
+/// A poisoned lock means a panic inside ONNX Runtime's wrapper on another thread; the session
+/// holds no state between runs, so it is still usable.
+fn lock(slot: &Mutex<Option<Session>>) -> MutexGuard<'_, Option<Session>> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Embedder for OnnxEmbedder {
@@ -324,7 +382,11 @@ impl Embedder for OnnxEmbedder {
         let ids = tokenize(&self.tokenizer, texts)?;
         let batches = if self.options.sort_by_length {
             let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
-            batch::plan(&lengths, self.options.batch_size)
+            batch::plan_within(
+                &lengths,
+                self.options.batch_size,
+                self.options.max_batch_tokens,
+            )
         } else {
             let order: Vec<usize> = (0..ids.len()).collect();
             order
@@ -332,13 +394,19 @@ impl Embedder for OnnxEmbedder {
                 .map(<[usize]>::to_vec)
                 .collect()
         };
-        // A poisoned lock means a panic inside ONNX Runtime's wrapper on another thread; the
-        // session itself holds no state between runs, so it is still usable.
-        let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.queries_share_main() && !self.queried.load(Ordering::Relaxed) {
+            // No query has used the session `load` opened for them: an indexing process does
+            // not keep a second copy of the weights for nothing (a later query reopens it).
+            let mut slot = lock(&self.query_session);
+            if !self.queried.load(Ordering::Relaxed) {
+                drop(slot.take());
+            }
+        }
+        let mut session = self.open_in(lock(&self.session), self.threads)?;
         let mut outputs = Vec::with_capacity(batches.len());
         for indices in &batches {
             let seqs: Vec<&[u32]> = indices.iter().map(|&i| ids[i].as_slice()).collect();
-            outputs.push(self.embed_batch(&mut session, &seqs)?);
+            outputs.push(self.embed_batch(session.get()?, &seqs)?);
         }
         drop(session);
         batch::restore(&batches, outputs, texts.len())
@@ -348,7 +416,7 @@ impl Embedder for OnnxEmbedder {
     fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
         let ids = tokenize(&self.tokenizer, &[text])?;
         let seqs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-        let main = if self.query_threads == self.threads {
+        let main = if self.queries_share_main() {
             match self.session.try_lock() {
                 Ok(session) => Some(session),
                 Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
@@ -358,13 +426,14 @@ impl Embedder for OnnxEmbedder {
             None
         };
         let vectors = match main {
-            Some(mut session) => self.embed_batch(&mut session, &seqs)?,
+            Some(slot) => {
+                let mut session = self.open_in(slot, self.threads)?;
+                self.embed_batch(session.get()?, &seqs)?
+            }
             None => {
-                let mut session = self
-                    .query_session()?
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                self.embed_batch(&mut session, &seqs)?
+                self.queried.store(true, Ordering::Relaxed);
+                let mut session = self.open_in(lock(&self.query_session), self.query_threads)?;
+                self.embed_batch(session.get()?, &seqs)?
             }
         };
         vectors

@@ -451,6 +451,8 @@ mod tests {
             remote_api_key: key.map(str::to_string),
             remote_dim: dim,
             batch_size: 32,
+            max_batch_tokens: 2048,
+            query_threads: 1,
         }
     }
 

@@ -74,6 +74,8 @@ fn graph(dir: &std::path::Path, precision: Precision) -> OnnxModel {
         remote_api_key: None,
         remote_dim: None,
         batch_size: 32,
+        max_batch_tokens: 2048,
+        query_threads: 1,
     };
     exai_embed::locate_onnx_model(&settings).unwrap()
 }
@@ -306,6 +308,8 @@ fn build_picks_onnx_for_auto_and_onnx() {
             remote_api_key: None,
             remote_dim: None,
             batch_size: 32,
+            max_batch_tokens: 2048,
+            query_threads: 1,
         };
         let (runtime, model) = exai_embed::plan_onnx(&settings).unwrap();
         assert_eq!(runtime, lib);
@@ -345,8 +349,86 @@ fn build_picks_onnx_for_auto_and_onnx() {
         remote_api_key: None,
         remote_dim: None,
         batch_size: 32,
+        max_batch_tokens: 2048,
+        query_threads: 1,
     };
     let embedder = exai_embed::build(&settings).unwrap().unwrap();
     assert_eq!(embedder.backend(), "onnx");
     assert_eq!(embedder.identity().precision, "fp32");
+}
+
+#[test]
+fn a_query_vector_is_bitwise_the_same_whichever_session_computes_it() {
+    let Some((dir, lib)) = setup() else {
+        return;
+    };
+    let texts: Vec<String> = fixture().items.into_iter().map(|i| i.text).collect();
+    for precision in [Precision::Fp32, Precision::Int8] {
+        let load = |options: OnnxOptions| {
+            OnnxEmbedder::load(&lib, &graph(&dir, precision), precision, options).unwrap()
+        };
+        // The default: queries on a one-thread session of their own, passages on two threads.
+        let separate = load(OnnxOptions {
+            intra_threads: 2,
+            ..OnnxOptions::new(32)
+        });
+        assert_eq!(separate.options().query_threads, 1);
+        let shared = load(OnnxOptions {
+            intra_threads: 2,
+            query_threads: 2,
+            ..OnnxOptions::new(32)
+        });
+        // Passages first: the unused query session is closed and reopened by the first query.
+        let fresh = load(OnnxOptions {
+            intra_threads: 2,
+            ..OnnxOptions::new(32)
+        });
+        for text in &texts {
+            let as_passage = fresh.embed_passages(&[text.as_str()]).unwrap().remove(0);
+            let query = separate.embed_query(text).unwrap();
+            assert_eq!(
+                query,
+                fresh.embed_query(text).unwrap(),
+                "{precision} {text:?}"
+            );
+            assert_eq!(query, as_passage, "{precision} {text:?}");
+            assert_eq!(
+                query,
+                shared.embed_query(text).unwrap(),
+                "{precision} {text:?}"
+            );
+            assert_eq!(
+                query,
+                separate.embed_passages(&[text.as_str()]).unwrap().remove(0),
+                "{precision} {text:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_token_budget_changes_batches_not_vectors() {
+    let Some(embedder) = embedder(Precision::Fp32) else {
+        return;
+    };
+    let (dir, lib) = setup().unwrap();
+    let narrow = OnnxEmbedder::load(
+        &lib,
+        &graph(&dir, Precision::Fp32),
+        Precision::Fp32,
+        OnnxOptions {
+            max_batch_tokens: 40,
+            ..OnnxOptions::new(32)
+        },
+    )
+    .unwrap();
+    let fixture = fixture();
+    let texts: Vec<&str> = fixture.items.iter().map(|i| i.text.as_str()).collect();
+    let wide = embedder.embed_passages(&texts).unwrap();
+    let narrowed = narrow.embed_passages(&texts).unwrap();
+    assert_eq!(narrowed.len(), texts.len());
+    for ((a, b), item) in narrowed.iter().zip(&wide).zip(&fixture.items) {
+        assert!(cosine(a, b) > 0.99999, "{:?}", item.text);
+        assert!(cosine(a, &item.vector) >= 0.999, "{:?}", item.text);
+    }
 }

@@ -186,6 +186,8 @@ fn build_loads_an_explicit_model_directory() {
         remote_api_key: None,
         remote_dim: None,
         batch_size: 32,
+        max_batch_tokens: 2048,
+        query_threads: 1,
     };
     assert_eq!(
         exai_embed::locate_local_model(&settings).unwrap(),

@@ -53,6 +53,8 @@ fn main() {
             remote_api_key: None,
             remote_dim: None,
             batch_size: 32,
+            max_batch_tokens: 2048,
+            query_threads: 1,
         };
         exai_embed::build(&settings).unwrap().unwrap()
     });
