@@ -342,7 +342,7 @@ impl Default for Config {
                 remote_model: "nomic-embed-text".into(),
                 remote_api_key: Secret::default(),
                 batch_size: 32,
-                max_batch_tokens: 2048,
+                max_batch_tokens: 1024,
                 query_threads: 1,
             },
             kb: KbConfig {

@@ -34,8 +34,8 @@ struct Args {
     runtime: Option<PathBuf>,
     /// ONNX intra-op threads (0: one per core).
     threads: usize,
-    /// ONNX: padded tokens per forward pass at most (0: no bound).
-    max_batch_tokens: usize,
+    /// ONNX: padded tokens per forward pass at most (0: no bound; default: exai's default).
+    max_batch_tokens: Option<usize>,
     /// ONNX: without the runtime's CPU memory arena.
     no_arena: bool,
 }
@@ -48,7 +48,7 @@ fn parse_args() -> Result<Args, String> {
     let mut onnx = None;
     let mut runtime = None;
     let mut threads = 0;
-    let mut max_batch_tokens = 0;
+    let mut max_batch_tokens = None;
     let mut no_arena = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -74,9 +74,11 @@ fn parse_args() -> Result<Args, String> {
             "--runtime" => runtime = Some(PathBuf::from(value()?)),
             "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--max-batch-tokens" => {
-                max_batch_tokens = value()?
-                    .parse()
-                    .map_err(|e| format!("--max-batch-tokens: {e}"))?
+                max_batch_tokens = Some(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--max-batch-tokens: {e}"))?,
+                )
             }
             "--no-arena" => no_arena = true,
             other => return Err(format!("unknown argument {other}")),
@@ -170,7 +172,9 @@ fn run() -> Result<(), String> {
             let mut options = OnnxOptions::new(args.options.batch_size);
             options.sort_by_length = args.options.sort_by_length;
             options.intra_threads = args.threads;
-            options.max_batch_tokens = args.max_batch_tokens;
+            if let Some(tokens) = args.max_batch_tokens {
+                options.max_batch_tokens = tokens;
+            }
             options.memory_arena = !args.no_arena;
             let e = OnnxEmbedder::load(&runtime, &graph, precision, options)
                 .map_err(|e| e.to_string())?;

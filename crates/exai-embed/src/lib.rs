@@ -448,7 +448,7 @@ mod tests {
             remote_api_key: Some("sk-very-secret".into()),
             remote_dim: Some(8),
             batch_size: 32,
-            max_batch_tokens: 2048,
+            max_batch_tokens: 1024,
             query_threads: 1,
         }
     }

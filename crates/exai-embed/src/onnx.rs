@@ -57,7 +57,7 @@ impl OnnxOptions {
     pub fn new(batch_size: usize) -> OnnxOptions {
         OnnxOptions {
             batch_size: batch_size.max(1),
-            max_batch_tokens: 2048,
+            max_batch_tokens: 1024,
             memory_arena: true,
             intra_threads: 0,
             query_threads: 1,

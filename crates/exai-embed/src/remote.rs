@@ -451,7 +451,7 @@ mod tests {
             remote_api_key: key.map(str::to_string),
             remote_dim: dim,
             batch_size: 32,
-            max_batch_tokens: 2048,
+            max_batch_tokens: 1024,
             query_threads: 1,
         }
     }

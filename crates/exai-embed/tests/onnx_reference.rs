@@ -74,7 +74,7 @@ fn graph(dir: &std::path::Path, precision: Precision) -> OnnxModel {
         remote_api_key: None,
         remote_dim: None,
         batch_size: 32,
-        max_batch_tokens: 2048,
+        max_batch_tokens: 1024,
         query_threads: 1,
     };
     exai_embed::locate_onnx_model(&settings).unwrap()
@@ -308,7 +308,7 @@ fn build_picks_onnx_for_auto_and_onnx() {
             remote_api_key: None,
             remote_dim: None,
             batch_size: 32,
-            max_batch_tokens: 2048,
+            max_batch_tokens: 1024,
             query_threads: 1,
         };
         let (runtime, model) = exai_embed::plan_onnx(&settings).unwrap();
@@ -349,7 +349,7 @@ fn build_picks_onnx_for_auto_and_onnx() {
         remote_api_key: None,
         remote_dim: None,
         batch_size: 32,
-        max_batch_tokens: 2048,
+        max_batch_tokens: 1024,
         query_threads: 1,
     };
     let embedder = exai_embed::build(&settings).unwrap().unwrap();

@@ -186,7 +186,7 @@ fn build_loads_an_explicit_model_directory() {
         remote_api_key: None,
         remote_dim: None,
         batch_size: 32,
-        max_batch_tokens: 2048,
+        max_batch_tokens: 1024,
         query_threads: 1,
     };
     assert_eq!(

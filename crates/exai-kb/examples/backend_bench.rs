@@ -779,7 +779,7 @@ fn main() {
             remote_api_key: None,
             remote_dim: None,
             batch_size: 32,
-            max_batch_tokens: 2048,
+            max_batch_tokens: 1024,
             query_threads: 1,
         };
         exai_embed::build(&settings).unwrap().unwrap()
