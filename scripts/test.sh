@@ -30,7 +30,7 @@ ORT_DYLIB_PATH="$(scripts/install-onnxruntime.sh "$cache/onnxruntime")"; export 
 scripts/install-model.sh --onnx "$cache/models/all-MiniLM-L6-v2-onnx"
 if [ -f "$cache/models/all-MiniLM-L6-v2-onnx/tokenizer.json" ]; then export EXAI_TEST_ONNX_MODEL_DIR="$cache/models/all-MiniLM-L6-v2-onnx"; fi
 
-step "Chromium (Debian: chromium), for the tests that render script-built pages"
+step "Chromium (Debian: chromium), for the tests that render script-built pages and drive the dashboard"
 EXAI_CHROMIUM="$(scripts/install-chromium.sh)"; export EXAI_CHROMIUM EXAI_REQUIRE_CHROMIUM=1
 
 step "PostgreSQL with pgvector (PyPI: pgserver)"
