@@ -134,7 +134,16 @@ pub async fn run(
     tokio::spawn(crate::sampler::run(state.clone()));
     tokio::spawn(crate::knowledge::refresh_on_schedule(state.clone()));
     let extra = mount.map_or_else(axum::Router::new, |mount| mount(state.clone()));
-    http::serve_with(state, listener, termination_signal(), extra).await?;
+    http::serve_with(state.clone(), listener, termination_signal(), extra).await?;
+    // Calls in flight have finished or had their grace period; jobs still running would hold
+    // the process until their blocking work ends.
+    let cancelled = state.knowledge.jobs.cancel_running();
+    if cancelled > 0 {
+        tracing::info!(
+            cancelled,
+            "stopping the jobs still running; a re-run resumes them"
+        );
+    }
     tracing::info!("exai daemon stopped");
     Ok(())
 }

@@ -360,6 +360,22 @@ impl Jobs {
         job
     }
 
+    /// Ask every job of this daemon still running to stop: the daemon is exiting. Each ends at
+    /// its next check with its committed work kept (a re-run resumes); without this the
+    /// process would wait for the blocking work of every job (a background embedding with
+    /// candle takes minutes) before it could exit.
+    pub fn cancel_running(&self) -> usize {
+        let Ok(jobs) = self.jobs.lock() else {
+            return 0;
+        };
+        let mut cancelled = 0;
+        for job in jobs.values().filter(|j| !j.is_finished()) {
+            job.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+            cancelled += 1;
+        }
+        cancelled
+    }
+
     /// Start a job without checking for others on its source (the daemon's background
     /// embedding, which belongs to the local principal).
     pub fn start(&self, kind: &str, source: &str, paths: Vec<String>) -> Arc<Job> {

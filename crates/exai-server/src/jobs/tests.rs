@@ -350,3 +350,14 @@ fn unreachable_database_is_a_clear_refusal() {
         assert!(jobs.ids(LOCAL).is_empty());
     });
 }
+
+#[test]
+fn a_stopping_daemon_cancels_only_what_still_runs() {
+    let jobs = Jobs::new(&exai_core::Config::default().database);
+    let running = jobs.start("embed", "*", Vec::new());
+    let done = jobs.start("index", "docs", Vec::new());
+    done.finish(Ok(exai_kb::IndexReport::default()));
+    assert_eq!(jobs.cancel_running(), 1);
+    assert!(running.cancel.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(!done.cancel.load(std::sync::atomic::Ordering::SeqCst));
+}
