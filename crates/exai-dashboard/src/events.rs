@@ -3,7 +3,8 @@
 //! - `stats`: calls, failures, calls in flight, connections, sessions, resident memory — once a
 //!   second when something changed, else every ten seconds;
 //! - `calls`: each finished tool call, as its activity record;
-//! - `jobs`: the viewer's index jobs, once a second while one changes;
+//! - `jobs`: the viewer's index jobs, once a second while one changes (other daemons' jobs,
+//!   shared through PostgreSQL, are asked every ten seconds);
 //! - `logs`: new entries of the merged log and activity stream;
 //! - `validation`: the progress of a validation run started from the dashboard.
 //!
@@ -33,6 +34,8 @@ const STATS_AT_LEAST: Duration = Duration::from_secs(10);
 const LOGS_PER_TICK: usize = 200;
 /// Events queued for a page that reads slowly before the stream gives up on it.
 const QUEUE: usize = 256;
+/// Ticks between two looks at the jobs other daemons share through PostgreSQL (a query each).
+const SHARED_JOBS_EVERY: u32 = 10;
 
 pub(crate) const TOPICS: &[&str] = &["stats", "calls", "jobs", "logs", "validation"];
 
@@ -129,6 +132,9 @@ async fn pump(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_stats: Option<(Stats, Instant)> = None;
     let mut last_jobs = String::new();
+    // Other daemons' jobs (PostgreSQL), asked every SHARED_JOBS_EVERY ticks, not every second.
+    let mut others: Vec<serde_json::Value> = Vec::new();
+    let mut ticks: u32 = 0;
     let mut follower = topics
         .contains("logs")
         .then(|| exai_ops::logs::Follower::new(&ctx.state.paths));
@@ -177,7 +183,18 @@ async fn pump(
                     }
                 }
                 if topics.contains("jobs") {
-                    let jobs = jobs(&ctx, &principal).await;
+                    let mut jobs = local_jobs(&ctx, &principal);
+                    if ctx.state.knowledge.jobs.is_shared() {
+                        if ticks.is_multiple_of(SHARED_JOBS_EVERY) {
+                            others = crate::events::jobs(&ctx, &principal).await;
+                        }
+                        let here: HashSet<String> =
+                            jobs.iter().filter_map(|j| j["job_id"].as_str().map(String::from)).collect();
+                        jobs.extend(others.iter().filter(|j| {
+                            j["job_id"].as_str().is_some_and(|id| !here.contains(id))
+                        }).cloned());
+                    }
+                    ticks = ticks.wrapping_add(1);
                     // A finished job's age grows on its own: not a change worth sending.
                     let running = jobs.iter().any(|j| j["state"] == "running");
                     let key: Vec<_> = jobs
@@ -216,7 +233,17 @@ async fn pump(
     }
 }
 
-/// The viewer's index jobs, newest first.
+/// The viewer's jobs of this daemon, from memory.
+fn local_jobs(ctx: &Ctx, principal: &Principal) -> Vec<serde_json::Value> {
+    let jobs = &ctx.state.knowledge.jobs;
+    jobs.ids(principal.name())
+        .iter()
+        .filter_map(|id| jobs.get(id, principal.name()))
+        .filter_map(|job| serde_json::to_value(job.status()).ok())
+        .collect()
+}
+
+/// The viewer's index jobs, this daemon's and (with PostgreSQL) the others' recent ones.
 pub(crate) async fn jobs(ctx: &Ctx, principal: &Principal) -> Vec<serde_json::Value> {
     let jobs = &ctx.state.knowledge.jobs;
     let mut out = Vec::new();

@@ -420,6 +420,11 @@ impl Jobs {
             .filter(|job| job.principal() == principal)
     }
 
+    /// Whether other daemons share their jobs with this one (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
     /// `principal`'s jobs of this daemon.
     pub fn ids(&self, principal: &str) -> Vec<String> {
         self.jobs
